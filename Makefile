@@ -1,0 +1,73 @@
+# modeldr — developer and CI entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+PIP_PIN   := pip==25.3
+STAMP     := $(VENV)/.installed
+TOOLS_ENV := eval "$$(bash scripts/tools.sh --print-env)"
+CLUSTER   ?= primary
+
+.PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
+        sandbox-status sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
+        kind-up kind-down bench bench-serving clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv/ with modeldr installed editable, all extras and dev tools
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(PIP_PIN)"
+	$(PY) -m pip install -q -c constraints.txt -e ".[serving]" --group dev
+	@touch $@
+
+tools: ## Build/install the pinned sandbox tools into ~/.cache/modeldr (idempotent)
+	@bash scripts/tools.sh
+
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy -p modeldr -p sandbox -p tests
+
+test: install tools ## Unit and integration tests (brings the sandbox up, tears it down after)
+	bash scripts/test.sh
+
+test-unit: install ## Unit tests only (nothing running needed)
+	$(PY) -m pytest -m "not integration and not serving" tests/unit
+
+test-integration: install tools ## Integration tests on the sandbox (reuses a running one)
+	$(PY) -m pytest -m integration tests/integration
+
+sandbox-up: install tools ## Start hub, primary, standby, the process runtime and Prometheus
+	@$(TOOLS_ENV); $(PY) -m sandbox up
+
+sandbox-down: install ## Stop the sandbox and remove its state
+	@$(TOOLS_ENV); $(PY) -m sandbox down
+
+sandbox-status: install ## Show the sandbox's clusters, nodes and processes
+	@$(TOOLS_ENV); $(PY) -m sandbox status
+
+sandbox-outage: install ## Whole-cluster outage: make sandbox-outage CLUSTER=primary
+	@$(TOOLS_ENV); $(PY) -m sandbox outage $(CLUSTER)
+
+sandbox-restore: install ## Undo an outage: make sandbox-restore CLUSTER=primary
+	@$(TOOLS_ENV); $(PY) -m sandbox restore $(CLUSTER)
+
+sandbox-fail-node: install ## Fail a node: make sandbox-fail-node CLUSTER=primary NODE=gpu-0
+	@$(TOOLS_ENV); $(PY) -m sandbox fail-node $(CLUSTER) $(NODE)
+
+sandbox-recover-node: install ## Recover a node: make sandbox-recover-node CLUSTER=primary NODE=gpu-0
+	@$(TOOLS_ENV); $(PY) -m sandbox recover-node $(CLUSTER) $(NODE)
+
+kind-up: ## (needs Docker) kind clusters primary and standby; not exercised on this project's CI
+	bash scripts/kind.sh up
+
+kind-down: ## (needs Docker) delete the kind clusters
+	bash scripts/kind.sh down
+
+clean: sandbox-down ## Remove the sandbox state and the virtualenv
+	rm -rf $(VENV) .sandbox .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's test command runs this (via `make test`): unit tests, model-server tests,
+# then integration tests on the sandbox, which it brings up and always tears down.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+eval "$(bash scripts/tools.sh --print-env)"
+
+started_here=0
+if ! $PY -m sandbox status 2>/dev/null | grep -q '"runtime": true'; then started_here=1; fi
+teardown() {
+  if [[ $started_here == 1 || "${CI:-}" == "true" ]]; then
+    echo "== tearing the sandbox down"
+    $PY -m sandbox down || true
+  fi
+}
+trap teardown EXIT
+
+echo "== bringing the sandbox up (integration tests need it; they never skip)"
+t0=$SECONDS
+if ! $PY -m sandbox up; then
+  echo "FAILED: the sandbox could not come up; see .sandbox/logs and .sandbox/kwok/clusters/*/logs" >&2
+  exit 1
+fi
+echo "== sandbox up in $((SECONDS - t0)) s"
+
+# One pytest run so the closing summary counts every test.
+$PY -m pytest "$@"
