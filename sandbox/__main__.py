@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="start hub, primary, standby, the process runtime and Prometheus")
     sub.add_parser("down", help="stop everything and remove the sandbox state")
     sub.add_parser("status", help="print the state of each part as JSON")
-    sub.add_parser("runtime", help="run the process runtime in the foreground (sandbox-up starts it)")
+    sub.add_parser(
+        "runtime", help="run the process runtime in the foreground (sandbox-up starts it)"
+    )
     for name in ("outage", "restore"):
         sub.add_parser(name).add_argument("cluster")
     for name in ("fail-node", "recover-node"):

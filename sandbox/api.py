@@ -1,10 +1,10 @@
 """The sandbox's Python API, used by `python -m sandbox`, the tests and the drill engine.
 
-    from sandbox.api import Sandbox
-    sb = Sandbox()
-    sb.up()
-    sb.outage("primary"); sb.restore("primary")
-    sb.fail_node("primary", "gpu-0"); sb.recover_node("primary", "gpu-0")
+from sandbox.api import Sandbox
+sb = Sandbox()
+sb.up()
+sb.outage("primary"); sb.restore("primary")
+sb.fail_node("primary", "gpu-0"); sb.recover_node("primary", "gpu-0")
 """
 
 from __future__ import annotations
@@ -68,17 +68,27 @@ class Sandbox:
                 future.result()
         clusters.write_kubeconfig(specs)
         for spec in specs:
-            kube.wait_for(lambda s=spec: kube.apiserver_ready(s.name), timeout=timeout,
-                          what=f"apiserver of {spec.name}")
+            kube.wait_for(
+                lambda s=spec: kube.apiserver_ready(s.name),
+                timeout=timeout,
+                what=f"apiserver of {spec.name}",
+            )
             clusters.ensure_nodes(spec)
         for spec in specs:
-            kube.wait_for(lambda s=spec: clusters.nodes_ready(s), timeout=timeout,
-                          what=f"nodes of {spec.name} Ready")
+            kube.wait_for(
+                lambda s=spec: clusters.nodes_ready(s),
+                timeout=timeout,
+                what=f"nodes of {spec.name} Ready",
+            )
         daemons.start(RUNTIME, [sys.executable, "-m", "sandbox", "runtime"], RUNTIME_MARKER)
         url = prometheus.start()
         kube.wait_for(prometheus.ready, timeout=60, what="Prometheus ready")
-        log.info("sandbox up in %.1fs: kubeconfig %s, Prometheus %s",
-                 time.monotonic() - t0, self.paths.kubeconfig, url)
+        log.info(
+            "sandbox up in %.1fs: kubeconfig %s, Prometheus %s",
+            time.monotonic() - t0,
+            self.paths.kubeconfig,
+            url,
+        )
 
     def down(self) -> None:
         """Stop everything and remove the sandbox's state (logs are kept under .sandbox/logs)."""
@@ -116,13 +126,18 @@ class Sandbox:
     def _remove_firewall_rules(self) -> None:
         nft = shutil.which("nft")
         if nft:
-            subprocess.run([nft, "delete", "table", "inet", NFT_TABLE], check=False, capture_output=True)
+            subprocess.run(
+                [nft, "delete", "table", "inet", NFT_TABLE], check=False, capture_output=True
+            )
 
     def status(self) -> dict[str, object]:
         result: dict[str, object] = {}
         for name in CLUSTERS:
-            state = "outage" if self.paths.outage_marker(name).exists() else (
-                "running" if kube.apiserver_ready(name) else "down")
+            state = (
+                "outage"
+                if self.paths.outage_marker(name).exists()
+                else ("running" if kube.apiserver_ready(name) else "down")
+            )
             result[name] = state
         result["runtime"] = bool(daemons.running_pid(RUNTIME, RUNTIME_MARKER))
         result["prometheus"] = prometheus.base_url() if prometheus.ready() else None
@@ -140,7 +155,9 @@ class Sandbox:
 
     def _check_member(self, cluster: str) -> None:
         if cluster not in CLUSTERS:
-            raise SandboxError(f"unknown cluster {cluster!r}; expected one of {', '.join(CLUSTERS)}")
+            raise SandboxError(
+                f"unknown cluster {cluster!r}; expected one of {', '.join(CLUSTERS)}"
+            )
 
     def outage(self, cluster: str, *, timeout: float = 30.0) -> None:
         """Whole-cluster outage: its pod processes die at once, then its control plane stops."""
@@ -148,10 +165,16 @@ class Sandbox:
         self.paths.state.mkdir(parents=True, exist_ok=True)
         ack = self.paths.outage_ack(cluster)
         ack.unlink(missing_ok=True)
-        self.paths.outage_marker(cluster).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+        self.paths.outage_marker(cluster).write_text(
+            time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime())
+        )
         if daemons.running_pid(RUNTIME, RUNTIME_MARKER):
-            kube.wait_for(ack.exists, timeout=timeout, interval=0.1,
-                          what=f"process runtime to kill {cluster}'s pods")
+            kube.wait_for(
+                ack.exists,
+                timeout=timeout,
+                interval=0.1,
+                what=f"process runtime to kill {cluster}'s pods",
+            )
         clusters.stop(CLUSTERS[cluster])
         log.info("cluster %s: outage (pods killed, control plane stopped)", cluster)
 
@@ -159,13 +182,18 @@ class Sandbox:
         """Bring a cluster back with its stored state; the runtime restarts its pods."""
         self._check_member(cluster)
         clusters.start(CLUSTERS[cluster])
-        kube.wait_for(lambda: kube.apiserver_ready(cluster), timeout=timeout,
-                      what=f"apiserver of {cluster}")
+        kube.wait_for(
+            lambda: kube.apiserver_ready(cluster), timeout=timeout, what=f"apiserver of {cluster}"
+        )
         self.paths.outage_marker(cluster).unlink(missing_ok=True)
         ack = self.paths.outage_ack(cluster)
         if daemons.running_pid(RUNTIME, RUNTIME_MARKER):
-            kube.wait_for(lambda: not ack.exists(), timeout=30, interval=0.1,
-                          what=f"process runtime to restart {cluster}'s pods")
+            kube.wait_for(
+                lambda: not ack.exists(),
+                timeout=30,
+                interval=0.1,
+                what=f"process runtime to restart {cluster}'s pods",
+            )
         ack.unlink(missing_ok=True)
         log.info("cluster %s: restored", cluster)
 
@@ -179,7 +207,8 @@ class Sandbox:
         self._check_member(cluster)
         coordination = client.CoordinationV1Api(kube.api_client(cluster))
         coordination.patch_namespaced_lease(
-            node, "kube-node-lease",
+            node,
+            "kube-node-lease",
             {"spec": {"holderIdentity": FAILED_NODE_LEASE_HOLDER, "leaseDurationSeconds": 86400}},
         )
         clusters.patch_node_annotations(cluster, node, {FAILED_NODE_ANNOTATION: "true"})
@@ -191,7 +220,8 @@ class Sandbox:
         clusters.patch_node_annotations(cluster, node, {FAILED_NODE_ANNOTATION: None})
         coordination = client.CoordinationV1Api(kube.api_client(cluster))
         coordination.patch_namespaced_lease(
-            node, "kube-node-lease",
+            node,
+            "kube-node-lease",
             {"spec": {"holderIdentity": None, "leaseDurationSeconds": clusters.NODE_LEASE_SECONDS}},
         )
         log.info("cluster %s: node %s recovered", cluster, node)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from sandbox import kube
 from sandbox.config import (
     GPU_PRODUCT,
@@ -228,7 +229,11 @@ def node_manifest(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
                 "node.alpha.kubernetes.io/ttl": "0",
             },
         },
-        "spec": {"podCIDR": spec.node_pod_cidr(node), "podCIDRs": [spec.node_pod_cidr(node)], "taints": taints},
+        "spec": {
+            "podCIDR": spec.node_pod_cidr(node),
+            "podCIDRs": [spec.node_pod_cidr(node)],
+            "taints": taints,
+        },
         "status": {"capacity": capacity, "allocatable": dict(capacity)},
     }
 

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = {"count": 0}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             requests["count"] += 1
             if self.path == "/healthz":
                 ready = time.monotonic() - started >= args.ready_after
@@ -51,16 +51,18 @@ def main(argv: list[str] | None = None) -> int:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *fmt_args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *fmt_args: object) -> None:
             pass
 
     server = ThreadingHTTPServer((args.host, args.port), Handler)
 
     def on_term(_signum: int, _frame: object) -> None:
         print("SIGTERM received", flush=True)
+
         def stop() -> None:
             time.sleep(args.drain)
             server.shutdown()
+
         threading.Thread(target=stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_term)

@@ -41,7 +41,9 @@ def apiserver_ready(cluster: str) -> bool:
         return False
 
 
-def wait_for(predicate: Any, *, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Any, *, timeout: float, interval: float = 0.5, what: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns a truthy value; raise TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None

@@ -54,7 +54,9 @@ def field_ref(pod: dict[str, Any], field_path: str, pod_ip: str, node_ip: str) -
     raise PodSpecError(f"fieldRef {field_path!r} is not supported by the sandbox process runtime")
 
 
-def container_env(pod: dict[str, Any], container: dict[str, Any], pod_ip: str, node_ip: str) -> dict[str, str]:
+def container_env(
+    pod: dict[str, Any], container: dict[str, Any], pod_ip: str, node_ip: str
+) -> dict[str, str]:
     """The container's environment: literal values (with $(VAR) expansion) and fieldRefs."""
     env: dict[str, str] = {}
     for item in container.get("env") or []:

@@ -37,7 +37,11 @@ def scrape_job(cluster: str) -> dict[str, Any]:
         ],
         "relabel_configs": [
             {"source_labels": [f"{annotation}scrape"], "regex": "true", "action": "keep"},
-            {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
+            {
+                "source_labels": ["__meta_kubernetes_pod_phase"],
+                "regex": "Running",
+                "action": "keep",
+            },
             {
                 "source_labels": ["__meta_kubernetes_pod_ip", f"{annotation}port"],
                 "regex": "(.+);(\\d+)",
@@ -46,7 +50,11 @@ def scrape_job(cluster: str) -> dict[str, Any]:
             },
             # The network rule, enforced where scraping happens: loopback only.
             {"source_labels": ["__address__"], "regex": "127\\.[0-9.]+:\\d+", "action": "keep"},
-            {"source_labels": [f"{annotation}path"], "regex": "(.+)", "target_label": "__metrics_path__"},
+            {
+                "source_labels": [f"{annotation}path"],
+                "regex": "(.+)",
+                "target_label": "__metrics_path__",
+            },
             {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
             {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
@@ -101,7 +109,9 @@ def query(expr: str) -> list[dict[str, Any]]:
     """Instant query; the result vector (raises on an error answer)."""
     from urllib.parse import urlencode
 
-    with urllib.request.urlopen(f"{base_url()}/api/v1/query?{urlencode({'query': expr})}", timeout=5) as r:
+    with urllib.request.urlopen(
+        f"{base_url()}/api/v1/query?{urlencode({'query': expr})}", timeout=5
+    ) as r:
         body = json.load(r)
     if body.get("status") != "success":
         raise RuntimeError(f"Prometheus query {expr!r} failed: {body}")

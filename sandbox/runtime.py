@@ -73,8 +73,11 @@ def run_probe(probe: Probe, pod_ip: str, env: dict[str, str]) -> bool:
                 return True
         if probe.kind == "exec":
             done = subprocess.run(
-                list(probe.command), env={**os.environ, **env}, timeout=probe.timeout,
-                capture_output=True, check=False,
+                list(probe.command),
+                env={**os.environ, **env},
+                timeout=probe.timeout,
+                capture_output=True,
+                check=False,
             )
             return done.returncode == 0
     except Exception:
@@ -235,9 +238,17 @@ class PodWorker:
                 return
             self.restart_count += 1
             delay = restart_backoff(self.restart_count)
-            self._patch_status(waiting_reason="CrashLoopBackOff" if delay > 1 else "ContainerCreating")
-            log.info("%s/%s exited %d; restart %d in %.0fs", self.namespace, self.name,
-                     exit_code, self.restart_count, delay)
+            self._patch_status(
+                waiting_reason="CrashLoopBackOff" if delay > 1 else "ContainerCreating"
+            )
+            log.info(
+                "%s/%s exited %d; restart %d in %.0fs",
+                self.namespace,
+                self.name,
+                exit_code,
+                self.restart_count,
+                delay,
+            )
             if self.deleting.wait(delay):
                 self._terminate()
                 return
@@ -264,18 +275,31 @@ class PodWorker:
             out.write(f"--- {_now()} start {argv} (restart {self.restart_count})\n".encode())
             out.flush()
             self.process = subprocess.Popen(
-                argv, env={**base_env, **env}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                argv,
+                env={**base_env, **env},
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         pidfile = self.log_path.with_suffix(".pid")
         pidfile.write_text(str(self.process.pid))
         self.started_at = _now()
         self.ready = False
         self._patch_status(phase="Running")
-        log.info("%s/%s/%s: started pid %d on %s", self.cluster.name, self.namespace,
-                 self.name, self.process.pid, self.pod_ip)
+        log.info(
+            "%s/%s/%s: started pid %d on %s",
+            self.cluster.name,
+            self.namespace,
+            self.name,
+            self.process.pid,
+            self.pod_ip,
+        )
 
-    def _supervise(self, readiness: Probe | None, liveness: Probe | None, env: dict[str, str]) -> int:
+    def _supervise(
+        self, readiness: Probe | None, liveness: Probe | None, env: dict[str, str]
+    ) -> int:
         """Watch the process and run its probes until it exits or the pod is deleted."""
         assert self.process is not None
         started = time.monotonic()
@@ -288,7 +312,9 @@ class PodWorker:
         while True:
             code = self.process.poll()
             if code is not None:
-                self._set_ready(False, patch=not self.killed.is_set() and not self.deleting.is_set())
+                self._set_ready(
+                    False, patch=not self.killed.is_set() and not self.deleting.is_set()
+                )
                 return code
             if self.deleting.is_set() or self.killed.is_set():
                 return -1
@@ -328,13 +354,17 @@ class PodWorker:
             time.sleep(min(float(pre_stop["sleep"].get("seconds") or 0), max(0.0, grace)))
         elif "httpGet" in pre_stop:
             with contextlib.suppress(PodSpecError):
-                hook = parse_probe({"httpGet": pre_stop["httpGet"], "timeoutSeconds": max(1, int(grace))},
-                                   self.container)
+                hook = parse_probe(
+                    {"httpGet": pre_stop["httpGet"], "timeoutSeconds": max(1, int(grace))},
+                    self.container,
+                )
                 if hook:
                     run_probe(hook, self.pod_ip, {})
         elif "exec" in pre_stop:
             command = list(pre_stop["exec"].get("command") or [])
-            if command == ["sleep", command[-1]] or (len(command) == 2 and command[0].endswith("sleep")):
+            if command == ["sleep", command[-1]] or (
+                len(command) == 2 and command[0].endswith("sleep")
+            ):
                 time.sleep(min(float(command[1]), max(0.0, grace)))
         self._signal(signal.SIGTERM)
         # Like the kubelet: at least 2 s after SIGTERM even if preStop used the grace up.
@@ -353,14 +383,19 @@ class PodWorker:
         if self.killed.is_set():
             return
         code = self.process.returncode if self.process else 0
-        log.info("%s/%s/%s: terminated (exit %s)", self.cluster.name, self.namespace, self.name, code)
+        log.info(
+            "%s/%s/%s: terminated (exit %s)", self.cluster.name, self.namespace, self.name, code
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not self.killed.is_set():
             try:
                 self.core.delete_namespaced_pod(
-                    self.name, self.namespace, grace_period_seconds=0,
-                    body=client.V1DeleteOptions(grace_period_seconds=0,
-                                                preconditions=client.V1Preconditions(uid=self.uid)),
+                    self.name,
+                    self.namespace,
+                    grace_period_seconds=0,
+                    body=client.V1DeleteOptions(
+                        grace_period_seconds=0, preconditions=client.V1Preconditions(uid=self.uid)
+                    ),
                 )
                 return
             except ApiException as exc:
@@ -404,7 +439,7 @@ class PodWorker:
         }
         if self.last_state:
             container_status["lastState"] = self.last_state
-        conditions = [
+        conditions: list[dict[str, Any]] = [
             {"type": "PodReadyToStartContainers", "status": "True"},
             {"type": "Initialized", "status": "True"},
             {"type": "PodScheduled", "status": "True"},
@@ -414,8 +449,10 @@ class PodWorker:
         old = {c.get("type"): c for c in (self.pod.get("status") or {}).get("conditions") or []}
         for condition in conditions:
             previous = old.get(condition["type"])
-            changed = not previous or previous.get("status") != condition["status"]
-            condition["lastTransitionTime"] = now if changed else previous.get("lastTransitionTime", now)
+            unchanged = previous is not None and previous.get("status") == condition["status"]
+            condition["lastTransitionTime"] = (
+                previous.get("lastTransitionTime", now) if previous and unchanged else now
+            )
             condition["lastProbeTime"] = None
         body = {
             "status": {
@@ -515,9 +552,10 @@ class ClusterRuntime:
                 self.workers.pop(uid)
                 worker = None
             if worker is None:
-                if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not meta.get(
-                    "deletionTimestamp"
-                ):
+                if (pod.get("status") or {}).get("phase") in (
+                    "Succeeded",
+                    "Failed",
+                ) and not meta.get("deletionTimestamp"):
                     continue
                 worker = PodWorker(self.spec, core, self.allocator, pod)
                 worker.update(pod)
@@ -559,10 +597,14 @@ def kill_stale_processes() -> None:
 
 
 def main(clusters: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     kill_stale_processes()
     runtimes = [ClusterRuntime(CLUSTERS[name]) for name in (clusters or list(CLUSTERS))]
-    threads = [threading.Thread(target=r.run, name=f"cluster-{r.spec.name}", daemon=True) for r in runtimes]
+    threads = [
+        threading.Thread(target=r.run, name=f"cluster-{r.spec.name}", daemon=True) for r in runtimes
+    ]
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -6,6 +6,7 @@ session fails and says why: integration tests never skip.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -19,8 +20,10 @@ from sandbox.config import CLUSTERS, MEMBER_CLUSTERS
 
 def _running(sb: Sandbox) -> bool:
     status = sb.status()
-    return all(status[name] == "running" for name in CLUSTERS) and bool(status["runtime"]) and bool(
-        status["prometheus"]
+    return (
+        all(status[name] == "running" for name in CLUSTERS)
+        and bool(status["runtime"])
+        and bool(status["prometheus"])
     )
 
 
@@ -49,7 +52,6 @@ def namespace(sandbox: Sandbox) -> Iterator[str]:
         kube.core(cluster).create_namespace({"metadata": {"name": name}})
     yield name
     for cluster in MEMBER_CLUSTERS:
-        try:
+        # A cluster left in an outage by a failed test cannot answer; sandbox-down cleans it.
+        with contextlib.suppress(Exception):
             kube.core(cluster).delete_namespace(name)
-        except Exception:
-            pass  # a cluster left in an outage by a failed test; sandbox-down cleans it

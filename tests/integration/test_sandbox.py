@@ -77,8 +77,9 @@ def test_pod_deletion_sigterms_process_and_replacement_becomes_ready(
 ) -> None:
     apps = client.AppsV1Api(kube.api_client("primary"))
     apps.create_namespaced_deployment(namespace, echo_deployment("term", replicas=1, drain=1))
-    kube.wait_for(lambda: len(ready_pods(core_primary, namespace, "term")) == 1, timeout=60,
-                  what="pod Ready")
+    kube.wait_for(
+        lambda: len(ready_pods(core_primary, namespace, "term")) == 1, timeout=60, what="pod Ready"
+    )
     victim = ready_pods(core_primary, namespace, "term")[0]
     log_file = sandbox_paths().processes / "primary" / namespace / f"{victim.metadata.name}.log"
     core_primary.delete_namespaced_pod(victim.metadata.name, namespace)
@@ -88,11 +89,17 @@ def test_pod_deletion_sigterms_process_and_replacement_becomes_ready(
         return len(ready) == 1 and ready[0].metadata.uid != victim.metadata.uid
 
     kube.wait_for(replaced, timeout=60, what="a replacement pod Ready")
-    kube.wait_for(lambda: "SIGTERM received" in log_file.read_text(), timeout=15,
-                  what="the old process to log SIGTERM")
+    kube.wait_for(
+        lambda: "SIGTERM received" in log_file.read_text(),
+        timeout=15,
+        what="the old process to log SIGTERM",
+    )
     # The old pod is gone from the API once its process exited; the new one answers.
-    kube.wait_for(lambda: len(pods(core_primary, namespace, "term")) == 1, timeout=30,
-                  what="the old pod to be removed")
+    kube.wait_for(
+        lambda: len(pods(core_primary, namespace, "term")) == 1,
+        timeout=30,
+        what="the old pod to be removed",
+    )
     assert "exiting" in log_file.read_text(), "the process did not shut down by itself on SIGTERM"
     new_ip = ready_pods(core_primary, namespace, "term")[0].status.pod_ip
     assert answers(new_ip)
@@ -106,8 +113,9 @@ def test_exited_process_is_restarted_and_counted(
 
     apps = client.AppsV1Api(kube.api_client("primary"))
     apps.create_namespaced_deployment(namespace, echo_deployment("crash", replicas=1))
-    kube.wait_for(lambda: len(ready_pods(core_primary, namespace, "crash")) == 1, timeout=60,
-                  what="pod Ready")
+    kube.wait_for(
+        lambda: len(ready_pods(core_primary, namespace, "crash")) == 1, timeout=60, what="pod Ready"
+    )
     pod = ready_pods(core_primary, namespace, "crash")[0]
     pidfile = sandbox_paths().processes / "primary" / namespace / f"{pod.metadata.name}.pid"
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
@@ -115,7 +123,7 @@ def test_exited_process_is_restarted_and_counted(
     def restarted() -> bool:
         p = core_primary.read_namespaced_pod(pod.metadata.name, namespace)
         status = p.status.container_statuses[0]
-        return status.restart_count >= 1 and status.ready
+        return bool(status.restart_count >= 1 and status.ready)
 
     kube.wait_for(restarted, timeout=60, what="the container to restart and turn Ready again")
     assert answers(pod.status.pod_ip)
@@ -126,8 +134,11 @@ def test_prometheus_scrapes_both_pods_with_cluster_label(
 ) -> None:
     apps = client.AppsV1Api(kube.api_client("primary"))
     apps.create_namespaced_deployment(namespace, echo_deployment("scraped", replicas=2))
-    kube.wait_for(lambda: len(ready_pods(core_primary, namespace, "scraped")) == 2, timeout=60,
-                  what="2 pods Ready")
+    kube.wait_for(
+        lambda: len(ready_pods(core_primary, namespace, "scraped")) == 2,
+        timeout=60,
+        what="2 pods Ready",
+    )
     names = {p.metadata.name for p in ready_pods(core_primary, namespace, "scraped")}
     query = f'up{{cluster="primary", namespace="{namespace}"}} == 1'
 
@@ -155,14 +166,27 @@ def test_service_account_without_rolebinding_is_denied(sandbox: Sandbox, namespa
     assert denied.value.status == 403
     # Same token, once bound to a Role, is allowed: the denial was RBAC, not a broken token.
     rbac = client.RbacAuthorizationV1Api(kube.api_client("primary"))
-    rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": "read-pods"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
-    })
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "nobody-reads-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-pods"},
-        "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}],
-    })
-    kube.wait_for(lambda: as_nobody.list_namespaced_pod(namespace) is not None, timeout=20,
-                  what="the RoleBinding to take effect")
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "read-pods"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "nobody-reads-pods"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "read-pods",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}],
+        },
+    )
+    kube.wait_for(
+        lambda: as_nobody.list_namespaced_pod(namespace) is not None,
+        timeout=20,
+        what="the RoleBinding to take effect",
+    )

@@ -38,7 +38,7 @@ def echo_deployment(
                         {
                             "name": "echo",
                             "image": "sandbox/echo",
-                            # The process runtime runs the command from here, like an image's WORKDIR.
+                            # The runtime runs the command from here, like an image's WORKDIR.
                             "workingDir": str(REPO_ROOT),
                             "command": [sys.executable, "-m", "sandbox.echo_server"],
                             "args": [
@@ -48,8 +48,14 @@ def echo_deployment(
                                 f"--drain={drain}",
                             ],
                             "env": [
-                                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                {
+                                    "name": "POD_IP",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                                },
+                                {
+                                    "name": "POD_NAME",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                                },
                             ],
                             "ports": [{"name": "http", "containerPort": 8080}],
                             "readinessProbe": {
@@ -70,7 +76,10 @@ def service(name: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name},
-        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
+        "spec": {
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": 8080, "targetPort": 8080}],
+        },
     }
 
 
