@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-down bench bench-serving clean
+        kind-up kind-down bench bench-serving clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check "$(PIP_PIN)"
 	$(PY) -m pip install -q -c constraints.txt -e ".[serving]" --group dev
 	@touch $@
+
+demo: install tools ## The demo: a tiny BERT on primary and standby, a primary outage mid-traffic
+	@$(TOOLS_ENV); $(PY) -m sandbox.demo
 
 tools: ## Build/install the pinned sandbox tools into ~/.cache/modeldr (idempotent)
 	@bash scripts/tools.sh
