@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-down bench bench-serving clean demo
+        kind-up kind-down bench bench-sandbox bench-serving clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -34,7 +34,7 @@ tools: ## Build/install the pinned sandbox tools into ~/.cache/modeldr (idempote
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy -p modeldr -p sandbox -p tests
+	$(VENV)/bin/mypy -p modeldr -p sandbox -p tests -p bench
 
 test: install tools ## Unit and integration tests (brings the sandbox up, tears it down after)
 	bash scripts/test.sh
@@ -65,6 +65,14 @@ sandbox-fail-node: install ## Fail a node: make sandbox-fail-node CLUSTER=primar
 
 sandbox-recover-node: install ## Recover a node: make sandbox-recover-node CLUSTER=primary NODE=gpu-0
 	@$(TOOLS_ENV); $(PY) -m sandbox recover-node $(CLUSTER) $(NODE)
+
+bench: bench-sandbox bench-serving ## All benchmarks; figures printed and saved under bench/results/
+
+bench-sandbox: install tools ## Sandbox up time (cold, warm) and idle memory -> bench/results/sandbox.json
+	@$(TOOLS_ENV); $(PY) -m bench.sandbox_bench
+
+bench-serving: install ## Model server vs a naive baseline on CPU -> bench/results/serving.json
+	$(PY) bench/serving_bench.py
 
 kind-up: ## (needs Docker) kind clusters primary and standby; not exercised on this project's CI
 	bash scripts/kind.sh up
