@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,23 @@ def exists(spec: ClusterSpec) -> bool:
     return (cluster_dir(spec) / "kwok.yaml").exists()
 
 
+def check_ports_free(spec: ClusterSpec) -> None:
+    """Fail clearly when another program (often a sandbox of another checkout) holds a port."""
+    busy = []
+    for option, port in spec.ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(f"{port} ({option})")
+    if busy:
+        raise RuntimeError(
+            f"cluster {spec.name}: 127.0.0.1 ports {', '.join(busy)} are in use; is a sandbox of "
+            "another checkout running? Stop it with `make sandbox-down` there."
+        )
+
+
 def create_or_start(spec: ClusterSpec) -> None:
     """Idempotent: create the cluster, or start it if it exists, or leave it running."""
     paths = sandbox_paths()
@@ -138,9 +156,11 @@ def create_or_start(spec: ClusterSpec) -> None:
             log.info("cluster %s already running", spec.name)
             return
         log.info("starting cluster %s", spec.name)
+        check_ports_free(spec)
         _kwokctl(spec, "start", "cluster", "--wait", "120s")
     else:
         log.info("creating cluster %s", spec.name)
+        check_ports_free(spec)
         scratch_kubeconfig = paths.kwok_workdir / "kwokctl-kubeconfig"
         _kwokctl(
             spec,
