@@ -565,10 +565,12 @@ class ClusterRuntime:
                 worker.update(pod)
         for uid, worker in list(self.workers.items()):
             if uid not in seen:
-                # Force-deleted from the API: the container goes too.
+                # Force-deleted from the API: the container goes too, and its IP is free.
                 worker.deleting.set()
                 worker.kill_now()
                 self.workers.pop(uid)
+                if worker.pod_ip:
+                    self.allocator.release(worker.pod_ip)
             elif worker.gone.is_set() and not worker.killed.is_set():
                 self.workers.pop(uid)
 

@@ -12,6 +12,11 @@ teardown() {
   if [[ $started_here == 1 || "${CI:-}" == "true" ]]; then
     echo "== tearing the sandbox down"
     $PY -m sandbox down || true
+    # sandbox-down must leave nothing behind: no process runs out of .sandbox/.
+    if pgrep -f "$PWD/.sandbox/" >/dev/null; then
+      echo "FAILED: processes outlived sandbox-down:" >&2; pgrep -af "$PWD/.sandbox/" >&2
+      exit 1
+    fi
   fi
 }
 trap teardown EXIT
