@@ -1,3 +1,6 @@
-"""modeldr: serve BERT/Transformer models from a primary and a standby cluster, and prove failover with drills."""
+"""modeldr: serve BERT/Transformer models from a primary and a standby cluster.
+
+Disaster-recovery drills prove that the standby takes over.
+"""
 
 __version__ = "0.1.0"

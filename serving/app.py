@@ -1,0 +1,296 @@
+"""The HTTP surface: Open Inference Protocol V2, plain JSON /predict, /metrics.
+
+Every handler answers either its result or ``{"error": "..."}`` with a 4xx/5xx
+status; unexpected exceptions are logged with their trace and answered with a
+generic 500, never the trace itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modeldr.serving.engine import FloatArray
+from modeldr.serving.errors import ApiError, limit_hint
+from modeldr.serving.protocol import (
+    HEADER_LENGTH,
+    INPUT_NAME,
+    OutputTensor,
+    encode_infer_response,
+    parse_infer,
+    parse_predict,
+    require_model,
+)
+from modeldr.serving.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("modeldr")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
+
+
+def guarded(handler: Handler) -> Handler:
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return error_response(error)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.url.path)
+            return JSONResponse({"error": "internal server error"}, status_code=500)
+
+    wrapper.__name__ = handler.__name__
+    return wrapper
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most limit bytes after decompression, else 413."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(
+            413,
+            f"request body is {declared} bytes; the limit is {limit} "
+            f"({limit_hint('max_body_bytes')})",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                413, f"request body exceeds {limit} bytes ({limit_hint('max_body_bytes')})"
+            )
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    # tritonclient can compress requests (gzip or zlib "deflate"); bound the inflated size.
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
+    if wbits is None:
+        raise ApiError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(400, f"cannot decompress {encoding} body: {exc}") from None
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise ApiError(
+            413, f"decompressed body exceeds {limit} bytes ({limit_hint('max_body_bytes')})"
+        )
+    return inflated
+
+
+def _tensors(runtime: Runtime, texts: list[str], output: FloatArray) -> list[OutputTensor]:
+    card = runtime.card
+    count = len(texts)
+    if card.task == "sequence-classification":
+        labels = [card.labels[int(i)] for i in np.argmax(output, axis=1)]
+        return [
+            OutputTensor("label", "BYTES", [count], labels),
+            OutputTensor("probabilities", "FP32", [count, output.shape[1]], output),
+        ]
+    return [OutputTensor("embedding", "FP32", [count, output.shape[1]], output)]
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    card = runtime.card
+    config = runtime.config
+
+    async def server_live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def server_ready(request: Request) -> Response:
+        reason = runtime.health.not_ready_reason()
+        if reason is None:
+            return JSONResponse({"ready": True})
+        return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+
+    async def server_metadata(request: Request) -> Response:
+        return JSONResponse(
+            {"name": "modeldr-serve", "version": _version(), "extensions": ["binary_tensor_data"]}
+        )
+
+    def _check_model(request: Request) -> None:
+        params = request.path_params
+        require_model(params["name"], card.name, params.get("version"), card.version)
+
+    async def model_metadata(request: Request) -> Response:
+        _check_model(request)
+        if card.task == "sequence-classification":
+            outputs = [
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(card.labels)]},
+            ]
+        else:
+            outputs = [{"name": "embedding", "datatype": "FP32", "shape": [-1, card.hidden_size]}]
+        return JSONResponse(
+            {
+                "name": card.name,
+                "versions": [card.version],
+                "platform": "pytorch_safetensors",
+                "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+                "outputs": outputs,
+            }
+        )
+
+    async def model_ready(request: Request) -> Response:
+        _check_model(request)
+        reason = runtime.health.not_ready_reason()
+        if reason is None:
+            return JSONResponse({"name": card.name, "ready": True})
+        return JSONResponse({"name": card.name, "ready": False, "reason": reason}, 503)
+
+    async def infer(request: Request) -> Response:
+        _check_model(request)
+        body = await read_body(request, config.max_body_bytes)
+        parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), card.output_names)
+        output = await runtime.infer(parsed.texts)
+        payload, header_length = encode_infer_response(
+            card.name,
+            card.version,
+            parsed.request_id,
+            _tensors(runtime, parsed.texts, output),
+            parsed,
+        )
+        if header_length is None:
+            return Response(payload, media_type="application/json")
+        return Response(
+            payload,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(header_length)},
+        )
+
+    async def predict(request: Request) -> Response:
+        body = await read_body(request, config.max_body_bytes)
+        texts = parse_predict(body)
+        output = await runtime.infer(texts)
+        result: dict[str, Any] = {"model": card.name, "version": card.version}
+        if card.task == "sequence-classification":
+            predictions = []
+            for row in output.tolist():
+                best = int(np.argmax(row))
+                predictions.append(
+                    {
+                        "label": card.labels[best],
+                        "score": row[best],
+                        "probabilities": dict(zip(card.labels, row, strict=True)),
+                    }
+                )
+            result["predictions"] = predictions
+        else:
+            result["embeddings"] = output.tolist()
+        return JSONResponse(result)
+
+    async def metrics(request: Request) -> Response:
+        payload, content_type = runtime.metrics.exposition()
+        return Response(payload, headers={"Content-Type": content_type})
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    table: list[tuple[str, Handler, str, str]] = [
+        ("/v2", server_metadata, "GET", "/v2"),
+        ("/v2/health/live", server_live, "GET", "/v2/health/live"),
+        ("/v2/health/ready", server_ready, "GET", "/v2/health/ready"),
+        (model, model_metadata, "GET", model),
+        (versioned, model_metadata, "GET", model),
+        (f"{model}/ready", model_ready, "GET", f"{model}/ready"),
+        (f"{versioned}/ready", model_ready, "GET", f"{model}/ready"),
+        (f"{model}/infer", infer, "POST", f"{model}/infer"),
+        (f"{versioned}/infer", infer, "POST", f"{model}/infer"),
+        ("/predict", predict, "POST", "/predict"),
+        ("/metrics", metrics, "GET", "/metrics"),
+    ]
+    routes = []
+    templates: dict[str, str] = {}
+    for path, handler, method, template in table:
+        endpoint = guarded(handler)
+        routes.append(Route(path, endpoint, methods=[method]))
+        templates[path] = template
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse(
+            {"error": f"{exc.detail}: {request.method} {request.url.path}"},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error: %r", exc)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        lifespan=lifespan,
+    )
+    app.add_middleware(MetricsMiddleware, runtime=runtime, templates=templates)
+    return app
+
+
+class MetricsMiddleware:
+    """Count and time every HTTP request by route template (bounded label values)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime, templates: dict[str, str]) -> None:
+        self.app = app
+        self.metrics = runtime.metrics
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        path: str = scope.get("path", "")
+        inference = path == "/predict" or path.endswith("/infer")
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        if inference:
+            self.metrics.inflight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if inference:
+                self.metrics.inflight.dec()
+            route = scope.get("route")
+            template = self.templates.get(getattr(route, "path", ""), "unmatched")
+            self.metrics.requests.labels(template, scope.get("method", ""), str(status)).inc()
+            self.metrics.request_duration.labels(template).observe(time.perf_counter() - started)

@@ -1,0 +1,134 @@
+"""``modeldr-serve``: run the model server, generate a tiny model, write/verify manifests.
+
+Exit codes: 0 clean exit (including a drained shutdown), 1 runtime failure
+(model load, bind), 2 bad configuration, 3 untrusted or unusable model artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from modeldr.serving.config import add_config_arguments, describe_error, load_config
+from modeldr.serving.manifest import TASKS, ArtifactError, verify_model_dir, write_manifest
+
+EXIT_CONFIG = 2
+EXIT_ARTIFACT = 3
+
+log = logging.getLogger("modeldr.serving")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modeldr-serve",
+        description="BERT/Transformer model server (Open Inference Protocol V2, dynamic batching)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="serve a model directory",
+        description="Serve a verified model directory. Every option can also be set from "
+        "the environment variable named in its help.",
+    )
+    add_config_arguments(run)
+
+    tiny = commands.add_parser(
+        "tiny-model", help="write a random-weight BERT (tiny or BERT-base shaped) and manifest"
+    )
+    tiny.add_argument("directory", type=Path)
+    tiny.add_argument("--task", choices=TASKS, default="sequence-classification")
+    tiny.add_argument("--preset", choices=("tiny", "bert-base"), default="tiny")
+    tiny.add_argument("--labels", default="negative,positive", help="comma-separated labels")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--revision", default=None, help="revision recorded in the manifest")
+
+    manifest = commands.add_parser(
+        "manifest", help="write modeldr-manifest.json for an existing model directory"
+    )
+    manifest.add_argument("directory", type=Path)
+    manifest.add_argument("--task", choices=TASKS, required=True)
+    manifest.add_argument("--revision", required=True)
+
+    verify = commands.add_parser("verify", help="check a model directory against its manifest")
+    verify.add_argument("directory", type=Path)
+    verify.add_argument("--expected-digest", default=None)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(vars(args))
+    except ValidationError as exc:
+        print(f"modeldr-serve: invalid configuration: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(config.log_level)
+    try:
+        verified = verify_model_dir(config.model_dir, config.expected_digest)
+    except (ArtifactError, ValueError) as exc:
+        print(f"modeldr-serve: refusing to start: {exc}", file=sys.stderr)
+        return EXIT_ARTIFACT
+    log.info(
+        "verified %d artifact files of %s (manifest digest sha256:%s)",
+        len(verified.manifest.files),
+        verified.directory,
+        verified.digest,
+    )
+    # Imported after verification so a refused start stays fast and torch-free.
+    from modeldr.serving.runtime import Runtime
+    from modeldr.serving.server import serve
+
+    return serve(Runtime(config, verified))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    _setup_logging("info")
+    if args.command == "tiny-model":
+        from modeldr.serving.tiny import build_model_dir
+
+        labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+        try:
+            digest = build_model_dir(
+                args.directory,
+                args.task,
+                preset=args.preset,
+                labels=labels,
+                seed=args.seed,
+                revision=args.revision,
+            )
+        except (FileExistsError, ValueError) as exc:
+            print(f"modeldr-serve: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"sha256:{digest}")
+        return 0
+    if args.command == "manifest":
+        digest = write_manifest(args.directory, args.task, args.revision)
+        print(f"sha256:{digest}")
+        return 0
+    try:
+        verified = verify_model_dir(args.directory, args.expected_digest)
+    except (ArtifactError, ValueError) as exc:
+        print(f"modeldr-serve: verification failed: {exc}", file=sys.stderr)
+        return EXIT_ARTIFACT
+    print(f"sha256:{verified.digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
