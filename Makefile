@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-down bench bench-sandbox bench-serving clean demo
+        kind-up kind-down chart-lint bench bench-sandbox bench-serving clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -31,6 +31,9 @@ demo: install tools ## The demo: a tiny BERT on primary and standby, a primary o
 tools: ## Build/install the pinned sandbox tools into ~/.cache/modeldr (idempotent)
 	@bash scripts/tools.sh
 
+chart-lint: tools ## helm lint --strict the chart
+	@$(TOOLS_ENV); $$MODELDR_HELM lint --strict charts/modeldr
+
 lint: install ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -39,7 +42,7 @@ lint: install ## ruff and mypy
 test: install tools ## Unit and integration tests (brings the sandbox up, tears it down after)
 	bash scripts/test.sh
 
-test-unit: install ## Unit tests only (nothing running needed)
+test-unit: install tools ## Unit tests only (nothing running needed; helm from `make tools`)
 	$(PY) -m pytest -m "not integration and not serving" tests/unit
 
 test-integration: install tools ## Integration tests on the sandbox (reuses a running one)

@@ -1,0 +1,461 @@
+"""The ModelDeployment CRD on the hub's real apiserver: what `kubectl apply` accepts and refuses.
+
+The CRDs are applied server-side (idempotent) from crds/, the single source of truth the chart
+ships too. Every bad spec below must be refused by the apiserver itself (schema or CEL rule)
+with a message that tells the user what to change.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from sandbox import kube
+from sandbox.api import Sandbox
+from sandbox.config import sandbox_paths
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "crds"
+SANDBOX_EXAMPLE = ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
+GPU_EXAMPLE = ROOT / "examples" / "gpu-cluster" / "modeldeployment.yaml"
+CRD_NAME = "modeldeployments.modeldr.io"
+GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
+
+Spec = dict[str, Any]
+
+
+def kubectl_binary() -> str:
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "tools.sh"), "--print-env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    for line in result.stdout.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        if key == "MODELDR_KUBECTL" and Path(value.strip("'\"")).is_file():
+            return value.strip("'\"")
+    pytest.fail("kubectl not found via scripts/tools.sh --print-env: run `make tools`")
+
+
+def kubectl(
+    *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        kubectl_binary(),
+        "--kubeconfig",
+        str(sandbox_paths().kubeconfig),
+        "--context",
+        "hub",
+        "--request-timeout=20s",
+        *args,
+    ]
+    result = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def apply_crds() -> None:
+    """Server-side apply of crds/ (idempotent) and wait until the API serves them."""
+    kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=modeldr-crds",
+        "-f",
+        str(CRDS),
+    )
+    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+
+
+@pytest.fixture(scope="module")
+def crds(sandbox: Sandbox) -> None:
+    apply_crds()
+    # Discovery may lag the Established condition by a moment.
+    kube.wait_for(
+        lambda: kubectl("get", PLURAL, "-A", check=False).returncode == 0,
+        timeout=30,
+        what="the modeldeployments API to be served",
+    )
+
+
+@pytest.fixture
+def hub_namespace(crds: None) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = kube.core("hub")
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+def load(path: Path) -> Spec:
+    document: Spec = yaml.safe_load(path.read_text())
+    return document
+
+
+def dry_run_apply(namespace: str, manifest: Spec) -> subprocess.CompletedProcess[str]:
+    return kubectl(
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(manifest),
+        check=False,
+    )
+
+
+def test_crd_apply_is_idempotent(crds: None) -> None:
+    ext = client.ApiextensionsV1Api(kube.api_client("hub"))
+    before = ext.read_custom_resource_definition(CRD_NAME)
+    apply_crds()
+    after = ext.read_custom_resource_definition(CRD_NAME)
+    assert after.metadata.generation == before.metadata.generation
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert after.spec.versions[0].subresources.status is not None
+
+
+@pytest.mark.parametrize("example", [SANDBOX_EXAMPLE, GPU_EXAMPLE], ids=["sandbox", "gpu-cluster"])
+def test_examples_are_accepted(hub_namespace: str, example: Path) -> None:
+    result = kubectl("apply", "--dry-run=server", "-n", hub_namespace, "-f", str(example))
+    assert "created (server dry run)" in result.stdout
+
+
+def test_minimal_spec_is_accepted_and_defaulted(hub_namespace: str) -> None:
+    api = client.CustomObjectsApi(kube.api_client("hub"))
+    minimal = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "minimal"},
+        "spec": {
+            "model": {
+                "name": "m",
+                "task": "feature-extraction",
+                "source": "file:///models/m",
+                "expectedDigest": "sha256:" + "0" * 64,
+            },
+            "runtime": {"image": "modeldr/serving:dev"},
+            "replicas": 1,
+            "clusters": {
+                "primary": {"cluster": "primary", "namespace": "models"},
+                "standby": {"cluster": "standby", "namespace": "models", "mode": "cold"},
+            },
+        },
+    }
+    created = api.create_namespaced_custom_object(GROUP, VERSION, hub_namespace, PLURAL, minimal)
+    spec = created["spec"]
+    assert spec["runtime"]["port"] == 8080
+    assert spec["runtime"]["batching"] == {
+        "maxBatchSize": 32,
+        "maxBatchDelayMs": 5,
+        "maxQueue": 256,
+    }
+    assert spec["resources"] == {"gpusPerReplica": 1}
+    assert spec["failover"] == {
+        "automatic": True,
+        "healthIntervalSeconds": 5,
+        "failureThreshold": 3,
+        "failback": {"mode": "manual", "holdDownSeconds": 300},
+    }
+    assert spec["traffic"] == {"provider": "endpointslice"}
+    assert "replicas" not in spec["clusters"]["standby"]
+
+
+# Each case: an edit of the sandbox example and a fragment of the apiserver's answer.
+Edit = Callable[[Spec], None]
+
+
+def _set(path: str, value: Any) -> Edit:
+    def edit(doc: Spec) -> None:
+        *parents, leaf = path.split(".")
+        node = doc
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+
+    return edit
+
+
+def _delete(path: str) -> Edit:
+    def edit(doc: Spec) -> None:
+        *parents, leaf = path.split(".")
+        node = doc
+        for key in parents:
+            node = node[key]
+        del node[leaf]
+
+    return edit
+
+
+def _all(*edits: Edit) -> Edit:
+    def edit(doc: Spec) -> None:
+        for e in edits:
+            e(doc)
+
+    return edit
+
+
+BAD_SPECS: list[tuple[str, Edit, str]] = [
+    ("missing-model", _delete("spec.model"), "spec.model: Required value"),
+    ("missing-digest", _delete("spec.model.expectedDigest"), "expectedDigest: Required value"),
+    ("missing-standby", _delete("spec.clusters.standby"), "spec.clusters.standby: Required value"),
+    (
+        "bad-task",
+        _set("spec.model.task", "translation"),
+        'spec.model.task: Unsupported value: "translation"',
+    ),
+    (
+        "bad-standby-mode",
+        _set("spec.clusters.standby.mode", "lukewarm"),
+        'Unsupported value: "lukewarm"',
+    ),
+    (
+        "bad-provider",
+        _set("spec.traffic.provider", "dns"),
+        'spec.traffic.provider: Unsupported value: "dns"',
+    ),
+    (
+        "zero-replicas",
+        _set("spec.replicas", 0),
+        "spec.replicas in body should be greater than or equal to 1",
+    ),
+    (
+        "too-many-replicas",
+        _set("spec.replicas", 1000),
+        "spec.replicas in body should be less than or equal to 256",
+    ),
+    (
+        "privileged-port",
+        _set("spec.runtime.port", 80),
+        "spec.runtime.port in body should be greater than or equal to 1024",
+    ),
+    (
+        "batch-size-out-of-range",
+        _set("spec.runtime.batching.maxBatchSize", 0),
+        "maxBatchSize in body should be greater than or equal to 1",
+    ),
+    (
+        "short-digest",
+        _set("spec.model.expectedDigest", "sha256:abc"),
+        "spec.model.expectedDigest in body should match",
+    ),
+    (
+        "md5-digest",
+        _set("spec.model.expectedDigest", "md5:" + "a" * 32),
+        "spec.model.expectedDigest in body should match",
+    ),
+    (
+        "unsupported-source",
+        _set("spec.model.source", "ftp://models/tiny"),
+        "spec.model.source in body should match",
+    ),
+    (
+        "same-primary-and-standby",
+        _set("spec.clusters.standby.cluster", "primary"),
+        "clusters.primary.cluster and clusters.standby.cluster must differ",
+    ),
+    (
+        "cold-standby-with-replicas",
+        _all(_set("spec.clusters.standby.mode", "cold"), _set("spec.clusters.standby.replicas", 1)),
+        "a cold standby runs no replicas",
+    ),
+    (
+        "hot-standby-smaller",
+        _set("spec.clusters.standby.replicas", 1),
+        "a hot standby mirrors the primary",
+    ),
+    (
+        "warm-standby-as-big",
+        _all(_set("spec.clusters.standby.mode", "warm"), _set("spec.clusters.standby.replicas", 2)),
+        "a warm standby keeps fewer replicas than the primary but at least one",
+    ),
+    (
+        "warm-standby-without-replicas",
+        _set("spec.clusters.standby.mode", "warm"),
+        "spec.clusters.standby.replicas: Invalid value: a warm standby keeps fewer replicas",
+    ),
+    (
+        "webhook-without-url",
+        _set("spec.traffic.provider", "webhook"),
+        "traffic.provider webhook needs traffic.webhook.url",
+    ),
+    (
+        "webhook-empty",
+        _all(_set("spec.traffic.provider", "webhook"), _set("spec.traffic.webhook", {})),
+        "spec.traffic.webhook.url: Required value",
+    ),
+    (
+        "webhook-not-http",
+        _all(
+            _set("spec.traffic.provider", "webhook"),
+            _set("spec.traffic.webhook", {"url": "ftp://traffic.example.com/switch"}),
+        ),
+        "spec.traffic.webhook.url in body should match",
+    ),
+    (
+        "webhook-settings-without-provider",
+        _set("spec.traffic.webhook", {"url": "https://traffic.example.com/switch"}),
+        "traffic.webhook is set but traffic.provider is not webhook",
+    ),
+    (
+        "gatewayapi-without-route",
+        _set("spec.traffic.provider", "gatewayapi"),
+        "traffic.provider gatewayapi needs traffic.gatewayAPI.httpRoute",
+    ),
+    (
+        "automatic-failback-short-hold-down",
+        _set("spec.failover.failback", {"mode": "automatic", "holdDownSeconds": 10}),
+        "automatic failback needs failback.holdDownSeconds >= 30",
+    ),
+    (
+        "automatic-failback-shorter-than-detection",
+        _all(
+            _set("spec.failover.healthIntervalSeconds", 10),
+            _set("spec.failover.failureThreshold", 5),
+            _set("spec.failover.failback", {"mode": "automatic", "holdDownSeconds": 60}),
+        ),
+        "two failure-detection windows",
+    ),
+    (
+        "gpu-product-without-gpus",
+        _set("spec.resources.gpusPerReplica", 0),
+        "resources.gpuProduct needs resources.gpusPerReplica >= 1",
+    ),
+    (
+        "bad-cpu-quantity",
+        _set("spec.resources.cpu", "lots"),
+        "resources.cpu must be a positive Kubernetes quantity",
+    ),
+    (
+        "env-overrides-digest",
+        _set(
+            "spec.runtime.env",
+            [{"name": "MODELDR_SERVE_EXPECTED_DIGEST", "value": "sha256:" + "0" * 64}],
+        ),
+        "MODELDR_SERVE_EXPECTED_DIGEST is set by the operator",
+    ),
+    (
+        "duplicate-env",
+        _set("spec.runtime.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "Duplicate value",
+    ),
+    (
+        "name-not-dns-1035",
+        _set("metadata.name", "1-tiny-bert"),
+        "metadata.name must be a DNS-1035 label",
+    ),
+    # A typo is an error, not a silently pruned field (kubectl's strict field validation).
+    ("unknown-field", _set("spec.replica", 2), 'unknown field "spec.replica"'),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"), [(e, f) for _, e, f in BAD_SPECS], ids=[n for n, _, _ in BAD_SPECS]
+)
+def test_bad_spec_is_refused(hub_namespace: str, edit: Edit, fragment: str) -> None:
+    manifest = copy.deepcopy(load(SANDBOX_EXAMPLE))
+    edit(manifest)
+    result = dry_run_apply(hub_namespace, manifest)
+    assert result.returncode != 0, f"accepted: {result.stdout}"
+    assert fragment in result.stderr, result.stderr
+
+
+def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
+    api = client.CustomObjectsApi(kube.api_client("hub"))
+    kubectl("apply", "-n", hub_namespace, "-f", str(SANDBOX_EXAMPLE))
+    name = load(SANDBOX_EXAMPLE)["metadata"]["name"]
+    before = api.get_namespaced_custom_object(GROUP, VERSION, hub_namespace, PLURAL, name)
+
+    # A write to /status changes status only: the spec part of the same patch is ignored.
+    status = {
+        "observedGeneration": before["metadata"]["generation"],
+        "phase": "Ready",
+        "activeCluster": "primary",
+        "primary": {"cluster": "primary", "readyReplicas": 2, "replicas": 2, "freeGPUs": 14},
+        "standby": {"cluster": "standby", "readyReplicas": 1, "replicas": 2, "freeGPUs": 15},
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Serving",
+                "message": "primary serves",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+        "lastFailover": {
+            "from": "standby",
+            "to": "primary",
+            "detectionSeconds": 3.2,
+            "switchSeconds": 0.4,
+            "totalSeconds": 3.6,
+        },
+    }
+    after = api.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        hub_namespace,
+        PLURAL,
+        name,
+        {"spec": {"replicas": 7}, "status": status},
+    )
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["status"]["activeCluster"] == "primary"
+    assert after["status"]["lastFailover"]["totalSeconds"] == 3.6
+
+    # The main resource ignores status.
+    again = api.patch_namespaced_custom_object(
+        GROUP, VERSION, hub_namespace, PLURAL, name, {"status": {"phase": "Failed"}}
+    )
+    assert again["status"]["phase"] == "Ready"
+
+    # Status has a schema too: a phase the operator should never write is refused.
+    with pytest.raises(ApiException) as refused:
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, hub_namespace, PLURAL, name, {"status": {"phase": "Bogus"}}
+        )
+    assert refused.value.status == 422
+    assert 'Unsupported value: "Bogus"' in json.loads(refused.value.body)["message"]
+
+    # kubectl shows the printer columns.
+    table = kubectl("get", PLURAL, "-n", hub_namespace).stdout.splitlines()
+    header = table[0].split()
+    assert header == ["NAME", "ACTIVE", "PRIMARY", "READY", "STANDBY", "READY", "PHASE", "AGE"]
+    row = table[1].split()
+    assert row[:5] == [name, "primary", "2", "1", "Ready"]
+    wide = kubectl("get", "md", "-n", hub_namespace, "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-3:] == ["MODE", "TRAFFIC", "DIGEST"]
+    digest = load(SANDBOX_EXAMPLE)["spec"]["model"]["expectedDigest"]
+    assert wide[1].split()[-3:] == ["hot", "endpointslice", digest]
+
+    # And so does the API's Table output, which every client gets.
+    hub = kube.api_client("hub")
+    response: Any = hub.rest_client.request(
+        "GET",
+        f"{hub.configuration.host}/apis/{GROUP}/{VERSION}/namespaces/{hub_namespace}/{PLURAL}",
+        headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        _request_timeout=20,
+    )
+    assert response.status == 200
+    response.read()
+    table_json = json.loads(response.data)
+    names = [c["name"] for c in table_json["columnDefinitions"]]
+    assert names[:6] == ["Name", "Active", "Primary Ready", "Standby Ready", "Phase", "Age"]
+    assert table_json["rows"][0]["cells"][1:5] == ["primary", 2, 1, "Ready"]
