@@ -28,6 +28,7 @@ from kubernetes.client.rest import ApiException
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
+from tests.tooling import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +37,7 @@ CHART = ROOT / "charts" / "modeldr"
 
 
 def helm_binary() -> str:
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "tools.sh"), "--print-env"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    for line in result.stdout.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        if key == "MODELDR_HELM" and Path(value.strip("'\"")).is_file():
-            return value.strip("'\"")
-    pytest.fail("helm not found via scripts/tools.sh --print-env: run `make tools`")
+    return require_tool("helm")
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

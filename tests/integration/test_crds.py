@@ -23,6 +23,7 @@ from kubernetes.client.rest import ApiException
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
+from tests.tooling import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -37,18 +38,7 @@ Spec = dict[str, Any]
 
 
 def kubectl_binary() -> str:
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "tools.sh"), "--print-env"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    for line in result.stdout.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        if key == "MODELDR_KUBECTL" and Path(value.strip("'\"")).is_file():
-            return value.strip("'\"")
-    pytest.fail("kubectl not found via scripts/tools.sh --print-env: run `make tools`")
+    return require_tool("kubectl")
 
 
 def kubectl(

@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import subprocess
 import tarfile
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.tooling import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modeldr"
@@ -26,27 +27,8 @@ FULLNAME = "rel-modeldr"
 Manifest = dict[str, Any]
 
 
-@cache
 def helm_binary() -> str:
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "tools.sh"), "--print-env"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    for line in result.stdout.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        if key == "MODELDR_HELM":
-            path = value.strip().strip("'\"")
-            if Path(path).is_file():
-                return path
-            pytest.fail(f"helm is not installed at {path}: run `make tools`", pytrace=False)
-    pytest.fail(
-        f"scripts/tools.sh --print-env names no MODELDR_HELM (rc {result.returncode}): "
-        f"{result.stderr.strip()[-500:]}",
-        pytrace=False,
-    )
+    return require_tool("helm")
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
