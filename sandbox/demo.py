@@ -105,18 +105,8 @@ def model_deployment(model_dir: Path, digest: str) -> dict[str, Any]:
 
 def endpoints(cluster: str) -> list[str]:
     """Ready pod addresses of the demo Service, from the cluster's EndpointSlices."""
-    discovery = client.DiscoveryV1Api(kube.api_client(cluster, timeout=1.0))
-    slices = discovery.list_namespaced_endpoint_slice(
-        NAMESPACE, label_selector=f"kubernetes.io/service-name={APP}", _request_timeout=2
-    ).items
-    return sorted(
-        address
-        for s in slices
-        for ep in (s.endpoints or [])
-        if ep.conditions and ep.conditions.ready
-        for address in ep.addresses
-        if address.startswith("127.")  # the network rule: loopback only
-    )
+    addresses = kube.ready_endpoint_addresses(cluster, NAMESPACE, APP)
+    return [a for a in addresses if a.startswith("127.")]  # the network rule: loopback only
 
 
 def serving(cluster: str) -> list[str]:

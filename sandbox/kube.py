@@ -57,3 +57,18 @@ def wait_for(
         time.sleep(interval)
     detail = f" (last error: {last_error})" if last_error else ""
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+
+
+def ready_endpoint_addresses(cluster: str, namespace: str, service: str) -> list[str]:
+    """Addresses the Service's EndpointSlices list as ready, sorted: how clients find pods."""
+    discovery = client.DiscoveryV1Api(api_client(cluster, timeout=1.0))
+    slices = discovery.list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}", _request_timeout=3
+    ).items
+    return sorted(
+        address
+        for s in slices
+        for endpoint in s.endpoints or []
+        if endpoint.conditions and endpoint.conditions.ready
+        for address in endpoint.addresses
+    )

@@ -51,17 +51,7 @@ def test_deployment_available_only_once_both_processes_answer(
 
     # The EndpointSlice lists the pods' loopback addresses, and each answers.
     def slice_addresses() -> list[str]:
-        discovery = client.DiscoveryV1Api(kube.api_client("primary"))
-        slices = discovery.list_namespaced_endpoint_slice(
-            namespace, label_selector="kubernetes.io/service-name=web"
-        ).items
-        return sorted(
-            addr
-            for s in slices
-            for ep in (s.endpoints or [])
-            if ep.conditions and ep.conditions.ready
-            for addr in ep.addresses
-        )
+        return kube.ready_endpoint_addresses("primary", namespace, "web")
 
     addresses = kube.wait_for(
         lambda: (a := slice_addresses()) and len(a) == 2 and a, timeout=30, what="2 ready endpoints"
