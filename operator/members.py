@@ -1,0 +1,160 @@
+"""Member clusters: kubeconfigs kept in hub Secrets, turned into Kubernetes API clients.
+
+A Secret labelled `modeldr.io/member-cluster=<name>` (in the operator's member-secrets
+namespace) holds key `kubeconfig` and optionally `prometheus-url`. A missing, unreadable or
+invalid Secret is a `MemberError` with a message that says what to fix; it never crashes the
+operator.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from modeldr.operator.config import OperatorConfig
+
+log = logging.getLogger(__name__)
+
+KUBECONFIG_KEY = "kubeconfig"
+PROMETHEUS_KEY = "prometheus-url"
+# Member apiservers are dialled with short timeouts: a dead cluster must fail a health check
+# in about a second, not in urllib3's default retries.
+CONNECT_TIMEOUT_S = 1.0
+READ_TIMEOUT_S = 5.0
+SECRETS_TTL_S = 10.0
+
+
+class MemberError(RuntimeError):
+    def __init__(self, cluster: str, message: str) -> None:
+        super().__init__(f"member cluster {cluster!r}: {message}")
+        self.cluster = cluster
+
+
+@dataclass
+class Member:
+    name: str
+    api: client.ApiClient
+    prometheus_url: str | None
+    secret_version: str
+
+
+def _decode(data: dict[str, str] | None, key: str) -> str | None:
+    if not data or key not in data:
+        return None
+    return base64.b64decode(data[key]).decode()
+
+
+def api_client_from_kubeconfig(cluster: str, text: str) -> client.ApiClient:
+    try:
+        kubeconfig = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise MemberError(cluster, f"key {KUBECONFIG_KEY!r} is not YAML: {exc}") from None
+    if not isinstance(kubeconfig, dict) or not kubeconfig.get("contexts"):
+        raise MemberError(cluster, f"key {KUBECONFIG_KEY!r} holds no kubeconfig contexts")
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config_from_dict(kubeconfig, client_configuration=cfg)
+    except Exception as exc:  # the loader raises several types for bad kubeconfigs
+        raise MemberError(cluster, f"invalid kubeconfig: {exc}") from None
+    cfg.retries = 0
+    return client.ApiClient(cfg)
+
+
+class MemberRegistry:
+    """Member clients by cluster name, refreshed from the hub Secrets at most every TTL."""
+
+    def __init__(self, hub: client.ApiClient, settings: OperatorConfig) -> None:
+        self._hub = hub
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._members: dict[str, Member] = {}
+        self._errors: dict[str, str] = {}
+        self._loaded_at = 0.0
+
+    def _secrets(self) -> list[Any]:
+        core = client.CoreV1Api(self._hub)
+        ns = self._settings.member_secrets_namespace
+        if self._settings.member_secret_names:
+            found = []
+            for name in self._settings.member_secret_names:
+                try:
+                    found.append(core.read_namespaced_secret(name, ns, _request_timeout=5))
+                except client.ApiException as exc:
+                    self._errors[name] = f"Secret {ns}/{name}: {exc.status} {exc.reason}"
+            return found
+        return list(
+            core.list_namespaced_secret(
+                ns, label_selector=self._settings.member_secret_label, _request_timeout=5
+            ).items
+        )
+
+    def refresh(self, *, force: bool = False) -> None:
+        with self._lock:
+            if not force and time.monotonic() - self._loaded_at < SECRETS_TTL_S:
+                return
+            self._errors = {}
+            secrets = self._secrets()
+            seen: set[str] = set()
+            for secret in secrets:
+                labels = secret.metadata.labels or {}
+                cluster = labels.get(self._settings.member_secret_label) or secret.metadata.name
+                seen.add(cluster)
+                version = secret.metadata.resource_version or ""
+                current = self._members.get(cluster)
+                if current is not None and current.secret_version == version:
+                    continue
+                text = _decode(secret.data, KUBECONFIG_KEY)
+                if text is None:
+                    self._errors[cluster] = (
+                        f"Secret {secret.metadata.namespace}/{secret.metadata.name} has no key "
+                        f"{KUBECONFIG_KEY!r}"
+                    )
+                    self._members.pop(cluster, None)
+                    continue
+                try:
+                    api = api_client_from_kubeconfig(cluster, text)
+                except MemberError as exc:
+                    self._errors[cluster] = str(exc)
+                    self._members.pop(cluster, None)
+                    continue
+                prometheus_url = (_decode(secret.data, PROMETHEUS_KEY) or "").strip() or None
+                self._members[cluster] = Member(cluster, api, prometheus_url, version)
+                log.info(
+                    "member cluster %s registered from Secret %s", cluster, secret.metadata.name
+                )
+            for gone in set(self._members) - seen:
+                log.info("member cluster %s unregistered (its Secret is gone)", gone)
+                del self._members[gone]
+            self._loaded_at = time.monotonic()
+
+    def get(self, cluster: str) -> Member:
+        try:
+            self.refresh()
+        except client.ApiException as exc:
+            raise MemberError(
+                cluster, f"cannot read member Secrets in the hub: {exc.status} {exc.reason}"
+            ) from None
+        except Exception as exc:
+            raise MemberError(cluster, f"cannot read member Secrets in the hub: {exc}") from None
+        with self._lock:
+            member = self._members.get(cluster)
+            if member is not None:
+                return member
+            if cluster in self._errors:
+                raise MemberError(cluster, self._errors[cluster])
+        raise MemberError(
+            cluster,
+            f"no Secret labelled {self._settings.member_secret_label}={cluster} in namespace "
+            f"{self._settings.member_secrets_namespace} (create one with key {KUBECONFIG_KEY!r})",
+        )
+
+    def known(self) -> list[str]:
+        with self._lock:
+            return sorted(self._members)

@@ -1,0 +1,73 @@
+"""The operator's Prometheus series (served on MODELDR_METRICS_PORT at /metrics).
+
+Names are part of the chart's contract: the PrometheusRule alerts on modeldr_failovers_total,
+modeldr_modeldeployment_serving and modeldr_modeldeployment_failover_ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter(
+    "modeldr_reconciles_total",
+    "Reconciles of a ModelDeployment into its member clusters, by result.",
+    ["namespace", "modeldeployment", "result"],
+)
+RECONCILE_ERRORS = Counter(
+    "modeldr_reconcile_errors_total",
+    "Reconcile errors, by member cluster and reason.",
+    ["namespace", "modeldeployment", "cluster", "reason"],
+)
+RECONCILE_SECONDS = Histogram(
+    "modeldr_reconcile_duration_seconds",
+    "Time to apply a ModelDeployment's objects to its member clusters.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+HEALTH_CHECKS = Counter(
+    "modeldr_health_checks_total",
+    "Health checks of a member cluster for a ModelDeployment, by result (ok, failed).",
+    ["namespace", "modeldeployment", "cluster", "result"],
+)
+FAILOVERS = Counter(
+    "modeldr_failovers_total",
+    "Switches of the active cluster, by direction and trigger (automatic, manual).",
+    ["namespace", "modeldeployment", "from_cluster", "to_cluster", "trigger"],
+)
+FAILOVER_SECONDS = Histogram(
+    "modeldr_failover_duration_seconds",
+    "First failed health check to traffic switched, per failover.",
+    buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 120),
+)
+ACTIVE_CLUSTER = Gauge(
+    "modeldr_modeldeployment_active_cluster",
+    "1 for the cluster that receives a ModelDeployment's traffic, 0 for the other.",
+    ["namespace", "modeldeployment", "cluster"],
+)
+SERVING = Gauge(
+    "modeldr_modeldeployment_serving",
+    "1 when the active cluster has ready replicas behind the traffic provider.",
+    ["namespace", "modeldeployment"],
+)
+FAILOVER_READY = Gauge(
+    "modeldr_modeldeployment_failover_ready",
+    "1 when the standby could take the traffic now (reachable, ready, capacity).",
+    ["namespace", "modeldeployment"],
+)
+MEMBER_REACHABLE = Gauge(
+    "modeldr_member_cluster_reachable",
+    "1 when the member cluster's apiserver answered the last probe.",
+    ["cluster"],
+)
+LEADER = Gauge("modeldr_leader", "1 while this replica holds the leader Lease.")
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop a deleted ModelDeployment's gauges so they do not report forever."""
+    for gauge in (SERVING, FAILOVER_READY):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, name)
+    for cluster_labels in list(ACTIVE_CLUSTER._metrics):
+        if cluster_labels[:2] == (namespace, name):
+            ACTIVE_CLUSTER.remove(*cluster_labels)

@@ -1,0 +1,262 @@
+"""One poller per member cluster: a fresh snapshot of modeldr's objects every second.
+
+Each tick lists the Deployments, Services, PodDisruptionBudgets and EndpointSlices labelled
+`app.kubernetes.io/managed-by=modeldr` in the whole member (four LIST calls per cluster,
+whatever the number of ModelDeployments), and every few ticks the GPU nodes and the GPUs pods
+request. ModelDeployment daemons read snapshots instead of calling the member's apiserver
+themselves, so 200 ModelDeployments cost the same API load as one. A failed LIST is a
+snapshot with `error` set: that is how an unreachable cluster shows up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+
+from modeldr.operator import metrics
+from modeldr.operator.members import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, MemberError, MemberRegistry
+from modeldr.operator.render import GPU_PRODUCT_LABEL, GPU_RESOURCE, MANAGED_BY, MANAGER
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+GPU_EVERY_TICKS = 10
+SELECTOR = f"{MANAGED_BY}={MANAGER}"
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class GpuCapacity:
+    """Per GPU product: allocatable on Ready, schedulable nodes, and requested by live pods."""
+
+    allocatable: dict[str, int] = field(default_factory=dict)
+    requested: dict[str, int] = field(default_factory=dict)
+
+    def free(self, product: str | None) -> int:
+        products = [product] if product else list(self.allocatable)
+        return sum(max(0, self.allocatable.get(p, 0) - self.requested.get(p, 0)) for p in products)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cluster: str
+    taken_at: float  # time.monotonic()
+    time: datetime
+    error: str | None = None
+    deployments: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    services: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    pdbs: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # Ready (not terminating) endpoint addresses by (namespace, service name).
+    ready_addresses: dict[Key, tuple[str, ...]] = field(default_factory=dict)
+    gpus: GpuCapacity | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def age(self) -> float:
+        return time.monotonic() - self.taken_at
+
+
+def _items(api: client.ApiClient, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
+    # Raw JSON, not the generated models: faster, and camelCase like the rendered objects.
+    method, url, headers, body, post = api.param_serialize(
+        "GET",
+        path,
+        query_params=list(query.items()),
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(
+        method,
+        url,
+        header_params=headers,
+        body=body,
+        post_params=post,
+        _request_timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+    )
+    response.read()
+    if not 200 <= response.status < 300:
+        raise client.ApiException(status=response.status, reason=response.reason)
+    return list(json.loads(response.data).get("items") or [])
+
+
+def _key(obj: dict[str, Any]) -> Key:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+def ready_addresses(slices: list[dict[str, Any]]) -> dict[Key, tuple[str, ...]]:
+    out: dict[Key, set[str]] = defaultdict(set)
+    for item in slices:
+        labels = item["metadata"].get("labels") or {}
+        service = labels.get("kubernetes.io/service-name")
+        if not service:
+            continue
+        key = (item["metadata"]["namespace"], service)
+        out.setdefault(key, set())
+        for endpoint in item.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") and not conditions.get("terminating"):
+                out[key].update(endpoint.get("addresses") or [])
+    return {key: tuple(sorted(addresses)) for key, addresses in out.items()}
+
+
+def gpu_capacity(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> GpuCapacity:
+    product_of: dict[str, str] = {}
+    allocatable: dict[str, int] = defaultdict(int)
+    for node in nodes:
+        labels = node["metadata"].get("labels") or {}
+        product = labels.get(GPU_PRODUCT_LABEL, "unknown")
+        gpus = int((node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE, 0) or 0)
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in node.get("status", {}).get("conditions") or []
+        )
+        if gpus and ready and not node.get("spec", {}).get("unschedulable"):
+            product_of[node["metadata"]["name"]] = product
+            allocatable[product] += gpus
+    requested: dict[str, int] = defaultdict(int)
+    for pod in pods:
+        node_name = pod.get("spec", {}).get("nodeName")
+        if node_name not in product_of:
+            continue
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        for container in pod["spec"].get("containers") or []:
+            limits = (container.get("resources") or {}).get("limits") or {}
+            requested[product_of[node_name]] += int(limits.get(GPU_RESOURCE, 0) or 0)
+    return GpuCapacity(dict(allocatable), dict(requested))
+
+
+class ClusterMonitor:
+    def __init__(self, cluster: str, members: MemberRegistry) -> None:
+        self.cluster = cluster
+        self._members = members
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._snapshot = Snapshot(
+            cluster, time.monotonic(), datetime.now(UTC), error="not polled yet"
+        )
+        self._thread = threading.Thread(target=self._run, name=f"monitor-{cluster}", daemon=True)
+        self._thread.start()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def wait_first(self, timeout: float) -> None:
+        self._ready.wait(timeout)
+
+    def wake(self) -> None:
+        """Poll now (after a write, to see its effect without waiting for the tick)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        tick = 0
+        gpus: GpuCapacity | None = None
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                api = self._members.get(self.cluster).api
+                query = {"labelSelector": SELECTOR}
+                deployments = _items(api, "/apis/apps/v1/deployments", query)
+                services = _items(api, "/api/v1/services", query)
+                pdbs = _items(api, "/apis/policy/v1/poddisruptionbudgets", query)
+                slices = _items(api, "/apis/discovery.k8s.io/v1/endpointslices", query)
+                if gpus is None or tick % GPU_EVERY_TICKS == 0:
+                    nodes = _items(api, "/api/v1/nodes", {})
+                    pods = _items(
+                        api,
+                        "/api/v1/pods",
+                        {"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"},
+                    )
+                    gpus = gpu_capacity(nodes, pods)
+                self._snapshot = Snapshot(
+                    self.cluster,
+                    time.monotonic(),
+                    datetime.now(UTC),
+                    deployments={_key(o): o for o in deployments},
+                    services={_key(o): o for o in services},
+                    pdbs={_key(o): o for o in pdbs},
+                    ready_addresses=ready_addresses(slices),
+                    gpus=gpus,
+                )
+                metrics.MEMBER_REACHABLE.labels(self.cluster).set(1)
+            except MemberError as exc:
+                self._fail(str(exc))
+            except client.ApiException as exc:
+                self._fail(f"apiserver answered {exc.status} {exc.reason}")
+            except Exception as exc:  # connection refused, timeouts, TLS errors
+                self._fail(f"apiserver unreachable: {_short(exc)}")
+            self._ready.set()
+            tick += 1
+            self._wake.wait(max(0.0, TICK_S - (time.monotonic() - started)))
+            self._wake.clear()
+
+    def _fail(self, error: str) -> None:
+        previous = self._snapshot
+        if previous.ok:
+            log.warning("member cluster %s: %s", self.cluster, error)
+        metrics.MEMBER_REACHABLE.labels(self.cluster).set(0)
+        # Keep the last objects for status display, but mark the snapshot failed.
+        self._snapshot = Snapshot(
+            self.cluster,
+            time.monotonic(),
+            datetime.now(UTC),
+            error=error,
+            deployments=previous.deployments,
+            services=previous.services,
+            pdbs=previous.pdbs,
+            ready_addresses=previous.ready_addresses,
+            gpus=previous.gpus,
+        )
+
+
+def _short(exc: Exception) -> str:
+    """urllib3 wraps the cause in MaxRetryError; say the cause in a few words."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    for needle, words in (
+        ("Connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("Name or service not known", "host not found"),
+        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+    ):
+        if needle in text:
+            return words
+    return text.splitlines()[0][:200] if text else type(reason).__name__
+
+
+class Monitors:
+    """Starts a ClusterMonitor per member on first use."""
+
+    def __init__(self, members: MemberRegistry) -> None:
+        self._members = members
+        self._lock = threading.Lock()
+        self._monitors: dict[str, ClusterMonitor] = {}
+
+    def get(self, cluster: str) -> ClusterMonitor:
+        with self._lock:
+            monitor = self._monitors.get(cluster)
+            if monitor is None:
+                monitor = self._monitors[cluster] = ClusterMonitor(cluster, self._members)
+            return monitor
+
+    def stop(self) -> None:
+        with self._lock:
+            for monitor in self._monitors.values():
+                monitor.stop()
+            self._monitors.clear()

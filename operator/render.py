@@ -1,0 +1,329 @@
+"""What a ModelDeployment becomes in a member cluster: a Deployment, a Service and a
+PodDisruptionBudget. Pure functions of the spec, so they are unit-tested without a cluster.
+
+Objects carry owner labels (`OWNER_LABELS`) so the operator finds its objects in every member
+with one label selector, and a ModelDeployment never adopts an object of another one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from modeldr.operator.spec import ModelDeploymentSpec
+
+Role = Literal["primary", "standby"]
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "modeldr"
+NAME_LABEL = "modeldr.io/name"
+NAMESPACE_LABEL = "modeldr.io/namespace"
+ROLE_LABEL = "modeldr.io/role"
+DIGEST_ANNOTATION = "modeldr.io/expected-digest"
+# A JSON object of annotations added to the pod template (e.g. a service mesh's, or the
+# sandbox's `sandbox.modeldr.io/run: process`, which runs the pods as real processes).
+POD_ANNOTATIONS_ANNOTATION = "modeldr.io/pod-template-annotations"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+# Seconds the server may need for the requests it accepted during the drain (a batch of long
+# sequences on a busy GPU), on top of the drain delay.
+INFLIGHT_BUDGET_S = 20
+DEFAULT_DRAIN_DELAY_S = 5
+MODEL_MOUNT = "/models"
+
+
+class RenderError(ValueError):
+    """The spec cannot be rendered (e.g. a model source this version cannot mount)."""
+
+
+def selector_labels(name: str, hub_namespace: str) -> dict[str, str]:
+    # Immutable once a Deployment exists: never add the role or anything that changes.
+    return {NAME_LABEL: name, NAMESPACE_LABEL: hub_namespace}
+
+
+def owner_labels(name: str, hub_namespace: str, role: Role) -> dict[str, str]:
+    return {
+        MANAGED_BY: MANAGER,
+        "app.kubernetes.io/name": "modeldr-server",
+        "app.kubernetes.io/instance": name,
+        **selector_labels(name, hub_namespace),
+        ROLE_LABEL: role,
+    }
+
+
+def drain_delay_seconds(spec: ModelDeploymentSpec) -> int:
+    for var in spec.runtime.env:
+        if var.name == "MODELDR_SERVE_DRAIN_DELAY_S":
+            try:
+                return max(0, int(float(var.value)))
+            except ValueError:
+                raise RenderError(
+                    f"spec.runtime.env MODELDR_SERVE_DRAIN_DELAY_S={var.value!r} is not a number"
+                ) from None
+    return DEFAULT_DRAIN_DELAY_S
+
+
+def grace_period_seconds(spec: ModelDeploymentSpec) -> int:
+    """terminationGracePeriodSeconds: the server's drain delay plus time to finish requests."""
+    return drain_delay_seconds(spec) + INFLIGHT_BUDGET_S
+
+
+def model_volume(spec: ModelDeploymentSpec) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(volume, volumeMount, model directory in the container) for the model source."""
+    source = spec.model.source
+    if source.startswith("file:///"):
+        # A directory on the node, mounted at the same path: the server (and the sandbox's
+        # process runtime, which has no mount namespace) reads it where it is.
+        path = "/" + source.removeprefix("file:///").rstrip("/")
+        volume = {"name": "model", "hostPath": {"path": path, "type": "Directory"}}
+        return volume, {"name": "model", "mountPath": path, "readOnly": True}, path
+    if source.startswith("pvc://"):
+        claim, _, sub_path = source.removeprefix("pvc://").partition("/")
+        volume = {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        mount = {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}
+        directory = f"{MODEL_MOUNT}/{sub_path.strip('/')}" if sub_path.strip("/") else MODEL_MOUNT
+        return volume, mount, directory
+    scheme = source.split("://", 1)[0]
+    raise RenderError(
+        f"spec.model.source {scheme}:// is not supported by this operator version yet; "
+        "use file:///<dir on the node> or pvc://<claim>/<path>"
+    )
+
+
+def pod_template_annotations(
+    spec: ModelDeploymentSpec, md_annotations: dict[str, str]
+) -> dict[str, str]:
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(spec.runtime.port),
+        "prometheus.io/path": "/metrics",
+        DIGEST_ANNOTATION: spec.model.expected_digest,
+    }
+    raw = md_annotations.get(POD_ANNOTATIONS_ANNOTATION)
+    if raw:
+        try:
+            extra = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise RenderError(
+                f"annotation {POD_ANNOTATIONS_ANNOTATION} is not JSON: {exc}"
+            ) from None
+        if not isinstance(extra, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
+        ):
+            raise RenderError(
+                f"annotation {POD_ANNOTATIONS_ANNOTATION} must be a JSON object of strings"
+            )
+        annotations.update({k: v for k, v in extra.items() if k != DIGEST_ANNOTATION})
+    return annotations
+
+
+def server_env(spec: ModelDeploymentSpec, model_dir: str) -> list[dict[str, Any]]:
+    batching = spec.runtime.batching
+    user = {var.name: var.value for var in spec.runtime.env}
+    derived = {
+        "MODELDR_SERVE_MODEL_DIR": model_dir,
+        "MODELDR_SERVE_MODEL_NAME": spec.model.name,
+        "MODELDR_SERVE_EXPECTED_DIGEST": spec.model.expected_digest,
+        "MODELDR_SERVE_HOST": "$(POD_IP)",
+        "MODELDR_SERVE_PORT": str(spec.runtime.port),
+        "MODELDR_SERVE_MAX_BATCH_SIZE": str(batching.max_batch_size),
+        "MODELDR_SERVE_MAX_BATCH_DELAY_MS": str(batching.max_batch_delay_ms),
+        "MODELDR_SERVE_MAX_QUEUE": str(batching.max_queue),
+        # The server plans its drain within the pod's grace period.
+        "MODELDR_SERVE_GRACE_PERIOD_S": str(grace_period_seconds(spec)),
+    }
+    defaults = {
+        "MODELDR_SERVE_DRAIN_DELAY_S": str(DEFAULT_DRAIN_DELAY_S),
+        "HOME": "/tmp",
+        # The server refuses texts-per-request above its queue bound.
+        "MODELDR_SERVE_MAX_TEXTS_PER_REQUEST": str(min(64, batching.max_queue)),
+    }
+    if spec.resources.gpus_per_replica == 0:
+        defaults["MODELDR_SERVE_DEVICE"] = "cpu"
+    env: list[dict[str, Any]] = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    ]
+    env += [{"name": k, "value": v} for k, v in derived.items()]
+    env += [{"name": k, "value": v} for k, v in defaults.items() if k not in user]
+    env += [{"name": k, "value": v} for k, v in user.items() if k not in derived]
+    return env
+
+
+def container_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    res = spec.resources
+    if res.cpu is not None:
+        requests["cpu"] = limits["cpu"] = str(res.cpu)
+    if res.memory is not None:
+        requests["memory"] = limits["memory"] = str(res.memory)
+    if res.gpus_per_replica:
+        # Extended resources: the limit is the request.
+        limits[GPU_RESOURCE] = str(res.gpus_per_replica)
+    out: dict[str, Any] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def deployment(
+    name: str,
+    hub_namespace: str,
+    spec: ModelDeploymentSpec,
+    role: Role,
+    replicas: int,
+    md_annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    member = spec.member(role)
+    volume, mount, model_dir = model_volume(spec)
+    labels = owner_labels(name, hub_namespace, role)
+    pod_spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": grace_period_seconds(spec),
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532},
+        "containers": [
+            {
+                "name": "server",
+                "image": spec.runtime.image,
+                "imagePullPolicy": spec.runtime.image_pull_policy,
+                "command": ["modeldr-serve", "run"],
+                "env": server_env(spec, model_dir),
+                "ports": [{"name": "http", "containerPort": spec.runtime.port, "protocol": "TCP"}],
+                "resources": container_resources(spec),
+                # Read-only root: torch and tokenizers get a scratch /tmp.
+                "volumeMounts": [mount, {"name": "tmp", "mountPath": "/tmp"}],
+                # Ready only once the model is loaded and warmed, and not while draining;
+                # the server itself turns not-ready on SIGTERM, so no preStop sleep is
+                # needed: drain delay and grace period above are matched to its drain.
+                "readinessProbe": {
+                    "httpGet": {"path": "/v2/health/ready", "port": "http"},
+                    "periodSeconds": 2,
+                    "timeoutSeconds": 1,
+                    "failureThreshold": 1,
+                    "successThreshold": 1,
+                },
+                "livenessProbe": {
+                    "httpGet": {"path": "/v2/health/live", "port": "http"},
+                    "periodSeconds": 10,
+                    "timeoutSeconds": 3,
+                    "failureThreshold": 3,
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+        "volumes": [volume, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }
+    if spec.resources.gpus_per_replica:
+        pod_spec["tolerations"] = [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+        if spec.resources.gpu_product:
+            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: spec.resources.gpu_product}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": member.namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(name, hub_namespace)},
+            # Never below the wanted capacity during a rollout: GPUs permitting, one extra.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": pod_template_annotations(spec, md_annotations or {}),
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def service(name: str, hub_namespace: str, spec: ModelDeploymentSpec, role: Role) -> dict[str, Any]:
+    member = spec.member(role)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": member.namespace,
+            "labels": owner_labels(name, hub_namespace, role),
+        },
+        "spec": {
+            "selector": selector_labels(name, hub_namespace),
+            "ports": [
+                {"name": "http", "port": spec.runtime.port, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def pod_disruption_budget(
+    name: str, hub_namespace: str, spec: ModelDeploymentSpec, role: Role
+) -> dict[str, Any]:
+    member = spec.member(role)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": name,
+            "namespace": member.namespace,
+            "labels": owner_labels(name, hub_namespace, role),
+        },
+        "spec": {
+            # One replica at a time through drains and upgrades of the member's nodes.
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(name, hub_namespace)},
+            # A replica that never got ready (e.g. bad weights) may still be evicted.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def member_objects(
+    name: str,
+    hub_namespace: str,
+    spec: ModelDeploymentSpec,
+    role: Role,
+    replicas: int,
+    md_annotations: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    return [
+        deployment(name, hub_namespace, spec, role, replicas, md_annotations),
+        service(name, hub_namespace, spec, role),
+        pod_disruption_budget(name, hub_namespace, spec, role),
+    ]
+
+
+def is_subset(desired: Any, actual: Any) -> bool:
+    """True when every field of `desired` has the same value in `actual`.
+
+    The apiserver adds defaults (protocol, terminationMessagePath, ...) but keeps what we set,
+    so "desired is contained in actual" means "no drift". Lists compare item by item in order.
+    """
+    if isinstance(desired, dict):
+        if not isinstance(actual, dict):
+            return False
+        # The apiserver omits empty values (Go's omitempty): a desired False, 0 or "" matches
+        # an absent field.
+        return all(
+            is_subset(v, actual[k]) if k in actual else v in (False, 0, "", None, [], {})
+            for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(desired) != len(actual):
+            return False
+        return all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
+    if isinstance(desired, int | float) and isinstance(actual, int | float):
+        return desired == actual
+    return str(desired) == str(actual) if desired is not None else actual is None

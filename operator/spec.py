@@ -1,0 +1,134 @@
+"""Pydantic models of the ModelDeployment spec (crds/modeldr.io_modeldeployments.yaml).
+
+The apiserver validates and defaults every object; these models give the operator typed access
+and repeat the defaults so that a spec read before defaulting (or in a unit test) means the
+same thing. Unknown fields are ignored: the CRD prunes them anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class ModelSpec(_Model):
+    name: str
+    task: Literal["sequence-classification", "feature-extraction"]
+    source: str
+    expected_digest: str = Field(alias="expectedDigest")
+    revision: str | None = None
+
+
+class Batching(_Model):
+    max_batch_size: int = Field(32, alias="maxBatchSize")
+    max_batch_delay_ms: int = Field(5, alias="maxBatchDelayMs")
+    max_queue: int = Field(256, alias="maxQueue")
+
+
+class EnvVar(_Model):
+    name: str
+    value: str = ""
+
+
+class RuntimeSpec(_Model):
+    image: str
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", alias="imagePullPolicy"
+    )
+    port: int = 8080
+    batching: Batching = Field(default_factory=lambda: Batching.model_validate({}))
+    env: list[EnvVar] = Field(default_factory=list)
+
+
+class Resources(_Model):
+    gpus_per_replica: int = Field(1, alias="gpusPerReplica")
+    gpu_product: str | None = Field(None, alias="gpuProduct")
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class MemberRef(_Model):
+    cluster: str
+    namespace: str
+
+
+class StandbyRef(MemberRef):
+    mode: Literal["hot", "warm", "cold"]
+    replicas: int | None = None
+
+
+class Clusters(_Model):
+    primary: MemberRef
+    standby: StandbyRef
+
+
+class Failback(_Model):
+    mode: Literal["manual", "automatic"] = "manual"
+    hold_down_seconds: int = Field(300, alias="holdDownSeconds")
+
+
+class Failover(_Model):
+    automatic: bool = True
+    health_interval_seconds: int = Field(5, alias="healthIntervalSeconds")
+    failure_threshold: int = Field(3, alias="failureThreshold")
+    failback: Failback = Field(default_factory=lambda: Failback.model_validate({}))
+
+
+class EndpointSliceTraffic(_Model):
+    service_name: str | None = Field(None, alias="serviceName")
+
+
+class HTTPRouteRef(_Model):
+    name: str
+    namespace: str | None = None
+
+
+class GatewayAPITraffic(_Model):
+    http_route: HTTPRouteRef = Field(alias="httpRoute")
+    primary_backend: str | None = Field(None, alias="primaryBackend")
+    standby_backend: str | None = Field(None, alias="standbyBackend")
+
+
+class WebhookTraffic(_Model):
+    url: str
+    timeout_seconds: int = Field(5, alias="timeoutSeconds")
+
+
+class Traffic(_Model):
+    provider: Literal["endpointslice", "gatewayapi", "webhook"] = "endpointslice"
+    endpoint_slice: EndpointSliceTraffic = Field(
+        default_factory=lambda: EndpointSliceTraffic.model_validate({}), alias="endpointSlice"
+    )
+    gateway_api: GatewayAPITraffic | None = Field(None, alias="gatewayAPI")
+    webhook: WebhookTraffic | None = None
+
+
+class ModelDeploymentSpec(_Model):
+    model: ModelSpec
+    runtime: RuntimeSpec
+    resources: Resources = Field(default_factory=lambda: Resources.model_validate({}))
+    replicas: int
+    clusters: Clusters
+    failover: Failover = Field(default_factory=lambda: Failover.model_validate({}))
+    traffic: Traffic = Field(default_factory=lambda: Traffic.model_validate({}))
+
+    @classmethod
+    def parse(cls, spec: Any) -> ModelDeploymentSpec:
+        return cls.model_validate(dict(spec))
+
+    def standby_replicas(self) -> int:
+        """Replicas the standby runs while it is not active (hot: as many as the primary)."""
+        standby = self.clusters.standby
+        if standby.mode == "hot":
+            return self.replicas
+        if standby.mode == "cold":
+            return 0
+        return standby.replicas if standby.replicas is not None else 1
+
+    def member(self, role: Literal["primary", "standby"]) -> MemberRef:
+        return self.clusters.primary if role == "primary" else self.clusters.standby
