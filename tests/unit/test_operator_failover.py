@@ -1,0 +1,140 @@
+"""The failover/failback state machine (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from modeldr.operator.failover import FailoverState, Health, replicas_for
+from modeldr.operator.spec import ModelDeploymentSpec
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+UP = Health(True, "2 ready endpoints", 2)
+DOWN = Health(False, "apiserver unreachable: connection refused")
+
+
+def spec(mode: str = "hot", **failover: Any) -> ModelDeploymentSpec:
+    standby: dict[str, Any] = {"cluster": "standby", "namespace": "ns", "mode": mode}
+    if mode == "warm":
+        standby["replicas"] = 1
+    return ModelDeploymentSpec.parse(
+        {
+            "model": {
+                "name": "m",
+                "task": "feature-extraction",
+                "source": "file:///models/m",
+                "expectedDigest": "sha256:" + "0" * 64,
+            },
+            "runtime": {"image": "img"},
+            "replicas": 3,
+            "clusters": {"primary": {"cluster": "primary", "namespace": "ns"}, "standby": standby},
+            "failover": {"healthIntervalSeconds": 5, "failureThreshold": 3, **failover},
+        }
+    )
+
+
+def tick(
+    state: FailoverState,
+    s: ModelDeploymentSpec,
+    n: int,
+    primary: Health,
+    standby: Health,
+    requested: Any = None,
+):  # type: ignore[no-untyped-def]
+    return state.observe(s, T0 + timedelta(seconds=n), {"primary": primary, "standby": standby},
+                         requested)  # fmt: skip
+
+
+def test_fails_over_after_threshold_consecutive_failures_with_timings() -> None:
+    s, state = spec(), FailoverState()
+    assert tick(state, s, 0, UP, UP).switch is None
+    assert tick(state, s, 1, DOWN, UP).switch is None
+    assert tick(state, s, 2, DOWN, UP).switch is None
+    decision = tick(state, s, 3, DOWN, UP)
+    assert decision.switch is not None and decision.switch.to == "standby"
+    assert decision.switch.trigger == "automatic"
+    assert decision.switch.failure_time == T0 + timedelta(seconds=1)
+    assert decision.switch.detected_time == T0 + timedelta(seconds=3)
+    reasons = [e[1] for e in decision.events]
+    assert "ActiveClusterDown" in reasons
+    state.switched("standby")
+    assert state.active == "standby" and state.streak == 0
+
+
+def test_a_success_resets_the_streak() -> None:
+    s, state = spec(), FailoverState()
+    tick(state, s, 1, DOWN, UP)
+    tick(state, s, 2, DOWN, UP)
+    tick(state, s, 3, UP, UP)
+    assert tick(state, s, 4, DOWN, UP).switch is None
+    assert tick(state, s, 5, DOWN, UP).switch is None
+
+
+def test_never_switches_to_a_standby_that_is_not_ready_and_keeps_trying() -> None:
+    s, state = spec("warm"), FailoverState()
+    for n in range(1, 4):
+        decision = tick(state, s, n, DOWN, DOWN)
+    assert decision.switch is None
+    assert decision.failing_over and "standby is not ready" in decision.waiting
+    # The warm standby is scaled to full size while the failover waits for it.
+    assert replicas_for(s, "standby", decision.full_size) == 3
+    decision = tick(state, s, 4, DOWN, UP)
+    assert decision.switch is not None and decision.switch.to == "standby"
+
+
+def test_idle_standby_sizes() -> None:
+    assert replicas_for(spec("hot"), "standby", {"primary"}) == 3
+    assert replicas_for(spec("warm"), "standby", {"primary"}) == 1
+    assert replicas_for(spec("cold"), "standby", {"primary"}) == 0
+    assert replicas_for(spec("cold"), "primary", set()) == 3
+
+
+def test_manual_failback_needs_a_ready_primary() -> None:
+    s, state = spec(), FailoverState(active="standby")
+    decision = tick(state, s, 1, DOWN, UP, requested="primary")
+    assert decision.switch is None and "primary is not ready" in decision.waiting
+    decision = tick(state, s, 2, UP, UP, requested="primary")
+    assert decision.switch is not None
+    assert (decision.switch.to, decision.switch.trigger) == ("primary", "manual")
+
+
+def test_manual_failover_when_automatic_is_off() -> None:
+    s, state = spec(automatic=False), FailoverState()
+    for n in range(1, 5):
+        decision = tick(state, s, n, DOWN, UP)
+    assert decision.switch is None and "automatic is false" in decision.waiting
+    decision = tick(state, s, 5, DOWN, UP, requested="standby")
+    assert decision.switch is not None and decision.switch.trigger == "manual"
+
+
+def test_automatic_failback_only_after_the_whole_hold_down_without_flapping() -> None:
+    s = spec(failback={"mode": "automatic", "holdDownSeconds": 60})
+    state = FailoverState(active="standby")
+    assert tick(state, s, 0, UP, UP).switch is None
+    assert tick(state, s, 30, UP, UP).switch is None
+    tick(state, s, 40, DOWN, UP)  # a flap restarts the hold-down
+    assert tick(state, s, 41, UP, UP).switch is None
+    assert tick(state, s, 100, UP, UP).switch is None
+    decision = tick(state, s, 101, UP, UP)
+    assert decision.switch is not None
+    assert (decision.switch.to, decision.switch.trigger) == ("primary", "failback")
+
+
+def test_manual_failback_mode_stays_on_standby() -> None:
+    s, state = spec(), FailoverState(active="standby")
+    for n in range(0, 1000, 100):
+        assert tick(state, s, n, UP, UP).switch is None
+
+
+def test_fast_interval_after_a_failure() -> None:
+    s, state = spec(), FailoverState()
+    assert state.next_interval(s) == 5.0
+    tick(state, s, 1, DOWN, UP)
+    assert state.next_interval(s) == 1.0
+
+
+def test_failed_standby_while_active_fails_over_back_to_primary() -> None:
+    s, state = spec(), FailoverState(active="standby")
+    for n in range(1, 4):
+        decision = tick(state, s, n, UP, DOWN)
+    assert decision.switch is not None and decision.switch.to == "primary"

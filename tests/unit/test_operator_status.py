@@ -1,0 +1,121 @@
+"""Status, health and snapshot parsing (pure)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from modeldr.operator.health import cluster_health
+from modeldr.operator.monitor import GpuCapacity, Snapshot, gpu_capacity, ready_addresses
+from modeldr.operator.status import failover_ready, observed_digest, set_condition
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_condition_transition_time_moves_only_when_status_changes() -> None:
+    conditions, flipped = set_condition([], "Ready", True, "Serving", "ok", NOW, 1)
+    assert not flipped and conditions[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    later = NOW + timedelta(minutes=1)
+    conditions, flipped = set_condition(conditions, "Ready", True, "Serving", "still", later, 2)
+    assert not flipped and conditions[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert conditions[0]["message"] == "still" and conditions[0]["observedGeneration"] == 2
+    conditions, flipped = set_condition(conditions, "Ready", False, "NotServing", "x", later, 2)
+    assert flipped and conditions[0]["lastTransitionTime"] == "2026-01-01T00:01:00Z"
+
+
+def _slice(ns: str, svc: str, endpoints: list[tuple[str, bool, bool]]) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": ns, "labels": {"kubernetes.io/service-name": svc}},
+        "endpoints": [
+            {"addresses": [a], "conditions": {"ready": r, "terminating": t}}
+            for a, r, t in endpoints
+        ],
+    }
+
+
+def test_ready_addresses_skip_not_ready_and_terminating() -> None:
+    slices = [
+        _slice("ns", "m", [("127.1.0.2", True, False), ("127.1.0.3", False, False)]),
+        _slice("ns", "m", [("127.1.0.4", True, True), ("127.1.0.1", True, False)]),
+        _slice("ns", "empty", []),
+    ]
+    out = ready_addresses(slices)
+    assert out[("ns", "m")] == ("127.1.0.1", "127.1.0.2")
+    assert out[("ns", "empty")] == ()
+
+
+def _node(name: str, product: str, gpus: int, ready: bool = True) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product}},
+        "spec": {},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": str(gpus)},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def _pod(node: str, gpus: int, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "spec": {
+            "nodeName": node,
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def test_gpu_capacity_counts_ready_nodes_and_live_pods() -> None:
+    nodes = [_node("a", "H100", 8), _node("b", "H100", 8, ready=False), _node("c", "A10", 4)]
+    pods = [_pod("a", 2), _pod("a", 1, "Succeeded"), _pod("c", 4), _pod("b", 8)]
+    capacity = gpu_capacity(nodes, pods)
+    assert capacity.free("H100") == 6
+    assert capacity.free("A10") == 0
+    assert capacity.free(None) == 6
+
+
+def _snapshot(**kwargs: Any) -> Snapshot:
+    return Snapshot("standby", time.monotonic(), NOW, **kwargs)
+
+
+def test_cluster_health() -> None:
+    assert not cluster_health(_snapshot(error="apiserver unreachable"), "ns", "m").healthy
+    assert "does not exist" in cluster_health(_snapshot(), "ns", "m").reason
+    deployment = {"status": {"readyReplicas": 2}}
+    no_endpoints = _snapshot(deployments={("ns", "m"): deployment})
+    assert "no ready endpoints" in cluster_health(no_endpoints, "ns", "m").reason
+    ok = _snapshot(
+        deployments={("ns", "m"): deployment}, ready_addresses={("ns", "m"): ("127.2.0.1",)}
+    )
+    health = cluster_health(ok, "ns", "m")
+    assert health.healthy and health.ready_replicas == 2
+    stale = Snapshot("standby", time.monotonic() - 60, NOW, deployments=ok.deployments,
+                     ready_addresses=ok.ready_addresses)  # fmt: skip
+    assert "no fresh observation" in cluster_health(stale, "ns", "m").reason
+
+
+def test_observed_digest_only_once_rolled_out() -> None:
+    template = {"metadata": {"annotations": {"modeldr.io/expected-digest": "sha256:abc"}}}
+    d: dict[str, Any] = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 2, "template": template},
+        "status": {"observedGeneration": 2, "updatedReplicas": 2, "readyReplicas": 2},
+    }
+    assert observed_digest(d) == "sha256:abc"
+    d["status"]["updatedReplicas"] = 1  # rollout of a new digest in progress
+    assert observed_digest(d) is None
+    assert observed_digest(None) is None
+
+
+def test_failover_ready_checks_reachability_readiness_and_gpus() -> None:
+    from modeldr.operator.failover import Health
+
+    up, down = Health(True, "ok", 1), Health(False, "no ready endpoints")
+    snap = _snapshot(gpus=GpuCapacity({"H100": 8}, {"H100": 7}))
+    assert failover_ready("hot", up, snap, 0, 1, "H100")[0]
+    assert not failover_ready("hot", down, snap, 0, 1, "H100")[0]
+    ok, why = failover_ready("warm", up, snap, 2, 1, "H100")
+    assert not ok and "1 free GPUs of product H100, needs 2" in why
+    assert failover_ready("cold", down, snap, 1, 1, "H100")[0]
+    assert not failover_ready("cold", up, _snapshot(error="unreachable"), 1, 1, None)[0]
