@@ -12,6 +12,7 @@ ETCD_VERSION=v3.6.16         # an etcd this apiserver supports (k8s 1.36 pins et
 KWOK_VERSION=v0.8.0          # kwok + kwokctl (stand in for kubelets)
 HELM_VERSION=v3.22.0
 PROMETHEUS_VERSION=v0.316.0 # Prometheus 3.16 server (Go module version; Debian's build lacks kubernetes_sd)
+GATEWAY_API_VERSION=v1.6.3  # Gateway API standard-channel CRDs (tests of the gatewayapi traffic provider)
 
 CACHE=${MODELDR_CACHE:-$HOME/.cache/modeldr}
 # "-loopback2": the sandbox patch below is part of the cache key.
@@ -20,6 +21,7 @@ ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
 KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 HELM_DIR=$CACHE/helm-$HELM_VERSION
 PROM_DIR=$CACHE/prometheus-$PROMETHEUS_VERSION
+GATEWAY_API_DIR=$CACHE/gateway-api-$GATEWAY_API_VERSION
 
 print_env() {
   cat <<ENV
@@ -34,6 +36,7 @@ export MODELDR_KWOK=$KWOK_DIR/bin/kwok
 export MODELDR_KWOKCTL=$KWOK_DIR/bin/kwokctl
 export MODELDR_HELM=$HELM_DIR/bin/helm
 export MODELDR_PROMETHEUS=$PROM_DIR/bin/prometheus
+export MODELDR_GATEWAY_API_CRDS=$GATEWAY_API_DIR/crd
 ENV
 }
 
@@ -136,6 +139,24 @@ build_prometheus() {
   touch "$PROM_DIR/.complete"; log "prometheus built in $((SECONDS - t0)) s"
 }
 
+fetch_gateway_api_crds() {
+  done_already "$GATEWAY_API_DIR" && return
+  log "fetching Gateway API $GATEWAY_API_VERSION standard-channel CRDs"
+  # The Go module zip carries config/crd/standard/*.yaml; keep only the CRDs (not the
+  # ValidatingAdmissionPolicy that ships beside them).
+  local dir
+  dir=$(cd /tmp && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [[ -d "$dir/config/crd/standard" ]] || {
+    echo "tools.sh: no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" >&2; exit 1; }
+  rm -rf "$GATEWAY_API_DIR/crd"; mkdir -p "$GATEWAY_API_DIR/crd"
+  local f
+  for f in "$dir"/config/crd/standard/*.yaml; do
+    if grep -q '^kind: CustomResourceDefinition$' "$f"; then cp "$f" "$GATEWAY_API_DIR/crd/"; fi
+  done
+  chmod -R u+w "$GATEWAY_API_DIR/crd"
+  touch "$GATEWAY_API_DIR/.complete"
+}
+
 install_firewall() {
   # nftables is what the network faults use; iptables is the fallback.
   if command -v nft >/dev/null && command -v iptables >/dev/null; then return; fi
@@ -152,4 +173,5 @@ build_etcd
 build_kwok
 build_helm
 build_kubernetes
+fetch_gateway_api_crds
 log "tools ready in $((SECONDS - t_all)) s (cache: $CACHE)"

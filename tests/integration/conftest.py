@@ -55,3 +55,13 @@ def namespace(sandbox: Sandbox) -> Iterator[str]:
         # A cluster left in an outage by a failed test cannot answer; sandbox-down cleans it.
         with contextlib.suppress(Exception):
             kube.core(cluster).delete_namespace(name)
+
+
+@pytest.fixture
+def hub_namespace(sandbox: Sandbox) -> Iterator[str]:
+    """A fresh namespace in the hub, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.core("hub").create_namespace({"metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(Exception):
+        kube.core("hub").delete_namespace(name)

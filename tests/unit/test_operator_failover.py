@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modeldr.operator.failover import FailoverState, Health, replicas_for
+from modeldr.operator.failover import Decision, FailoverState, Health, Role, replicas_for
 from modeldr.operator.spec import ModelDeploymentSpec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -40,9 +40,9 @@ def tick(
     primary: Health,
     standby: Health,
     requested: Any = None,
-):  # type: ignore[no-untyped-def]
-    return state.observe(s, T0 + timedelta(seconds=n), {"primary": primary, "standby": standby},
-                         requested)  # fmt: skip
+) -> Decision:
+    health: dict[Role, Health] = {"primary": primary, "standby": standby}
+    return state.observe(s, T0 + timedelta(seconds=n), health, requested)
 
 
 def test_fails_over_after_threshold_consecutive_failures_with_timings() -> None:
