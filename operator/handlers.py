@@ -41,6 +41,9 @@ from modeldr.operator.traffic.base import Owner, TrafficError, TrafficProvider, 
 
 GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
 SWITCH_ANNOTATION = "modeldr.io/switch-to"
+# "true": the operator leaves the ModelDeployment alone (no reconcile, no health checks, no
+# failover, no status writes) until the annotation is removed. Deletion still cleans up.
+PAUSED_ANNOTATION = "modeldr.io/paused"
 # Status is rewritten at least this often even when only check times moved.
 STATUS_REFRESH_S = 30.0
 # Conditions whose True is the abnormal state (an Event of type Warning when they turn True).
@@ -310,6 +313,7 @@ async def _tick(
             ),
             port=spec.runtime.port,
             reason=switch.reason,
+            extra={"previousCluster": _cluster_of(spec, ctl.state.active)},
         )
         try:
             await _switch_traffic(ctl, spec, target)
@@ -542,7 +546,11 @@ async def _write_status(
     ctl.last_status, ctl.last_status_write = comparable, time.monotonic()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+def _not_paused(annotations: kopf.Annotations, **_: Any) -> bool:
+    return annotations.get(PAUSED_ANNOTATION, "").lower() != "true"
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, when=_not_paused)
 async def modeldeployment_daemon(
     stopped: kopf.DaemonStopped,
     name: str,

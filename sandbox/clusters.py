@@ -221,7 +221,7 @@ def node_manifest(spec: ClusterSpec, node: NodeSpec) -> dict[str, Any]:
         "type": "kwok",
         "sandbox.modeldr.io/cluster": spec.name,
     }
-    capacity: dict[str, str] = {"cpu": node.cpu, "memory": node.memory, "pods": "110"}
+    capacity: dict[str, str] = {"cpu": node.cpu, "memory": node.memory, "pods": str(node.pods)}
     taints: list[dict[str, str]] = []
     if node.gpus:
         # The labels NVIDIA GPU feature discovery sets on a real GPU node.
@@ -262,9 +262,13 @@ def ensure_nodes(spec: ClusterSpec) -> None:
     core = kube.core(spec.name)
     existing = {n.metadata.name for n in core.list_node().items}
     for node in spec.nodes:
-        if node.name in existing:
-            continue
         body = node_manifest(spec, node)
+        if node.name in existing:
+            # Keep capacity as configured (a sandbox made by an older version, or edited).
+            core.patch_node_status(
+                node.name, {"status": {k: body["status"][k] for k in ("capacity", "allocatable")}}
+            )
+            continue
         core.create_node(body)
         core.patch_node_status(node.name, {"status": body["status"]})
         log.info("cluster %s: node %s (%d GPUs)", spec.name, node.name, node.gpus)

@@ -34,6 +34,9 @@ class NodeSpec:
     octet: int
     cpu: str = "32"
     memory: str = "256Gi"
+    #: Pod capacity. The CPU node takes more than the kubelet's default 110, so that the
+    #: scale benchmark's 200 ModelDeployments (plain kwok pods) fit in one sandbox.
+    pods: int = 110
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class ClusterSpec:
 MEMBER_NODES = (
     NodeSpec("gpu-0", gpus=8, octet=1),
     NodeSpec("gpu-1", gpus=8, octet=2),
-    NodeSpec("cpu-0", gpus=0, octet=3),
+    NodeSpec("cpu-0", gpus=0, octet=3, pods=250),
 )
 
 CLUSTERS: dict[str, ClusterSpec] = {

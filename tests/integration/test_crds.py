@@ -369,8 +369,12 @@ def test_bad_spec_is_refused(hub_namespace: str, edit: Edit, fragment: str) -> N
 
 def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
     api = client.CustomObjectsApi(kube.api_client("hub"))
-    kubectl("apply", "-n", hub_namespace, "-f", str(SANDBOX_EXAMPLE))
-    name = load(SANDBOX_EXAMPLE)["metadata"]["name"]
+    # Paused: an operator running on the sandbox must leave this status to the test (and not
+    # deploy the example to the member clusters).
+    manifest = copy.deepcopy(load(SANDBOX_EXAMPLE))
+    manifest["metadata"].setdefault("annotations", {})["modeldr.io/paused"] = "true"
+    kubectl("apply", "-n", hub_namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+    name = manifest["metadata"]["name"]
     before = api.get_namespaced_custom_object(GROUP, VERSION, hub_namespace, PLURAL, name)
 
     # A write to /status changes status only: the spec part of the same patch is ignored.
