@@ -22,7 +22,7 @@ import kopf
 from kubernetes import client, config
 from pydantic import ValidationError
 
-from modeldr.operator import apply, metrics, render
+from modeldr.operator import apply, metrics, promql, render
 from modeldr.operator import config as operator_config
 from modeldr.operator.failover import Decision, FailoverState, Health, Role, other, replicas_for
 from modeldr.operator.health import cluster_health
@@ -274,6 +274,9 @@ async def _tick(
         role: cluster_health(snapshots[role], spec.member(role).namespace, ctl.name)
         for role in roles
     }
+    if spec.failover.health_query:
+        checked = await asyncio.gather(*(_with_query(spec, role, health[role]) for role in roles))
+        health = dict(zip(roles, checked, strict=True))
     requested = _role_of(spec, annotations.get(SWITCH_ANNOTATION))
     decision = ctl.state.observe(spec, now, health, requested)
     for role in roles:
@@ -388,6 +391,27 @@ async def _tick(
                          status_raw, last_failover)  # fmt: skip
     interval = ctl.state.next_interval(spec)
     return min(interval, 1.0) if decision.failing_over or decision.waiting else interval
+
+
+async def _with_query(spec: ModelDeploymentSpec, role: Role, health: Health) -> Health:
+    """Add the PromQL part to a passing check (a failing one needs no query)."""
+    if not health.healthy or not spec.failover.health_query:
+        return health
+    cluster = _cluster_of(spec, role)
+    try:
+        url = runtime().members.get(cluster).prometheus_url
+    except MemberError:
+        url = None
+    if not url:
+        return Health(True, f"{health.reason}; health query skipped: no prometheus-url for "
+                      f"{cluster}", health.ready_replicas)  # fmt: skip
+    expression = promql.render_query(
+        spec.failover.health_query, cluster, spec.member(role).namespace
+    )
+    result = await asyncio.to_thread(promql.evaluate, url, expression)
+    if result.passed is False:
+        return Health(False, result.message, health.ready_replicas)
+    return Health(True, f"{health.reason}; {result.message}", health.ready_replicas)
 
 
 def _remove_switch_annotation(ctl: Controller) -> None:

@@ -76,6 +76,7 @@ class Failover(_Model):
     automatic: bool = True
     health_interval_seconds: int = Field(5, alias="healthIntervalSeconds")
     failure_threshold: int = Field(3, alias="failureThreshold")
+    health_query: str | None = Field(None, alias="healthQuery")
     failback: Failback = Field(default_factory=lambda: Failback.model_validate({}))
 
 
