@@ -10,8 +10,8 @@ TOOLS_ENV := eval "$$(bash scripts/tools.sh --print-env)"
 CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
-        sandbox-status sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-down chart-lint bench bench-sandbox bench-serving clean demo
+        sandbox-status operator-up operator-down sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
+        kind-up kind-down chart-lint bench bench-sandbox bench-serving bench-failover clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -54,6 +54,12 @@ sandbox-up: install tools ## Start hub, primary, standby, the process runtime an
 sandbox-down: install ## Stop the sandbox and remove its state
 	@$(TOOLS_ENV); $(PY) -m sandbox down
 
+operator-up: install tools ## Install the chart in the hub and start the operator (chart ServiceAccount; log .sandbox/logs/operator.log)
+	@$(TOOLS_ENV); $(PY) -m sandbox operator-up
+
+operator-down: install ## Stop the operator started by operator-up
+	@$(TOOLS_ENV); $(PY) -m sandbox operator-down
+
 sandbox-status: install ## Show the sandbox's clusters, nodes and processes
 	@$(TOOLS_ENV); $(PY) -m sandbox status
 
@@ -69,10 +75,13 @@ sandbox-fail-node: install ## Fail a node: make sandbox-fail-node CLUSTER=primar
 sandbox-recover-node: install ## Recover a node: make sandbox-recover-node CLUSTER=primary NODE=gpu-0
 	@$(TOOLS_ENV); $(PY) -m sandbox recover-node $(CLUSTER) $(NODE)
 
-bench: bench-sandbox bench-serving ## All benchmarks; figures printed and saved under bench/results/
+bench: bench-sandbox bench-serving bench-failover ## All benchmarks; figures printed and saved under bench/results/
 
 bench-sandbox: install tools ## Sandbox up time (cold, warm) and idle memory -> bench/results/sandbox.json
 	@$(TOOLS_ENV); $(PY) -m bench.sandbox_bench
+
+bench-failover: install tools ## Failover RTO (hot, warm) and 200 ModelDeployments -> bench/results/failover.json
+	@$(TOOLS_ENV); $(PY) -m bench.failover_bench
 
 bench-serving: install ## Model server vs a naive baseline on CPU -> bench/results/serving.json
 	$(PY) bench/serving_bench.py

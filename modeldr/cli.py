@@ -1,4 +1,4 @@
-"""The `modeldr` command. Subcommands arrive with the operator and the drill engine."""
+"""The `modeldr` command."""
 
 from __future__ import annotations
 
@@ -11,7 +11,25 @@ from modeldr import __version__
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modeldr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"modeldr {__version__}")
-    parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command")
+    operator = commands.add_parser(
+        "operator",
+        help="run the operator against a hub cluster",
+        description="Run the modeldr operator (kopf) against a hub cluster. Settings come from "
+        "MODELDR_* environment variables (charts/modeldr/README.md).",
+    )
+    operator.add_argument("--kubeconfig", help="kubeconfig of the hub (default: in-cluster, "
+                          "then $KUBECONFIG / ~/.kube/config)")  # fmt: skip
+    operator.add_argument("--context", help="kubeconfig context of the hub")
+    operator.add_argument(
+        "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
+    )
+    operator.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if args.command == "operator":
+        from modeldr.operator.main import main as operator_main
+
+        return operator_main(args)
     parser.print_help()
     return 0
 

@@ -126,6 +126,7 @@ class Controller:
     known: dict[str, set[str]] = field(default_factory=dict)
     traffic_error: str = ""
     reconcile_error: dict[str, str] = field(default_factory=dict)
+    member_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def owner(self) -> Owner:
@@ -270,6 +271,17 @@ async def _tick(
         for monitor in monitors.values():
             await asyncio.to_thread(monitor.wait_first, 3.0)
     snapshots = {role: monitors[role].snapshot for role in roles}
+    for role in roles:
+        # A member that cannot be reached (or read: no Secret, bad kubeconfig) gets an Event
+        # when that starts and when it ends, from the first check on.
+        error = snapshots[role].error or ""
+        cluster = _cluster_of(spec, role)
+        if error != ctl.member_errors.get(cluster, ""):
+            if error:
+                _post_event(body, "Warning", "MemberUnavailable", f"{role} {cluster}: {error}")
+            elif cluster in ctl.member_errors:
+                _post_event(body, "Normal", "MemberAvailable", f"{role} {cluster} answers again")
+            ctl.member_errors[cluster] = error
     health: dict[Role, Health] = {
         role: cluster_health(snapshots[role], spec.member(role).namespace, ctl.name)
         for role in roles

@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "runtime", help="run the process runtime in the foreground (sandbox-up starts it)"
     )
+    sub.add_parser("operator-up", help="install the chart in the hub and start the operator")
+    sub.add_parser("operator-down", help="stop the operator")
     for name in ("outage", "restore"):
         sub.add_parser(name).add_argument("cluster")
     for name in ("fail-node", "recover-node"):
@@ -34,6 +36,18 @@ def main(argv: list[str] | None = None) -> int:
         from sandbox import runtime
 
         runtime.main()
+        return 0
+    if args.command in ("operator-up", "operator-down"):
+        from sandbox import operator_up
+
+        try:
+            if args.command == "operator-up":
+                operator_up.operator_up()
+            else:
+                operator_up.operator_down()
+        except (RuntimeError, TimeoutError, ToolMissingError) as exc:
+            print(f"sandbox {args.command}: {exc}", file=sys.stderr)
+            return 1
         return 0
     sandbox = Sandbox()
     try:

@@ -92,6 +92,8 @@ class Sandbox:
 
     def down(self) -> None:
         """Stop everything and remove the sandbox's state (logs are kept under .sandbox/logs)."""
+        # The operator first: it would otherwise log every member going away.
+        daemons.stop("operator", "modeldr operator", grace=20.0)
         daemons.stop(RUNTIME, RUNTIME_MARKER)
         prometheus.stop()
         for spec in CLUSTERS.values():

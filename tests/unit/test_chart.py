@@ -321,7 +321,6 @@ def test_rbac_create_false_renders_no_rbac() -> None:
     ("value", "fragment"),
     [
         ("replicaCount=-1", "/replicaCount"),
-        ("replicaCount=0", "/replicaCount"),
         ("replicasCount=2", "additional properties 'replicasCount' not allowed"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("image.digest=sha256:abc", "/image/digest"),
@@ -421,3 +420,12 @@ def test_crd_shape() -> None:
         return found
 
     assert free_form(version["schema"]["openAPIV3Schema"], "") == [".status.kopf"]
+
+
+def test_zero_replicas_installs_rbac_for_an_operator_run_elsewhere() -> None:
+    docs = render("replicaCount=0")
+    kinds = {d["kind"] for d in docs}
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role"} <= kinds
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 0
+    assert not any(d["kind"] == "PodDisruptionBudget" for d in docs)

@@ -1,0 +1,304 @@
+"""`make bench-failover`: failover timings and operator scale, on the sandbox.
+
+1. Client-observed RTO for a whole-primary outage (apiserver stopped, pod processes killed):
+   a probe sends 20 requests/s through the hub entry point (the endpointslice provider's
+   EndpointSlice); RTO = last success on primary to first success on standby. Hot and warm
+   standby with the sandbox example's failover settings (health interval 1 s, threshold 3),
+   and hot standby with the CRD's defaults (5 s, 3). The operator's own detection and switch
+   durations come from status.lastFailover.
+2. Scale: time for N ModelDeployments whose pods are plain kwok pods (no process
+   annotation) to converge (phase Ready, one ready replica in each cluster), and the
+   operator's resident memory then.
+
+Writes bench/results/failover.json and prints the figures. Uses the running sandbox and
+operator (`make operator-up`); brings them up if needed. Every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from sandbox import kube
+from sandbox.api import Sandbox
+from sandbox.config import REPO_ROOT
+from sandbox.operator_up import operator_pid, operator_up
+from sandbox.probe import HubProbe
+
+RESULTS = REPO_ROOT / "bench" / "results" / "failover.json"
+EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
+GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
+MODEL_DIR = Path("/tmp/modeldr/models/tiny-bert")
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube.api_client("hub", timeout=10))
+
+
+def status(ns: str, name: str) -> dict[str, Any]:
+    md = custom().get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    return dict(md.get("status") or {})
+
+
+def wait(predicate: Any, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except client.ApiException:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def ensure_namespace(cluster: str, name: str) -> None:
+    try:
+        kube.core(cluster).create_namespace({"metadata": {"name": name}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def delete_and_wait(ns: str, name: str) -> None:
+    try:
+        custom().delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+
+    def gone() -> bool:
+        try:
+            custom().get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        except client.ApiException as exc:
+            return bool(exc.status == 404)
+        return False
+
+    wait(gone, f"{ns}/{name} deleted", 120)
+
+
+def rto_runs(sandbox: Sandbox, label: str, failover: dict[str, Any], standby: dict[str, Any],
+             runs: int) -> list[dict[str, Any]]:  # fmt: skip
+    ns = f"bench-{label}"
+    name = "tiny-bert"
+    ensure_namespace("hub", ns)
+    md = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    md["metadata"]["namespace"] = ns
+    md["spec"]["clusters"]["primary"]["namespace"] = ns
+    md["spec"]["clusters"]["standby"] = {"cluster": "standby", "namespace": ns, **standby}
+    md["spec"]["failover"] = failover
+    delete_and_wait(ns, name)
+    custom().create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, md)
+    replicas = md["spec"]["replicas"]
+    idle_standby = standby.get("replicas", replicas)
+
+    def settled() -> bool:
+        s = status(ns, name)
+        return (
+            s.get("activeCluster") == "primary"
+            and (s.get("primary") or {}).get("readyReplicas") == replicas
+            and (s.get("standby") or {}).get("readyReplicas") == idle_standby
+            and all(a.startswith("127.1.") for a in kube.ready_endpoint_addresses("hub", ns, name))
+            and len(kube.ready_endpoint_addresses("hub", ns, name)) == replicas
+        )
+
+    out = []
+    try:
+        for run in range(1, runs + 1):
+            log(f"[{label}] run {run}/{runs}: waiting for a steady state")
+            wait(settled, "primary active with all replicas ready", 240)
+            probe = HubProbe(ns, name, rate=20, max_seconds=120).start()
+            try:
+                time.sleep(3)
+                outage_at = time.monotonic()
+                sandbox.outage("primary")
+                try:
+                    wait(lambda p=probe, t=outage_at: p.first_success("127.2.", t) is not None,
+                         "first success on standby", 90)  # fmt: skip
+                    last_primary = probe.last_success("127.1.")
+                    first_standby = probe.first_success("127.2.", outage_at)
+                    assert last_primary is not None and first_standby is not None
+                    s = status(ns, name)
+                    lf = s.get("lastFailover") or {}
+                    result = {
+                        "run": run,
+                        "rto_s": round(first_standby - last_primary, 3),
+                        "outage_to_first_standby_success_s": round(first_standby - outage_at, 3),
+                        "failed_requests": probe.failures(since=outage_at),
+                        "operator_detection_s": lf.get("detectionSeconds"),
+                        "operator_switch_s": lf.get("switchSeconds"),
+                        "operator_total_s": lf.get("totalSeconds"),
+                    }
+                    log(f"[{label}] run {run}: {json.dumps(result)}")
+                    out.append(result)
+                finally:
+                    sandbox.restore("primary")
+            finally:
+                probe.stop()
+            # Fail back by hand (the sandbox example's failback mode is manual).
+            wait(lambda: (status(ns, name).get("primary") or {}).get("readyReplicas") == replicas,
+                 "primary ready after restore", 240)  # fmt: skip
+            custom().patch_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURAL, name,
+                {"metadata": {"annotations": {"modeldr.io/switch-to": "primary"}}},
+            )  # fmt: skip
+            wait(lambda: status(ns, name).get("activeCluster") == "primary", "failback", 60)
+    finally:
+        delete_and_wait(ns, name)
+    return out
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    if not runs:
+        return {}
+    rto = [r["rto_s"] for r in runs]
+    detection = [r["operator_detection_s"] for r in runs if r["operator_detection_s"] is not None]
+    switch = [r["operator_switch_s"] for r in runs if r["operator_switch_s"] is not None]
+    return {
+        "runs": len(runs),
+        "rto_s_median": round(statistics.median(rto), 3),
+        "rto_s_max": round(max(rto), 3),
+        "rto_s_min": round(min(rto), 3),
+        "detection_s_median": round(statistics.median(detection), 3) if detection else None,
+        "switch_s_median": round(statistics.median(switch), 3) if switch else None,
+    }
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def scale(count: int) -> dict[str, Any]:
+    ns = "bench-scale"
+    ensure_namespace("hub", ns)
+    base = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    base["metadata"].pop("annotations", None)  # plain kwok pods: no process runtime
+    base["metadata"]["namespace"] = ns
+    base["spec"]["replicas"] = 1
+    base["spec"]["resources"] = {"gpusPerReplica": 0, "cpu": "10m", "memory": "16Mi"}
+    base["spec"]["clusters"]["primary"]["namespace"] = ns
+    base["spec"]["clusters"]["standby"]["namespace"] = ns
+    base["spec"]["failover"] = {"healthIntervalSeconds": 5, "failureThreshold": 3}
+    names = [f"scale-{i:03d}" for i in range(count)]
+    api = custom()
+    pid = operator_pid()
+    rss_before = rss_mib(pid) if pid else None
+    log(f"[scale] creating {count} ModelDeployments")
+    started = time.monotonic()
+    for name in names:
+        md = copy.deepcopy(base)
+        md["metadata"]["name"] = name
+        api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, md)
+    created = time.monotonic() - started
+
+    def converged() -> int:
+        items = api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+        return sum(
+            1
+            for md in items
+            if (md.get("status") or {}).get("phase") == "Ready"
+            and ((md["status"].get("primary") or {}).get("readyReplicas") == 1)
+            and ((md["status"].get("standby") or {}).get("readyReplicas") == 1)
+        )
+
+    deadline = time.monotonic() + 900
+    done = 0
+    while time.monotonic() < deadline:
+        done = converged()
+        if done == count:
+            break
+        log(f"[scale] {done}/{count} converged after {time.monotonic() - started:.0f}s")
+        time.sleep(5)
+    converge_s = time.monotonic() - started
+    rss_after = rss_mib(pid) if pid else None
+    result = {
+        "modeldeployments": count,
+        "converged": done,
+        "create_s": round(created, 1),
+        "converge_s": round(converge_s, 1),
+        "operator_rss_mib_before": rss_before,
+        "operator_rss_mib_converged": rss_after,
+    }
+    log(f"[scale] {json.dumps(result)}")
+    log("[scale] deleting")
+    for name in names:
+        with contextlib.suppress(client.ApiException):
+            api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    wait(lambda: not api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"],
+         "scale ModelDeployments deleted", 600)  # fmt: skip
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--default-settings-runs", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=200)
+    args = parser.parse_args(argv)
+    sandbox = Sandbox()
+    sandbox.up()
+    if not (MODEL_DIR / "modeldr-manifest.json").exists():
+        serve = str(Path(sys.executable).parent / "modeldr-serve")
+        subprocess.run([serve, "tiny-model", str(MODEL_DIR), "--task", "sequence-classification"],
+                       check=True)  # fmt: skip
+    operator_up()
+    example_failover = {"healthIntervalSeconds": 1, "failureThreshold": 3}
+    crd_defaults = {"healthIntervalSeconds": 5, "failureThreshold": 3}
+    series = {
+        "hot": rto_runs(sandbox, "hot", example_failover, {"mode": "hot"}, args.runs),
+        "warm": rto_runs(
+            sandbox, "warm", example_failover, {"mode": "warm", "replicas": 1}, args.runs
+        ),
+    }
+    if args.default_settings_runs:
+        series["hot_crd_defaults"] = rto_runs(
+            sandbox, "hot-defaults", crd_defaults, {"mode": "hot"}, args.default_settings_runs
+        )
+    results: dict[str, Any] = {
+        "benchmark": "failover",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "probe": "20 requests/s through the hub EndpointSlice; RTO = last success on primary "
+        "to first success on standby",
+        "settings": {
+            "hot": example_failover | {"replicas": 2, "standby": "hot"},
+            "warm": example_failover | {"replicas": 2, "standby": "warm, 1 replica"},
+            "hot_crd_defaults": crd_defaults | {"replicas": 2, "standby": "hot"},
+        },
+        "target": "hot standby RTO <= 5 s with the sandbox example's settings",
+        "summary": {k: summary(v) for k, v in series.items()},
+        "runs": series,
+    }
+    if args.scale:
+        results["scale"] = scale(args.scale)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["summary"], indent=2))
+    if "scale" in results:
+        print(json.dumps(results["scale"], indent=2))
+    print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

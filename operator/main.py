@@ -1,0 +1,165 @@
+"""`modeldr operator`: the operator process.
+
+Configures logging and the Kubernetes client, serves /healthz and /metrics on every replica,
+waits for the leader Lease (when leader election is on), then runs kopf in standalone mode
+with the handlers of `modeldr.operator.handlers`. SIGTERM stops kopf, releases the Lease and
+exits 0; losing the Lease exits 1 so that Kubernetes restarts the replica as a follower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+from typing import Any
+
+import kopf
+from aiohttp import web
+from kubernetes import client, config
+from prometheus_client import start_http_server
+
+from modeldr.operator import config as operator_config
+from modeldr.operator import logs
+from modeldr.operator.leader import LeaderElector
+
+log = logging.getLogger("modeldr.operator")
+HANDLERS_MODULE = "modeldr.operator.handlers"
+
+
+def load_client_configuration(kubeconfig: str | None, context: str | None) -> client.Configuration:
+    """The hub's client configuration: a kubeconfig (and context), or in-cluster."""
+    cfg = client.Configuration()
+    if kubeconfig or context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    else:
+        config.load_incluster_config(client_configuration=cfg)
+    return cfg
+
+
+def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
+    token = None
+    scheme = None
+    authorization = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get(
+        "BearerToken"
+    )
+    if authorization:
+        scheme, _, token = str(authorization).partition(" ")
+        if not token:
+            scheme, token = "Bearer", scheme
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
+
+
+def _register_kopf_hooks(cfg: client.Configuration) -> None:
+    @kopf.on.login()
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(cfg)
+
+    @kopf.on.startup()
+    def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # The chart grants no CRD list: kopf must not scan for resources.
+        settings.scanning.disabled = True
+        settings.persistence.finalizer = "modeldr.io/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeldr.io")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="modeldr.io", key="last-handled-configuration"
+        )
+        # Our own Events (kopf.event) are always posted; kopf's log lines only from WARNING.
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 60
+        settings.watching.client_timeout = 70
+        settings.watching.connect_timeout = 5
+        settings.networking.request_timeout = 30
+
+
+async def _health_server(bind: str, port: int, elector: LeaderElector | None) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "leader": elector.is_leader if elector else True})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, bind, port).start()
+    return runner
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = operator_config.OperatorConfig.from_env()
+    operator_config.set_current(settings)
+    logs.configure("debug" if args.verbose else settings.log_level, settings.log_format)
+    cfg = load_client_configuration(args.kubeconfig, args.context)
+    client.Configuration.set_default(cfg)
+    importlib.import_module(os.environ.get("MODELDR_OPERATOR_HANDLERS_MODULE", HANDLERS_MODULE))
+    _register_kopf_hooks(cfg)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    elector = None
+    if settings.leader_election:
+        elector = LeaderElector(
+            client.ApiClient(cfg), settings.namespace, settings.leader_lease, settings.pod_name,
+            settings.lease_duration_s, settings.renew_deadline_s, settings.retry_period_s,
+        )  # fmt: skip
+    health = await _health_server(settings.bind_address, settings.health_port, elector)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.bind_address)
+    log.info(
+        "modeldr operator %s starting (health :%d, metrics :%d, leader election %s)",
+        settings.pod_name, settings.health_port, settings.metrics_port,
+        "on" if elector else "off",
+    )  # fmt: skip
+    exit_code = 0
+    try:
+        if elector is not None and not await elector.acquire(stop):
+            return 0
+        kopf_stop = asyncio.Event()
+        namespaces = list(args.namespace or [])
+        kopf_task = asyncio.create_task(
+            kopf.operator(
+                standalone=True,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                stop_flag=kopf_stop,
+            )
+        )
+        waiters = {kopf_task, asyncio.create_task(stop.wait())}
+        hold_task = None
+        if elector is not None:
+            hold_task = asyncio.create_task(elector.hold(stop))
+            waiters.add(hold_task)
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if hold_task is not None and hold_task in done and not stop.is_set():
+            exit_code = 1  # leadership lost: stop reconciling at once
+        if kopf_task in done and not stop.is_set():
+            log.error("kopf stopped unexpectedly")
+            exit_code = 1
+        kopf_stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(kopf_task, timeout=30)
+        for task in waiters:
+            task.cancel()
+        if elector is not None and exit_code == 0:
+            await elector.release()
+    finally:
+        await health.cleanup()
+    log.info("modeldr operator stopped (exit %d)", exit_code)
+    return exit_code
+
+
+def main(args: argparse.Namespace) -> int:
+    return asyncio.run(run(args))

@@ -1,0 +1,260 @@
+"""`make operator-up` / `make operator-down`: the Helm chart in the sandbox hub and the
+operator running against it as a local process, with the chart's ServiceAccount credentials
+(a TokenRequest token), so RBAC is the chart's, not admin's.
+
+The chart is installed with replicaCount=0 (CRDs, ServiceAccount and RBAC; the hub's kwok
+node could not run the operator image anyway). The member clusters are registered the way a
+user would: one hub Secret per member, labelled modeldr.io/member-cluster=<name>, holding
+its kubeconfig and the sandbox Prometheus URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from sandbox import daemons, kube
+from sandbox.config import MEMBER_CLUSTERS, REPO_ROOT, sandbox_paths, tool
+
+RELEASE = "modeldr"
+NAMESPACE = "modeldr-system"
+SERVICE_ACCOUNT = "modeldr"  # the chart's fullname for release "modeldr"
+LEASE = "modeldr-leader"
+NAME = "operator"
+MARKER = "modeldr operator"
+HEALTH_PORT = 19180
+METRICS_PORT = 19190
+TOKEN_SECONDS = 24 * 3600
+TINY_MODEL = Path("/tmp/modeldr/models/tiny-bert")
+
+
+def operator_dir() -> Path:
+    return sandbox_paths().root / "operator"
+
+
+def operator_kubeconfig() -> Path:
+    return operator_dir() / "kubeconfig"
+
+
+def operator_log() -> Path:
+    return sandbox_paths().logs / f"{NAME}.log"
+
+
+def operator_pid() -> int | None:
+    return daemons.running_pid(NAME, MARKER)
+
+
+def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=180, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} ... failed:\n{result.stderr.strip()}")
+    return result
+
+
+def _kubectl(*args: str) -> str:
+    kubeconfig = str(sandbox_paths().kubeconfig)
+    return _run([tool("kubectl"), "--kubeconfig", kubeconfig, *args]).stdout
+
+
+def install_chart() -> None:
+    # CRDs first, server-side: helm installs CRDs only when absent, never upgrades them.
+    _kubectl(
+        "--context",
+        "hub",
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(REPO_ROOT / "crds"),
+    )
+    _run(
+        [
+            tool("helm"),
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(REPO_ROOT / "charts/modeldr"),
+            "--kubeconfig",
+            str(sandbox_paths().kubeconfig),
+            "--kube-context",
+            "hub",
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+            "--set",
+            "replicaCount=0",
+            "--set",
+            "rbac.trafficProviders.gatewayAPI=true",
+        ]
+    )
+
+
+def register_members() -> None:
+    core = kube.core("hub")
+    prometheus_url = sandbox_paths().prometheus_url_file.read_text().strip()
+    for cluster in MEMBER_CLUSTERS:
+        kubeconfig = _kubectl("config", "view", "--minify", "--flatten", "--context", cluster)
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": f"member-{cluster}",
+                "namespace": NAMESPACE,
+                "labels": {"modeldr.io/member-cluster": cluster},
+            },
+            "data": {
+                "kubeconfig": base64.b64encode(kubeconfig.encode()).decode(),
+                "prometheus-url": base64.b64encode(prometheus_url.encode()).decode(),
+            },
+        }
+        try:
+            core.replace_namespaced_secret(f"member-{cluster}", NAMESPACE, secret)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            core.create_namespaced_secret(NAMESPACE, secret)
+
+
+def write_operator_kubeconfig() -> Path:
+    """A kubeconfig for the hub that authenticates as the chart's ServiceAccount."""
+    token = (
+        kube.core("hub")
+        .create_namespaced_service_account_token(
+            SERVICE_ACCOUNT, NAMESPACE, {"spec": {"expirationSeconds": TOKEN_SECONDS}}
+        )
+        .status.token
+    )
+    admin = yaml.safe_load(
+        _kubectl("config", "view", "--minify", "--flatten", "--context", "hub", "-o", "yaml")
+    )
+    cluster = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "hub", "cluster": cluster}],
+        "users": [
+            {
+                "name": f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}",
+                "user": {"token": token},
+            }
+        ],
+        "contexts": [
+            {
+                "name": "hub",
+                "context": {
+                    "cluster": "hub",
+                    "user": f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}",
+                },
+            }
+        ],
+        "current-context": "hub",
+    }
+    path = operator_kubeconfig()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ensure_tiny_model() -> None:
+    """The model examples/sandbox/modeldeployment.yaml serves (same seed, same digest)."""
+    if (TINY_MODEL / "modeldr-manifest.json").exists():
+        return
+    serve = str(Path(sys.executable).parent / "modeldr-serve")
+    _run([serve, "tiny-model", str(TINY_MODEL), "--task", "sequence-classification"])
+
+
+def operator_env(pod_name: str, health_port: int, metrics_port: int) -> dict[str, str]:
+    """What the chart's Deployment sets, with loopback ports for the sandbox."""
+    return {
+        "MODELDR_OPERATOR_NAMESPACE": NAMESPACE,
+        "MODELDR_OPERATOR_POD_NAME": pod_name,
+        "MODELDR_MEMBER_SECRETS_NAMESPACE": NAMESPACE,
+        "MODELDR_MEMBER_SECRET_LABEL": "modeldr.io/member-cluster",
+        "MODELDR_TRAFFIC_PROVIDERS": "endpointslice,gatewayapi,webhook",
+        "MODELDR_LEADER_ELECTION": "true",
+        "MODELDR_LEADER_ELECTION_LEASE": LEASE,
+        "MODELDR_BIND_ADDRESS": "127.0.0.1",
+        "MODELDR_HEALTH_PORT": str(health_port),
+        "MODELDR_METRICS_PORT": str(metrics_port),
+        "MODELDR_LOG_LEVEL": "info",
+        "MODELDR_LOG_FORMAT": "json",
+    }
+
+
+def operator_argv() -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "modeldr"),
+        "operator",
+        "--kubeconfig",
+        str(operator_kubeconfig()),
+    ]
+
+
+def healthz(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return dict(json.load(response))
+    except Exception:
+        return None
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def operator_up(timeout: float = 60.0) -> None:
+    pid = operator_pid()
+    if pid and (healthz(HEALTH_PORT) or {}).get("leader"):
+        print(f"operator already running (pid {pid}); log {operator_log()}")
+        return
+    ensure_tiny_model()
+    install_chart()
+    register_members()
+    write_operator_kubeconfig()
+    pid = daemons.start(
+        NAME,
+        operator_argv(),
+        MARKER,
+        env=operator_env("sandbox-operator-0", HEALTH_PORT, METRICS_PORT),
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not operator_pid():
+            raise RuntimeError(
+                f"the operator exited; log {operator_log()}:\n{_log_tail(operator_log())}"
+            )
+        if (healthz(HEALTH_PORT) or {}).get("leader"):
+            print(
+                f"operator running (pid {pid}) as ServiceAccount {NAMESPACE}/{SERVICE_ACCOUNT}; "
+                f"log {operator_log()}"
+            )
+            return
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"the operator did not become leader within {timeout:.0f}s; log {operator_log()}:\n"
+        f"{_log_tail(operator_log())}"
+    )
+
+
+def operator_down() -> None:
+    if daemons.stop(NAME, MARKER, grace=20.0):
+        print("operator stopped")
+    else:
+        print("operator not running")
+
+
+def operator_status() -> dict[str, Any]:
+    return {"pid": operator_pid(), "healthz": healthz(HEALTH_PORT), "log": str(operator_log())}

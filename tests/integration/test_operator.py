@@ -1,0 +1,321 @@
+"""The operator on the sandbox, running under the Helm chart's ServiceAccount (real RBAC):
+ModelDeployments become real model servers in primary and standby, the hub's EndpointSlice
+follows the active cluster, a primary outage fails over, failback, drift repair, cleanup.
+
+`make operator-up` (sandbox/operator_up.py) installs the chart into the hub and starts
+`modeldr operator`; these tests reuse it when it already runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from sandbox import kube
+from sandbox.api import Sandbox
+from sandbox.config import sandbox_paths
+from sandbox.operator_up import operator_up
+from sandbox.probe import HubProbe, infer
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples/sandbox/modeldeployment.yaml"
+GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
+NAME = "tiny-bert"
+SECRETS_NAMESPACE = "modeldr-system"
+
+
+@pytest.fixture(scope="module")
+def operator(sandbox: Sandbox) -> None:
+    model_dir = Path("/tmp/modeldr/models/tiny-bert")
+    if not (model_dir / "modeldr-manifest.json").exists():
+        serve = str(Path(sys.executable).parent / "modeldr-serve")
+        subprocess.run(
+            [serve, "tiny-model", str(model_dir), "--task", "sequence-classification"], check=True
+        )
+    operator_up()
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube.api_client("hub"))
+
+
+def manifest(member_namespace: str, **spec: Any) -> dict[str, Any]:
+    md = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    md["spec"]["replicas"] = 1
+    for role in ("primary", "standby"):
+        md["spec"]["clusters"][role]["namespace"] = member_namespace
+    md["spec"].update(spec)
+    return dict(md)
+
+
+def create(hub_ns: str, md: dict[str, Any]) -> None:
+    custom().create_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, md)
+
+
+def get(hub_ns: str, name: str = NAME) -> dict[str, Any]:
+    return dict(custom().get_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, name))
+
+
+def status(hub_ns: str) -> dict[str, Any]:
+    return dict(get(hub_ns).get("status") or {})
+
+
+def condition(hub_ns: str, type_: str) -> str | None:
+    for c in status(hub_ns).get("conditions") or []:
+        if c["type"] == type_:
+            return str(c["status"])
+    return None
+
+
+def wait_status(hub_ns: str, predicate: Any, what: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(client.ApiException):
+            last = status(hub_ns)
+            if predicate(last):
+                return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}; last status: {json.dumps(last, indent=1)}")
+
+
+def serving_everywhere(s: dict[str, Any], replicas: int = 1) -> bool:
+    return (
+        s.get("phase") == "Ready"
+        and (s.get("primary") or {}).get("readyReplicas") == replicas
+        and (s.get("standby") or {}).get("readyReplicas") == replicas
+    )
+
+
+def hub_addresses(hub_ns: str, service: str = NAME) -> list[str]:
+    return kube.ready_endpoint_addresses("hub", hub_ns, service)
+
+
+@pytest.fixture
+def hub_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
+    """A hub namespace for the ModelDeployment; the member namespace of the same name is
+    created by the operator and removed here."""
+    name = f"t-{int(time.time() * 1000) % 10**8:08d}"
+    kube.core("hub").create_namespace({"metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(Exception):
+        custom().delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, NAME)
+    # Let the operator's finalizer remove the member objects, then drop the namespaces.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            get(name)
+        except client.ApiException:
+            break
+        time.sleep(0.5)
+    for cluster in ("hub", "primary", "standby"):
+        with contextlib.suppress(Exception):
+            kube.core(cluster).delete_namespace(name)
+
+
+def test_modeldeployment_serves_from_both_clusters_through_the_hub(hub_ns: str) -> None:
+    create(hub_ns, manifest(hub_ns))
+    s = wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
+    assert s["activeCluster"] == "primary"
+    digest = yaml.safe_load(EXAMPLE.read_text())["spec"]["model"]["expectedDigest"]
+    assert s["primary"]["observedDigest"] == digest
+    assert s["standby"]["observedDigest"] == digest
+    assert s["primary"]["freeGPUs"] >= 0 and s["primary"]["reachable"] is True
+    for type_, expected in [("Ready", "True"), ("FailoverReady", "True"), ("FailedOver", "False")]:
+        assert condition(hub_ns, type_) == expected, type_
+
+    # The member objects are what the spec asks for.
+    deployment = client.AppsV1Api(kube.api_client("primary")).read_namespaced_deployment(
+        NAME, hub_ns
+    )
+    container = deployment.spec.template.spec.containers[0]
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert deployment.spec.template.spec.node_selector == {
+        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"
+    }
+    policy = client.PolicyV1Api(kube.api_client("standby"))
+    assert policy.read_namespaced_pod_disruption_budget(NAME, hub_ns).spec.max_unavailable == 1
+
+    # The hub entry point lists primary's pod IPs, and they answer inference.
+    addresses = hub_addresses(hub_ns)
+    primary_pods = kube.ready_endpoint_addresses("primary", hub_ns, NAME)
+    assert addresses == primary_pods and all(a.startswith("127.1.") for a in addresses)
+    answer = infer(addresses[0], "the hub sends me to primary")
+    assert answer, answer
+
+
+def test_primary_outage_fails_over_and_back_while_a_client_keeps_going(
+    hub_ns: str, sandbox: Sandbox
+) -> None:
+    create(hub_ns, manifest(hub_ns))
+    wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
+    probe = HubProbe(hub_ns, NAME, rate=10)
+    probe.start()
+    try:
+        time.sleep(2)
+        assert probe.successes("127.1.") > 0, "no success through the hub before the outage"
+        sandbox.outage("primary")
+        try:
+            s = wait_status(
+                hub_ns, lambda s: s.get("activeCluster") == "standby", "failover", timeout=60
+            )
+            failover = s["lastFailover"]
+            assert (failover["from"], failover["to"], failover["automatic"]) == (
+                "primary",
+                "standby",
+                True,
+            )
+            assert failover["detectionSeconds"] >= 0 and failover["totalSeconds"] >= 0
+            assert all(a.startswith("127.2.") for a in hub_addresses(hub_ns))
+            deadline = time.monotonic() + 30
+            while probe.successes("127.2.") < 5 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert probe.successes("127.2.") >= 5, "the client did not recover on standby"
+        finally:
+            sandbox.restore("primary")
+        # Manual failback (the default mode): traffic stays on standby until asked.
+        wait_status(
+            hub_ns,
+            lambda s: (s.get("primary") or {}).get("readyReplicas") == 1,
+            "primary ready again after restore",
+            timeout=120,
+        )
+        assert status(hub_ns)["activeCluster"] == "standby"
+        custom().patch_namespaced_custom_object(
+            GROUP, VERSION, hub_ns, PLURAL, NAME,
+            {"metadata": {"annotations": {"modeldr.io/switch-to": "primary"}}},
+        )  # fmt: skip
+        s = wait_status(hub_ns, lambda s: s.get("activeCluster") == "primary", "failback", 60)
+        assert s["lastFailover"]["to"] == "primary" and s["lastFailover"]["automatic"] is False
+        assert "modeldr.io/switch-to" not in (get(hub_ns)["metadata"].get("annotations") or {})
+        deadline = time.monotonic() + 20
+        before = probe.successes("127.1.")
+        while probe.successes("127.1.") <= before + 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert probe.successes("127.1.") > before + 3, "the client did not follow the failback"
+    finally:
+        probe.stop()
+
+
+def test_drift_is_repaired(hub_ns: str) -> None:
+    create(hub_ns, manifest(hub_ns))
+    wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
+    apps = client.AppsV1Api(kube.api_client("primary"))
+    core = client.CoreV1Api(kube.api_client("standby"))
+
+    apps.patch_namespaced_deployment(NAME, hub_ns, {"spec": {"replicas": 0}})
+    core.delete_namespaced_service(NAME, hub_ns)
+
+    def repaired() -> bool:
+        replicas = apps.read_namespaced_deployment(NAME, hub_ns).spec.replicas
+        try:
+            core.read_namespaced_service(NAME, hub_ns)
+        except client.ApiException:
+            return False
+        return bool(replicas == 1)
+
+    kube.wait_for(repaired, timeout=30, what="drift repaired")
+
+
+def test_deletion_removes_member_objects_and_waits_for_an_unreachable_member(
+    hub_ns: str,
+) -> None:
+    # The standby is a member whose Secret does not exist yet: unreachable.
+    ghost = f"ghost-{hub_ns[2:]}"
+    md = manifest(hub_ns)
+    md["spec"]["clusters"]["standby"]["cluster"] = ghost
+    create(hub_ns, md)
+    s = wait_status(
+        hub_ns,
+        lambda s: (
+            (s.get("primary") or {}).get("readyReplicas") == 1
+            and "no Secret labelled" in (s.get("standby") or {}).get("message", "")
+        ),
+        "primary serving, the ghost standby reported",
+    )
+    assert s["standby"]["reachable"] is False
+    assert condition(hub_ns, "FailoverReady") == "False"
+    events = kube.core("hub").list_namespaced_event(hub_ns).items
+    assert any(e.reason == "MemberUnavailable" and ghost in e.message for e in events), [
+        (e.reason, e.message) for e in events
+    ]
+
+    custom().delete_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME)
+    apps = client.AppsV1Api(kube.api_client("primary"))
+    time.sleep(5)
+    # Not gone: the cleanup in the unreachable member is retried, not skipped.
+    assert get(hub_ns)["metadata"].get("deletionTimestamp")
+
+    # The member becomes reachable (its Secret appears): the deletion completes.
+    kubeconfig = sandbox_paths().kubeconfig.read_text()
+    config = yaml.safe_load(kubeconfig)
+    context = next(c for c in config["contexts"] if c["name"] == "standby")
+    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
+    user = next(u for u in config["users"] if u["name"] == context["context"]["user"])
+    one = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [user],
+        "contexts": [context],
+        "current-context": "standby",
+    }
+    secret_name = f"member-{ghost}"
+    kube.core("hub").create_namespaced_secret(
+        SECRETS_NAMESPACE,
+        {
+            "metadata": {
+                "name": secret_name,
+                "labels": {"modeldr.io/member-cluster": ghost},
+            },
+            "data": {"kubeconfig": base64.b64encode(yaml.safe_dump(one).encode()).decode()},
+        },
+    )
+    try:
+
+        def gone() -> bool:
+            try:
+                get(hub_ns)
+            except client.ApiException as exc:
+                return exc.status == 404
+            return False
+
+        kube.wait_for(gone, timeout=60, what="ModelDeployment deleted after cleanup")
+        with pytest.raises(client.ApiException) as missing:
+            apps.read_namespaced_deployment(NAME, hub_ns)
+        assert missing.value.status == 404
+    finally:
+        kube.core("hub").delete_namespaced_secret(secret_name, SECRETS_NAMESPACE)
+
+
+def test_a_failing_health_query_fails_over(hub_ns: str) -> None:
+    # Real Prometheus, real series: the query holds for standby's servers and, by its
+    # cluster!="primary" matcher, never for primary's, so primary fails its checks while
+    # its pods stay ready.
+    query = 'count(up{cluster="$cluster", namespace="$namespace", cluster!="primary"} == 1)'
+    md = manifest(hub_ns)
+    md["spec"]["failover"]["healthQuery"] = query
+    create(hub_ns, md)
+    s = wait_status(
+        hub_ns,
+        lambda s: s.get("activeCluster") == "standby",
+        "failover driven by the health query",
+        timeout=180,
+    )
+    assert "health query returned no samples" in s["lastFailover"]["reason"]
+    assert s["primary"]["readyReplicas"] == 1  # the pods are fine; the query decided
+    assert "health query: 1 samples, none 0" in s["standby"]["message"]
