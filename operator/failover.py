@@ -64,6 +64,13 @@ class FailoverState:
     first_failure: datetime | None = None
     detected: datetime | None = None
     primary_healthy_since: datetime | None = None
+    # False until the active cluster has passed a check: a ModelDeployment that is still
+    # rolling out has nothing to fail over from (whichever cluster got ready first would win).
+    armed: bool = False
+    # Consecutive passed checks per cluster: a cluster that was failing becomes a switch target
+    # only after `failureThreshold` passes in a row (hysteresis both ways; after an outage the
+    # restored control plane briefly reports the pods' stale Ready state).
+    passes: dict[str, int] = field(default_factory=dict)
 
     def next_interval(self, spec: ModelDeploymentSpec) -> float:
         interval = float(spec.failover.health_interval_seconds)
@@ -79,10 +86,16 @@ class FailoverState:
         """Advance by one tick. `requested` is a manual switch request (annotation)."""
         decision = Decision(full_size={"primary", self.active})
         active, standby = self.active, other(self.active)
+        for role in ("primary", "standby"):
+            self.passes[role] = self.passes.get(role, 0) + 1 if health[role].healthy else 0
         active_health, standby_health = health[active], health[standby]
 
-        # The active cluster's failure streak.
+        # The active cluster's failure streak (once it has served).
         if active_health.healthy:
+            self.armed = True
+        if not self.armed:
+            pass
+        elif active_health.healthy:
             if self.detected is not None:
                 decision.events.append(
                     ("Normal", "FailoverCancelled", f"{active} is healthy again before the switch")
@@ -99,8 +112,7 @@ class FailoverState:
                         f"{active} failed a health check: {active_health.reason}",
                     )
                 )
-            threshold = spec.failover.failure_threshold
-            if self.streak >= threshold and self.detected is None:
+            if self.streak >= spec.failover.failure_threshold and self.detected is None:
                 self.detected = now
                 decision.events.append(
                     (
@@ -117,22 +129,28 @@ class FailoverState:
         else:
             self.primary_healthy_since = None
 
+        threshold = spec.failover.failure_threshold
+
+        def ready(role: Role) -> bool:
+            return health[role].healthy and self.passes[role] >= threshold
+
         # 1. A manual request wins (it is how a person fails back, or moves traffic).
         if requested is not None and requested != active:
-            if health[requested].healthy:
+            if ready(requested):
                 return self._switch(
                     decision, requested, "manual", f"requested switch to {requested}", now
                 )
             decision.waiting = (
                 f"requested switch to {requested} waits: {requested} is not ready "
-                f"({health[requested].reason})"
+                f"({health[requested].reason}; {self.passes[requested]}/{threshold} passed "
+                "checks in a row)"
             )
 
         # 2. Automatic failover once the threshold is reached.
         if self.detected is not None and spec.failover.automatic:
             decision.failing_over = True
             decision.full_size.add(standby)  # scale a warm or cold standby up now
-            if standby_health.healthy:
+            if ready(standby):
                 return self._switch(
                     decision,
                     standby,

@@ -46,6 +46,10 @@ SWITCH_ANNOTATION = "modeldr.io/switch-to"
 PAUSED_ANNOTATION = "modeldr.io/paused"
 # Status is rewritten at least this often even when only check times moved.
 STATUS_REFRESH_S = 30.0
+LAST_FAILOVER_KEYS = (
+    "from", "to", "reason", "automatic", "failureTime", "detectedTime", "switchedTime",
+    "detectionSeconds", "switchSeconds", "totalSeconds",
+)  # fmt: skip
 # Conditions whose True is the abnormal state (an Event of type Warning when they turn True).
 NEGATIVE_CONDITIONS = ("Degraded", "FailedOver", "SwitchPending")
 
@@ -138,6 +142,10 @@ class Controller:
 
 def _cluster_of(spec: ModelDeploymentSpec, role: Role) -> str:
     return spec.member(role).cluster
+
+
+def _who(role: Role, cluster: str) -> str:
+    return cluster if cluster == role else f"{role} cluster {cluster}"
 
 
 def _role_of(spec: ModelDeploymentSpec, value: str | None) -> Role | None:
@@ -268,6 +276,8 @@ async def _tick(
         # Resume where the last operator left off: the active cluster is in the status.
         restored = _role_of(spec, (status_raw or {}).get("activeCluster"))
         ctl.state.active = restored or "primary"
+        # It served before this operator started: a failure now is a failure to act on.
+        ctl.state.armed = (status_raw or {}).get("phase") not in (None, "Pending", "Progressing")
         for monitor in monitors.values():
             await asyncio.to_thread(monitor.wait_first, 3.0)
     snapshots = {role: monitors[role].snapshot for role in roles}
@@ -278,9 +288,11 @@ async def _tick(
         cluster = _cluster_of(spec, role)
         if error != ctl.member_errors.get(cluster, ""):
             if error:
-                _post_event(body, "Warning", "MemberUnavailable", f"{role} {cluster}: {error}")
+                _post_event(body, "Warning", "MemberUnavailable", f"{_who(role, cluster)}: {error}")
             elif cluster in ctl.member_errors:
-                _post_event(body, "Normal", "MemberAvailable", f"{role} {cluster} answers again")
+                _post_event(
+                    body, "Normal", "MemberAvailable", f"{_who(role, cluster)} answers again"
+                )
             ctl.member_errors[cluster] = error
     health: dict[Role, Health] = {
         role: cluster_health(snapshots[role], spec.member(role).namespace, ctl.name)
@@ -347,14 +359,14 @@ async def _tick(
                 "to": target.active_cluster,
                 "reason": switch.reason[:1024],
                 "automatic": switch.trigger != "manual",
-                "switchedTime": iso(switched),
+                "switchedTime": iso(switched, precise=True),
             }
             if switch.failure_time and switch.detected_time:
                 detection = (switch.detected_time - switch.failure_time).total_seconds()
                 total = (switched - switch.failure_time).total_seconds()
                 last_failover |= {
-                    "failureTime": iso(switch.failure_time),
-                    "detectedTime": iso(switch.detected_time),
+                    "failureTime": iso(switch.failure_time, precise=True),
+                    "detectedTime": iso(switch.detected_time, precise=True),
                     "detectionSeconds": round(detection, 3),
                     "switchSeconds": round((switched - switch.detected_time).total_seconds(), 3),
                     "totalSeconds": round(total, 3),
@@ -486,9 +498,7 @@ async def _update_status(
         phase = "FailingOver"
     elif serving:
         phase = "Degraded" if degraded_reasons else "Ready"
-    elif ctl.state.streak or not snapshots[active].ok:
-        phase = "Failed"
-    elif (status_raw or {}).get("phase") in (None, "Pending", "Progressing"):
+    elif not ctl.state.armed:
         phase = "Progressing" if snapshots[active].deployments else "Pending"
     else:
         phase = "Failed"
@@ -523,7 +533,8 @@ async def _update_status(
         "standby": per_cluster["standby"],
     }
     if last_failover is not None:
-        status["lastFailover"] = last_failover
+        # A merge patch keeps keys it does not mention: null the previous failover's timings.
+        status["lastFailover"] = {key: None for key in LAST_FAILOVER_KEYS} | last_failover
     elif (status_raw or {}).get("lastFailover"):
         status["lastFailover"] = dict(status_raw["lastFailover"])
     for event_type, reason, message in decision.events:

@@ -145,9 +145,11 @@ async def run(args: argparse.Namespace) -> int:
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if hold_task is not None and hold_task in done and not stop.is_set():
             exit_code = 1  # leadership lost: stop reconciling at once
-        if kopf_task in done and not stop.is_set():
-            log.error("kopf stopped unexpectedly")
+        if kopf_task in done and kopf_task.exception() is not None:
+            log.error("kopf failed: %s", kopf_task.exception())
             exit_code = 1
+        # kopf installs its own SIGTERM/SIGINT handlers and returns cleanly on them: that is
+        # a normal stop (release the Lease, exit 0).
         kopf_stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(kopf_task, timeout=30)

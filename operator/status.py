@@ -14,8 +14,13 @@ from modeldr.operator.monitor import Snapshot
 from modeldr.operator.render import DIGEST_ANNOTATION
 
 
-def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def iso(moment: datetime | None, *, precise: bool = False) -> str | None:
+    """RFC 3339; milliseconds for failover timings (seconds elsewhere, like Kubernetes)."""
+    if moment is None:
+        return None
+    if precise:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(

@@ -94,6 +94,9 @@ CLUSTERS: dict[str, ClusterSpec] = {
     "standby": ClusterSpec("standby", "127.2", 16430, MEMBER_NODES),
 }
 MEMBER_CLUSTERS = ("primary", "standby")
+# `make operator-up` runs the operator as a local process on these loopback ports.
+OPERATOR_HEALTH_PORT = 19180
+OPERATOR_METRICS_PORT = 19190
 
 PROMETHEUS_HOST = "127.0.0.1"
 PROMETHEUS_PORT = 19090

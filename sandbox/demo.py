@@ -1,121 +1,258 @@
-"""`make demo`: a tiny BERT served from primary and standby as real processes on the sandbox,
-inference traffic through the clusters' EndpointSlices, a whole-primary outage mid-traffic,
-the client failing over to standby, Prometheus's view, and primary restored.
+"""`make demo`: the modeldr operator end to end on the local sandbox.
 
-This is the demo until the drill engine arrives (then `modeldr drill run` replaces it).
-Every loop is bounded; all traffic goes to loopback pod IPs found through EndpointSlices.
+1. The sandbox comes up (hub, primary, standby, the process runtime, Prometheus), a tiny
+   random-weight BERT is written to /tmp/modeldr/models/tiny-bert, and the operator starts
+   (`sandbox.operator_up`: the Helm chart in the hub, the member clusters registered as
+   Secrets, `modeldr operator` running with the chart's ServiceAccount; log in
+   .sandbox/logs/operator.log).
+2. `examples/sandbox/modeldeployment.yaml` is applied to the hub; the operator renders a
+   Deployment, Service and PodDisruptionBudget in both member clusters (2 replicas each, real
+   `modeldr-serve` processes) and a Service `tiny-bert` with an EndpointSlice in the hub that
+   lists the active cluster's ready pods.
+3. A client sends 20 requests/s to /predict. It finds the pods only through the hub's
+   EndpointSlice: it re-resolves after every error and at least every second.
+4. Mid-traffic, the whole primary cluster goes down (pods SIGKILLed, control plane stopped).
+   The operator notices, switches the hub's EndpointSlice to standby, and the client follows.
+   The demo prints the timeline, the client-observed RTO, the operator's status.lastFailover
+   and the ModelDeployment's Events.
+5. Prometheus's view: requests per cluster, and the operator's modeldr_failovers_total when
+   the sandbox Prometheus scrapes the operator.
+6. Primary is restored; once its replicas are Ready again the demo fails back by annotating
+   the ModelDeployment `modeldr.io/switch-to=primary`, and the client returns to primary.
+7. A Markdown report goes to .sandbox/demo-report.md.
+
+The sandbox and the operator stay up at the end (`make operator-down`, `make sandbox-down`).
+Every wait and the client are bounded; a wait that runs out exits non-zero and says which.
+All traffic goes to loopback pod addresses (127.0.0.0/8) found through EndpointSlices; the
+primary is always restored if the demo took it down.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import math
+import os
 import subprocess
 import sys
+import threading
 import time
+import traceback
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from kubernetes import client
 
 from sandbox import kube, prometheus
 from sandbox.api import Sandbox
-from sandbox.config import GPU_PRODUCT, GPU_RESOURCE, MEMBER_CLUSTERS, RUN_ANNOTATION, RUN_PROCESS
+from sandbox.config import REPO_ROOT, sandbox_paths
+from sandbox.operator_up import METRICS_PORT, operator_log, operator_up
 
 log = logging.getLogger("demo")
 
-NAMESPACE = "modeldr-demo"
-APP = "bert"
-MODEL_NAME = "tiny-bert"
+NAMESPACE = "modeldr-demo"  # the ModelDeployment's hub namespace (and its members')
+NAME = "tiny-bert"  # ModelDeployment, and the hub Service the endpointslice provider keeps
+MODEL_DIR = Path("/tmp/modeldr/models/tiny-bert")  # spec.model.source of the example
+EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
+GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
+SWITCH_ANNOTATION = "modeldr.io/switch-to"
 PORT = 8080
-RATE = 20  # requests per second
-MAX_SECONDS = 60  # traffic stops by itself after this, whatever happens
+REPLICAS = 2
+PREFIX = {"primary": "127.1.", "standby": "127.2."}  # pod CIDRs of the member clusters
+
+RATE = 20  # client requests per second
+TRAFFIC_MAX_SECONDS = 120.0  # the client stops by itself after this, whatever happens
+RESOLVE_EVERY = 1.0  # seconds between EndpointSlice lookups while requests succeed
+REQUEST_TIMEOUT = 2.0
+TRAFFIC_BEFORE_OUTAGE = 3.0
+STEP = 3  # seconds between points of the Prometheus range query
+
+READY_TIMEOUT = 180.0  # ModelDeployment Ready, 2 + 2 replicas
+FAILOVER_TIMEOUT = 60.0  # outage -> activeCluster standby and the client served by standby
+RESTORE_TIMEOUT = 180.0  # primary restored -> its 2 replicas Ready
+FAILBACK_TIMEOUT = 60.0  # switch-to=primary -> activeCluster primary, client served by primary
 
 
-def model_deployment(model_dir: Path, digest: str) -> dict[str, Any]:
-    """What the operator will render for a ModelDeployment, written out by hand for now."""
-    serve = str(Path(sys.executable).parent / "modeldr-serve")
-    env = {
-        "MODELDR_SERVE_MODEL_DIR": str(model_dir),
-        "MODELDR_SERVE_MODEL_NAME": MODEL_NAME,
-        "MODELDR_SERVE_PORT": str(PORT),
-        "MODELDR_SERVE_EXPECTED_DIGEST": digest,
-        "MODELDR_SERVE_DRAIN_DELAY_S": "1",
-        "MODELDR_SERVE_GRACE_PERIOD_S": "12",
-        "MODELDR_SERVE_CPU_THREADS": "1",  # four servers share two cores
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": APP, "labels": {"app": APP}},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": APP}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": APP},
-                    "annotations": {
-                        RUN_ANNOTATION: RUN_PROCESS,
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(PORT),
-                        "prometheus.io/path": "/metrics",
-                    },
-                },
-                "spec": {
-                    "terminationGracePeriodSeconds": 15,
-                    "nodeSelector": {"nvidia.com/gpu.product": GPU_PRODUCT},
-                    "tolerations": [
-                        {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-                    ],
-                    "containers": [
-                        {
-                            "name": "server",
-                            "image": "modeldr/serving:dev",
-                            "command": [serve, "run"],
-                            "args": ["--host=$(POD_IP)"],
-                            "env": [
-                                {
-                                    "name": "POD_IP",
-                                    "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
-                                },
-                                *({"name": k, "value": v} for k, v in env.items()),
-                            ],
-                            "ports": [{"name": "http", "containerPort": PORT}],
-                            "resources": {"limits": {GPU_RESOURCE: "1"}},
-                            "readinessProbe": {
-                                "httpGet": {"path": "/v2/health/ready", "port": "http"},
-                                "periodSeconds": 1,
-                                "failureThreshold": 1,
-                            },
-                            "livenessProbe": {
-                                "httpGet": {"path": "/v2/health/live", "port": "http"},
-                                "periodSeconds": 5,
-                                "failureThreshold": 3,
-                            },
-                        }
-                    ],
-                },
-            },
-        },
-    }
+class DemoTimeout(Exception):
+    """A bounded wait ran out."""
 
 
-def endpoints(cluster: str) -> list[str]:
-    """Ready pod addresses of the demo Service, from the cluster's EndpointSlices."""
-    addresses = kube.ready_endpoint_addresses(cluster, NAMESPACE, APP)
+# --- the hub's view -------------------------------------------------------------------------
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube.api_client("hub"))
+
+
+def get_md() -> dict[str, Any] | None:
+    try:
+        body: dict[str, Any] = custom().get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, NAME, _request_timeout=5
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return body
+
+
+def columns(md: dict[str, Any]) -> tuple[str, str, str, str]:
+    """`kubectl get md` columns: Active, Primary Ready, Standby Ready, Phase."""
+    status = md.get("status") or {}
+    return (
+        str(status.get("activeCluster") or "-"),
+        str((status.get("primary") or {}).get("readyReplicas", "-")),
+        str((status.get("standby") or {}).get("readyReplicas", "-")),
+        str(status.get("phase") or "-"),
+    )
+
+
+HEADER = f"{'':>9}  {'NAME':<10} {'ACTIVE':<8} {'PRIMARY READY':<14} {'STANDBY READY':<14} PHASE"
+
+
+def md_line(md: dict[str, Any], elapsed: float) -> str:
+    active, primary, standby, phase = columns(md)
+    return f"{elapsed:>+8.1f}s  {NAME:<10} {active:<8} {primary:<14} {standby:<14} {phase}"
+
+
+def ready_replicas(md: dict[str, Any], role: str) -> int:
+    return int(((md.get("status") or {}).get(role) or {}).get("readyReplicas") or 0)
+
+
+def active_cluster(md: dict[str, Any]) -> str:
+    return str((md.get("status") or {}).get("activeCluster") or "")
+
+
+def watch_md(
+    predicate: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float,
+    what: str,
+    extra: Callable[[], bool] = lambda: True,
+) -> dict[str, Any]:
+    """Poll the ModelDeployment every second, print a line whenever its columns change, and
+    return it once `predicate(md)` and `extra()` hold; DemoTimeout after `timeout` seconds."""
+    print(HEADER, flush=True)
+    started = time.monotonic()
+    last: tuple[str, ...] | None = None
+    last_error = ""
+    while True:
+        elapsed = time.monotonic() - started
+        md: dict[str, Any] | None = None
+        try:
+            md = get_md()
+        except Exception as exc:  # the hub stays up; a transient error is retried
+            last_error = f"{type(exc).__name__}: {exc}"[:200]
+        if md is not None:
+            shown = columns(md)
+            if shown != last:
+                print(md_line(md, elapsed), flush=True)
+                last = shown
+            try:
+                if predicate(md) and extra():
+                    return md
+            except DemoTimeout:
+                raise
+            except Exception as exc:  # e.g. a member apiserver still starting
+                last_error = f"{type(exc).__name__}: {exc}"[:200]
+        if elapsed > timeout:
+            state = " ".join(columns(md)) if md else "ModelDeployment missing"
+            detail = f"; last error: {last_error}" if last_error else ""
+            raise DemoTimeout(
+                f"timed out after {timeout:.0f}s waiting for {what} (now: {state}{detail})"
+            )
+        time.sleep(1.0)
+
+
+def kubectl(*args: str) -> str:
+    command = [
+        os.environ.get("MODELDR_KUBECTL", "kubectl"),
+        f"--kubeconfig={sandbox_paths().kubeconfig}",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:1] + list(args))} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def ensure_hub_namespace() -> None:
+    try:
+        kube.core("hub").create_namespace({"metadata": {"name": NAMESPACE}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def annotate_switch(to: str) -> None:
+    custom().patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        PLURAL,
+        NAME,
+        {"metadata": {"annotations": {SWITCH_ANNOTATION: to}}},
+        _request_timeout=5,
+    )
+
+
+def md_events(since: float) -> list[tuple[datetime, str, str, str]]:
+    """(time, type, reason, message) of the ModelDeployment's Events since `since` (epoch)."""
+    events = (
+        kube.core("hub")
+        .list_namespaced_event(
+            NAMESPACE,
+            field_selector=f"involvedObject.kind=ModelDeployment,involvedObject.name={NAME}",
+            _request_timeout=5,
+        )
+        .items
+    )
+    rows = []
+    for event in events:
+        when = event.last_timestamp or event.event_time or event.first_timestamp
+        if when is None or when.timestamp() < since:
+            continue
+        rows.append((when, str(event.type), str(event.reason), str(event.message or "")))
+    return sorted(rows, key=lambda row: row[0])
+
+
+def is_condition_event(reason: str) -> bool:
+    """The operator posts an Event per condition change (ReadyTrue, DegradedFalse...)."""
+    return reason.endswith(("True", "False"))
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # time.time() when the request was sent
+    address: str  # "" when the EndpointSlice listed no ready address
+    ok: bool
+    error: str = ""
+
+
+def resolve() -> list[str]:
+    """Ready addresses of the hub Service `tiny-bert`: the only way the client finds pods."""
+    addresses = kube.ready_endpoint_addresses("hub", NAMESPACE, NAME)
     return [a for a in addresses if a.startswith("127.")]  # the network rule: loopback only
 
 
 def serving(cluster: str) -> list[str]:
-    """Endpoints that are listed Ready and whose server says ready: not a stale status."""
+    """Pods of the member Service whose server answers ready (admin view, for waits only)."""
     ready = []
-    for address in endpoints(cluster):
+    for address in kube.ready_endpoint_addresses(cluster, NAMESPACE, NAME):
+        if not address.startswith("127."):
+            continue
         try:
-            with urllib.request.urlopen(f"http://{address}:{PORT}/v2/health/ready", timeout=1) as r:
-                if r.status == 200:
+            url = f"http://{address}:{PORT}/v2/health/ready"
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
                     ready.append(address)
         except Exception:
             continue
@@ -127,186 +264,508 @@ def infer(address: str, text: str) -> dict[str, Any]:
     request = urllib.request.Request(
         f"http://{address}:{PORT}/predict", data=body, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=2) as response:
+    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
         return dict(json.load(response))
 
 
-@dataclass
-class Client:
-    """A client that sends to the active cluster and fails over to the other after 3 errors."""
+class TrafficClient(threading.Thread):
+    """RATE requests/s to the addresses the hub's EndpointSlice lists, for at most
+    TRAFFIC_MAX_SECONDS. Re-resolves after every error and every RESOLVE_EVERY seconds."""
 
-    active: str = "primary"
-    ok: int = 0
-    failed: int = 0
-    consecutive_failures: int = 0
-    last_success: dict[str, float] = field(default_factory=dict)
-    first_success_after_switch: float | None = None
-    switched_at: float | None = None
-    timeline: list[str] = field(default_factory=list)
-    _addresses: dict[str, list[str]] = field(default_factory=dict)
+    def __init__(self) -> None:
+        super().__init__(name="demo-client", daemon=True)
+        self._samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._stop_requested = threading.Event()
+        self.resolves = 0
+        self.resolve_errors = 0
 
-    def addresses(self) -> list[str]:
-        # Apiserver down: keep the last known endpoints (they will fail fast).
-        with contextlib.suppress(Exception):
-            self._addresses[self.active] = endpoints(self.active)
-        return self._addresses.get(self.active, [])
+    def stop(self) -> None:
+        self._stop_requested.set()
+        self.join(timeout=REQUEST_TIMEOUT + 5)
 
-    def send(self, n: int) -> None:
-        addresses = self.addresses()
-        try:
+    def samples(self) -> list[Sample]:
+        with self._lock:
+            return list(self._samples)
+
+    def _record(self, sample: Sample) -> None:
+        with self._lock:
+            self._samples.append(sample)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + TRAFFIC_MAX_SECONDS
+        schedule = time.monotonic()  # when request n is due: schedule + n / RATE
+        addresses: list[str] = []
+        resolved_at = -math.inf
+        n = 0
+        while not self._stop_requested.is_set() and time.monotonic() < deadline:
+            if time.monotonic() - resolved_at >= RESOLVE_EVERY:
+                try:
+                    addresses = resolve()
+                    self.resolves += 1
+                except Exception:  # keep the last known addresses; they fail fast if stale
+                    self.resolve_errors += 1
+                resolved_at = time.monotonic()
+            sent = time.time()
             if not addresses:
-                raise ConnectionError("no ready endpoints")
-            infer(addresses[n % len(addresses)], f"request {n}")
-        except Exception as exc:
-            self.failed += 1
-            self.consecutive_failures += 1
-            if self.consecutive_failures == 1:
-                self.note(f"request to {self.active} failed: {type(exc).__name__}")
-            if self.consecutive_failures >= 3 and self.switched_at is None:
-                self.active = "standby" if self.active == "primary" else "primary"
-                self.switched_at = time.monotonic()
-                self.consecutive_failures = 0
-                self.note(f"client switched to {self.active}")
-            return
-        self.ok += 1
-        self.consecutive_failures = 0
-        now = time.monotonic()
-        if self.switched_at is not None and self.first_success_after_switch is None:
-            self.first_success_after_switch = now
-            self.note(f"first success on {self.active}")
-        self.last_success[self.active] = now
+                self._record(Sample(sent, "", False, "no ready address in the hub EndpointSlice"))
+                resolved_at = -math.inf
+            else:
+                address = addresses[n % len(addresses)]
+                try:
+                    infer(address, f"request {n}: the standby must take over")
+                    self._record(Sample(sent, address, True))
+                except Exception as exc:
+                    self._record(Sample(sent, address, False, f"{type(exc).__name__}: {exc}"))
+                    resolved_at = -math.inf  # re-resolve the hub EndpointSlice at once
+            n += 1
+            delay = schedule + n / RATE - time.monotonic()
+            if delay < -1.0:  # fell behind (slow errors): do not burst to catch up
+                schedule -= delay
+                delay = 0.0
+            self._stop_requested.wait(max(0.0, delay))
 
-    def note(self, message: str) -> None:
-        self.timeline.append(f"{time.strftime('%H:%M:%S')} {message}")
-        log.info("%s", message)
+    def first_success(self, prefix: str, after: float) -> Sample | None:
+        found = next(
+            (s for s in self.samples() if s.ok and s.at >= after and s.address.startswith(prefix)),
+            None,
+        )
+        if found is None and not self.is_alive() and not self._stop_requested.is_set():
+            raise DemoTimeout(f"the client stopped by itself after {TRAFFIC_MAX_SECONDS:.0f} s")
+        return found
+
+    def last_success(self, prefix: str, before: float) -> Sample | None:
+        found = None
+        for s in self.samples():
+            if s.ok and s.at < before and s.address.startswith(prefix):
+                found = s
+        return found
+
+
+# --- Prometheus -----------------------------------------------------------------------------
+
+
+def query_range(expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+    """Range query against the sandbox Prometheus (127.0.0.1); the result matrix."""
+    params = urlencode({"query": expr, "start": start, "end": end, "step": step})
+    url = f"{prometheus.base_url()}/api/v1/query_range?{params}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.load(response)
+    if body.get("status") != "success":
+        raise RuntimeError(f"Prometheus query {expr!r} failed: {body}")
+    return list(body["data"]["result"])
+
+
+def prometheus_view(since: float) -> list[str]:
+    """Requests per cluster as the sandbox Prometheus scraped them from the model servers,
+    and the operator's failover counter if Prometheus scrapes the operator."""
+    selector = f'{{namespace="{NAMESPACE}", route="/predict"}}'
+    window = max(10, math.ceil(time.time() - since))
+    rate = f"sum by (cluster) (rate(modeldr_serve_requests_total{selector}[10s]))"
+    total = f"sum by (cluster, code) (increase(modeldr_serve_requests_total{selector}[{window}s]))"
+    lines = []
+    try:
+        lines.append(f"{rate}, every {STEP} s since the client started:")
+        series = {
+            str(s["metric"].get("cluster")): {float(t): float(v) for t, v in s["values"]}
+            for s in query_range(rate, since, time.time(), STEP)
+        }
+        steps = sorted({t for values in series.values() for t in values})
+        clusters = sorted(series)
+        if steps:
+            lines.append("  time      " + " ".join(f"{c:>9}" for c in clusters) + "  (req/s)")
+        for t in steps:
+            row = " ".join(
+                f"{series[c][t]:>9.1f}" if t in series[c] else f"{'-':>9}" for c in clusters
+            )
+            lines.append(f"  {datetime.fromtimestamp(t).strftime('%H:%M:%S')}  {row}")
+        if not steps:
+            lines.append("  (no series)")
+        lines.append(f"{total}:")
+        samples = prometheus.query(total)
+        for s in sorted(samples, key=lambda s: str(s["metric"])):
+            metric = s["metric"]
+            lines.append(
+                f"  cluster={metric.get('cluster')} code={metric.get('code')}: "
+                f"~{float(s['value'][1]):.0f} requests"
+            )
+        if not samples:
+            lines.append("  (no series)")
+        failovers = prometheus.query(
+            f'modeldr_failovers_total{{namespace="{NAMESPACE}", modeldeployment="{NAME}"}}'
+        )
+        lines.append("modeldr_failovers_total (the operator's counter):")
+        for s in failovers:
+            metric = s["metric"]
+            lines.append(
+                f"  {metric.get('from_cluster')} -> {metric.get('to_cluster')} "
+                f"({metric.get('trigger')}): {float(s['value'][1]):.0f}"
+            )
+        if not failovers:
+            lines.append("  (no series: the sandbox Prometheus does not scrape the operator)")
+            lines += operator_metrics_view()
+    except Exception as exc:
+        lines.append(f"Prometheus query failed: {type(exc).__name__}: {exc}")
+    return lines
+
+
+def operator_metrics_view() -> list[str]:
+    """modeldr_failovers_total straight from the operator's /metrics (127.0.0.1)."""
+    url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            text = response.read().decode()
+    except Exception as exc:
+        return [f"  {url} did not answer: {type(exc).__name__}: {exc}"]
+    found = [
+        line
+        for line in text.splitlines()
+        if line.startswith("modeldr_failovers_total{")
+        and f'modeldeployment="{NAME}"' in line
+        and f'namespace="{NAMESPACE}"' in line
+    ]
+    return [f"  from the operator's own {url}:"] + [f"    {line}" for line in found or ["(none)"]]
+
+
+# --- the demo -------------------------------------------------------------------------------
+
+
+def clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%H:%M:%S.%f")[:-3]
+
+
+def parse_time(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass
+class Timeline:
+    rows: list[tuple[float, str]]
+
+    def add(self, at: float, what: str) -> None:
+        self.rows.append((at, what))
+        log.info("%s", what)
+
+    def lines(self, origin: float | None) -> list[str]:
+        out = []
+        for at, what in sorted(self.rows, key=lambda row: row[0]):  # stable: ties keep order
+            relative = f"{at - origin:+7.2f}s" if origin is not None else ""
+            out.append(f"{clock(at)} {relative}  {what}")
+        return out
+
+
+def step(n: int, title: str) -> None:
+    print(f"\n== {n}/7 {title}", flush=True)
+
+
+def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
+    timeline = Timeline([])
+    report["timeline"] = timeline
+    started = time.time()
+
+    step(1, "sandbox, tiny BERT, operator")
+    sandbox.up()
+    if not (MODEL_DIR / "modeldr-manifest.json").exists():
+        serve = str(Path(sys.executable).parent / "modeldr-serve")
+        subprocess.run(
+            [serve, "tiny-model", str(MODEL_DIR), "--task", "sequence-classification"],
+            check=True,
+            timeout=300,
+        )
+    print(f"model: {MODEL_DIR} (random weights from a BertConfig, safetensors, sha256 manifest)")
+    operator_up()
+
+    step(2, f"kubectl --context hub apply -n {NAMESPACE} -f {EXAMPLE.relative_to(REPO_ROOT)}")
+    ensure_hub_namespace()
+    print(kubectl("--context", "hub", "apply", "-n", NAMESPACE, "-f", str(EXAMPLE)).strip())
+    md = watch_md(
+        lambda md: (
+            columns(md)[3] == "Ready"
+            and ready_replicas(md, "primary") == REPLICAS
+            and ready_replicas(md, "standby") == REPLICAS
+        ),
+        timeout=READY_TIMEOUT,
+        what=f"{NAME} Ready with {REPLICAS} replicas in primary and standby",
+    )
+    if active_cluster(md) != "primary":  # a previous run left traffic on standby
+        print(f"traffic is on {active_cluster(md)}; switching it back to primary first")
+        annotate_switch("primary")
+        watch_md(
+            lambda md: active_cluster(md) == "primary",
+            timeout=FAILBACK_TIMEOUT,
+            what="activeCluster primary",
+        )
+    addresses = resolve()
+    print(f"hub EndpointSlice of Service {NAME}: {', '.join(addresses)}")
+    if not addresses:
+        raise DemoTimeout(f"the hub EndpointSlice of {NAME} lists no ready address")
+    answer = infer(addresses[0], "the standby must take over")
+    print(f"sample answer: {json.dumps(answer)[:160]}")
+
+    step(3, f"client: {RATE} req/s, endpoints from the hub EndpointSlice only")
+    traffic = TrafficClient()
+    report["client"] = traffic
+    traffic.start()
+    traffic_started = time.time()
+    timeline.add(time.time(), "client started")
+    time.sleep(TRAFFIC_BEFORE_OUTAGE)
+
+    step(4, "whole-primary outage mid-traffic")
+    outage_at = time.time()
+    report["outage_at"] = outage_at
+    timeline.add(outage_at, "primary outage begins (pods SIGKILLed, control plane stopped)")
+    report["outage_started"] = True
+    sandbox.outage("primary")
+    timeline.add(time.time(), "primary's pods dead and control plane stopped (outage() returned)")
+    md = watch_md(
+        lambda md: active_cluster(md) == "standby",
+        timeout=FAILOVER_TIMEOUT,
+        what="the operator to fail over to standby (status.activeCluster == standby)",
+        extra=lambda: traffic.first_success(PREFIX["standby"], outage_at) is not None,
+    )
+    last_primary = traffic.last_success(PREFIX["primary"], outage_at + FAILOVER_TIMEOUT)
+    first_standby = traffic.first_success(PREFIX["standby"], outage_at)
+    assert first_standby is not None  # watch_md waited for it
+    if last_primary is not None:
+        timeline.add(last_primary.at, f"last success on primary ({last_primary.address})")
+        report["rto"] = first_standby.at - last_primary.at
+    timeline.add(first_standby.at, f"first success on standby ({first_standby.address})")
+    report["outage_to_standby"] = first_standby.at - outage_at
+    last_failover = dict((md.get("status") or {}).get("lastFailover") or {})
+    report["last_failover"] = last_failover
+    for key, label in (
+        ("failureTime", "operator: first failed health check of primary (1 s precision)"),
+        ("detectedTime", "operator: primary declared down (1 s precision)"),
+        ("switchedTime", "operator: hub EndpointSlice switched to standby (1 s precision)"),
+    ):
+        at = parse_time(last_failover.get(key))
+        if at is not None:
+            timeline.add(at, label)
+    failed_during = [
+        s for s in traffic.samples() if not s.ok and outage_at <= s.at <= first_standby.at
+    ]
+    report["failed_during_outage"] = len(failed_during)
+    print("\nTimeline (relative to the outage):")
+    for line in timeline.lines(outage_at):
+        print("  " + line)
+    rto = report.get("rto")
+    print(
+        "\nclient-observed RTO (last success on primary -> first success on standby): "
+        + (f"{rto:.2f} s" if rto is not None else "n/a (no success on primary before)")
+    )
+    print(f"outage -> first success on standby: {report['outage_to_standby']:.2f} s")
+    print(f"requests that failed meanwhile: {len(failed_during)}")
+    print(
+        "operator status.lastFailover: "
+        + ", ".join(
+            f"{k}={last_failover[k]}"
+            for k in ("from", "to", "detectionSeconds", "switchSeconds", "totalSeconds")
+            if k in last_failover
+        )
+    )
+    print(f"  reason: {last_failover.get('reason', '-')}")
+
+    time.sleep(6)  # a few scrapes of the standby's servers, two steps of the range query
+    step(5, "what Prometheus saw")
+    report["prometheus_failover"] = prometheus_view(traffic_started)
+    for line in report["prometheus_failover"]:
+        print("  " + line)
+
+    step(6, "restore primary, then fail back (annotation modeldr.io/switch-to=primary)")
+    restore_at = time.time()
+    sandbox.restore("primary")
+    report["outage_started"] = False
+    timeline.add(time.time(), f"primary restored (took {time.time() - restore_at:.1f} s)")
+    watch_md(
+        lambda md: (
+            ready_replicas(md, "primary") == REPLICAS
+            and bool(((md.get("status") or {}).get("primary") or {}).get("reachable"))
+        ),
+        timeout=RESTORE_TIMEOUT,
+        what=f"{REPLICAS} Ready replicas in primary again",
+        # The status keeps the last readyReplicas it saw; ask the restarted servers too.
+        extra=lambda: len(serving("primary")) == REPLICAS,
+    )
+    timeline.add(time.time(), f"primary has {REPLICAS} Ready replicas again")
+    failback_at = time.time()
+    annotate_switch("primary")
+    timeline.add(failback_at, f"annotated {SWITCH_ANNOTATION}=primary")
+    md = watch_md(
+        lambda md: (
+            active_cluster(md) == "primary"
+            and SWITCH_ANNOTATION not in ((md.get("metadata") or {}).get("annotations") or {})
+        ),
+        timeout=FAILBACK_TIMEOUT,
+        what="fail back: activeCluster primary and the switch-to annotation removed",
+        extra=lambda: traffic.first_success(PREFIX["primary"], failback_at) is not None,
+    )
+    back = traffic.first_success(PREFIX["primary"], failback_at)
+    assert back is not None
+    timeline.add(back.at, f"first success on primary again ({back.address})")
+    report["failback_to_primary"] = back.at - failback_at
+    failback = dict((md.get("status") or {}).get("lastFailover") or {})
+    report["last_failback"] = failback
+    if failback.get("failureTime") and failback.get("failureTime") == last_failover.get(
+        "failureTime"
+    ):
+        report["failback_note"] = (
+            "failureTime, detectedTime and the *Seconds fields here repeat the failover's: "
+            "the operator carried them over into this manual switch"
+        )
+        print(f"note: status.lastFailover after the fail back: {report['failback_note']}")
+    print(f"fail back: annotation -> first success on primary: {back.at - failback_at:.2f} s")
+    time.sleep(8)  # traffic on primary again, long enough for Prometheus to see it
+    traffic.stop()
+    timeline.add(time.time(), "client stopped")
+
+    step(7, "Events, Prometheus after the fail back, report")
+    events = md_events(started - 5)
+    report["events"] = events
+    print(f"\nEvents of the ModelDeployment (kubectl --context hub get events -n {NAMESPACE}),")
+    print("condition transitions (reasons ending in True/False) left out:")
+    for when, kind, reason, message in events:
+        if not is_condition_event(reason):
+            stamp = when.astimezone().strftime("%H:%M:%S")
+            print(f"  {stamp} {kind:<8} {reason:<20} {message[:120]}")
+    report["prometheus_end"] = prometheus_view(traffic_started)
+    for line in report["prometheus_end"]:
+        print("  " + line)
+
+
+def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
+    traffic: TrafficClient | None = report.get("client")
+    samples = traffic.samples() if traffic else []
+    outage_at: float | None = report.get("outage_at")
+    timeline: Timeline | None = report.get("timeline")
+    lf: dict[str, Any] = report.get("last_failover") or {}
+    out = [
+        "# modeldr demo report",
+        "",
+        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by `make demo`: "
+        f"ModelDeployment `{NAMESPACE}/{NAME}` (examples/sandbox/modeldeployment.yaml), "
+        f"a client at {RATE} req/s resolving the hub EndpointSlice of Service `{NAME}`, "
+        "a whole-primary outage, automatic failover, manual fail back.",
+        "",
+        f"**Result: {'FAILED: ' + error if error else 'passed'}**",
+        "",
+        "## Figures",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+    ]
+
+    def figure(name: str, value: Any, unit: str = " s") -> None:
+        if isinstance(value, float):
+            out.append(f"| {name} | {value:.2f}{unit} |")
+        elif value is not None:
+            out.append(f"| {name} | {value} |")
+
+    figure("client-observed RTO (last success on primary -> first on standby)", report.get("rto"))
+    figure("outage -> first success on standby", report.get("outage_to_standby"))
+    figure("operator detectionSeconds", lf.get("detectionSeconds"))
+    figure("operator switchSeconds", lf.get("switchSeconds"))
+    figure("operator totalSeconds (first failed check -> switched)", lf.get("totalSeconds"))
+    figure("requests failed during the failover", report.get("failed_during_outage"))
+    figure("fail back: annotation -> first success on primary", report.get("failback_to_primary"))
+    ok = sum(s.ok for s in samples)
+    by_cluster = {
+        role: sum(s.ok and s.address.startswith(prefix) for s in samples)
+        for role, prefix in PREFIX.items()
+    }
+    figure("requests sent", len(samples))
+    figure(
+        "requests ok", f"{ok} (primary {by_cluster['primary']}, standby {by_cluster['standby']})"
+    )
+    figure("requests failed", len(samples) - ok)
+    if lf:
+        out += ["", "## status.lastFailover (the failover)", "", "```json"]
+        out += [json.dumps(lf, indent=2), "```"]
+    if report.get("last_failback"):
+        out += ["", "## status.lastFailover (after the fail back)", "", "```json"]
+        out += [json.dumps(report["last_failback"], indent=2), "```"]
+        if report.get("failback_note"):
+            out += ["", f"Note: {report['failback_note']}."]
+    if timeline:
+        out += ["", "## Timeline (relative to the outage)", "", "```"]
+        out += [*timeline.lines(outage_at), "```"]
+    errors: dict[str, int] = {}
+    for s in samples:
+        if not s.ok:
+            errors[s.error[:120]] = errors.get(s.error[:120], 0) + 1
+    if errors:
+        out += ["", "## Client errors", "", "| count | error |", "| --- | --- |"]
+        out += [f"| {n} | `{e}` |" for e, n in sorted(errors.items(), key=lambda x: -x[1])]
+    if report.get("events"):
+        events = report["events"]
+        hidden = sum(is_condition_event(r) for _, _, r, _ in events)
+        out += ["", "## Events of the ModelDeployment", ""]
+        out += [
+            f"{hidden} condition-transition Events (reasons ending in True/False) left out.",
+            "",
+        ]
+        out += ["| time | type | reason | message |", "| --- | --- | --- | --- |"]
+        out += [
+            f"| {w.astimezone().strftime('%H:%M:%S')} | {t} | {r} | {m.replace('|', '/')} |"
+            for w, t, r, m in events
+            if not is_condition_event(r)
+        ]
+    for key, title in (
+        ("prometheus_failover", "Prometheus during the outage"),
+        ("prometheus_end", "Prometheus after the fail back"),
+    ):
+        if report.get(key):
+            out += ["", f"## {title}", "", "```", *report[key], "```"]
+    path.write_text("\n".join(out) + "\n")
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("kubernetes").setLevel(logging.ERROR)
     sandbox = Sandbox()
-    log.info("== 1/6 sandbox up")
-    sandbox.up()
-
-    log.info("== 2/6 tiny BERT model (random weights from a config, safetensors, sha256 manifest)")
-    model_dir = sandbox.paths.root / "models" / MODEL_NAME
-    if not (model_dir / "modeldr-manifest.json").exists():
-        serve = str(Path(sys.executable).parent / "modeldr-serve")
-        subprocess.run(
-            [serve, "tiny-model", str(model_dir), "--task", "sequence-classification"], check=True
-        )
-    from modeldr.serving.manifest import read_manifest
-
-    _, digest = read_manifest(model_dir)
-    log.info("model %s digest sha256:%s", model_dir, digest)
-
-    log.info("== 3/6 serve it from primary and standby (2 replicas each, on GPU nodes)")
-    for cluster in MEMBER_CLUSTERS:
-        core = kube.core(cluster)
-        apps = client.AppsV1Api(kube.api_client(cluster))
-        if NAMESPACE not in {n.metadata.name for n in core.list_namespace().items}:
-            core.create_namespace({"metadata": {"name": NAMESPACE}})
-        manifest = model_deployment(model_dir, digest)
-        try:
-            apps.create_namespaced_deployment(NAMESPACE, manifest)
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
-            apps.replace_namespaced_deployment(APP, NAMESPACE, manifest)
-        service = {
-            "metadata": {"name": APP},
-            "spec": {
-                "selector": {"app": APP},
-                "ports": [{"name": "http", "port": PORT, "targetPort": PORT}],
-            },
-        }
-        try:
-            core.create_namespaced_service(NAMESPACE, service)
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
-    for cluster in MEMBER_CLUSTERS:
-        ready = kube.wait_for(
-            lambda c=cluster: len(serving(c)) == 2 and serving(c),
-            timeout=180,
-            interval=1,
-            what=f"2 ready model servers in {cluster}",
-        )
-        log.info("%s: model servers ready at %s", cluster, ", ".join(ready))
-        for pod in kube.core(cluster).list_namespaced_pod(NAMESPACE).items:
-            log.info(
-                "  %-24s node=%-6s ip=%-13s gpu=%s",
-                pod.metadata.name,
-                pod.spec.node_name,
-                pod.status.pod_ip,
-                pod.spec.containers[0].resources.limits.get(GPU_RESOURCE),
-            )
-    answer = infer(endpoints("primary")[0], "the standby must take over")
-    log.info("sample answer from primary: %s", json.dumps(answer)[:200])
-
-    log.info("== 4/6 traffic at %d req/s; primary goes down mid-traffic", RATE)
-    demo_client = Client()
-    started = time.monotonic()
-    outage_at: float | None = None
-    n = 0
-    while time.monotonic() - started < MAX_SECONDS:
-        demo_client.send(n)
-        n += 1
-        elapsed = time.monotonic() - started
-        if outage_at is None and elapsed >= 5:
-            demo_client.note("primary outage: pods killed, control plane stopped")
-            sandbox.outage("primary")
-            outage_at = time.monotonic()
-        if (
-            demo_client.first_success_after_switch
-            and time.monotonic() - demo_client.first_success_after_switch > 5
-        ):
-            break
-        time.sleep(max(0.0, started + n / RATE - time.monotonic()))
-
-    log.info("== 5/6 what Prometheus saw (requests answered per cluster)")
-    time.sleep(3)  # one more scrape
-    for sample in prometheus.query(
-        # max_over_time: primary's series went stale when its pods died.
-        f"sum by (cluster) (max_over_time(modeldr_serve_requests_total"
-        f'{{namespace="{NAMESPACE}", route="/predict", code="200"}}[5m]))'
-    ):
-        log.info("  cluster=%-8s requests=%s", sample["metric"].get("cluster"), sample["value"][1])
-    for sample in prometheus.query(f'up{{namespace="{NAMESPACE}"}}'):
-        log.info(
-            "  up{cluster=%s, pod=%s} = %s",
-            sample["metric"].get("cluster"),
-            sample["metric"].get("pod"),
-            sample["value"][1],
-        )
-
-    log.info("== 6/6 restore primary")
-    sandbox.restore("primary")
-    kube.wait_for(
-        lambda: len(serving("primary")) == 2,
-        timeout=180,
-        interval=1,
-        what="primary's model servers Ready again",
-    )
-    log.info("primary restored: %s", ", ".join(endpoints("primary")))
-
-    print("\nTimeline:")
-    for line in demo_client.timeline:
-        print("  " + line)
-    rto = None
-    if demo_client.first_success_after_switch and "primary" in demo_client.last_success:
-        rto = demo_client.first_success_after_switch - demo_client.last_success["primary"]
-    print(f"\nrequests: {demo_client.ok} ok, {demo_client.failed} failed")
+    report: dict[str, Any] = {}
+    error: str | None = None
+    try:
+        run_demo(sandbox, report)
+    except DemoTimeout as exc:
+        error = str(exc)
+    except Exception as exc:
+        traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        traffic: TrafficClient | None = report.get("client")
+        if traffic is not None and traffic.is_alive():
+            traffic.stop()
+        if report.get("outage_started"):
+            print("restoring primary (the demo stopped during its outage)", flush=True)
+            try:
+                sandbox.restore("primary")
+            except Exception as exc:
+                print(f"restoring primary failed: {exc}; run `make sandbox-restore`", flush=True)
+    path = sandbox_paths().root / "demo-report.md"
+    if report.get("timeline") is not None:
+        write_report(report, path, error)
+    ok = sum(s.ok for s in traffic.samples()) if traffic else 0
+    total = len(traffic.samples()) if traffic else 0
+    if total:
+        print(f"\nrequests: {total} sent, {ok} ok, {total - ok} failed")
+    if report.get("timeline") is not None:
+        print(f"report: {path}")
     print(
-        f"client-observed RTO (last success on primary -> first on standby): {rto:.2f} s"
-        if rto is not None
-        else "client never recovered"
+        "\nThe sandbox and the operator keep running: "
+        "export KUBECONFIG=$PWD/.sandbox/kubeconfig; kubectl --context hub get md -A. "
+        "Stop them with `make operator-down` and `make sandbox-down`."
     )
-    print(
-        "\nThe sandbox is still up: export KUBECONFIG=$PWD/.sandbox/kubeconfig; "
-        "`make sandbox-down` removes it."
-    )
-    return 0 if rto is not None else 1
+    if error:
+        print(f"\ndemo FAILED: {error}", file=sys.stderr)
+        print(f"operator log: {operator_log()}", file=sys.stderr)
+        return 1
+    print("\ndemo passed")
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,14 @@ import yaml
 from kubernetes import client
 
 from sandbox import daemons, kube
-from sandbox.config import MEMBER_CLUSTERS, REPO_ROOT, sandbox_paths, tool
+from sandbox.config import (
+    MEMBER_CLUSTERS,
+    OPERATOR_HEALTH_PORT,
+    OPERATOR_METRICS_PORT,
+    REPO_ROOT,
+    sandbox_paths,
+    tool,
+)
 
 RELEASE = "modeldr"
 NAMESPACE = "modeldr-system"
@@ -31,8 +38,8 @@ SERVICE_ACCOUNT = "modeldr"  # the chart's fullname for release "modeldr"
 LEASE = "modeldr-leader"
 NAME = "operator"
 MARKER = "modeldr operator"
-HEALTH_PORT = 19180
-METRICS_PORT = 19190
+HEALTH_PORT = OPERATOR_HEALTH_PORT
+METRICS_PORT = OPERATOR_METRICS_PORT
 TOKEN_SECONDS = 24 * 3600
 TINY_MODEL = Path("/tmp/modeldr/models/tiny-bert")
 
@@ -208,6 +215,15 @@ def healthz(port: int) -> dict[str, Any] | None:
         return None
 
 
+def _alive(pid: int) -> bool:
+    """Running (not exited, not a zombie); a process still exec'ing counts as running."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _log_tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -232,7 +248,7 @@ def operator_up(timeout: float = 60.0) -> None:
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not operator_pid():
+        if not _alive(pid):
             raise RuntimeError(
                 f"the operator exited; log {operator_log()}:\n{_log_tail(operator_log())}"
             )

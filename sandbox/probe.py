@@ -3,7 +3,9 @@
 It finds model servers only through the hub's EndpointSlice of the ModelDeployment's
 Service (what the endpointslice traffic provider maintains), sends `POST /predict` at a fixed
 rate, and re-resolves the EndpointSlice after an error. Bounded: it stops by itself after
-`max_seconds`. Every address it dials must be loopback.
+`max_seconds`. It re-reads the slice every `refresh_s` (as a watching client such as a mesh
+sidecar would see changes) and at once after an error. Every address it dials must be
+loopback.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class HubProbe:
     rate: float = 20.0
     max_seconds: float = 120.0
     port: int = 8080
+    refresh_s: float = 1.0
     results: list[Result] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -62,19 +65,21 @@ class HubProbe:
     def _run(self) -> None:
         addresses: list[str] = []
         started = time.monotonic()
+        resolved_at = 0.0
         period = 1.0 / self.rate
         n = 0
         while not self._stop.is_set() and time.monotonic() - started < self.max_seconds:
             tick = time.monotonic()
             n += 1
-            if not addresses:
+            if not addresses or tick - resolved_at >= self.refresh_s:
                 with contextlib.suppress(Exception):
                     addresses = kube.ready_endpoint_addresses("hub", self.namespace, self.service)
+                    resolved_at = tick
             address = addresses[n % len(addresses)] if addresses else ""
             ok = False
             if address:
                 try:
-                    infer(address, f"probe {n}", self.port, timeout=1.0)
+                    infer(address, f"probe {n}", self.port, timeout=2.0)
                     ok = True
                 except Exception:
                     addresses = []  # re-resolve through the hub next time

@@ -3,6 +3,7 @@ kubernetes_sd_configs and scrapes those annotated prometheus.io/scrape=true."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 from sandbox import daemons
 from sandbox.config import (
     MEMBER_CLUSTERS,
+    OPERATOR_METRICS_PORT,
     PROMETHEUS_HOST,
     PROMETHEUS_PORT,
     PROMETHEUS_SCRAPE_INTERVAL,
@@ -67,7 +69,21 @@ def scrape_job(cluster: str) -> dict[str, Any]:
 def config() -> dict[str, Any]:
     return {
         "global": {"scrape_interval": PROMETHEUS_SCRAPE_INTERVAL, "evaluation_interval": "2s"},
-        "scrape_configs": [scrape_job(cluster) for cluster in MEMBER_CLUSTERS],
+        "scrape_configs": [
+            *(scrape_job(cluster) for cluster in MEMBER_CLUSTERS),
+            # The operator of `make operator-up` (a local process serving the hub).
+            {
+                "job_name": "modeldr-operator",
+                "scrape_interval": PROMETHEUS_SCRAPE_INTERVAL,
+                "scrape_timeout": "1s",
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{OPERATOR_METRICS_PORT}"],
+                        "labels": {"cluster": "hub"},
+                    }
+                ],
+            },
+        ],
     }
 
 
@@ -90,6 +106,9 @@ def start() -> str:
     )
     url = base_url()
     paths.prometheus_url_file.write_text(url + "\n")
+    # Already running (sandbox-up is idempotent): pick up a changed configuration.
+    with contextlib.suppress(Exception):
+        urllib.request.urlopen(urllib.request.Request(url + "/-/reload", method="POST"), timeout=2)
     return url
 
 

@@ -46,7 +46,7 @@ def tick(
 
 
 def test_fails_over_after_threshold_consecutive_failures_with_timings() -> None:
-    s, state = spec(), FailoverState()
+    s, state = spec(), FailoverState(armed=True)
     assert tick(state, s, 0, UP, UP).switch is None
     assert tick(state, s, 1, DOWN, UP).switch is None
     assert tick(state, s, 2, DOWN, UP).switch is None
@@ -62,7 +62,7 @@ def test_fails_over_after_threshold_consecutive_failures_with_timings() -> None:
 
 
 def test_a_success_resets_the_streak() -> None:
-    s, state = spec(), FailoverState()
+    s, state = spec(), FailoverState(armed=True)
     tick(state, s, 1, DOWN, UP)
     tick(state, s, 2, DOWN, UP)
     tick(state, s, 3, UP, UP)
@@ -71,14 +71,17 @@ def test_a_success_resets_the_streak() -> None:
 
 
 def test_never_switches_to_a_standby_that_is_not_ready_and_keeps_trying() -> None:
-    s, state = spec("warm"), FailoverState()
+    s, state = spec("warm"), FailoverState(armed=True)
     for n in range(1, 4):
         decision = tick(state, s, n, DOWN, DOWN)
     assert decision.switch is None
     assert decision.failing_over and "standby is not ready" in decision.waiting
     # The warm standby is scaled to full size while the failover waits for it.
     assert replicas_for(s, "standby", decision.full_size) == 3
-    decision = tick(state, s, 4, DOWN, UP)
+    # A standby that was failing must pass `failureThreshold` checks in a row first.
+    assert tick(state, s, 4, DOWN, UP).switch is None
+    assert tick(state, s, 5, DOWN, UP).switch is None
+    decision = tick(state, s, 6, DOWN, UP)
     assert decision.switch is not None and decision.switch.to == "standby"
 
 
@@ -90,16 +93,20 @@ def test_idle_standby_sizes() -> None:
 
 
 def test_manual_failback_needs_a_ready_primary() -> None:
-    s, state = spec(), FailoverState(active="standby")
+    s, state = spec(), FailoverState(active="standby", armed=True)
     decision = tick(state, s, 1, DOWN, UP, requested="primary")
     assert decision.switch is None and "primary is not ready" in decision.waiting
+    # Back from an outage, the primary must pass 3 checks in a row (stale Ready after restore).
     decision = tick(state, s, 2, UP, UP, requested="primary")
+    assert decision.switch is None and "1/3 passed checks in a row" in decision.waiting
+    tick(state, s, 3, UP, UP, requested="primary")
+    decision = tick(state, s, 4, UP, UP, requested="primary")
     assert decision.switch is not None
     assert (decision.switch.to, decision.switch.trigger) == ("primary", "manual")
 
 
 def test_manual_failover_when_automatic_is_off() -> None:
-    s, state = spec(automatic=False), FailoverState()
+    s, state = spec(automatic=False), FailoverState(armed=True)
     for n in range(1, 5):
         decision = tick(state, s, n, DOWN, UP)
     assert decision.switch is None and "automatic is false" in decision.waiting
@@ -109,7 +116,7 @@ def test_manual_failover_when_automatic_is_off() -> None:
 
 def test_automatic_failback_only_after_the_whole_hold_down_without_flapping() -> None:
     s = spec(failback={"mode": "automatic", "holdDownSeconds": 60})
-    state = FailoverState(active="standby")
+    state = FailoverState(active="standby", armed=True)
     assert tick(state, s, 0, UP, UP).switch is None
     assert tick(state, s, 30, UP, UP).switch is None
     tick(state, s, 40, DOWN, UP)  # a flap restarts the hold-down
@@ -121,20 +128,33 @@ def test_automatic_failback_only_after_the_whole_hold_down_without_flapping() ->
 
 
 def test_manual_failback_mode_stays_on_standby() -> None:
-    s, state = spec(), FailoverState(active="standby")
+    s, state = spec(), FailoverState(active="standby", armed=True)
     for n in range(0, 1000, 100):
         assert tick(state, s, n, UP, UP).switch is None
 
 
 def test_fast_interval_after_a_failure() -> None:
-    s, state = spec(), FailoverState()
+    s, state = spec(), FailoverState(armed=True)
     assert state.next_interval(s) == 5.0
     tick(state, s, 1, DOWN, UP)
     assert state.next_interval(s) == 1.0
 
 
 def test_failed_standby_while_active_fails_over_back_to_primary() -> None:
-    s, state = spec(), FailoverState(active="standby")
+    s, state = spec(), FailoverState(active="standby", armed=True)
     for n in range(1, 4):
         decision = tick(state, s, n, UP, DOWN)
     assert decision.switch is not None and decision.switch.to == "primary"
+
+
+def test_no_failover_before_the_active_cluster_has_ever_served() -> None:
+    # A fresh ModelDeployment: the standby happens to get ready first; that is a rollout,
+    # not an outage, and traffic must not start on the standby.
+    s, state = spec(), FailoverState()
+    for n in range(1, 10):
+        decision = tick(state, s, n, DOWN, UP)
+        assert decision.switch is None and not decision.failing_over
+    assert tick(state, s, 10, UP, UP).switch is None
+    for n in range(11, 13):
+        assert tick(state, s, n, DOWN, UP).switch is None
+    assert tick(state, s, 13, DOWN, UP).switch is not None
