@@ -311,7 +311,7 @@ def test_deletion_removes_member_objects_and_waits_for_an_unreachable_member(
             try:
                 get(hub_ns)
             except client.ApiException as exc:
-                return exc.status == 404
+                return bool(exc.status == 404)
             return False
 
         kube.wait_for(gone, timeout=60, what="ModelDeployment deleted after cleanup")

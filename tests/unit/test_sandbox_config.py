@@ -70,8 +70,13 @@ def test_gpu_node_carries_capacity_gfd_labels_and_taint() -> None:
 
 def test_each_member_cluster_gets_a_scrape_job_labelled_with_its_name() -> None:
     jobs = prometheus.config()["scrape_configs"]
-    assert [j["job_name"] for j in jobs] == [f"pods-{c}" for c in MEMBER_CLUSTERS]
-    for cluster, job in zip(MEMBER_CLUSTERS, jobs, strict=True):
+    names = [j["job_name"] for j in jobs]
+    assert names == [*(f"pods-{c}" for c in MEMBER_CLUSTERS), "modeldr-operator"]
+    operator_job = jobs[-1]
+    targets = operator_job["static_configs"][0]["targets"]
+    assert all(t.startswith("127.0.0.1:") for t in targets)  # loopback only
+    assert operator_job["static_configs"][0]["labels"] == {"cluster": "hub"}
+    for cluster, job in zip(MEMBER_CLUSTERS, jobs[:-1], strict=True):
         relabels = job["relabel_configs"]
         assert {"target_label": "cluster", "replacement": cluster} in relabels
         loopback_rule = next(r for r in relabels if r.get("source_labels") == ["__address__"])
