@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,20 @@ def wait(predicate: Any, what: str, timeout: float) -> None:
             pass
         time.sleep(0.25)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def server_ready(address: str) -> bool:
+    assert address.startswith("127."), address  # loopback only
+    try:
+        with urllib.request.urlopen(f"http://{address}:8080/v2/health/ready", timeout=1) as r:
+            return bool(r.status == 200)
+    except Exception:
+        return False
+
+
+def primary_serving(ns: str, name: str, replicas: int) -> bool:
+    addresses = kube.ready_endpoint_addresses("primary", ns, name)
+    return len(addresses) == replicas and all(server_ready(a) for a in addresses)
 
 
 def ensure_namespace(cluster: str, name: str) -> None:
@@ -118,6 +133,8 @@ def rto_runs(sandbox: Sandbox, label: str, failover: dict[str, Any], standby: di
             and (s.get("standby") or {}).get("readyReplicas") == idle_standby
             and all(a.startswith("127.1.") for a in kube.ready_endpoint_addresses("hub", ns, name))
             and len(kube.ready_endpoint_addresses("hub", ns, name)) == replicas
+            # Not a stale Ready from the restored control plane: every server answers.
+            and all(server_ready(a) for a in kube.ready_endpoint_addresses("hub", ns, name))
         )
 
     out = []
@@ -135,27 +152,30 @@ def rto_runs(sandbox: Sandbox, label: str, failover: dict[str, Any], standby: di
                          "first success on standby", 90)  # fmt: skip
                     last_primary = probe.last_success("127.1.")
                     first_standby = probe.first_success("127.2.", outage_at)
-                    assert last_primary is not None and first_standby is not None
-                    s = status(ns, name)
-                    lf = s.get("lastFailover") or {}
-                    result = {
-                        "run": run,
-                        "rto_s": round(first_standby - last_primary, 3),
-                        "outage_to_first_standby_success_s": round(first_standby - outage_at, 3),
-                        "failed_requests": probe.failures(since=outage_at),
-                        "operator_detection_s": lf.get("detectionSeconds"),
-                        "operator_switch_s": lf.get("switchSeconds"),
-                        "operator_total_s": lf.get("totalSeconds"),
-                    }
-                    log(f"[{label}] run {run}: {json.dumps(result)}")
-                    out.append(result)
+                    if last_primary is None or first_standby is None:
+                        log(f"[{label}] run {run}: no success on primary before the outage; "
+                            "discarded")  # fmt: skip
+                    else:
+                        lf = status(ns, name).get("lastFailover") or {}
+                        result = {
+                            "run": run,
+                            "rto_s": round(first_standby - last_primary, 3),
+                            "outage_to_first_standby_success_s": round(
+                                first_standby - outage_at, 3
+                            ),
+                            "failed_requests": probe.failures(since=outage_at),
+                            "operator_detection_s": lf.get("detectionSeconds"),
+                            "operator_switch_s": lf.get("switchSeconds"),
+                            "operator_total_s": lf.get("totalSeconds"),
+                        }
+                        log(f"[{label}] run {run}: {json.dumps(result)}")
+                        out.append(result)
                 finally:
                     sandbox.restore("primary")
             finally:
                 probe.stop()
             # Fail back by hand (the sandbox example's failback mode is manual).
-            wait(lambda: (status(ns, name).get("primary") or {}).get("readyReplicas") == replicas,
-                 "primary ready after restore", 240)  # fmt: skip
+            wait(lambda: primary_serving(ns, name, replicas), "primary serving after restore", 240)
             custom().patch_namespaced_custom_object(
                 GROUP, VERSION, ns, PLURAL, name,
                 {"metadata": {"annotations": {"modeldr.io/switch-to": "primary"}}},
