@@ -11,7 +11,6 @@ itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -620,8 +619,22 @@ async def modeldeployment_daemon(
         except Exception:
             log.exception("%s/%s: tick failed; retrying", namespace, name)
             delay = 5.0
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=delay)
+        await _sleep(delay, wake, stopped)
+
+
+async def _sleep(delay: float, wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
+    """Until the next tick, a change of the object, or kopf stopping the daemon (deletion,
+    shutdown): stopping promptly lets the deletion handler run without waiting out a tick."""
+
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(until_stopped())}
+    try:
+        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
