@@ -46,7 +46,7 @@ def peer(sandbox: Sandbox) -> Iterator[subprocess.Popen[bytes]]:
         env={
             **os.environ,
             **operator_env("sandbox-operator-1", PEER_HEALTH_PORT, PEER_METRICS_PORT),
-        },  # fmt: skip
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

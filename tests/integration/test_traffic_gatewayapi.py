@@ -28,6 +28,7 @@ from modeldr.operator.traffic.gatewayapi import (
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
+from tests.specs import minimal_spec
 from tests.tooling import require_tool
 from tests.unit.test_chart import find, render
 
@@ -90,26 +91,8 @@ def make_spec(
     http_route = {"name": route_name}
     if route_namespace:
         http_route["namespace"] = route_namespace
-    return ModelDeploymentSpec.parse(
-        {
-            "model": {
-                "name": MD,
-                "task": "sequence-classification",
-                "source": "file:///tmp/m",
-                "expectedDigest": "sha256:" + "0" * 64,
-            },
-            "runtime": {"image": "modeldr/serving:dev"},
-            "replicas": 1,
-            "clusters": {
-                "primary": {"cluster": "primary", "namespace": "ml"},
-                "standby": {"cluster": "standby", "namespace": "ml", "mode": "hot"},
-            },
-            "traffic": {
-                "provider": "gatewayapi",
-                "gatewayAPI": {"httpRoute": http_route, **settings},
-            },
-        }
-    )
+    gateway_api = {"httpRoute": http_route, **settings}
+    return minimal_spec(MD, traffic={"provider": "gatewayapi", "gatewayAPI": gateway_api})
 
 
 def target(active: str) -> TrafficTarget:

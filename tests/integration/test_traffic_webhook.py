@@ -20,6 +20,7 @@ from modeldr.operator.spec import ModelDeploymentSpec
 from modeldr.operator.traffic import TrafficError
 from modeldr.operator.traffic.base import Owner, TrafficTarget
 from modeldr.operator.traffic.webhook import WebhookProvider
+from tests.specs import minimal_spec
 
 pytestmark = pytest.mark.integration
 
@@ -86,26 +87,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 def make_spec(url: str, timeout_seconds: int = 2) -> ModelDeploymentSpec:
-    return ModelDeploymentSpec.parse(
-        {
-            "model": {
-                "name": "bert",
-                "task": "sequence-classification",
-                "source": "file:///tmp/m",
-                "expectedDigest": "sha256:" + "0" * 64,
-            },
-            "runtime": {"image": "modeldr/serving:dev"},
-            "replicas": 1,
-            "clusters": {
-                "primary": {"cluster": "primary", "namespace": "ml"},
-                "standby": {"cluster": "standby", "namespace": "ml", "mode": "hot"},
-            },
-            "traffic": {
-                "provider": "webhook",
-                "webhook": {"url": url, "timeoutSeconds": timeout_seconds},
-            },
-        }
-    )
+    webhook = {"url": url, "timeoutSeconds": timeout_seconds}
+    return minimal_spec(traffic={"provider": "webhook", "webhook": webhook})
 
 
 def target(

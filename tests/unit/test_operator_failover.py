@@ -7,6 +7,7 @@ from typing import Any
 
 from modeldr.operator.failover import Decision, FailoverState, Health, Role, replicas_for
 from modeldr.operator.spec import ModelDeploymentSpec
+from tests.specs import minimal_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 UP = Health(True, "2 ready endpoints", 2)
@@ -14,22 +15,13 @@ DOWN = Health(False, "apiserver unreachable: connection refused")
 
 
 def spec(mode: str = "hot", **failover: Any) -> ModelDeploymentSpec:
-    standby: dict[str, Any] = {"cluster": "standby", "namespace": "ns", "mode": mode}
+    standby: dict[str, Any] = {"cluster": "standby", "namespace": "ml", "mode": mode}
     if mode == "warm":
         standby["replicas"] = 1
-    return ModelDeploymentSpec.parse(
-        {
-            "model": {
-                "name": "m",
-                "task": "feature-extraction",
-                "source": "file:///models/m",
-                "expectedDigest": "sha256:" + "0" * 64,
-            },
-            "runtime": {"image": "img"},
-            "replicas": 3,
-            "clusters": {"primary": {"cluster": "primary", "namespace": "ns"}, "standby": standby},
-            "failover": {"healthIntervalSeconds": 5, "failureThreshold": 3, **failover},
-        }
+    return minimal_spec(
+        replicas=3,
+        clusters={"primary": {"cluster": "primary", "namespace": "ml"}, "standby": standby},
+        failover={"healthIntervalSeconds": 5, "failureThreshold": 3, **failover},
     )
 
 

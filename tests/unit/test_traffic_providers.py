@@ -33,29 +33,14 @@ from modeldr.operator.traffic.webhook import (
     excerpt,
     should_post,
 )
+from tests.specs import minimal_spec
 from tests.unit.test_chart import find, render
 
 OWNER = Owner(namespace="ml", name="bert", uid="uid-1")
 
 
 def make_spec(traffic: dict[str, Any] | None = None) -> ModelDeploymentSpec:
-    spec: dict[str, Any] = {
-        "model": {
-            "name": "bert",
-            "task": "sequence-classification",
-            "source": "file:///tmp/m",
-            "expectedDigest": "sha256:" + "0" * 64,
-        },
-        "runtime": {"image": "modeldr/serving:dev"},
-        "replicas": 1,
-        "clusters": {
-            "primary": {"cluster": "primary", "namespace": "ml"},
-            "standby": {"cluster": "standby", "namespace": "ml", "mode": "hot"},
-        },
-    }
-    if traffic is not None:
-        spec["traffic"] = traffic
-    return ModelDeploymentSpec.parse(spec)
+    return minimal_spec() if traffic is None else minimal_spec(traffic=traffic)
 
 
 def target(
