@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -106,6 +107,9 @@ async def run(args: argparse.Namespace) -> int:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # asyncio.to_thread's pool: every ModelDeployment daemon sends its blocking Kubernetes
+    # calls there; the default (cores + 4) would queue hundreds of them behind a few threads.
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="k8s"))
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 

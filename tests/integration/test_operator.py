@@ -27,7 +27,7 @@ from kubernetes import client
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
-from sandbox.operator_up import operator_up
+from sandbox.operator_up import operator_down, operator_up
 from sandbox.probe import HubProbe, infer
 
 pytestmark = pytest.mark.integration
@@ -202,6 +202,16 @@ def test_primary_outage_fails_over_and_back_while_a_client_keeps_going(
             while probe.successes("127.2.") < 5 and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert probe.successes("127.2.") >= 5, "the client did not recover on standby"
+
+            # An operator restart in the middle of the outage resumes from the status: it
+            # stays on standby and does not flap, and clients keep succeeding.
+            operator_down()
+            operator_up()
+            restarted = time.monotonic()
+            time.sleep(5)
+            assert status(hub_ns)["activeCluster"] == "standby"
+            assert all(a.startswith("127.2.") for a in hub_addresses(hub_ns))
+            assert probe.successes("127.2.", since=restarted) >= 10
         finally:
             sandbox.restore("primary")
         # Manual failback (the default mode): traffic stays on standby until asked.
