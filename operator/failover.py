@@ -21,6 +21,8 @@ Trigger = Literal["automatic", "manual", "failback"]
 # healthy again or declared down, like HAProxy's `fastinter`: a dead cluster is confirmed in
 # seconds without checking a healthy one more often.
 FAST_INTERVAL_S = 1.0
+# Fraction of the interval two counted checks must be apart (timer jitter tolerance).
+MIN_SPACING = 0.8
 
 
 def other(role: Role) -> Role:
@@ -71,6 +73,7 @@ class FailoverState:
     # only after `failureThreshold` passes in a row (hysteresis both ways; after an outage the
     # restored control plane briefly reports the pods' stale Ready state).
     passes: dict[str, int] = field(default_factory=dict)
+    last_counted: datetime | None = None
 
     def next_interval(self, spec: ModelDeploymentSpec) -> float:
         interval = float(spec.failover.health_interval_seconds)
@@ -86,14 +89,21 @@ class FailoverState:
         """Advance by one tick. `requested` is a manual switch request (annotation)."""
         decision = Decision(full_size={"primary", self.active})
         active, standby = self.active, other(self.active)
-        for role in ("primary", "standby"):
-            self.passes[role] = self.passes.get(role, 0) + 1 if health[role].healthy else 0
         active_health, standby_health = health[active], health[standby]
-
-        # The active cluster's failure streak (once it has served).
+        # Ticks also come when the object changes (our own status writes included); only
+        # checks at least about one check interval apart count toward a streak, so that
+        # `failureThreshold` consecutive checks always span (threshold - 1) intervals.
+        spacing = MIN_SPACING * min(float(spec.failover.health_interval_seconds), FAST_INTERVAL_S)
+        counted = self.last_counted is None or (now - self.last_counted).total_seconds() >= spacing
+        if counted:
+            self.last_counted = now
+            for role in ("primary", "standby"):
+                self.passes[role] = self.passes.get(role, 0) + 1 if health[role].healthy else 0
         if active_health.healthy:
             self.armed = True
-        if not self.armed:
+
+        # The active cluster's failure streak (once it has served).
+        if not self.armed or not counted:
             pass
         elif active_health.healthy:
             if self.detected is not None:

@@ -150,3 +150,19 @@ def test_no_failover_before_the_active_cluster_has_ever_served() -> None:
     for n in range(11, 13):
         assert tick(state, s, n, DOWN, UP).switch is None
     assert tick(state, s, 13, DOWN, UP).switch is not None
+
+
+def test_checks_closer_than_an_interval_do_not_count_toward_the_threshold() -> None:
+    # Extra ticks (the object changed, e.g. our own status write) must not shorten detection.
+    s, state = spec(), FailoverState(armed=True)
+    tick(state, s, 0, UP, UP)
+    t0 = T0 + timedelta(seconds=10)
+    health: dict[Role, Health] = {"primary": DOWN, "standby": UP}
+    for offset in (0.0, 0.05, 0.1, 0.2, 0.5):
+        decision = state.observe(s, t0 + timedelta(seconds=offset), health)
+        assert decision.switch is None
+    assert state.streak == 1
+    state.observe(s, t0 + timedelta(seconds=1.0), health)
+    decision = state.observe(s, t0 + timedelta(seconds=2.0), health)
+    assert decision.switch is not None
+    assert decision.switch.detected_time == t0 + timedelta(seconds=2.0)
