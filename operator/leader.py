@@ -4,7 +4,13 @@ Only the holder runs kopf. The holder renews every retry period; if it cannot re
 renew deadline it must stop (the caller exits non-zero and Kubernetes restarts it), because by
 then a peer may take the Lease over. On a clean shutdown the holder releases the Lease so a
 peer takes over at once instead of waiting for it to expire. Uses get/create/update on one
-named Lease only (what the chart's Role grants); blocking calls run in worker threads.
+named Lease only (what the chart's Role grants). The blocking Kubernetes calls run in worker
+threads of the elector's own, which reconcile work (asyncio.to_thread's shared pool) can never
+saturate: under load a renewal must not queue behind hundreds of member-cluster calls.
+
+As in client-go, a peer's Lease counts as valid until its duration has passed since this
+process last saw the Lease record change, measured on the local monotonic clock: replicas need
+no synchronised wall clocks, only clocks that tick at about the same rate.
 """
 
 from __future__ import annotations
@@ -13,36 +19,42 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from kubernetes import client
 
 from modeldr.operator import metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    text = str(value).replace("Z", "+00:00")
-    return datetime.fromisoformat(text)
+def record_key(spec: dict[str, Any]) -> tuple[str, str, int, int]:
+    """What identifies one version of a Lease record: a change means its holder is alive."""
+    return (
+        str(spec.get("holderIdentity") or ""),
+        str(spec.get("renewTime") or ""),
+        int(spec.get("leaseDurationSeconds") or 0),
+        int(spec.get("leaseTransitions") or 0),
+    )
 
 
-def may_acquire(spec: dict[str, Any], identity: str, now: datetime) -> bool:
-    """Whether `identity` may take or renew a Lease with this spec at `now`."""
+def may_acquire(spec: dict[str, Any], identity: str, observed_at: float, now: float) -> bool:
+    """Whether `identity` may take or renew a Lease with this spec.
+
+    `observed_at` is when (monotonic seconds) this process first saw the record as it is now,
+    `now` the monotonic time: a peer's Lease is free once it is released (no holder) or once
+    its duration has passed without the holder renewing it.
+    """
     holder = spec.get("holderIdentity") or ""
     if not holder or holder == identity:
         return True
-    renewed = _parse_time(spec.get("renewTime")) or _parse_time(spec.get("acquireTime"))
     duration = int(spec.get("leaseDurationSeconds") or 0)
-    if renewed is None:
-        return True
-    return now >= renewed + timedelta(seconds=duration)
+    return now >= observed_at + duration
 
 
 def _micro(moment: datetime) -> str:
@@ -56,13 +68,32 @@ class LeaderElector:
     namespace: str
     name: str
     identity: str
-    lease_duration_s: int = 15
-    renew_deadline_s: int = 10
-    retry_period_s: int = 2
+    lease_duration_s: float = 15
+    renew_deadline_s: float = 10
+    retry_period_s: float = 2
     is_leader: bool = False
+    # The Lease record as last read, when it was first seen so (monotonic), and its holder.
+    observed_key: tuple[str, str, int, int] | None = field(default=None, repr=False)
+    observed_at: float = field(default=0.0, repr=False)
+    observed_holder: str = ""
+    # Two threads: a renewal cut short at the deadline may still hang in one of them.
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="lease"),
+        repr=False,
+    )
+
+    async def _in_thread(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     def _coordination(self) -> client.CoordinationV1Api:
         return client.CoordinationV1Api(self.api)
+
+    def _observe(self, spec: dict[str, Any]) -> None:
+        key = record_key(spec)
+        if key != self.observed_key:
+            self.observed_key = key
+            self.observed_at = time.monotonic()
+        self.observed_holder = key[0]
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt (blocking). True when this process holds the Lease afterwards."""
@@ -74,32 +105,32 @@ class LeaderElector:
         except client.ApiException as exc:
             if exc.status != 404:
                 raise
-            body = {
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {
-                    "holderIdentity": self.identity,
-                    "leaseDurationSeconds": self.lease_duration_s,
-                    "acquireTime": _micro(now),
-                    "renewTime": _micro(now),
-                    "leaseTransitions": 0,
-                },
+            created: dict[str, Any] = {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": max(1, int(self.lease_duration_s)),
+                "acquireTime": _micro(now),
+                "renewTime": _micro(now),
+                "leaseTransitions": 0,
             }
+            body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": created}
             try:
                 api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
             except client.ApiException as create_exc:
                 if create_exc.status == 409:
                     return False  # a peer created it first
                 raise
+            self._observe(created)
             return True
         spec = self.api.sanitize_for_serialization(lease.spec) or {}
-        if not may_acquire(spec, self.identity, now):
+        self._observe(spec)
+        if not may_acquire(spec, self.identity, self.observed_at, time.monotonic()):
             return False
         holder = spec.get("holderIdentity") or ""
         new_spec = dict(spec)
         new_spec.update(
             {
                 "holderIdentity": self.identity,
-                "leaseDurationSeconds": self.lease_duration_s,
+                "leaseDurationSeconds": max(1, int(self.lease_duration_s)),
                 "renewTime": _micro(now),
             }
         )
@@ -118,13 +149,14 @@ class LeaderElector:
             api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=timeout)
         except client.ApiException as exc:
             if exc.status == 409:
-                return False  # someone else wrote it meanwhile
+                return False  # someone else wrote it meanwhile; the next read tells who
             raise
+        self._observe(new_spec)
         return True
 
     async def _attempt(self) -> bool:
         try:
-            return await asyncio.to_thread(self.try_acquire_or_renew)
+            return await self._in_thread(self.try_acquire_or_renew)
         except Exception as exc:
             log.warning("leader election: Lease %s/%s: %s", self.namespace, self.name, exc)
             return False
@@ -133,18 +165,25 @@ class LeaderElector:
         """Wait until this process holds the Lease (True) or `stop` is set (False)."""
         log.info("leader election: waiting for Lease %s/%s as %s", self.namespace, self.name,
                  self.identity)  # fmt: skip
+        reported = ""
         while not stop.is_set():
             if await self._attempt():
                 self.is_leader = True
                 metrics.LEADER.set(1)
                 log.info("leader election: acquired Lease %s/%s", self.namespace, self.name)
                 return True
+            if self.observed_holder and self.observed_holder != reported:
+                reported = self.observed_holder
+                log.info("leader election: Lease %s/%s is held by %s", self.namespace,
+                         self.name, reported)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.retry_period_s)
         return False
 
     async def hold(self, stop: asyncio.Event) -> None:
-        """Renew until `stop`; returns early (leadership lost) if renewals fail too long."""
+        """Renew every retry period until `stop`. Returns early, leadership lost, when a
+        peer holds the Lease or when no renewal succeeded for the renew deadline (each attempt
+        is cut short at the deadline, like client-go's)."""
         last_renewed = time.monotonic()
         while not stop.is_set():
             try:
@@ -152,14 +191,29 @@ class LeaderElector:
                 return
             except TimeoutError:
                 pass
-            if await self._attempt():
+            started = time.monotonic()
+            remaining = self.renew_deadline_s - (started - last_renewed)
+            renewed = False
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    renewed = await asyncio.wait_for(self._attempt(), timeout=remaining)
+            if renewed:
                 last_renewed = time.monotonic()
-            elif time.monotonic() - last_renewed > self.renew_deadline_s:
-                log.error("leader election: could not renew Lease %s/%s for %ds: leadership lost",
-                          self.namespace, self.name, self.renew_deadline_s)  # fmt: skip
-                self.is_leader = False
-                metrics.LEADER.set(0)
-                return
+                if last_renewed - started > self.renew_deadline_s / 2:
+                    log.warning("leader election: renewing Lease %s/%s took %.1fs",
+                                self.namespace, self.name, last_renewed - started)  # fmt: skip
+                continue
+            if self.observed_holder not in ("", self.identity):
+                reason = f"it is now held by {self.observed_holder}"
+            elif time.monotonic() - last_renewed >= self.renew_deadline_s:
+                reason = f"could not renew it for {self.renew_deadline_s}s"
+            else:
+                continue
+            log.error("leader election: Lease %s/%s: %s: leadership lost", self.namespace,
+                      self.name, reason)  # fmt: skip
+            self.is_leader = False
+            metrics.LEADER.set(0)
+            return
 
     async def release(self) -> None:
         """Give the Lease up so that a peer takes over at once."""
@@ -178,7 +232,7 @@ class LeaderElector:
             )  # fmt: skip
 
         try:
-            await asyncio.to_thread(_release)
+            await self._in_thread(_release)
             log.info("leader election: released Lease %s/%s", self.namespace, self.name)
         except Exception as exc:
             log.warning("leader election: release failed (%s); it expires by itself", exc)

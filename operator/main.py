@@ -3,7 +3,8 @@
 Configures logging and the Kubernetes client, serves /healthz and /metrics on every replica,
 waits for the leader Lease (when leader election is on), then runs kopf in standalone mode
 with the handlers of `modeldr.operator.handlers`. SIGTERM stops kopf, releases the Lease and
-exits 0; losing the Lease exits 1 so that Kubernetes restarts the replica as a follower.
+exits 0; losing the Lease (or kopf failing) exits 1 at once, without waiting for worker
+threads, so that Kubernetes restarts the replica as a follower.
 """
 
 from __future__ import annotations
@@ -62,9 +63,13 @@ def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
     )
 
 
-def _register_kopf_hooks(cfg: client.Configuration) -> None:
+def _register_kopf_hooks(kubeconfig: str | None, context: str | None) -> None:
     @kopf.on.login()
-    def _login(**_: Any) -> kopf.ConnectionInfo:
+    async def _login(**_: Any) -> kopf.ConnectionInfo:
+        # Loaded again on every login (kopf logs in again after a 401): a rotated in-cluster
+        # token or a kubeconfig exec plugin's fresh token is picked up.
+        cfg = await asyncio.to_thread(load_client_configuration, kubeconfig, context)
+        client.Configuration.set_default(cfg)
         return connection_info(cfg)
 
     @kopf.on.startup()
@@ -84,15 +89,23 @@ def _register_kopf_hooks(cfg: client.Configuration) -> None:
         settings.networking.request_timeout = 30
 
 
-async def _health_server(bind: str, port: int, elector: LeaderElector | None) -> web.AppRunner:
+async def _health_server(
+    settings: operator_config.OperatorConfig, elector: LeaderElector | None
+) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "leader": elector.is_leader if elector else True})
+        body = {
+            "status": "ok",
+            "identity": settings.pod_name,
+            "leader": elector.is_leader if elector else True,
+            "leaderElection": elector is not None,
+        }
+        return web.json_response(body)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, bind, port).start()
+    await web.TCPSite(runner, settings.bind_address, settings.health_port).start()
     return runner
 
 
@@ -103,7 +116,7 @@ async def run(args: argparse.Namespace) -> int:
     cfg = load_client_configuration(args.kubeconfig, args.context)
     client.Configuration.set_default(cfg)
     importlib.import_module(os.environ.get("MODELDR_OPERATOR_HANDLERS_MODULE", HANDLERS_MODULE))
-    _register_kopf_hooks(cfg)
+    _register_kopf_hooks(args.kubeconfig, args.context)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -119,7 +132,7 @@ async def run(args: argparse.Namespace) -> int:
             client.ApiClient(cfg), settings.namespace, settings.leader_lease, settings.pod_name,
             settings.lease_duration_s, settings.renew_deadline_s, settings.retry_period_s,
         )  # fmt: skip
-    health = await _health_server(settings.bind_address, settings.health_port, elector)
+    health = await _health_server(settings, elector)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.bind_address)
     log.info(
@@ -127,7 +140,6 @@ async def run(args: argparse.Namespace) -> int:
         settings.pod_name, settings.health_port, settings.metrics_port,
         "on" if elector else "off",
     )  # fmt: skip
-    exit_code = 0
     try:
         if elector is not None and not await elector.acquire(stop):
             return 0
@@ -148,10 +160,17 @@ async def run(args: argparse.Namespace) -> int:
             waiters.add(hold_task)
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if hold_task is not None and hold_task in done and not stop.is_set():
-            exit_code = 1  # leadership lost: stop reconciling at once
+            # Leadership lost: a peer may be reconciling already. Stop at once, without
+            # kopf's graceful shutdown, and let Kubernetes restart this replica as a follower.
+            kopf_task.cancel()
+            await asyncio.wait({kopf_task}, timeout=5)
+            _exit_now(1, "leadership lost")
         if kopf_task in done and kopf_task.exception() is not None:
             log.error("kopf failed: %s", kopf_task.exception())
-            exit_code = 1
+            if elector is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(elector.release(), timeout=10)
+            _exit_now(1, "kopf failed")
         # kopf installs its own SIGTERM/SIGINT handlers and returns cleanly on them: that is
         # a normal stop (release the Lease, exit 0).
         kopf_stop.set()
@@ -159,12 +178,21 @@ async def run(args: argparse.Namespace) -> int:
             await asyncio.wait_for(kopf_task, timeout=30)
         for task in waiters:
             task.cancel()
-        if elector is not None and exit_code == 0:
+        if elector is not None:
             await elector.release()
     finally:
         await health.cleanup()
-    log.info("modeldr operator stopped (exit %d)", exit_code)
-    return exit_code
+    log.info("modeldr operator stopped")
+    return 0
+
+
+def _exit_now(code: int, why: str) -> None:
+    """Exit without waiting for worker threads (a Kubernetes call may hang in one)."""
+    log.error("modeldr operator exiting (%s, exit %d)", why, code)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(code)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -195,6 +195,8 @@ def operator_env(pod_name: str, health_port: int, metrics_port: int) -> dict[str
         "MODELDR_METRICS_PORT": str(metrics_port),
         "MODELDR_LOG_LEVEL": "info",
         "MODELDR_LOG_FORMAT": "json",
+        # Fewer malloc arenas: many short-lived worker threads otherwise inflate RSS.
+        "MALLOC_ARENA_MAX": "2",
     }
 
 

@@ -1,16 +1,11 @@
-"""OperatorConfig from the environment the chart sets; leader election decisions; JSON logs."""
+"""OperatorConfig from the environment the chart sets."""
 
 from __future__ import annotations
 
-import json
-import logging
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
-from modeldr.operator.config import ConfigError, OperatorConfig
-from modeldr.operator.leader import may_acquire
-from modeldr.operator.logs import DropNudges, JsonFormatter
+from modeldr.operator import config as operator_config
+from modeldr.operator.config import ConfigError, OperatorConfig, current, set_current
 
 
 def test_defaults_without_environment() -> None:
@@ -57,43 +52,10 @@ def test_bad_environment_is_named(env: dict[str, str], fragment: str) -> None:
     assert fragment in str(error.value)
 
 
-NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
-
-
-def lease(holder: str, renewed: datetime, duration: int = 15) -> dict[str, object]:
-    return {
-        "holderIdentity": holder,
-        "renewTime": renewed.isoformat(),
-        "leaseDurationSeconds": duration,
-    }
-
-
-def test_lease_free_or_mine_may_be_taken() -> None:
-    assert may_acquire({}, "me", NOW)
-    assert may_acquire({"holderIdentity": ""}, "me", NOW)
-    assert may_acquire(lease("me", NOW), "me", NOW)
-
-
-def test_lease_of_a_live_peer_is_respected_until_it_expires() -> None:
-    assert not may_acquire(lease("peer", NOW - timedelta(seconds=5)), "me", NOW)
-    assert not may_acquire(lease("peer", NOW - timedelta(seconds=14)), "me", NOW)
-    assert may_acquire(lease("peer", NOW - timedelta(seconds=15)), "me", NOW)
-    # A released lease (duration 1 s) is taken over almost at once.
-    assert may_acquire(lease("peer", NOW - timedelta(seconds=1), duration=1), "me", NOW)
-
-
-def test_json_log_lines() -> None:
-    record = logging.LogRecord("modeldr.operator", logging.WARNING, __file__, 1, "x=%d", (3,), None)
-    record.k8s_ref = {"namespace": "ns", "name": "md", "kind": "ModelDeployment", "uid": "u"}
-    line = json.loads(JsonFormatter().format(record))
-    assert line["level"] == "warning" and line["message"] == "x=3"
-    assert line["object"] == {"namespace": "ns", "name": "md", "kind": "ModelDeployment"}
-
-
-def test_nudge_lines_are_dropped() -> None:
-    drop = DropNudges()
-    noisy = logging.LogRecord(
-        "kopf.objects", 20, __file__, 1, "Handler '_nudge' succeeded.", (), None
-    )
-    useful = logging.LogRecord("kopf.objects", 20, __file__, 1, "Handler 'x' succeeded.", (), None)
-    assert not drop.filter(noisy) and drop.filter(useful)
+def test_current_is_what_the_cli_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operator_config, "_current", None)
+    monkeypatch.setenv("MODELDR_OPERATOR_POD_NAME", "from-env")
+    assert current().pod_name == "from-env"
+    cfg = OperatorConfig.from_env({"MODELDR_OPERATOR_POD_NAME": "replica-7"})
+    set_current(cfg)
+    assert current() is cfg
