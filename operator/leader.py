@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -183,20 +185,56 @@ class LeaderElector:
     async def hold(self, stop: asyncio.Event) -> None:
         """Renew every retry period until `stop`. Returns early, leadership lost, when a
         peer holds the Lease or when no renewal succeeded for the renew deadline (each attempt
-        is cut short at the deadline, like client-go's)."""
-        last_renewed = time.monotonic()
-        while not stop.is_set():
+        is cut short at the deadline, like client-go's).
+
+        The loop runs in a thread of its own, not on the event loop: with hundreds of
+        ModelDeployments the loop can be busy for seconds, and a renewal must not wait for it.
+        """
+        loop = asyncio.get_running_loop()
+        stopping = threading.Event()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def run() -> None:
             try:
-                await asyncio.wait_for(stop.wait(), timeout=self.retry_period_s)
-                return
-            except TimeoutError:
-                pass
+                self._hold_blocking(stopping)
+            finally:
+                # The loop may be gone already (hold returned on `stop`, then the loop closed).
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(finished)
+
+        threading.Thread(target=run, name="lease-renewal", daemon=True).start()
+        waiter: asyncio.Future[None] = asyncio.ensure_future(self._until(stop))
+        try:
+            await asyncio.wait({done, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.set()
+            waiter.cancel()
+
+    @staticmethod
+    async def _until(stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    def _hold_blocking(self, stopping: threading.Event) -> None:
+        last_renewed = time.monotonic()
+        while not stopping.wait(self.retry_period_s):
             started = time.monotonic()
             remaining = self.renew_deadline_s - (started - last_renewed)
             renewed = False
             if remaining > 0:
-                with contextlib.suppress(TimeoutError):
-                    renewed = await asyncio.wait_for(self._attempt(), timeout=remaining)
+                future = self.executor.submit(self.try_acquire_or_renew)
+                try:
+                    renewed = future.result(timeout=remaining)
+                except FutureTimeout:
+                    renewed = False
+                except Exception as exc:
+                    log.warning("leader election: Lease %s/%s: %s", self.namespace, self.name,
+                                exc)  # fmt: skip
+            if stopping.is_set():
+                return
             if renewed:
                 last_renewed = time.monotonic()
                 if last_renewed - started > self.renew_deadline_s / 2:

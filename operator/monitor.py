@@ -89,6 +89,14 @@ def _items(api: client.ApiClient, path: str, query: dict[str, str]) -> list[dict
     return list(json.loads(response.data).get("items") or [])
 
 
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the operator reads of an object: managedFields and annotations are most of a
+    server-side-applied object's bytes, and 200 ModelDeployments keep 1,200 of them."""
+    metadata = obj.get("metadata") or {}
+    kept = {k: metadata[k] for k in ("name", "namespace", "labels", "generation") if k in metadata}
+    return {"metadata": kept, "spec": obj.get("spec") or {}, "status": obj.get("status") or {}}
+
+
 def _key(obj: dict[str, Any]) -> Key:
     return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
@@ -107,6 +115,14 @@ def ready_addresses(slices: list[dict[str, Any]]) -> dict[Key, tuple[str, ...]]:
             if conditions.get("ready") and not conditions.get("terminating"):
                 out[key].update(endpoint.get("addresses") or [])
     return {key: tuple(sorted(addresses)) for key, addresses in out.items()}
+
+
+def gpu_node_names(nodes: list[dict[str, Any]]) -> list[str]:
+    return [
+        node["metadata"]["name"]
+        for node in nodes
+        if int((node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE, 0) or 0)
+    ]
 
 
 def gpu_capacity(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> GpuCapacity:
@@ -178,19 +194,28 @@ class ClusterMonitor:
                 slices = _items(api, "/apis/discovery.k8s.io/v1/endpointslices", query)
                 if gpus is None or tick % GPU_EVERY_TICKS == 0:
                     nodes = _items(api, "/api/v1/nodes", {})
-                    pods = _items(
-                        api,
-                        "/api/v1/pods",
-                        {"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"},
-                    )
+                    # Only the pods of GPU nodes: a CPU node's pods request no GPUs, and a
+                    # cluster-wide pod list is the largest answer an apiserver gives.
+                    pods = [
+                        pod
+                        for node in gpu_node_names(nodes)
+                        for pod in _items(
+                            api,
+                            "/api/v1/pods",
+                            {
+                                "fieldSelector": f"spec.nodeName={node},"
+                                "status.phase!=Succeeded,status.phase!=Failed"
+                            },
+                        )
+                    ]
                     gpus = gpu_capacity(nodes, pods)
                 self._snapshot = Snapshot(
                     self.cluster,
                     time.monotonic(),
                     datetime.now(UTC),
-                    deployments={_key(o): o for o in deployments},
-                    services={_key(o): o for o in services},
-                    pdbs={_key(o): o for o in pdbs},
+                    deployments={_key(o): slim(o) for o in deployments},
+                    services={_key(o): slim(o) for o in services},
+                    pdbs={_key(o): slim(o) for o in pdbs},
                     ready_addresses=ready_addresses(slices),
                     gpus=gpus,
                 )

@@ -119,3 +119,32 @@ def test_failover_ready_checks_reachability_readiness_and_gpus() -> None:
     assert not ok and "1 free GPUs of product H100, needs 2" in why
     assert failover_ready("cold", down, snap, 1, 1, "H100")[0]
     assert not failover_ready("cold", up, _snapshot(error="unreachable"), 1, 1, None)[0]
+
+
+def test_slim_keeps_what_the_operator_reads() -> None:
+    from modeldr.operator.monitor import slim
+
+    obj = {
+        "metadata": {
+            "name": "m",
+            "namespace": "ns",
+            "labels": {"a": "b"},
+            "generation": 3,
+            "managedFields": [{"manager": "modeldr"}],
+            "annotations": {"big": "x" * 1000},
+        },
+        "spec": {"replicas": 2},
+        "status": {"readyReplicas": 2},
+    }
+    assert slim(obj) == {
+        "metadata": {"name": "m", "namespace": "ns", "labels": {"a": "b"}, "generation": 3},
+        "spec": {"replicas": 2},
+        "status": {"readyReplicas": 2},
+    }
+
+
+def test_only_gpu_nodes_are_polled_for_pods() -> None:
+    from modeldr.operator.monitor import gpu_node_names
+
+    nodes = [_node("gpu-0", "H100", 8), _node("cpu-0", "none", 0)]
+    assert gpu_node_names(nodes) == ["gpu-0"]
