@@ -159,7 +159,9 @@ async def run(args: argparse.Namespace) -> int:
             hold_task = asyncio.create_task(elector.hold(stop))
             waiters.add(hold_task)
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if hold_task is not None and hold_task in done and not stop.is_set():
+        # `hold` also returns when kopf, stopping on SIGTERM, cancels what it waits on; only
+        # a renewal failure clears is_leader.
+        if elector is not None and hold_task in done and not elector.is_leader:
             # Leadership lost: a peer may be reconciling already. Stop at once, without
             # kopf's graceful shutdown, and let Kubernetes restart this replica as a follower.
             kopf_task.cancel()
