@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT
 from sandbox.operator_up import operator_pid, operator_up
-from sandbox.probe import HubProbe
+from sandbox.probe import HubProbe, server_ready, serving_addresses
 
 RESULTS = REPO_ROOT / "bench" / "results" / "failover.json"
 EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
@@ -70,18 +69,8 @@ def wait(predicate: Any, what: str, timeout: float) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def server_ready(address: str) -> bool:
-    assert address.startswith("127."), address  # loopback only
-    try:
-        with urllib.request.urlopen(f"http://{address}:8080/v2/health/ready", timeout=1) as r:
-            return bool(r.status == 200)
-    except Exception:
-        return False
-
-
 def primary_serving(ns: str, name: str, replicas: int) -> bool:
-    addresses = kube.ready_endpoint_addresses("primary", ns, name)
-    return len(addresses) == replicas and all(server_ready(a) for a in addresses)
+    return len(serving_addresses("primary", ns, name)) == replicas
 
 
 def ensure_namespace(cluster: str, name: str) -> None:
@@ -142,16 +131,18 @@ def rto_runs(sandbox: Sandbox, label: str, failover: dict[str, Any], standby: di
         for run in range(1, runs + 1):
             log(f"[{label}] run {run}/{runs}: waiting for a steady state")
             wait(settled, "primary active with all replicas ready", 240)
-            probe = HubProbe(ns, name, rate=20, max_seconds=120).start()
+            probe = HubProbe(ns, name, rate=20, max_seconds=120).begin()
             try:
                 time.sleep(3)
-                outage_at = time.monotonic()
+                outage_at = time.time()
                 sandbox.outage("primary")
                 try:
                     wait(lambda p=probe, t=outage_at: p.first_success("127.2.", t) is not None,
                          "first success on standby", 90)  # fmt: skip
-                    last_primary = probe.last_success("127.1.")
-                    first_standby = probe.first_success("127.2.", outage_at)
+                    last = probe.last_success("127.1.", before=outage_at)
+                    first = probe.first_success("127.2.", outage_at)
+                    last_primary = last.at if last else None
+                    first_standby = first.at if first else None
                     if last_primary is None or first_standby is None:
                         log(f"[{label}] run {run}: no success on primary before the outage; "
                             "discarded")  # fmt: skip

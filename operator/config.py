@@ -7,7 +7,7 @@ against a kubeconfig; the chart sets all of them explicitly.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 KNOWN_PROVIDERS = ("endpointslice", "gatewayapi", "webhook")
 
@@ -53,10 +53,6 @@ class OperatorConfig:
     bind_address: str = "0.0.0.0"
     log_level: str = "info"
     log_format: str = "json"
-    # How often every ModelDeployment's member objects are compared with the spec even when
-    # no watch event arrived (drift repair's safety net).
-    resync_seconds: int = 30
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -92,7 +88,6 @@ class OperatorConfig:
             bind_address=env.get("MODELDR_BIND_ADDRESS", "").strip() or cls.bind_address,
             log_level=env.get("MODELDR_LOG_LEVEL", "info").strip().lower() or "info",
             log_format=log_format,
-            resync_seconds=_int(env, "MODELDR_RESYNC_SECONDS", 30, 1),
         )
 
 

@@ -215,7 +215,7 @@ async def _reconcile_member(
     log.info(
         "%s/%s: applied %s to %s (%s)",
         ctl.namespace, ctl.name, what, cluster,
-        "created" if missing else "repaired drift" if ctl.restored else "updated",
+        "created" if missing else "differed from the spec",
     )  # fmt: skip
     rt.monitors.get(cluster).wake()
     return ""

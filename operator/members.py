@@ -154,7 +154,3 @@ class MemberRegistry:
             f"no Secret labelled {self._settings.member_secret_label}={cluster} in namespace "
             f"{self._settings.member_secrets_namespace} (create one with key {KUBECONFIG_KEY!r})",
         )
-
-    def known(self) -> list[str]:
-        with self._lock:
-            return sorted(self._members)

@@ -35,7 +35,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 import traceback
 import urllib.request
@@ -52,6 +51,7 @@ from sandbox import kube, prometheus
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT, sandbox_paths
 from sandbox.operator_up import METRICS_PORT, operator_log, operator_up
+from sandbox.probe import HubProbe, Result, infer, serving_addresses
 
 log = logging.getLogger("demo")
 
@@ -226,120 +226,26 @@ def is_condition_event(reason: str) -> bool:
     return reason.endswith(("True", "False"))
 
 
-# --- the client -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    at: float  # time.time() when the request was sent
-    address: str  # "" when the EndpointSlice listed no ready address
-    ok: bool
-    error: str = ""
+# --- the client: sandbox.probe.HubProbe (the hub EndpointSlice is the only way to pods) ---
 
 
 def resolve() -> list[str]:
-    """Ready addresses of the hub Service `tiny-bert`: the only way the client finds pods."""
-    addresses = kube.ready_endpoint_addresses("hub", NAMESPACE, NAME)
-    return [a for a in addresses if a.startswith("127.")]  # the network rule: loopback only
+    """Ready addresses of the hub Service `tiny-bert` (loopback only)."""
+    return [
+        a for a in kube.ready_endpoint_addresses("hub", NAMESPACE, NAME) if a.startswith("127.")
+    ]
 
 
 def serving(cluster: str) -> list[str]:
     """Pods of the member Service whose server answers ready (admin view, for waits only)."""
-    ready = []
-    for address in kube.ready_endpoint_addresses(cluster, NAMESPACE, NAME):
-        if not address.startswith("127."):
-            continue
-        try:
-            url = f"http://{address}:{PORT}/v2/health/ready"
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    ready.append(address)
-        except Exception:
-            continue
-    return ready
+    return serving_addresses(cluster, NAMESPACE, NAME, PORT)
 
 
-def infer(address: str, text: str) -> dict[str, Any]:
-    body = json.dumps({"texts": [text]}).encode()
-    request = urllib.request.Request(
-        f"http://{address}:{PORT}/predict", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
-        return dict(json.load(response))
-
-
-class TrafficClient(threading.Thread):
-    """RATE requests/s to the addresses the hub's EndpointSlice lists, for at most
-    TRAFFIC_MAX_SECONDS. Re-resolves after every error and every RESOLVE_EVERY seconds."""
-
-    def __init__(self) -> None:
-        super().__init__(name="demo-client", daemon=True)
-        self._samples: list[Sample] = []
-        self._lock = threading.Lock()
-        self._stop_requested = threading.Event()
-        self.resolves = 0
-        self.resolve_errors = 0
-
-    def stop(self) -> None:
-        self._stop_requested.set()
-        self.join(timeout=REQUEST_TIMEOUT + 5)
-
-    def samples(self) -> list[Sample]:
-        with self._lock:
-            return list(self._samples)
-
-    def _record(self, sample: Sample) -> None:
-        with self._lock:
-            self._samples.append(sample)
-
-    def run(self) -> None:
-        deadline = time.monotonic() + TRAFFIC_MAX_SECONDS
-        schedule = time.monotonic()  # when request n is due: schedule + n / RATE
-        addresses: list[str] = []
-        resolved_at = -math.inf
-        n = 0
-        while not self._stop_requested.is_set() and time.monotonic() < deadline:
-            if time.monotonic() - resolved_at >= RESOLVE_EVERY:
-                try:
-                    addresses = resolve()
-                    self.resolves += 1
-                except Exception:  # keep the last known addresses; they fail fast if stale
-                    self.resolve_errors += 1
-                resolved_at = time.monotonic()
-            sent = time.time()
-            if not addresses:
-                self._record(Sample(sent, "", False, "no ready address in the hub EndpointSlice"))
-                resolved_at = -math.inf
-            else:
-                address = addresses[n % len(addresses)]
-                try:
-                    infer(address, f"request {n}: the standby must take over")
-                    self._record(Sample(sent, address, True))
-                except Exception as exc:
-                    self._record(Sample(sent, address, False, f"{type(exc).__name__}: {exc}"))
-                    resolved_at = -math.inf  # re-resolve the hub EndpointSlice at once
-            n += 1
-            delay = schedule + n / RATE - time.monotonic()
-            if delay < -1.0:  # fell behind (slow errors): do not burst to catch up
-                schedule -= delay
-                delay = 0.0
-            self._stop_requested.wait(max(0.0, delay))
-
-    def first_success(self, prefix: str, after: float) -> Sample | None:
-        found = next(
-            (s for s in self.samples() if s.ok and s.at >= after and s.address.startswith(prefix)),
-            None,
-        )
-        if found is None and not self.is_alive() and not self._stop_requested.is_set():
-            raise DemoTimeout(f"the client stopped by itself after {TRAFFIC_MAX_SECONDS:.0f} s")
-        return found
-
-    def last_success(self, prefix: str, before: float) -> Sample | None:
-        found = None
-        for s in self.samples():
-            if s.ok and s.at < before and s.address.startswith(prefix):
-                found = s
-        return found
+def first_success(traffic: HubProbe, prefix: str, after: float) -> Result | None:
+    found = traffic.first_success(prefix, after)
+    if found is None and traffic.stopped_by_itself:
+        raise DemoTimeout(f"the client stopped by itself after {TRAFFIC_MAX_SECONDS:.0f} s")
+    return found
 
 
 # --- Prometheus -----------------------------------------------------------------------------
@@ -504,11 +410,14 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
     print(f"hub EndpointSlice of Service {NAME}: {', '.join(addresses)}")
     if not addresses:
         raise DemoTimeout(f"the hub EndpointSlice of {NAME} lists no ready address")
-    answer = infer(addresses[0], "the standby must take over")
+    answer = infer(addresses[0], "the standby must take over", PORT)
     print(f"sample answer: {json.dumps(answer)[:160]}")
 
     step(3, f"client: {RATE} req/s, endpoints from the hub EndpointSlice only")
-    traffic = TrafficClient()
+    traffic = HubProbe(
+        NAMESPACE, NAME, rate=RATE, max_seconds=TRAFFIC_MAX_SECONDS, port=PORT,
+        refresh_s=RESOLVE_EVERY, timeout_s=REQUEST_TIMEOUT,
+    )  # fmt: skip
     report["client"] = traffic
     traffic.start()
     traffic_started = time.time()
@@ -526,7 +435,7 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
         lambda md: active_cluster(md) == "standby",
         timeout=FAILOVER_TIMEOUT,
         what="the operator to fail over to standby (status.activeCluster == standby)",
-        extra=lambda: traffic.first_success(PREFIX["standby"], outage_at) is not None,
+        extra=lambda: first_success(traffic, PREFIX["standby"], outage_at) is not None,
     )
     last_primary = traffic.last_success(PREFIX["primary"], outage_at + FAILOVER_TIMEOUT)
     first_standby = traffic.first_success(PREFIX["standby"], outage_at)
@@ -547,7 +456,7 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
         if at is not None:
             timeline.add(at, label)
     failed_during = [
-        s for s in traffic.samples() if not s.ok and outage_at <= s.at <= first_standby.at
+        s for s in traffic.results if not s.ok and outage_at <= s.at <= first_standby.at
     ]
     report["failed_during_outage"] = len(failed_during)
     print("\nTimeline (relative to the outage):")
@@ -602,7 +511,7 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
         ),
         timeout=FAILBACK_TIMEOUT,
         what="fail back: activeCluster primary and the switch-to annotation removed",
-        extra=lambda: traffic.first_success(PREFIX["primary"], failback_at) is not None,
+        extra=lambda: first_success(traffic, PREFIX["primary"], failback_at) is not None,
     )
     back = traffic.first_success(PREFIX["primary"], failback_at)
     assert back is not None
@@ -638,8 +547,8 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
 
 
 def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
-    traffic: TrafficClient | None = report.get("client")
-    samples = traffic.samples() if traffic else []
+    traffic: HubProbe | None = report.get("client")
+    samples = traffic.results if traffic else []
     outage_at: float | None = report.get("outage_at")
     timeline: Timeline | None = report.get("timeline")
     lf: dict[str, Any] = report.get("last_failover") or {}
@@ -737,7 +646,7 @@ def main() -> int:
         traceback.print_exc()
         error = f"{type(exc).__name__}: {exc}"
     finally:
-        traffic: TrafficClient | None = report.get("client")
+        traffic: HubProbe | None = report.get("client")
         if traffic is not None and traffic.is_alive():
             traffic.stop()
         if report.get("outage_started"):
@@ -749,8 +658,8 @@ def main() -> int:
     path = sandbox_paths().root / "demo-report.md"
     if report.get("timeline") is not None:
         write_report(report, path, error)
-    ok = sum(s.ok for s in traffic.samples()) if traffic else 0
-    total = len(traffic.samples()) if traffic else 0
+    ok = sum(s.ok for s in traffic.results) if traffic else 0
+    total = len(traffic.results) if traffic else 0
     if total:
         print(f"\nrequests: {total} sent, {ok} ok, {total - ok} failed")
     if report.get("timeline") is not None:

@@ -272,7 +272,3 @@ def operator_down() -> None:
         print("operator stopped")
     else:
         print("operator not running")
-
-
-def operator_status() -> dict[str, Any]:
-    return {"pid": operator_pid(), "healthz": healthz(HEALTH_PORT), "log": str(operator_log())}

@@ -7,8 +7,9 @@ from typing import Any
 from modeldr.operator.spec import ModelDeploymentSpec
 
 
-def minimal_spec(name: str = "bert", **overrides: Any) -> ModelDeploymentSpec:
-    """Replicas 1, hot standby, namespace `ml` in both members; top-level keys overridable."""
+def minimal_spec_dict(name: str = "bert", **overrides: Any) -> dict[str, Any]:
+    """Only the required fields: replicas 1, hot standby, namespace `ml` in both members;
+    top-level keys overridable."""
     spec: dict[str, Any] = {
         "model": {
             "name": name,
@@ -24,4 +25,8 @@ def minimal_spec(name: str = "bert", **overrides: Any) -> ModelDeploymentSpec:
         },
     }
     spec.update(overrides)
-    return ModelDeploymentSpec.parse(spec)
+    return spec
+
+
+def minimal_spec(name: str = "bert", **overrides: Any) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.parse(minimal_spec_dict(name, **overrides))

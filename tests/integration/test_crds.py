@@ -23,6 +23,7 @@ from kubernetes.client.rest import ApiException
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
+from tests.specs import minimal_spec_dict
 from tests.tooling import require_tool
 
 pytestmark = pytest.mark.integration
@@ -134,20 +135,12 @@ def test_minimal_spec_is_accepted_and_defaulted(hub_namespace: str) -> None:
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ModelDeployment",
         "metadata": {"name": "minimal"},
-        "spec": {
-            "model": {
-                "name": "m",
-                "task": "feature-extraction",
-                "source": "file:///models/m",
-                "expectedDigest": "sha256:" + "0" * 64,
-            },
-            "runtime": {"image": "modeldr/serving:dev"},
-            "replicas": 1,
-            "clusters": {
+        "spec": minimal_spec_dict(
+            clusters={
                 "primary": {"cluster": "primary", "namespace": "models"},
                 "standby": {"cluster": "standby", "namespace": "models", "mode": "cold"},
-            },
-        },
+            }
+        ),
     }
     created = api.create_namespaced_custom_object(GROUP, VERSION, hub_namespace, PLURAL, minimal)
     spec = created["spec"]
