@@ -106,6 +106,28 @@ def holder() -> str:
     return str(coordination().read_namespaced_lease(LEASE, NAMESPACE).spec.holder_identity or "")
 
 
+def steal_lease(identity: str, duration_seconds: int) -> float:
+    """Overwrite the Lease as another holder; return the monotonic time just before the write.
+
+    The leader renews every 2 s, so a renewal can land between our read and our write: the
+    write then gets 409 Conflict and is retried on the fresh object, as any client would.
+    """
+    for _ in range(10):
+        lease = coordination().read_namespaced_lease(LEASE, NAMESPACE)
+        lease.spec.holder_identity = identity
+        lease.spec.lease_duration_seconds = duration_seconds
+        lease.spec.renew_time = datetime.now(UTC)
+        writing = time.monotonic()
+        try:
+            coordination().replace_namespaced_lease(LEASE, NAMESPACE, lease)
+        except client.ApiException as error:
+            if error.status != 409:
+                raise
+            continue
+        return writing
+    raise AssertionError("the Lease kept changing under 10 writes in a row")
+
+
 def metric(port: int, name: str) -> float | None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
         for line in response.read().decode().splitlines():
@@ -155,12 +177,7 @@ def test_a_replica_whose_lease_is_taken_exits_at_once(replicas: StartReplica) ->
     assert not leads(3)
 
     # Someone else writes the Lease (as admin): a split brain the holder must not ignore.
-    lease = coordination().read_namespaced_lease(LEASE, NAMESPACE)
-    lease.spec.holder_identity = "intruder"
-    lease.spec.lease_duration_seconds = 4
-    lease.spec.renew_time = datetime.now(UTC)
-    taken = time.monotonic()
-    coordination().replace_namespaced_lease(LEASE, NAMESPACE, lease)
+    taken = steal_lease("intruder", duration_seconds=4)
 
     code = first.wait(timeout=15)
     assert code == 1, f"the replica that lost the Lease exited {code}"
