@@ -10,6 +10,7 @@ sb.fail_node("primary", "gpu-0"); sb.recover_node("primary", "gpu-0")
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from kubernetes import client
 
-from sandbox import clusters, daemons, kube, prometheus
+from sandbox import clusters, daemons, kube, prometheus, runtime
 from sandbox.config import (
     CLUSTERS,
     FAILED_NODE_ANNOTATION,
     MEMBER_CLUSTERS,
+    SANDBOX_ROOT_ENV,
     Paths,
     sandbox_paths,
 )
@@ -95,6 +97,9 @@ class Sandbox:
         # The operator first: it would otherwise log every member going away.
         daemons.stop("operator", "modeldr operator", grace=20.0)
         daemons.stop(RUNTIME, RUNTIME_MARKER)
+        # Pod processes run in sessions of their own: if the runtime died without stopping
+        # them, its pidfiles still name them.
+        runtime.kill_stale_processes()
         prometheus.stop()
         for spec in CLUSTERS.values():
             try:
@@ -114,16 +119,8 @@ class Sandbox:
 
     def _kill_leftovers(self) -> None:
         """Any process still running out of the sandbox directory (belt and braces)."""
-        root = str(self.paths.root)
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if root in cmdline:
-                subprocess.run(["kill", "-9", proc.name], check=False, capture_output=True)
+        for pid in leftover_pids(self.paths.root):
+            subprocess.run(["kill", "-9", str(pid)], check=False, capture_output=True)
 
     def _remove_firewall_rules(self) -> None:
         nft = shutil.which("nft")
@@ -230,3 +227,21 @@ class Sandbox:
 
 
 __all__ = ["MEMBER_CLUSTERS", "Sandbox", "SandboxError"]
+
+
+def leftover_pids(root: Path) -> list[int]:
+    """Processes of the sandbox at `root`: its path on their command line (control planes,
+    daemons) or its marker in their environment (pod processes)."""
+    marker = f"{SANDBOX_ROOT_ENV}={root}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(root).encode() in cmdline or marker in environ:
+            found.append(int(proc.name))
+    return found

@@ -21,6 +21,8 @@ FAILED_NODE_ANNOTATION = "sandbox.modeldr.io/failed"
 #: kwok manages only nodes carrying this annotation value (the sandbox's own nodes).
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_NODE_MANAGED = "fake"
+#: Set in every pod process's environment to the sandbox root: how `sandbox down` finds them.
+SANDBOX_ROOT_ENV = "MODELDR_SANDBOX_ROOT"
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"

@@ -36,6 +36,7 @@ from sandbox.config import (
     FAILED_NODE_ANNOTATION,
     RUN_ANNOTATION,
     RUN_PROCESS,
+    SANDBOX_ROOT_ENV,
     ClusterSpec,
     sandbox_paths,
 )
@@ -270,6 +271,9 @@ class PodWorker:
             "LANG": "C.UTF-8",
             "HOSTNAME": self.name,
             "KUBERNETES_POD_IP": self.pod_ip,
+            # Marks the process as the sandbox's, so `sandbox down` finds it even if this
+            # runtime died without cleaning up (its command line need not name .sandbox/).
+            SANDBOX_ROOT_ENV: str(sandbox_paths().root),
         }
         with open(self.log_path, "ab") as out:
             out.write(f"--- {_now()} start {argv} (restart {self.restart_count})\n".encode())
@@ -361,11 +365,9 @@ class PodWorker:
                 if hook:
                     run_probe(hook, self.pod_ip, {})
         elif "exec" in pre_stop:
-            command = list(pre_stop["exec"].get("command") or [])
-            if command == ["sleep", command[-1]] or (
-                len(command) == 2 and command[0].endswith("sleep")
-            ):
-                time.sleep(min(float(command[1]), max(0.0, grace)))
+            seconds = exec_sleep_seconds(list(pre_stop["exec"].get("command") or []))
+            if seconds is not None:
+                time.sleep(min(seconds, max(0.0, grace)))
         self._signal(signal.SIGTERM)
         # Like the kubelet: at least 2 s after SIGTERM even if preStop used the grace up.
         deadline = max(deadline, time.monotonic() + 2)
@@ -585,6 +587,17 @@ class ClusterRuntime:
             while proc is not None and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             worker.kill_now()
+
+
+def exec_sleep_seconds(command: list[str]) -> float | None:
+    """The N of a preStop `exec: [sleep, N]` (the one exec hook the runtime understands)."""
+    if len(command) != 2 or Path(command[0]).name != "sleep":
+        return None
+    try:
+        seconds = float(command[1])
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def kill_stale_processes() -> None:

@@ -12,9 +12,12 @@ teardown() {
   if [[ $started_here == 1 || "${CI:-}" == "true" ]]; then
     echo "== tearing the sandbox down"
     $PY -m sandbox down || true
-    # sandbox-down must leave nothing behind: no process runs out of .sandbox/.
-    if pgrep -f "$PWD/.sandbox/" >/dev/null; then
-      echo "FAILED: processes outlived sandbox-down:" >&2; pgrep -af "$PWD/.sandbox/" >&2
+    # sandbox-down must leave nothing behind: no control plane or daemon running out of
+    # .sandbox/, no pod process (marked in its environment).
+    left=$($PY -c 'from sandbox.api import leftover_pids; from sandbox.config import sandbox_paths
+print(" ".join(map(str, leftover_pids(sandbox_paths().root))))')
+    if [[ -n "$left" ]]; then
+      echo "FAILED: processes outlived sandbox-down:" >&2; ps -o pid,args -p ${left// /,} >&2
       exit 1
     fi
   fi
