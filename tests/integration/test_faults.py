@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
 import pytest
 from kubernetes import client
 
@@ -10,6 +15,10 @@ from sandbox.api import Sandbox
 from tests.integration.workloads import answers, echo_deployment, ready_pods
 
 pytestmark = pytest.mark.integration
+
+
+def sandbox_cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "sandbox", *args], check=True, timeout=180)
 
 
 def test_outage_makes_pods_and_apiserver_unreachable_and_restore_brings_them_back(
@@ -24,13 +33,17 @@ def test_outage_makes_pods_and_apiserver_unreachable_and_restore_brings_them_bac
     ips = [p.status.pod_ip for p in ready_pods(core, namespace, "outage")]
     assert all(answers(ip) for ip in ips)
 
-    sandbox.outage("primary")
+    # The command `make sandbox-outage` / `make sandbox-restore` run.
+    sandbox_cli("outage", "primary")
     try:
         assert not kube.apiserver_ready("primary")
+        host, port = urlsplit(kube.api_client("primary").configuration.host).netloc.split(":")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, int(port)), timeout=2).close()
         assert not any(answers(ip) for ip in ips)
         assert kube.apiserver_ready("standby"), "an outage of primary must not touch standby"
     finally:
-        sandbox.restore("primary")
+        sandbox_cli("restore", "primary")
 
     assert kube.apiserver_ready("primary")
     core = kube.core("primary")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -93,6 +94,79 @@ def test_pod_deletion_sigterms_process_and_replacement_becomes_ready(
     assert "exiting" in log_file.read_text(), "the process did not shut down by itself on SIGTERM"
     new_ip = ready_pods(core_primary, namespace, "term")[0].status.pod_ip
     assert answers(new_ip)
+
+
+def test_failing_readiness_probe_takes_pod_out_of_endpoints_and_back(
+    sandbox: Sandbox, namespace: str, core_primary: client.CoreV1Api
+) -> None:
+    apps = client.AppsV1Api(kube.api_client("primary"))
+    apps.create_namespaced_deployment(namespace, echo_deployment("flap", replicas=2))
+    core_primary.create_namespaced_service(namespace, service("flap"))
+    kube.wait_for(
+        lambda: len(kube.ready_endpoint_addresses("primary", namespace, "flap")) == 2,
+        timeout=60,
+        what="2 ready endpoints",
+    )
+    victim, survivor = kube.ready_endpoint_addresses("primary", namespace, "flap")
+    assert http_get(victim, path="/fail")[0] == 200
+
+    kube.wait_for(
+        lambda: kube.ready_endpoint_addresses("primary", namespace, "flap") == [survivor],
+        timeout=30,
+        what="the failing pod to leave the ready endpoints",
+    )
+    pod = next(p for p in pods(core_primary, namespace, "flap") if p.status.pod_ip == victim)
+    conditions = {c.type: c.status for c in pod.status.conditions}
+    assert conditions["Ready"] == "False"
+    # Not-Ready is not dead: the process keeps running and is not restarted.
+    assert answers(victim) and pod.status.container_statuses[0].restart_count == 0
+
+    assert http_get(victim, path="/recover")[0] == 200
+    kube.wait_for(
+        lambda: (
+            kube.ready_endpoint_addresses("primary", namespace, "flap")
+            == sorted([victim, survivor])
+        ),
+        timeout=30,
+        what="the recovered pod back in the ready endpoints",
+    )
+
+
+def test_deletion_runs_prestop_then_sigterm_then_sigkill_after_grace(
+    sandbox: Sandbox, namespace: str, core_primary: client.CoreV1Api
+) -> None:
+    """A process that ignores SIGTERM is killed once the grace period is over."""
+    apps = client.AppsV1Api(kube.api_client("primary"))
+    deployment = echo_deployment(
+        "stubborn",
+        replicas=1,
+        grace=2,
+        extra_args=("--ignore-sigterm",),
+        lifecycle={"preStop": {"httpGet": {"path": "/prestop", "port": "http"}}},
+    )
+    apps.create_namespaced_deployment(namespace, deployment)
+    kube.wait_for(
+        lambda: len(ready_pods(core_primary, namespace, "stubborn")) == 1,
+        timeout=60,
+        what="pod Ready",
+    )
+    victim = ready_pods(core_primary, namespace, "stubborn")[0]
+    pod_dir = sandbox_paths().processes / "primary" / namespace
+    log_file = pod_dir / f"{victim.metadata.name}.log"
+    pid = int((pod_dir / f"{victim.metadata.name}.pid").read_text())
+    core_primary.delete_namespaced_pod(victim.metadata.name, namespace)
+
+    def gone() -> bool:
+        names = [p.metadata.name for p in pods(core_primary, namespace, "stubborn")]
+        return victim.metadata.name not in names
+
+    kube.wait_for(gone, timeout=30, what="the old pod to be removed from the API")
+    log = log_file.read_text()
+    assert "preStop hook called" in log and "SIGTERM received (ignored)" in log
+    assert log.index("preStop hook called") < log.index("SIGTERM received (ignored)")
+    assert "exiting" not in log, "the process must have been killed, not have exited"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_exited_process_is_restarted_and_counted(

@@ -12,10 +12,17 @@ from sandbox.config import REPO_ROOT, RUN_ANNOTATION, RUN_PROCESS
 
 
 def echo_deployment(
-    name: str, *, replicas: int = 2, ready_after: float = 0.0, drain: float = 0.0, grace: int = 10
+    name: str,
+    *,
+    replicas: int = 2,
+    ready_after: float = 0.0,
+    drain: float = 0.0,
+    grace: int = 10,
+    extra_args: tuple[str, ...] = (),
+    lifecycle: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A Deployment whose pods run sandbox.echo_server as real processes on their pod IPs."""
-    return {
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name},
@@ -46,6 +53,7 @@ def echo_deployment(
                                 "--port=8080",
                                 f"--ready-after={ready_after}",
                                 f"--drain={drain}",
+                                *extra_args,
                             ],
                             "env": [
                                 {
@@ -69,6 +77,9 @@ def echo_deployment(
             },
         },
     }
+    if lifecycle:
+        deployment["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = lifecycle
+    return deployment
 
 
 def service(name: str) -> dict[str, Any]:
