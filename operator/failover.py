@@ -90,15 +90,23 @@ class FailoverState:
         decision = Decision(full_size={"primary", self.active})
         active, standby = self.active, other(self.active)
         active_health, standby_health = health[active], health[standby]
-        # Ticks also come when the object changes (our own status writes included); only
-        # checks at least about one check interval apart count toward a streak, so that
-        # `failureThreshold` consecutive checks always span (threshold - 1) intervals.
+        # Ticks also come when the object changes (our own status writes included) and when
+        # a member's poller sees a change; only checks at least about the fast interval apart
+        # count (toward a failure streak, and as passes), so that `failureThreshold`
+        # consecutive failed checks always span about (threshold - 1) fast intervals. The
+        # first failed check of the active cluster counts at once (the poller wakes the
+        # daemon right after a failure): the streak, and the spacing after it, start there.
         spacing = MIN_SPACING * min(float(spec.failover.health_interval_seconds), FAST_INTERVAL_S)
-        counted = self.last_counted is None or (now - self.last_counted).total_seconds() >= spacing
-        if counted:
-            self.last_counted = now
+        spaced = self.last_counted is None or (now - self.last_counted).total_seconds() >= spacing
+        first_failure = self.armed and not active_health.healthy and self.streak == 0
+        counted = spaced or first_failure
+        if spaced:
             for role in ("primary", "standby"):
                 self.passes[role] = self.passes.get(role, 0) + 1 if health[role].healthy else 0
+        elif first_failure:
+            self.passes[active] = 0
+        if counted:
+            self.last_counted = now
         if active_health.healthy:
             self.armed = True
 
@@ -142,7 +150,7 @@ class FailoverState:
         threshold = spec.failover.failure_threshold
 
         def ready(role: Role) -> bool:
-            return health[role].healthy and self.passes[role] >= threshold
+            return health[role].healthy and self.passes.get(role, 0) >= threshold
 
         # 1. A manual request wins (it is how a person fails back, or moves traffic).
         if requested is not None and requested != active:
@@ -152,7 +160,7 @@ class FailoverState:
                 )
             decision.waiting = (
                 f"requested switch to {requested} waits: {requested} is not ready "
-                f"({health[requested].reason}; {self.passes[requested]}/{threshold} passed "
+                f"({health[requested].reason}; {self.passes.get(requested, 0)}/{threshold} passed "
                 "checks in a row)"
             )
 

@@ -3,19 +3,25 @@
 One daemon per ModelDeployment owns everything about it: it renders the member objects and
 repairs drift, checks the clusters' health, fails over and back, points traffic at the active
 cluster and writes status. One writer per object means no races between handlers. The daemon
-never blocks the event loop: member and hub calls run in worker threads, and it reads member
-state from the shared per-cluster snapshots (operator.monitor) instead of calling the members
-itself.
+never blocks the event loop: member and hub calls (member Secret lookups included) run in
+worker threads, and it reads member state from the shared per-cluster snapshots
+(operator.monitor) instead of calling the members itself. The pollers wake the daemon when its
+model's snapshot changes (reachability, ready endpoints), the `_nudge` handler when the object
+changes. The deletion handler and the daemon's writes never overlap (`Writes`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes import client, config
@@ -26,7 +32,7 @@ from modeldr.operator import config as operator_config
 from modeldr.operator.failover import Decision, FailoverState, Health, Role, other, replicas_for
 from modeldr.operator.health import cluster_health
 from modeldr.operator.members import MemberError, MemberRegistry
-from modeldr.operator.monitor import Monitors, Snapshot
+from modeldr.operator.monitor import Key, Monitors, Snapshot, Wake
 from modeldr.operator.spec import ModelDeploymentSpec
 from modeldr.operator.status import (
     cluster_status,
@@ -52,7 +58,10 @@ LAST_FAILOVER_KEYS = (
 # Conditions whose True is the abnormal state (an Event of type Warning when they turn True).
 NEGATIVE_CONDITIONS = ("Degraded", "FailedOver", "SwitchPending")
 
+ROLES: tuple[Role, Role] = ("primary", "standby")
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -110,9 +119,41 @@ def _wake_event(memo: kopf.Memo) -> asyncio.Event:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def _nudge(memo: kopf.Memo, **_: Any) -> None:
-    """Any change of the object (spec, annotations) gets a tick at once."""
+async def _nudge(memo: kopf.Memo, **_: Any) -> None:
+    """Any change of the object (spec, annotations) gets a tick at once. Async: it runs on
+    the event loop, where the daemon waits on the (not thread-safe) asyncio.Event."""
     _wake_event(memo).set()
+
+
+class Closing(Exception):
+    """The ModelDeployment is being deleted: no more writes to members or traffic."""
+
+
+@dataclass
+class Writes:
+    """Keeps the daemon's member and traffic writes and the deletion handler's cleanup
+    apart: once `close()` returns no write is in flight, and `run` refuses new ones, so a tick
+    cannot recreate what the cleanup deleted. Shared through the object's kopf memo; used
+    from worker threads."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+    def run(self, call: Callable[[], T]) -> T:
+        with self.lock:
+            if self.closed:
+                raise Closing
+            return call()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+
+
+def _writes(memo: kopf.Memo) -> Writes:
+    writes = memo.setdefault("writes", Writes())
+    assert isinstance(writes, Writes)
+    return writes
 
 
 @dataclass
@@ -120,6 +161,7 @@ class Controller:
     namespace: str
     name: str
     uid: str
+    writes: Writes = field(default_factory=Writes)
     state: FailoverState = field(default_factory=FailoverState)
     restored: bool = False
     last_target: TrafficTarget | None = None
@@ -130,6 +172,13 @@ class Controller:
     traffic_error: str = ""
     reconcile_error: dict[str, str] = field(default_factory=dict)
     member_errors: dict[str, str] = field(default_factory=dict)
+    last_traffic_write: float = 0.0
+    # Thread-safe wake-up of this daemon, and what it is registered for: (cluster, key).
+    wake: Wake | None = None
+    watching: set[tuple[str, Key]] = field(default_factory=set)
+    # Member clusters of the spec, and clusters it named before (their objects go).
+    clusters: set[str] = field(default_factory=set)
+    former: set[str] = field(default_factory=set)
 
     @property
     def owner(self) -> Owner:
@@ -188,12 +237,15 @@ async def _reconcile_member(
     known &= {k for k, objs in observed.items() if (member.namespace, ctl.name) in objs}
     started = time.monotonic()
     try:
-        api = rt.members.get(cluster).api
         written = await asyncio.to_thread(
-            apply.apply_objects, api, drifted, ctl.name, ctl.namespace, known=set(known)
+            ctl.writes.run,
+            functools.partial(_apply_member, cluster, drifted, ctl.name, ctl.namespace, set(known)),
         )
+    except Closing:
+        raise
     except (apply.ConflictError, MemberError) as exc:
-        metrics.RECONCILE_ERRORS.labels(ctl.namespace, ctl.name, cluster, "conflict").inc()
+        reason = "conflict" if isinstance(exc, apply.ConflictError) else "member"
+        metrics.RECONCILE_ERRORS.labels(ctl.namespace, ctl.name, cluster, reason).inc()
         metrics.RECONCILES.labels(ctl.namespace, ctl.name, "error").inc()
         return str(exc)
     except client.ApiException as exc:
@@ -221,6 +273,88 @@ async def _reconcile_member(
     return ""
 
 
+def _apply_member(
+    cluster: str, objects: list[dict[str, Any]], name: str, hub_namespace: str, known: set[str]
+) -> list[str]:
+    """Blocking: the member's client (may re-read the hub Secrets) and the writes."""
+    api = runtime().members.get(cluster).api
+    return apply.apply_objects(api, objects, name, hub_namespace, known=known)
+
+
+def _delete_member_objects(cluster: str, namespace: str, name: str, hub_namespace: str) -> int:
+    """Blocking: delete this ModelDeployment's objects in one member namespace."""
+    return apply.delete_objects(runtime().members.get(cluster).api, namespace, name, hub_namespace)
+
+
+async def _remove_stale(ctl: Controller, spec: ModelDeploymentSpec, body: kopf.Body) -> None:
+    """Remove this ModelDeployment's member objects outside the spec's placement: left behind
+    when `clusters.<role>.namespace` or `.cluster` changed. Only objects with its owner labels
+    (managed by modeldr, this name and hub namespace), found in the snapshots of the spec's
+    clusters and of the clusters it named before; the caller runs it only while both clusters
+    pass their checks, so nothing is removed while the new placement is not serving."""
+    rt = runtime()
+    desired = {spec.member(role).cluster: spec.member(role).namespace for role in ROLES}
+    for cluster in sorted(set(desired) | ctl.former):
+        snapshot = rt.monitors.get(cluster).snapshot
+        if not snapshot.ok:
+            continue  # retried next tick
+        stale = snapshot.owned_namespaces(ctl.name, ctl.namespace) - {desired.get(cluster, "")}
+        if not stale and cluster not in desired:
+            ctl.former.discard(cluster)
+        for namespace in sorted(stale):
+            try:
+                deleted = await asyncio.to_thread(
+                    ctl.writes.run,
+                    functools.partial(
+                        _delete_member_objects, cluster, namespace, ctl.name, ctl.namespace
+                    ),
+                )
+            except Closing:
+                raise
+            except Exception as exc:  # retried next tick
+                log.warning("%s/%s: removing old objects in %s namespace %s failed: %s",
+                            ctl.namespace, ctl.name, cluster, namespace, exc)  # fmt: skip
+                continue
+            rt.monitors.get(cluster).wake()
+            if deleted:
+                message = (
+                    f"removed {deleted} objects from {cluster} namespace {namespace}: no longer "
+                    "where the spec places this model"
+                )
+                log.info("%s/%s: %s", ctl.namespace, ctl.name, message)
+                _post_event(body, "Normal", "StaleObjectsRemoved", message)
+
+
+def _watch(ctl: Controller, spec: ModelDeploymentSpec) -> None:
+    """Register the daemon's wake-up with the pollers of the spec's clusters."""
+    if ctl.wake is None:
+        return
+    monitors = runtime().monitors
+    wanted = {
+        (spec.member(role).cluster, (spec.member(role).namespace, ctl.name)) for role in ROLES
+    }
+    for cluster, key in ctl.watching - wanted:
+        monitors.unwatch(cluster, key, ctl.wake)
+    for cluster, key in wanted - ctl.watching:
+        monitors.get(cluster).watch(key, ctl.wake)
+    ctl.watching = wanted
+
+
+def _status_clusters(status: Any) -> set[str]:
+    """The member clusters a status names (where the model was last placed)."""
+    clusters = set()
+    for role in ROLES:
+        cluster = ((status or {}).get(role) or {}).get("cluster")
+        if cluster:
+            clusters.add(str(cluster))
+    return clusters
+
+
+def _ending(meta: Any, stopped: kopf.DaemonStopped) -> bool:
+    """Deleted (or the daemon is stopping): no more writes to members or traffic."""
+    return bool(stopped) or bool(meta.get("deletionTimestamp"))
+
+
 _providers: dict[str, TrafficProvider] = {}
 
 
@@ -235,7 +369,9 @@ async def _switch_traffic(
     ctl: Controller, spec: ModelDeploymentSpec, target: TrafficTarget
 ) -> None:
     provider = _provider(spec.traffic.provider)
-    await asyncio.to_thread(provider.apply, runtime().hub, ctl.owner, spec, target)
+    call = functools.partial(provider.apply, runtime().hub, ctl.owner, spec, target)
+    await asyncio.to_thread(ctl.writes.run, call)
+    ctl.last_traffic_write = time.monotonic()
 
 
 def _post_event(body: kopf.Body, type_: str, reason: str, message: str) -> None:
@@ -251,6 +387,7 @@ async def _tick(
     spec_raw: Any,
     meta: Any,
     status_raw: Any,
+    stopped: kopf.DaemonStopped,
 ) -> float:
     """One round; returns seconds until the next."""
     rt = runtime()
@@ -269,8 +406,19 @@ async def _tick(
         )  # fmt: skip
         return 30.0
 
-    roles: tuple[Role, Role] = ("primary", "standby")
+    roles = ROLES
     monitors = {role: rt.monitors.get(_cluster_of(spec, role)) for role in roles}
+    clusters = {_cluster_of(spec, role) for role in roles}
+    if not ctl.clusters:
+        # Clusters the last status names that the spec does not (changed while no daemon ran).
+        ctl.former |= _status_clusters(status_raw) - clusters
+    elif clusters != ctl.clusters:
+        ctl.former |= ctl.clusters - clusters
+    ctl.former -= clusters
+    ctl.clusters = clusters
+    for gone in set(ctl.reconcile_error) - clusters:  # a cluster the spec no longer names
+        del ctl.reconcile_error[gone]
+    _watch(ctl, spec)
     if not ctl.restored:
         # Resume where the last operator left off: the active cluster is in the status.
         restored = _role_of(spec, (status_raw or {}).get("activeCluster"))
@@ -308,6 +456,8 @@ async def _tick(
             "ok" if health[role].healthy else "failed",
         ).inc()  # fmt: skip
 
+    if _ending(meta, stopped):
+        return 1.0  # the deletion handler cleans up; kopf stops this daemon
     # Member objects, sized for the decision (a failover scales the standby up first).
     for role in roles:
         error = await _reconcile_member(
@@ -318,7 +468,11 @@ async def _tick(
         if error and ctl.reconcile_error.get(cluster) != error:
             _post_event(body, "Warning", "ReconcileFailed", error)
         ctl.reconcile_error[cluster] = error
+    if all(h.healthy for h in health.values()) and not any(ctl.reconcile_error.values()):
+        await _remove_stale(ctl, spec, body)
 
+    if _ending(meta, stopped):
+        return 1.0
     # Traffic.
     provider_ok = spec.traffic.provider in operator_config.current().traffic_providers
     last_failover: dict[str, Any] | None = None
@@ -395,8 +549,13 @@ async def _tick(
             reason="ready endpoints changed",
         )
         # Mirror the active cluster's ready pods; while it is unreachable keep what clients
-        # have (the failover replaces it) instead of publishing an empty set.
-        if (snapshot.ok or ctl.last_target is None) and target != ctl.last_target:
+        # have (the failover replaces it) instead of publishing an empty set. The last target
+        # is written again every STATUS_REFRESH_S: a hand-deleted hub object comes back.
+        changed = (snapshot.ok or ctl.last_target is None) and target != ctl.last_target
+        due = time.monotonic() - ctl.last_traffic_write > STATUS_REFRESH_S
+        if not changed and due and ctl.last_target is not None:
+            target, changed = ctl.last_target, True
+        if changed:
             try:
                 await _switch_traffic(ctl, spec, target)
                 ctl.last_target, ctl.traffic_error = target, ""
@@ -421,10 +580,7 @@ async def _with_query(spec: ModelDeploymentSpec, role: Role, health: Health) -> 
     if not health.healthy or not spec.failover.health_query:
         return health
     cluster = _cluster_of(spec, role)
-    try:
-        url = runtime().members.get(cluster).prometheus_url
-    except MemberError:
-        url = None
+    url = await asyncio.to_thread(_prometheus_url, cluster)
     if not url:
         return Health(True, f"{health.reason}; health query skipped: no prometheus-url for "
                       f"{cluster}", health.ready_replicas)  # fmt: skip
@@ -435,6 +591,14 @@ async def _with_query(spec: ModelDeploymentSpec, role: Role, health: Health) -> 
     if result.passed is False:
         return Health(False, result.message, health.ready_replicas)
     return Health(True, f"{health.reason}; {result.message}", health.ready_replicas)
+
+
+def _prometheus_url(cluster: str) -> str | None:
+    """Blocking: the member Secret's prometheus-url (None when the member is unusable)."""
+    try:
+        return runtime().members.get(cluster).prometheus_url
+    except MemberError:
+        return None
 
 
 def _remove_switch_annotation(ctl: Controller) -> None:
@@ -610,16 +774,29 @@ async def modeldeployment_daemon(
     **_: Any,
 ) -> None:
     assert namespace is not None  # ModelDeployment is namespaced
-    ctl = Controller(namespace, name, uid)
+    ctl = Controller(namespace, name, uid, writes=_writes(memo))
     wake = _wake_event(memo)
-    while not stopped:
-        wake.clear()
-        try:
-            delay = await _tick(ctl, body, spec, meta, status)
-        except Exception:
-            log.exception("%s/%s: tick failed; retrying", namespace, name)
-            delay = 5.0
-        await _sleep(delay, wake, stopped)
+    loop = asyncio.get_running_loop()
+
+    def wake_soon() -> None:  # called from the pollers' threads
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the operator stops
+            loop.call_soon_threadsafe(wake.set)
+
+    ctl.wake = wake_soon
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                delay = await _tick(ctl, body, spec, meta, status, stopped)
+            except Closing:
+                return  # deleted: the deletion handler has taken over
+            except Exception:
+                log.exception("%s/%s: tick failed; retrying", namespace, name)
+                delay = 5.0
+            await _sleep(delay, wake, stopped)
+    finally:
+        for cluster, key in ctl.watching:
+            runtime().monitors.unwatch(cluster, key, wake_soon)
 
 
 async def _sleep(delay: float, wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
@@ -643,33 +820,54 @@ def modeldeployment_deleted(
     namespace: str | None,
     uid: str,
     spec: kopf.Spec,
+    status: kopf.Status,
+    memo: kopf.Memo,
     logger: logging.Logger | logging.LoggerAdapter[Any],
     **_: Any,
 ) -> None:
-    """Remove the member objects (retrying while a member is unreachable: nothing leaks)."""
+    """Remove the member objects (retrying while a member is unreachable: nothing leaks).
+
+    First waits for a daemon write in flight and stops further ones (`Writes`). Deletes in
+    the spec's namespace of each spec cluster and in every other namespace where the
+    cluster's snapshot shows objects with this ModelDeployment's owner labels; a cluster the
+    last status names but the spec no longer does is cleaned the same way, best-effort.
+    """
     assert namespace is not None
+    _writes(memo).close()
     rt = runtime()
     parsed = ModelDeploymentSpec.parse(spec)
-    for role in ("primary", "standby"):
-        cluster = parsed.member(role).cluster
+    placement = {parsed.member(role).cluster: parsed.member(role).namespace for role in ROLES}
+    former = _status_clusters(status) - set(placement)
+    for cluster in [*placement, *sorted(former)]:
+        monitor = rt.monitors.get(cluster)
+        monitor.wait_first(3.0)
+        snapshot = monitor.snapshot
+        if cluster not in placement and not snapshot.ok:
+            logger.warning("%s (named by the last status, no longer by the spec) cannot be "
+                           "read: %s; objects left there are not removed", cluster,
+                           snapshot.error)  # fmt: skip
+            continue
+        namespaces = {placement[cluster]} if cluster in placement else set()
+        if snapshot.ok:
+            namespaces |= snapshot.owned_namespaces(name, namespace)
         try:
-            member = rt.members.get(cluster)
-            deleted = apply.delete_objects(
-                member.api, parsed.member(role).namespace, name, namespace
+            deleted = sum(
+                _delete_member_objects(cluster, member_ns, name, namespace)
+                for member_ns in sorted(namespaces)
             )
-        except MemberError as exc:
-            raise kopf.TemporaryError(f"{exc}; will retry the cleanup", delay=10) from None
-        except client.ApiException as exc:
-            raise kopf.TemporaryError(
-                f"cleanup in {cluster} failed: {exc.status} {exc.reason}; will retry", delay=10
-            ) from None
         except Exception as exc:
-            raise kopf.TemporaryError(
-                f"cleanup in {cluster} failed (unreachable?): {type(exc).__name__}; will retry",
-                delay=10,
-            ) from None
+            if isinstance(exc, client.ApiException):
+                why = f"cleanup in {cluster} failed: {exc.status} {exc.reason}"
+            elif isinstance(exc, MemberError):
+                why = str(exc)
+            else:
+                why = f"cleanup in {cluster} failed (unreachable?): {type(exc).__name__}"
+            if cluster not in placement:
+                logger.warning("%s; not retried: the spec no longer uses %s", why, cluster)
+                continue
+            raise kopf.TemporaryError(f"{why}; will retry", delay=10) from None
         logger.info("deleted %d objects of %s/%s in %s", deleted, namespace, name, cluster)
-        rt.monitors.get(cluster).wake()
+        monitor.wake()
     try:
         _provider(parsed.traffic.provider).cleanup(rt.hub, Owner(namespace, name, uid), parsed)
     except TrafficError as exc:

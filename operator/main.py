@@ -113,7 +113,8 @@ async def run(args: argparse.Namespace) -> int:
     settings = operator_config.OperatorConfig.from_env()
     operator_config.set_current(settings)
     logs.configure("debug" if args.verbose else settings.log_level, settings.log_format)
-    cfg = load_client_configuration(args.kubeconfig, args.context)
+    # A kubeconfig may run an exec credential plugin: off the event loop, like every call.
+    cfg = await asyncio.to_thread(load_client_configuration, args.kubeconfig, args.context)
     client.Configuration.set_default(cfg)
     importlib.import_module(os.environ.get("MODELDR_OPERATOR_HANDLERS_MODULE", HANDLERS_MODULE))
     _register_kopf_hooks(args.kubeconfig, args.context)

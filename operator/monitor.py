@@ -6,6 +6,10 @@ whatever the number of ModelDeployments), and every few ticks the GPU nodes and 
 request. ModelDeployment daemons read snapshots instead of calling the member's apiserver
 themselves, so 200 ModelDeployments cost the same API load as one. A failed LIST is a
 snapshot with `error` set: that is how an unreachable cluster shows up.
+
+Daemons register a wake-up callback for their model (`watch`); when a new snapshot changes
+the cluster's reachability or the model's ready endpoint addresses (`keys_to_wake`), the
+poller calls it, so a failure is checked within about one poll, not one health interval.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +28,14 @@ from kubernetes import client
 
 from modeldr.operator import metrics
 from modeldr.operator.members import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, MemberError, MemberRegistry
-from modeldr.operator.render import GPU_PRODUCT_LABEL, GPU_RESOURCE, MANAGED_BY, MANAGER
+from modeldr.operator.render import (
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    MANAGED_BY,
+    MANAGER,
+    NAME_LABEL,
+    NAMESPACE_LABEL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +43,8 @@ TICK_S = 1.0
 GPU_EVERY_TICKS = 10
 SELECTOR = f"{MANAGED_BY}={MANAGER}"
 Key = tuple[str, str]  # (namespace, name)
+# Called from the poller's thread: must be thread-safe and must not block.
+Wake = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,22 @@ class Snapshot:
 
     def age(self) -> float:
         return time.monotonic() - self.taken_at
+
+    def owned_namespaces(self, name: str, hub_namespace: str) -> set[str]:
+        """Member namespaces holding a Deployment, Service or PodDisruptionBudget of the
+        ModelDeployment `hub_namespace/name` (its owner labels, managed by modeldr)."""
+        found = set()
+        for objects in (self.deployments, self.services, self.pdbs):
+            for (namespace, object_name), obj in objects.items():
+                labels = obj.get("metadata", {}).get("labels") or {}
+                if (
+                    object_name == name
+                    and labels.get(MANAGED_BY) == MANAGER
+                    and labels.get(NAME_LABEL) == name
+                    and labels.get(NAMESPACE_LABEL) == hub_namespace
+                ):
+                    found.add(namespace)
+        return found
 
 
 def _items(api: client.ApiClient, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -99,6 +129,24 @@ def slim(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _key(obj: dict[str, Any]) -> Key:
     return obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+def keys_to_wake(old: Snapshot, new: Snapshot, watched: Iterable[Key]) -> set[Key]:
+    """The watched models (namespace, name in the member) whose daemons should check now.
+
+    All of them when the cluster turned unreachable or reachable again; otherwise those
+    whose ready endpoint addresses changed (a failed snapshot keeps the old addresses, so
+    nothing changes while the cluster stays unreachable).
+    """
+    if old.ok != new.ok:
+        return set(watched)
+    if not new.ok:
+        return set()
+    return {
+        key
+        for key in watched
+        if old.ready_addresses.get(key, ()) != new.ready_addresses.get(key, ())
+    }
 
 
 def ready_addresses(slices: list[dict[str, Any]]) -> dict[Key, tuple[str, ...]]:
@@ -159,6 +207,8 @@ class ClusterMonitor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._watchers: dict[Key, set[Wake]] = {}
         self._snapshot = Snapshot(
             cluster, time.monotonic(), datetime.now(UTC), error="not polled yet"
         )
@@ -179,6 +229,30 @@ class ClusterMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+
+    def watch(self, key: Key, wake: Wake) -> None:
+        """Call `wake` when a snapshot changes what a check of `key` would see."""
+        with self._lock:
+            self._watchers.setdefault(key, set()).add(wake)
+
+    def unwatch(self, key: Key, wake: Wake) -> None:
+        with self._lock:
+            watchers = self._watchers.get(key)
+            if watchers is not None:
+                watchers.discard(wake)
+                if not watchers:
+                    del self._watchers[key]
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        previous, self._snapshot = self._snapshot, snapshot
+        with self._lock:
+            watched = {key: list(wakes) for key, wakes in self._watchers.items()}
+        for key in keys_to_wake(previous, snapshot, watched):
+            for wake in watched[key]:
+                try:
+                    wake()
+                except Exception:  # a daemon's callback must never stop the poller
+                    log.debug("wake-up for %s failed", key, exc_info=True)
 
     def _run(self) -> None:
         tick = 0
@@ -209,7 +283,7 @@ class ClusterMonitor:
                         )
                     ]
                     gpus = gpu_capacity(nodes, pods)
-                self._snapshot = Snapshot(
+                snapshot = Snapshot(
                     self.cluster,
                     time.monotonic(),
                     datetime.now(UTC),
@@ -220,6 +294,7 @@ class ClusterMonitor:
                     gpus=gpus,
                 )
                 metrics.MEMBER_REACHABLE.labels(self.cluster).set(1)
+                self._publish(snapshot)
             except MemberError as exc:
                 self._fail(str(exc))
             except client.ApiException as exc:
@@ -237,16 +312,18 @@ class ClusterMonitor:
             log.warning("member cluster %s: %s", self.cluster, error)
         metrics.MEMBER_REACHABLE.labels(self.cluster).set(0)
         # Keep the last objects for status display, but mark the snapshot failed.
-        self._snapshot = Snapshot(
-            self.cluster,
-            time.monotonic(),
-            datetime.now(UTC),
-            error=error,
-            deployments=previous.deployments,
-            services=previous.services,
-            pdbs=previous.pdbs,
-            ready_addresses=previous.ready_addresses,
-            gpus=previous.gpus,
+        self._publish(
+            Snapshot(
+                self.cluster,
+                time.monotonic(),
+                datetime.now(UTC),
+                error=error,
+                deployments=previous.deployments,
+                services=previous.services,
+                pdbs=previous.pdbs,
+                ready_addresses=previous.ready_addresses,
+                gpus=previous.gpus,
+            )
         )
 
 
@@ -279,6 +356,13 @@ class Monitors:
             if monitor is None:
                 monitor = self._monitors[cluster] = ClusterMonitor(cluster, self._members)
             return monitor
+
+    def unwatch(self, cluster: str, key: Key, wake: Wake) -> None:
+        """Like ClusterMonitor.unwatch, without starting a poller that is not running."""
+        with self._lock:
+            monitor = self._monitors.get(cluster)
+        if monitor is not None:
+            monitor.unwatch(key, wake)
 
     def stop(self) -> None:
         with self._lock:

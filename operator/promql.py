@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+from modeldr.operator.httpclient import opener
 
 TIMEOUT_S = 2.0
 
@@ -45,7 +46,7 @@ def judge(payload: dict[str, Any]) -> QueryResult:
 def evaluate(base_url: str, expression: str) -> QueryResult:
     url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expression})
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        with opener(url).open(url, timeout=TIMEOUT_S) as response:
             payload = json.load(response)
     except Exception as exc:
         body = ""

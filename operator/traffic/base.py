@@ -2,7 +2,8 @@
 
 A provider is called from a worker thread (never on kopf's event loop), so it may block on
 the Kubernetes client or HTTP. `apply` is idempotent and called whenever the target changes
-(a new active cluster, or its set of ready addresses), and once after every operator start;
+(a new active cluster, or its set of ready addresses), once after every operator start, and
+again with the same target at least every 30 s (so a hand-deleted object comes back);
 it returns only when the switch is in effect as far as the provider can tell (the object is
 written, the webhook answered 2xx), because that instant is the failover's `switchedTime`.
 """

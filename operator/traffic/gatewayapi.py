@@ -1,7 +1,7 @@
 """Traffic provider "gatewayapi": the backendRef weights of an existing Gateway API HTTPRoute.
 
 The route belongs to whoever runs the Gateway: modeldr never creates or deletes it (the chart
-grants get/list/watch/patch on httproutes, nothing more) and changes nothing in it but the
+grants get and patch on httproutes, nothing more) and changes nothing in it but the
 `weight` of the two backendRefs named `spec.traffic.gatewayAPI.primaryBackend` and
 `standbyBackend` (default `<name>-primary`, `<name>-standby`): 100 for the active cluster's
 backend, 0 for the other, in every rule that references them. Other backendRefs in the same

@@ -24,6 +24,7 @@ from typing import Any
 from kubernetes import client
 
 import modeldr
+from modeldr.operator.httpclient import opener
 from modeldr.operator.spec import ModelDeploymentSpec
 from modeldr.operator.traffic.base import Owner, TrafficError, TrafficTarget
 
@@ -72,9 +73,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
     """POST `payload`; the HTTP status if 2xx, else TrafficError with the status and body."""
     data = json.dumps(payload).encode()
@@ -85,7 +83,7 @@ def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
         headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
     )
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with opener(url, _NoRedirect).open(request, timeout=timeout) as response:
             status = int(response.status)
             body = response.read(BODY_EXCERPT + 1)
     except urllib.error.HTTPError as exc:

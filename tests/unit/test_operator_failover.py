@@ -166,3 +166,32 @@ def test_checks_closer_than_an_interval_do_not_count_toward_the_threshold() -> N
     decision = state.observe(s, t0 + timedelta(seconds=2.0), health)
     assert decision.switch is not None
     assert decision.switch.detected_time == t0 + timedelta(seconds=2.0)
+
+
+def test_the_first_failed_check_counts_at_once_even_right_after_a_passed_one() -> None:
+    # The member poller wakes the daemon right after a failure: that check counts even
+    # when the last counted (passed) check was a moment ago; the next ones must be spaced.
+    s, state = spec(), FailoverState(armed=True)
+    tick(state, s, 0, UP, UP)
+    t0 = T0 + timedelta(seconds=0.3)
+    health: dict[Role, Health] = {"primary": DOWN, "standby": UP}
+    decision = state.observe(s, t0, health)
+    assert state.streak == 1 and state.first_failure == t0
+    assert [e[1] for e in decision.events] == ["HealthCheckFailed"]
+    assert state.next_interval(s) == 1.0
+    state.observe(s, t0 + timedelta(seconds=0.5), health)  # too close: not counted
+    assert state.streak == 1
+    state.observe(s, t0 + timedelta(seconds=1.0), health)
+    decision = state.observe(s, t0 + timedelta(seconds=2.0), health)
+    assert decision.switch is not None and decision.switch.to == "standby"
+    assert decision.switch.failure_time == t0
+    assert decision.switch.detected_time == t0 + timedelta(seconds=2.0)
+
+
+def test_an_early_first_failure_does_not_add_passes_to_the_standby() -> None:
+    # Only spaced checks count as passes (the hysteresis of a recovering cluster).
+    s, state = spec(), FailoverState(armed=True)
+    tick(state, s, 0, UP, UP)
+    passes = dict(state.passes)
+    state.observe(s, T0 + timedelta(seconds=0.3), {"primary": DOWN, "standby": UP})
+    assert state.passes == {**passes, "primary": 0}

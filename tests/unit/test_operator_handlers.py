@@ -1,0 +1,174 @@
+"""Pieces of the ModelDeployment daemon that need no cluster: the write guard shared with the
+deletion handler, the poller registrations, and what the status says about past placements."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from modeldr.operator import handlers, metrics
+from modeldr.operator.members import MemberError
+from modeldr.operator.monitor import Monitors, Snapshot
+from tests.specs import minimal_spec
+
+
+def test_writes_refuse_new_calls_once_closed() -> None:
+    writes = handlers.Writes()
+    assert writes.run(lambda: 42) == 42
+    writes.close()
+    with pytest.raises(handlers.Closing):
+        writes.run(lambda: 1)
+    writes.close()  # idempotent: the deletion handler retries
+
+
+def test_close_waits_for_the_write_in_flight() -> None:
+    writes = handlers.Writes()
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow_write() -> None:
+        started.set()
+        release.wait(5)
+        order.append("write finished")
+
+    worker = threading.Thread(target=writes.run, args=(slow_write,))
+    worker.start()
+    assert started.wait(5)
+
+    def close() -> None:
+        writes.close()
+        order.append("closed")
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    time.sleep(0.1)
+    assert order == []  # close() is waiting for the write
+    release.set()
+    worker.join(5)
+    closer.join(5)
+    assert order == ["write finished", "closed"]
+
+
+def test_writes_live_in_the_objects_memo() -> None:
+    memo: dict[str, Any] = {}
+    first = handlers._writes(memo)  # type: ignore[arg-type]
+    assert handlers._writes(memo) is first  # type: ignore[arg-type]
+
+
+def test_status_clusters() -> None:
+    status = {"primary": {"cluster": "east"}, "standby": {"cluster": "west"}, "phase": "Ready"}
+    assert handlers._status_clusters(status) == {"east", "west"}
+    assert handlers._status_clusters({"primary": {"cluster": "east"}}) == {"east"}
+    assert handlers._status_clusters(None) == set()
+    assert handlers._status_clusters({"primary": None}) == set()
+
+
+class _Stopped:
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __bool__(self) -> bool:
+        return self.value
+
+
+def test_ending_on_deletion_or_stop() -> None:
+    assert not handlers._ending({}, _Stopped(False))  # type: ignore[arg-type]
+    assert handlers._ending({"deletionTimestamp": "2026-01-01T00:00:00Z"}, _Stopped(False))  # type: ignore[arg-type]
+    assert handlers._ending({}, _Stopped(True))  # type: ignore[arg-type]
+
+
+class _NoMembers:
+    def get(self, cluster: str) -> Any:
+        raise MemberError(cluster, "no Secret")
+
+
+@pytest.fixture
+def monitors(monkeypatch: pytest.MonkeyPatch) -> Iterator[Monitors]:
+    monitors = Monitors(_NoMembers())  # type: ignore[arg-type]
+    runtime = handlers.Runtime(None, _NoMembers(), monitors)  # type: ignore[arg-type]
+    monkeypatch.setattr(handlers, "_runtime", runtime)
+    yield monitors
+    monitors.stop()
+
+
+def _watchers(monitors: Monitors, cluster: str) -> dict[Any, set[Any]]:
+    return dict(monitors.get(cluster)._watchers)
+
+
+def test_watch_follows_the_spec_placement(monitors: Monitors) -> None:
+    ctl = handlers.Controller("team-a", "bert", "uid-1")
+    ctl.wake = lambda: None
+    spec = minimal_spec()  # primary and standby clusters, namespace ml in both
+    handlers._watch(ctl, spec)
+    assert _watchers(monitors, "primary") == {("ml", "bert"): {ctl.wake}}
+    assert _watchers(monitors, "standby") == {("ml", "bert"): {ctl.wake}}
+
+    moved = minimal_spec(
+        clusters={
+            "primary": {"cluster": "primary", "namespace": "ml"},
+            "standby": {"cluster": "west", "namespace": "ml2", "mode": "hot"},
+        }
+    )
+    handlers._watch(ctl, moved)
+    assert _watchers(monitors, "standby") == {}
+    assert _watchers(monitors, "west") == {("ml2", "bert"): {ctl.wake}}
+    assert ctl.watching == {("primary", ("ml", "bert")), ("west", ("ml2", "bert"))}
+
+
+class _RecordingMembers:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get(self, cluster: str) -> Any:
+        self.asked.append(cluster)
+        raise MemberError(cluster, "no Secret labelled modeldr.io/member-cluster")
+
+
+def _empty_snapshot() -> Snapshot:
+    return Snapshot("primary", time.monotonic(), datetime.now(UTC))
+
+
+def test_a_member_error_is_its_own_reconcile_error_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    members = _RecordingMembers()
+    monitors = Monitors(members)  # type: ignore[arg-type]
+    monkeypatch.setattr(handlers, "_runtime", handlers.Runtime(None, members, monitors))  # type: ignore[arg-type]
+    ctl = handlers.Controller("team-a", "member-error", "uid-2")
+    try:
+        error = asyncio.run(
+            handlers._reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
+        )
+    finally:
+        monitors.stop()
+    assert "no Secret labelled" in error
+    # The Secret lookup ran in a worker thread, inside the write guard.
+    assert members.asked == ["primary"]
+    errors = metrics.RECONCILE_ERRORS.labels("team-a", "member-error", "primary", "member")
+    assert errors._value.get() == 1
+    conflicts = metrics.RECONCILE_ERRORS.labels("team-a", "member-error", "primary", "conflict")
+    assert conflicts._value.get() == 0
+
+
+def test_no_member_write_once_the_deletion_handler_closed_the_guard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    members = _RecordingMembers()
+    monitors = Monitors(members)  # type: ignore[arg-type]
+    monkeypatch.setattr(handlers, "_runtime", handlers.Runtime(None, members, monitors))  # type: ignore[arg-type]
+    ctl = handlers.Controller("team-a", "deleting", "uid-3")
+    ctl.writes.close()
+    try:
+        with pytest.raises(handlers.Closing):
+            asyncio.run(
+                handlers._reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
+            )
+    finally:
+        monitors.stop()
+    assert members.asked == []

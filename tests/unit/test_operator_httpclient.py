@@ -1,0 +1,98 @@
+"""The operator's own HTTP calls never send loopback traffic to an HTTP proxy."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from modeldr.operator import httpclient, promql
+from modeldr.operator.traffic.webhook import post_json
+
+# A proxy that refuses every connection: a request sent through it fails.
+DEAD_PROXY = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+def proxied_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, DEAD_PROXY)
+    httpclient._opener.cache_clear()
+    yield
+    httpclient._opener.cache_clear()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = {"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {}, "value": [0, "1"]}]}}  # fmt: skip
+        self._answer(json.dumps(body).encode())
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._answer(b"ok")
+
+    def _answer(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:9090", True),
+        ("http://127.2.0.5:8000/x", True),
+        ("http://localhost:9090", True),
+        ("http://prom.localhost", True),
+        ("http://[::1]:9090", True),
+        ("http://10.0.0.1:9090", False),
+        ("https://hooks.example.com/x", False),
+        ("http://prometheus.monitoring:9090", False),
+    ],
+)
+def test_is_loopback(url: str, loopback: bool) -> None:
+    assert httpclient.is_loopback(url) is loopback
+
+
+@pytest.mark.usefixtures("proxied_env")
+def test_promql_reaches_a_loopback_prometheus_despite_http_proxy(server: str) -> None:
+    result = promql.evaluate(server, "up")
+    assert result.passed is True, result.message
+
+
+@pytest.mark.usefixtures("proxied_env")
+def test_webhook_reaches_a_loopback_receiver_despite_http_proxy(server: str) -> None:
+    assert post_json(server + "/switch", {"activeCluster": "standby"}, 2.0) == 200
+
+
+@pytest.mark.usefixtures("proxied_env")
+def test_other_hosts_still_use_the_proxy_variables() -> None:
+    def proxies(url: str) -> dict[str, str]:
+        # ProxyHandler({}) has nothing to open, so the opener holds no proxy handler at all.
+        handlers = httpclient.opener(url).handlers  # type: ignore[attr-defined]
+        found = [h for h in handlers if isinstance(h, urllib.request.ProxyHandler)]
+        return dict(found[0].proxies) if found else {}  # type: ignore[attr-defined]
+
+    assert proxies("http://prometheus.monitoring:9090").get("http") == DEAD_PROXY
+    assert proxies("http://127.0.0.1:9090") == {}

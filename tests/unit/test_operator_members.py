@@ -1,0 +1,118 @@
+"""Member cluster registration from hub Secrets: parsing and the errors that say what to fix."""
+
+from __future__ import annotations
+
+import base64
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+from modeldr.operator.config import OperatorConfig
+from modeldr.operator.members import MemberError, MemberRegistry, api_client_from_kubeconfig
+
+KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [{"name": "c", "cluster": {"server": "https://127.1.0.1:6443"}}],
+    "users": [{"name": "u", "user": {"token": "t"}}],
+    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+    "current-context": "x",
+}
+
+
+def test_a_valid_kubeconfig_gives_a_client_without_retries() -> None:
+    api = api_client_from_kubeconfig("primary", yaml.safe_dump(KUBECONFIG))
+    assert api.configuration.host == "https://127.1.0.1:6443"
+    assert api.configuration.retries == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("clusters: [unclosed", "key 'kubeconfig' is not YAML"),
+        ("just a string", "holds no kubeconfig contexts"),
+        ("", "holds no kubeconfig contexts"),
+        (yaml.safe_dump({**KUBECONFIG, "contexts": []}), "holds no kubeconfig contexts"),
+        (
+            yaml.safe_dump({**KUBECONFIG, "current-context": "missing"}),
+            "invalid kubeconfig",
+        ),
+    ],
+    ids=["bad-yaml", "not-a-mapping", "empty", "no-contexts", "unknown-context"],
+)
+def test_bad_kubeconfigs_are_member_errors_naming_the_cluster(text: str, fragment: str) -> None:
+    with pytest.raises(MemberError) as info:
+        api_client_from_kubeconfig("primary", text)
+    assert fragment in str(info.value)
+    assert "member cluster 'primary'" in str(info.value)
+    assert info.value.cluster == "primary"
+
+
+def _secret(name: str, cluster: str, version: str = "1", **data: str) -> Any:
+    encoded = {k.replace("_", "-"): base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    return SimpleNamespace(
+        metadata=SimpleNamespace(
+            name=name,
+            namespace="modeldr-system",
+            labels={"modeldr.io/member-cluster": cluster},
+            resource_version=version,
+        ),
+        data=encoded,
+    )
+
+
+class FakeRegistry(MemberRegistry):
+    def __init__(self, secrets: list[Any] | Exception) -> None:
+        super().__init__(None, OperatorConfig())
+        self.secrets = secrets
+
+    def _secrets(self) -> list[Any]:
+        if isinstance(self.secrets, Exception):
+            raise self.secrets
+        return self.secrets
+
+
+def test_a_registered_member_with_its_prometheus_url() -> None:
+    registry = FakeRegistry(
+        [
+            _secret(
+                "member-primary",
+                "primary",
+                kubeconfig=yaml.safe_dump(KUBECONFIG),
+                prometheus_url=" http://127.0.0.1:9090 \n",
+            )
+        ]
+    )
+    member = registry.get("primary")
+    assert member.name == "primary"
+    assert member.prometheus_url == "http://127.0.0.1:9090"
+    assert member.api.configuration.host == "https://127.1.0.1:6443"
+
+
+def test_a_secret_without_the_kubeconfig_key() -> None:
+    registry = FakeRegistry([_secret("member-primary", "primary", config="x")])
+    with pytest.raises(MemberError, match="Secret modeldr-system/member-primary has no key"):
+        registry.get("primary")
+
+
+def test_a_secret_with_a_bad_kubeconfig() -> None:
+    registry = FakeRegistry([_secret("member-primary", "primary", kubeconfig="a: [")])
+    with pytest.raises(MemberError, match="is not YAML"):
+        registry.get("primary")
+
+
+def test_an_unregistered_cluster_says_how_to_register_it() -> None:
+    registry = FakeRegistry([])
+    with pytest.raises(MemberError) as info:
+        registry.get("standby")
+    message = str(info.value)
+    assert "no Secret labelled modeldr.io/member-cluster=standby" in message
+    assert "in namespace modeldr-system" in message
+
+
+def test_hub_secrets_that_cannot_be_read_are_a_member_error() -> None:
+    registry = FakeRegistry(ConnectionError("hub down"))
+    with pytest.raises(MemberError, match="cannot read member Secrets in the hub: hub down"):
+        registry.get("primary")

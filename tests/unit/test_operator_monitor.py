@@ -1,0 +1,125 @@
+"""Member pollers: which daemons a new snapshot wakes, and the objects a ModelDeployment owns."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from modeldr.operator.members import MemberError
+from modeldr.operator.monitor import ClusterMonitor, Key, Snapshot, keys_to_wake
+
+A: Key = ("ml", "bert")
+B: Key = ("ml", "gpt")
+C: Key = ("other", "bert")
+
+
+def ok(addresses: dict[Key, tuple[str, ...]] | None = None) -> Snapshot:
+    return Snapshot("primary", time.monotonic(), datetime.now(UTC), ready_addresses=addresses or {})
+
+
+def failed(previous: Snapshot) -> Snapshot:
+    return Snapshot(
+        "primary",
+        time.monotonic(),
+        datetime.now(UTC),
+        error="apiserver unreachable: connection refused",
+        ready_addresses=previous.ready_addresses,
+    )
+
+
+def test_a_cluster_turning_unreachable_wakes_every_watched_model() -> None:
+    before = ok({A: ("10.0.0.1",), B: ("10.0.0.2",)})
+    assert keys_to_wake(before, failed(before), [A, B, C]) == {A, B, C}
+
+
+def test_a_cluster_coming_back_wakes_every_watched_model() -> None:
+    before = ok({A: ("10.0.0.1",)})
+    assert keys_to_wake(failed(before), ok({A: ("10.0.0.1",)}), [A, B]) == {A, B}
+
+
+def test_the_first_poll_wakes_everyone() -> None:
+    first = Snapshot("primary", time.monotonic(), datetime.now(UTC), error="not polled yet")
+    assert keys_to_wake(first, ok(), [A]) == {A}
+
+
+def test_only_models_whose_ready_addresses_changed_are_woken() -> None:
+    before = ok({A: ("10.0.0.1", "10.0.0.2"), B: ("10.0.0.3",)})
+    after = ok({A: ("10.0.0.1",), B: ("10.0.0.3",)})
+    assert keys_to_wake(before, after, [A, B]) == {A}
+    # Endpoints appearing or disappearing entirely count as a change too.
+    assert keys_to_wake(ok(), ok({B: ("10.0.0.3",)}), [A, B]) == {B}
+    assert keys_to_wake(before, ok({B: ("10.0.0.3",)}), [A, B]) == {A}
+    # A change of a model nobody watches wakes nobody.
+    assert keys_to_wake(before, after, [B, C]) == set()
+
+
+def test_nothing_changes_while_the_cluster_stays_unreachable() -> None:
+    before = failed(ok({A: ("10.0.0.1",)}))
+    still = Snapshot("primary", time.monotonic(), datetime.now(UTC), error="timed out")
+    assert keys_to_wake(before, still, [A, B]) == set()
+
+
+def test_an_unchanged_healthy_snapshot_wakes_nobody() -> None:
+    assert keys_to_wake(ok({A: ("10.0.0.1",)}), ok({A: ("10.0.0.1",)}), [A]) == set()
+
+
+class _NoMembers:
+    def get(self, cluster: str) -> Any:
+        raise MemberError(cluster, "no Secret")
+
+
+def test_publish_calls_the_watchers_of_the_woken_keys() -> None:
+    monitor = ClusterMonitor("primary", _NoMembers())  # type: ignore[arg-type]
+    monitor.stop()
+    monitor._thread.join(timeout=5)
+    calls: list[str] = []
+    monitor.watch(A, lambda: calls.append("a"))
+    monitor.watch(B, lambda: calls.append("b"))
+
+    def broken() -> None:
+        raise RuntimeError("event loop closed")
+
+    monitor.watch(B, broken)  # never stops the poller or the other watchers
+    monitor._publish(ok({A: ("10.0.0.1",), B: ("10.0.0.2",)}))  # reachable again
+    assert sorted(calls) == ["a", "b"]
+    calls.clear()
+    monitor._publish(ok({A: ("10.0.0.9",), B: ("10.0.0.2",)}))
+    assert calls == ["a"]
+    calls.clear()
+    monitor.unwatch(B, broken)
+    monitor._publish(failed(monitor.snapshot))
+    assert sorted(calls) == ["a", "b"]
+
+
+def _obj(namespace: str, name: str, **labels: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": namespace, "labels": labels}}
+
+
+OWNED = {
+    "app.kubernetes.io/managed-by": "modeldr",
+    "modeldr.io/name": "bert",
+    "modeldr.io/namespace": "team-a",
+}
+
+
+def test_owned_namespaces_match_every_owner_label() -> None:
+    snapshot = Snapshot(
+        "primary",
+        time.monotonic(),
+        datetime.now(UTC),
+        deployments={
+            ("ml", "bert"): _obj("ml", "bert", **OWNED),
+            ("old", "bert"): _obj("old", "bert", **OWNED),
+            # Another hub namespace's ModelDeployment of the same name.
+            ("x", "bert"): _obj("x", "bert", **{**OWNED, "modeldr.io/namespace": "team-b"}),
+            # Not managed by modeldr.
+            ("y", "bert"): _obj("y", "bert", **{**OWNED, "app.kubernetes.io/managed-by": "me"}),
+        },
+        services={("svc-only", "bert"): _obj("svc-only", "bert", **OWNED)},
+        pdbs={("ml", "gpt"): _obj("ml", "gpt", **{**OWNED, "modeldr.io/name": "gpt"})},
+    )
+    assert snapshot.owned_namespaces("bert", "team-a") == {"ml", "old", "svc-only"}
+    assert snapshot.owned_namespaces("bert", "team-b") == {"x"}
+    assert snapshot.owned_namespaces("gpt", "team-a") == {"ml"}
+    assert snapshot.owned_namespaces("nope", "team-a") == set()
