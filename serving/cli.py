@@ -69,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def unpinned_digest_warning(directory: Path, digest: str) -> str:
+    return (
+        f"no expected digest pinned (--expected-digest / MODELDR_SERVE_EXPECTED_DIGEST): "
+        f"serving whatever manifest {directory} holds (sha256:{digest}); its files match "
+        "that manifest, but nothing proves it is the intended model. Pin the digest "
+        "(the ModelDeployment's spec.model.expectedDigest) in production"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         config = load_config(vars(args))
@@ -87,6 +96,8 @@ def _run(args: argparse.Namespace) -> int:
         verified.directory,
         verified.digest,
     )
+    if config.expected_digest is None:
+        log.warning(unpinned_digest_warning(verified.directory, verified.digest))
     # Imported after verification so a refused start stays fast and torch-free.
     from modeldr.serving.runtime import Runtime
     from modeldr.serving.server import serve

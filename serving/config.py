@@ -93,7 +93,16 @@ class ServeConfig(BaseModel):
     @field_validator("expected_digest")
     @classmethod
     def _digest(cls, value: str | None) -> str | None:
-        return None if value is None else normalize_digest(value)
+        if value is None:
+            return None
+        if not value.strip():
+            # The operator always sends the CRD's required, pattern-checked expectedDigest,
+            # so an empty value is a templating mistake, not a request to skip the check.
+            raise ValueError(
+                "is set but empty; give sha256:<64 hex digits>, or unset it to serve "
+                "without a pinned digest"
+            )
+        return normalize_digest(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -141,15 +150,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag_name(name), dest=name, default=None, help=help_text)
 
 
+# Settings whose empty environment value is refused instead of read as unset: an empty
+# digest would otherwise silently turn the artifact pin off.
+EMPTY_IS_AN_ERROR = frozenset({"expected_digest"})
+
+
 def config_from_sources(args: Mapping[str, Any], environ: Mapping[str, str]) -> ServeConfig:
-    """Flag, else environment variable, else default; then validate the whole."""
+    """Flag, else environment variable, else default; then validate the whole.
+
+    An empty environment variable counts as unset (``FOO=`` in a pod spec), except for
+    the fields in EMPTY_IS_AN_ERROR, which then fail validation.
+    """
     values: dict[str, Any] = {}
     for name in ServeConfig.model_fields:
         flag_value = args.get(name)
+        env_value = environ.get(env_name(name))
         if flag_value is not None:
             values[name] = flag_value
-        elif env_name(name) in environ and environ[env_name(name)] != "":
-            values[name] = environ[env_name(name)]
+        elif env_value is not None and (env_value != "" or name in EMPTY_IS_AN_ERROR):
+            values[name] = env_value
     return ServeConfig.model_validate(values)
 
 
@@ -162,7 +181,7 @@ def describe_error(error: ValidationError) -> str:
             where = f"{flag_name(loc[0])} / {env_name(loc[0])}"
         else:
             where = "configuration"
-        message = item["msg"]
+        message = str(item["msg"]).removeprefix("Value error, ")
         if item["type"] == "missing":
             message = "required"
         lines.append(f"{where}: {message}")

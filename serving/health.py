@@ -27,7 +27,8 @@ class HealthState:
 
     @property
     def ready(self) -> bool:
-        return self.loaded and self.warmed and not self.draining and not self.failing
+        # One rule for the probes, the ready gauge and the 503 reason: they cannot disagree.
+        return self.not_ready_reason() is None
 
     def not_ready_reason(self) -> str | None:
         """Why the server is not ready, in words for the probe's response body."""

@@ -167,10 +167,12 @@ def test_failures_turn_unready_and_success_heals() -> None:
         health.mark_loaded()
         health.mark_warmed()
         model.fail = True
-        for attempt in range(3):
-            assert health.ready == (attempt < 3)
+        for failures in (1, 2, 3):
             with pytest.raises(InferenceFailed):
                 await batcher.submit([ids(1)])
+            assert health.consecutive_failures == failures
+            # Ready through the first threshold - 1 failures; the third one takes it out.
+            assert health.ready == (failures < 3), f"after {failures} failed batches"
         assert not health.ready
         assert health.not_ready_reason() == "last 3 inference batches failed"
         model.fail = False

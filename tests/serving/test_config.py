@@ -89,3 +89,29 @@ def test_errors_name_both_spellings(argv: list[str], environ: dict[str, str], me
     with pytest.raises(ValidationError) as info:
         parse(argv, environ)
     assert message in describe_error(info.value)
+
+
+def test_empty_environment_value_counts_as_unset() -> None:
+    config = parse(BASE, {"MODELDR_SERVE_PORT": "", "MODELDR_SERVE_CPU_THREADS": ""})
+    assert config.port == 8080
+    assert config.cpu_threads is None
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_empty_expected_digest_is_refused_not_ignored(value: str) -> None:
+    # The operator always sends the CRD's pattern-checked expectedDigest; an empty value
+    # is a templating mistake and must not silently switch the artifact pin off.
+    with pytest.raises(ValidationError) as info:
+        parse(BASE, {"MODELDR_SERVE_EXPECTED_DIGEST": value})
+    assert describe_error(info.value) == (
+        "--expected-digest / MODELDR_SERVE_EXPECTED_DIGEST: is set but empty; give "
+        "sha256:<64 hex digits>, or unset it to serve without a pinned digest"
+    )
+    with pytest.raises(ValidationError):
+        parse([*BASE, "--expected-digest", value], {})
+
+
+def test_expected_digest_from_environment() -> None:
+    digest = "AB" * 32
+    config = parse(BASE, {"MODELDR_SERVE_EXPECTED_DIGEST": f"sha256:{digest}"})
+    assert config.expected_digest == digest.lower()

@@ -60,6 +60,13 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def test_unpinned_digest_warning_only_without_a_pin(
+    classifier: ServerProcess, embedder: ServerProcess
+) -> None:
+    assert "no expected digest pinned" not in classifier.log()  # started with the digest
+    assert "WARNING modeldr.serving: no expected digest pinned" in embedder.log()
+
+
 def test_health_and_metadata(classifier: ServerProcess, classifier_dir: ModelDir) -> None:
     with httpx.Client(base_url=classifier.base_url, timeout=10) as client:
         assert client.get("/v2/health/live").json() == {"live": True}

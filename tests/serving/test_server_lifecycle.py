@@ -17,6 +17,23 @@ from tests.serving.conftest import Launcher, ModelDir, copy_model, run_cli
 pytestmark = pytest.mark.serving
 
 
+def test_empty_expected_digest_env_refuses_to_start(classifier_dir: ModelDir) -> None:
+    done = run_cli(
+        "run",
+        "--model-dir",
+        str(classifier_dir.path),
+        "--model-name",
+        "tiny",
+        env={"MODELDR_SERVE_EXPECTED_DIGEST": ""},
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        "invalid configuration: --expected-digest / MODELDR_SERVE_EXPECTED_DIGEST: is set "
+        "but empty" in done.stderr
+    )
+
+
 def test_digest_mismatch_refuses_to_start(start_server: Launcher, classifier_dir: ModelDir) -> None:
     server = start_server(
         classifier_dir, "--expected-digest", "sha256:" + "0" * 64, wait_ready=False
@@ -82,6 +99,12 @@ def test_ready_only_after_load_and_warmup(start_server: Launcher, classifier_dir
     server.wait_ready(timeout=60)
     log = server.log()
     assert log.index("loaded sequence-classification model") < log.index("warm-up batch done")
+    # Started without --expected-digest: the log says so, naming the digest it serves.
+    assert (
+        f"WARNING modeldr.serving: no expected digest pinned (--expected-digest / "
+        f"MODELDR_SERVE_EXPECTED_DIGEST): serving whatever manifest {classifier_dir.path} "
+        f"holds (sha256:{classifier_dir.digest})"
+    ) in log
     assert "modeldr_serve_ready 1.0" in httpx.get(server.url("/metrics"), timeout=5).text
 
 
