@@ -35,6 +35,7 @@ class MemberError(RuntimeError):
     def __init__(self, cluster: str, message: str) -> None:
         super().__init__(f"member cluster {cluster!r}: {message}")
         self.cluster = cluster
+        self.detail = message
 
 
 @dataclass
@@ -55,7 +56,9 @@ def api_client_from_kubeconfig(cluster: str, text: str) -> client.ApiClient:
     try:
         kubeconfig = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise MemberError(cluster, f"key {KUBECONFIG_KEY!r} is not YAML: {exc}") from None
+        raise MemberError(
+            cluster, f"key {KUBECONFIG_KEY!r} is not YAML: {yaml_problem(exc)}"
+        ) from None
     if not isinstance(kubeconfig, dict) or not kubeconfig.get("contexts"):
         raise MemberError(cluster, f"key {KUBECONFIG_KEY!r} holds no kubeconfig contexts")
     cfg = client.Configuration()
@@ -65,6 +68,15 @@ def api_client_from_kubeconfig(cluster: str, text: str) -> client.ApiClient:
         raise MemberError(cluster, f"invalid kubeconfig: {exc}") from None
     cfg.retries = 0
     return client.ApiClient(cfg)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without the offending text: PyYAML's own message quotes the
+    line, and a kubeconfig's lines hold credentials (this ends up in status and Events)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return type(exc).__name__
 
 
 class MemberRegistry:
@@ -121,7 +133,8 @@ class MemberRegistry:
                 try:
                     api = api_client_from_kubeconfig(cluster, text)
                 except MemberError as exc:
-                    self._errors[cluster] = str(exc)
+                    where = f"Secret {secret.metadata.namespace}/{secret.metadata.name}"
+                    self._errors[cluster] = f"{where}: {exc.detail}"
                     self._members.pop(cluster, None)
                     continue
                 prometheus_url = (_decode(secret.data, PROMETHEUS_KEY) or "").strip() or None

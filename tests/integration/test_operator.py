@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
 from sandbox.operator_up import operator_down, operator_up
-from sandbox.probe import HubProbe, infer, serving_addresses
+from sandbox.probe import HubProbe, infer, server_ready, serving_addresses
 
 pytestmark = pytest.mark.integration
 
@@ -338,3 +339,136 @@ def test_a_failing_health_query_fails_over(hub_ns: str) -> None:
     )
     assert "health query returned no samples" in s["lastFailover"]["reason"]
     assert s["primary"]["readyReplicas"] == 1  # the pods are fine; the query decided
+
+
+def test_a_cold_standby_is_scaled_up_before_traffic_switches(hub_ns: str) -> None:
+    # Primary fails its checks through the health query (its pods stay up); the cold standby
+    # runs no replica until then, is scaled up, and gets the traffic only once it serves.
+    passing = 'count(up{cluster="$cluster", namespace="$namespace"} == 1)'
+    failing = 'count(up{cluster="$cluster", namespace="$namespace", cluster!="primary"} == 1)'
+    md = manifest(hub_ns)
+    md["spec"]["clusters"]["standby"]["mode"] = "cold"
+    md["spec"]["failover"]["healthQuery"] = passing
+    create(hub_ns, md)
+    s = wait_status(
+        hub_ns,
+        lambda s: (s.get("primary") or {}).get("readyReplicas") == 1 and s.get("phase") == "Ready",
+        "primary serving",
+        180,
+    )
+    assert s["standby"]["replicas"] == 0 and not s["standby"].get("readyReplicas")
+    standby_apps = client.AppsV1Api(kube.api_client("standby"))
+    assert standby_apps.read_namespaced_deployment(NAME, hub_ns).spec.replicas == 0
+
+    custom().patch_namespaced_custom_object(
+        GROUP, VERSION, hub_ns, PLURAL, NAME, {"spec": {"failover": {"healthQuery": failing}}}
+    )
+    # While the standby scales up and starts, traffic stays on primary: never on a standby
+    # that cannot serve (the hub lists primary's addresses until the switch).
+    deadline = time.monotonic() + 180
+    scaled_up_before_switch = False
+    while status(hub_ns).get("activeCluster") == "primary" and time.monotonic() < deadline:
+        addresses = hub_addresses(hub_ns)
+        assert addresses and all(a.startswith("127.1.") for a in addresses), addresses
+        replicas = standby_apps.read_namespaced_deployment(NAME, hub_ns).spec.replicas
+        scaled_up_before_switch |= replicas == 1
+        time.sleep(0.2)
+    assert scaled_up_before_switch, "the standby was never seen scaled up before the switch"
+    s = wait_status(
+        hub_ns,
+        lambda s: s.get("activeCluster") == "standby",
+        "failover to the scaled-up cold standby",
+        180,
+    )
+    assert s["standby"]["readyReplicas"] == 1
+    addresses = hub_addresses(hub_ns)
+    assert addresses and all(a.startswith("127.2.") for a in addresses)
+    assert all(server_ready(a) for a in addresses), "the hub lists a standby that does not serve"
+
+
+def test_a_garbage_member_kubeconfig_is_reported_and_the_operator_stays_up(hub_ns: str) -> None:
+    broken = f"broken-{hub_ns[2:]}"
+    secret_name = f"member-{broken}"
+    kube.core("hub").create_namespaced_secret(
+        SECRETS_NAMESPACE,
+        {
+            "metadata": {"name": secret_name, "labels": {"modeldr.io/member-cluster": broken}},
+            "stringData": {"kubeconfig": "this: is: not [a kubeconfig"},
+        },
+    )
+    try:
+        md = manifest(hub_ns)
+        md["spec"]["clusters"]["standby"]["cluster"] = broken
+        create(hub_ns, md)
+        s = wait_status(
+            hub_ns,
+            lambda s: (
+                (s.get("primary") or {}).get("readyReplicas") == 1
+                and (s.get("standby") or {}).get("reachable") is False
+                and secret_name in (s.get("standby") or {}).get("message", "")
+            ),
+            "primary serving, the broken member reported",
+        )
+        assert "key 'kubeconfig' is not YAML" in s["standby"]["message"]
+        assert "not [a kubeconfig" not in s["standby"]["message"]  # Secret text never shown
+        assert condition(hub_ns, "FailoverReady") == "False"
+        events = kube.core("hub").list_namespaced_event(hub_ns).items
+        assert any(e.reason == "MemberUnavailable" and broken in e.message for e in events)
+        # Still the same healthy, leading operator process: no crash loop.
+        with urllib.request.urlopen("http://127.0.0.1:19180/healthz", timeout=5) as response:
+            assert json.loads(response.read())["leader"] is True
+    finally:
+        with contextlib.suppress(client.ApiException):
+            custom().delete_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME)
+        # The finalizer cannot clean the broken member: let it go once primary is clean.
+        kube.core("hub").delete_namespaced_secret(secret_name, SECRETS_NAMESPACE)
+
+
+def test_moving_a_member_namespace_removes_the_old_objects(hub_ns: str) -> None:
+    create(hub_ns, manifest(hub_ns))
+    wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
+    moved = f"{hub_ns}-moved"
+    standby_apps = client.AppsV1Api(kube.api_client("standby"))
+    try:
+        custom().patch_namespaced_custom_object(
+            GROUP, VERSION, hub_ns, PLURAL, NAME,
+            {"spec": {"clusters": {"standby": {"namespace": moved}}}},
+        )  # fmt: skip
+
+        def old_gone_new_ready() -> bool:
+            try:
+                standby_apps.read_namespaced_deployment(NAME, hub_ns)
+                return False
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+            new = standby_apps.read_namespaced_deployment(NAME, moved)
+            return bool(new.status.ready_replicas == 1)
+
+        kube.wait_for(old_gone_new_ready, timeout=180, what="old standby objects removed")
+        for kind, read in (
+            ("Service", kube.core("standby").read_namespaced_service),
+            (
+                "PodDisruptionBudget",
+                client.PolicyV1Api(
+                    kube.api_client("standby")
+                ).read_namespaced_pod_disruption_budget,
+            ),
+        ):
+            with pytest.raises(client.ApiException) as missing:
+                read(NAME, hub_ns)
+            assert missing.value.status == 404, kind
+        # Primary was never touched by the move.
+        assert client.AppsV1Api(kube.api_client("primary")).read_namespaced_deployment(NAME, hub_ns)
+        events = kube.core("hub").list_namespaced_event(hub_ns).items
+        assert any(e.reason == "StaleObjectsRemoved" for e in events)
+    finally:
+        with contextlib.suppress(client.ApiException):
+            custom().delete_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME)
+        kube.wait_for(
+            lambda: not standby_apps.list_namespaced_deployment(moved).items,
+            timeout=60,
+            what="the moved standby objects deleted with the ModelDeployment",
+        )
+        with contextlib.suppress(Exception):
+            kube.core("standby").delete_namespace(moved)

@@ -180,3 +180,36 @@ def test_cpu_sweep_goes_to_its_own_file(tmp_path: Path, monkeypatch: pytest.Monk
     args = bench._parser().parse_args(["--device-sweep", "--device", "cpu"])
     assert args.output is None  # run_device_sweep then writes DEVICE_SWEEP_CPU_RESULTS
     assert bench.DEVICE_SWEEP_CPU_RESULTS.name == "serving-device-sweep-cpu.json"
+
+
+def _phase(rps: float, p99: float) -> dict[str, float]:
+    return {"throughput_rps": rps, "p99_ms": p99}
+
+
+def test_compare_and_target_summary() -> None:
+    levels = len(bench.CONCURRENCIES)
+    results = {
+        "baseline": {"phases": [_phase(10, 100)] * levels},
+        "modeldr": {"phases": [_phase(20, 90)] * (levels - 1) + [_phase(35, 110)]},
+    }
+    comparison = bench.compare(results, ["modeldr"])
+    assert [row["concurrency"] for row in comparison] == list(bench.CONCURRENCIES)
+    assert comparison[0]["modeldr_throughput_ratio"] == 2.0
+    assert comparison[0]["modeldr_p99_ratio"] == 0.9
+    summary = bench.target_summary(comparison, ["modeldr"])
+    assert summary["best_ratio_modeldr"] == 3.5
+    # 3.5x only where p99 is worse than the baseline's: the target is not met.
+    assert summary["met_modeldr"] is False
+    results["modeldr"]["phases"][-1] = _phase(35, 100)
+    assert bench.target_summary(bench.compare(results, ["modeldr"]), ["modeldr"])["met_modeldr"]
+
+
+def test_server_configs_per_device(tmp_path: Path) -> None:
+    cpu = bench.server_configs(tmp_path, "cpu")
+    assert [name for name, _, _ in cpu] == ["baseline", "modeldr", "modeldr-int8"]
+    cuda = bench.server_configs(tmp_path, "cuda")
+    assert [name for name, _, _ in cuda] == ["baseline", "modeldr"]
+    baseline_cmd, modeldr_opts = cuda[0][1], cuda[1][1]
+    assert baseline_cmd[-2:] == ["--baseline-device", "cuda"]
+    assert modeldr_opts[:2] == ["--device", "cuda"]
+    assert "--quantize" not in modeldr_opts  # int8 is a CPU-only option

@@ -97,10 +97,16 @@ def test_a_secret_without_the_kubeconfig_key() -> None:
         registry.get("primary")
 
 
-def test_a_secret_with_a_bad_kubeconfig() -> None:
-    registry = FakeRegistry([_secret("member-primary", "primary", kubeconfig="a: [")])
-    with pytest.raises(MemberError, match="is not YAML"):
+def test_a_secret_with_a_bad_kubeconfig_is_named_and_its_text_never_quoted() -> None:
+    secret_text = "token: s3cr3t-t0ken: [unclosed"
+    registry = FakeRegistry([_secret("member-primary", "primary", kubeconfig=secret_text)])
+    with pytest.raises(MemberError) as info:
         registry.get("primary")
+    message = str(info.value)
+    assert message.startswith("member cluster 'primary': Secret modeldr-system/member-primary:")
+    assert "is not YAML" in message and "(line 1, column" in message
+    # The message goes to status and Events: no fragment of the credentials in it.
+    assert "s3cr3t" not in message and message.count("member cluster") == 1
 
 
 def test_an_unregistered_cluster_says_how_to_register_it() -> None:
