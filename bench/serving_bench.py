@@ -605,14 +605,22 @@ def device_sweep(
     }
 
 
-def run_device_sweep(args: argparse.Namespace) -> int:
+def resolve_device(requested: str) -> str | None:
+    """cuda or cpu for --device; None (after saying why) when cuda is asked for but absent."""
     import torch
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
         print("serving_bench: --device cuda but CUDA is not available", file=sys.stderr)
+        return None
+    return requested
+
+
+def run_device_sweep(args: argparse.Namespace) -> int:
+
+    device = resolve_device(args.device)
+    if device is None:
         return 2
     sweep = device_sweep(
         device,
@@ -755,11 +763,8 @@ def run_http_benchmark(args: argparse.Namespace) -> int:
 
     from modeldr.serving.tiny import SHAPES, build_model_dir
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        print("serving_bench: --device cuda but CUDA is not available", file=sys.stderr)
+    device = resolve_device(args.device)
+    if device is None:
         return 2
     output: Path = args.output or (RESULTS if device == "cpu" else CUDA_RESULTS)
 

@@ -67,6 +67,13 @@ def create(hub_ns: str, md: dict[str, Any]) -> None:
     custom().create_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, md)
 
 
+def create_with_standby_in(hub_ns: str, cluster: str) -> None:
+    """The ModelDeployment with its standby in member cluster `cluster`."""
+    md = manifest(hub_ns)
+    md["spec"]["clusters"]["standby"]["cluster"] = cluster
+    create(hub_ns, md)
+
+
 def get(hub_ns: str, name: str = NAME) -> dict[str, Any]:
     return dict(custom().get_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, name))
 
@@ -254,9 +261,7 @@ def test_deletion_removes_member_objects_and_waits_for_an_unreachable_member(
 ) -> None:
     # The standby is a member whose Secret does not exist yet: unreachable.
     ghost = f"ghost-{hub_ns[2:]}"
-    md = manifest(hub_ns)
-    md["spec"]["clusters"]["standby"]["cluster"] = ghost
-    create(hub_ns, md)
+    create_with_standby_in(hub_ns, ghost)
     s = wait_status(
         hub_ns,
         lambda s: (
@@ -397,9 +402,7 @@ def test_a_garbage_member_kubeconfig_is_reported_and_the_operator_stays_up(hub_n
         },
     )
     try:
-        md = manifest(hub_ns)
-        md["spec"]["clusters"]["standby"]["cluster"] = broken
-        create(hub_ns, md)
+        create_with_standby_in(hub_ns, broken)
         s = wait_status(
             hub_ns,
             lambda s: (

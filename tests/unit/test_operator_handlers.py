@@ -134,19 +134,24 @@ def _empty_snapshot() -> Snapshot:
     return Snapshot("primary", time.monotonic(), datetime.now(UTC))
 
 
-def test_a_member_error_is_its_own_reconcile_error_reason(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[_RecordingMembers]:
+    """A runtime whose member registry records lookups (and knows no member)."""
     members = _RecordingMembers()
     monitors = Monitors(members)  # type: ignore[arg-type]
     monkeypatch.setattr(handlers, "_runtime", handlers.Runtime(None, members, monitors))  # type: ignore[arg-type]
+    yield members
+    monitors.stop()
+
+
+def test_a_member_error_is_its_own_reconcile_error_reason(
+    recording: _RecordingMembers,
+) -> None:
+    members = recording
     ctl = handlers.Controller("team-a", "member-error", "uid-2")
-    try:
-        error = asyncio.run(
-            handlers._reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
-        )
-    finally:
-        monitors.stop()
+    error = asyncio.run(
+        handlers._reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
+    )
     assert "no Secret labelled" in error
     # The Secret lookup ran in a worker thread, inside the write guard.
     assert members.asked == ["primary"]
@@ -157,18 +162,12 @@ def test_a_member_error_is_its_own_reconcile_error_reason(
 
 
 def test_no_member_write_once_the_deletion_handler_closed_the_guard(
-    monkeypatch: pytest.MonkeyPatch,
+    recording: _RecordingMembers,
 ) -> None:
-    members = _RecordingMembers()
-    monitors = Monitors(members)  # type: ignore[arg-type]
-    monkeypatch.setattr(handlers, "_runtime", handlers.Runtime(None, members, monitors))  # type: ignore[arg-type]
     ctl = handlers.Controller("team-a", "deleting", "uid-3")
     ctl.writes.close()
-    try:
-        with pytest.raises(handlers.Closing):
-            asyncio.run(
-                handlers._reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
-            )
-    finally:
-        monitors.stop()
-    assert members.asked == []
+    with pytest.raises(handlers.Closing):
+        asyncio.run(
+            handlers._reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
+        )
+    assert recording.asked == []
