@@ -475,3 +475,41 @@ def test_moving_a_member_namespace_removes_the_old_objects(hub_ns: str) -> None:
         )
         with contextlib.suppress(Exception):
             kube.core("standby").delete_namespace(moved)
+
+
+def test_automatic_failback_waits_out_the_hold_down(hub_ns: str) -> None:
+    # Primary fails through the health query, recovers, and gets the traffic back only after
+    # it has passed every check for holdDownSeconds: no flapping back at its first pass.
+    passing = 'count(up{cluster="$cluster", namespace="$namespace"} == 1)'
+    failing = 'count(up{cluster="$cluster", namespace="$namespace", cluster!="primary"} == 1)'
+    hold_down = 30
+    md = manifest(hub_ns)
+    md["spec"]["failover"]["failback"] = {"mode": "automatic", "holdDownSeconds": hold_down}
+    md["spec"]["failover"]["healthQuery"] = passing
+    create(hub_ns, md)
+    wait_status(hub_ns, serving_everywhere, "Ready with a passing health query", 180)
+    custom().patch_namespaced_custom_object(
+        GROUP, VERSION, hub_ns, PLURAL, NAME, {"spec": {"failover": {"healthQuery": failing}}}
+    )
+    wait_status(hub_ns, lambda s: s.get("activeCluster") == "standby", "failover", 60)
+
+    custom().patch_namespaced_custom_object(
+        GROUP, VERSION, hub_ns, PLURAL, NAME, {"spec": {"failover": {"healthQuery": passing}}}
+    )
+    recovered = time.monotonic()
+    wait_status(
+        hub_ns,
+        lambda s: "health query: 1 samples, none 0" in (s.get("primary") or {}).get("message", ""),
+        "primary passing its checks again",
+        60,
+    )
+    # Well inside the hold-down: still on standby.
+    time.sleep(max(0.0, hold_down / 2 - (time.monotonic() - recovered)))
+    assert status(hub_ns)["activeCluster"] == "standby"
+    s = wait_status(
+        hub_ns, lambda s: s.get("activeCluster") == "primary", "automatic failback", hold_down + 60
+    )
+    assert time.monotonic() - recovered >= hold_down
+    assert s["lastFailover"]["to"] == "primary" and s["lastFailover"]["automatic"] is True
+    assert "hold-down" in s["lastFailover"]["reason"]
+    assert all(a.startswith("127.1.") for a in hub_addresses(hub_ns))
