@@ -37,6 +37,10 @@ EXAMPLE = ROOT / "examples/sandbox/modeldeployment.yaml"
 GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
 NAME = "tiny-bert"
 SECRETS_NAMESPACE = "modeldr-system"
+# Health queries on real Prometheus series: the first holds in both clusters once their servers
+# are scraped; the second never holds for primary (its pods stay ready: the query decides).
+PASSING_QUERY = 'count(up{cluster="$cluster", namespace="$namespace"} == 1)'
+FAILING_QUERY = 'count(up{cluster="$cluster", namespace="$namespace", cluster!="primary"} == 1)'
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,13 @@ def create_with_standby_in(hub_ns: str, cluster: str) -> None:
     md = manifest(hub_ns)
     md["spec"]["clusters"]["standby"]["cluster"] = cluster
     create(hub_ns, md)
+
+
+def set_health_query(hub_ns: str, query: str) -> None:
+    """A live spec change of failover.healthQuery."""
+    custom().patch_namespaced_custom_object(
+        GROUP, VERSION, hub_ns, PLURAL, NAME, {"spec": {"failover": {"healthQuery": query}}}
+    )
 
 
 def get(hub_ns: str, name: str = NAME) -> dict[str, Any]:
@@ -329,16 +340,12 @@ def test_a_failing_health_query_fails_over(hub_ns: str) -> None:
     # Real Prometheus, real series. First a query that holds in both clusters once their
     # servers are scraped; then (a live spec change) one whose cluster!="primary" matcher
     # never holds for primary: primary fails its checks while its pods stay ready.
-    passing = 'count(up{cluster="$cluster", namespace="$namespace"} == 1)'
-    failing = 'count(up{cluster="$cluster", namespace="$namespace", cluster!="primary"} == 1)'
     md = manifest(hub_ns)
-    md["spec"]["failover"]["healthQuery"] = passing
+    md["spec"]["failover"]["healthQuery"] = PASSING_QUERY
     create(hub_ns, md)
     s = wait_status(hub_ns, serving_everywhere, "Ready with a passing health query", 180)
     assert "health query: 1 samples, none 0" in s["primary"]["message"]
-    custom().patch_namespaced_custom_object(
-        GROUP, VERSION, hub_ns, PLURAL, NAME, {"spec": {"failover": {"healthQuery": failing}}}
-    )
+    set_health_query(hub_ns, FAILING_QUERY)
     s = wait_status(
         hub_ns, lambda s: s.get("activeCluster") == "standby", "failover by the health query", 60
     )
@@ -349,11 +356,9 @@ def test_a_failing_health_query_fails_over(hub_ns: str) -> None:
 def test_a_cold_standby_is_scaled_up_before_traffic_switches(hub_ns: str) -> None:
     # Primary fails its checks through the health query (its pods stay up); the cold standby
     # runs no replica until then, is scaled up, and gets the traffic only once it serves.
-    passing = 'count(up{cluster="$cluster", namespace="$namespace"} == 1)'
-    failing = 'count(up{cluster="$cluster", namespace="$namespace", cluster!="primary"} == 1)'
     md = manifest(hub_ns)
     md["spec"]["clusters"]["standby"]["mode"] = "cold"
-    md["spec"]["failover"]["healthQuery"] = passing
+    md["spec"]["failover"]["healthQuery"] = PASSING_QUERY
     create(hub_ns, md)
     s = wait_status(
         hub_ns,
@@ -365,9 +370,7 @@ def test_a_cold_standby_is_scaled_up_before_traffic_switches(hub_ns: str) -> Non
     standby_apps = client.AppsV1Api(kube.api_client("standby"))
     assert standby_apps.read_namespaced_deployment(NAME, hub_ns).spec.replicas == 0
 
-    custom().patch_namespaced_custom_object(
-        GROUP, VERSION, hub_ns, PLURAL, NAME, {"spec": {"failover": {"healthQuery": failing}}}
-    )
+    set_health_query(hub_ns, FAILING_QUERY)
     # While the standby scales up and starts, traffic stays on primary: never on a standby
     # that cannot serve (the hub lists primary's addresses until the switch).
     deadline = time.monotonic() + 180
@@ -484,22 +487,16 @@ def test_moving_a_member_namespace_removes_the_old_objects(hub_ns: str) -> None:
 def test_automatic_failback_waits_out_the_hold_down(hub_ns: str) -> None:
     # Primary fails through the health query, recovers, and gets the traffic back only after
     # it has passed every check for holdDownSeconds: no flapping back at its first pass.
-    passing = 'count(up{cluster="$cluster", namespace="$namespace"} == 1)'
-    failing = 'count(up{cluster="$cluster", namespace="$namespace", cluster!="primary"} == 1)'
     hold_down = 30
     md = manifest(hub_ns)
     md["spec"]["failover"]["failback"] = {"mode": "automatic", "holdDownSeconds": hold_down}
-    md["spec"]["failover"]["healthQuery"] = passing
+    md["spec"]["failover"]["healthQuery"] = PASSING_QUERY
     create(hub_ns, md)
     wait_status(hub_ns, serving_everywhere, "Ready with a passing health query", 180)
-    custom().patch_namespaced_custom_object(
-        GROUP, VERSION, hub_ns, PLURAL, NAME, {"spec": {"failover": {"healthQuery": failing}}}
-    )
+    set_health_query(hub_ns, FAILING_QUERY)
     wait_status(hub_ns, lambda s: s.get("activeCluster") == "standby", "failover", 60)
 
-    custom().patch_namespaced_custom_object(
-        GROUP, VERSION, hub_ns, PLURAL, NAME, {"spec": {"failover": {"healthQuery": passing}}}
-    )
+    set_health_query(hub_ns, PASSING_QUERY)
     recovered = time.monotonic()
     wait_status(
         hub_ns,

@@ -66,7 +66,7 @@ def server() -> Iterator[str]:
         ("http://localhost:9090", True),
         ("http://prom.localhost", True),
         ("http://[::1]:9090", True),
-        ("http://10.0.0.1:9090", False),
+        ("http://192.0.2.1:9090", False),  # TEST-NET-1: classified only, never dialled
         ("https://hooks.example.com/x", False),
         ("http://prometheus.monitoring:9090", False),
     ],

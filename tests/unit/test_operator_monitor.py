@@ -29,13 +29,13 @@ def failed(previous: Snapshot) -> Snapshot:
 
 
 def test_a_cluster_turning_unreachable_wakes_every_watched_model() -> None:
-    before = ok({A: ("10.0.0.1",), B: ("10.0.0.2",)})
+    before = ok({A: ("127.1.0.1",), B: ("127.1.0.2",)})
     assert keys_to_wake(before, failed(before), [A, B, C]) == {A, B, C}
 
 
 def test_a_cluster_coming_back_wakes_every_watched_model() -> None:
-    before = ok({A: ("10.0.0.1",)})
-    assert keys_to_wake(failed(before), ok({A: ("10.0.0.1",)}), [A, B]) == {A, B}
+    before = ok({A: ("127.1.0.1",)})
+    assert keys_to_wake(failed(before), ok({A: ("127.1.0.1",)}), [A, B]) == {A, B}
 
 
 def test_the_first_poll_wakes_everyone() -> None:
@@ -44,24 +44,24 @@ def test_the_first_poll_wakes_everyone() -> None:
 
 
 def test_only_models_whose_ready_addresses_changed_are_woken() -> None:
-    before = ok({A: ("10.0.0.1", "10.0.0.2"), B: ("10.0.0.3",)})
-    after = ok({A: ("10.0.0.1",), B: ("10.0.0.3",)})
+    before = ok({A: ("127.1.0.1", "127.1.0.2"), B: ("127.1.0.3",)})
+    after = ok({A: ("127.1.0.1",), B: ("127.1.0.3",)})
     assert keys_to_wake(before, after, [A, B]) == {A}
     # Endpoints appearing or disappearing entirely count as a change too.
-    assert keys_to_wake(ok(), ok({B: ("10.0.0.3",)}), [A, B]) == {B}
-    assert keys_to_wake(before, ok({B: ("10.0.0.3",)}), [A, B]) == {A}
+    assert keys_to_wake(ok(), ok({B: ("127.1.0.3",)}), [A, B]) == {B}
+    assert keys_to_wake(before, ok({B: ("127.1.0.3",)}), [A, B]) == {A}
     # A change of a model nobody watches wakes nobody.
     assert keys_to_wake(before, after, [B, C]) == set()
 
 
 def test_nothing_changes_while_the_cluster_stays_unreachable() -> None:
-    before = failed(ok({A: ("10.0.0.1",)}))
+    before = failed(ok({A: ("127.1.0.1",)}))
     still = Snapshot("primary", time.monotonic(), datetime.now(UTC), error="timed out")
     assert keys_to_wake(before, still, [A, B]) == set()
 
 
 def test_an_unchanged_healthy_snapshot_wakes_nobody() -> None:
-    assert keys_to_wake(ok({A: ("10.0.0.1",)}), ok({A: ("10.0.0.1",)}), [A]) == set()
+    assert keys_to_wake(ok({A: ("127.1.0.1",)}), ok({A: ("127.1.0.1",)}), [A]) == set()
 
 
 class _NoMembers:
@@ -81,10 +81,10 @@ def test_publish_calls_the_watchers_of_the_woken_keys() -> None:
         raise RuntimeError("event loop closed")
 
     monitor.watch(B, broken)  # never stops the poller or the other watchers
-    monitor._publish(ok({A: ("10.0.0.1",), B: ("10.0.0.2",)}))  # reachable again
+    monitor._publish(ok({A: ("127.1.0.1",), B: ("127.1.0.2",)}))  # reachable again
     assert sorted(calls) == ["a", "b"]
     calls.clear()
-    monitor._publish(ok({A: ("10.0.0.9",), B: ("10.0.0.2",)}))
+    monitor._publish(ok({A: ("127.1.0.9",), B: ("127.1.0.2",)}))
     assert calls == ["a"]
     calls.clear()
     monitor.unwatch(B, broken)
