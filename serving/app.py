@@ -1,8 +1,9 @@
 """The HTTP surface: Open Inference Protocol V2, plain JSON /predict, /metrics.
 
 Every handler answers either its result or ``{"error": "..."}`` with a 4xx/5xx
-status; unexpected exceptions are logged with their trace and answered with a
-generic 500, never the trace itself.
+status. This is the one place where the server's errors (``errors.py``) become
+HTTP status codes (``HTTP_STATUS``); unexpected exceptions are logged with their
+trace and answered with a generic 500, never the trace itself.
 """
 
 from __future__ import annotations
@@ -24,7 +25,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modeldr.serving.engine import FloatArray
-from modeldr.serving.errors import ApiError, limit_hint
+from modeldr.serving.errors import (
+    InferenceFailed,
+    InputTooLarge,
+    InvalidInput,
+    ModelNotFound,
+    NotReady,
+    Overloaded,
+    ServingError,
+    ShuttingDown,
+    UnsupportedEncoding,
+    limit_hint,
+)
 from modeldr.serving.protocol import (
     HEADER_LENGTH,
     INPUT_NAME,
@@ -48,30 +60,54 @@ def _version() -> str:
         return "0.0.0"
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
+# Each kind of ServingError and its HTTP status; a subclass inherits its parent's.
+HTTP_STATUS: dict[type[ServingError], int] = {
+    InvalidInput: 400,
+    ModelNotFound: 404,
+    InputTooLarge: 413,
+    UnsupportedEncoding: 415,
+    Overloaded: 429,
+    InferenceFailed: 500,
+    NotReady: 503,
+    ShuttingDown: 503,
+}
+
+
+def http_status(error: BaseException) -> int:
+    """The status a ServingError answers with; 500 for anything else."""
+    for kind in type(error).__mro__:
+        if kind in HTTP_STATUS:
+            return HTTP_STATUS[kind]
+    return 500
+
+
+def error_response(error: BaseException) -> JSONResponse:
+    """``{"error": message}`` for a ServingError, a generic 500 for anything else."""
+    if not isinstance(error, ServingError):
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+    headers = {} if error.retry_after_s is None else {"Retry-After": str(error.retry_after_s)}
+    return JSONResponse({"error": error.message}, status_code=http_status(error), headers=headers)
 
 
 def guarded(handler: Handler) -> Handler:
     async def wrapper(request: Request) -> Response:
         try:
             return await handler(request)
-        except ApiError as error:
+        except ServingError as error:
             return error_response(error)
-        except Exception:
+        except Exception as error:
             log.exception("unhandled error in %s %s", request.method, request.url.path)
-            return JSONResponse({"error": "internal server error"}, status_code=500)
+            return error_response(error)
 
     wrapper.__name__ = handler.__name__
     return wrapper
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, at most limit bytes after decompression, else 413."""
+    """The request body, at most limit bytes after decompression, else InputTooLarge."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(
-            413,
+        raise InputTooLarge(
             f"request body is {declared} bytes; the limit is {limit} "
             f"({limit_hint('max_body_bytes')})",
         )
@@ -80,8 +116,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(
-                413, f"request body exceeds {limit} bytes ({limit_hint('max_body_bytes')})"
+            raise InputTooLarge(
+                f"request body exceeds {limit} bytes ({limit_hint('max_body_bytes')})"
             )
         chunks.append(chunk)
     body = b"".join(chunks)
@@ -91,15 +127,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     # tritonclient can compress requests (gzip or zlib "deflate"); bound the inflated size.
     wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
     if wbits is None:
-        raise ApiError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
+        raise UnsupportedEncoding(f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
     inflater = zlib.decompressobj(wbits)
     try:
         inflated = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise ApiError(400, f"cannot decompress {encoding} body: {exc}") from None
+        raise InvalidInput(f"cannot decompress {encoding} body: {exc}") from None
     if len(inflated) > limit or inflater.unconsumed_tail:
-        raise ApiError(
-            413, f"decompressed body exceeds {limit} bytes ({limit_hint('max_body_bytes')})"
+        raise InputTooLarge(
+            f"decompressed body exceeds {limit} bytes ({limit_hint('max_body_bytes')})"
         )
     return inflated
 
@@ -241,7 +277,7 @@ def create_app(runtime: Runtime) -> Starlette:
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.error("unhandled error: %r", exc)
-        return JSONResponse({"error": "internal server error"}, status_code=500)
+        return error_response(exc)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

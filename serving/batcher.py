@@ -13,7 +13,7 @@ The forward pass runs on one dedicated worker thread: the event loop keeps
 answering health probes and accepting requests while the model computes, and
 one batch at a time is the right concurrency for one model on one device.
 
-The queue is bounded in texts; past the bound, submit raises QueueFull with a
+The queue is bounded in texts; past the bound, submit raises Overloaded with a
 Retry-After estimate rather than letting latency grow without limit.
 """
 
@@ -31,28 +31,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modeldr.serving.engine import FloatArray
+from modeldr.serving.errors import InferenceFailed, Overloaded, ShuttingDown
 from modeldr.serving.health import HealthState
 from modeldr.serving.metrics import ServeMetrics
 
 log = logging.getLogger(__name__)
 
 RunBatch = Callable[[list[list[int]]], FloatArray]
-
-
-class QueueFull(Exception):
-    def __init__(self, queued: int, limit: int, retry_after_s: int) -> None:
-        super().__init__(f"queue holds {queued} texts; the limit is {limit}")
-        self.queued = queued
-        self.limit = limit
-        self.retry_after_s = retry_after_s
-
-
-class InferenceFailed(Exception):
-    pass
-
-
-class BatcherClosed(Exception):
-    pass
 
 
 @dataclass
@@ -135,11 +120,11 @@ class DynamicBatcher:
     async def submit(self, token_ids: list[list[int]]) -> FloatArray:
         """Queue the texts of one request; return one output row per text."""
         if self._closing:
-            raise BatcherClosed("server is shutting down")
+            raise ShuttingDown("server is shutting down")
         if not token_ids:
             return np.zeros((0, 0), dtype=np.float32)
         if self._queued_texts + len(token_ids) > self.limits.max_queue:
-            raise QueueFull(self._queued_texts, self.limits.max_queue, self.retry_after_s())
+            raise Overloaded(self._queued_texts, self.limits.max_queue, self.retry_after_s())
         future: asyncio.Future[FloatArray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Job(token_ids, future, time.monotonic()))
         self._queued_texts += len(token_ids)
@@ -236,7 +221,7 @@ class DynamicBatcher:
             self._health.record_failure()
             for job, _ in batch:
                 if not job.future.done():
-                    job.future.set_exception(InferenceFailed("inference failed"))
+                    job.future.set_exception(InferenceFailed())
             return
         self._health.record_success()
         self._metrics.inference_duration.observe(seconds)

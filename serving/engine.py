@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modeldr.serving.errors import ApiError, limit_hint
+from modeldr.serving.errors import InputTooLarge, limit_hint
 from modeldr.serving.loader import LoadedModel
 
 FloatArray = npt.NDArray[np.float32]
@@ -41,7 +41,7 @@ class InferenceEngine:
         return self.loaded.hidden_size
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text, with [CLS]/[SEP]; 413 naming the limit when one is too long."""
+        """Token ids per text, with [CLS]/[SEP]; InputTooLarge naming the limit if one is long."""
         limit = self.loaded.max_seq_length
         encoded = self.loaded.tokenizer(
             texts,
@@ -56,8 +56,7 @@ class InferenceEngine:
         if not self.truncate:
             for index, row in enumerate(ids):
                 if len(row) > limit:
-                    raise ApiError(
-                        413,
+                    raise InputTooLarge(
                         f"text {index} is {len(row)} tokens long; the limit is {limit} tokens "
                         f"({limit_hint('max_seq_length')}, capped by the model's "
                         "max_position_embeddings); or enable --truncate",

@@ -6,7 +6,7 @@ default: the JSON header is followed by raw tensor bytes, its length given in
 the ``Inference-Header-Content-Length`` header, each tensor's byte count in its
 ``binary_data_size`` parameter, and BYTES elements as a 4-byte little-endian
 length followed by the bytes. Every validation failure names the input, the
-expectation and what was received, and becomes a 400.
+expectation and what was received, and raises InvalidInput.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from modeldr.serving.errors import ApiError, bad_request
+from modeldr.serving.errors import InvalidInput, ModelNotFound
 
 INPUT_NAME = "text"
 HEADER_LENGTH = "inference-header-content-length"
@@ -92,9 +92,9 @@ def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except UnicodeDecodeError:
-        raise bad_request("request body is not valid UTF-8 JSON") from None
+        raise InvalidInput("request body is not valid UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
-        raise bad_request(
+        raise InvalidInput(
             f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
 
@@ -102,11 +102,11 @@ def parse_json(body: bytes) -> Any:
 def parse_predict(body: bytes) -> list[str]:
     document = parse_json(body)
     if not isinstance(document, dict):
-        raise bad_request('request body must be a JSON object like {"texts": ["..."]}')
+        raise InvalidInput('request body must be a JSON object like {"texts": ["..."]}')
     try:
         return PredictRequest.model_validate(document).texts
     except ValidationError as exc:
-        raise bad_request(f"invalid request: {describe_validation(exc)}") from None
+        raise InvalidInput(f"invalid request: {describe_validation(exc)}") from None
 
 
 def _bool_param(parameters: dict[str, Any] | None, key: str, where: str) -> bool | None:
@@ -114,7 +114,7 @@ def _bool_param(parameters: dict[str, Any] | None, key: str, where: str) -> bool
         return None
     value = parameters[key]
     if not isinstance(value, bool):
-        raise bad_request(f"{where} parameter {key!r} must be a boolean, got {value!r}")
+        raise InvalidInput(f"{where} parameter {key!r} must be a boolean, got {value!r}")
     return value
 
 
@@ -125,11 +125,11 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     try:
         length = int(header_length)
     except ValueError:
-        raise bad_request(
+        raise InvalidInput(
             f"Inference-Header-Content-Length must be an integer, got {header_length!r}"
         ) from None
     if length < 0 or length > len(body):
-        raise bad_request(
+        raise InvalidInput(
             f"Inference-Header-Content-Length is {length} but the body has {len(body)} bytes"
         )
     return body[:length], body[length:]
@@ -141,23 +141,23 @@ def decode_bytes_tensor(raw: bytes, count: int, name: str) -> list[str]:
     offset = 0
     for index in range(count):
         if offset + 4 > len(raw):
-            raise bad_request(
+            raise InvalidInput(
                 f"input {name!r}: binary data ends after {index} of {count} BYTES elements"
             )
         (size,) = struct.unpack_from("<I", raw, offset)
         offset += 4
         if offset + size > len(raw):
-            raise bad_request(
+            raise InvalidInput(
                 f"input {name!r}: element {index} declares {size} bytes, "
                 f"only {len(raw) - offset} remain"
             )
         try:
             texts.append(raw[offset : offset + size].decode("utf-8"))
         except UnicodeDecodeError:
-            raise bad_request(f"input {name!r}: element {index} is not valid UTF-8") from None
+            raise InvalidInput(f"input {name!r}: element {index} is not valid UTF-8") from None
         offset += size
     if offset != len(raw):
-        raise bad_request(
+        raise InvalidInput(
             f"input {name!r}: {len(raw) - offset} bytes left over after {count} BYTES elements"
         )
     return texts
@@ -182,30 +182,30 @@ def parse_infer(body: bytes, header_length: str | None, output_names: list[str])
     header, binary = split_binary(body, header_length)
     document = parse_json(header)
     if not isinstance(document, dict):
-        raise bad_request("inference request must be a JSON object with an 'inputs' list")
+        raise InvalidInput("inference request must be a JSON object with an 'inputs' list")
     try:
         request = InferRequest.model_validate(document)
     except ValidationError as exc:
-        raise bad_request(f"invalid inference request: {describe_validation(exc)}") from None
+        raise InvalidInput(f"invalid inference request: {describe_validation(exc)}") from None
 
     if len(request.inputs) != 1:
-        raise bad_request(
+        raise InvalidInput(
             f"expected exactly 1 input ({INPUT_NAME!r}, BYTES, shape [N]), "
             f"got {len(request.inputs)}"
         )
     tensor = request.inputs[0]
     if tensor.name != INPUT_NAME:
-        raise bad_request(
+        raise InvalidInput(
             f"unexpected input {tensor.name!r}: the model takes one BYTES input named "
             f"{INPUT_NAME!r}"
         )
     if tensor.datatype != "BYTES":
-        raise bad_request(
+        raise InvalidInput(
             f"input {INPUT_NAME!r} has datatype {tensor.datatype}; expected BYTES (UTF-8 texts)"
         )
     shape = tensor.shape
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
-        raise bad_request(
+        raise InvalidInput(
             f"input {INPUT_NAME!r} has shape {shape}; expected [N] or [N, 1] with N >= 1"
         )
     count = math.prod(shape)
@@ -213,29 +213,29 @@ def parse_infer(body: bytes, header_length: str | None, output_names: list[str])
     binary_size = tensor.parameters.get("binary_data_size") if tensor.parameters else None
     if binary_size is not None:
         if tensor.data is not None:
-            raise bad_request(f"input {INPUT_NAME!r} has both 'data' and binary_data_size")
+            raise InvalidInput(f"input {INPUT_NAME!r} has both 'data' and binary_data_size")
         if not isinstance(binary_size, int) or binary_size < 0 or binary_size > len(binary):
-            raise bad_request(
+            raise InvalidInput(
                 f"input {INPUT_NAME!r}: binary_data_size {binary_size!r} does not match the "
                 f"{len(binary)} bytes after the JSON header"
             )
         texts = decode_bytes_tensor(binary[:binary_size], count, INPUT_NAME)
         if binary_size != len(binary):
-            raise bad_request(f"{len(binary) - binary_size} unexpected bytes after the tensors")
+            raise InvalidInput(f"{len(binary) - binary_size} unexpected bytes after the tensors")
     else:
         if tensor.data is None:
-            raise bad_request(f"input {INPUT_NAME!r} has no 'data' (and no binary_data_size)")
+            raise InvalidInput(f"input {INPUT_NAME!r} has no 'data' (and no binary_data_size)")
         if binary:
-            raise bad_request("binary data present but no input declares binary_data_size")
+            raise InvalidInput("binary data present but no input declares binary_data_size")
         flat = _flatten(tensor.data)
         if len(flat) != count:
-            raise bad_request(
+            raise InvalidInput(
                 f"input {INPUT_NAME!r} has shape {shape} ({count} elements) but data holds "
                 f"{len(flat)}"
             )
         for index, item in enumerate(flat):
             if not isinstance(item, str):
-                raise bad_request(
+                raise InvalidInput(
                     f"input {INPUT_NAME!r} element {index} is {type(item).__name__}; BYTES "
                     "elements must be strings in JSON"
                 )
@@ -247,7 +247,7 @@ def parse_infer(body: bytes, header_length: str | None, output_names: list[str])
         outputs = {}
         for wanted in request.outputs:
             if wanted.name not in output_names:
-                raise bad_request(
+                raise InvalidInput(
                     f"unknown output {wanted.name!r}; this model's outputs are "
                     f"{', '.join(output_names)}"
                 )
@@ -316,8 +316,8 @@ def encode_infer_response(
 
 def require_model(name: str, served: str, version: str | None, served_version: str) -> None:
     if name != served:
-        raise ApiError(404, f"unknown model {name!r}; this server serves {served!r}")
+        raise ModelNotFound(f"unknown model {name!r}; this server serves {served!r}")
     if version is not None and version != served_version:
-        raise ApiError(
-            404, f"model {served!r} has no version {version!r}; it serves {served_version!r}"
+        raise ModelNotFound(
+            f"model {served!r} has no version {version!r}; it serves {served_version!r}"
         )

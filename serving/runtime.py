@@ -14,16 +14,17 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from modeldr.serving.batcher import (
-    BatcherClosed,
-    BatchLimits,
-    DynamicBatcher,
-    InferenceFailed,
-    QueueFull,
-)
+from modeldr.serving.batcher import BatchLimits, DynamicBatcher
 from modeldr.serving.config import ServeConfig
 from modeldr.serving.engine import FloatArray, InferenceEngine
-from modeldr.serving.errors import ApiError, limit_hint
+from modeldr.serving.errors import (
+    InputTooLarge,
+    InvalidInput,
+    NotReady,
+    Overloaded,
+    ServingError,
+    limit_hint,
+)
 from modeldr.serving.health import HealthState
 from modeldr.serving.manifest import Task, VerifiedModel
 from modeldr.serving.metrics import ServeMetrics
@@ -161,7 +162,7 @@ class Runtime:
                 ids = await self.tokenize(["modeldr recovery probe"])
                 await self.batcher.submit(ids)
                 log.info("recovery probe succeeded: inference works again")
-            except (InferenceFailed, QueueFull, BatcherClosed, ApiError):
+            except ServingError:
                 log.warning("recovery probe failed; staying not ready")
 
     # Inference -------------------------------------------------------------------------
@@ -173,39 +174,27 @@ class Runtime:
         return await loop.run_in_executor(self._tokenizer_pool, self.engine.tokenize, texts)
 
     async def infer(self, texts: list[str]) -> FloatArray:
-        """Validate limits, queue, await the batch; ApiError for every refusal."""
+        """Validate limits, queue, await the batch; a ServingError for every refusal."""
         config = self.config
         if not texts:
-            raise ApiError(400, "no texts given: send at least one")
+            raise InvalidInput("no texts given: send at least one")
         if len(texts) > config.max_texts_per_request:
             self.metrics.rejected.labels(reason="too_many_texts").inc()
-            raise ApiError(
-                413,
+            raise InputTooLarge(
                 f"request has {len(texts)} texts; the limit is {config.max_texts_per_request} "
                 f"per request ({limit_hint('max_texts_per_request')})",
             )
         if self.engine is None or self.batcher is None:
             self.metrics.rejected.labels(reason="not_loaded").inc()
             reason = self.health.not_ready_reason() or "model is not loaded"
-            raise ApiError(
-                503, f"model {self.card.name!r} is not ready: {reason}", {"Retry-After": "1"}
-            )
+            raise NotReady(f"model {self.card.name!r} is not ready: {reason}")
         try:
             ids = await self.tokenize(texts)
-        except ApiError:
+        except InputTooLarge:
             self.metrics.rejected.labels(reason="too_long").inc()
             raise
         try:
             return await self.batcher.submit(ids)
-        except QueueFull as full:
+        except Overloaded:
             self.metrics.rejected.labels(reason="queue_full").inc()
-            raise ApiError(
-                429,
-                f"server overloaded: {full} ({limit_hint('max_queue')}); retry after "
-                f"{full.retry_after_s}s",
-                {"Retry-After": str(full.retry_after_s)},
-            ) from None
-        except InferenceFailed:
-            raise ApiError(500, "inference failed; the server logged the cause") from None
-        except BatcherClosed:
-            raise ApiError(503, "server is shutting down", {"Retry-After": "1"}) from None
+            raise

@@ -14,14 +14,9 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 import pytest
 
-from modeldr.serving.batcher import (
-    BatchLimits,
-    DynamicBatcher,
-    InferenceFailed,
-    QueueFull,
-    fits,
-)
+from modeldr.serving.batcher import BatchLimits, DynamicBatcher, fits
 from modeldr.serving.engine import FloatArray
+from modeldr.serving.errors import InferenceFailed, Overloaded
 from modeldr.serving.health import HealthState
 from modeldr.serving.metrics import ServeMetrics
 
@@ -150,7 +145,7 @@ def test_queue_bound_raises_queue_full() -> None:
     async def body(batcher: DynamicBatcher, _: HealthState) -> None:
         accepted = [asyncio.ensure_future(batcher.submit([ids(i)] * 2)) for i in range(3)]
         await asyncio.sleep(0)  # let them enqueue
-        with pytest.raises(QueueFull) as info:
+        with pytest.raises(Overloaded) as info:
             await batcher.submit([ids(9)])
         assert info.value.limit == 6
         assert info.value.retry_after_s >= 1

@@ -15,7 +15,8 @@ import pytest
 from tritonclient.http import InferInput, InferRequestedOutput, InferResult
 from tritonclient.http._utils import _get_inference_request
 
-from modeldr.serving.errors import ApiError
+from modeldr.serving.app import http_status
+from modeldr.serving.errors import InvalidInput
 from modeldr.serving.protocol import (
     OutputTensor,
     encode_infer_response,
@@ -92,9 +93,9 @@ def test_tritonclient_binary_request() -> None:
     ],
 )
 def test_bad_requests(body: bytes, message: str) -> None:
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(InvalidInput) as info:
         parse_infer(body, None, OUTPUTS)
-    assert info.value.status == 400
+    assert http_status(info.value) == 400
     assert message in info.value.message
 
 
@@ -105,7 +106,7 @@ def test_binary_errors() -> None:
     good = struct.pack("<I", 1) + b"a" + struct.pack("<I", 0)
     assert len(good) == 9
     assert parse_infer(header + good, str(len(header)), OUTPUTS).texts == ["a", ""]
-    with pytest.raises(ApiError, match="binary data ends after 1 of 2"):
+    with pytest.raises(InvalidInput, match="binary data ends after 1 of 2"):
         short = v2(
             [
                 {
@@ -117,13 +118,13 @@ def test_binary_errors() -> None:
             ]
         )
         parse_infer(short + good[:5], str(len(short)), OUTPUTS)
-    with pytest.raises(ApiError, match="Inference-Header-Content-Length is 9999"):
+    with pytest.raises(InvalidInput, match="Inference-Header-Content-Length is 9999"):
         parse_infer(header + good, "9999", OUTPUTS)
-    with pytest.raises(ApiError, match="must be an integer"):
+    with pytest.raises(InvalidInput, match="must be an integer"):
         parse_infer(header + good, "ten", OUTPUTS)
     bad_utf8 = struct.pack("<I", 2) + b"\xff\xfe" + struct.pack("<I", 0)
     header10 = header.replace(b'"binary_data_size": 9', b'"binary_data_size": 10')
-    with pytest.raises(ApiError, match="element 0 is not valid UTF-8"):
+    with pytest.raises(InvalidInput, match="element 0 is not valid UTF-8"):
         parse_infer(header10 + bad_utf8, str(len(header10)), OUTPUTS)
 
 
@@ -135,7 +136,7 @@ def test_predict_validation() -> None:
         (b'{"texts": ["x", 3]}', "texts.1: Input should be a valid string"),
         (b"nope", "malformed JSON"),
     ]:
-        with pytest.raises(ApiError, match=message):
+        with pytest.raises(InvalidInput, match=message):
             parse_predict(body)
 
 
