@@ -11,15 +11,13 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldr.operator.render import MANAGED_BY, MANAGER, NAME_LABEL, NAMESPACE_LABEL
+from modeldr.operator import kube
+from modeldr.operator.constants import MANAGED_BY, MANAGER, NAME_LABEL, NAMESPACE_LABEL
+from modeldr.operator.errors import ConflictError
 
 FIELD_MANAGER = "modeldr"
 APPLY = "application/apply-patch+yaml"
 TIMEOUT = (1.0, 10.0)
-
-
-class ConflictError(RuntimeError):
-    """An object of the wanted name exists and belongs to someone else."""
 
 
 def _owned_by(obj: Any, name: str, hub_namespace: str) -> bool:
@@ -65,19 +63,13 @@ def _apply(api: client.ApiClient, obj: dict[str, Any]) -> None:
 
 def ensure_namespace(api: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(api)
-    try:
-        core.read_namespace(namespace, _request_timeout=TIMEOUT)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-        try:
-            core.create_namespace(
-                {"metadata": {"name": namespace, "labels": {MANAGED_BY: MANAGER}}},
-                _request_timeout=TIMEOUT,
-            )
-        except client.ApiException as create_exc:
-            if create_exc.status != 409:  # created meanwhile
-                raise
+    if kube.call(core.read_namespace, namespace, _request_timeout=TIMEOUT, absent=None) is None:
+        kube.call(
+            core.create_namespace,
+            {"metadata": {"name": namespace, "labels": {MANAGED_BY: MANAGER}}},
+            _request_timeout=TIMEOUT,
+            conflict=kube.DONE,  # created meanwhile
+        )
 
 
 def apply_objects(
@@ -98,18 +90,13 @@ def apply_objects(
     for obj in objects:
         kind, namespace = obj["kind"], obj["metadata"]["namespace"]
         if kind not in known:
-            try:
-                existing = _read(api, kind, namespace, obj["metadata"]["name"])
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
-            else:
-                if not _owned_by(existing, name, hub_namespace):
-                    raise ConflictError(
-                        f"{kind} {namespace}/{obj['metadata']['name']} exists and is not "
-                        f"managed by this ModelDeployment ({hub_namespace}/{name}); rename or "
-                        "remove it"
-                    )
+            existing = kube.call(_read, api, kind, namespace, obj["metadata"]["name"], absent=None)
+            if existing is not None and not _owned_by(existing, name, hub_namespace):
+                raise ConflictError(
+                    f"{kind} {namespace}/{obj['metadata']['name']} exists and is not "
+                    f"managed by this ModelDeployment ({hub_namespace}/{name}); rename or "
+                    "remove it"
+                )
         _apply(api, obj)
         written.append(kind)
     return written
@@ -119,29 +106,22 @@ def delete_objects(api: client.ApiClient, namespace: str, name: str, hub_namespa
     """Delete the three member objects if they are ours; returns how many were deleted."""
     deleted = 0
     for kind in ("Deployment", "Service", "PodDisruptionBudget"):
-        try:
-            existing = _read(api, kind, namespace, name)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                continue
-            raise
-        if not _owned_by(existing, name, hub_namespace):
+        existing = kube.call(_read, api, kind, namespace, name, absent=None)
+        if existing is None or not _owned_by(existing, name, hub_namespace):
             continue
-        try:
-            if kind == "Deployment":
-                client.AppsV1Api(api).delete_namespaced_deployment(
-                    name, namespace, propagation_policy="Background", _request_timeout=TIMEOUT
-                )
-            elif kind == "Service":
-                client.CoreV1Api(api).delete_namespaced_service(
-                    name, namespace, _request_timeout=TIMEOUT
-                )
-            else:
-                client.PolicyV1Api(api).delete_namespaced_pod_disruption_budget(
-                    name, namespace, _request_timeout=TIMEOUT
-                )
-            deleted += 1
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+        if kube.call(_delete, api, kind, namespace, name, absent=kube.DONE) is not kube.DONE:
+            deleted += 1  # a 404 here: deleted meanwhile by someone else
     return deleted
+
+
+def _delete(api: client.ApiClient, kind: str, namespace: str, name: str) -> None:
+    if kind == "Deployment":
+        client.AppsV1Api(api).delete_namespaced_deployment(
+            name, namespace, propagation_policy="Background", _request_timeout=TIMEOUT
+        )
+    elif kind == "Service":
+        client.CoreV1Api(api).delete_namespaced_service(name, namespace, _request_timeout=TIMEOUT)
+    else:
+        client.PolicyV1Api(api).delete_namespaced_pod_disruption_budget(
+            name, namespace, _request_timeout=TIMEOUT
+        )

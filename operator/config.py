@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
+from modeldr.operator.errors import ConfigError
+
 KNOWN_PROVIDERS = ("endpointslice", "gatewayapi", "webhook")
-
-
-class ConfigError(ValueError):
-    """A MODELDR_* variable holds a value the operator cannot use; the message names it."""
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -38,7 +37,7 @@ class OperatorConfig:
     namespace: str = "modeldr-system"
     pod_name: str = "modeldr-operator"
     member_secrets_namespace: str = "modeldr-system"
-    member_secret_label: str = "modeldr.io/member-cluster"
+    member_secret_label: str = MEMBER_CLUSTER_LABEL
     # When set, member Secrets are read by name only (no list/watch RBAC needed).
     member_secret_names: tuple[str, ...] = ()
     traffic_providers: tuple[str, ...] = KNOWN_PROVIDERS
@@ -89,19 +88,3 @@ class OperatorConfig:
             log_level=env.get("MODELDR_LOG_LEVEL", "info").strip().lower() or "info",
             log_format=log_format,
         )
-
-
-_current: OperatorConfig | None = None
-
-
-def current() -> OperatorConfig:
-    """The process-wide config (set by the CLI before kopf starts; env otherwise)."""
-    global _current
-    if _current is None:
-        _current = OperatorConfig.from_env()
-    return _current
-
-
-def set_current(config: OperatorConfig) -> None:
-    global _current
-    _current = config

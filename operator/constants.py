@@ -38,7 +38,7 @@ KOPF_PREFIX: Final = GROUP
 DIFFBASE_KEY: Final = "last-handled-configuration"
 
 # Labels on what the operator creates in member clusters (and on the hub traffic objects).
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGER: Final = "modeldr"
 NAME_LABEL: Final = f"{GROUP}/name"
 NAMESPACE_LABEL: Final = f"{GROUP}/namespace"

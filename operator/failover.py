@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
+from modeldr.operator.constants import ROLES, SWITCH_ANNOTATION, Role
 from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.operator.times import iso
 
-Role = Literal["primary", "standby"]
 Trigger = Literal["automatic", "manual", "failback"]
 
 # After a failed check, the next checks come this often (at most) until the cluster is
@@ -88,8 +89,20 @@ class FailoverState:
     ) -> Decision:
         """Advance by one tick. `requested` is a manual switch request (annotation)."""
         decision = Decision(full_size={"primary", self.active})
-        active, standby = self.active, other(self.active)
-        active_health, standby_health = health[active], health[standby]
+        counted = self._count(spec, now, health)
+        if self.armed and counted:
+            self._track_streak(spec, now, health[self.active], decision)
+        # The primary's healthy run, for automatic failback.
+        if health["primary"].healthy:
+            if self.primary_healthy_since is None:
+                self.primary_healthy_since = now
+        else:
+            self.primary_healthy_since = None
+        return self._choose(spec, now, health, requested, decision)
+
+    def _count(self, spec: ModelDeploymentSpec, now: datetime, health: dict[Role, Health]) -> bool:
+        """Whether this tick's checks count, updating the passes; arms on a healthy active."""
+        active_health = health[self.active]
         # Ticks also come when the object changes (our own status writes included) and when
         # a member's poller sees a change; only checks at least about the fast interval apart
         # count (toward a failure streak, and as passes), so that `failureThreshold`
@@ -101,52 +114,58 @@ class FailoverState:
         first_failure = self.armed and not active_health.healthy and self.streak == 0
         counted = spaced or first_failure
         if spaced:
-            for role in ("primary", "standby"):
+            for role in ROLES:
                 self.passes[role] = self.passes.get(role, 0) + 1 if health[role].healthy else 0
         elif first_failure:
-            self.passes[active] = 0
+            self.passes[self.active] = 0
         if counted:
             self.last_counted = now
         if active_health.healthy:
             self.armed = True
+        return counted
 
-        # The active cluster's failure streak (once it has served).
-        if not self.armed or not counted:
-            pass
-        elif active_health.healthy:
+    def _track_streak(
+        self, spec: ModelDeploymentSpec, now: datetime, active_health: Health, decision: Decision
+    ) -> None:
+        """The active cluster's failure streak (once it has served), on a counted check."""
+        active = self.active
+        if active_health.healthy:
             if self.detected is not None:
                 decision.events.append(
                     ("Normal", "FailoverCancelled", f"{active} is healthy again before the switch")
                 )
             self.streak, self.first_failure, self.detected = 0, None, None
-        else:
-            self.streak += 1
-            if self.first_failure is None:
-                self.first_failure = now
-                decision.events.append(
-                    (
-                        "Warning",
-                        "HealthCheckFailed",
-                        f"{active} failed a health check: {active_health.reason}",
-                    )
+            return
+        self.streak += 1
+        if self.first_failure is None:
+            self.first_failure = now
+            decision.events.append(
+                (
+                    "Warning",
+                    "HealthCheckFailed",
+                    f"{active} failed a health check: {active_health.reason}",
                 )
-            if self.streak >= spec.failover.failure_threshold and self.detected is None:
-                self.detected = now
-                decision.events.append(
-                    (
-                        "Warning",
-                        "ActiveClusterDown",
-                        f"{active} failed {self.streak} consecutive checks: {active_health.reason}",
-                    )
+            )
+        if self.streak >= spec.failover.failure_threshold and self.detected is None:
+            self.detected = now
+            decision.events.append(
+                (
+                    "Warning",
+                    "ActiveClusterDown",
+                    f"{active} failed {self.streak} consecutive checks: {active_health.reason}",
                 )
+            )
 
-        # The primary's healthy run, for automatic failback.
-        if health["primary"].healthy:
-            if self.primary_healthy_since is None:
-                self.primary_healthy_since = now
-        else:
-            self.primary_healthy_since = None
-
+    def _choose(
+        self,
+        spec: ModelDeploymentSpec,
+        now: datetime,
+        health: dict[Role, Health],
+        requested: Role | None,
+        decision: Decision,
+    ) -> Decision:
+        """Which switch, if any: a manual request, then failover, then automatic failback."""
+        active, standby = self.active, other(self.active)
         threshold = spec.failover.failure_threshold
 
         def ready(role: Role) -> bool:
@@ -169,40 +188,39 @@ class FailoverState:
             decision.failing_over = True
             decision.full_size.add(standby)  # scale a warm or cold standby up now
             if ready(standby):
-                return self._switch(
-                    decision,
-                    standby,
-                    "automatic",
-                    f"{active} down: {active_health.reason}",
-                    now,
-                )
+                reason = f"{active} down: {health[active].reason}"
+                return self._switch(decision, standby, "automatic", reason, now)
             decision.waiting = (
-                f"failover from {active} waits: {standby} is not ready ({standby_health.reason})"
+                f"failover from {active} waits: {standby} is not ready ({health[standby].reason})"
             )
             return decision
         if self.detected is not None:
             decision.waiting = (
                 f"{active} is down but spec.failover.automatic is false: switch by hand "
-                f"(annotation modeldr.io/switch-to={standby})"
+                f"(annotation {SWITCH_ANNOTATION}={standby})"
             )
+        return self._failback(spec, now, health, decision)
 
-        # 3. Automatic failback after the hold-down.
+    def _failback(
+        self,
+        spec: ModelDeploymentSpec,
+        now: datetime,
+        health: dict[Role, Health],
+        decision: Decision,
+    ) -> Decision:
+        """3. Automatic failback after the hold-down."""
         failback = spec.failover.failback
-        if active == "standby" and failback.mode == "automatic" and active_health.healthy:
-            since = self.primary_healthy_since
-            if since is not None:
-                healthy_for = (now - since).total_seconds()
-                if healthy_for >= failback.hold_down_seconds:
-                    decision.failing_back = True
-                    return self._switch(
-                        decision,
-                        "primary",
-                        "failback",
-                        f"primary healthy for {healthy_for:.0f}s (hold-down "
-                        f"{failback.hold_down_seconds}s)",
-                        now,
-                    )
-        return decision
+        since = self.primary_healthy_since
+        if self.active != "standby" or failback.mode != "automatic" or since is None:
+            return decision
+        if not health[self.active].healthy:
+            return decision
+        healthy_for = (now - since).total_seconds()
+        if healthy_for < failback.hold_down_seconds:
+            return decision
+        decision.failing_back = True
+        reason = f"primary healthy for {healthy_for:.0f}s (hold-down {failback.hold_down_seconds}s)"
+        return self._switch(decision, "primary", "failback", reason, now)
 
     def _switch(
         self, decision: Decision, to: Role, trigger: Trigger, reason: str, now: datetime
@@ -228,3 +246,36 @@ def replicas_for(spec: ModelDeploymentSpec, role: Role, full_size: set[Role]) ->
     if role in full_size:
         return spec.replicas
     return spec.replicas if role == "primary" else spec.standby_replicas()
+
+
+# Every key of status.lastFailover: a merge patch keeps keys it does not mention, so a
+# failover without timings must null the previous one's.
+LAST_FAILOVER_KEYS = (
+    "from", "to", "reason", "automatic", "failureTime", "detectedTime", "switchedTime",
+    "detectionSeconds", "switchSeconds", "totalSeconds",
+)  # fmt: skip
+
+
+def failover_record(
+    switch: Switch, from_cluster: str, to_cluster: str, switched: datetime
+) -> dict[str, Any]:
+    """status.lastFailover for a switch the provider confirmed at `switched`; timings only for
+    an automatic failover (it knows when the failure started and when it was detected)."""
+    record: dict[str, Any] = {
+        "from": from_cluster,
+        "to": to_cluster,
+        "reason": switch.reason[:1024],
+        "automatic": switch.trigger != "manual",
+        "switchedTime": iso(switched, precise=True),
+    }
+    if switch.failure_time and switch.detected_time:
+        detection = (switch.detected_time - switch.failure_time).total_seconds()
+        total = (switched - switch.failure_time).total_seconds()
+        record |= {
+            "failureTime": iso(switch.failure_time, precise=True),
+            "detectedTime": iso(switch.detected_time, precise=True),
+            "detectionSeconds": round(detection, 3),
+            "switchSeconds": round((switched - switch.detected_time).total_seconds(), 3),
+            "totalSeconds": round(total, 3),
+        }
+    return record

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from kubernetes import client
 
-from modeldr.operator import metrics
+from modeldr.operator import kube, metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,11 +102,11 @@ class LeaderElector:
         api = self._coordination()
         now = datetime.now(UTC)
         timeout = (2.0, float(self.retry_period_s) + 2)
-        try:
-            lease = api.read_namespaced_lease(self.name, self.namespace, _request_timeout=timeout)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
+        lease = kube.call(
+            api.read_namespaced_lease, self.name, self.namespace, _request_timeout=timeout,
+            absent=None,
+        )  # fmt: skip
+        if lease is None:
             created: dict[str, Any] = {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": max(1, int(self.lease_duration_s)),
@@ -115,12 +115,10 @@ class LeaderElector:
                 "leaseTransitions": 0,
             }
             body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": created}
-            try:
-                api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
-            except client.ApiException as create_exc:
-                if create_exc.status == 409:
-                    return False  # a peer created it first
-                raise
+            create = api.create_namespaced_lease
+            if kube.call(create, self.namespace, body, _request_timeout=timeout,
+                         conflict=kube.LOST) is kube.LOST:  # fmt: skip
+                return False  # a peer created it first
             self._observe(created)
             return True
         spec = self.api.sanitize_for_serialization(lease.spec) or {}
@@ -147,12 +145,10 @@ class LeaderElector:
             },
             "spec": new_spec,
         }
-        try:
-            api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=timeout)
-        except client.ApiException as exc:
-            if exc.status == 409:
-                return False  # someone else wrote it meanwhile; the next read tells who
-            raise
+        replace = api.replace_namespaced_lease
+        if kube.call(replace, self.name, self.namespace, body, _request_timeout=timeout,
+                     conflict=kube.LOST) is kube.LOST:  # fmt: skip
+            return False  # someone else wrote it meanwhile; the next read tells who
         self._observe(new_spec)
         return True
 

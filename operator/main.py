@@ -21,25 +21,18 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from kubernetes import client, config
+from kubernetes import client
 from prometheus_client import start_http_server
 
 from modeldr.operator import config as operator_config
 from modeldr.operator import logs
+from modeldr.operator.constants import DIFFBASE_KEY, FINALIZER, KOPF_PREFIX
+from modeldr.operator.kubeconfig import load_client_configuration
 from modeldr.operator.leader import LeaderElector
+from modeldr.operator.runtime import CONFIG_KEY
 
 log = logging.getLogger("modeldr.operator")
 HANDLERS_MODULE = "modeldr.operator.handlers"
-
-
-def load_client_configuration(kubeconfig: str | None, context: str | None) -> client.Configuration:
-    """The hub's client configuration: a kubeconfig (and context), or in-cluster."""
-    cfg = client.Configuration()
-    if kubeconfig or context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
-    else:
-        config.load_incluster_config(client_configuration=cfg)
-    return cfg
 
 
 def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
@@ -76,10 +69,10 @@ def _register_kopf_hooks(kubeconfig: str | None, context: str | None) -> None:
     def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
         # The chart grants no CRD list: kopf must not scan for resources.
         settings.scanning.disabled = True
-        settings.persistence.finalizer = "modeldr.io/finalizer"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modeldr.io")
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="modeldr.io", key="last-handled-configuration"
+            prefix=KOPF_PREFIX, key=DIFFBASE_KEY
         )
         # Our own Events (kopf.event) are always posted; kopf's log lines only from WARNING.
         settings.posting.level = logging.WARNING
@@ -111,7 +104,6 @@ async def _health_server(
 
 async def run(args: argparse.Namespace) -> int:
     settings = operator_config.OperatorConfig.from_env()
-    operator_config.set_current(settings)
     logs.configure("debug" if args.verbose else settings.log_level, settings.log_format)
     # A kubeconfig may run an exec credential plugin: off the event loop, like every call.
     cfg = await asyncio.to_thread(load_client_configuration, args.kubeconfig, args.context)
@@ -144,49 +136,62 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if elector is not None and not await elector.acquire(stop):
             return 0
-        kopf_stop = asyncio.Event()
-        namespaces = list(args.namespace or [])
-        kopf_task = asyncio.create_task(
-            kopf.operator(
-                standalone=True,
-                clusterwide=not namespaces,
-                namespaces=namespaces,
-                stop_flag=kopf_stop,
-            )
-        )
-        waiters = {kopf_task, asyncio.create_task(stop.wait())}
-        hold_task = None
-        if elector is not None:
-            hold_task = asyncio.create_task(elector.hold(stop))
-            waiters.add(hold_task)
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        # `hold` also returns when kopf, stopping on SIGTERM, cancels what it waits on; only
-        # a renewal failure clears is_leader.
-        if elector is not None and hold_task in done and not elector.is_leader:
-            # Leadership lost: a peer may be reconciling already. Stop at once, without
-            # kopf's graceful shutdown, and let Kubernetes restart this replica as a follower.
-            kopf_task.cancel()
-            await asyncio.wait({kopf_task}, timeout=5)
-            _exit_now(1, "leadership lost")
-        if kopf_task in done and kopf_task.exception() is not None:
-            log.error("kopf failed: %s", kopf_task.exception())
-            if elector is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(elector.release(), timeout=10)
-            _exit_now(1, "kopf failed")
-        # kopf installs its own SIGTERM/SIGINT handlers and returns cleanly on them: that is
-        # a normal stop (release the Lease, exit 0).
-        kopf_stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(kopf_task, timeout=30)
-        for task in waiters:
-            task.cancel()
-        if elector is not None:
-            await elector.release()
+        await _run_kopf(args, settings, elector, stop)
     finally:
         await health.cleanup()
     log.info("modeldr operator stopped")
     return 0
+
+
+async def _run_kopf(
+    args: argparse.Namespace,
+    settings: operator_config.OperatorConfig,
+    elector: LeaderElector | None,
+    stop: asyncio.Event,
+) -> None:
+    """Run kopf until SIGTERM (a clean stop, the Lease released) or until leadership is
+    lost or kopf fails (exit 1 at once)."""
+    kopf_stop = asyncio.Event()
+    namespaces = list(args.namespace or [])
+    kopf_task = asyncio.create_task(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            stop_flag=kopf_stop,
+            # The handlers' startup builds the runtime from these settings.
+            memo=kopf.Memo({CONFIG_KEY: settings}),
+        )
+    )
+    waiters = {kopf_task, asyncio.create_task(stop.wait())}
+    hold_task = None
+    if elector is not None:
+        hold_task = asyncio.create_task(elector.hold(stop))
+        waiters.add(hold_task)
+    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    # `hold` also returns when kopf, stopping on SIGTERM, cancels what it waits on; only
+    # a renewal failure clears is_leader.
+    if elector is not None and hold_task in done and not elector.is_leader:
+        # Leadership lost: a peer may be reconciling already. Stop at once, without
+        # kopf's graceful shutdown, and let Kubernetes restart this replica as a follower.
+        kopf_task.cancel()
+        await asyncio.wait({kopf_task}, timeout=5)
+        _exit_now(1, "leadership lost")
+    if kopf_task in done and kopf_task.exception() is not None:
+        log.error("kopf failed: %s", kopf_task.exception())
+        if elector is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(elector.release(), timeout=10)
+        _exit_now(1, "kopf failed")
+    # kopf installs its own SIGTERM/SIGINT handlers and returns cleanly on them: that is
+    # a normal stop (release the Lease, exit 0).
+    kopf_stop.set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(kopf_task, timeout=30)
+    for task in waiters:
+        task.cancel()
+    if elector is not None:
+        await elector.release()
 
 
 def _exit_now(code: int, why: str) -> None:

@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client, config
 
 from modeldr.operator.config import OperatorConfig
+from modeldr.operator.errors import MemberError
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,6 @@ PROMETHEUS_KEY = "prometheus-url"
 CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 5.0
 SECRETS_TTL_S = 10.0
-
-
-class MemberError(RuntimeError):
-    def __init__(self, cluster: str, message: str) -> None:
-        super().__init__(f"member cluster {cluster!r}: {message}")
-        self.cluster = cluster
-        self.detail = message
 
 
 @dataclass

@@ -27,8 +27,7 @@ from typing import Any
 from kubernetes import client
 
 from modeldr.operator import metrics
-from modeldr.operator.members import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, MemberError, MemberRegistry
-from modeldr.operator.render import (
+from modeldr.operator.constants import (
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
     MANAGED_BY,
@@ -36,6 +35,8 @@ from modeldr.operator.render import (
     NAME_LABEL,
     NAMESPACE_LABEL,
 )
+from modeldr.operator.errors import MemberError
+from modeldr.operator.members import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, MemberRegistry
 
 log = logging.getLogger(__name__)
 

@@ -8,33 +8,28 @@ with one label selector, and a ModelDeployment never adopts an object of another
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
+from modeldr.operator.constants import (
+    DIGEST_ANNOTATION,
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    MANAGED_BY,
+    MANAGER,
+    NAME_LABEL,
+    NAMESPACE_LABEL,
+    POD_ANNOTATIONS_ANNOTATION,
+    ROLE_LABEL,
+    Role,
+)
+from modeldr.operator.errors import RenderError
 from modeldr.operator.spec import ModelDeploymentSpec
-
-Role = Literal["primary", "standby"]
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "modeldr"
-NAME_LABEL = "modeldr.io/name"
-NAMESPACE_LABEL = "modeldr.io/namespace"
-ROLE_LABEL = "modeldr.io/role"
-DIGEST_ANNOTATION = "modeldr.io/expected-digest"
-# A JSON object of annotations added to the pod template (e.g. a service mesh's, or the
-# sandbox's `sandbox.modeldr.io/run: process`, which runs the pods as real processes).
-POD_ANNOTATIONS_ANNOTATION = "modeldr.io/pod-template-annotations"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 # Seconds the server may need for the requests it accepted during the drain (a batch of long
 # sequences on a busy GPU), on top of the drain delay.
 INFLIGHT_BUDGET_S = 20
 DEFAULT_DRAIN_DELAY_S = 5
 MODEL_MOUNT = "/models"
-
-
-class RenderError(ValueError):
-    """The spec cannot be rendered (e.g. a model source this version cannot mount)."""
 
 
 def selector_labels(name: str, hub_namespace: str) -> dict[str, str]:
@@ -169,6 +164,44 @@ def container_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
     return out
 
 
+def server_container(
+    spec: ModelDeploymentSpec, mount: dict[str, Any], model_dir: str
+) -> dict[str, Any]:
+    """The model server's container: the image, its env, probes and a locked-down context."""
+    return {
+        "name": "server",
+        "image": spec.runtime.image,
+        "imagePullPolicy": spec.runtime.image_pull_policy,
+        "command": ["modeldr-serve", "run"],
+        "env": server_env(spec, model_dir),
+        "ports": [{"name": "http", "containerPort": spec.runtime.port, "protocol": "TCP"}],
+        "resources": container_resources(spec),
+        # Read-only root: torch and tokenizers get a scratch /tmp.
+        "volumeMounts": [mount, {"name": "tmp", "mountPath": "/tmp"}],
+        # Ready only once the model is loaded and warmed, and not while draining;
+        # the server itself turns not-ready on SIGTERM, so no preStop sleep is
+        # needed: drain delay and grace period above are matched to its drain.
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": 2,
+            "timeoutSeconds": 1,
+            "failureThreshold": 1,
+            "successThreshold": 1,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
 def deployment(
     name: str,
     hub_namespace: str,
@@ -184,40 +217,7 @@ def deployment(
         "terminationGracePeriodSeconds": grace_period_seconds(spec),
         "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532},
-        "containers": [
-            {
-                "name": "server",
-                "image": spec.runtime.image,
-                "imagePullPolicy": spec.runtime.image_pull_policy,
-                "command": ["modeldr-serve", "run"],
-                "env": server_env(spec, model_dir),
-                "ports": [{"name": "http", "containerPort": spec.runtime.port, "protocol": "TCP"}],
-                "resources": container_resources(spec),
-                # Read-only root: torch and tokenizers get a scratch /tmp.
-                "volumeMounts": [mount, {"name": "tmp", "mountPath": "/tmp"}],
-                # Ready only once the model is loaded and warmed, and not while draining;
-                # the server itself turns not-ready on SIGTERM, so no preStop sleep is
-                # needed: drain delay and grace period above are matched to its drain.
-                "readinessProbe": {
-                    "httpGet": {"path": "/v2/health/ready", "port": "http"},
-                    "periodSeconds": 2,
-                    "timeoutSeconds": 1,
-                    "failureThreshold": 1,
-                    "successThreshold": 1,
-                },
-                "livenessProbe": {
-                    "httpGet": {"path": "/v2/health/live", "port": "http"},
-                    "periodSeconds": 10,
-                    "timeoutSeconds": 3,
-                    "failureThreshold": 3,
-                },
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-            }
-        ],
+        "containers": [server_container(spec, mount, model_dir)],
         "volumes": [volume, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
     }
     if spec.resources.gpus_per_replica:

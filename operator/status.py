@@ -1,26 +1,27 @@
 """Status of a ModelDeployment: conditions (metav1.Condition), per-cluster status, phase.
 
 Pure functions; the daemon writes the result through the status subresource only when it
-changed, and posts an Event for every condition that changes.
+changed, and posts an Event for every condition that changes (`build_status` is the whole
+status of one tick; `apply_conditions` merges its condition changes into what is there).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modeldr.operator.failover import Health
+from modeldr.operator.constants import DIGEST_ANNOTATION, ROLES, Role
+from modeldr.operator.failover import (
+    LAST_FAILOVER_KEYS,
+    Decision,
+    Health,
+    other,
+    replicas_for,
+)
 from modeldr.operator.monitor import Snapshot
-from modeldr.operator.render import DIGEST_ANNOTATION
-
-
-def iso(moment: datetime | None, *, precise: bool = False) -> str | None:
-    """RFC 3339; milliseconds for failover timings (seconds elsewhere, like Kubernetes)."""
-    if moment is None:
-        return None
-    if precise:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.operator.times import iso
 
 
 def set_condition(
@@ -130,4 +131,171 @@ def without_times(status: dict[str, Any]) -> dict[str, Any]:
     for role in ("primary", "standby"):
         if role in status:
             out[role] = {k: v for k, v in status[role].items() if k != "lastCheckTime"}
+    return out
+
+
+# Conditions whose True is the abnormal state (an Event of type Warning when they turn True).
+NEGATIVE_CONDITIONS = ("Degraded", "FailedOver", "SwitchPending")
+
+# (type, status, reason, message) of one condition.
+ConditionChange = tuple[str, bool, str, str]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one tick knows about a ModelDeployment, as the status build needs it."""
+
+    name: str
+    spec: ModelDeploymentSpec
+    active: Role
+    armed: bool
+    decision: Decision
+    snapshots: dict[Role, Snapshot]
+    health: dict[Role, Health]
+    traffic_routed: bool  # the provider has a target in effect
+    traffic_error: str
+    reconcile_errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    status: dict[str, Any]  # without conditions
+    changes: list[ConditionChange]
+    serving: bool
+    can_fail_over: bool
+
+
+def build_status(
+    seen: Observed,
+    generation: int,
+    last_failover: dict[str, Any] | None,
+    previous: Any,
+) -> StatusReport:
+    """The status one tick writes: phase, per-cluster parts, the failover record and the
+    condition changes."""
+    spec, active = seen.spec, seen.active
+    per_cluster = {
+        role: cluster_status(
+            spec.member(role).cluster, seen.snapshots[role], seen.health[role],
+            spec.member(role).namespace, seen.name,
+            replicas_for(spec, role, seen.decision.full_size), spec.resources.gpu_product,
+        )
+        for role in ROLES
+    }  # fmt: skip
+    can_fail_over, why = standby_readiness(seen)
+    serving = seen.health[active].healthy and seen.traffic_routed and not seen.traffic_error
+    ready = per_cluster[active]["readyReplicas"]
+    degraded = degraded_reasons(seen, ready, serving, "" if can_fail_over else why)
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "phase": phase_of(seen, serving, bool(degraded)),
+        "activeCluster": spec.member(active).cluster,
+        "primary": per_cluster["primary"],
+        "standby": per_cluster["standby"],
+    }
+    if last_failover is not None:
+        # A merge patch keeps keys it does not mention: null the previous failover's timings.
+        status["lastFailover"] = {key: None for key in LAST_FAILOVER_KEYS} | last_failover
+    elif (previous or {}).get("lastFailover"):
+        status["lastFailover"] = dict(previous["lastFailover"])
+    changes = condition_changes(seen, serving, can_fail_over, why, degraded)
+    return StatusReport(status, changes, serving, can_fail_over)
+
+
+def standby_readiness(seen: Observed) -> tuple[bool, str]:
+    """Could the cluster that is not active take over now?"""
+    spec = seen.spec
+    standby = other(seen.active)
+    if standby == "standby":
+        mode = spec.clusters.standby.mode
+        missing = spec.replicas - spec.standby_replicas()
+    else:
+        mode, missing = "hot", 0  # the primary always runs full size
+    return failover_ready(
+        mode, seen.health[standby], seen.snapshots[standby], missing,
+        spec.resources.gpus_per_replica, spec.resources.gpu_product,
+    )  # fmt: skip
+
+
+def degraded_reasons(
+    seen: Observed, active_ready: int, serving: bool, cannot_fail_over: str
+) -> list[str]:
+    """Why the model is served but not as wanted (empty: as wanted). `cannot_fail_over` is
+    why the standby could not take over, '' when it could."""
+    reasons = [cannot_fail_over] if cannot_fail_over else []
+    if serving and active_ready < seen.spec.replicas:
+        cluster = seen.spec.member(seen.active).cluster
+        reasons.append(f"{active_ready}/{seen.spec.replicas} replicas ready in {cluster}")
+    return reasons + list(seen.reconcile_errors)
+
+
+def phase_of(seen: Observed, serving: bool, degraded: bool) -> str:
+    if seen.decision.failing_back:
+        return "FailingBack"
+    if seen.decision.failing_over:
+        return "FailingOver"
+    if serving:
+        return "Degraded" if degraded else "Ready"
+    if not seen.armed:
+        return "Progressing" if seen.snapshots[seen.active].deployments else "Pending"
+    return "Failed"
+
+
+def condition_changes(
+    seen: Observed, serving: bool, can_fail_over: bool, why: str, degraded: list[str]
+) -> list[ConditionChange]:
+    health, active = seen.health, seen.active
+    active_cluster = seen.spec.member(active).cluster
+    errors = seen.reconcile_errors
+    changes: list[ConditionChange] = [
+        ("Ready", serving, "Serving" if serving else "NotServing",
+         f"{active_cluster}: {health[active].reason}"
+         + (f"; traffic: {seen.traffic_error}" if seen.traffic_error else "")),
+        ("PrimaryReady", health["primary"].healthy, "Healthy" if health["primary"].healthy
+         else "Unhealthy", health["primary"].reason),
+        ("StandbyReady", health["standby"].healthy, "Healthy" if health["standby"].healthy
+         else "Unhealthy", health["standby"].reason),
+        ("FailoverReady", can_fail_over, "StandbyCanTakeOver" if can_fail_over
+         else "StandbyCannotTakeOver", why),
+        ("FailedOver", active != "primary", "ActiveIsStandby" if active != "primary"
+         else "ActiveIsPrimary", f"traffic goes to {active_cluster}"),
+        ("Degraded", bool(degraded), "Degraded" if degraded else "AsDesired",
+         "; ".join(degraded)[:2000] or "all replicas ready, standby as its mode asks"),
+        ("Reconciled", not errors, "Applied" if not errors else "ApplyFailed",
+         "; ".join(errors)[:2000] or "member objects match the spec"),
+    ]  # fmt: skip
+    if seen.decision.waiting:
+        changes.append(("SwitchPending", True, "Waiting", seen.decision.waiting))
+    else:
+        changes.append(("SwitchPending", False, "NoSwitchPending", "no switch is waiting"))
+    return changes
+
+
+def apply_conditions(
+    conditions: list[dict[str, Any]],
+    changes: list[ConditionChange],
+    now: datetime,
+    generation: int,
+) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """The conditions with every change applied, and an Event (type, reason, message) for
+    each condition whose status flipped: Warning when it turned to its abnormal state."""
+    events = []
+    for type_, value, reason, message in changes:
+        conditions, flipped = set_condition(
+            conditions, type_, value, reason, message, now, generation
+        )
+        if flipped:
+            bad = value if type_ in NEGATIVE_CONDITIONS else not value
+            events.append(("Warning" if bad else "Normal", f"{type_}{value}", message))
+    return conditions, events
+
+
+def comparable(status: dict[str, Any]) -> dict[str, Any]:
+    """The status minus what changes on every check and every transition time: equal
+    values need no write."""
+    out = without_times(status)
+    out["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or []
+    ]
     return out

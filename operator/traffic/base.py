@@ -15,11 +15,9 @@ from typing import Protocol
 
 from kubernetes import client
 
+from modeldr.operator.constants import API_VERSION
+from modeldr.operator.errors import TrafficError as TrafficError  # re-exported
 from modeldr.operator.spec import ModelDeploymentSpec
-
-
-class TrafficError(RuntimeError):
-    """The provider could not switch; the message says why in words an SRE can act on."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,7 @@ class Owner:
     namespace: str
     name: str
     uid: str
-    api_version: str = "modeldr.io/v1alpha1"
+    api_version: str = API_VERSION
     kind: str = "ModelDeployment"
 
     def reference(self) -> dict[str, object]:

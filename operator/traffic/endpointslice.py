@@ -14,11 +14,19 @@ from typing import Any
 
 from kubernetes import client
 
+from modeldr.operator.constants import (
+    ACTIVE_CLUSTER_ANNOTATION,
+    GROUP,
+    MANAGED_BY,
+    MANAGER,
+    NAME_LABEL,
+)
 from modeldr.operator.spec import ModelDeploymentSpec
 from modeldr.operator.traffic.base import Owner, TrafficError, TrafficTarget
 
-MANAGED_BY = "modeldr.io"
-ACTIVE_ANNOTATION = "modeldr.io/active-cluster"
+# The EndpointSlice controller of the hub leaves slices managed by another value alone.
+SLICE_MANAGER = GROUP
+ACTIVE_ANNOTATION = ACTIVE_CLUSTER_ANNOTATION
 FIELD_MANAGER = "modeldr"
 APPLY = "application/apply-patch+yaml"
 
@@ -46,7 +54,7 @@ def render_service(
         "metadata": {
             "name": service_name(owner, spec),
             "namespace": owner.namespace,
-            "labels": {"app.kubernetes.io/managed-by": "modeldr", "modeldr.io/name": owner.name},
+            "labels": {MANAGED_BY: MANAGER, NAME_LABEL: owner.name},
             "ownerReferences": [owner.reference()],
         },
         # No selector: the hub's EndpointSlice controller leaves the slices to us.
@@ -63,9 +71,9 @@ def render_slice(owner: Owner, spec: ModelDeploymentSpec, target: TrafficTarget)
             "namespace": owner.namespace,
             "labels": {
                 "kubernetes.io/service-name": service_name(owner, spec),
-                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
-                "app.kubernetes.io/managed-by": "modeldr",
-                "modeldr.io/name": owner.name,
+                "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER,
+                MANAGED_BY: MANAGER,
+                NAME_LABEL: owner.name,
             },
             "annotations": {ACTIVE_ANNOTATION: target.active_cluster},
             "ownerReferences": [owner.reference()],

@@ -24,6 +24,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from modeldr.operator import kube
 from modeldr.operator.spec import ModelDeploymentSpec
 from modeldr.operator.traffic.base import Owner, TrafficError, TrafficTarget
 
@@ -141,7 +142,7 @@ def api_error(exc: ApiException, ref: RouteRef, verb: str) -> TrafficError:
     """A TrafficError an SRE can act on for an ApiException from `verb` on the route."""
     status = _status_of(exc)
     message = status.get("message") or (exc.body or "")[:300] or exc.reason
-    if exc.status == 404:
+    if kube.is_absent(exc):
         details = status.get("details") or {}
         if details.get("name") == ref.name:
             return TrafficError(
@@ -153,7 +154,7 @@ def api_error(exc: ApiException, ref: RouteRef, verb: str) -> TrafficError:
             f"the hub does not serve {GROUP}/{VERSION} httproutes ({message}): install the "
             "Gateway API standard-channel CRDs in the hub"
         )
-    if exc.status == 403:
+    if kube.status_of(exc) == kube.FORBIDDEN:
         return TrafficError(
             f"the operator may not {verb} httproutes in namespace {ref.namespace} ({message}): "
             "install the chart with rbac.trafficProviders.gatewayAPI=true"
@@ -199,7 +200,7 @@ class GatewayAPIProvider:
                     _request_timeout=self.request_timeout,
                 )
             except ApiException as exc:
-                if exc.status == 409:  # changed since we read it: read again
+                if kube.is_conflict(exc):  # changed since we read it: read again
                     time.sleep(min(0.1 * 2**attempt, 1.0))
                     continue
                 raise api_error(exc, ref, "patch") from exc

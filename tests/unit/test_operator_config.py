@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import kopf
 import pytest
 
-from modeldr.operator import config as operator_config
-from modeldr.operator.config import ConfigError, OperatorConfig, current, set_current
+from modeldr.operator.config import OperatorConfig
+from modeldr.operator.errors import ConfigError
+from modeldr.operator.runtime import CONFIG_KEY, config_of
 
 
 def test_defaults_without_environment() -> None:
@@ -53,9 +55,9 @@ def test_bad_environment_is_named(env: dict[str, str], fragment: str) -> None:
 
 
 def test_current_is_what_the_cli_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(operator_config, "_current", None)
+    """The settings reach the handlers through kopf's memo: what `modeldr operator` put
+    there, else the environment (a bare `kopf run`)."""
     monkeypatch.setenv("MODELDR_OPERATOR_POD_NAME", "from-env")
-    assert current().pod_name == "from-env"
+    assert config_of(kopf.Memo()).pod_name == "from-env"
     cfg = OperatorConfig.from_env({"MODELDR_OPERATOR_POD_NAME": "replica-7"})
-    set_current(cfg)
-    assert current() is cfg
+    assert config_of(kopf.Memo({CONFIG_KEY: cfg})) is cfg

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modeldr.operator.failover import Decision, FailoverState, Health, Role, replicas_for
+from modeldr.operator.constants import Role
+from modeldr.operator.failover import Decision, FailoverState, Health, replicas_for
 from modeldr.operator.spec import ModelDeploymentSpec
 from tests.specs import minimal_spec
 

@@ -1,5 +1,6 @@
 """Pieces of the ModelDeployment daemon that need no cluster: the write guard shared with the
-deletion handler, the poller registrations, and what the status says about past placements."""
+deletion handler, the poller registrations, and what the status says about past placements.
+Each test builds its own Runtime (no module state to patch)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,26 @@ from typing import Any
 
 import pytest
 
-from modeldr.operator import handlers, metrics
-from modeldr.operator.members import MemberError
+from modeldr.operator import metrics, reconcile
+from modeldr.operator.config import OperatorConfig
+from modeldr.operator.controller import Controller, Writes, ending, status_clusters
+from modeldr.operator.errors import Closing, MemberError
 from modeldr.operator.monitor import Monitors, Snapshot
+from modeldr.operator.runtime import Runtime, writes_of
 from tests.specs import minimal_spec
 
 
 def test_writes_refuse_new_calls_once_closed() -> None:
-    writes = handlers.Writes()
+    writes = Writes()
     assert writes.run(lambda: 42) == 42
     writes.close()
-    with pytest.raises(handlers.Closing):
+    with pytest.raises(Closing):
         writes.run(lambda: 1)
     writes.close()  # idempotent: the deletion handler retries
 
 
 def test_close_waits_for_the_write_in_flight() -> None:
-    writes = handlers.Writes()
+    writes = Writes()
     started, release = threading.Event(), threading.Event()
     order: list[str] = []
 
@@ -57,16 +61,16 @@ def test_close_waits_for_the_write_in_flight() -> None:
 
 def test_writes_live_in_the_objects_memo() -> None:
     memo: dict[str, Any] = {}
-    first = handlers._writes(memo)  # type: ignore[arg-type]
-    assert handlers._writes(memo) is first  # type: ignore[arg-type]
+    first = writes_of(memo)
+    assert writes_of(memo) is first
 
 
 def test_status_clusters() -> None:
     status = {"primary": {"cluster": "east"}, "standby": {"cluster": "west"}, "phase": "Ready"}
-    assert handlers._status_clusters(status) == {"east", "west"}
-    assert handlers._status_clusters({"primary": {"cluster": "east"}}) == {"east"}
-    assert handlers._status_clusters(None) == set()
-    assert handlers._status_clusters({"primary": None}) == set()
+    assert status_clusters(status) == {"east", "west"}
+    assert status_clusters({"primary": {"cluster": "east"}}) == {"east"}
+    assert status_clusters(None) == set()
+    assert status_clusters({"primary": None}) == set()
 
 
 class _Stopped:
@@ -78,9 +82,9 @@ class _Stopped:
 
 
 def test_ending_on_deletion_or_stop() -> None:
-    assert not handlers._ending({}, _Stopped(False))  # type: ignore[arg-type]
-    assert handlers._ending({"deletionTimestamp": "2026-01-01T00:00:00Z"}, _Stopped(False))  # type: ignore[arg-type]
-    assert handlers._ending({}, _Stopped(True))  # type: ignore[arg-type]
+    assert not ending({}, _Stopped(False))
+    assert ending({"deletionTimestamp": "2026-01-01T00:00:00Z"}, _Stopped(False))
+    assert ending({}, _Stopped(True))
 
 
 class _NoMembers:
@@ -88,24 +92,28 @@ class _NoMembers:
         raise MemberError(cluster, "no Secret")
 
 
+def _runtime(members: Any) -> Runtime:
+    """A runtime with the given member registry and no hub (these tests never call it)."""
+    return Runtime(OperatorConfig(), None, members, Monitors(members))
+
+
 @pytest.fixture
-def monitors(monkeypatch: pytest.MonkeyPatch) -> Iterator[Monitors]:
-    monitors = Monitors(_NoMembers())  # type: ignore[arg-type]
-    runtime = handlers.Runtime(None, _NoMembers(), monitors)  # type: ignore[arg-type]
-    monkeypatch.setattr(handlers, "_runtime", runtime)
-    yield monitors
-    monitors.stop()
+def runtime() -> Iterator[Runtime]:
+    rt = _runtime(_NoMembers())
+    yield rt
+    rt.stop()
 
 
 def _watchers(monitors: Monitors, cluster: str) -> dict[Any, set[Any]]:
     return dict(monitors.get(cluster)._watchers)
 
 
-def test_watch_follows_the_spec_placement(monitors: Monitors) -> None:
-    ctl = handlers.Controller("team-a", "bert", "uid-1")
+def test_watch_follows_the_spec_placement(runtime: Runtime) -> None:
+    monitors = runtime.monitors
+    ctl = Controller(runtime, "team-a", "bert", "uid-1")
     ctl.wake = lambda: None
     spec = minimal_spec()  # primary and standby clusters, namespace ml in both
-    handlers._watch(ctl, spec)
+    reconcile.watch(ctl, spec)
     assert _watchers(monitors, "primary") == {("ml", "bert"): {ctl.wake}}
     assert _watchers(monitors, "standby") == {("ml", "bert"): {ctl.wake}}
 
@@ -115,7 +123,7 @@ def test_watch_follows_the_spec_placement(monitors: Monitors) -> None:
             "standby": {"cluster": "west", "namespace": "ml2", "mode": "hot"},
         }
     )
-    handlers._watch(ctl, moved)
+    reconcile.watch(ctl, moved)
     assert _watchers(monitors, "standby") == {}
     assert _watchers(monitors, "west") == {("ml2", "bert"): {ctl.wake}}
     assert ctl.watching == {("primary", ("ml", "bert")), ("west", ("ml2", "bert"))}
@@ -135,22 +143,19 @@ def _empty_snapshot() -> Snapshot:
 
 
 @pytest.fixture
-def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[_RecordingMembers]:
+def recording() -> Iterator[Runtime]:
     """A runtime whose member registry records lookups (and knows no member)."""
-    members = _RecordingMembers()
-    monitors = Monitors(members)  # type: ignore[arg-type]
-    monkeypatch.setattr(handlers, "_runtime", handlers.Runtime(None, members, monitors))  # type: ignore[arg-type]
-    yield members
-    monitors.stop()
+    rt = _runtime(_RecordingMembers())
+    yield rt
+    rt.stop()
 
 
-def test_a_member_error_is_its_own_reconcile_error_reason(
-    recording: _RecordingMembers,
-) -> None:
-    members = recording
-    ctl = handlers.Controller("team-a", "member-error", "uid-2")
+def test_a_member_error_is_its_own_reconcile_error_reason(recording: Runtime) -> None:
+    members = recording.members
+    assert isinstance(members, _RecordingMembers)
+    ctl = Controller(recording, "team-a", "member-error", "uid-2")
     error = asyncio.run(
-        handlers._reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
+        reconcile.reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
     )
     assert "no Secret labelled" in error
     # The Secret lookup ran in a worker thread, inside the write guard.
@@ -162,12 +167,13 @@ def test_a_member_error_is_its_own_reconcile_error_reason(
 
 
 def test_no_member_write_once_the_deletion_handler_closed_the_guard(
-    recording: _RecordingMembers,
+    recording: Runtime,
 ) -> None:
-    ctl = handlers.Controller("team-a", "deleting", "uid-3")
+    ctl = Controller(recording, "team-a", "deleting", "uid-3")
     ctl.writes.close()
-    with pytest.raises(handlers.Closing):
+    with pytest.raises(Closing):
         asyncio.run(
-            handlers._reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
+            reconcile.reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
         )
-    assert recording.asked == []
+    assert isinstance(recording.members, _RecordingMembers)
+    assert recording.members.asked == []

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from modeldr.operator.config import OperatorConfig
-from modeldr.operator.members import MemberError, MemberRegistry, api_client_from_kubeconfig
+from modeldr.operator.errors import MemberError
+from modeldr.operator.members import MemberRegistry, api_client_from_kubeconfig
 
 KUBECONFIG = {
     "apiVersion": "v1",

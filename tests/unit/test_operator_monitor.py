@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldr.operator.members import MemberError
+from modeldr.operator.errors import MemberError
 from modeldr.operator.monitor import ClusterMonitor, Key, Snapshot, keys_to_wake
 
 A: Key = ("ml", "bert")

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldr.operator import render
+from modeldr.operator import constants, render
+from modeldr.operator.errors import RenderError
 from modeldr.operator.spec import ModelDeploymentSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ def test_probes_digest_and_scrape_annotations() -> None:
     annotations = d["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == "8080"
-    assert annotations[render.DIGEST_ANNOTATION] == spec().model.expected_digest
+    assert annotations[constants.DIGEST_ANNOTATION] == spec().model.expected_digest
 
 
 def test_grace_period_matches_the_server_drain() -> None:
@@ -76,13 +77,13 @@ def test_grace_period_matches_the_server_drain() -> None:
 
 
 def test_pod_template_annotations_from_the_modeldeployment() -> None:
-    annotations = {render.POD_ANNOTATIONS_ANNOTATION: '{"sandbox.modeldr.io/run": "process"}'}
+    annotations = {constants.POD_ANNOTATIONS_ANNOTATION: '{"sandbox.modeldr.io/run": "process"}'}
     d = render.deployment("tiny-bert", "demo", spec(), "primary", 2, annotations)
     assert d["spec"]["template"]["metadata"]["annotations"]["sandbox.modeldr.io/run"] == "process"
-    with pytest.raises(render.RenderError, match="JSON object of strings"):
-        render.pod_template_annotations(spec(), {render.POD_ANNOTATIONS_ANNOTATION: "[1]"})
-    with pytest.raises(render.RenderError, match="not JSON"):
-        render.pod_template_annotations(spec(), {render.POD_ANNOTATIONS_ANNOTATION: "{"})
+    with pytest.raises(RenderError, match="JSON object of strings"):
+        render.pod_template_annotations(spec(), {constants.POD_ANNOTATIONS_ANNOTATION: "[1]"})
+    with pytest.raises(RenderError, match="not JSON"):
+        render.pod_template_annotations(spec(), {constants.POD_ANNOTATIONS_ANNOTATION: "{"})
 
 
 def test_model_sources() -> None:
@@ -92,7 +93,7 @@ def test_model_sources() -> None:
     assert volume["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
     assert mount["readOnly"] is True and directory == "/models/bert/v3"
     raw["model"]["source"] = "s3://bucket/bert"
-    with pytest.raises(render.RenderError, match="s3:// is not supported"):
+    with pytest.raises(RenderError, match="s3:// is not supported"):
         render.model_volume(ModelDeploymentSpec.parse(raw))
 
 
@@ -101,12 +102,12 @@ def test_owner_labels_and_stable_selector() -> None:
     assert [o["kind"] for o in objects] == ["Deployment", "Service", "PodDisruptionBudget"]
     for obj in objects:
         labels = obj["metadata"]["labels"]
-        assert labels[render.MANAGED_BY] == "modeldr"
-        assert labels[render.NAME_LABEL] == "tiny-bert"
-        assert labels[render.NAMESPACE_LABEL] == "demo"
-        assert labels[render.ROLE_LABEL] == "standby"
+        assert labels[constants.MANAGED_BY] == "modeldr"
+        assert labels[constants.NAME_LABEL] == "tiny-bert"
+        assert labels[constants.NAMESPACE_LABEL] == "demo"
+        assert labels[constants.ROLE_LABEL] == "standby"
     selector = objects[0]["spec"]["selector"]["matchLabels"]
-    assert render.ROLE_LABEL not in selector  # immutable: must not change on failover
+    assert constants.ROLE_LABEL not in selector  # immutable: must not change on failover
     assert objects[2]["spec"]["selector"]["matchLabels"] == selector
 
 

@@ -1,0 +1,80 @@
+"""What the operator builds once at startup and every handler shares: the settings, the hub
+client, the member registry, the per-cluster monitors and one instance per traffic
+provider. It reaches handlers through kopf's memo (the operator memo, which kopf copies into
+every object's memo), so there is no module-level state and a test builds its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from modeldr.operator.config import OperatorConfig
+from modeldr.operator.controller import Writes
+from modeldr.operator.kubeconfig import hub_configuration
+from modeldr.operator.members import MemberRegistry
+from modeldr.operator.monitor import Monitors
+from modeldr.operator.traffic import TrafficProvider, provider_for
+
+# Keys in kopf's memos.
+CONFIG_KEY = "config"  # the operator memo: the settings `modeldr operator` parsed
+RUNTIME_KEY = "runtime"  # the operator memo: the Runtime built at startup
+WAKE_KEY = "wake"  # an object's memo: wakes its daemon
+WRITES_KEY = "writes"  # an object's memo: its daemon's write guard
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    hub: client.ApiClient
+    members: MemberRegistry
+    monitors: Monitors
+    providers: dict[str, TrafficProvider] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: OperatorConfig, hub: client.ApiClient | None = None) -> Runtime:
+        hub = hub or client.ApiClient(hub_configuration())
+        members = MemberRegistry(hub, config)
+        return cls(config, hub, members, Monitors(members))
+
+    def provider(self, name: str) -> TrafficProvider:
+        # One instance per provider: the webhook remembers what it delivered.
+        if name not in self.providers:
+            self.providers[name] = provider_for(name)
+        return self.providers[name]
+
+    def stop(self) -> None:
+        self.monitors.stop()
+
+
+def config_of(memo: kopf.Memo) -> OperatorConfig:
+    """The settings `modeldr operator` put in the memo; from the environment under a bare
+    `kopf run`."""
+    config = memo.get(CONFIG_KEY)
+    return config if isinstance(config, OperatorConfig) else OperatorConfig.from_env()
+
+
+def runtime_of(memo: kopf.Memo | dict[str, Any]) -> Runtime:
+    runtime = memo.get(RUNTIME_KEY)
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("the operator runtime is not in kopf's memo: did startup run?")
+    return runtime
+
+
+def wake_event(memo: kopf.Memo | dict[str, Any]) -> asyncio.Event:
+    """The object's wake-up: set by the event handler, awaited by its daemon."""
+    event = memo.get(WAKE_KEY)
+    if not isinstance(event, asyncio.Event):
+        event = memo[WAKE_KEY] = asyncio.Event()
+    return event
+
+
+def writes_of(memo: kopf.Memo | dict[str, Any]) -> Writes:
+    """The object's write guard, shared by its daemon and its deletion handler."""
+    writes = memo.setdefault(WRITES_KEY, Writes())
+    assert isinstance(writes, Writes)
+    return writes

@@ -1,0 +1,442 @@
+"""One round of a ModelDeployment's daemon, as named steps:
+
+    parse -> observe -> decide -> reconcile members -> route traffic -> report -> next wake-up
+
+`observe` reads the shared per-cluster snapshots and runs the health checks (no member
+calls of its own); `decide` is the pure failover state machine; `reconcile_members` and
+`route_traffic` are the only writers (inside the object's write guard); `report` builds the
+status with the pure `status.build_status` and writes it only when it changed. Each step is
+a function a unit test calls with a Controller it built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes import client
+from pydantic import ValidationError
+
+from modeldr.operator import kube, metrics, promql, render
+from modeldr.operator.constants import (
+    GROUP,
+    MODELDEPLOYMENTS,
+    ROLES,
+    SWITCH_ANNOTATION,
+    VERSION,
+    Role,
+)
+from modeldr.operator.controller import (
+    Controller,
+    cluster_of,
+    ending,
+    role_of,
+    status_clusters,
+    who,
+)
+from modeldr.operator.errors import MemberError, RenderError, TrafficError
+from modeldr.operator.events import post_event
+from modeldr.operator.failover import Decision, Health, Switch, failover_record, replicas_for
+from modeldr.operator.health import cluster_health
+from modeldr.operator.monitor import Snapshot
+from modeldr.operator.reconcile import reconcile_member, remove_stale, watch
+from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.operator.status import (
+    ConditionChange,
+    Observed,
+    apply_conditions,
+    build_status,
+    comparable,
+)
+from modeldr.operator.traffic.base import TrafficTarget
+
+log = logging.getLogger(__name__)
+
+# Status is rewritten at least this often even when only check times moved; the last
+# traffic target is written again as often (a hand-deleted hub object comes back).
+STATUS_REFRESH_S = 30.0
+INVALID_SPEC_RETRY_S = 30.0
+# While a failover or a wanted switch is under way, tick at least this often.
+BUSY_TICK_S = 1.0
+# A tick that ends early because the object is being deleted comes back this soon.
+ENDING_TICK_S = 1.0
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What `observe` found: the snapshots of both members and their health checks."""
+
+    snapshots: dict[Role, Snapshot]
+    health: dict[Role, Health]
+
+
+async def tick(
+    ctl: Controller,
+    body: kopf.Body,
+    spec_raw: Any,
+    meta: Any,
+    status_raw: Any,
+    stopped: Any,
+) -> float:
+    """One round; returns seconds until the next."""
+    now = datetime.now(UTC)
+    generation = int(meta.get("generation") or 0)
+    annotations = dict(meta.get("annotations") or {})
+    spec = await parse(ctl, body, spec_raw, annotations, now, generation, status_raw)
+    if spec is None:
+        return INVALID_SPEC_RETRY_S
+    seen = await observe(ctl, body, spec, status_raw)
+    decision = decide(ctl, spec, seen, annotations, now)
+    if ending(meta, stopped):
+        return ENDING_TICK_S  # the deletion handler cleans up; kopf stops this daemon
+    await reconcile_members(ctl, body, spec, seen, decision, annotations)
+    if ending(meta, stopped):
+        return ENDING_TICK_S
+    last_failover = await route_traffic(ctl, body, spec, seen, decision)
+    await settle_switch_request(ctl, spec, annotations)
+    ctl.restored = True
+    await report(ctl, body, spec, seen, decision, now, generation, status_raw, last_failover)
+    interval = ctl.state.next_interval(spec)
+    busy = decision.failing_over or bool(decision.waiting)
+    return min(interval, BUSY_TICK_S) if busy else interval
+
+
+async def parse(
+    ctl: Controller,
+    body: kopf.Body,
+    spec_raw: Any,
+    annotations: dict[str, str],
+    now: datetime,
+    generation: int,
+    status_raw: Any,
+) -> ModelDeploymentSpec | None:
+    """The spec, or None after reporting why it cannot be served."""
+    try:
+        spec = ModelDeploymentSpec.parse(spec_raw)
+        render.model_volume(spec)  # fails early on an unsupported source
+        render.pod_template_annotations(spec, annotations)
+    except (ValidationError, RenderError) as exc:
+        status = {"phase": "Failed", "observedGeneration": generation}
+        change = ("Reconciled", False, "InvalidSpec", str(exc)[:2000])
+        await write_status(ctl, body, status, [change], now, generation, status_raw)
+        return None
+    return spec
+
+
+def track_placement(ctl: Controller, spec: ModelDeploymentSpec, status_raw: Any) -> None:
+    """Remember the clusters the spec no longer names (their objects go once it serves)."""
+    clusters = {cluster_of(spec, role) for role in ROLES}
+    if not ctl.clusters:
+        # Clusters the last status names that the spec does not (changed while no daemon ran).
+        ctl.former |= status_clusters(status_raw) - clusters
+    elif clusters != ctl.clusters:
+        ctl.former |= ctl.clusters - clusters
+    ctl.former -= clusters
+    ctl.clusters = clusters
+    for gone in set(ctl.reconcile_error) - clusters:  # a cluster the spec no longer names
+        del ctl.reconcile_error[gone]
+
+
+async def observe(
+    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, status_raw: Any
+) -> Seen:
+    monitors = {role: ctl.runtime.monitors.get(cluster_of(spec, role)) for role in ROLES}
+    track_placement(ctl, spec, status_raw)
+    watch(ctl, spec)
+    if not ctl.restored:
+        # Resume where the last operator left off: the active cluster is in the status.
+        restored = role_of(spec, (status_raw or {}).get("activeCluster"))
+        ctl.state.active = restored or "primary"
+        # It served before this operator started: a failure now is a failure to act on.
+        ctl.state.armed = (status_raw or {}).get("phase") not in (None, "Pending", "Progressing")
+        for monitor in monitors.values():
+            await asyncio.to_thread(monitor.wait_first, 3.0)
+    snapshots = {role: monitors[role].snapshot for role in ROLES}
+    report_member_errors(ctl, body, spec, snapshots)
+    health: dict[Role, Health] = {
+        role: cluster_health(snapshots[role], spec.member(role).namespace, ctl.name)
+        for role in ROLES
+    }
+    if spec.failover.health_query:
+        checked = await asyncio.gather(
+            *(with_query(ctl, spec, role, health[role]) for role in ROLES)
+        )
+        health = dict(zip(ROLES, checked, strict=True))
+    return Seen(snapshots, health)
+
+
+def report_member_errors(
+    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, snapshots: dict[Role, Snapshot]
+) -> None:
+    """A member that cannot be reached (or read: no Secret, bad kubeconfig) gets an Event
+    when that starts and when it ends, from the first check on."""
+    for role in ROLES:
+        error = snapshots[role].error or ""
+        cluster = cluster_of(spec, role)
+        if error != ctl.member_errors.get(cluster, ""):
+            if error:
+                post_event(body, "Warning", "MemberUnavailable", f"{who(role, cluster)}: {error}")
+            elif cluster in ctl.member_errors:
+                post_event(body, "Normal", "MemberAvailable", f"{who(role, cluster)} answers again")
+            ctl.member_errors[cluster] = error
+
+
+async def with_query(
+    ctl: Controller, spec: ModelDeploymentSpec, role: Role, health: Health
+) -> Health:
+    """Add the PromQL part to a passing check (a failing one needs no query)."""
+    if not health.healthy or not spec.failover.health_query:
+        return health
+    cluster = cluster_of(spec, role)
+    url = await asyncio.to_thread(prometheus_url, ctl, cluster)
+    if not url:
+        return Health(True, f"{health.reason}; health query skipped: no prometheus-url for "
+                      f"{cluster}", health.ready_replicas)  # fmt: skip
+    expression = promql.render_query(
+        spec.failover.health_query, cluster, spec.member(role).namespace
+    )
+    result = await asyncio.to_thread(promql.evaluate, url, expression)
+    if result.passed is False:
+        return Health(False, result.message, health.ready_replicas)
+    return Health(True, f"{health.reason}; {result.message}", health.ready_replicas)
+
+
+def prometheus_url(ctl: Controller, cluster: str) -> str | None:
+    """Blocking: the member Secret's prometheus-url (None when the member is unusable)."""
+    try:
+        return ctl.runtime.members.get(cluster).prometheus_url
+    except MemberError:
+        return None
+
+
+def decide(
+    ctl: Controller,
+    spec: ModelDeploymentSpec,
+    seen: Seen,
+    annotations: dict[str, str],
+    now: datetime,
+) -> Decision:
+    """The failover state machine's decision for this round (and the check metrics)."""
+    requested = role_of(spec, annotations.get(SWITCH_ANNOTATION))
+    decision = ctl.state.observe(spec, now, seen.health, requested)
+    for role in ROLES:
+        metrics.HEALTH_CHECKS.labels(
+            ctl.namespace, ctl.name, cluster_of(spec, role),
+            "ok" if seen.health[role].healthy else "failed",
+        ).inc()  # fmt: skip
+    return decision
+
+
+async def reconcile_members(
+    ctl: Controller,
+    body: kopf.Body,
+    spec: ModelDeploymentSpec,
+    seen: Seen,
+    decision: Decision,
+    annotations: dict[str, str],
+) -> None:
+    """Member objects, sized for the decision (a failover scales the standby up first)."""
+    for role in ROLES:
+        replicas = replicas_for(spec, role, decision.full_size)
+        error = await reconcile_member(ctl, spec, role, seen.snapshots[role], replicas, annotations)
+        cluster = cluster_of(spec, role)
+        if error and ctl.reconcile_error.get(cluster) != error:
+            post_event(body, "Warning", "ReconcileFailed", error)
+        ctl.reconcile_error[cluster] = error
+    if all(h.healthy for h in seen.health.values()) and not any(ctl.reconcile_error.values()):
+        await remove_stale(ctl, spec, body)
+
+
+async def route_traffic(
+    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen, decision: Decision
+) -> dict[str, Any] | None:
+    """Point traffic at the active cluster; returns the failover record of a switch made."""
+    if spec.traffic.provider not in ctl.runtime.config.traffic_providers:
+        ctl.traffic_error = (
+            f"traffic provider {spec.traffic.provider} is not enabled in this operator "
+            "(helm value rbac.trafficProviders)"
+        )
+        return None
+    if decision.switch is not None:
+        return await switch_traffic(ctl, body, spec, seen, decision.switch)
+    await mirror_active(ctl, body, spec, seen)
+    return None
+
+
+def target_for(
+    spec: ModelDeploymentSpec,
+    role: Role,
+    addresses: tuple[str, ...],
+    reason: str,
+    extra: dict[str, str] | None = None,
+) -> TrafficTarget:
+    return TrafficTarget(
+        active_cluster=cluster_of(spec, role),
+        primary_cluster=spec.clusters.primary.cluster,
+        standby_cluster=spec.clusters.standby.cluster,
+        addresses=addresses,
+        port=spec.runtime.port,
+        reason=reason,
+        extra=extra or {},
+    )
+
+
+def ready_addresses(
+    ctl: Controller, spec: ModelDeploymentSpec, seen: Seen, role: Role
+) -> tuple[str, ...]:
+    key = (spec.member(role).namespace, ctl.name)
+    return seen.snapshots[role].ready_addresses.get(key, ())
+
+
+async def switch_traffic(
+    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen, switch: Switch
+) -> dict[str, Any] | None:
+    from_cluster = cluster_of(spec, ctl.state.active)
+    target = target_for(
+        spec, switch.to, ready_addresses(ctl, spec, seen, switch.to), switch.reason,
+        extra={"previousCluster": from_cluster},
+    )  # fmt: skip
+    try:
+        await send_traffic(ctl, spec, target)
+    except TrafficError as exc:
+        ctl.traffic_error = str(exc)
+        post_event(body, "Warning", "SwitchFailed", f"switch to {target.active_cluster}: {exc}")
+        return None
+    switched = datetime.now(UTC)
+    ctl.state.switched(switch.to)
+    ctl.last_target, ctl.traffic_error = target, ""
+    record = failover_record(switch, from_cluster, target.active_cluster, switched)
+    if switch.failure_time and switch.detected_time:
+        metrics.FAILOVER_SECONDS.observe((switched - switch.failure_time).total_seconds())
+    metrics.FAILOVERS.labels(
+        ctl.namespace, ctl.name, from_cluster, target.active_cluster, switch.trigger
+    ).inc()
+    kind = {"automatic": "FailedOver", "manual": "Switched", "failback": "FailedBack"}
+    post_event(
+        body, "Warning" if switch.trigger == "automatic" else "Normal", kind[switch.trigger],
+        f"traffic switched from {from_cluster} to {target.active_cluster}: {switch.reason}",
+    )  # fmt: skip
+    return record
+
+
+async def mirror_active(
+    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen
+) -> None:
+    """Mirror the active cluster's ready pods; while it is unreachable keep what clients
+    have (the failover replaces it) instead of publishing an empty set. The last target
+    is written again every STATUS_REFRESH_S: a hand-deleted hub object comes back."""
+    active = ctl.state.active
+    reachable = seen.snapshots[active].ok
+    if reachable:
+        addresses = ready_addresses(ctl, spec, seen, active)
+    else:
+        addresses = ctl.last_target.addresses if ctl.last_target else ()
+    target = target_for(spec, active, addresses, "ready endpoints changed")
+    changed = (reachable or ctl.last_target is None) and target != ctl.last_target
+    due = time.monotonic() - ctl.last_traffic_write > STATUS_REFRESH_S
+    if not changed and due and ctl.last_target is not None:
+        target, changed = ctl.last_target, True
+    if not changed:
+        return
+    try:
+        await send_traffic(ctl, spec, target)
+        ctl.last_target, ctl.traffic_error = target, ""
+    except TrafficError as exc:
+        if ctl.traffic_error != str(exc):
+            post_event(body, "Warning", "TrafficUpdateFailed", str(exc))
+        ctl.traffic_error = str(exc)
+
+
+async def send_traffic(ctl: Controller, spec: ModelDeploymentSpec, target: TrafficTarget) -> None:
+    provider = ctl.runtime.provider(spec.traffic.provider)
+    hub = ctl.runtime.hub
+    await asyncio.to_thread(ctl.writes.run, lambda: provider.apply(hub, ctl.owner, spec, target))
+    ctl.last_traffic_write = time.monotonic()
+
+
+async def settle_switch_request(
+    ctl: Controller, spec: ModelDeploymentSpec, annotations: dict[str, str]
+) -> None:
+    """A satisfied switch request is removed so that it does not linger."""
+    requested = role_of(spec, annotations.get(SWITCH_ANNOTATION))
+    if requested is not None and requested == ctl.state.active and SWITCH_ANNOTATION in annotations:
+        await asyncio.to_thread(remove_switch_annotation, ctl)
+
+
+def remove_switch_annotation(ctl: Controller) -> None:
+    client.CustomObjectsApi(ctl.runtime.hub).patch_namespaced_custom_object(
+        GROUP, VERSION, ctl.namespace, MODELDEPLOYMENTS, ctl.name,
+        {"metadata": {"annotations": {SWITCH_ANNOTATION: None}}},
+        _request_timeout=(2, 5),
+    )  # fmt: skip
+
+
+async def report(
+    ctl: Controller,
+    body: kopf.Body,
+    spec: ModelDeploymentSpec,
+    seen: Seen,
+    decision: Decision,
+    now: datetime,
+    generation: int,
+    status_raw: Any,
+    last_failover: dict[str, Any] | None,
+) -> None:
+    """Status, the decision's Events and the per-model gauges."""
+    observed = Observed(
+        name=ctl.name, spec=spec, active=ctl.state.active, armed=ctl.state.armed,
+        decision=decision, snapshots=seen.snapshots, health=seen.health,
+        traffic_routed=ctl.last_target is not None, traffic_error=ctl.traffic_error,
+        reconcile_errors=tuple(e for e in ctl.reconcile_error.values() if e),
+    )  # fmt: skip
+    built = build_status(observed, generation, last_failover, status_raw)
+    for event_type, reason, message in decision.events:
+        post_event(body, event_type, reason, message)
+    await write_status(ctl, body, built.status, built.changes, now, generation, status_raw)
+    labels = ctl.labels()
+    metrics.SERVING.labels(**labels).set(1 if built.serving else 0)
+    metrics.FAILOVER_READY.labels(**labels).set(1 if built.can_fail_over else 0)
+    for role in ROLES:
+        metrics.ACTIVE_CLUSTER.labels(ctl.namespace, ctl.name, cluster_of(spec, role)).set(
+            1 if role == ctl.state.active else 0
+        )
+
+
+async def write_status(
+    ctl: Controller,
+    body: kopf.Body,
+    status: dict[str, Any],
+    changes: list[ConditionChange],
+    now: datetime,
+    generation: int,
+    status_raw: Any,
+) -> None:
+    """Merge the condition changes, post an Event per flipped condition, and write the
+    status through the subresource when it differs from the last write (or is due)."""
+    previous = list((status_raw or {}).get("conditions") or [])
+    conditions, events = apply_conditions(previous, changes, now, generation)
+    for event_type, reason, message in events:
+        post_event(body, event_type, reason, message)
+    status["conditions"] = conditions
+    unchanged = comparable(status)
+    due = time.monotonic() - ctl.last_status_write > STATUS_REFRESH_S
+    if unchanged == ctl.last_status and not due:
+        return
+    patch = client.CustomObjectsApi(ctl.runtime.hub).patch_namespaced_custom_object_status
+    try:
+        written = await asyncio.to_thread(
+            kube.call, patch, GROUP, VERSION, ctl.namespace, MODELDEPLOYMENTS, ctl.name,
+            {"status": status}, _request_timeout=(2, 10), absent=kube.LOST,
+        )  # fmt: skip
+    except client.ApiException as exc:
+        log.warning("%s/%s: status write failed: %s %s", ctl.namespace, ctl.name, exc.status,
+                    exc.reason)  # fmt: skip
+        return
+    if written is kube.LOST:
+        return  # deleted meanwhile
+    ctl.last_status, ctl.last_status_write = unchanged, time.monotonic()
