@@ -1,0 +1,465 @@
+"""Prometheus gates: one measurement from one query, and a gate's phase from its measurements.
+
+Argo Rollouts' analysis model (interval, count, successCondition/failureCondition,
+failureLimit, inconclusiveLimit, consecutiveErrorLimit) without its false successes
+(argo-rollouts #4479, #4393, #2158, #1329), as DRILLS.md fixes:
+
+- an empty result, a NaN sample, an unreachable Prometheus, a 5xx or a timeout is an
+  Inconclusive measurement (the evidence is missing), decided before any condition runs, so
+  `result[0] > 0` never meets an empty list and `result.all(x, x < 1)` never passes on one;
+- a query Prometheus rejects, or a condition that does not evaluate, is an Error measurement
+  (the gate is wrong);
+- a gate is Passed only once it took at least one Successful measurement and exceeded no
+  limit; a gate whose windows ended without one is never Passed.
+
+Everything here is pure: the engine does the HTTP and the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from modeldr.drills.conditions import CompiledCondition, ConditionEvalError
+from modeldr.drills.phase import Phase
+from modeldr.drills.probe_stats import AbortCheck, AbortState
+
+# What status keeps: the newest measurements of a gate, and the first values of each.
+MAX_MEASUREMENTS_KEPT = 10
+MAX_VALUES_KEPT = 10
+
+
+class MeasurementPhase(StrEnum):
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+    ERROR = "Error"
+
+
+# --- what a query gave ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryValues:
+    """Prometheus answered: the sample values of an instant vector (or the one of a scalar).
+    May be empty and may hold NaN or ±Inf."""
+
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class QueryUnavailable:
+    """No usable answer: connection refused, timeout, a 5xx, a body that is not Prometheus's.
+    Evidence missing: Inconclusive."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class QueryRejected:
+    """Prometheus refused the query itself (400 bad_data, 422 execution, a range vector where
+    an instant one is needed): the gate is wrong, Error."""
+
+    message: str
+
+
+QueryOutcome = QueryValues | QueryUnavailable | QueryRejected
+
+# Prometheus errorType values that say the query is wrong; the others (timeout, canceled,
+# internal, unavailable) say Prometheus could not answer now.
+_REJECTING_ERROR_TYPES = frozenset({"bad_data", "execution", "not_found"})
+
+
+def parse_prometheus_response(status_code: int, body: str | bytes) -> QueryOutcome:
+    """The outcome of GET /api/v1/query from its HTTP status and body. Transport failures
+    (no response at all) are the caller's QueryUnavailable."""
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if not isinstance(payload, dict) or "status" not in payload:
+        # Not Prometheus's JSON (a proxy's error page, a wrong URL): Prometheus was not heard.
+        return QueryUnavailable(f"HTTP {status_code}, not a Prometheus API answer")
+    if payload["status"] != "success":
+        error_type = str(payload.get("errorType") or "")
+        error = " ".join(str(payload.get("error") or "no error message").split())[:300]
+        detail = f"{error_type}: {error}" if error_type else error
+        says_wrong = error_type in _REJECTING_ERROR_TYPES or (
+            not error_type and 400 <= status_code < 500
+        )
+        if says_wrong and status_code < 500:
+            return QueryRejected(f"Prometheus rejected the query (HTTP {status_code}, {detail})")
+        return QueryUnavailable(f"Prometheus could not answer (HTTP {status_code}, {detail})")
+    data = payload.get("data")
+    if status_code >= 300 or not isinstance(data, dict):
+        return QueryUnavailable(f"HTTP {status_code} from Prometheus without a usable result")
+    kind, result = data.get("resultType"), data.get("result")
+    try:
+        if kind == "vector":
+            return QueryValues(tuple(_sample(item["value"][1]) for item in result or ()))
+        if kind == "scalar":
+            return QueryValues((_sample(result[1]),) if result else ())
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        return QueryUnavailable(f"Prometheus answered a malformed {kind}: {exc!r}"[:300])
+    return QueryRejected(f"the query gives a {kind}; a gate needs an instant vector or a scalar")
+
+
+def _sample(value: object) -> float:
+    # Prometheus encodes samples as strings: "1.5", "NaN", "+Inf", "-Inf"; float() reads all.
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"sample value {value!r}")
+    return float(value)
+
+
+# --- one measurement --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    phase: MeasurementPhase
+    values: tuple[float, ...]  # the first MAX_VALUES_KEPT sample values
+    message: str
+    at: datetime
+
+    def to_status(self) -> dict[str, str]:
+        # Status is JSON, which has no NaN or Inf: values are written as Prometheus does.
+        return {
+            "phase": str(self.phase),
+            "value": format_values(self.values),
+            "message": self.message,
+            "measuredAt": self.at.isoformat().replace("+00:00", "Z"),
+        }
+
+
+def classify_measurement(
+    outcome: QueryOutcome,
+    *,
+    success: CompiledCondition | None,
+    failure: CompiledCondition | None,
+    at: datetime,
+) -> Measurement:
+    """One measurement's phase (Argo's rules, with missing evidence never a success):
+
+    - unavailable → Inconclusive; rejected → Error;
+    - empty result or any NaN → Inconclusive, before any condition is evaluated;
+    - a condition that does not evaluate → Error;
+    - failure condition true → Failed (it wins over the success condition);
+    - success condition given: true → Successful; false → Failed when there is no failure
+      condition, else Inconclusive (neither holds);
+    - only a failure condition, false → Successful;
+    - no condition at all: Successful (Argo's "the query returned data"); there is data here.
+    """
+
+    def measured(
+        phase: MeasurementPhase, message: str, values: Sequence[float] = ()
+    ) -> Measurement:
+        return Measurement(phase, tuple(values[:MAX_VALUES_KEPT]), message, at)
+
+    if isinstance(outcome, QueryUnavailable):
+        return measured(MeasurementPhase.INCONCLUSIVE, f"no evidence: {outcome.message}")
+    if isinstance(outcome, QueryRejected):
+        return measured(MeasurementPhase.ERROR, outcome.message)
+    values = outcome.values
+    shown = format_values(values)
+    if not values:
+        return measured(MeasurementPhase.INCONCLUSIVE, "no evidence: the query returned no samples")
+    if any(math.isnan(v) for v in values):
+        return measured(
+            MeasurementPhase.INCONCLUSIVE, f"no evidence: the result holds NaN: {shown}", values
+        )
+    try:
+        failed = failure.evaluate(values) if failure else None
+        succeeded = success.evaluate(values) if success else None
+    except ConditionEvalError as exc:
+        return measured(MeasurementPhase.ERROR, str(exc), values)
+    if failure and failed:
+        return measured(
+            MeasurementPhase.FAILED,
+            f"failureCondition {failure.expression!r} holds for {shown}",
+            values,
+        )
+    if success:
+        if succeeded:
+            return measured(
+                MeasurementPhase.SUCCESSFUL,
+                f"successCondition {success.expression!r} holds for {shown}",
+                values,
+            )
+        if failure is None:
+            return measured(
+                MeasurementPhase.FAILED,
+                f"successCondition {success.expression!r} does not hold for {shown}",
+                values,
+            )
+        return measured(
+            MeasurementPhase.INCONCLUSIVE,
+            f"neither successCondition {success.expression!r} nor failureCondition"
+            f" {failure.expression!r} holds for {shown}",
+            values,
+        )
+    if failure:
+        return measured(
+            MeasurementPhase.SUCCESSFUL,
+            f"failureCondition {failure.expression!r} does not hold for {shown}",
+            values,
+        )
+    return measured(MeasurementPhase.SUCCESSFUL, f"the query returned {shown}", values)
+
+
+def format_values(values: Sequence[float], total: int | None = None) -> str:
+    """`[0.5, NaN, +Inf]`, Prometheus's spelling of the special values."""
+    total = len(values) if total is None else total
+    shown = ", ".join(_format_value(v) for v in values[:MAX_VALUES_KEPT])
+    more = f", … {total} in all" if total > MAX_VALUES_KEPT else ""
+    return f"[{shown}{more}]"
+
+
+def _format_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:.6g}"
+
+
+# --- a gate -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateTally:
+    """A gate's counts over all its measurements (what the limits are judged on) and its
+    newest measurements (what status shows). Immutable: record() returns the next tally."""
+
+    count: int = 0
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    error: int = 0
+    consecutive_error: int = 0
+    last: tuple[Measurement, ...] = field(default=())
+
+    def record(self, measurement: Measurement) -> GateTally:
+        phase = measurement.phase
+        return GateTally(
+            count=self.count + 1,
+            successful=self.successful + (phase is MeasurementPhase.SUCCESSFUL),
+            failed=self.failed + (phase is MeasurementPhase.FAILED),
+            inconclusive=self.inconclusive + (phase is MeasurementPhase.INCONCLUSIVE),
+            error=self.error + (phase is MeasurementPhase.ERROR),
+            # Argo's rule: any measurement that is not an Error ends a run of errors.
+            consecutive_error=self.consecutive_error + 1 if phase is MeasurementPhase.ERROR else 0,
+            last=(*self.last, measurement)[-MAX_MEASUREMENTS_KEPT:],
+        )
+
+    @classmethod
+    def of(cls, measurements: Sequence[Measurement]) -> GateTally:
+        tally = cls()
+        for measurement in measurements:
+            tally = tally.record(measurement)
+        return tally
+
+    def to_status(self) -> dict[str, object]:
+        return {
+            "count": self.count,
+            "successful": self.successful,
+            "failed": self.failed,
+            "inconclusive": self.inconclusive,
+            "error": self.error,
+            "consecutiveError": self.consecutive_error,
+            "measurements": [m.to_status() for m in self.last],
+        }
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> GateTally:
+        """The counts back from status (a new leader resumes a gate). Kept measurements are
+        not needed to judge limits, so they come back empty of values."""
+        last = tuple(
+            Measurement(
+                phase=MeasurementPhase(m["phase"]),
+                values=(),
+                message=str(m.get("message", "")),
+                at=datetime.fromisoformat(str(m["measuredAt"]).replace("Z", "+00:00")),
+            )
+            for m in status.get("measurements") or ()
+        )
+        return cls(
+            count=int(status.get("count", 0)),
+            successful=int(status.get("successful", 0)),
+            failed=int(status.get("failed", 0)),
+            inconclusive=int(status.get("inconclusive", 0)),
+            error=int(status.get("error", 0)),
+            consecutive_error=int(status.get("consecutiveError", 0)),
+            last=last[-MAX_MEASUREMENTS_KEPT:],
+        )
+
+
+@dataclass(frozen=True)
+class GateAssessment:
+    phase: Phase  # Running, or a verdict: Passed, Failed, Error, Inconclusive
+    reason: str
+    message: str
+
+
+def assess_gate(
+    measurements: GateTally | Sequence[Measurement],
+    *,
+    count: int | None,
+    failure_limit: int = 0,
+    inconclusive_limit: int = 0,
+    consecutive_error_limit: int = 0,
+    windows_over: bool = False,
+) -> GateAssessment:
+    """The gate's phase now.
+
+    Limits are "more than": failed > failureLimit → Failed; more than consecutiveErrorLimit
+    errors in a row → Error; inconclusive > inconclusiveLimit → Inconclusive (checked in the
+    run-verdict precedence, Failed before Error before Inconclusive). Otherwise the gate runs
+    until `count` measurements were taken (count None: until its windows are over) or its
+    windows are over; then it is Passed only with at least one Successful measurement, and
+    otherwise takes the worst phase among its measurements (a gate that only ever failed
+    within its failureLimit has not passed), or Inconclusive when it took none.
+    """
+    for name, limit in (
+        ("failureLimit", failure_limit),
+        ("inconclusiveLimit", inconclusive_limit),
+        ("consecutiveErrorLimit", consecutive_error_limit),
+    ):
+        if limit < 0:
+            raise ValueError(f"{name} must be >= 0, got {limit}")
+    if count is not None and count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    tally = measurements if isinstance(measurements, GateTally) else GateTally.of(measurements)
+    last = f"; last: {tally.last[-1].message}" if tally.last else ""
+    summary = _summary(tally)
+
+    if tally.failed > failure_limit:
+        return GateAssessment(
+            Phase.FAILED,
+            "GateFailed",
+            f"{tally.failed} of {tally.count} measurements failed"
+            f" (failureLimit {failure_limit}){last}",
+        )
+    if tally.consecutive_error > consecutive_error_limit:
+        return GateAssessment(
+            Phase.ERROR,
+            "GateError",
+            f"{tally.consecutive_error} measurements in a row were errors"
+            f" (consecutiveErrorLimit {consecutive_error_limit}){last}",
+        )
+    if tally.inconclusive > inconclusive_limit:
+        return GateAssessment(
+            Phase.INCONCLUSIVE,
+            "MetricsMissing",
+            f"{tally.inconclusive} of {tally.count} measurements were inconclusive"
+            f" (inconclusiveLimit {inconclusive_limit}){last}",
+        )
+    done = windows_over or (count is not None and tally.count >= count)
+    if not done:
+        wanted = f" of {count}" if count is not None else ""
+        return GateAssessment(
+            Phase.RUNNING, "Measuring", f"{tally.count}{wanted} measurements taken: {summary}"
+        )
+    if tally.successful:
+        return GateAssessment(Phase.PASSED, "GatePassed", f"{summary}{last}")
+    if tally.count == 0:
+        return GateAssessment(
+            Phase.INCONCLUSIVE, "MetricsMissing", "no measurement was taken in the gate's windows"
+        )
+    if tally.failed:
+        return GateAssessment(
+            Phase.FAILED, "GateFailed", f"no successful measurement: {summary}{last}"
+        )
+    if tally.error:
+        return GateAssessment(
+            Phase.ERROR, "GateError", f"no successful measurement: {summary}{last}"
+        )
+    return GateAssessment(
+        Phase.INCONCLUSIVE, "MetricsMissing", f"no successful measurement: {summary}{last}"
+    )
+
+
+def _summary(tally: GateTally) -> str:
+    parts = [
+        f"{n} {name}"
+        for n, name in (
+            (tally.successful, "successful"),
+            (tally.failed, "failed"),
+            (tally.inconclusive, "inconclusive"),
+            (tally.error, "error"),
+        )
+        if n
+    ]
+    return f"{tally.count} measurements ({', '.join(parts)})" if parts else "0 measurements"
+
+
+def next_measurement_at(
+    *,
+    window_start: float,
+    window_end: float | None,
+    last_measured_at: float | None,
+    taken: int,
+    interval_seconds: float,
+    count: int | None,
+    initial_delay_seconds: float = 0.0,
+) -> float | None:
+    """When the next measurement is due, on whatever clock the caller passes (seconds), or
+    None when the gate needs none: `count` taken, or the next one would fall at or after
+    the window's end.
+
+    The first measurement of each window the gate measures in is due initialDelaySeconds
+    after the window starts (a fault needs a moment to show in a rate); each later one
+    intervalSeconds after the previous one (Argo counts the interval from the last
+    measurement, so a slow query delays, never bunches, the next).
+    """
+    if interval_seconds <= 0:
+        raise ValueError(f"intervalSeconds must be > 0, got {interval_seconds}")
+    if initial_delay_seconds < 0:
+        raise ValueError(f"initialDelaySeconds must be >= 0, got {initial_delay_seconds}")
+    if count is not None and taken >= count:
+        return None
+    if last_measured_at is None or last_measured_at < window_start:
+        due = window_start + initial_delay_seconds
+    else:
+        due = last_measured_at + interval_seconds
+    if window_end is not None and due >= window_end:
+        return None
+    return due
+
+
+def measurement_due(now: float, due_at: float | None) -> bool:
+    return due_at is not None and now >= due_at
+
+
+# --- an abort condition on Prometheus ---------------------------------------------------
+
+
+def check_abort_query(name: str, outcome: QueryOutcome, condition: CompiledCondition) -> AbortCheck:
+    """An abort condition over a Prometheus query: HOLDS when its condition is true; UNKNOWN
+    when it cannot be evaluated (no answer, empty, NaN, a rejected query, a condition that
+    does not evaluate), which keeps the run from ending Passed; CLEAR otherwise."""
+    if isinstance(outcome, QueryUnavailable | QueryRejected):
+        return AbortCheck(AbortState.UNKNOWN, f"abort condition {name!r}: {outcome.message}")
+    values = outcome.values
+    shown = format_values(values)
+    if not values:
+        return AbortCheck(AbortState.UNKNOWN, f"abort condition {name!r}: no samples")
+    if any(math.isnan(v) for v in values):
+        return AbortCheck(AbortState.UNKNOWN, f"abort condition {name!r}: NaN in {shown}")
+    try:
+        holds = condition.evaluate(values)
+    except ConditionEvalError as exc:
+        return AbortCheck(AbortState.UNKNOWN, f"abort condition {name!r}: {exc}")
+    if holds:
+        return AbortCheck(
+            AbortState.HOLDS,
+            f"abort condition {name!r}: {condition.expression!r} holds for {shown}",
+        )
+    return AbortCheck(
+        AbortState.CLEAR,
+        f"abort condition {name!r}: {condition.expression!r} does not hold for {shown}",
+    )
