@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT
@@ -41,7 +42,7 @@ from sandbox.probe import HubProbe, server_ready, serving_addresses
 
 RESULTS = REPO_ROOT / "bench" / "results" / "failover.json"
 EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
-GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
+PLURAL = MODELDEPLOYMENTS
 MODEL_DIR = Path("/tmp/modeldr/models/tiny-bert")
 
 
@@ -172,7 +173,7 @@ def rto_runs(sandbox: Sandbox, label: str, failover: dict[str, Any], standby: di
             wait(lambda: primary_serving(ns, name, replicas), "primary serving after restore", 240)
             custom().patch_namespaced_custom_object(
                 GROUP, VERSION, ns, PLURAL, name,
-                {"metadata": {"annotations": {"modeldr.io/switch-to": "primary"}}},
+                {"metadata": {"annotations": {SWITCH_ANNOTATION: "primary"}}},
             )  # fmt: skip
             wait(lambda: status(ns, name).get("activeCluster") == "primary", "failback", 60)
     finally:

@@ -47,6 +47,7 @@ from urllib.parse import urlencode
 
 from kubernetes import client
 
+from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
 from sandbox import kube, prometheus
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT, sandbox_paths
@@ -59,8 +60,7 @@ NAMESPACE = "modeldr-demo"  # the ModelDeployment's hub namespace (and its membe
 NAME = "tiny-bert"  # ModelDeployment, and the hub Service the endpointslice provider keeps
 MODEL_DIR = Path("/tmp/modeldr/models/tiny-bert")  # spec.model.source of the example
 EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
-GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
-SWITCH_ANNOTATION = "modeldr.io/switch-to"
+PLURAL = MODELDEPLOYMENTS
 PORT = 8080
 REPLICAS = 2
 PREFIX = {"primary": "127.1.", "standby": "127.2."}  # pod CIDRs of the member clusters

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
 from sandbox import daemons, kube
 from sandbox.config import (
     MEMBER_CLUSTERS,
@@ -116,7 +117,7 @@ def register_members() -> None:
             "metadata": {
                 "name": f"member-{cluster}",
                 "namespace": NAMESPACE,
-                "labels": {"modeldr.io/member-cluster": cluster},
+                "labels": {MEMBER_CLUSTER_LABEL: cluster},
             },
             "data": {
                 "kubeconfig": base64.b64encode(kubeconfig.encode()).decode(),
@@ -186,7 +187,7 @@ def operator_env(pod_name: str, health_port: int, metrics_port: int) -> dict[str
         "MODELDR_OPERATOR_NAMESPACE": NAMESPACE,
         "MODELDR_OPERATOR_POD_NAME": pod_name,
         "MODELDR_MEMBER_SECRETS_NAMESPACE": NAMESPACE,
-        "MODELDR_MEMBER_SECRET_LABEL": "modeldr.io/member-cluster",
+        "MODELDR_MEMBER_SECRET_LABEL": MEMBER_CLUSTER_LABEL,
         "MODELDR_TRAFFIC_PROVIDERS": "endpointslice,gatewayapi,webhook",
         "MODELDR_LEADER_ELECTION": "true",
         "MODELDR_LEADER_ELECTION_LEASE": LEASE,

@@ -25,6 +25,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from modeldr.operator.constants import MODELDEPLOYMENTS, crd_name
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
@@ -172,7 +173,7 @@ def test_install_two_releases_rbac_and_uninstall(releases: tuple[Release, Releas
         assert container.security_context.read_only_root_filesystem is True
         assert deployment.spec.template.spec.service_account_name == release.fullname
     ext = client.ApiextensionsV1Api(hub)
-    ext.read_custom_resource_definition("modeldeployments.modeldr.io")
+    ext.read_custom_resource_definition(crd_name(MODELDEPLOYMENTS))
 
     # What release a's operator may do in the hub ...
     md = {"group": "modeldr.io"}

@@ -20,6 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, PAUSED_ANNOTATION, VERSION, crd_name
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
@@ -32,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
 SANDBOX_EXAMPLE = ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
 GPU_EXAMPLE = ROOT / "examples" / "gpu-cluster" / "modeldeployment.yaml"
-CRD_NAME = "modeldeployments.modeldr.io"
-GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
+CRD_NAME = crd_name(MODELDEPLOYMENTS)
+PLURAL = MODELDEPLOYMENTS
 
 Spec = dict[str, Any]
 
@@ -365,7 +366,7 @@ def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
     # Paused: an operator running on the sandbox must leave this status to the test (and not
     # deploy the example to the member clusters).
     manifest = copy.deepcopy(load(SANDBOX_EXAMPLE))
-    manifest["metadata"].setdefault("annotations", {})["modeldr.io/paused"] = "true"
+    manifest["metadata"].setdefault("annotations", {})[PAUSED_ANNOTATION] = "true"
     kubectl("apply", "-n", hub_namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
     name = manifest["metadata"]["name"]
     before = api.get_namespaced_custom_object(GROUP, VERSION, hub_namespace, PLURAL, name)

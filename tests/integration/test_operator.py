@@ -24,6 +24,13 @@ import pytest
 import yaml
 from kubernetes import client
 
+from modeldr.operator.constants import (
+    GROUP,
+    MEMBER_CLUSTER_LABEL,
+    MODELDEPLOYMENTS,
+    SWITCH_ANNOTATION,
+    VERSION,
+)
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
@@ -34,7 +41,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples/sandbox/modeldeployment.yaml"
-GROUP, VERSION, PLURAL = "modeldr.io", "v1alpha1", "modeldeployments"
+PLURAL = MODELDEPLOYMENTS
 NAME = "tiny-bert"
 SECRETS_NAMESPACE = "modeldr-system"
 # Health queries on real Prometheus series: the first holds in both clusters once their servers
@@ -229,11 +236,11 @@ def test_primary_outage_fails_over_and_back_while_a_client_keeps_going(
         assert status(hub_ns)["activeCluster"] == "standby"
         custom().patch_namespaced_custom_object(
             GROUP, VERSION, hub_ns, PLURAL, NAME,
-            {"metadata": {"annotations": {"modeldr.io/switch-to": "primary"}}},
+            {"metadata": {"annotations": {SWITCH_ANNOTATION: "primary"}}},
         )  # fmt: skip
         s = wait_status(hub_ns, lambda s: s.get("activeCluster") == "primary", "failback", 60)
         assert s["lastFailover"]["to"] == "primary" and s["lastFailover"]["automatic"] is False
-        assert "modeldr.io/switch-to" not in (get(hub_ns)["metadata"].get("annotations") or {})
+        assert SWITCH_ANNOTATION not in (get(hub_ns)["metadata"].get("annotations") or {})
         deadline = time.monotonic() + 20
         before = probe.successes("127.1.")
         while probe.successes("127.1.") <= before + 3 and time.monotonic() < deadline:
@@ -314,7 +321,7 @@ def test_deletion_removes_member_objects_and_waits_for_an_unreachable_member(
         {
             "metadata": {
                 "name": secret_name,
-                "labels": {"modeldr.io/member-cluster": ghost},
+                "labels": {MEMBER_CLUSTER_LABEL: ghost},
             },
             "data": {"kubeconfig": base64.b64encode(yaml.safe_dump(one).encode()).decode()},
         },
@@ -404,7 +411,7 @@ def test_a_garbage_member_kubeconfig_is_reported_and_the_operator_stays_up(hub_n
     kube.core("hub").create_namespaced_secret(
         SECRETS_NAMESPACE,
         {
-            "metadata": {"name": secret_name, "labels": {"modeldr.io/member-cluster": broken}},
+            "metadata": {"name": secret_name, "labels": {MEMBER_CLUSTER_LABEL: broken}},
             "stringData": {"kubeconfig": "this: is: not [a kubeconfig"},
         },
     )

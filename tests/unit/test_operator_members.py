@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from modeldr.operator.config import OperatorConfig
+from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
 from modeldr.operator.errors import MemberError
 from modeldr.operator.members import MemberRegistry, api_client_from_kubeconfig
 
@@ -57,7 +58,7 @@ def _secret(name: str, cluster: str, version: str = "1", **data: str) -> Any:
         metadata=SimpleNamespace(
             name=name,
             namespace="modeldr-system",
-            labels={"modeldr.io/member-cluster": cluster},
+            labels={MEMBER_CLUSTER_LABEL: cluster},
             resource_version=version,
         ),
         data=encoded,

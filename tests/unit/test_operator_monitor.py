@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldr.operator.constants import NAME_LABEL, NAMESPACE_LABEL
 from modeldr.operator.errors import MemberError
 from modeldr.operator.monitor import ClusterMonitor, Key, Snapshot, keys_to_wake
 
@@ -98,8 +99,8 @@ def _obj(namespace: str, name: str, **labels: str) -> dict[str, Any]:
 
 OWNED = {
     "app.kubernetes.io/managed-by": "modeldr",
-    "modeldr.io/name": "bert",
-    "modeldr.io/namespace": "team-a",
+    NAME_LABEL: "bert",
+    NAMESPACE_LABEL: "team-a",
 }
 
 
@@ -112,12 +113,12 @@ def test_owned_namespaces_match_every_owner_label() -> None:
             ("ml", "bert"): _obj("ml", "bert", **OWNED),
             ("old", "bert"): _obj("old", "bert", **OWNED),
             # Another hub namespace's ModelDeployment of the same name.
-            ("x", "bert"): _obj("x", "bert", **{**OWNED, "modeldr.io/namespace": "team-b"}),
+            ("x", "bert"): _obj("x", "bert", **{**OWNED, NAMESPACE_LABEL: "team-b"}),
             # Not managed by modeldr.
             ("y", "bert"): _obj("y", "bert", **{**OWNED, "app.kubernetes.io/managed-by": "me"}),
         },
         services={("svc-only", "bert"): _obj("svc-only", "bert", **OWNED)},
-        pdbs={("ml", "gpt"): _obj("ml", "gpt", **{**OWNED, "modeldr.io/name": "gpt"})},
+        pdbs={("ml", "gpt"): _obj("ml", "gpt", **{**OWNED, NAME_LABEL: "gpt"})},
     )
     assert snapshot.owned_namespaces("bert", "team-a") == {"ml", "old", "svc-only"}
     assert snapshot.owned_namespaces("bert", "team-b") == {"x"}

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from modeldr.operator.constants import DIGEST_ANNOTATION
 from modeldr.operator.health import cluster_health
 from modeldr.operator.monitor import GpuCapacity, Snapshot, gpu_capacity, ready_addresses
 from modeldr.operator.status import failover_ready, observed_digest, set_condition
@@ -96,7 +97,7 @@ def test_cluster_health() -> None:
 
 
 def test_observed_digest_only_once_rolled_out() -> None:
-    template = {"metadata": {"annotations": {"modeldr.io/expected-digest": "sha256:abc"}}}
+    template = {"metadata": {"annotations": {DIGEST_ANNOTATION: "sha256:abc"}}}
     d: dict[str, Any] = {
         "metadata": {"generation": 2},
         "spec": {"replicas": 2, "template": template},
