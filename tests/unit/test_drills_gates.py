@@ -432,13 +432,19 @@ def test_gate_message_names_the_last_measurement() -> None:
     assert last.message in result.message
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"failure_limit": -1}, {"inconclusive_limit": -1}, {"consecutive_error_limit": -2}],
-)
-def test_negative_limits_are_refused(kwargs: dict[str, int]) -> None:
+@pytest.mark.parametrize("which", range(3))
+def test_negative_limits_are_refused(which: int) -> None:
+    limits = [0, 0, 0]
+    limits[which] = -1
+    failure, inconclusive, consecutive_error = limits
     with pytest.raises(ValueError, match="must be >= 0"):
-        assess_gate([], count=1, **kwargs)
+        assess_gate(
+            [],
+            count=1,
+            failure_limit=failure,
+            inconclusive_limit=inconclusive,
+            consecutive_error_limit=consecutive_error,
+        )
 
 
 def test_zero_count_is_refused() -> None:
@@ -511,9 +517,18 @@ def test_no_measurement_once_count_is_taken() -> None:
 
 
 def test_no_measurement_at_or_after_the_window_end() -> None:
-    kwargs = {"window_start": 0.0, "taken": 1, "interval_seconds": 5.0, "count": None}
-    assert next_measurement_at(window_end=40.0, last_measured_at=35.0, **kwargs) is None
-    assert next_measurement_at(window_end=40.0, last_measured_at=34.9, **kwargs) == 39.9
+    def due(last: float) -> float | None:
+        return next_measurement_at(
+            window_start=0.0,
+            window_end=40.0,
+            last_measured_at=last,
+            taken=1,
+            interval_seconds=5.0,
+            count=None,
+        )
+
+    assert due(35.0) is None
+    assert due(34.9) == pytest.approx(39.9)
 
 
 def test_a_new_window_starts_with_its_initial_delay_again() -> None:
