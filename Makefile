@@ -34,10 +34,11 @@ tools: ## Build/install the pinned sandbox tools into ~/.cache/modeldr (idempote
 chart-lint: tools ## helm lint --strict the chart
 	@$(TOOLS_ENV); $$MODELDR_HELM lint --strict charts/modeldr
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import-linter contracts (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy -p modeldr -p sandbox -p tests -p bench
+	$(VENV)/bin/lint-imports
 
 test: install tools ## Unit and integration tests (brings the sandbox up, tears it down after)
 	bash scripts/test.sh
