@@ -302,6 +302,11 @@ def test_server_side_errors_are_unavailable(code: int, error_type: str) -> None:
     assert isinstance(parse_prometheus_response(code, body), QueryUnavailable)
 
 
+def test_a_server_error_is_unavailable_whatever_its_error_type() -> None:
+    body = json.dumps({"status": "error", "errorType": "bad_data", "error": "from a proxy"})
+    assert isinstance(parse_prometheus_response(502, body), QueryUnavailable)
+
+
 @pytest.mark.parametrize(
     ("code", "body"), [(502, "<html>Bad Gateway</html>"), (200, ""), (404, "")]
 )

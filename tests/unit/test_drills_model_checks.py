@@ -117,6 +117,8 @@ def test_a_model_that_answers_one_label_has_a_low_macro_f1() -> None:
     scores = score(GOLDEN, [POS] * len(GOLDEN))
     assert scores.accuracy == pytest.approx(0.5)
     assert scores.f1 == pytest.approx((2 * 0.5 * 1.0 / 1.5 + 0.0) / 2)
+    # The class it never predicts has precision 0 (not 1, not skipped).
+    assert scores.precision == pytest.approx((0.5 + 0.0) / 2)
 
 
 def test_agreement_is_with_the_baseline_not_with_the_labels() -> None:

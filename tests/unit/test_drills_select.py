@@ -107,6 +107,7 @@ def test_allowed_pods_rounds_down_exactly() -> None:
     assert allowed_pods(8, 12.5) == 1
     assert allowed_pods(3, 33.3) == 0
     assert allowed_pods(10, 29.9) == 2
+    assert allowed_pods(1000, 0.3) == 3  # 0.3 as a binary float is a hair below 0.3
     assert allowed_pods(7, None) == 7
     assert allowed_pods(7, 100) == 7
     with pytest.raises(ValueError):
@@ -116,6 +117,7 @@ def test_allowed_pods_rounds_down_exactly() -> None:
 def test_wanted_count_checks_its_value() -> None:
     assert wanted_count(Mode.PERCENT, 33.3, 3) == 1  # 0.999 → 1
     assert wanted_count(Mode.PERCENT, 100, 3) == 3
+    assert wanted_count(Mode.PERCENT, 0.1, 1000) == 1  # 0.1 as a binary float is a hair above
     for mode, value in [(Mode.FIXED, None), (Mode.FIXED, 0), (Mode.FIXED, 1.5)]:
         with pytest.raises(ValueError):
             wanted_count(mode, value, 3)
