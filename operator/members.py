@@ -1,9 +1,11 @@
 """Member clusters: kubeconfigs kept in hub Secrets, turned into Kubernetes API clients.
 
 A Secret labelled `modeldr.io/member-cluster=<name>` (in the operator's member-secrets
-namespace) holds key `kubeconfig` and optionally `prometheus-url`. A missing, unreadable or
-invalid Secret is a `MemberError` with a message that says what to fix; it never crashes the
-operator.
+namespace) holds key `kubeconfig` and optionally `prometheus-url` and
+`infrastructure-webhook-url` (the infrastructure provider the drill engine asks for the faults
+only the infrastructure can make: NodeFailure, ClusterOutage; see
+docs/infrastructure-webhook.md). A missing, unreadable or invalid Secret is a `MemberError`
+with a message that says what to fix; it never crashes the operator.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 KUBECONFIG_KEY = "kubeconfig"
 PROMETHEUS_KEY = "prometheus-url"
+INFRASTRUCTURE_KEY = "infrastructure-webhook-url"
 # Member apiservers are dialled with short timeouts: a dead cluster must fail a health check
 # in about a second, not in urllib3's default retries.
 CONNECT_TIMEOUT_S = 1.0
@@ -38,6 +41,8 @@ class Member:
     api: client.ApiClient
     prometheus_url: str | None
     secret_version: str
+    #: Base URL of the member's infrastructure webhook (None: no provider registered).
+    infrastructure_url: str | None = None
 
 
 def _decode(data: dict[str, str] | None, key: str) -> str | None:
@@ -132,7 +137,12 @@ class MemberRegistry:
                     self._members.pop(cluster, None)
                     continue
                 prometheus_url = (_decode(secret.data, PROMETHEUS_KEY) or "").strip() or None
-                self._members[cluster] = Member(cluster, api, prometheus_url, version)
+                infrastructure_url = (
+                    _decode(secret.data, INFRASTRUCTURE_KEY) or ""
+                ).strip() or None
+                self._members[cluster] = Member(
+                    cluster, api, prometheus_url, version, infrastructure_url=infrastructure_url
+                )
                 log.info(
                     "member cluster %s registered from Secret %s", cluster, secret.metadata.name
                 )

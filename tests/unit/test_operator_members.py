@@ -12,7 +12,11 @@ import yaml
 from modeldr.operator.config import OperatorConfig
 from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
 from modeldr.operator.errors import MemberError
-from modeldr.operator.members import MemberRegistry, api_client_from_kubeconfig
+from modeldr.operator.members import (
+    INFRASTRUCTURE_KEY,
+    MemberRegistry,
+    api_client_from_kubeconfig,
+)
 
 KUBECONFIG = {
     "apiVersion": "v1",
@@ -124,3 +128,32 @@ def test_hub_secrets_that_cannot_be_read_are_a_member_error() -> None:
     registry = FakeRegistry(ConnectionError("hub down"))
     with pytest.raises(MemberError, match="cannot read member Secrets in the hub: hub down"):
         registry.get("primary")
+
+
+def test_the_infrastructure_webhook_url_is_read_when_the_secret_has_the_key() -> None:
+    registry = FakeRegistry(
+        [
+            _secret(
+                "member-primary",
+                "primary",
+                kubeconfig=yaml.safe_dump(KUBECONFIG),
+                infrastructure_webhook_url=" http://127.0.0.1:19200\n",
+            ),
+            _secret("member-standby", "standby", kubeconfig=yaml.safe_dump(KUBECONFIG)),
+        ]
+    )
+    assert INFRASTRUCTURE_KEY == "infrastructure-webhook-url"
+    assert registry.get("primary").infrastructure_url == "http://127.0.0.1:19200"
+    # Without the key (or with a blank value) the member has no infrastructure provider.
+    assert registry.get("standby").infrastructure_url is None
+    blank = FakeRegistry(
+        [
+            _secret(
+                "member-standby",
+                "standby",
+                kubeconfig=yaml.safe_dump(KUBECONFIG),
+                infrastructure_webhook_url="  ",
+            )
+        ]
+    )
+    assert blank.get("standby").infrastructure_url is None
