@@ -234,6 +234,21 @@ DEFAULT_CLUSTER_RULES = sorted(
         ("modeldr.io", "modeldeployments", ("get", "list", "patch", "watch"), ()),
         ("modeldr.io", "modeldeployments/status", ("patch",), ()),
         ("modeldr.io", "modeldeployments/finalizers", ("update",), ()),
+        # Drills: plans are watched and patched (kopf), runs created, watched, patched and
+        # deleted beyond historyLimit; both statuses through the subresource only.
+        ("modeldr.io", "drillplans", ("get", "list", "patch", "watch"), ()),
+        ("modeldr.io", "drillplans/status", ("patch",), ()),
+        ("modeldr.io", "drillplans/finalizers", ("update",), ()),
+        (
+            "modeldr.io",
+            "drillruns",
+            ("create", "delete", "get", "list", "patch", "watch"),
+            (),
+        ),
+        ("modeldr.io", "drillruns/status", ("patch",), ()),
+        ("modeldr.io", "drillruns/finalizers", ("update",), ()),
+        # Golden sets of model checks, by name only: never list/watch (every ConfigMap).
+        ("", "configmaps", ("get",), ()),
         ("", "events", ("create",), ()),
         # Server-side apply only: a PATCH, authorized as a create when the object is new.
         ("", "services", ("create", "patch"), ()),
@@ -311,6 +326,13 @@ def test_traffic_provider_toggles_change_only_their_rules() -> None:
         "modeldeployments",
         "modeldeployments/status",
         "modeldeployments/finalizers",
+        "drillplans",
+        "drillplans/status",
+        "drillplans/finalizers",
+        "drillruns",
+        "drillruns/status",
+        "drillruns/finalizers",
+        "configmaps",
         "events",
     }
 
