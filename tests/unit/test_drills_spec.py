@@ -373,9 +373,9 @@ def test_every_list_is_bounded() -> None:
         if isinstance(node, dict):
             if node.get("type") == "array" and "maxItems" not in node:
                 found.append(path)
-            if node.get("type") == "string" and "maxLength" not in node and "enum" not in node:
-                if node.get("format") != "date-time":
-                    found.append(path)
+            bounded_string = "maxLength" in node or "enum" in node or "format" in node
+            if node.get("type") == "string" and not bounded_string:
+                found.append(path)
             for key, child in node.get("properties", {}).items():
                 found += unbounded(child, f"{path}.{key}")
             if "items" in node:
