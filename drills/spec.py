@@ -304,7 +304,10 @@ class Fault(_Spec):
     @field_validator("grace_period_seconds")
     @classmethod
     def _grace(cls, grace: int | None, info: ValidationInfo) -> int | None:
-        if grace is not None and info.data.get("type", "PodKill") not in GRACE_PERIOD_FAULTS:
+        if (
+            grace is not None
+            and info.data.get("type", GRACE_PERIOD_FAULTS[0]) not in GRACE_PERIOD_FAULTS
+        ):
             raise ValueError(Msg.GRACE_ONLY)
         return grace
 
@@ -341,7 +344,7 @@ class Action(_Spec):
 
 
 class Expect(_Spec):
-    active_cluster: ExpectedCluster | None = Field(default=None)
+    active_cluster: ExpectedCluster | None = None
     max_rto_seconds: float | None = Field(default=None, ge=0, le=MAX_DURATION_SECONDS)
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
     max_p99_latency_ms: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MILLISECONDS)
@@ -452,12 +455,12 @@ class DrillPlanSpec(_Spec):
     abort_conditions: list[AbortCondition] = Field(
         default_factory=list, max_length=MAX_ABORT_CONDITIONS
     )
-    model_checks: ModelChecks | None = Field(default=None)
+    model_checks: ModelChecks | None = None
     blast_radius: BlastRadius = Field(default_factory=lambda: BlastRadius.model_validate({}))
     schedule: str | None = Field(default=None, max_length=128, pattern=CRON)
     time_zone: str | None = Field(default=None, max_length=64, pattern=TIME_ZONE)
     suspend: bool = False
-    concurrency_policy: ConcurrencyPolicy = Field(default=DEFAULT_CONCURRENCY_POLICY)
+    concurrency_policy: ConcurrencyPolicy = DEFAULT_CONCURRENCY_POLICY
     history_limit: int = Field(default=DEFAULT_HISTORY_LIMIT, ge=1, le=MAX_HISTORY_LIMIT)
 
     # The plan-wide rules, each on the field the CRD's rule names in its fieldPath.
@@ -517,7 +520,7 @@ class DrillRunSpec(_Spec):
     plan: DrillPlanSpec | None = None
     # The plan's metadata.generation the snapshot was taken from: one run per generation.
     plan_generation: int | None = Field(default=None, ge=1)
-    # Set by hand (or by `modeldr drill stop`) to stop the run: every fault is undone and the
+    # Set by hand (kubectl patch) to stop the run: every fault is undone and the
     # run ends Aborted.
     abort: bool = False
 
@@ -578,7 +581,7 @@ class Condition(_Status):
     reason: str
     message: str = ""
     last_transition_time: datetime
-    observed_generation: int | None = Field(default=None)
+    observed_generation: int | None = None
 
 
 class WindowStatus(_Status):
@@ -588,8 +591,8 @@ class WindowStatus(_Status):
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
     message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    started_at: datetime | None = Field(default=None)
-    finished_at: datetime | None = Field(default=None)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     # The longest stretch in the window with no successful probe request.
     rto_seconds: float | None = Field(default=None, ge=0)
     # Failed / sent probe requests in the window.
@@ -623,8 +626,8 @@ class GateStatus(_Status):
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
     message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    started_at: datetime | None = Field(default=None)
-    finished_at: datetime | None = Field(default=None)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     successful: int = Field(default=0, ge=0)
     failed: int = Field(default=0, ge=0)
     inconclusive: int = Field(default=0, ge=0)
@@ -643,7 +646,7 @@ class AbortConditionStatus(_Status):
     message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
     evaluations: int = Field(default=0, ge=0)
     last_value: str | None = Field(default=None, max_length=1024)
-    last_evaluated_at: datetime | None = Field(default=None)
+    last_evaluated_at: datetime | None = None
 
 
 class ModelCheckStatus(_Status):
@@ -656,7 +659,7 @@ class ModelCheckStatus(_Status):
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
     message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    checked_at: datetime | None = Field(default=None)
+    checked_at: datetime | None = None
     examples: int | None = Field(default=None, ge=0)
     agreement: float | None = Field(default=None, ge=0, le=1)
     accuracy: float | None = Field(default=None, ge=0, le=1)
@@ -682,9 +685,9 @@ class FaultRecord(_Status):
     # Who makes and undoes it: member-api, agent, or the infrastructure provider's name.
     provider: str | None = Field(default=None, max_length=NAME_MAX)
     state: FaultState = "Recorded"
-    recorded_at: datetime | None = Field(default=None)
-    applied_at: datetime | None = Field(default=None)
-    undone_at: datetime | None = Field(default=None)
+    recorded_at: datetime | None = None
+    applied_at: datetime | None = None
+    undone_at: datetime | None = None
     undo_attempts: int = Field(default=0, ge=0)
     message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
     # What undo needs beyond the above (grace period, node, a taint's value, ...).
@@ -692,23 +695,23 @@ class FaultRecord(_Status):
 
 
 class DrillRunStatus(_Status):
-    observed_generation: int | None = Field(default=None)
+    observed_generation: int | None = None
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
     message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    started_at: datetime | None = Field(default=None)
-    finished_at: datetime | None = Field(default=None)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     # Written by the engine at least every few seconds while it runs: a new leader tells a
     # run in flight from one whose engine is gone.
-    heartbeat_at: datetime | None = Field(default=None)
+    heartbeat_at: datetime | None = None
     # The run ends by then whatever happens (the plan's durations plus bounded margins).
     deadline: datetime | None = None
-    current_step: str | None = Field(default=None)
+    current_step: str | None = None
     # The worst step's rtoSeconds.
     rto_seconds: float | None = Field(default=None, ge=0)
     active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
     seed: int | None = None
-    steady_state: SteadyStateStatus | None = Field(default=None)
+    steady_state: SteadyStateStatus | None = None
     steps: list[StepStatus] = Field(default_factory=list, max_length=MAX_STEPS)
     gates: list[GateStatus] = Field(default_factory=list, max_length=MAX_GATES)
     abort_conditions: list[AbortConditionStatus] = Field(
@@ -727,19 +730,19 @@ class LastRun(_Status):
     name: str
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    started_at: datetime | None = Field(default=None)
-    finished_at: datetime | None = Field(default=None)
-    plan_generation: int | None = Field(default=None)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    plan_generation: int | None = None
 
 
 class DrillPlanStatus(_Status):
-    observed_generation: int | None = Field(default=None)
-    last_run: LastRun | None = Field(default=None)
+    observed_generation: int | None = None
+    last_run: LastRun | None = None
     # What happens with spec.schedule (e.g. that schedules are accepted but not run yet):
     # never silently ignored.
     schedule_message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    last_schedule_time: datetime | None = Field(default=None)
-    next_schedule_time: datetime | None = Field(default=None)
+    last_schedule_time: datetime | None = None
+    next_schedule_time: datetime | None = None
     conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
 
     @classmethod
