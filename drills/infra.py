@@ -28,7 +28,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import modeldr
@@ -72,13 +72,17 @@ class InfrastructureError(OperatorError):
 
 
 def rfc3339(moment: datetime) -> str:
-    """`moment` in UTC as RFC 3339 with a `Z` (seconds precision); naive datetimes refused."""
+    """`moment` in UTC as RFC 3339 with a `Z`, in whole seconds rounded up (a deadline is
+    never brought forward); naive datetimes refused."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InfrastructureError(
             f"expires_at {moment.isoformat()} has no time zone (give an aware datetime)",
             permanent=True,
         )
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(UTC)
+    if utc.microsecond:
+        utc = utc.replace(microsecond=0) + timedelta(seconds=1)
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def validate_url(url: str) -> str:

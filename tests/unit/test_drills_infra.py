@@ -105,7 +105,7 @@ def test_inject_of_a_node_failure_posts_the_documented_document(url: str, script
         "type": "NodeFailure",
         "cluster": "primary",
         "node": "gpu-0",
-        "expiresAt": "2030-01-02T03:04:05Z",  # RFC 3339, UTC
+        "expiresAt": "2030-01-02T03:04:06Z",  # RFC 3339, UTC, whole seconds rounded up
     }
 
 
