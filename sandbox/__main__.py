@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "runtime", help="run the process runtime in the foreground (sandbox-up starts it)"
     )
+    sub.add_parser(
+        "infra-webhook",
+        help="run the infrastructure webhook (NodeFailure, ClusterOutage) in the foreground "
+        "(operator-up starts it)",
+    )
     sub.add_parser("operator-up", help="install the chart in the hub and start the operator")
     sub.add_parser("operator-down", help="stop the operator")
     for name in ("outage", "restore"):
@@ -36,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         from sandbox import runtime
 
         runtime.main()
+        return 0
+    if args.command == "infra-webhook":
+        from sandbox import infra_webhook
+
+        infra_webhook.main()
         return 0
     if args.command in ("operator-up", "operator-down"):
         from sandbox import operator_up

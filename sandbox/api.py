@@ -25,6 +25,7 @@ from sandbox import clusters, daemons, kube, prometheus, runtime
 from sandbox.config import (
     CLUSTERS,
     FAILED_NODE_ANNOTATION,
+    INFRA_WEBHOOK_PORT,
     MEMBER_CLUSTERS,
     SANDBOX_ROOT_ENV,
     Paths,
@@ -35,6 +36,9 @@ log = logging.getLogger("sandbox")
 
 RUNTIME = "runtime"
 RUNTIME_MARKER = "sandbox runtime"
+#: The infrastructure webhook daemon (sandbox/infra_webhook.py), started by operator-up.
+INFRA_WEBHOOK = "infra-webhook"
+INFRA_WEBHOOK_MARKER = "sandbox infra-webhook"
 #: nftables table the network faults use; sandbox-down removes it.
 NFT_TABLE = "modeldr_sandbox"
 #: Holder the sandbox writes into a failed node's Lease so that kwok stops renewing it.
@@ -96,6 +100,9 @@ class Sandbox:
         """Stop everything and remove the sandbox's state (logs are kept under .sandbox/logs)."""
         # The operator first: it would otherwise log every member going away.
         daemons.stop("operator", "modeldr operator", grace=20.0)
+        # Then the infrastructure webhook, before the clusters go: it would otherwise restore
+        # an expired outage while its cluster is being deleted.
+        daemons.stop(INFRA_WEBHOOK, INFRA_WEBHOOK_MARKER, grace=10.0)
         daemons.stop(RUNTIME, RUNTIME_MARKER)
         # Pod processes run in sessions of their own: if the runtime died without stopping
         # them, its pidfiles still name them.
@@ -140,6 +147,11 @@ class Sandbox:
             result[name] = state
         result["runtime"] = bool(daemons.running_pid(RUNTIME, RUNTIME_MARKER))
         result["prometheus"] = prometheus.base_url() if prometheus.ready() else None
+        result["infra-webhook"] = (
+            f"http://127.0.0.1:{INFRA_WEBHOOK_PORT}"
+            if daemons.running_pid(INFRA_WEBHOOK, INFRA_WEBHOOK_MARKER)
+            else None
+        )
         return result
 
     @property

@@ -99,6 +99,9 @@ MEMBER_CLUSTERS = ("primary", "standby")
 # `make operator-up` runs the operator as a local process on these loopback ports.
 OPERATOR_HEALTH_PORT = 19180
 OPERATOR_METRICS_PORT = 19190
+#: The sandbox's infrastructure provider (NodeFailure, ClusterOutage) for the drill engine:
+#: `python -m sandbox infra-webhook`, started by operator-up, on 127.0.0.1 only.
+INFRA_WEBHOOK_PORT = 19200
 
 PROMETHEUS_HOST = "127.0.0.1"
 PROMETHEUS_PORT = 19090

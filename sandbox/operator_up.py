@@ -5,7 +5,9 @@ operator running against it as a local process, with the chart's ServiceAccount 
 The chart is installed with replicaCount=0 (CRDs, ServiceAccount and RBAC; the hub's kwok
 node could not run the operator image anyway). The member clusters are registered the way a
 user would: one hub Secret per member, labelled modeldr.io/member-cluster=<name>, holding
-its kubeconfig and the sandbox Prometheus URL.
+its kubeconfig, the sandbox Prometheus URL and the URL of the sandbox's infrastructure webhook
+(sandbox/infra_webhook.py, started here before the operator and kept running when the
+operator stops, so that a restarted operator can still undo a drill's faults).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import yaml
 from kubernetes import client
 
 from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
-from sandbox import daemons, kube
+from modeldr.operator.members import INFRASTRUCTURE_KEY, KUBECONFIG_KEY, PROMETHEUS_KEY
+from sandbox import daemons, infra_webhook, kube
 from sandbox.config import (
     MEMBER_CLUSTERS,
     OPERATOR_HEALTH_PORT,
@@ -106,11 +109,20 @@ def install_chart() -> None:
     )
 
 
-def register_members() -> None:
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def register_members(infrastructure_url: str | None = None) -> None:
+    """One Secret per member; one already holding the same data is left as it is (a rewrite
+    would make the operator rebuild its member clients for nothing)."""
     core = kube.core("hub")
     prometheus_url = sandbox_paths().prometheus_url_file.read_text().strip()
     for cluster in MEMBER_CLUSTERS:
         kubeconfig = _kubectl("config", "view", "--minify", "--flatten", "--context", cluster)
+        data = {KUBECONFIG_KEY: _b64(kubeconfig), PROMETHEUS_KEY: _b64(prometheus_url)}
+        if infrastructure_url:
+            data[INFRASTRUCTURE_KEY] = _b64(infrastructure_url)
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -119,12 +131,13 @@ def register_members() -> None:
                 "namespace": NAMESPACE,
                 "labels": {MEMBER_CLUSTER_LABEL: cluster},
             },
-            "data": {
-                "kubeconfig": base64.b64encode(kubeconfig.encode()).decode(),
-                "prometheus-url": base64.b64encode(prometheus_url.encode()).decode(),
-            },
+            "data": data,
         }
         try:
+            current = core.read_namespaced_secret(f"member-{cluster}", NAMESPACE)
+            labels = current.metadata.labels or {}
+            if current.data == data and labels.get(MEMBER_CLUSTER_LABEL) == cluster:
+                continue
             core.replace_namespaced_secret(f"member-{cluster}", NAMESPACE, secret)
         except client.ApiException as exc:
             if exc.status != 404:
@@ -235,13 +248,18 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 
 
 def operator_up(timeout: float = 60.0) -> None:
+    # The infrastructure webhook first (idempotent): the operator's drills need it from the
+    # start, and an operator already running still gets it registered.
+    webhook_url = infra_webhook.ensure_running()
+    print(f"infrastructure webhook on {webhook_url}; log {infra_webhook.log_file()}")
     pid = operator_pid()
     if pid and (healthz(HEALTH_PORT) or {}).get("leader"):
+        register_members(webhook_url)
         print(f"operator already running (pid {pid}); log {operator_log()}")
         return
     ensure_tiny_model()
     install_chart()
-    register_members()
+    register_members(webhook_url)
     write_operator_kubeconfig()
     pid = daemons.start(
         NAME,
@@ -269,6 +287,7 @@ def operator_up(timeout: float = 60.0) -> None:
 
 
 def operator_down() -> None:
+    """Stop the operator; the infrastructure webhook keeps running (sandbox-down stops it)."""
     if daemons.stop(NAME, MARKER, grace=20.0):
         print("operator stopped")
     else:
