@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -370,3 +371,13 @@ def fmt(value: float) -> str:
     else:
         return f"{value:.2g}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def failure_summary(samples: Iterable[ProbeSample], start: float, end: float) -> str:
+    """What the failed requests of a window said, most frequent first ('' when none failed):
+    a verdict that says only "error ratio 1" leaves the user guessing why."""
+    errors = Counter(s.error or "failed" for s in in_window(samples, start, end) if not s.ok)
+    if not errors:
+        return ""
+    shown = ", ".join(f"{error!r} x{n}" for error, n in errors.most_common(3))
+    return f"failures: {shown}"

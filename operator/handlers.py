@@ -8,18 +8,34 @@ and delegates.
 | event | any change of a ModelDeployment wakes its daemon at once | runtime.wake_event |
 | daemon | one per ModelDeployment: reconcile, health, failover, traffic, status | daemon, tick |
 | delete | removes member and traffic objects (after stopping the daemon's writes) | deletion |
+| DrillPlan create/update/resume | one DrillRun per spec generation, plan status | drills.plans |
+| DrillRun daemon | runs the drill, or rolls back a run a dead leader left Running | drills.run |
+| DrillRun delete | undoes what a deleted run left | drills.run |
 
 One daemon per ModelDeployment owns everything about it, so there is one writer per object.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import kopf
 
-from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, PAUSED_ANNOTATION, VERSION
+from modeldr.drills import plans
+from modeldr.drills import run as drill_run
+from modeldr.drills.phase import Phase
+from modeldr.drills.runstate import RunRef
+from modeldr.operator.constants import (
+    DRILLPLANS,
+    DRILLRUNS,
+    GROUP,
+    MODELDEPLOYMENTS,
+    PAUSED_ANNOTATION,
+    VERSION,
+)
 from modeldr.operator.daemon import run_daemon
 from modeldr.operator.deletion import delete_modeldeployment
 from modeldr.operator.runtime import (
@@ -102,3 +118,90 @@ def modeldeployment_deleted(
         runtime_of(memo), writes_of(memo),
         name=name, namespace=namespace, uid=uid, spec=spec, status=status, logger=logger,
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ drills
+# DrillPlans start DrillRuns; a daemon per unfinished DrillRun runs the drill engine
+# (modeldr.drills); the DrillRun's finalizer undoes what a deleted run left.
+
+# A stopping daemon gets this long to undo its faults (an outage's restore takes a while).
+DRILL_CANCELLATION_TIMEOUT_S = 300.0
+# The deletion handler waits this long for a running engine to finish undoing.
+DRILL_DELETE_WAIT_S = 240.0
+DRILL_DONE_KEY = "drill-done"
+
+
+@kopf.on.create(GROUP, VERSION, DRILLPLANS)
+@kopf.on.update(GROUP, VERSION, DRILLPLANS, field="spec")
+@kopf.on.resume(GROUP, VERSION, DRILLPLANS)
+async def drillplan_changed(
+    name: str,
+    namespace: str | None,
+    uid: str,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    """One run per spec generation (none while suspended); status says what was done."""
+    assert namespace is not None
+    fields = await asyncio.to_thread(
+        plans.reconcile_plan, runtime_of(memo).hub, namespace, name, uid,
+        int(meta.get("generation") or 0), dict(spec), dict(status),
+    )  # fmt: skip
+    patch.status.update(fields)
+
+
+def drillrun_unfinished(status: kopf.Status, **_: Any) -> bool:
+    return not Phase(status.get("phase") or "Pending").is_final
+
+
+@kopf.daemon(
+    GROUP, VERSION, DRILLRUNS,
+    cancellation_timeout=DRILL_CANCELLATION_TIMEOUT_S, when=drillrun_unfinished,
+)  # fmt: skip
+async def drillrun_daemon(
+    stopped: kopf.DaemonStopped,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    assert namespace is not None
+    done = memo.setdefault(DRILL_DONE_KEY, asyncio.Event())
+    done.clear()
+
+    def stop_reason() -> tuple[str, str] | None:
+        if spec.get("abort"):
+            return "StoppedByHand", "spec.abort was set: the run was stopped by hand"
+        if not stopped:
+            return None
+        if stopped.reason and kopf.DaemonStoppingReason.RESOURCE_DELETED in stopped.reason:
+            return "RunDeleted", "the DrillRun was deleted mid-run"
+        return "OperatorStopping", "the operator stopped mid-run"
+
+    try:
+        ref = RunRef(namespace, name, uid)
+        await drill_run.execute_run(runtime_of(memo), ref, dict(spec), dict(status), stop_reason)
+    finally:
+        done.set()
+
+
+@kopf.on.delete(GROUP, VERSION, DRILLRUNS)
+async def drillrun_deleted(
+    name: str, namespace: str | None, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> None:
+    """Undo whatever the deleted run left (its engine, if running, undoes first)."""
+    assert namespace is not None
+    done = memo.get(DRILL_DONE_KEY)
+    if isinstance(done, asyncio.Event) and not done.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout=DRILL_DELETE_WAIT_S)
+    left = await drill_run.undo_on_delete(runtime_of(memo), RunRef(namespace, name, uid), status)
+    if left:
+        raise kopf.TemporaryError(f"faults not undone yet: {', '.join(left)}", delay=10)

@@ -7,6 +7,7 @@ every object's memo), so there is no module-level state and a test builds its ow
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +29,39 @@ WRITES_KEY = "writes"  # an object's memo: its daemon's write guard
 
 
 @dataclass
+class ActiveDrills:
+    """Which DrillRun holds which ModelDeployment (one run per target at a time). Only the
+    leader runs drills, and a new leader rolls back every run it finds in flight, so this
+    process-wide record is the whole truth. The ModelDeployment's tick reads it for its
+    DrillInProgress condition. Used from the event loop and from worker threads."""
+
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _holders: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def claim(self, namespace: str, name: str, run: str) -> str | None:
+        """Hold the target for `run`; returns the other run holding it, None when claimed."""
+        with self._lock:
+            holder = self._holders.setdefault((namespace, name), run)
+            return None if holder == run else holder
+
+    def release(self, namespace: str, name: str, run: str) -> None:
+        with self._lock:
+            if self._holders.get((namespace, name)) == run:
+                del self._holders[(namespace, name)]
+
+    def holder(self, namespace: str, name: str) -> str | None:
+        with self._lock:
+            return self._holders.get((namespace, name))
+
+
+@dataclass
 class Runtime:
     config: OperatorConfig
     hub: client.ApiClient
     members: MemberRegistry
     monitors: Monitors
     providers: dict[str, TrafficProvider] = field(default_factory=dict)
+    drills: ActiveDrills = field(default_factory=ActiveDrills)
 
     @classmethod
     def build(cls, config: OperatorConfig, hub: client.ApiClient | None = None) -> Runtime:

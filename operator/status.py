@@ -135,7 +135,7 @@ def without_times(status: dict[str, Any]) -> dict[str, Any]:
 
 
 # Conditions whose True is the abnormal state (an Event of type Warning when they turn True).
-NEGATIVE_CONDITIONS = ("Degraded", "FailedOver", "SwitchPending")
+NEGATIVE_CONDITIONS = ("Degraded", "FailedOver", "SwitchPending", "DrillInProgress")
 
 # (type, status, reason, message) of one condition.
 ConditionChange = tuple[str, bool, str, str]
@@ -155,6 +155,7 @@ class Observed:
     traffic_routed: bool  # the provider has a target in effect
     traffic_error: str
     reconcile_errors: tuple[str, ...]
+    drill: str | None = None  # the DrillRun breaking this model now, if any
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,10 @@ def condition_changes(
         changes.append(("SwitchPending", True, "Waiting", seen.decision.waiting))
     else:
         changes.append(("SwitchPending", False, "NoSwitchPending", "no switch is waiting"))
+    if seen.drill:
+        changes.append(("DrillInProgress", True, "DrillRunning", f"DrillRun {seen.drill} is on"))
+    else:
+        changes.append(("DrillInProgress", False, "NoDrill", "no drill is running"))
     return changes
 
 

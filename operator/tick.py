@@ -393,6 +393,7 @@ async def report(
         decision=decision, snapshots=seen.snapshots, health=seen.health,
         traffic_routed=ctl.last_target is not None, traffic_error=ctl.traffic_error,
         reconcile_errors=tuple(e for e in ctl.reconcile_error.values() if e),
+        drill=ctl.runtime.drills.holder(ctl.namespace, ctl.name),
     )  # fmt: skip
     built = build_status(observed, generation, last_failover, status_raw)
     for event_type, reason, message in decision.events:

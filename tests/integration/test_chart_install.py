@@ -184,6 +184,8 @@ def test_install_two_releases_rbac_and_uninstall(releases: tuple[Release, Releas
     assert allowed(a, "update", "modeldeployments", subresource="finalizers", namespace="x", **md)
     assert allowed(a, "create", "events", namespace="team-x")
     assert allowed(a, "create", "endpointslices", group="discovery.k8s.io", namespace="team-x")
+    # The drill probe resolves the hub Service like a client: it lists its slices.
+    assert allowed(a, "list", "endpointslices", group="discovery.k8s.io", namespace="team-x")
     assert allowed(a, "patch", "services", namespace="team-x")
     assert allowed(a, "list", "secrets", namespace=a.namespace)
     assert allowed(a, "create", "leases", group="coordination.k8s.io", namespace=a.namespace)

@@ -252,7 +252,8 @@ DEFAULT_CLUSTER_RULES = sorted(
         ("", "events", ("create",), ()),
         # Server-side apply only: a PATCH, authorized as a create when the object is new.
         ("", "services", ("create", "patch"), ()),
-        ("discovery.k8s.io", "endpointslices", ("create", "patch"), ()),
+        # list: the drill probe resolves the hub Service like a client.
+        ("discovery.k8s.io", "endpointslices", ("create", "list", "patch"), ()),
     ]
 )
 

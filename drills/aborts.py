@@ -1,0 +1,114 @@
+"""The run's watch while it goes on, every second: its abort conditions (probe-based or
+PromQL), a stop asked by hand (`spec.abort`), and its deadline. An abort condition that
+holds interrupts the run at once (the engine undoes every fault within seconds); one that
+cannot be evaluated keeps the run from ending Passed."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modeldr.drills.conditions import CompiledCondition, compile_condition
+from modeldr.drills.gates import check_abort_query
+from modeldr.drills.phase import Phase
+from modeldr.drills.probe_stats import AbortCheck, AbortState, abort_due
+from modeldr.drills.runstate import now
+from modeldr.drills.spec import AbortCondition, AbortConditionStatus
+from modeldr.drills.verdict import Part, PartKind
+
+if TYPE_CHECKING:
+    from modeldr.drills.engine import Drill
+
+# DRILLS.md: abort conditions are evaluated at least every 2 s.
+EVERY_S = 1.0
+# A probe-based condition is not judged before the probe has had this long to send (an
+# empty window at the very start is no missing evidence).
+PROBE_WARMUP_S = 2.0
+
+
+@dataclass
+class Watched:
+    condition: AbortCondition
+    compiled: CompiledCondition | None
+    status: AbortConditionStatus
+    unknown: int = 0
+    unknown_message: str = ""
+    held: str = ""
+
+
+class AbortWatch:
+    def __init__(self, drill: Drill) -> None:
+        self.drill = drill
+        self.watched = [
+            Watched(
+                c,
+                compile_condition(c.condition) if c.condition else None,
+                AbortConditionStatus(name=c.name, phase=Phase.RUNNING),
+            )
+            for c in drill.plan.abort_conditions
+        ]
+
+    async def run(self, deadline_s: float) -> None:
+        d = self.drill
+        started = d.clock()
+        d.state.status.abort_conditions = [w.status for w in self.watched]
+        while not d.windows.over:
+            why = d.stop_reason()
+            if why is not None:
+                d.interrupt.set(Phase.ABORTED, *why)
+            if d.clock() - started > deadline_s:
+                d.interrupt.set(Phase.ERROR, "DeadlineExceeded",
+                                f"the run did not end within {deadline_s:.0f} s")  # fmt: skip
+            if d.clock() - started >= PROBE_WARMUP_S:
+                await self._evaluate_all()
+            await asyncio.sleep(EVERY_S)
+
+    async def _evaluate_all(self) -> None:
+        d = self.drill
+        for watched in self.watched:
+            check = await self._check(watched)
+            status = watched.status
+            status.evaluations += 1
+            status.message, status.last_evaluated_at = check.message[:4096], now()
+            if check.state is AbortState.UNKNOWN:
+                watched.unknown += 1
+                watched.unknown_message = check.message
+            if check.holds and not watched.held:
+                watched.held = check.message
+                status.phase = Phase.ABORTED
+                d.interrupt.set(Phase.ABORTED, "AbortConditionMet", check.message)
+
+    async def _check(self, watched: Watched) -> AbortCheck:
+        d = self.drill
+        condition = watched.condition
+        if condition.max_error_ratio is not None:
+            return abort_due(
+                condition.name, d.probe.samples(), window_seconds=condition.window_seconds,
+                max_error_ratio=condition.max_error_ratio, now=d.clock(),
+            )  # fmt: skip
+        assert condition.prometheus is not None and watched.compiled is not None
+        outcome = await d.query(condition.prometheus)
+        return check_abort_query(condition.name, outcome, watched.compiled)
+
+    def parts(self) -> list[Part]:
+        """One part per condition: Aborted when it held, Inconclusive when it could not be
+        evaluated (at some point, or never), Passed otherwise."""
+        out = []
+        for w in self.watched:
+            if w.held:
+                phase, reason, message = Phase.ABORTED, "AbortConditionMet", w.held
+            elif w.unknown or not w.status.evaluations:
+                phase, reason = Phase.INCONCLUSIVE, "MetricsMissing"
+                message = (
+                    f"could not be evaluated {w.unknown} of {w.status.evaluations} times: "
+                    f"{w.unknown_message}"
+                    if w.status.evaluations
+                    else "never evaluated"
+                )
+            else:
+                phase, reason = Phase.PASSED, "NotMet"
+                message = f"did not hold in {w.status.evaluations} evaluations"
+            w.status.phase = phase
+            out.append(Part(PartKind.ABORT_CONDITION, w.condition.name, phase, reason, message))
+        return out

@@ -1,0 +1,231 @@
+"""The run engine: one DrillRun from Pending to its verdict.
+
+    preflight -> traffic probe, gates, abort watch -> steady state -> baseline model check
+    -> each step (journal, inject or act, hold, undo, model check, expectations)
+    -> final steady state -> undo whatever is left -> verdict
+
+Orchestration only: what is pure (statistics, gates, model scores, target selection, the
+verdict) lives in its own module, faults behind `faults.base.FaultDriver`, and every fault
+goes through the journal (`journal.Journal`), which undoes it on every path. The status is
+the whole record of the run; a new leader that finds a run Running rolls it back
+(`rollback`). Blocking calls run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from modeldr.drills import events
+from modeldr.drills.aborts import AbortWatch
+from modeldr.drills.checks import ModelChecker
+from modeldr.drills.faults.base import FaultError
+from modeldr.drills.gaterunner import GateRunner, Query, Windows
+from modeldr.drills.journal import Journal
+from modeldr.drills.phase import Phase
+from modeldr.drills.probe import TrafficProbe
+from modeldr.drills.probe_stats import assess_steady_state, failure_summary
+from modeldr.drills.runstate import RunState, now
+from modeldr.drills.spec import DrillPlanSpec, StepStatus, WindowStatus
+from modeldr.drills.steps import StepRunner
+from modeldr.drills.target import Target
+from modeldr.drills.verdict import Part, PartKind, run_verdict
+from modeldr.operator.runtime import Runtime
+
+log = logging.getLogger(__name__)
+# Margins of the run's deadline on top of the plan's durations: setup and checks, and each
+# step's undo (an outage's restore takes a while).
+SETUP_MARGIN_S = 120.0
+STEP_MARGIN_S = 120.0
+
+
+def deadline_seconds(plan: DrillPlanSpec) -> float:
+    steps = sum(step.duration_seconds + STEP_MARGIN_S for step in plan.steps)
+    return SETUP_MARGIN_S + 2 * plan.steady_state.duration_seconds + steps
+
+
+@dataclass
+class Interrupt:
+    """Why the run stops early: an abort condition, a stop by hand, deletion, the operator
+    stopping, the deadline. The first reason wins."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    phase: Phase | None = None
+    reason: str = ""
+    message: str = ""
+
+    def set(self, phase: Phase, reason: str, message: str) -> None:
+        if self.phase is None:
+            self.phase, self.reason, self.message = phase, reason, message
+        self.event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    async def hold(self, seconds: float) -> bool:
+        """Wait `seconds`; False when interrupted first."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return True
+        return False
+
+
+@dataclass
+class Drill:
+    """What one run works with, resolved by preflight."""
+
+    runtime: Runtime
+    state: RunState
+    plan: DrillPlanSpec
+    plan_name: str
+    target: Target
+    seed: int
+    probe: TrafficProbe
+    journal: Journal
+    # A PromQL query of a gate or an abort condition, on the Prometheus it names.
+    query: Query
+    # Why the run must stop now, besides its own conditions: (reason, message) when it was
+    # stopped by hand, deleted, or the operator is stopping; None to go on.
+    stop_reason: Callable[[], tuple[str, str] | None]
+    interrupt: Interrupt = field(default_factory=Interrupt)
+    windows: Windows = field(default_factory=Windows)
+    clock: Callable[[], float] = time.monotonic
+    parts: list[Part] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, drill: Drill, gates: list[GateRunner], checker: ModelChecker | None) -> None:
+        self.drill = drill
+        self.gates = gates
+        self.checker = checker
+        self.aborts = AbortWatch(drill)
+        self.steps = StepRunner(drill, checker)
+
+    async def execute(self) -> None:
+        """The run after preflight; every fault is undone whatever happens."""
+        d = self.drill
+        status = d.state.status
+        status.deadline = now() + timedelta(seconds=deadline_seconds(d.plan))
+        await d.state.write()
+        d.probe.start()
+        d.windows.run_started = d.clock()
+        tasks = [asyncio.create_task(self.aborts.run(deadline_seconds(d.plan)))]
+        tasks += [asyncio.create_task(g.run(d.windows, self._write_gates)) for g in self.gates]
+        try:
+            await self._sequence()
+        except Exception as exc:  # a bug or a hub that stopped answering: say so, undo
+            log.exception("%s: the run failed", d.state.ref.name)
+            d.interrupt.set(Phase.ERROR, "EngineError", f"the run stopped: {exc}"[:1024])
+        finally:
+            d.windows.over = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(d.probe.stop)
+            await self._undo_everything()
+        await self._finish()
+
+    async def _sequence(self) -> None:
+        d = self.drill
+        before = await self._steady_state(before=True)
+        if before.phase is not Phase.PASSED or d.interrupt.is_set:
+            return
+        if self.checker is not None:
+            self._part(await self.checker.baseline())
+        for index, step in enumerate(d.plan.steps):
+            if d.interrupt.is_set:
+                break
+            part = await self.steps.run(index, step)
+            self._part(part)
+            if part.phase is Phase.ERROR:
+                self.steps.skip_rest(index + 1, f"not run: step {step.name} ended Error")
+                return
+        if not d.interrupt.is_set:
+            await self._steady_state(before=False)
+
+    async def _steady_state(self, *, before: bool) -> Part:
+        d = self.drill
+        d.windows.step = None
+        window = WindowStatus(phase=Phase.RUNNING, started_at=now())
+        steady = d.state.status.steady_state
+        assert steady is not None
+        if before:
+            steady.before = window
+        else:
+            steady.after = window
+        await d.state.write()
+        start = d.clock()
+        held = await d.interrupt.hold(d.plan.steady_state.duration_seconds)
+        assessment = assess_steady_state(
+            d.probe.samples(), start, d.clock(), d.plan.steady_state.max_error_ratio,
+            before_faults=before,
+        )  # fmt: skip
+        window.phase = assessment.phase if held else Phase.ABORTED
+        failures = failure_summary(d.probe.samples(), start, d.clock())
+        message = f"{assessment.message}; {failures}" if failures else assessment.message
+        window.reason, window.message = assessment.reason, message[:4096]
+        window.error_ratio, window.finished_at = assessment.error_ratio, now()
+        await d.state.write()
+        part = Part(PartKind.STEADY_STATE, "before" if before else "after", window.phase,
+                    window.reason or "", window.message or "")  # fmt: skip
+        if held:
+            self._part(part)
+        return part
+
+    def _part(self, part: Part) -> None:
+        self.drill.parts.append(part)
+
+    async def _write_gates(self) -> None:
+        self.drill.state.status.gates = [g.status(over=False) for g in self.gates]
+        await self.drill.state.write()
+
+    async def _undo_everything(self) -> None:
+        d = self.drill
+        if not d.journal.outstanding():
+            return
+        left = await d.journal.undo_all()
+        for record in d.state.status.faults:
+            if record.state == "Undone" and record.undone_at:
+                events.run_event(d, "Normal", "FaultUndone", f"{record.type} {record.id} undone")
+        if left:
+            names = ", ".join(f"{r.type} {r.id} in {r.cluster}" for r in left)
+            d.interrupt.set(Phase.ERROR, "UndoFailed", f"faults not undone: {names}")
+
+    async def _finish(self) -> None:
+        d = self.drill
+        status = d.state.status
+        status.gates = [g.status(over=True) for g in self.gates]
+        self.drill.parts.extend(
+            Part(PartKind.GATE, g.name, g.phase, g.reason or "", g.message or "")
+            for g in status.gates
+        )
+        self.drill.parts.extend(self.aborts.parts())
+        if d.interrupt.phase is not None:
+            d.parts.append(Part(PartKind.RUN, "", d.interrupt.phase, d.interrupt.reason,
+                                d.interrupt.message))  # fmt: skip
+        verdict = run_verdict(d.parts)
+        status.phase, status.reason = verdict.phase, verdict.reason
+        status.message = verdict.message[:4096]
+        status.finished_at, status.current_step = now(), None
+        await d.state.write()
+        events.finished(d, verdict.phase, verdict.reason, verdict.message)
+
+
+def new_seed() -> int:
+    """The run's random seed (recorded in status): the targets it chose can be chosen again."""
+    return random.SystemRandom().randrange(2**31)
+
+
+def steps_status(plan: DrillPlanSpec) -> list[StepStatus]:
+    return [StepStatus(name=step.name) for step in plan.steps]
+
+
+def fault_error_part(exc: FaultError) -> Part:
+    return Part(PartKind.PREFLIGHT, "", Phase.ERROR, exc.reason, exc.message)

@@ -1,0 +1,33 @@
+"""Kubernetes Events of a run: on the DrillRun for every transition, and on the
+ModelDeployment when a drill starts and ends (so `kubectl describe md` tells the story)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from modeldr.drills.phase import Phase
+from modeldr.operator.events import post_event
+
+if TYPE_CHECKING:
+    from modeldr.drills.engine import Drill
+
+
+def run_event(drill: Drill, type_: str, reason: str, message: str) -> None:
+    post_event(drill.state.ref.body(), type_, reason, message)
+
+
+def started(drill: Drill) -> None:
+    message = f"DrillRun {drill.state.ref.name} of plan {drill.plan_name} started"
+    run_event(drill, "Normal", "DrillStarted", message)
+    post_event(drill.target.body(), "Warning", "DrillStarted", message)
+
+
+def finished(drill: Drill, phase: Phase, reason: str, message: str) -> None:
+    type_ = "Normal" if phase is Phase.PASSED else "Warning"
+    run_event(drill, type_, f"Drill{phase}", f"{reason}: {message}")
+    post_event(
+        drill.target.body(),
+        type_,
+        f"Drill{phase}",
+        f"DrillRun {drill.state.ref.name}: {phase} ({reason})",
+    )

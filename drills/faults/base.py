@@ -1,0 +1,95 @@
+"""The fault interface: choose targets, inject, undo — all blocking (the engine runs them in
+worker threads) and idempotent, and `undo` works from the journal record alone, so a new
+leader can undo what a dead one injected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kubernetes import client
+
+from modeldr.drills.select import Candidate
+from modeldr.drills.spec import Fault, FaultRecord
+from modeldr.operator.constants import Role
+from modeldr.operator.errors import OperatorError
+from modeldr.operator.members import MemberRegistry
+from modeldr.operator.render import selector_labels
+
+# Member API calls of a fault: a dead member must fail the call in seconds, not minutes.
+TIMEOUT = (2.0, 10.0)
+
+
+class FaultError(OperatorError):
+    """The fault cannot be made as asked; `reason` is the step's CamelCase reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the drill's target runs in the member cluster a fault is aimed at."""
+
+    hub_namespace: str
+    name: str  # the ModelDeployment's
+    role: Role
+    cluster: str
+    namespace: str  # the member namespace
+
+    @property
+    def label_selector(self) -> str:
+        return ",".join(
+            f"{k}={v}" for k, v in selector_labels(self.name, self.hub_namespace).items()
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a fault will do: its targets and what undo needs besides the record."""
+
+    targets: tuple[str, ...]
+    parameters: dict[str, str] = field(default_factory=dict)
+    seed: int | None = None
+
+
+class FaultDriver(Protocol):
+    # Who makes and undoes it: "member-api", or the infrastructure provider's name.
+    provider: str
+
+    def plan(
+        self,
+        members: MemberRegistry,
+        where: Placement,
+        fault: Fault,
+        seed: int,
+        max_pods_percent: int,
+    ) -> Plan:
+        """Choose the targets (reads only); FaultError when none or too many match."""
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        """Make the fault as the record says (targets, parameters); idempotent."""
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        """Put back what the record says was done; idempotent, from the record alone."""
+
+
+def member_api(members: MemberRegistry, cluster: str) -> client.ApiClient:
+    return members.get(cluster).api
+
+
+def model_pods(members: MemberRegistry, where: Placement) -> list[Candidate]:
+    """The model's pods in the member that are not on their way out."""
+    core = client.CoreV1Api(member_api(members, where.cluster))
+    pods = core.list_namespaced_pod(
+        where.namespace, label_selector=where.label_selector, _request_timeout=TIMEOUT
+    )
+    return [
+        Candidate(pod.metadata.name, pod.spec.node_name)
+        for pod in pods.items
+        if pod.metadata.deletion_timestamp is None
+        and (pod.status.phase or "") not in ("Succeeded", "Failed")
+    ]

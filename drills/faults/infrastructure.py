@@ -1,0 +1,99 @@
+"""Faults only the infrastructure can make: NodeFailure (a node dies) and ClusterOutage (a
+whole member cluster goes dark). Asked of the member's infrastructure provider (a webhook;
+docs/infrastructure-webhook.md), idempotent by the journal id. Each inject carries an
+expiry, so the provider puts things back by itself if the operator dies mid-drill."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from modeldr.drills.faults.base import FaultError, Placement, Plan
+from modeldr.drills.faults.nodes import plan_node
+from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
+from modeldr.drills.spec import Fault, FaultRecord
+from modeldr.operator.errors import MemberError
+from modeldr.operator.members import MemberRegistry
+
+PROVIDER = "webhook"
+# The record's parameters: when the provider may undo it by itself.
+EXPIRES_PARAMETER = "expiresAt"
+
+
+def provider_for(members: MemberRegistry, cluster: str) -> InfrastructureProvider:
+    """The cluster's provider; NoProvider (nothing injected) when its Secret names none."""
+    try:
+        url = members.get(cluster).infrastructure_url
+    except MemberError as exc:
+        raise FaultError("NoProvider", str(exc)) from None
+    if not url:
+        raise FaultError(
+            "NoProvider",
+            f"member cluster {cluster!r} has no infrastructure provider: its Secret has no "
+            "key infrastructure-webhook-url (docs/infrastructure-webhook.md)",
+        )
+    try:
+        return InfrastructureProvider(url)
+    except InfrastructureError as exc:  # a malformed URL in the Secret
+        raise FaultError("NoProvider", f"member cluster {cluster!r}: {exc}") from None
+
+
+def expiry(duration_seconds: float, margin_seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=duration_seconds + margin_seconds)).isoformat()
+
+
+def _call_inject(members: MemberRegistry, record: FaultRecord, node: str | None) -> None:
+    provider = provider_for(members, record.cluster)
+    raw = record.parameters.get(EXPIRES_PARAMETER)
+    expires = datetime.fromisoformat(raw) if raw else None
+    try:
+        provider.inject(record.id, record.type, record.cluster, node=node, expires_at=expires)
+    except InfrastructureError as exc:
+        raise FaultError("InjectFailed", f"{record.type} of {record.cluster}: {exc}") from None
+
+
+def _call_undo(members: MemberRegistry, record: FaultRecord) -> None:
+    # Transient errors (a provider restarting) propagate: the journal retries the undo.
+    provider_for(members, record.cluster).undo(record.id)
+
+
+class NodeFailure:
+    provider = PROVIDER
+
+    def plan(
+        self,
+        members: MemberRegistry,
+        where: Placement,
+        fault: Fault,
+        seed: int,
+        max_pods_percent: int,
+    ) -> Plan:
+        provider_for(members, where.cluster)  # no provider: Error before anything is chosen
+        return plan_node(members, where, fault, seed, max_pods_percent)
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        _call_inject(members, record, record.parameters["node"])
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        _call_undo(members, record)
+
+
+class ClusterOutage:
+    provider = PROVIDER
+
+    def plan(
+        self,
+        members: MemberRegistry,
+        where: Placement,
+        fault: Fault,
+        seed: int,
+        max_pods_percent: int,
+    ) -> Plan:
+        provider_for(members, where.cluster)
+        # The whole cluster is the target (its blast radius is the cluster, as asked).
+        return Plan((where.cluster,), {"namespace": where.namespace}, seed)
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        _call_inject(members, record, None)
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        _call_undo(members, record)

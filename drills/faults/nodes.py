@@ -1,0 +1,166 @@
+"""Node faults through the member API: NodeDrain (cordon, then evict the model's pods through
+the Eviction API, so PodDisruptionBudgets are respected) and GPULoss (the node's GPUs go:
+taint nvidia.com/gpu NoExecute, the model's pods evicted, nothing GPU-bound schedules there).
+Undo removes exactly what the record says was added: a cordon this drill set, its taint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+
+from modeldr.drills.faults.base import TIMEOUT, FaultError, Placement, Plan, member_api, model_pods
+from modeldr.drills.select import SelectionError, select_node
+from modeldr.drills.spec import Fault, FaultRecord
+from modeldr.operator import kube
+from modeldr.operator.constants import GPU_RESOURCE, GROUP
+from modeldr.operator.members import MemberRegistry
+
+# The taint GPULoss adds; its value marks it as the drill's (undo removes only this one).
+GPU_LOSS_TAINT_VALUE = f"{GROUP}-drill"
+GPU_LOSS_EFFECT = "NoExecute"
+
+
+def plan_node(
+    members: MemberRegistry, where: Placement, fault: Fault, seed: int, max_pods_percent: int
+) -> Plan:
+    """A node that runs the model's pods (the named one, or one drawn by the seed); its pods
+    on it count against the blast radius."""
+    pods = model_pods(members, where)
+    try:
+        chosen = select_node(pods, seed, node=fault.node, max_pods_percent=max_pods_percent)
+    except SelectionError as exc:
+        raise FaultError(exc.reason, exc.message) from None
+    parameters = {"node": chosen.node, "namespace": where.namespace}
+    if fault.grace_period_seconds is not None:
+        parameters["gracePeriodSeconds"] = str(fault.grace_period_seconds)
+    return Plan(chosen.pods, parameters, seed)
+
+
+def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -> None:
+    """Evict one pod; gone already is fine. A PDB that refuses (429) is retried by the
+    Deployment's own progress: the drill reports what clients saw either way."""
+    body: dict[str, Any] = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": namespace},
+    }
+    if grace is not None:
+        body["deleteOptions"] = {"gracePeriodSeconds": int(grace)}
+    try:
+        kube.call(
+            core.create_namespaced_pod_eviction, pod, namespace, body,
+            _request_timeout=TIMEOUT, absent=kube.DONE,
+        )  # fmt: skip
+    except client.ApiException as exc:
+        if exc.status != 429:  # the PodDisruptionBudget says not now: respected
+            raise
+
+
+def evict_all(members: MemberRegistry, record: FaultRecord) -> None:
+    core = client.CoreV1Api(member_api(members, record.cluster))
+    for pod in record.targets:
+        evict(
+            core, record.parameters["namespace"], pod, record.parameters.get("gracePeriodSeconds")
+        )
+
+
+class NodeDrain:
+    provider = "member-api"
+
+    def plan(
+        self,
+        members: MemberRegistry,
+        where: Placement,
+        fault: Fault,
+        seed: int,
+        max_pods_percent: int,
+    ) -> Plan:
+        planned = plan_node(members, where, fault, seed, max_pods_percent)
+        core = client.CoreV1Api(member_api(members, where.cluster))
+        node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)
+        if node.spec.unschedulable:
+            # Cordoned by someone else: draining it again would be no fault, and undo must
+            # not uncordon what the drill did not cordon.
+            raise FaultError(
+                "NodeAlreadyCordoned",
+                f"node {planned.parameters['node']} in {where.cluster} is cordoned already",
+            )
+        return planned
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        core.patch_node(
+            record.parameters["node"], {"spec": {"unschedulable": True}}, _request_timeout=TIMEOUT
+        )
+        evict_all(members, record)
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        kube.call(
+            core.patch_node, record.parameters["node"], {"spec": {"unschedulable": False}},
+            _request_timeout=TIMEOUT, absent=kube.DONE,
+        )  # fmt: skip
+
+
+def _taints(node: Any) -> list[dict[str, Any]]:
+    return [
+        {"key": t.key, "value": t.value, "effect": t.effect}
+        | ({"timeAdded": t.time_added} if t.time_added else {})
+        for t in (node.spec.taints or [])
+    ]
+
+
+def _is_ours(taint: dict[str, Any]) -> bool:
+    return (
+        taint.get("key") == GPU_RESOURCE
+        and taint.get("value") == GPU_LOSS_TAINT_VALUE
+        and taint.get("effect") == GPU_LOSS_EFFECT
+    )
+
+
+class GPULoss:
+    provider = "member-api"
+
+    def plan(
+        self,
+        members: MemberRegistry,
+        where: Placement,
+        fault: Fault,
+        seed: int,
+        max_pods_percent: int,
+    ) -> Plan:
+        return plan_node(members, where, fault, seed, max_pods_percent)
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        name = record.parameters["node"]
+        node = core.read_node(name, _request_timeout=TIMEOUT)
+        taints = _taints(node)
+        if not any(_is_ours(t) for t in taints):
+            taint = {"key": GPU_RESOURCE, "value": GPU_LOSS_TAINT_VALUE, "effect": GPU_LOSS_EFFECT}
+            # The resourceVersion makes a concurrent taint change a 409, not a lost write.
+            body = {
+                "metadata": {"resourceVersion": node.metadata.resource_version},
+                "spec": {"taints": [*taints, taint]},
+            }
+            core.patch_node(name, body, _request_timeout=TIMEOUT)
+        # The taint manager evicts pods without a NoExecute toleration; evicting the model's
+        # pods ourselves makes the fault's start a known instant.
+        evict_all(members, record)
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        name = record.parameters["node"]
+        node = kube.call(core.read_node, name, _request_timeout=TIMEOUT, absent=None)
+        if node is None:
+            return
+        taints = _taints(node)
+        kept = [t for t in taints if not _is_ours(t)]
+        if len(kept) == len(taints):
+            return
+        body = {
+            "metadata": {"resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": kept or None},
+        }
+        core.patch_node(name, body, _request_timeout=TIMEOUT)

@@ -1,0 +1,53 @@
+"""PodKill: delete the model's pods in a member cluster (gracePeriodSeconds 0 is a crash).
+Nothing to put back: the Deployment replaces them, and how fast is what the drill measures."""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+from modeldr.drills.faults.base import TIMEOUT, FaultError, Placement, Plan, member_api, model_pods
+from modeldr.drills.select import Mode, SelectionError, select_pods
+from modeldr.drills.spec import Fault, FaultRecord
+from modeldr.operator import kube
+from modeldr.operator.members import MemberRegistry
+
+GRACE_PARAMETER = "gracePeriodSeconds"
+
+
+class PodKill:
+    provider = "member-api"
+
+    def plan(
+        self,
+        members: MemberRegistry,
+        where: Placement,
+        fault: Fault,
+        seed: int,
+        max_pods_percent: int,
+    ) -> Plan:
+        pods = model_pods(members, where)
+        try:
+            chosen = select_pods(
+                pods, Mode(fault.mode), fault.value, seed, max_pods_percent=max_pods_percent,
+                what=f"pods of {where.name} in {where.cluster}",
+            )  # fmt: skip
+        except SelectionError as exc:
+            raise FaultError(exc.reason, exc.message) from None
+        parameters = {"namespace": where.namespace}
+        if fault.grace_period_seconds is not None:
+            parameters[GRACE_PARAMETER] = str(fault.grace_period_seconds)
+        return Plan(chosen.targets, parameters, seed)
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        grace = record.parameters.get(GRACE_PARAMETER)
+        for pod in record.targets:
+            # Gone already (a retry after a partial inject, or the cluster moved on): fine.
+            kube.call(
+                core.delete_namespaced_pod, pod, record.parameters["namespace"],
+                grace_period_seconds=int(grace) if grace is not None else None,
+                _request_timeout=TIMEOUT, absent=kube.DONE,
+            )  # fmt: skip
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        return None  # the Deployment replaces deleted pods

@@ -1,0 +1,180 @@
+"""One step of a run: resolve where its fault goes, journal it, inject it (or perform the
+action), hold for durationSeconds, undo it, re-check the model, and assess what the probe
+saw against the step's expectations over the step's window."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from modeldr.drills import events
+from modeldr.drills.faults.base import FaultError
+from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER, expiry
+from modeldr.drills.faults.registry import driver_for
+from modeldr.drills.journal import new_record
+from modeldr.drills.phase import Phase
+from modeldr.drills.probe_stats import (
+    ExpectedCluster,
+    Roles,
+    StepAssessment,
+    StepExpectation,
+    assess_step,
+    failure_summary,
+    measure_step,
+)
+from modeldr.drills.runstate import now
+from modeldr.drills.spec import Action, FaultRecord, Step, StepStatus
+from modeldr.drills.target import request_switch, target_status
+from modeldr.drills.verdict import Part, PartKind
+from modeldr.operator.constants import Role
+
+if TYPE_CHECKING:
+    from modeldr.drills.checks import ModelChecker
+    from modeldr.drills.engine import Drill
+
+# An infrastructure fault's expiry beyond its step's end: the provider undoes it by itself
+# this long after the operator stopped renewing (dead, partitioned away).
+EXPIRY_MARGIN_S = 60.0
+
+
+class StepRunner:
+    def __init__(self, drill: Drill, checker: ModelChecker | None) -> None:
+        self.drill = drill
+        self.checker = checker
+
+    async def run(self, index: int, step: Step) -> Part:
+        d = self.drill
+        status = d.state.status.steps[index]
+        status.phase, status.started_at = Phase.RUNNING, now()
+        d.state.status.current_step = step.name
+        d.windows.step, d.windows.step_started = step.name, d.clock()
+        start = d.clock()
+        active_at_start = await self._active_cluster()
+        await d.state.write()
+        events.run_event(d, "Normal", "StepStarted", f"step {step.name} started")
+        record: FaultRecord | None = None
+        try:
+            if step.fault is not None:
+                record = await self._inject(step, active_at_start)
+            elif step.action is not None:
+                await self._act(step.action)
+            held = await d.interrupt.hold(step.duration_seconds)
+        except FaultError as exc:
+            return await self._end(status, Phase.ERROR, exc.reason, exc.message)
+        finally:
+            if record is not None:
+                await self._undo(record)
+        if not held:
+            return await self._end(status, Phase.ABORTED, d.interrupt.reason, d.interrupt.message)
+        if self.checker is not None:
+            d.parts.append(await self.checker.after(step.name))
+        assessment = self._assess(step, status, start, active_at_start)
+        status.active_cluster = await self._active_cluster()
+        return await self._end(status, assessment.phase, assessment.reason, assessment.message)
+
+    async def _active_cluster(self) -> str | None:
+        d = self.drill
+        seen = await asyncio.to_thread(target_status, d.runtime.hub, d.target)
+        active = seen.get("activeCluster")
+        return str(active) if active else None
+
+    def _where(self, cluster: str, active: str | None) -> Role:
+        """The role a step's `fault.cluster` names: active, a role, or a member's name."""
+        target = self.drill.target
+        role = target.role_of(active if cluster == "active" else cluster)
+        if role is None:
+            raise FaultError(
+                "UnknownCluster",
+                f"fault.cluster {cluster!r} is neither active, primary, standby nor a member "
+                f"cluster of {target.name} ({target.cluster('primary')}, "
+                f"{target.cluster('standby')})",
+            )
+        return role
+
+    async def _inject(self, step: Step, active: str | None) -> FaultRecord:
+        """Plan, journal, then apply; FaultError leaves nothing injected."""
+        d = self.drill
+        fault = step.fault
+        assert fault is not None
+        driver = driver_for(fault.type)
+        where = d.target.placement(self._where(fault.cluster, active))
+        seed = fault.seed if fault.seed is not None else d.seed
+        percent = d.plan.blast_radius.max_pods_percent
+        plan = await asyncio.to_thread(driver.plan, d.runtime.members, where, fault, seed, percent)
+        record = new_record(step.name, fault, driver, where.cluster, where.role, plan)
+        record.parameters[EXPIRES_PARAMETER] = expiry(step.duration_seconds, EXPIRY_MARGIN_S)
+        if d.interrupt.is_set:
+            raise FaultError(d.interrupt.reason or "Interrupted", "stopped before the fault")
+        await d.journal.record(record)  # journal before action: raises if the hub refused
+        try:
+            await asyncio.to_thread(driver.inject, d.runtime.members, record)
+        except Exception as exc:
+            # Part of it may be in force (some pods deleted, a cordon set): undo at once.
+            failure = (
+                exc
+                if isinstance(exc, FaultError)
+                else FaultError("InjectFailed", f"{fault.type} in {where.cluster}: {exc}")
+            )
+            record.message = failure.message[:1024]
+            await self._undo(record)
+            raise failure from None
+        await d.journal.applied(record)
+        targets = ", ".join(record.targets)
+        events.run_event(d, "Warning", "FaultInjected",
+                         f"{fault.type} in {where.cluster}: {targets} ({record.id})")  # fmt: skip
+        return record
+
+    async def _undo(self, record: FaultRecord) -> None:
+        d = self.drill
+        if await d.journal.undo(record):
+            events.run_event(d, "Normal", "FaultUndone", f"{record.type} {record.id} undone")
+        else:
+            what = f"{record.type} {record.id} in {record.cluster}: {record.message}"
+            d.interrupt.set(Phase.ERROR, "UndoFailed", what)
+
+    async def _act(self, action: Action) -> None:
+        d = self.drill
+        if action.type == "Wait":
+            return
+        role: Role = "standby" if action.type == "Failover" else "primary"
+        await asyncio.to_thread(request_switch, d.runtime.hub, d.target, role)
+        events.run_event(d, "Normal", "SwitchRequested", f"{action.type}: traffic to {role}")
+
+    def _assess(
+        self, step: Step, status: StepStatus, start: float, active_at_start: str | None
+    ) -> StepAssessment:
+        d = self.drill
+        measured = measure_step(d.probe.samples(), start, d.clock())
+        status.rto_seconds, status.error_ratio = measured.rto_seconds, measured.error_ratio
+        status.p99_latency_ms = measured.p99_latency_ms
+        status.requests, status.failed_requests = measured.sent, measured.failed
+        expect = step.expect
+        wanted = ExpectedCluster(expect.active_cluster) if expect.active_cluster else None
+        expectation = StepExpectation(
+            active_cluster=wanted,
+            max_rto_seconds=expect.max_rto_seconds, max_error_ratio=expect.max_error_ratio,
+            max_p99_latency_ms=expect.max_p99_latency_ms,
+        )  # fmt: skip
+        roles = Roles(d.target.cluster("primary"), d.target.cluster("standby"), active_at_start)
+        assessment = assess_step(expectation, measured, roles)
+        failures = failure_summary(d.probe.samples(), start, d.clock())
+        if not failures:
+            return assessment
+        return StepAssessment(
+            assessment.phase, assessment.reason, f"{assessment.message}; {failures}"
+        )
+
+    async def _end(self, status: StepStatus, phase: Phase, reason: str, message: str) -> Part:
+        d = self.drill
+        status.phase, status.reason = phase, reason or None
+        status.message, status.finished_at = message[:4096], now()
+        rtos = [s.rto_seconds for s in d.state.status.steps if s.rto_seconds is not None]
+        d.state.status.rto_seconds = max(rtos) if rtos else None
+        await d.state.write()
+        kind = "Normal" if phase is Phase.PASSED else "Warning"
+        events.run_event(d, kind, f"Step{phase}", f"step {status.name}: {message}")
+        return Part(PartKind.STEP, status.name, phase, reason, message)
+
+    def skip_rest(self, first: int, why: str) -> None:
+        for status in self.drill.state.status.steps[first:]:
+            status.message = why
