@@ -32,7 +32,7 @@ from modeldr.drills.spec import (
     PrometheusQuery,
     SteadyStateStatus,
 )
-from modeldr.drills.target import Target, read_target
+from modeldr.drills.target import Target, read_target, target_status
 from modeldr.operator.constants import ROLES
 from modeldr.operator.errors import MemberError
 from modeldr.operator.runtime import Runtime
@@ -117,6 +117,7 @@ async def start(
         return
     status = state.status
     status.phase, status.started_at, status.seed = Phase.RUNNING, now(), drill.seed
+    status.active_cluster = await asyncio.to_thread(active_cluster, rt, target)
     status.steps, status.steady_state = steps_status(plan), SteadyStateStatus()
     await state.write()
     await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
@@ -125,6 +126,11 @@ async def start(
         await engine.execute()
     finally:
         await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
+
+
+def active_cluster(rt: Runtime, target: Target) -> str | None:
+    value = target_status(rt.hub, target).get("activeCluster")
+    return str(value) if value else None
 
 
 def traffic_entry(rt: Runtime, plan: DrillPlanSpec, target: Target) -> Resolver:

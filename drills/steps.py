@@ -70,6 +70,7 @@ class StepRunner:
             d.parts.append(await self.checker.after(step.name))
         assessment = self._assess(step, status, start, active_at_start)
         status.active_cluster = await self._active_cluster()
+        d.state.status.active_cluster = status.active_cluster
         return await self._end(status, assessment.phase, assessment.reason, assessment.message)
 
     async def _active_cluster(self) -> str | None:

@@ -65,3 +65,8 @@ def hub_namespace(sandbox: Sandbox) -> Iterator[str]:
     yield name
     with contextlib.suppress(Exception):
         kube.core("hub").delete_namespace(name)
+
+
+# The operator (module scope) and a hub namespace per test, for every module that needs a
+# ModelDeployment served on the sandbox (tests/integration/modeldeployments.py).
+from tests.integration.modeldeployments import hub_ns, operator  # noqa: E402, F401

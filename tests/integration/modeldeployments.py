@@ -1,0 +1,115 @@
+"""ModelDeployments on the sandbox for integration tests: the operator fixture (the chart in
+the hub and `modeldr operator` under its ServiceAccount), a hub namespace per test, the
+sandbox example ModelDeployment as a manifest, and its status. Shared by the operator and
+drill tests."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, VERSION
+from sandbox import kube
+from sandbox.api import Sandbox
+from sandbox.operator_up import operator_up
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples/sandbox/modeldeployment.yaml"
+PLURAL = MODELDEPLOYMENTS
+NAME = "tiny-bert"
+
+
+@pytest.fixture(scope="module")
+def operator(sandbox: Sandbox) -> None:
+    model_dir = Path("/tmp/modeldr/models/tiny-bert")
+    if not (model_dir / "modeldr-manifest.json").exists():
+        serve = str(Path(sys.executable).parent / "modeldr-serve")
+        subprocess.run(
+            [serve, "tiny-model", str(model_dir), "--task", "sequence-classification"], check=True
+        )
+    operator_up()
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube.api_client("hub"))
+
+
+def manifest(member_namespace: str, **spec: Any) -> dict[str, Any]:
+    md = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    md["spec"]["replicas"] = 1
+    for role in ("primary", "standby"):
+        md["spec"]["clusters"][role]["namespace"] = member_namespace
+    md["spec"].update(spec)
+    return dict(md)
+
+
+def create(hub_ns: str, md: dict[str, Any]) -> None:
+    custom().create_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, md)
+
+
+def get(hub_ns: str, name: str = NAME) -> dict[str, Any]:
+    return dict(custom().get_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, name))
+
+
+def status(hub_ns: str) -> dict[str, Any]:
+    return dict(get(hub_ns).get("status") or {})
+
+
+def condition(hub_ns: str, type_: str) -> str | None:
+    for c in status(hub_ns).get("conditions") or []:
+        if c["type"] == type_:
+            return str(c["status"])
+    return None
+
+
+def wait_status(hub_ns: str, predicate: Any, what: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(client.ApiException):
+            last = status(hub_ns)
+            if predicate(last):
+                return last
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}; last status: {json.dumps(last, indent=1)}")
+
+
+def serving_everywhere(s: dict[str, Any], replicas: int = 1) -> bool:
+    return (
+        s.get("phase") == "Ready"
+        and (s.get("primary") or {}).get("readyReplicas") == replicas
+        and (s.get("standby") or {}).get("readyReplicas") == replicas
+    )
+
+
+@pytest.fixture
+def hub_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
+    """A hub namespace for the ModelDeployment; the member namespace of the same name is
+    created by the operator and removed here."""
+    name = f"t-{int(time.time() * 1000) % 10**8:08d}"
+    kube.core("hub").create_namespace({"metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(Exception):
+        custom().delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, NAME)
+    # Let the operator's finalizer remove the member objects, then drop the namespaces.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            get(name)
+        except client.ApiException:
+            break
+        time.sleep(0.5)
+    for cluster in ("hub", "primary", "standby"):
+        with contextlib.suppress(Exception):
+            kube.core(cluster).delete_namespace(name)

@@ -1,0 +1,375 @@
+"""The drill engine on the sandbox, end to end: DrillPlans applied to the hub start
+DrillRuns that the operator (under the chart's RBAC) runs against a served tiny BERT with
+real faults (member API, the sandbox's infrastructure webhook), real probe traffic, real
+Prometheus gates and real model checks. Every test checks what the run says and that the
+clusters are as before it (no cordon, taint or outage left).
+
+Durations are short on purpose: the engine's behaviour, not the model's, is under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from modeldr.operator.constants import (
+    DRILL_PLAN_LABEL,
+    DRILLPLANS,
+    DRILLRUNS,
+    DRILLS_LABEL,
+    GPU_RESOURCE,
+    GROUP,
+    VERSION,
+)
+from sandbox import kube
+from sandbox.api import Sandbox
+from sandbox.config import sandbox_paths
+from sandbox.operator_up import operator_up
+from tests.integration.modeldeployments import (
+    NAME,
+    PLURAL,
+    ROOT,
+    create,
+    custom,
+    get,
+    manifest,
+    serving_everywhere,
+    status,
+    wait_status,
+)
+
+pytestmark = pytest.mark.integration
+
+GOLDEN_SET = ROOT / "examples/sandbox/golden-set.yaml"
+FINAL = ("Passed", "Failed", "Aborted", "Error", "Inconclusive")
+# The model server's request counter as the sandbox's Prometheus scrapes it.
+REQUESTS = 'sum(rate(modeldr_serve_requests_total{{cluster="{cluster}", namespace="{ns}"}}[15s]))'
+
+
+@pytest.fixture(scope="module")
+def drill_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
+    """One hub namespace with the example ModelDeployment (1 replica per cluster, opted in
+    to drills) and its golden set, shared by the module's drills: each drill leaves it as it
+    found it, which is what the tests check."""
+    name = f"d-{int(time.time() * 1000) % 10**8:08d}"
+    kube.core("hub").create_namespace({"metadata": {"name": name}})
+    golden = yaml.safe_load(GOLDEN_SET.read_text())
+    kube.core("hub").create_namespaced_config_map(name, golden)
+    create(name, manifest(name))
+    wait_status(name, serving_everywhere, "model servers Ready in both clusters", timeout=180)
+    yield name
+    with contextlib.suppress(Exception):
+        custom().delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, NAME)
+    kube.wait_for(lambda: not _exists(name), timeout=60, what="the ModelDeployment gone")
+    for cluster in ("hub", "primary", "standby"):
+        with contextlib.suppress(Exception):
+            kube.core(cluster).delete_namespace(name)
+
+
+def _exists(ns: str) -> bool:
+    try:
+        get(ns)
+    except client.ApiException:
+        return False
+    return True
+
+
+def plan(name: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "target": {"modelDeployment": NAME},
+        "traffic": {"ratePerSecond": 10, "timeoutMilliseconds": 2000},
+        "steadyState": {"durationSeconds": 2, "maxErrorRatio": 0.0},
+        "steps": steps,
+        "blastRadius": {"maxPodsPercent": 100},  # one replica per cluster
+    }
+    body.update(spec)
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DrillPlan",
+            "metadata": {"name": name}, "spec": body}  # fmt: skip
+
+
+def apply_plan(ns: str, body: dict[str, Any]) -> str:
+    """Create the plan; returns the name of the run it starts (generation 1)."""
+    custom().create_namespaced_custom_object(GROUP, VERSION, ns, DRILLPLANS, body)
+    return f"{body['metadata']['name']}-1"
+
+
+def run(ns: str, name: str) -> dict[str, Any]:
+    return dict(custom().get_namespaced_custom_object(GROUP, VERSION, ns, DRILLRUNS, name))
+
+
+def run_status(ns: str, name: str) -> dict[str, Any]:
+    with contextlib.suppress(client.ApiException):
+        return dict(run(ns, name).get("status") or {})
+    return {}
+
+
+def wait_run(ns: str, name: str, predicate: Any, what: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = run_status(ns, name)
+        if predicate(last):
+            return last
+        time.sleep(0.5)
+    pytest.fail(
+        f"timed out waiting for {what} of {name}; last status:\n{json.dumps(last, indent=1)}"
+    )
+
+
+def finished(ns: str, name: str, timeout: float = 180) -> dict[str, Any]:
+    return wait_run(ns, name, lambda s: s.get("phase") in FINAL, "the verdict", timeout)
+
+
+def explain(s: dict[str, Any]) -> str:
+    return json.dumps({k: s.get(k) for k in ("phase", "reason", "message", "steps", "faults")},
+                      indent=1)  # fmt: skip
+
+
+def primary_node(ns: str) -> str:
+    pods = kube.core("primary").list_namespaced_pod(ns, label_selector=f"modeldr.io/name={NAME}")
+    nodes = {str(p.spec.node_name) for p in pods.items if p.spec.node_name}
+    assert len(nodes) == 1, nodes
+    return nodes.pop()
+
+
+def node_state(node: str) -> tuple[bool, list[tuple[str, str, str]]]:
+    """What a drill may change on a node: its cordon and its taints."""
+    obj = kube.core("primary").read_node(node)
+    taints = sorted((t.key, t.value or "", t.effect) for t in obj.spec.taints or [])
+    return bool(obj.spec.unschedulable), taints
+
+
+def drill_taints(node: str) -> list[tuple[str, str, str]]:
+    return [t for t in node_state(node)[1] if t[0] == GPU_RESOURCE and t[2] == "NoExecute"]
+
+
+@pytest.fixture(autouse=True)
+def serving_before_and_after(drill_ns: str) -> Iterator[None]:
+    """Each drill starts on a model served in both clusters (a drained pod is rescheduled
+    and warms up before the next drill's steady state)."""
+    wait_status(drill_ns, serving_everywhere, "model servers Ready in both clusters", 180)
+    yield
+    wait_status(drill_ns, serving_everywhere, "model servers Ready again", 180)
+
+
+def drill_condition(ns: str) -> str | None:
+    for c in status(ns).get("conditions") or []:
+        if c["type"] == "DrillInProgress":
+            return str(c["status"])
+    return None
+
+
+def test_a_healthy_drill_passes_with_gates_and_model_checks(drill_ns: str) -> None:
+    body = plan(
+        "healthy",
+        [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 6,
+          "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0,
+                     "maxRTOSeconds": 2, "maxP99LatencyMs": 1500}}],
+        gates=[{"name": "primary-answers", "steps": ["hold"],
+                "prometheus": {"query": REQUESTS.format(cluster="primary", ns=drill_ns)},
+                "intervalSeconds": 2, "count": 2, "successCondition": "result[0] > 0"}],
+        abortConditions=[{"name": "all-failing", "maxErrorRatio": 0.9, "windowSeconds": 5}],
+        modelChecks={"goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}},
+                     "minAgreement": 1.0},
+    )  # fmt: skip
+    name = apply_plan(drill_ns, body)
+    wait_run(drill_ns, name, lambda s: s.get("phase") == "Running", "Running", 60)
+    wait_status(drill_ns, lambda s: drill_condition(drill_ns) == "True", "DrillInProgress", 30)
+    s = finished(drill_ns, name)
+    assert s["phase"] == "Passed", explain(s)
+    assert s["reason"] == "AllPassed"
+    step = s["steps"][0]
+    assert step["phase"] == "Passed" and step["requests"] > 0 and step["errorRatio"] == 0
+    assert step["activeCluster"] == "primary"
+    gate = s["gates"][0]
+    assert gate["phase"] == "Passed" and gate["successful"] == 2, gate
+    checks = {c["name"]: c for c in s["modelChecks"]}
+    assert set(checks) == {"baseline", "hold"}
+    assert checks["hold"]["agreement"] == 1 and checks["hold"]["servedDigest"].startswith("sha256:")
+    assert s["steadyState"]["before"]["phase"] == "Passed"
+    assert s["steadyState"]["after"]["phase"] == "Passed"
+    # The plan shows its last run, the ModelDeployment no drill any more.
+    plan_status = custom().get_namespaced_custom_object(
+        GROUP, VERSION, drill_ns, DRILLPLANS, "healthy"
+    )
+    assert plan_status["status"]["lastRun"]["name"] == name
+    assert plan_status["status"]["lastRun"]["phase"] == "Passed"
+    wait_status(drill_ns, lambda _: drill_condition(drill_ns) == "False", "DrillInProgress off", 30)
+    assert run(drill_ns, name)["metadata"]["labels"][DRILL_PLAN_LABEL] == "healthy"
+
+
+def test_a_primary_outage_fails_over_within_the_rto_and_everything_comes_back(
+    drill_ns: str, sandbox: Sandbox
+) -> None:
+    body = plan(
+        "outage",
+        [
+            {"name": "primary-outage", "fault": {"type": "ClusterOutage", "cluster": "primary"},
+             "durationSeconds": 15, "expect": {"activeCluster": "standby", "maxRTOSeconds": 10}},
+            {"name": "primary-recovers", "action": {"type": "Wait"}, "durationSeconds": 10,
+             "expect": {"activeCluster": "standby", "maxErrorRatio": 0.0}},
+            {"name": "failback", "action": {"type": "Failback"}, "durationSeconds": 10,
+             "expect": {"activeCluster": "primary"}},
+        ],
+    )  # fmt: skip
+    name = apply_plan(drill_ns, body)
+    s = finished(drill_ns, name, timeout=240)
+    assert s["phase"] == "Passed", explain(s)
+    outage = s["steps"][0]
+    assert outage["activeCluster"] == "standby" and 0 < outage["rtoSeconds"] <= 10, outage
+    assert outage["failedRequests"] > 0  # clients saw the outage: the RTO is real
+    (fault,) = s["faults"]
+    assert fault["type"] == "ClusterOutage" and fault["state"] == "Undone", fault
+    assert fault["provider"] == "webhook" and fault["targets"] == ["primary"]
+    assert fault["recordedAt"] <= fault["appliedAt"] <= fault["undoneAt"]
+    assert kube.apiserver_ready("primary")
+    assert status(drill_ns)["activeCluster"] == "primary"
+
+
+def test_an_abort_condition_stops_the_run_and_undoes_the_drain(drill_ns: str) -> None:
+    node = primary_node(drill_ns)
+    before = node_state(node)
+    # Prometheus's clock passes a moment a few seconds ahead: the condition starts to hold
+    # while the node is drained (after the 2 s steady state).
+    at = time.time() + 8
+    body = plan(
+        "abort",
+        [{"name": "drain", "fault": {"type": "NodeDrain", "cluster": "primary"},
+          "durationSeconds": 120}],
+        abortConditions=[{"name": "clock", "prometheus": {"query": "time()"},
+                          "condition": f"result[0] > {at:.1f}"}],
+    )  # fmt: skip
+    name = apply_plan(drill_ns, body)
+    _wait_applied(drill_ns, name)
+    assert node_state(node)[0], "the node is cordoned while the fault is on"
+    s = finished(drill_ns, name, timeout=60)
+    assert s["phase"] == "Aborted" and s["reason"] == "AbortConditionMet", explain(s)
+    assert s["abortConditions"][0]["phase"] == "Aborted"
+    assert s["steps"][0]["phase"] == "Aborted"
+    (fault,) = s["faults"]
+    assert fault["state"] == "Undone", fault
+    # DRILLS.md: within 5 s of the condition holding, every fault is undone.
+    undone = datetime.fromisoformat(fault["undoneAt"].replace("Z", "+00:00")).timestamp()
+    assert undone - at < 5, (undone, at)
+    assert node_state(node) == before
+
+
+def test_a_run_stopped_by_hand_undoes_its_fault(drill_ns: str) -> None:
+    node = primary_node(drill_ns)
+    before = node_state(node)
+    name = apply_plan(drill_ns, plan("by-hand", [
+        {"name": "gpus-gone", "fault": {"type": "GPULoss", "cluster": "primary"},
+         "durationSeconds": 120}]))  # fmt: skip
+    _wait_applied(drill_ns, name)
+    assert drill_taints(node), "the GPU taint is on while the fault is"
+    custom().patch_namespaced_custom_object(
+        GROUP, VERSION, drill_ns, DRILLRUNS, name, {"spec": {"abort": True}}
+    )
+    s = finished(drill_ns, name, timeout=60)
+    assert s["phase"] == "Aborted" and s["reason"] == "StoppedByHand", explain(s)
+    assert [f["state"] for f in s["faults"]] == ["Undone"]
+    assert node_state(node) == before
+
+
+def test_a_run_is_refused_when_its_target_did_not_opt_in(drill_ns: str) -> None:
+    patch = {"metadata": {"labels": {DRILLS_LABEL: None}}}
+    custom().patch_namespaced_custom_object(GROUP, VERSION, drill_ns, PLURAL, NAME, patch)
+    try:
+        name = apply_plan(drill_ns, plan("not-opted-in", [
+            {"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 5}]))  # fmt: skip
+        s = finished(drill_ns, name, timeout=60)
+    finally:
+        restore = {"metadata": {"labels": {DRILLS_LABEL: "enabled"}}}
+        custom().patch_namespaced_custom_object(GROUP, VERSION, drill_ns, PLURAL, NAME, restore)
+    assert s["phase"] == "Error" and s["reason"] == "TargetNotOptedIn", explain(s)
+    assert not s.get("faults")
+
+
+def test_what_cannot_be_tested_is_never_passed(drill_ns: str) -> None:
+    """An unsupported fault is Error with nothing injected; a gate on a series that does not
+    exist is Inconclusive (an empty result is no evidence)."""
+    unsupported = apply_plan(drill_ns, plan("unsupported", [
+        {"name": "cut", "fault": {"type": "NetworkPartition"}, "durationSeconds": 5}]))  # fmt: skip
+    s = finished(drill_ns, unsupported, timeout=60)
+    assert s["phase"] == "Error" and s["steps"][0]["reason"] == "FaultUnsupported", explain(s)
+    assert not s.get("faults")
+    empty_gate = apply_plan(drill_ns, plan(
+        "empty-gate", [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 4}],
+        gates=[{"name": "nothing", "prometheus": {"query": "no_such_series_anywhere"},
+                "intervalSeconds": 1, "successCondition": "result[0] > 0"}],
+    ))  # fmt: skip
+    s = finished(drill_ns, empty_gate, timeout=90)
+    assert s["phase"] == "Inconclusive" and s["reason"] == "MetricsMissing", explain(s)
+    assert s["gates"][0]["inconclusive"] > 0 and s["gates"][0]["successful"] == 0
+
+
+def test_one_run_per_target_at_a_time(drill_ns: str) -> None:
+    first = apply_plan(drill_ns, plan("long", [
+        {"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 120}]))  # fmt: skip
+    wait_run(drill_ns, first, lambda s: s.get("phase") == "Running", "Running", 60)
+    second = apply_plan(drill_ns, plan("second", [
+        {"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 5}]))  # fmt: skip
+    s = finished(drill_ns, second, timeout=60)
+    assert s["phase"] == "Error" and s["reason"] == "TargetBusy", explain(s)
+    assert first in s["message"]
+    custom().patch_namespaced_custom_object(
+        GROUP, VERSION, drill_ns, DRILLRUNS, first, {"spec": {"abort": True}}
+    )
+    s = finished(drill_ns, first, timeout=30)
+    assert s["phase"] == "Aborted" and s["reason"] == "StoppedByHand", explain(s)
+
+
+def _wait_applied(ns: str, name: str) -> dict[str, Any]:
+    def applied(s: dict[str, Any]) -> bool:
+        return any(f.get("state") == "Applied" for f in s.get("faults") or [])
+
+    return wait_run(ns, name, applied, "the fault applied", 60)
+
+
+def test_deleting_a_run_mid_fault_undoes_the_fault(drill_ns: str) -> None:
+    node = primary_node(drill_ns)
+    before = node_state(node)
+    name = apply_plan(drill_ns, plan("deleted", [
+        {"name": "drain", "fault": {"type": "NodeDrain", "cluster": "primary"},
+         "durationSeconds": 120}]))  # fmt: skip
+    _wait_applied(drill_ns, name)
+    assert node_state(node)[0], "the node is cordoned while the fault is on"
+    custom().delete_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLRUNS, name)
+    kube.wait_for(lambda: not run_status(drill_ns, name), timeout=90, what="the run gone")
+    assert node_state(node) == before
+
+
+def test_an_operator_killed_mid_fault_is_rolled_back_by_the_next_one(drill_ns: str) -> None:
+    node = primary_node(drill_ns)
+    before = node_state(node)
+    name = apply_plan(drill_ns, plan("restart", [
+        {"name": "gpus-gone", "fault": {"type": "GPULoss", "cluster": "primary"},
+         "durationSeconds": 120}]))  # fmt: skip
+    _wait_applied(drill_ns, name)
+    assert drill_taints(node), "the GPU taint is on while the fault is"
+    pid = int((sandbox_paths().state / "operator.pid").read_text())
+    os.kill(pid, signal.SIGKILL)  # no chance to undo anything itself
+    kube.wait_for(lambda: not _alive(pid), timeout=10, what="the operator gone")
+    operator_up()
+    s = finished(drill_ns, name, timeout=90)
+    assert s["phase"] == "Aborted" and s["reason"] == "OperatorRestarted", explain(s)
+    assert [f["state"] for f in s["faults"]] == ["Undone"]
+    assert node_state(node) == before
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
