@@ -283,6 +283,7 @@ class TrafficProbe:
         clock: Callable[[], float] = time.monotonic,
         max_in_flight: int | None = None,
         max_samples: int = MAX_SAMPLES,
+        on_sample: Callable[[ProbeSample], None] | None = None,
     ) -> None:
         if rate_per_second <= 0 or timeout_s <= 0 or max_seconds <= 0 or refresh_s <= 0:
             raise ValueError("rate_per_second, timeout_s, max_seconds, refresh_s must be > 0")
@@ -297,6 +298,8 @@ class TrafficProbe:
             2, min(MAX_IN_FLIGHT, math.ceil(rate_per_second * timeout_s) + 1)
         )
         self._resolver = resolver
+        # Called with every sample, outside the lock (the operator's metrics); must not raise.
+        self._on_sample = on_sample
         self._clock = clock
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # in-flight count or schedule end
@@ -497,6 +500,11 @@ class TrafficProbe:
             self._counts["succeeded" if sample.ok else "failed"] += 1
             if sample.error:
                 self._last_error = sample.error
+        if self._on_sample is not None:
+            try:
+                self._on_sample(sample)
+            except Exception:  # metrics are best-effort: never break the probe
+                log.debug("on_sample failed", exc_info=True)
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:

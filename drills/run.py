@@ -14,11 +14,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from modeldr.drills import events, plans, prometheus
+from modeldr.drills import events, metrics, plans, prometheus
 from modeldr.drills.checks import ModelChecker, load_golden_set
 from modeldr.drills.conditions import ConditionError
 from modeldr.drills.engine import Drill, Engine, deadline_seconds, new_seed, steps_status
 from modeldr.drills.faults.base import FaultError
+from modeldr.drills.faults.infrastructure import provider_for
+from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.gaterunner import GateRunner
 from modeldr.drills.gates import QueryOutcome, QueryRejected
 from modeldr.drills.journal import Journal
@@ -26,6 +28,7 @@ from modeldr.drills.phase import Phase
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
 from modeldr.drills.runstate import RunRef, RunState, now
 from modeldr.drills.spec import (
+    INFRASTRUCTURE_FAULTS,
     DrillPlanSpec,
     DrillRunSpec,
     DrillRunStatus,
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 # before the run says so and lets go.
 ROLLBACK_PATIENCE_S = 600.0
 ROLLBACK_RETRY_S = 10.0
+# Preflight findings about the system under test (not about the drill): the run Failed.
+FAILED_BEFORE_START = frozenset({"StandbyCapacityInsufficient"})
 
 
 async def execute_run(
@@ -92,10 +97,12 @@ async def start(
     """Preflight what the run needs, then run it."""
     try:
         resolver = traffic_entry(rt, plan, target)
+        preflight(rt, plan, target)
         probe = TrafficProbe(
             resolver, rate_per_second=plan.traffic.rate_per_second,
             timeout_s=plan.traffic.timeout_milliseconds / 1000, inputs=plan.traffic.inputs,
             max_seconds=deadline_seconds(plan),
+            on_sample=metrics.sample_recorder(state.ref.namespace, plan_name, state.ref.name),
         )  # fmt: skip
         drill = Drill(
             rt, state, plan, plan_name, target, new_seed(), probe, Journal(state, rt.members),
@@ -122,10 +129,59 @@ async def start(
     await state.write()
     await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
     events.started(drill)
+    labels = (state.ref.namespace, plan_name, state.ref.name)
+    metrics.RUNS_IN_PROGRESS.labels(*labels).set(1)
     try:
         await engine.execute()
     finally:
+        metrics.RUNS_IN_PROGRESS.labels(*labels).set(0)
+        asyncio.get_running_loop().call_later(metrics.FORGET_AFTER_S, metrics.forget, *labels)
         await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
+
+
+def preflight(rt: Runtime, plan: DrillPlanSpec, target: Target) -> None:
+    """Before anything is touched (blocking): every fault can be made (a driver, and a
+    provider for the infrastructure's), and a failover the plan causes has room on the
+    standby. FaultError with the step's reason otherwise."""
+    seen = target_status(rt.hub, target)
+    active = target.role_of(seen.get("activeCluster")) or "primary"
+    for step in plan.steps:
+        if step.fault is None:
+            continue
+        driver_for(step.fault.type)  # FaultUnsupported
+        if step.fault.type not in INFRASTRUCTURE_FAULTS:
+            continue
+        cluster = step.fault.cluster
+        role = active if cluster == "active" else target.role_of(cluster)
+        if role is not None:
+            provider_for(rt.members, target.cluster(role))  # NoProvider
+    if causes_failover(plan):
+        check_standby_capacity(target, seen)
+
+
+def causes_failover(plan: DrillPlanSpec) -> bool:
+    return any(
+        step.expect.active_cluster == "standby"
+        or (step.action is not None and step.action.type == "Failover")
+        for step in plan.steps
+    )
+
+
+def check_standby_capacity(target: Target, seen: dict[str, Any]) -> None:
+    """A warm or cold standby scales up on failover: it needs the GPUs for the replicas it
+    does not run yet (what the ModelDeployment's status counts as its free GPUs)."""
+    spec = target.spec
+    needed = (spec.replicas - spec.standby_replicas()) * spec.resources.gpus_per_replica
+    free = (seen.get("standby") or {}).get("freeGPUs")
+    if needed <= 0 or free is None or int(free) >= needed:
+        return
+    product = spec.resources.gpu_product
+    raise FaultError(
+        "StandbyCapacityInsufficient",
+        f"a failover to {target.cluster('standby')} needs {needed} free GPUs"
+        + (f" of product {product}" if product else "")
+        + f" to scale its {spec.clusters.standby.mode} standby up; it has {free}",
+    )
 
 
 def active_cluster(rt: Runtime, target: Target) -> str | None:
@@ -175,9 +231,11 @@ def member_prometheus(rt: Runtime, target: Target) -> str | None:
 
 
 async def refuse(rt: Runtime, state: RunState, plan_name: str, reason: str, message: str) -> None:
-    """End a run that could not start: Error, nothing touched."""
+    """End a run that could not start, nothing touched: Error (the drill could not do what
+    the plan asked), or Failed when preflight already shows the system would not hold."""
     status = state.status
-    status.phase, status.reason, status.message = Phase.ERROR, reason, message[:4096]
+    phase = Phase.FAILED if reason in FAILED_BEFORE_START else Phase.ERROR
+    status.phase, status.reason, status.message = phase, reason, message[:4096]
     status.started_at = status.started_at or now()
     status.finished_at = now()
     await state.write()

@@ -38,6 +38,7 @@ from modeldr.operator.constants import (
 )
 from modeldr.operator.daemon import run_daemon
 from modeldr.operator.deletion import delete_modeldeployment
+from modeldr.operator.events import post_event
 from modeldr.operator.runtime import (
     RUNTIME_KEY,
     Runtime,
@@ -129,6 +130,10 @@ DRILL_CANCELLATION_TIMEOUT_S = 300.0
 # The deletion handler waits this long for a running engine to finish undoing.
 DRILL_DELETE_WAIT_S = 240.0
 DRILL_DONE_KEY = "drill-done"
+# A deleted run whose faults cannot be undone is retried this often, this many times
+# (about 5 minutes), then let go with a Warning Event naming what is left.
+DRILL_DELETE_RETRY_S = 10
+DRILL_DELETE_RETRIES = 30
 
 
 @kopf.on.create(GROUP, VERSION, DRILLPLANS)
@@ -194,14 +199,29 @@ async def drillrun_daemon(
 
 @kopf.on.delete(GROUP, VERSION, DRILLRUNS)
 async def drillrun_deleted(
-    name: str, namespace: str | None, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
+    name: str,
+    namespace: str | None,
+    uid: str,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    retry: int,
+    **_: Any,
 ) -> None:
-    """Undo whatever the deleted run left (its engine, if running, undoes first)."""
+    """Undo whatever the deleted run left (its engine, if running, undoes first). Retried
+    while a fault cannot be undone, for a bounded time: a member gone for good must not keep
+    the run (and its plan) from going; the Event says what was left."""
     assert namespace is not None
     done = memo.get(DRILL_DONE_KEY)
     if isinstance(done, asyncio.Event) and not done.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), timeout=DRILL_DELETE_WAIT_S)
-    left = await drill_run.undo_on_delete(runtime_of(memo), RunRef(namespace, name, uid), status)
-    if left:
-        raise kopf.TemporaryError(f"faults not undone yet: {', '.join(left)}", delay=10)
+    ref = RunRef(namespace, name, uid)
+    left = await drill_run.undo_on_delete(runtime_of(memo), ref, status)
+    if not left:
+        return
+    what = ", ".join(left)
+    if retry + 1 >= DRILL_DELETE_RETRIES:
+        post_event(ref.body(), "Warning", "FaultsAbandoned",
+                   f"deleted with faults that could not be undone: {what}")  # fmt: skip
+        return
+    raise kopf.TemporaryError(f"faults not undone yet: {what}", delay=DRILL_DELETE_RETRY_S)

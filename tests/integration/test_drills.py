@@ -31,8 +31,8 @@ from modeldr.operator.constants import (
     GROUP,
     VERSION,
 )
-from sandbox import kube
-from sandbox.api import Sandbox
+from sandbox import kube, prometheus
+from sandbox.api import FAILED_NODE_LEASE_HOLDER, Sandbox
 from sandbox.config import sandbox_paths
 from sandbox.operator_up import operator_up
 from tests.integration.modeldeployments import (
@@ -301,8 +301,15 @@ def test_what_cannot_be_tested_is_never_passed(drill_ns: str) -> None:
     unsupported = apply_plan(drill_ns, plan("unsupported", [
         {"name": "cut", "fault": {"type": "NetworkPartition"}, "durationSeconds": 5}]))  # fmt: skip
     s = finished(drill_ns, unsupported, timeout=60)
-    assert s["phase"] == "Error" and s["steps"][0]["reason"] == "FaultUnsupported", explain(s)
-    assert not s.get("faults")
+    # Refused at preflight: nothing touched, no traffic sent.
+    assert s["phase"] == "Error" and s["reason"] == "FaultUnsupported", explain(s)
+    assert not s.get("faults") and s["steps"] == []
+    zero = apply_plan(drill_ns, plan("zero-targets", [
+        {"name": "kill-none", "fault": {"type": "PodKill", "mode": "percent", "value": 0},
+         "durationSeconds": 5}]))  # fmt: skip
+    s = finished(drill_ns, zero, timeout=60)
+    assert s["phase"] == "Error" and s["reason"] == "NoTargets", explain(s)
+    assert s["steps"][0]["reason"] == "NoTargets" and not s.get("faults")
     empty_gate = apply_plan(drill_ns, plan(
         "empty-gate", [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 4}],
         gates=[{"name": "nothing", "prometheus": {"query": "no_such_series_anywhere"},
@@ -373,3 +380,62 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_faults_on_the_standby_leave_clients_alone_and_are_undone(drill_ns: str) -> None:
+    """PodKill and NodeFailure (through the infrastructure webhook) on the standby: clients
+    of the primary see nothing, and the standby is whole again afterwards."""
+    name = apply_plan(drill_ns, plan("standby-faults", [
+        {"name": "kill-standby-pod", "fault": {"type": "PodKill", "cluster": "standby",
+                                               "gracePeriodSeconds": 0},
+         "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
+        {"name": "standby-node-dies", "fault": {"type": "NodeFailure", "cluster": "standby"},
+         "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
+    ]))  # fmt: skip
+    s = finished(drill_ns, name, timeout=120)
+    assert s["phase"] == "Passed", explain(s)
+    kill, failure = s["faults"]
+    assert (kill["type"], kill["cluster"], kill["state"]) == ("PodKill", "standby", "Undone")
+    assert kill["parameters"]["gracePeriodSeconds"] == "0" and len(kill["targets"]) == 1
+    assert (failure["type"], failure["provider"], failure["state"]) == (
+        "NodeFailure", "webhook", "Undone")  # fmt: skip
+    node = failure["parameters"]["node"]
+    leases = client.CoordinationV1Api(kube.api_client("standby"))
+    lease = leases.read_namespaced_lease(node, "kube-node-lease")
+    assert lease.spec.holder_identity != FAILED_NODE_LEASE_HOLDER  # kwok heartbeats it again
+
+
+def test_an_expectation_the_system_cannot_meet_fails_with_the_measured_value(
+    drill_ns: str,
+) -> None:
+    name = apply_plan(drill_ns, plan("impossible", [
+        {"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 3,
+         "expect": {"activeCluster": "standby"}}]))  # fmt: skip
+    s = finished(drill_ns, name, timeout=60)
+    assert s["phase"] == "Failed" and s["reason"] == "ExpectationFailed", explain(s)
+    assert "primary" in s["steps"][0]["message"] and "standby" in s["steps"][0]["message"]
+
+
+def test_prometheus_stopped_mid_run_is_inconclusive_never_passed(drill_ns: str) -> None:
+    body = plan(
+        "prometheus-down",
+        [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 14}],
+        gates=[{"name": "primary-answers",
+                "prometheus": {"query": REQUESTS.format(cluster="primary", ns=drill_ns)},
+                "intervalSeconds": 1, "successCondition": "result[0] > 0"}],
+    )  # fmt: skip
+    name = apply_plan(drill_ns, body)
+
+    def measured(s: dict[str, Any]) -> bool:
+        return any(g.get("successful", 0) > 0 for g in s.get("gates") or [])
+
+    wait_run(drill_ns, name, measured, "a successful measurement", 60)
+    prometheus.stop()
+    try:
+        s = finished(drill_ns, name, timeout=90)
+    finally:
+        prometheus.start()
+        kube.wait_for(prometheus.ready, timeout=60, what="Prometheus ready again")
+    assert s["phase"] == "Inconclusive" and s["reason"] == "MetricsMissing", explain(s)
+    gate = s["gates"][0]
+    assert gate["successful"] > 0 and gate["inconclusive"] > 0, gate
