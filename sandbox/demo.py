@@ -19,7 +19,14 @@
    the sandbox Prometheus scrapes the operator.
 6. Primary is restored; once its replicas are Ready again the demo fails back by annotating
    the ModelDeployment `modeldr.io/switch-to=primary`, and the client returns to primary.
-7. A Markdown report goes to .sandbox/demo-report.md.
+7. Events and Prometheus after the fail back.
+8. The drill: `examples/sandbox/golden-set.yaml` and `examples/sandbox/drillplan.yaml` are
+   applied; the operator runs the DrillRun (steady state, a pod kill, a whole-primary outage
+   through the sandbox's infrastructure webhook, recovery, failback, the final steady state,
+   with a Prometheus gate and model checks on the golden set) and the demo follows it, then
+   prints the verdict and every step's RTO, error ratio and p99. The demo fails unless the
+   drill Passed.
+9. A Markdown report goes to .sandbox/demo-report.md.
 
 The sandbox and the operator stay up at the end (`make operator-down`, `make sandbox-down`).
 Every wait and the client are bounded; a wait that runs out exits non-zero and says which.
@@ -48,7 +55,7 @@ from urllib.parse import urlencode
 from kubernetes import client
 
 from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
-from sandbox import kube, prometheus
+from sandbox import demo_drill, kube, prometheus
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT, sandbox_paths
 from sandbox.operator_up import METRICS_PORT, operator_log, operator_up
@@ -365,8 +372,11 @@ class Timeline:
         return out
 
 
+STEPS = 8  # the numbered parts of the demo (module docstring)
+
+
 def step(n: int, title: str) -> None:
-    print(f"\n== {n}/7 {title}", flush=True)
+    print(f"\n== {n}/{STEPS} {title}", flush=True)
 
 
 def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
@@ -545,6 +555,19 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
     for line in report["prometheus_end"]:
         print("  " + line)
 
+    step(8, f"the drill: kubectl apply -n {NAMESPACE} -f examples/sandbox/drillplan.yaml")
+    run = demo_drill.start_run(NAMESPACE)
+    print(f"following DrillRun {run} (kubectl --context hub get drun -n {NAMESPACE} -w):")
+    final = demo_drill.follow(NAMESPACE, run, NAME)
+    report["drill"] = demo_drill.summary(run, final)
+    print()
+    for line in report["drill"]:
+        print(line)
+    if final.get("phase") != "Passed":
+        raise demo_drill.DrillFailed(
+            f"the drill ended {final.get('phase')} ({final.get('reason')}): {final.get('message')}"
+        )
+
 
 def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
     traffic: HubProbe | None = report.get("client")
@@ -623,6 +646,8 @@ def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
             for w, t, r, m in events
             if not is_condition_event(r)
         ]
+    if report.get("drill"):
+        out += ["", "## The drill (examples/sandbox/drillplan.yaml)", "", *report["drill"]]
     for key, title in (
         ("prometheus_failover", "Prometheus during the outage"),
         ("prometheus_end", "Prometheus after the fail back"),
@@ -640,7 +665,7 @@ def main() -> int:
     error: str | None = None
     try:
         run_demo(sandbox, report)
-    except DemoTimeout as exc:
+    except (DemoTimeout, demo_drill.DrillTimeout, demo_drill.DrillFailed) as exc:
         error = str(exc)
     except Exception as exc:
         traceback.print_exc()
