@@ -1,0 +1,819 @@
+"""The run engine's orchestration (drills/engine.py, steps.py, aborts.py, gaterunner.py)
+without a cluster: a RunState that keeps what it would write, a fault driver that records
+what it is asked, a probe whose answers a fault breaks, and the real Journal, Interrupt,
+AbortWatch, GateRunner, StepRunner and Engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from modeldr.drills import aborts, events, gaterunner, steps
+from modeldr.drills import journal as journal_module
+from modeldr.drills.aborts import AbortWatch
+from modeldr.drills.engine import (
+    SETUP_MARGIN_S,
+    STEP_MARGIN_S,
+    Drill,
+    Engine,
+    Interrupt,
+    deadline_seconds,
+    steps_status,
+)
+from modeldr.drills.faults import registry
+from modeldr.drills.faults.base import FaultError
+from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER
+from modeldr.drills.gaterunner import GateRunner, Windows
+from modeldr.drills.gates import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
+from modeldr.drills.phase import Phase
+from modeldr.drills.runstate import StatusWriteError
+from modeldr.drills.spec import DrillPlanSpec, Gate, PrometheusQuery, SteadyStateStatus
+from modeldr.drills.steps import EXPIRY_MARGIN_S, StepRunner
+from modeldr.drills.verdict import PartKind
+from tests.specs import minimal_spec
+from tests.unit.drill_fakes import (
+    FakeDriver,
+    FakeMember,
+    FakeMembers,
+    FakeProbe,
+    QuickInterrupt,
+    RecordingState,
+    make_drill,
+    plan_spec,
+    target,
+)
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture
+def posted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    """Kubernetes Events the run posts (type, reason, message)."""
+    seen: list[tuple[str, str, str]] = []
+
+    def post(body: Any, type_: str, reason: str, message: str) -> None:
+        seen.append((type_, reason, message))
+
+    monkeypatch.setattr(events, "post_event", post)
+    return seen
+
+
+@pytest.fixture
+def active(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The ModelDeployment's status as the hub would show it (target_status)."""
+    shown: dict[str, Any] = {"activeCluster": "primary"}
+
+    def target_status(hub: Any, t: Any) -> dict[str, Any]:
+        if isinstance(shown.get("raise"), Exception):
+            raise shown["raise"]
+        return dict(shown)
+
+    monkeypatch.setattr(steps, "target_status", target_status)
+    return shown
+
+
+@pytest.fixture
+def state() -> RecordingState:
+    return RecordingState()
+
+
+@pytest.fixture
+def members() -> FakeMembers:
+    return FakeMembers(FakeMember("primary"), FakeMember("standby"))
+
+
+@pytest.fixture
+def driver(monkeypatch: pytest.MonkeyPatch, state: RecordingState) -> FakeDriver:
+    fake = FakeDriver(state)
+    # steps.driver_for and journal.undo both read registry.DRIVERS (the same dict).
+    monkeypatch.setitem(registry.DRIVERS, "PodKill", fake)
+    return fake
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The journal's undo back-off (1 s and more) not waited; the watch's short ticks are.
+    (journal.py calls asyncio.sleep through the asyncio module, so this patches it for all.)"""
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float, result: Any = None) -> Any:
+        return await real_sleep(0 if seconds >= 1.0 else seconds, result)
+
+    monkeypatch.setattr("modeldr.drills.journal.asyncio.sleep", sleep)
+    yield
+
+
+@pytest.fixture
+def fast_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The abort watch and gates look every few ms instead of every second."""
+    monkeypatch.setattr(aborts, "EVERY_S", 0.005)
+    monkeypatch.setattr(aborts, "PROBE_WARMUP_S", 0.0)
+    monkeypatch.setattr(gaterunner, "TICK_S", 0.002)
+
+
+def ready(drill: Drill) -> Drill:
+    """What run.start() sets before the engine runs."""
+    drill.state.status.steps = steps_status(drill.plan)
+    drill.state.status.steady_state = SteadyStateStatus()
+    return drill
+
+
+# ----------------------------------------------------------------------------- Interrupt
+
+
+def test_interrupt_first_reason_wins() -> None:
+    interrupt = Interrupt()
+    assert not interrupt.is_set and interrupt.phase is None
+    interrupt.set(Phase.ABORTED, "AbortConditionMet", "error ratio 1 > 0.9")
+    interrupt.set(Phase.ERROR, "UndoFailed", "later")
+    assert interrupt.is_set
+    assert (interrupt.phase, interrupt.reason, interrupt.message) == (
+        Phase.ABORTED, "AbortConditionMet", "error ratio 1 > 0.9",
+    )  # fmt: skip
+
+
+def test_hold_is_true_after_the_time() -> None:
+    async def scenario() -> tuple[bool, float]:
+        started = time.monotonic()
+        held = await Interrupt().hold(0.05)
+        return held, time.monotonic() - started
+
+    held, took = asyncio.run(scenario())
+    assert held is True
+    assert took >= 0.045
+
+
+def test_hold_is_false_as_soon_as_interrupted() -> None:
+    async def scenario() -> tuple[bool, float]:
+        interrupt = Interrupt()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.02, interrupt.set, Phase.ABORTED, "StoppedByHand", "stop")
+        started = time.monotonic()
+        held = await interrupt.hold(30)
+        return held, time.monotonic() - started
+
+    held, took = asyncio.run(scenario())
+    assert held is False
+    assert took < 5
+
+
+def test_hold_after_an_interrupt_returns_false_at_once_and_negative_time_holds() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        fresh = await Interrupt().hold(-3)
+        interrupt = Interrupt()
+        interrupt.set(Phase.ERROR, "DeadlineExceeded", "late")
+        return fresh, await interrupt.hold(30)
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 5)) == (True, False)
+
+
+# ---------------------------------------------------------------------- deadline_seconds
+
+
+def test_deadline_is_the_plans_durations_plus_margins() -> None:
+    plan = plan_spec(
+        steadyState={"durationSeconds": 5},
+        steps=[
+            {"name": "a", "fault": {"type": "PodKill"}, "durationSeconds": 15},
+            {"name": "b", "fault": {"type": "ClusterOutage"}, "durationSeconds": 40},
+            {"name": "c", "action": {"type": "Failback"}, "durationSeconds": 30},
+        ],
+    )
+    assert deadline_seconds(plan) == SETUP_MARGIN_S + 2 * 5 + (15 + 40 + 30) + 3 * STEP_MARGIN_S
+    assert deadline_seconds(plan) == 575.0
+
+
+# ------------------------------------------------------------------- StepRunner._where
+
+
+def _where_runner(members: FakeMembers, state: RecordingState) -> StepRunner:
+    spec = minimal_spec(
+        clusters={
+            "primary": {"cluster": "east", "namespace": "ml"},
+            "standby": {"cluster": "west", "namespace": "ml", "mode": "hot"},
+        }
+    )
+    return StepRunner(make_drill(plan_spec(), state, members, the_target=target(spec)), None)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "active_now", "role"),
+    [
+        ("active", "east", "primary"),
+        ("active", "west", "standby"),
+        ("primary", "west", "primary"),
+        ("standby", "east", "standby"),
+        ("primary", None, "primary"),
+        ("east", "west", "primary"),
+        ("west", "east", "standby"),
+    ],
+)
+def test_where_resolves_active_roles_and_member_names(
+    members: FakeMembers, state: RecordingState, cluster: str, active_now: str | None, role: str
+) -> None:
+    assert _where_runner(members, state)._where(cluster, active_now) == role
+
+
+@pytest.mark.parametrize(
+    ("cluster", "active_now"), [("north", "east"), ("active", "north"), ("active", None)]
+)
+def test_where_refuses_what_is_not_a_member_of_the_target(
+    members: FakeMembers, state: RecordingState, cluster: str, active_now: str | None
+) -> None:
+    with pytest.raises(FaultError) as caught:
+        _where_runner(members, state)._where(cluster, active_now)
+    assert caught.value.reason == "UnknownCluster"
+    assert "east" in caught.value.message and "west" in caught.value.message
+
+
+# -------------------------------------------------------------------- StepRunner.run
+
+
+def test_a_fault_step_journals_before_it_injects_then_holds_and_undoes(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+) -> None:
+    drill = ready(make_drill(plan_spec(), state, members, probe=FakeProbe("primary")))
+    step = drill.plan.steps[0]
+    part = asyncio.run(StepRunner(drill, None).run(0, step))
+
+    assert driver.kinds() == ["plan", "inject", "undo"]
+    assert driver.calls[0] == ("plan", "primary")  # cluster active → the primary, active now
+    # Journal before action: when inject ran, the hub had the record, still Recorded.
+    [seen] = driver.journal_at_inject
+    assert seen is not None and seen["state"] == "Recorded"
+    assert seen["targets"] == ["pod-a"] and seen["cluster"] == "primary"
+    [record] = state.status.faults
+    assert driver.calls[1:] == [("inject", record.id), ("undo", record.id)]
+    states = [
+        next((f["state"] for f in w.get("faults", []) if f["id"] == record.id), None)
+        for w in state.writes
+    ]
+    assert states.index("Recorded") < states.index("Applied") < states.index("Undone")
+    assert record.state == "Undone" and record.applied_at and record.undone_at
+    assert record.seed == 7  # the run's seed, recorded
+    # It held for the step's duration (the QuickInterrupt scales the real wait down).
+    assert isinstance(drill.interrupt, QuickInterrupt)
+    assert drill.interrupt.asked == [step.duration_seconds]
+
+    assert part.kind is PartKind.STEP and part.name == "kill"
+    assert part.phase is Phase.PASSED, part.message
+    status = state.status.steps[0]
+    assert status.phase is Phase.PASSED and status.started_at and status.finished_at
+    assert status.requests and status.failed_requests == 0
+    assert status.active_cluster == "primary"
+    reasons = [reason for _, reason, _ in posted]
+    assert reasons == ["StepStarted", "FaultInjected", "FaultUndone", "StepPassed"]
+
+
+def test_an_infrastructure_fault_gets_an_expiry_beyond_its_step(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+) -> None:  # fmt: skip
+    drill = ready(make_drill(plan_spec(), state, members))
+    before = datetime.now(UTC)
+    asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
+    expires = datetime.fromisoformat(state.status.faults[0].parameters[EXPIRES_PARAMETER])
+    wanted = before + timedelta(seconds=drill.plan.steps[0].duration_seconds + EXPIRY_MARGIN_S)
+    assert wanted <= expires <= wanted + timedelta(seconds=5)
+
+
+def test_a_step_aimed_at_a_cluster_that_is_no_member_ends_error_with_nothing_done(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+) -> None:  # fmt: skip
+    plan = plan_spec(
+        steps=[
+            {"name": "kill", "fault": {"type": "PodKill", "cluster": "north"}, "durationSeconds": 1}
+        ]
+    )
+    drill = ready(make_drill(plan, state, members))
+    part = asyncio.run(StepRunner(drill, None).run(0, plan.steps[0]))
+    assert (part.phase, part.reason) == (Phase.ERROR, "UnknownCluster")
+    assert driver.calls == [] and state.status.faults == []
+    assert state.status.steps[0].phase is Phase.ERROR
+
+
+def test_an_unsupported_fault_ends_its_step_error_before_the_journal(
+    members: FakeMembers, state: RecordingState, active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+) -> None:  # fmt: skip
+    plan = plan_spec(
+        steps=[
+            {
+                "name": "slow",
+                "fault": {"type": "Latency", "latencyMilliseconds": 100},
+                "durationSeconds": 1,
+            }
+        ]
+    )
+    drill = ready(make_drill(plan, state, members))
+    part = asyncio.run(StepRunner(drill, None).run(0, plan.steps[0]))
+    assert (part.phase, part.reason) == (Phase.ERROR, "FaultUnsupported")
+    assert "nothing was injected" in part.message
+    assert state.status.faults == []
+    assert isinstance(drill.interrupt, QuickInterrupt) and drill.interrupt.asked == []
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "words"),
+    [
+        (FaultError("NodeAlreadyCordoned", "node n1 is cordoned already"), "NodeAlreadyCordoned",
+         "cordoned already"),
+        (RuntimeError("connection reset"), "InjectFailed", "PodKill in primary: connection reset"),
+    ],
+)  # fmt: skip
+def test_a_failed_inject_is_undone_at_once_and_ends_the_step_error(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], error: Exception, reason: str, words: str,
+) -> None:  # fmt: skip
+    driver.inject_error = error
+    drill = ready(make_drill(plan_spec(), state, members))
+    part = asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
+    assert (part.phase, part.reason) == (Phase.ERROR, reason)
+    assert words in part.message
+    # Part of it may be in force: undone at once, and not held.
+    assert driver.kinds() == ["plan", "inject", "undo"]
+    [record] = state.status.faults
+    assert record.state == "Undone" and record.applied_at is None
+    assert isinstance(drill.interrupt, QuickInterrupt) and drill.interrupt.asked == []
+
+
+def test_no_fault_is_injected_when_the_hub_refuses_the_journal(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+) -> None:  # fmt: skip
+    drill = ready(make_drill(plan_spec(), state, members))
+    runner = StepRunner(drill, None)
+    state.fail_writes = 1  # the journal write (the step's own start write already happened)
+
+    async def scenario() -> None:
+        await drill.state.write()  # as run() does first
+        await runner._inject(drill.plan.steps[0], "primary")
+
+    with pytest.raises(StatusWriteError):
+        asyncio.run(scenario())
+    assert "inject" not in driver.kinds()
+
+
+def test_an_interrupt_before_the_fault_injects_nothing(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+) -> None:  # fmt: skip
+    drill = ready(make_drill(plan_spec(), state, members))
+    drill.interrupt.set(Phase.ABORTED, "StoppedByHand", "spec.abort was set")
+    part = asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
+    assert part.phase is not Phase.PASSED
+    assert "inject" not in driver.kinds() and state.status.faults == []
+
+
+def test_an_undo_that_keeps_failing_interrupts_the_run(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], no_backoff: None,
+) -> None:  # fmt: skip
+    driver.undo_always_fails = True
+    drill = ready(make_drill(plan_spec(), state, members))
+    asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
+    [record] = state.status.faults
+    assert record.state == "Applied"
+    assert (drill.interrupt.phase, drill.interrupt.reason) == (Phase.ERROR, "UndoFailed")
+    assert record.id in drill.interrupt.message
+
+
+# ---------------------------------------------------------------------------- Engine
+
+
+def _run(drill: Drill, gates: list[GateRunner] | None = None) -> None:
+    asyncio.run(asyncio.wait_for(Engine(ready(drill), gates or [], None).execute(), 30))
+
+
+def test_a_clean_run_passes_and_leaves_nothing_in_force(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    probe = FakeProbe()
+    drill = make_drill(plan_spec(), state, members, probe=probe)
+    _run(drill)
+    status = state.status
+    assert status.phase is Phase.PASSED, status.message
+    assert status.deadline is not None and status.finished_at is not None
+    assert status.current_step is None
+    assert [f.state for f in status.faults] == ["Undone"]
+    assert status.steady_state is not None
+    assert status.steady_state.before and status.steady_state.before.phase is Phase.PASSED
+    assert status.steady_state.after and status.steady_state.after.phase is Phase.PASSED
+    assert probe.started and probe.stopped
+    assert state.writes[-1]["phase"] == "Passed"  # the verdict was written, not just kept
+    assert ("Normal", "DrillPassed") in [(t, r) for t, r, _ in posted]
+
+
+def test_steady_state_not_met_before_the_first_fault_touches_nothing(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    probe = FakeProbe()
+    probe.break_()
+    probe.broken_since = time.monotonic() - 60  # failing all along
+    drill = make_drill(plan_spec(), state, members, probe=probe)
+    _run(drill)
+    assert (state.status.phase, state.status.reason) == (Phase.ERROR, "SteadyStateNotMet")
+    assert driver.calls == [] and state.status.faults == []
+
+
+def test_an_abort_condition_that_holds_mid_step_undoes_the_fault_within_seconds(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    probe = FakeProbe()
+    stamps: dict[str, float] = {}
+
+    def on_inject() -> None:
+        stamps["inject"] = time.monotonic()
+        probe.break_()  # the fault makes every request fail
+
+    def on_undo() -> None:
+        stamps["undo"] = time.monotonic()
+        probe.heal()
+
+    driver.on_inject, driver.on_undo = on_inject, on_undo
+    plan = plan_spec(
+        steps=[{"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 1000}],
+        abortConditions=[{"name": "failing", "maxErrorRatio": 0.5, "windowSeconds": 1}],
+    )
+    # 1000 s of step would hold 20 s at this scale: only the abort ends it sooner.
+    drill = make_drill(plan, state, members, probe=probe)
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.ABORTED, "AbortConditionMet"), status.message
+    assert [f.state for f in status.faults] == ["Undone"]
+    assert stamps["undo"] - stamps["inject"] < 5  # DRILLS.md: within 5 s of one holding
+    assert status.steps[0].phase is Phase.ABORTED
+    assert [c.phase for c in status.abort_conditions] == [Phase.ABORTED]
+    assert status.steady_state is not None and status.steady_state.after is None
+
+
+def test_a_run_stopped_by_hand_mid_step_is_aborted_and_undone(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    plan = plan_spec(
+        steps=[{"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 1000}]
+    )
+    drill = make_drill(
+        plan, state, members,
+        stop_reason=lambda: ("StoppedByHand", "spec.abort was set") if driver.calls else None,
+    )  # fmt: skip
+    _run(drill)
+    assert (state.status.phase, state.status.reason) == (Phase.ABORTED, "StoppedByHand")
+    assert driver.kinds() == ["plan", "inject", "undo"]
+    assert [f.state for f in state.status.faults] == ["Undone"]
+
+
+def test_a_fault_that_cannot_be_undone_never_passes(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None, no_backoff: None,
+) -> None:  # fmt: skip
+    driver.undo_always_fails = True
+    drill = make_drill(plan_spec(), state, members)
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.ERROR, "UndoFailed")
+    [record] = status.faults
+    assert record.state == "Applied" and record.id in (status.message or "")
+    # The step undid it, then the engine tried again on its way out.
+    assert driver.kinds().count("undo") >= 2 * journal_module.UNDO_ATTEMPTS
+
+
+def test_a_fault_whose_applied_write_failed_is_still_undone_by_the_engine(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
+    # The fault is in force but the hub refused the write that says so: the step's own
+    # undo never gets the record, so the engine's undo on the way out must.
+    state.refuse_once = lambda body: any(f["state"] == "Applied" for f in body.get("faults", []))
+    drill = make_drill(plan_spec(), state, members)
+    _run(drill)
+    assert state.refused == 1
+    assert driver.kinds() == ["plan", "inject", "undo"]
+    assert [f.state for f in state.status.faults] == ["Undone"]
+    assert (state.status.phase, state.status.reason) == (Phase.ERROR, "EngineError")
+
+
+def test_an_error_in_the_engine_ends_the_run_error_and_stops_the_probe(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    active["raise"] = RuntimeError("hub stopped answering")
+    probe = FakeProbe()
+    drill = make_drill(plan_spec(), state, members, probe=probe)
+    _run(drill)
+    assert (state.status.phase, state.status.reason) == (Phase.ERROR, "EngineError")
+    assert "hub stopped answering" in (state.status.message or "")
+    assert probe.stopped and driver.calls == []
+
+
+def test_a_step_that_ends_error_skips_the_rest(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    plan = plan_spec(
+        steps=[
+            {"name": "nowhere", "fault": {"type": "PodKill", "cluster": "north"},
+             "durationSeconds": 1},
+            {"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 1},
+        ]
+    )  # fmt: skip
+    drill = make_drill(plan, state, members)
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.ERROR, "UnknownCluster")
+    assert status.steps[1].phase is Phase.PENDING
+    assert "not run" in (status.steps[1].message or "")
+    assert driver.calls == []
+
+
+def test_gates_measure_only_in_their_windows_and_end_in_the_status(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    plan = plan_spec(
+        steps=[
+            {"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 5},
+            {"name": "wait", "action": {"type": "Wait"}, "durationSeconds": 5},
+        ],
+        gates=[
+            {"name": "in-wait", "steps": ["wait"], "prometheus": {"query": "in-wait"},
+             "intervalSeconds": 1, "successCondition": "result[0] > 0"},
+            {"name": "never", "steps": ["kill"], "prometheus": {"query": "never"},
+             "initialDelaySeconds": 3600, "successCondition": "result[0] > 0"},
+        ],
+    )  # fmt: skip
+    seen: list[tuple[str, str | None]] = []
+    holder: dict[str, Drill] = {}
+
+    async def query(q: PrometheusQuery) -> QueryOutcome:
+        seen.append((q.query, holder["drill"].windows.step))
+        return QueryValues((1.0,))
+
+    drill = make_drill(plan, state, members, query=query)
+    holder["drill"] = drill
+    gates = [GateRunner(g, drill.query, drill.clock) for g in plan.gates]
+    _run(drill, gates)
+    assert seen and all(step == "wait" for name, step in seen if name == "in-wait")
+    assert all(name == "in-wait" for name, _ in seen)
+    by_name = {g.name: g for g in state.status.gates}
+    assert by_name["in-wait"].phase is Phase.PASSED and by_name["in-wait"].successful >= 1
+    assert by_name["never"].phase is Phase.INCONCLUSIVE  # never measured: never a pass
+    assert (state.status.phase, state.status.reason) == (Phase.INCONCLUSIVE, "MetricsMissing")
+
+
+# --------------------------------------------------------------------------- Windows
+
+
+def _gate(**fields: Any) -> Gate:
+    doc: dict[str, Any] = {
+        "name": "g", "prometheus": {"query": "up"}, "successCondition": "result[0] > 0",
+    }  # fmt: skip
+    doc.update(fields)
+    return Gate.model_validate(doc)
+
+
+def test_a_gate_without_steps_measures_from_the_runs_start() -> None:
+    windows = Windows(step=None, step_started=None, run_started=10.0)
+    assert windows.start_for(_gate()) == 10.0
+    windows.step, windows.step_started = "a", 20.0
+    assert windows.start_for(_gate()) == 10.0
+
+
+def test_a_gate_with_steps_measures_only_in_those_steps() -> None:
+    gate = _gate(steps=["b", "c"])
+    windows = Windows(run_started=10.0)
+    assert windows.start_for(gate) is None  # steady state: no step
+    windows.step, windows.step_started = "a", 20.0
+    assert windows.start_for(gate) is None
+    windows.step, windows.step_started = "b", 30.0
+    assert windows.start_for(gate) == 30.0
+    windows.step, windows.step_started = "c", 40.0
+    assert windows.start_for(gate) == 40.0
+
+
+# ------------------------------------------------------------------------ GateRunner
+
+
+class Answers:
+    """A fake Prometheus: answers in order, the last one repeated; counts the queries."""
+
+    def __init__(self, *outcomes: QueryOutcome) -> None:
+        self.outcomes = list(outcomes)
+        self.asked: list[str] = []
+
+    async def __call__(self, q: PrometheusQuery) -> QueryOutcome:
+        self.asked.append(q.query)
+        return self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+
+
+def _measure(runner: GateRunner, times: int) -> None:
+    async def scenario() -> None:
+        for _ in range(times):
+            await runner.measure()
+
+    asyncio.run(scenario())
+
+
+def test_gate_status_is_pending_before_any_measurement_and_inconclusive_if_none_by_the_end() -> (
+    None
+):
+    runner = GateRunner(_gate(count=2), Answers(QueryValues((1.0,))), time.monotonic)
+    assert runner.status(over=False).phase is Phase.PENDING
+    over = runner.status(over=True)
+    assert (over.phase, over.reason) == (Phase.INCONCLUSIVE, "MetricsMissing")
+    assert over.finished_at is not None and runner.status(over=False).finished_at is None
+
+
+def test_gate_status_runs_until_its_count_then_passes() -> None:
+    answers = Answers(QueryValues((1.0,)))
+    runner = GateRunner(_gate(count=2), answers, time.monotonic)
+    _measure(runner, 1)
+    assert runner.status(over=False).phase is Phase.RUNNING
+    assert runner.status(over=False).started_at is not None
+    _measure(runner, 1)
+    status = runner.status(over=False)
+    assert (status.phase, status.reason) == (Phase.PASSED, "GatePassed")
+    assert status.successful == 2 and len(status.measurements) == 2
+    assert answers.asked == ["up", "up"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "phase", "reason"),
+    [
+        (QueryUnavailable("connection refused"), Phase.INCONCLUSIVE, "MetricsMissing"),
+        (QueryValues(()), Phase.INCONCLUSIVE, "MetricsMissing"),
+        (QueryValues((float("nan"),)), Phase.INCONCLUSIVE, "MetricsMissing"),
+        (QueryRejected("bad_data: parse error"), Phase.ERROR, "GateError"),
+        (QueryValues((0.0,)), Phase.FAILED, "GateFailed"),
+    ],
+)
+def test_missing_evidence_or_a_wrong_gate_never_passes(
+    outcome: QueryOutcome, phase: Phase, reason: str
+) -> None:
+    gate = _gate(count=3, failureCondition="result[0] == 0.0")
+    runner = GateRunner(gate, Answers(outcome), time.monotonic)
+    _measure(runner, 1)
+    status = runner.status(over=True)
+    assert (status.phase, status.reason) == (phase, reason)
+
+
+def test_gate_status_keeps_measurements_bounded() -> None:
+    runner = GateRunner(_gate(inconclusiveLimit=100), Answers(QueryUnavailable("x" * 5000)),
+                        time.monotonic)  # fmt: skip
+    _measure(runner, 12)
+    status = runner.status(over=False)
+    assert status.inconclusive == 12
+    assert len(status.measurements) == 10
+    assert all(len(m.message or "") <= 1024 for m in status.measurements)
+
+
+def test_gate_run_measures_in_its_windows_only(fast_watch: None) -> None:
+    answers = Answers(QueryValues((1.0,)))
+    runner = GateRunner(_gate(steps=["b"], intervalSeconds=3600), answers, time.monotonic)
+    windows = Windows(run_started=time.monotonic())
+    measured: list[str | None] = []
+
+    async def on_measured() -> None:
+        measured.append(windows.step)
+
+    async def scenario() -> list[int]:
+        counts = []
+        task = asyncio.create_task(runner.run(windows, on_measured))
+        windows.step, windows.step_started = "a", time.monotonic()
+        await asyncio.sleep(0.05)
+        counts.append(len(answers.asked))
+        windows.step, windows.step_started = "b", time.monotonic()
+        await asyncio.sleep(0.05)
+        counts.append(len(answers.asked))  # one: the next is an interval (an hour) later
+        windows.step, windows.step_started = None, None
+        await asyncio.sleep(0.05)
+        counts.append(len(answers.asked))
+        windows.step, windows.step_started = "b", time.monotonic()  # a new window of b
+        await asyncio.sleep(0.05)
+        counts.append(len(answers.asked))
+        windows.over = True
+        await asyncio.wait_for(task, 5)
+        return counts
+
+    assert asyncio.run(scenario()) == [0, 1, 1, 2]
+    assert measured == ["b", "b"]
+
+
+def test_gate_run_waits_its_initial_delay(fast_watch: None) -> None:
+    answers = Answers(QueryValues((1.0,)))
+    runner = GateRunner(_gate(initialDelaySeconds=3600), answers, time.monotonic)
+    windows = Windows(run_started=time.monotonic())
+
+    async def nothing() -> None:
+        pass
+
+    async def scenario() -> None:
+        task = asyncio.create_task(runner.run(windows, nothing))
+        await asyncio.sleep(0.05)
+        windows.over = True
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert answers.asked == []
+
+
+# ------------------------------------------------------------------------ AbortWatch
+
+
+def _abort_plan() -> DrillPlanSpec:
+    conditions = [
+        {"name": name, "prometheus": {"query": name}, "condition": "result[0] > 5"}
+        for name in ("held", "unknown", "clean")
+    ]
+    return plan_spec(abortConditions=conditions)
+
+
+def test_abort_parts_held_unknown_clean(members: FakeMembers, state: RecordingState) -> None:
+    unknown = Answers(QueryUnavailable("Prometheus down"), QueryValues((1.0,)))
+
+    async def query(q: PrometheusQuery) -> QueryOutcome:
+        if q.query == "held":
+            return QueryValues((10.0,))
+        if q.query == "unknown":
+            return await unknown(q)
+        return QueryValues((1.0,))
+
+    drill = make_drill(_abort_plan(), state, members, query=query)
+    watch = AbortWatch(drill)
+
+    async def twice() -> None:
+        await watch._evaluate_all()
+        await watch._evaluate_all()
+
+    asyncio.run(twice())
+    assert (drill.interrupt.phase, drill.interrupt.reason) == (Phase.ABORTED, "AbortConditionMet")
+    assert "held" in drill.interrupt.message
+    parts = {p.name: p for p in watch.parts()}
+    assert (parts["held"].phase, parts["held"].reason) == (Phase.ABORTED, "AbortConditionMet")
+    assert (parts["unknown"].phase, parts["unknown"].reason) == (
+        Phase.INCONCLUSIVE, "MetricsMissing",
+    )  # fmt: skip
+    assert "1 of 2" in parts["unknown"].message and "Prometheus down" in parts["unknown"].message
+    assert (parts["clean"].phase, parts["clean"].reason) == (Phase.PASSED, "NotMet")
+    assert {w.status.name: w.status.phase for w in watch.watched} == {
+        "held": Phase.ABORTED, "unknown": Phase.INCONCLUSIVE, "clean": Phase.PASSED,
+    }  # fmt: skip
+    assert all(w.status.evaluations == 2 for w in watch.watched)
+
+
+def test_abort_conditions_never_evaluated_are_inconclusive(
+    members: FakeMembers, state: RecordingState
+) -> None:
+    watch = AbortWatch(make_drill(_abort_plan(), state, members))
+    parts = watch.parts()
+    assert [p.phase for p in parts] == [Phase.INCONCLUSIVE] * 3
+    assert all(p.message == "never evaluated" for p in parts)
+
+
+def test_the_watch_interrupts_on_a_stop_by_hand(
+    members: FakeMembers, state: RecordingState, fast_watch: None
+) -> None:
+    drill = make_drill(plan_spec(), state, members, stop_reason=lambda: ("StoppedByHand", "x"))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(AbortWatch(drill).run(3600))
+        await asyncio.wait_for(drill.interrupt.event.wait(), 5)
+        drill.windows.over = True
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert (drill.interrupt.phase, drill.interrupt.reason) == (Phase.ABORTED, "StoppedByHand")
+
+
+def test_the_watch_ends_a_run_past_its_deadline(
+    members: FakeMembers, state: RecordingState, fast_watch: None
+) -> None:
+    ticks = iter(range(1_000_000))
+    drill = make_drill(plan_spec(), state, members, clock=lambda: float(next(ticks)))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(AbortWatch(drill).run(2.5))
+        await asyncio.wait_for(drill.interrupt.event.wait(), 5)
+        drill.windows.over = True
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert (drill.interrupt.phase, drill.interrupt.reason) == (Phase.ERROR, "DeadlineExceeded")

@@ -1,0 +1,586 @@
+"""Fault drivers (drills/faults/): the registry, target planning (selection errors become the
+step's FaultError), the taint and cordon bookkeeping of the node faults against a small fake
+CoreV1Api, and the infrastructure faults against a real webhook on 127.0.0.1 that speaks
+docs/infrastructure-webhook.md. Real member API calls are the integration tests' part."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from modeldr.drills import events, steps
+from modeldr.drills.engine import steps_status
+from modeldr.drills.faults import infrastructure, nodes, pods, registry
+from modeldr.drills.faults.base import FaultError, Placement, Plan
+from modeldr.drills.faults.infrastructure import (
+    EXPIRES_PARAMETER,
+    ClusterOutage,
+    NodeFailure,
+    expiry,
+    provider_for,
+)
+from modeldr.drills.faults.nodes import GPU_LOSS_EFFECT, GPU_LOSS_TAINT_VALUE, GPULoss, NodeDrain
+from modeldr.drills.faults.pods import PodKill
+from modeldr.drills.infra import InfrastructureError
+from modeldr.drills.journal import Journal, new_record
+from modeldr.drills.phase import Phase
+from modeldr.drills.select import Candidate
+from modeldr.drills.spec import FAULT_TYPES, Fault, FaultRecord, SteadyStateStatus
+from modeldr.drills.steps import StepRunner
+from modeldr.operator.constants import GPU_RESOURCE
+from modeldr.operator.members import MemberRegistry
+from tests.unit.drill_fakes import (
+    FakeMember,
+    FakeMembers,
+    RecordingState,
+    make_drill,
+    plan_spec,
+)
+
+WHERE = Placement("demo", "bert", "primary", "primary", "ml")
+
+
+def fault(**fields: Any) -> Fault:
+    return Fault.model_validate(fields)
+
+
+def registry_of(*members: FakeMember) -> MemberRegistry:
+    return FakeMembers(*members).registry()
+
+
+def record_of(fault_type: str, **fields: Any) -> FaultRecord:
+    doc: dict[str, Any] = {
+        "id": "f-abc", "step": "s", "type": fault_type, "cluster": "primary", "state": "Applied",
+    }  # fmt: skip
+    doc.update(fields)
+    return FaultRecord.model_validate(doc)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_every_fault_type_is_made_or_refused_never_ignored() -> None:
+    made, refused = set(registry.DRIVERS), set(registry.UNSUPPORTED)
+    assert made | refused == set(FAULT_TYPES)
+    assert not made & refused
+
+
+def test_driver_for_refuses_unsupported_and_unknown_types() -> None:
+    assert registry.driver_for("PodKill") is registry.DRIVERS["PodKill"]
+    with pytest.raises(FaultError) as caught:
+        registry.driver_for("Latency")
+    assert caught.value.reason == "FaultUnsupported"
+    assert "node agent" in caught.value.message and "nothing was injected" in caught.value.message
+    with pytest.raises(FaultError) as unknown:
+        registry.driver_for("Meteor")
+    assert unknown.value.reason == "FaultUnsupported"
+    assert "not a known fault type" in unknown.value.message
+
+
+def test_who_makes_each_fault() -> None:
+    providers = {name: driver.provider for name, driver in registry.DRIVERS.items()}
+    assert providers == {
+        "PodKill": "member-api", "NodeDrain": "member-api", "GPULoss": "member-api",
+        "NodeFailure": "webhook", "ClusterOutage": "webhook",
+    }  # fmt: skip
+
+
+# ----------------------------------------------------------------- planning (selection)
+
+
+@pytest.fixture
+def candidates(monkeypatch: pytest.MonkeyPatch) -> list[Candidate]:
+    """The model's pods the drivers see in the member (model_pods, which lists them)."""
+    found: list[Candidate] = []
+
+    def model_pods(members: Any, where: Placement) -> list[Candidate]:
+        assert where == WHERE
+        return list(found)
+
+    monkeypatch.setattr(pods, "model_pods", model_pods)
+    monkeypatch.setattr(nodes, "model_pods", model_pods)
+    return found
+
+
+def test_podkill_with_no_pods_is_no_targets(candidates: list[Candidate]) -> None:
+    with pytest.raises(FaultError) as caught:
+        PodKill().plan(registry_of(), WHERE, fault(type="PodKill"), 1, 50)
+    assert caught.value.reason == "NoTargets"
+    assert "bert in primary" in caught.value.message
+
+
+def test_podkill_beyond_the_blast_radius_is_refused(candidates: list[Candidate]) -> None:
+    candidates += [Candidate(f"p{i}", "n1") for i in range(4)]
+    with pytest.raises(FaultError) as caught:
+        PodKill().plan(registry_of(), WHERE, fault(type="PodKill", mode="all"), 1, 50)
+    assert caught.value.reason == "BlastRadiusExceeded"
+
+
+def test_podkill_plan_records_targets_seed_and_grace(candidates: list[Candidate]) -> None:
+    candidates += [Candidate(f"p{i}", "n1") for i in range(4)]
+    f = fault(type="PodKill", mode="fixed", value=2, gracePeriodSeconds=0)
+    plan = PodKill().plan(registry_of(), WHERE, f, 11, 50)
+    again = PodKill().plan(registry_of(), WHERE, f, 11, 50)
+    assert len(plan.targets) == 2 and set(plan.targets) <= {"p0", "p1", "p2", "p3"}
+    assert plan.targets == again.targets  # the seed chooses them again
+    assert plan.seed == 11
+    assert plan.parameters == {"namespace": "ml", "gracePeriodSeconds": "0"}
+
+
+def test_a_node_fault_targets_a_node_of_the_model_and_its_pods(
+    candidates: list[Candidate],
+) -> None:
+    candidates += [Candidate("p0", "n1"), Candidate("p1", "n2"), Candidate("p2", "n2"),
+                   Candidate("p3", None)]  # fmt: skip
+    plan = GPULoss().plan(registry_of(), WHERE, fault(type="GPULoss", node="n2"), 3, 50)
+    assert plan.targets == ("p1", "p2")
+    assert plan.parameters == {"node": "n2", "namespace": "ml"}
+    with pytest.raises(FaultError) as caught:
+        GPULoss().plan(registry_of(), WHERE, fault(type="GPULoss", node="n9"), 3, 50)
+    assert caught.value.reason == "NoTargets" and "n9" in caught.value.message
+    with pytest.raises(FaultError) as too_many:
+        GPULoss().plan(registry_of(), WHERE, fault(type="GPULoss", node="n2"), 3, 25)
+    assert too_many.value.reason == "BlastRadiusExceeded"
+
+
+# ---------------------------------------------------------------- a fake CoreV1Api
+
+
+@dataclass
+class FakeCore:
+    """Nodes and evictions of one member, as CoreV1Api calls see them; a patch with a stale
+    resourceVersion is a 409, as the apiserver answers."""
+
+    nodes: dict[str, client.V1Node] = field(default_factory=dict)
+    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    evictions: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    eviction_status: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, api_client: Any = None) -> FakeCore:
+        return self  # stands in for the CoreV1Api class: every "instance" is this one
+
+    def add(self, name: str, taints: list[client.V1Taint] | None = None,
+            unschedulable: bool | None = None) -> None:  # fmt: skip
+        self.nodes[name] = client.V1Node(
+            metadata=client.V1ObjectMeta(name=name, resource_version="1"),
+            spec=client.V1NodeSpec(taints=taints, unschedulable=unschedulable),
+        )
+
+    def read_node(self, name: str, **kwargs: Any) -> client.V1Node:
+        if name not in self.nodes:
+            raise client.ApiException(status=404, reason="NotFound")
+        return self.nodes[name]
+
+    def patch_node(self, name: str, body: dict[str, Any], **kwargs: Any) -> client.V1Node:
+        node = self.read_node(name)
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and wanted != node.metadata.resource_version:
+            raise client.ApiException(status=409, reason="Conflict")
+        self.patches.append((name, body))
+        spec = body.get("spec") or {}
+        if "unschedulable" in spec:
+            node.spec.unschedulable = spec["unschedulable"]
+        if "taints" in spec:
+            node.spec.taints = [
+                client.V1Taint(
+                    key=t["key"],
+                    value=t.get("value"),
+                    effect=t["effect"],
+                    time_added=t.get("timeAdded"),
+                )
+                for t in spec["taints"] or []
+            ] or None
+        node.metadata.resource_version = str(int(node.metadata.resource_version) + 1)
+        return node
+
+    def create_namespaced_pod_eviction(
+        self, name: str, namespace: str, body: dict[str, Any], **kwargs: Any
+    ) -> None:
+        self.evictions.append((name, namespace, body))
+        status = self.eviction_status.get(name)
+        if status is not None:
+            raise client.ApiException(status=status, reason="test")
+
+    def taints(self, name: str) -> list[tuple[str, str | None, str]]:
+        return [(t.key, t.value, t.effect) for t in self.nodes[name].spec.taints or []]
+
+
+@pytest.fixture
+def core(monkeypatch: pytest.MonkeyPatch) -> FakeCore:
+    fake = FakeCore()
+    monkeypatch.setattr("modeldr.drills.faults.nodes.client.CoreV1Api", fake)
+    return fake
+
+
+MEMBERS = registry_of(FakeMember("primary"))
+OURS = (GPU_RESOURCE, GPU_LOSS_TAINT_VALUE, GPU_LOSS_EFFECT)
+
+
+def gpu_record(**parameters: str) -> FaultRecord:
+    return record_of("GPULoss", targets=["p1", "p2"],
+                     parameters={"node": "n1", "namespace": "ml", **parameters})  # fmt: skip
+
+
+# -------------------------------------------------------------- taints: the pure parts
+
+
+def test_taints_keep_every_field_the_node_has() -> None:
+    added = datetime(2030, 1, 1, tzinfo=UTC)
+    node = client.V1Node(spec=client.V1NodeSpec(taints=[
+        client.V1Taint(key="dedicated", value="ml", effect="NoSchedule"),
+        client.V1Taint(key="flaky", effect="NoExecute", time_added=added),
+    ]))  # fmt: skip
+    assert nodes._taints(node) == [
+        {"key": "dedicated", "value": "ml", "effect": "NoSchedule"},
+        {"key": "flaky", "value": None, "effect": "NoExecute", "timeAdded": added},
+    ]
+    assert nodes._taints(client.V1Node(spec=client.V1NodeSpec())) == []
+
+
+@pytest.mark.parametrize(
+    ("taint", "ours"),
+    [
+        ({"key": GPU_RESOURCE, "value": GPU_LOSS_TAINT_VALUE, "effect": "NoExecute"}, True),
+        ({"key": GPU_RESOURCE, "value": "someone-else", "effect": "NoExecute"}, False),
+        ({"key": GPU_RESOURCE, "value": GPU_LOSS_TAINT_VALUE, "effect": "NoSchedule"}, False),
+        ({"key": "other", "value": GPU_LOSS_TAINT_VALUE, "effect": "NoExecute"}, False),
+        ({"key": GPU_RESOURCE, "effect": "NoExecute"}, False),
+    ],
+)
+def test_only_the_drills_own_taint_is_ours(taint: dict[str, Any], ours: bool) -> None:
+    assert nodes._is_ours(taint) is ours
+
+
+# ------------------------------------------------------ GPULoss and NodeDrain, fake API
+
+
+def test_gpu_loss_adds_its_taint_once_keeps_others_and_evicts_the_pods(core: FakeCore) -> None:
+    core.add("n1", [client.V1Taint(key="dedicated", value="ml", effect="NoSchedule")])
+    record = gpu_record()
+    GPULoss().inject(MEMBERS, record)
+    assert sorted(core.taints("n1")) == sorted([("dedicated", "ml", "NoSchedule"), OURS])
+    [(_, body)] = core.patches
+    assert body["metadata"]["resourceVersion"] == "1"  # a concurrent change is a 409
+    assert [(pod, ns) for pod, ns, _ in core.evictions] == [("p1", "ml"), ("p2", "ml")]
+    assert all(b["kind"] == "Eviction" for _, _, b in core.evictions)
+    GPULoss().inject(MEMBERS, record)  # a retried inject: no second taint
+    assert len(core.patches) == 1
+    assert sorted(core.taints("n1")) == sorted([("dedicated", "ml", "NoSchedule"), OURS])
+
+
+def test_gpu_loss_undo_removes_only_its_taint(core: FakeCore) -> None:
+    core.add("n1", [
+        client.V1Taint(key="dedicated", value="ml", effect="NoSchedule"),
+        client.V1Taint(key=GPU_RESOURCE, value="someone-else", effect="NoSchedule"),
+        client.V1Taint(key=GPU_RESOURCE, value=GPU_LOSS_TAINT_VALUE, effect=GPU_LOSS_EFFECT),
+    ])  # fmt: skip
+    GPULoss().undo(MEMBERS, gpu_record())
+    assert core.taints("n1") == [
+        ("dedicated", "ml", "NoSchedule"), (GPU_RESOURCE, "someone-else", "NoSchedule"),
+    ]  # fmt: skip
+    GPULoss().undo(MEMBERS, gpu_record())  # idempotent: nothing of ours left, no patch
+    assert len(core.patches) == 1
+
+
+def test_gpu_loss_undo_of_the_only_taint_clears_the_list(core: FakeCore) -> None:
+    core.add("n1")
+    GPULoss().inject(MEMBERS, gpu_record())
+    GPULoss().undo(MEMBERS, gpu_record())
+    assert core.nodes["n1"].spec.taints is None
+    assert core.patches[-1][1]["spec"] == {"taints": None}
+
+
+def test_gpu_loss_undo_of_a_node_that_is_gone_is_done(core: FakeCore) -> None:
+    GPULoss().undo(MEMBERS, gpu_record())
+    assert core.patches == []
+
+
+def test_gpu_loss_passes_the_grace_period_to_evictions(core: FakeCore) -> None:
+    core.add("n1")
+    GPULoss().inject(MEMBERS, gpu_record(gracePeriodSeconds="0"))
+    assert all(b["deleteOptions"] == {"gracePeriodSeconds": 0} for _, _, b in core.evictions)
+
+
+@pytest.mark.parametrize("status", [429, 404])
+def test_an_eviction_refused_by_a_pdb_or_of_a_pod_gone_is_fine(core: FakeCore, status: int) -> None:
+    core.add("n1")
+    core.eviction_status["p1"] = status
+    GPULoss().inject(MEMBERS, gpu_record())
+    assert [pod for pod, _, _ in core.evictions] == ["p1", "p2"]
+
+
+def test_another_eviction_error_fails_the_inject(core: FakeCore) -> None:
+    core.add("n1")
+    core.eviction_status["p1"] = 500
+    with pytest.raises(client.ApiException):
+        GPULoss().inject(MEMBERS, gpu_record())
+
+
+def test_node_drain_cordons_evicts_and_undo_uncordons(core: FakeCore) -> None:
+    core.add("n1")
+    record = record_of("NodeDrain", targets=["p1"], parameters={"node": "n1", "namespace": "ml"})
+    NodeDrain().inject(MEMBERS, record)
+    assert core.nodes["n1"].spec.unschedulable is True
+    assert [pod for pod, _, _ in core.evictions] == ["p1"]
+    NodeDrain().undo(MEMBERS, record)
+    assert core.nodes["n1"].spec.unschedulable is False
+    del core.nodes["n1"]
+    NodeDrain().undo(MEMBERS, record)  # the node is gone: nothing to put back
+
+
+def test_node_drain_refuses_a_node_cordoned_by_someone_else(
+    core: FakeCore, candidates: list[Candidate]
+) -> None:
+    candidates.append(Candidate("p1", "n1"))
+    core.add("n1", unschedulable=True)
+    with pytest.raises(FaultError) as caught:
+        NodeDrain().plan(MEMBERS, WHERE, fault(type="NodeDrain"), 1, 100)
+    assert caught.value.reason == "NodeAlreadyCordoned"
+    core.nodes["n1"].spec.unschedulable = False
+    assert NodeDrain().plan(MEMBERS, WHERE, fault(type="NodeDrain"), 1, 100).targets == ("p1",)
+
+
+# ------------------------------------------------ the infrastructure webhook, for real
+
+
+@dataclass
+class Webhook:
+    """What the provider received and keeps in force; `fail` answers the next requests of a
+    path with these statuses."""
+
+    seen: list[tuple[str, str, Any]] = field(default_factory=list)
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fail: dict[str, list[int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        hook = self.server.hook
+        with hook.lock:
+            hook.seen.append(("GET", self.path, None))
+            self._answer(200, {"faults": list(hook.faults.values())})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        hook = self.server.hook
+        with hook.lock:
+            hook.seen.append(("POST", self.path, body))
+            pending = hook.fail.get(self.path)
+            if pending:
+                status = pending.pop(0)
+                self._answer(status, {"error": f"test says {status}"})
+                return
+            if self.path == "/inject":
+                if body.get("cluster") not in ("primary", "standby"):
+                    self._answer(400, {"error": f"unknown cluster {body.get('cluster')!r}"})
+                    return
+                hook.faults.setdefault(body["id"], body)
+                self._answer(200, {"ok": True})
+            elif self.path == "/undo":
+                hook.faults.pop(body["id"], None)  # unknown ids are fine
+                self._answer(200, {"ok": True})
+            else:
+                self._answer(404, {"error": "no such path"})
+
+    def _answer(self, status: int, document: dict[str, Any]) -> None:
+        data = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, hook: Webhook) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.hook = hook
+
+
+@pytest.fixture
+def hook() -> Webhook:
+    return Webhook()
+
+
+@pytest.fixture
+def url(hook: Webhook) -> Iterator[str]:
+    httpd = _Server(hook)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def with_provider(url: str | None) -> MemberRegistry:
+    return registry_of(FakeMember("primary", infrastructure_url=url),
+                       FakeMember("standby", infrastructure_url=url))  # fmt: skip
+
+
+@pytest.mark.parametrize("driver", [ClusterOutage(), NodeFailure()], ids=["outage", "node"])
+def test_no_provider_is_no_provider_before_anything_is_sent(
+    url: str, hook: Webhook, driver: ClusterOutage | NodeFailure
+) -> None:
+    kind = "ClusterOutage" if isinstance(driver, ClusterOutage) else "NodeFailure"
+    with pytest.raises(FaultError) as caught:
+        driver.plan(with_provider(None), WHERE, fault(type=kind), 1, 50)
+    assert caught.value.reason == "NoProvider"
+    assert "infrastructure-webhook-url" in caught.value.message
+    assert hook.seen == []
+
+
+def test_a_member_without_a_secret_or_with_a_bad_url_has_no_provider(url: str) -> None:
+    with pytest.raises(FaultError) as missing:
+        provider_for(registry_of(), "primary")
+    assert missing.value.reason == "NoProvider" and "primary" in missing.value.message
+    with pytest.raises(FaultError) as bad:
+        provider_for(with_provider("ftp://somewhere"), "primary")
+    assert bad.value.reason == "NoProvider" and "http(s)" in bad.value.message
+
+
+def test_a_cluster_outage_plans_the_whole_cluster(url: str, hook: Webhook) -> None:
+    plan = ClusterOutage().plan(with_provider(url), WHERE, fault(type="ClusterOutage"), 5, 50)
+    assert plan.targets == ("primary",)
+    assert plan.parameters == {"namespace": "ml"} and plan.seed == 5
+    assert hook.seen == []  # planning asks the provider nothing
+
+
+def _journalled(kind: str, driver: ClusterOutage | NodeFailure, **parameters: str) -> FaultRecord:
+    plan = Plan(("primary",), {"namespace": "ml", **parameters}, 5)
+    record = new_record("outage", fault(type=kind), driver, "primary", "primary", plan)
+    record.parameters[EXPIRES_PARAMETER] = expiry(40, 60)
+    return record
+
+
+def test_inject_and_undo_carry_the_journal_id_and_expiry(url: str, hook: Webhook) -> None:
+    members = with_provider(url)
+    record = _journalled("ClusterOutage", ClusterOutage())
+    ClusterOutage().inject(members, record)
+    [(method, path, body)] = hook.seen
+    assert (method, path) == ("POST", "/inject")
+    assert body["id"] == record.id and body["type"] == "ClusterOutage"
+    assert body["cluster"] == "primary" and "node" not in body
+    sent = datetime.strptime(body["expiresAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    recorded = datetime.fromisoformat(record.parameters[EXPIRES_PARAMETER])
+    assert recorded <= sent < recorded + timedelta(seconds=1)  # rounded up, never earlier
+    assert sent > datetime.now(UTC) + timedelta(seconds=90)
+    assert list(hook.faults) == [record.id]
+    ClusterOutage().inject(members, record)  # a retried inject: the same id, nothing new
+    assert list(hook.faults) == [record.id]
+    ClusterOutage().undo(members, record)
+    assert hook.seen[-1] == ("POST", "/undo", {"id": record.id})
+    assert hook.faults == {}
+    ClusterOutage().undo(members, record)  # undone already: still fine
+
+
+def test_a_node_failure_names_its_node(url: str, hook: Webhook) -> None:
+    record = _journalled("NodeFailure", NodeFailure(), node="gpu-3")
+    NodeFailure().inject(with_provider(url), record)
+    body = hook.seen[0][2]
+    assert (body["type"], body["node"], body["id"]) == ("NodeFailure", "gpu-3", record.id)
+
+
+def test_a_refused_inject_is_inject_failed_with_the_providers_words(
+    url: str, hook: Webhook
+) -> None:
+    record = _journalled("ClusterOutage", ClusterOutage())
+    record.cluster = "elsewhere"
+    members = registry_of(FakeMember("elsewhere", infrastructure_url=url))
+    with pytest.raises(FaultError) as caught:
+        ClusterOutage().inject(members, record)
+    assert caught.value.reason == "InjectFailed"
+    assert "unknown cluster 'elsewhere'" in caught.value.message
+
+
+def test_a_transient_undo_failure_propagates_for_the_journal_to_retry(
+    url: str, hook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook.fail["/undo"] = [503]
+    record = _journalled("ClusterOutage", ClusterOutage())
+    with pytest.raises(InfrastructureError) as caught:
+        ClusterOutage().undo(with_provider(url), record)
+    assert caught.value.permanent is False
+
+    # Through the journal: retried with the same id until the provider takes it.
+    hook.fail["/undo"] = [503, 500]
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr("modeldr.drills.journal.asyncio.sleep", sleep)
+    state = RecordingState()
+    state.status.faults.append(record)
+    assert asyncio.run(Journal(state, with_provider(url)).undo(record)) is True
+    undos = [body for _, path, body in hook.seen if path == "/undo"]
+    assert undos == [{"id": record.id}] * 4  # the one above, then 503, 500, 200
+    assert record.state == "Undone" and record.undo_attempts == 3 and sleeps == [1.0, 2.0]
+
+
+def test_a_cluster_outage_step_without_a_provider_ends_error_with_nothing_injected(
+    url: str, hook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "target_status", lambda hub, t: {"activeCluster": "primary"})
+    monkeypatch.setattr(events, "post_event", lambda *args: None)
+    plan = plan_spec(
+        steps=[
+            {
+                "name": "outage",
+                "fault": {"type": "ClusterOutage", "cluster": "standby"},
+                "durationSeconds": 1,
+            }
+        ]
+    )
+    members = FakeMembers(FakeMember("primary", infrastructure_url=url), FakeMember("standby"))
+    state = RecordingState()
+    drill = make_drill(plan, state, members)
+    state.status.steps, state.status.steady_state = steps_status(plan), SteadyStateStatus()
+    part = asyncio.run(StepRunner(drill, None).run(0, plan.steps[0]))
+    assert (part.phase, part.reason) == (Phase.ERROR, "NoProvider")
+    assert "'standby'" in part.message and "infrastructure-webhook-url" in part.message
+    assert state.status.faults == [] and hook.seen == []
+    assert state.status.steps[0].phase is Phase.ERROR
+
+
+def test_a_cluster_outage_step_with_a_provider_goes_dark_and_comes_back(
+    url: str, hook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "target_status", lambda hub, t: {"activeCluster": "primary"})
+    monkeypatch.setattr(events, "post_event", lambda *args: None)
+    plan = plan_spec(
+        steps=[
+            {
+                "name": "outage",
+                "fault": {"type": "ClusterOutage", "cluster": "primary"},
+                "durationSeconds": 1,
+            }
+        ]
+    )
+    state = RecordingState()
+    drill = make_drill(plan, state, FakeMembers(FakeMember("primary", infrastructure_url=url)))
+    state.status.steps, state.status.steady_state = steps_status(plan), SteadyStateStatus()
+    asyncio.run(StepRunner(drill, None).run(0, plan.steps[0]))
+    [record] = state.status.faults
+    assert [(m, p) for m, p, _ in hook.seen] == [("POST", "/inject"), ("POST", "/undo")]
+    assert hook.seen[0][2]["id"] == hook.seen[1][2]["id"] == record.id
+    assert "expiresAt" in hook.seen[0][2]
+    assert record.provider == "webhook" and record.state == "Undone" and hook.faults == {}
+    assert infrastructure.PROVIDER == "webhook"
