@@ -47,21 +47,24 @@ def owner_labels(name: str, hub_namespace: str, role: Role) -> dict[str, str]:
     }
 
 
-def drain_delay_seconds(spec: ModelDeploymentSpec) -> int:
-    for var in spec.runtime.env:
+def drain_delay_seconds(spec: ModelDeploymentSpec, role: Role) -> int:
+    """MODELDR_SERVE_DRAIN_DELAY_S of the role's effective env (the server's default if unset)."""
+    for var in spec.env_for(role):
         if var.name == "MODELDR_SERVE_DRAIN_DELAY_S":
             try:
                 return max(0, int(float(var.value)))
             except ValueError:
+                overridden = any(v.name == var.name for v in spec.member(role).runtime.env)
+                field = f"spec.clusters.{role}.runtime.env" if overridden else "spec.runtime.env"
                 raise RenderError(
-                    f"spec.runtime.env MODELDR_SERVE_DRAIN_DELAY_S={var.value!r} is not a number"
+                    f"{field} MODELDR_SERVE_DRAIN_DELAY_S={var.value!r} is not a number"
                 ) from None
     return DEFAULT_DRAIN_DELAY_S
 
 
-def grace_period_seconds(spec: ModelDeploymentSpec) -> int:
+def grace_period_seconds(spec: ModelDeploymentSpec, role: Role) -> int:
     """terminationGracePeriodSeconds: the server's drain delay plus time to finish requests."""
-    return drain_delay_seconds(spec) + INFLIGHT_BUDGET_S
+    return drain_delay_seconds(spec, role) + INFLIGHT_BUDGET_S
 
 
 def model_volume(spec: ModelDeploymentSpec) -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -113,9 +116,12 @@ def pod_template_annotations(
     return annotations
 
 
-def server_env(spec: ModelDeploymentSpec, model_dir: str) -> list[dict[str, Any]]:
+def server_env(spec: ModelDeploymentSpec, role: Role, model_dir: str) -> list[dict[str, Any]]:
+    """The container env in the role's cluster: what the operator derives from the spec, then
+    the defaults the user env does not set, then the user env (spec.runtime.env with the
+    role's clusters.<role>.runtime.env merged by name, ModelDeploymentSpec.env_for)."""
     batching = spec.runtime.batching
-    user = {var.name: var.value for var in spec.runtime.env}
+    user = {var.name: var.value for var in spec.env_for(role)}
     derived = {
         "MODELDR_SERVE_MODEL_DIR": model_dir,
         "MODELDR_SERVE_MODEL_NAME": spec.model.name,
@@ -126,7 +132,7 @@ def server_env(spec: ModelDeploymentSpec, model_dir: str) -> list[dict[str, Any]
         "MODELDR_SERVE_MAX_BATCH_DELAY_MS": str(batching.max_batch_delay_ms),
         "MODELDR_SERVE_MAX_QUEUE": str(batching.max_queue),
         # The server plans its drain within the pod's grace period.
-        "MODELDR_SERVE_GRACE_PERIOD_S": str(grace_period_seconds(spec)),
+        "MODELDR_SERVE_GRACE_PERIOD_S": str(grace_period_seconds(spec, role)),
     }
     defaults = {
         "MODELDR_SERVE_DRAIN_DELAY_S": str(DEFAULT_DRAIN_DELAY_S),
@@ -165,7 +171,7 @@ def container_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
 
 
 def server_container(
-    spec: ModelDeploymentSpec, mount: dict[str, Any], model_dir: str
+    spec: ModelDeploymentSpec, role: Role, mount: dict[str, Any], model_dir: str
 ) -> dict[str, Any]:
     """The model server's container: the image, its env, probes and a locked-down context."""
     return {
@@ -173,7 +179,7 @@ def server_container(
         "image": spec.runtime.image,
         "imagePullPolicy": spec.runtime.image_pull_policy,
         "command": ["modeldr-serve", "run"],
-        "env": server_env(spec, model_dir),
+        "env": server_env(spec, role, model_dir),
         "ports": [{"name": "http", "containerPort": spec.runtime.port, "protocol": "TCP"}],
         "resources": container_resources(spec),
         # Read-only root: torch and tokenizers get a scratch /tmp.
@@ -214,18 +220,21 @@ def deployment(
     volume, mount, model_dir = model_volume(spec)
     labels = owner_labels(name, hub_namespace, role)
     pod_spec: dict[str, Any] = {
-        "terminationGracePeriodSeconds": grace_period_seconds(spec),
+        "terminationGracePeriodSeconds": grace_period_seconds(spec, role),
         "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532},
-        "containers": [server_container(spec, mount, model_dir)],
+        "containers": [server_container(spec, role, mount, model_dir)],
         "volumes": [volume, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
     }
     if spec.resources.gpus_per_replica:
         pod_spec["tolerations"] = [
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
         ]
-        if spec.resources.gpu_product:
-            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: spec.resources.gpu_product}
+        # The role's own product (clusters.<role>.resources.gpuProduct) wins: a standby
+        # may run on another GPU type than the primary.
+        product = spec.gpu_product_for(role)
+        if product:
+            pod_spec["nodeSelector"] = {GPU_PRODUCT_LABEL: product}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

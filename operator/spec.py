@@ -52,9 +52,23 @@ class Resources(_Model):
     memory: str | None = None
 
 
+class MemberRuntime(_Model):
+    """spec.clusters.<role>.runtime: what differs from spec.runtime in one cluster."""
+
+    env: list[EnvVar] = Field(default_factory=list)
+
+
+class MemberResources(_Model):
+    """spec.clusters.<role>.resources: what differs from spec.resources in one cluster."""
+
+    gpu_product: str | None = Field(None, alias="gpuProduct")
+
+
 class MemberRef(_Model):
     cluster: str
     namespace: str
+    runtime: MemberRuntime = Field(default_factory=lambda: MemberRuntime.model_validate({}))
+    resources: MemberResources = Field(default_factory=lambda: MemberResources.model_validate({}))
 
 
 class StandbyRef(MemberRef):
@@ -133,3 +147,16 @@ class ModelDeploymentSpec(_Model):
 
     def member(self, role: Literal["primary", "standby"]) -> MemberRef:
         return self.clusters.primary if role == "primary" else self.clusters.standby
+
+    def env_for(self, role: Literal["primary", "standby"]) -> list[EnvVar]:
+        """The server's user env in the role's cluster: spec.runtime.env with
+        clusters.<role>.runtime.env merged by name. An override of a name in spec.runtime.env
+        replaces its value where it stands; other override names follow, in their order."""
+        override = {var.name: var for var in self.member(role).runtime.env}
+        merged = [override.pop(var.name, var) for var in self.runtime.env]
+        return merged + list(override.values())
+
+    def gpu_product_for(self, role: Literal["primary", "standby"]) -> str | None:
+        """The GPU product the role's replicas run on: clusters.<role>.resources.gpuProduct,
+        else spec.resources.gpuProduct (None: any product)."""
+        return self.member(role).resources.gpu_product or self.resources.gpu_product

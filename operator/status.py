@@ -179,7 +179,7 @@ def build_status(
         role: cluster_status(
             spec.member(role).cluster, seen.snapshots[role], seen.health[role],
             spec.member(role).namespace, seen.name,
-            replicas_for(spec, role, seen.decision.full_size), spec.resources.gpu_product,
+            replicas_for(spec, role, seen.decision.full_size), spec.gpu_product_for(role),
         )
         for role in ROLES
     }  # fmt: skip
@@ -214,7 +214,7 @@ def standby_readiness(seen: Observed) -> tuple[bool, str]:
         mode, missing = "hot", 0  # the primary always runs full size
     return failover_ready(
         mode, seen.health[standby], seen.snapshots[standby], missing,
-        spec.resources.gpus_per_replica, spec.resources.gpu_product,
+        spec.resources.gpus_per_replica, spec.gpu_product_for(standby),
     )  # fmt: skip
 
 

@@ -340,6 +340,70 @@ BAD_SPECS: list[tuple[str, Edit, str]] = [
         _set("spec.runtime.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
         "Duplicate value",
     ),
+    # Per-cluster overrides: the same rules as spec.runtime.env and spec.resources.gpuProduct,
+    # each refusal naming the cluster's field.
+    (
+        "override-env-bad-name",
+        _set("spec.clusters.standby.runtime", {"env": [{"name": "1-DTYPE", "value": "x"}]}),
+        "spec.clusters.standby.runtime.env[0].name in body should match",
+    ),
+    (
+        "override-env-derived-variable",
+        _set(
+            "spec.clusters.standby.runtime",
+            {"env": [{"name": "MODELDR_SERVE_MODEL_DIR", "value": "/elsewhere"}]},
+        ),
+        "spec.clusters.standby.runtime.env[0]: Invalid value: "
+        "MODELDR_SERVE_MODEL_DIR is set by the operator",
+    ),
+    (
+        "override-env-duplicate",
+        _set(
+            "spec.clusters.primary.runtime",
+            {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+        ),
+        "spec.clusters.primary.runtime.env[1]: Duplicate value",
+    ),
+    (
+        "override-env-without-name",
+        _set("spec.clusters.standby.runtime", {"env": [{"value": "1"}]}),
+        "spec.clusters.standby.runtime.env[0].name: Required value",
+    ),
+    (
+        "override-env-too-many",
+        _set(
+            "spec.clusters.standby.runtime",
+            {"env": [{"name": f"V{i}", "value": "1"} for i in range(65)]},
+        ),
+        "spec.clusters.standby.runtime.env: Too many: 65: must have at most 64 items",
+    ),
+    (
+        "override-gpu-product-bad",
+        _set("spec.clusters.standby.resources", {"gpuProduct": "NVIDIA A100"}),
+        "spec.clusters.standby.resources.gpuProduct in body should match",
+    ),
+    (
+        "override-gpu-product-without-gpus",
+        _all(
+            _set("spec.resources", {"gpusPerReplica": 0}),
+            _set("spec.clusters.standby.resources", {"gpuProduct": "NVIDIA-A100-SXM4-40GB"}),
+        ),
+        "spec.clusters.standby.resources.gpuProduct: Invalid value: "
+        "clusters.standby.resources.gpuProduct needs resources.gpusPerReplica >= 1",
+    ),
+    (
+        "override-primary-gpu-product-without-gpus",
+        _all(
+            _set("spec.resources", {"gpusPerReplica": 0}),
+            _set("spec.clusters.primary.resources", {"gpuProduct": "NVIDIA-H100-80GB-HBM3"}),
+        ),
+        "clusters.primary.resources.gpuProduct needs resources.gpusPerReplica >= 1",
+    ),
+    (
+        "override-unknown-resource",
+        _set("spec.clusters.standby.resources", {"gpusPerReplica": 2}),
+        'unknown field "spec.clusters.standby.resources.gpusPerReplica"',
+    ),
     (
         "name-not-dns-1035",
         _set("metadata.name", "1-tiny-bert"),
@@ -348,6 +412,34 @@ BAD_SPECS: list[tuple[str, Edit, str]] = [
     # A typo is an error, not a silently pruned field (kubectl's strict field validation).
     ("unknown-field", _set("spec.replica", 2), 'unknown field "spec.replica"'),
 ]
+
+
+def test_per_cluster_overrides_are_accepted_and_kept(hub_namespace: str) -> None:
+    # docs/crds.md's example: a standby on another GPU type, in bfloat16, one more thread.
+    manifest = copy.deepcopy(load(SANDBOX_EXAMPLE))
+    overrides = {
+        "runtime": {
+            "env": [
+                {"name": "MODELDR_SERVE_DTYPE", "value": "bfloat16"},
+                {"name": "MODELDR_SERVE_CPU_THREADS", "value": "2"},
+            ]
+        },
+        "resources": {"gpuProduct": "NVIDIA-A100-SXM4-40GB"},
+    }
+    manifest["spec"]["clusters"]["standby"].update(copy.deepcopy(overrides))
+    manifest["spec"]["clusters"]["primary"]["runtime"] = {"env": []}
+    result = kubectl(
+        "apply", "--dry-run=server", "-n", hub_namespace, "-o", "json", "-f", "-",
+        stdin=json.dumps(manifest),
+    )  # fmt: skip
+    clusters = json.loads(result.stdout)["spec"]["clusters"]
+    assert {k: clusters["standby"][k] for k in ("runtime", "resources")} == overrides
+    assert clusters["primary"]["runtime"] == {"env": []}
+    # The same name at the top level and in the override is not a duplicate: it replaces.
+    assert any(v["name"] == "MODELDR_SERVE_CPU_THREADS" for v in manifest["spec"]["runtime"]["env"])
+    # A per-cluster product with no top-level one (the other cluster takes any GPU).
+    del manifest["spec"]["resources"]["gpuProduct"]
+    assert "created (server dry run)" in dry_run_apply(hub_namespace, manifest).stdout
 
 
 @pytest.mark.parametrize(

@@ -137,3 +137,140 @@ def test_user_env_cannot_override_derived_variables_but_can_set_others() -> None
 )
 def test_is_subset(desired: Any, actual: Any, expected: bool) -> None:
     assert render.is_subset(desired, actual) is expected
+
+
+def with_overrides(
+    primary: dict[str, Any] | None = None, standby: dict[str, Any] | None = None
+) -> ModelDeploymentSpec:
+    """The example with clusters.primary / clusters.standby extended by the given fields."""
+    raw = example()["spec"]
+    raw["clusters"]["primary"].update(primary or {})
+    raw["clusters"]["standby"].update(standby or {})
+    return ModelDeploymentSpec.parse(raw)
+
+
+def user_env_names(deployment: dict[str, Any]) -> list[str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return [e["name"] for e in container["env"]]
+
+
+def test_without_overrides_both_roles_get_the_same_env_and_gpu_product() -> None:
+    s = spec()
+    assert s.env_for("primary") == s.env_for("standby") == s.runtime.env
+    assert s.gpu_product_for("primary") == s.gpu_product_for("standby") == "NVIDIA-H100-80GB-HBM3"
+    primary = render.deployment("tiny-bert", "demo", s, "primary", 2)
+    standby = render.deployment("tiny-bert", "demo", s, "standby", 2)
+    assert primary["spec"]["template"]["spec"] == standby["spec"]["template"]["spec"]
+
+
+def test_override_env_replaces_by_name_in_place_and_appends_new_names_in_order() -> None:
+    # The example's env: MODELDR_SERVE_CPU_THREADS=1, MODELDR_SERVE_DRAIN_DELAY_S=1.
+    s = with_overrides(
+        standby={
+            "runtime": {
+                "env": [
+                    {"name": "MODELDR_SERVE_DTYPE", "value": "bfloat16"},
+                    {"name": "MODELDR_SERVE_CPU_THREADS", "value": "2"},
+                    {"name": "B_FLAG", "value": ""},
+                ]
+            }
+        }
+    )
+    assert [(v.name, v.value) for v in s.env_for("standby")] == [
+        ("MODELDR_SERVE_CPU_THREADS", "2"),  # the override wins, where the top-level one was
+        ("MODELDR_SERVE_DRAIN_DELAY_S", "1"),
+        ("MODELDR_SERVE_DTYPE", "bfloat16"),  # names only in the override follow, in order
+        ("B_FLAG", ""),
+    ]
+    assert s.env_for("primary") == s.runtime.env  # the other cluster is untouched
+    standby = render.deployment("tiny-bert", "demo", s, "standby", 2)
+    env = env_of(standby)
+    assert env["MODELDR_SERVE_CPU_THREADS"] == "2" and env["MODELDR_SERVE_DTYPE"] == "bfloat16"
+    names = user_env_names(standby)
+    assert len(names) == len(set(names))  # one entry per name: no shadowed duplicate
+    assert names[-4:] == [
+        "MODELDR_SERVE_CPU_THREADS", "MODELDR_SERVE_DRAIN_DELAY_S", "MODELDR_SERVE_DTYPE", "B_FLAG",
+    ]  # fmt: skip
+    primary = env_of(render.deployment("tiny-bert", "demo", s, "primary", 2))
+    assert primary["MODELDR_SERVE_CPU_THREADS"] == "1" and "MODELDR_SERVE_DTYPE" not in primary
+
+
+def test_override_env_sets_defaults_but_never_derived_variables() -> None:
+    s = with_overrides(
+        standby={
+            "runtime": {
+                "env": [
+                    {"name": "MODELDR_SERVE_DEVICE", "value": "cpu"},
+                    {"name": "MODELDR_SERVE_MAX_TEXTS_PER_REQUEST", "value": "4"},
+                    # Refused by the CRD; should one reach the renderer it changes nothing.
+                    {"name": "MODELDR_SERVE_EXPECTED_DIGEST", "value": "sha256:" + "0" * 64},
+                ]
+            }
+        }
+    )
+    env = env_of(render.deployment("tiny-bert", "demo", s, "standby", 2))
+    assert env["MODELDR_SERVE_DEVICE"] == "cpu"
+    assert env["MODELDR_SERVE_MAX_TEXTS_PER_REQUEST"] == "4"
+    assert env["MODELDR_SERVE_EXPECTED_DIGEST"] == s.model.expected_digest
+    primary = env_of(render.deployment("tiny-bert", "demo", s, "primary", 2))
+    assert "MODELDR_SERVE_DEVICE" not in primary
+    assert primary["MODELDR_SERVE_MAX_TEXTS_PER_REQUEST"] == "64"  # min(64, maxQueue)
+
+
+def test_override_drain_delay_sets_that_clusters_grace_period() -> None:
+    s = with_overrides(
+        standby={"runtime": {"env": [{"name": "MODELDR_SERVE_DRAIN_DELAY_S", "value": "7"}]}}
+    )
+    standby = render.deployment("tiny-bert", "demo", s, "standby", 2)
+    assert standby["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 27
+    assert env_of(standby)["MODELDR_SERVE_GRACE_PERIOD_S"] == "27"
+    assert env_of(standby)["MODELDR_SERVE_DRAIN_DELAY_S"] == "7"
+    primary = render.deployment("tiny-bert", "demo", s, "primary", 2)
+    assert primary["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 21
+    bad = with_overrides(
+        standby={"runtime": {"env": [{"name": "MODELDR_SERVE_DRAIN_DELAY_S", "value": "soon"}]}}
+    )
+    with pytest.raises(RenderError, match=r"spec\.clusters\.standby\.runtime\.env"):
+        render.deployment("tiny-bert", "demo", bad, "standby", 2)
+    render.deployment("tiny-bert", "demo", bad, "primary", 2)  # the primary's env is fine
+
+
+def test_override_gpu_product_selects_that_clusters_nodes() -> None:
+    s = with_overrides(standby={"resources": {"gpuProduct": "NVIDIA-A100-SXM4-40GB"}})
+    assert s.gpu_product_for("standby") == "NVIDIA-A100-SXM4-40GB"
+    assert s.gpu_product_for("primary") == "NVIDIA-H100-80GB-HBM3"
+    standby = render.deployment("tiny-bert", "demo", s, "standby", 2)["spec"]["template"]["spec"]
+    primary = render.deployment("tiny-bert", "demo", s, "primary", 2)["spec"]["template"]["spec"]
+    assert standby["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+    assert primary["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    # GPU limit and toleration come from spec.resources, the same in both.
+    assert standby["containers"][0]["resources"] == primary["containers"][0]["resources"]
+    assert standby["tolerations"] == primary["tolerations"]
+
+
+def test_override_gpu_product_without_a_top_level_one() -> None:
+    raw = example()["spec"]
+    del raw["resources"]["gpuProduct"]
+    raw["clusters"]["primary"]["resources"] = {"gpuProduct": "NVIDIA-H100-80GB-HBM3"}
+    raw["clusters"]["standby"]["resources"] = {}
+    s = ModelDeploymentSpec.parse(raw)
+    assert s.gpu_product_for("primary") == "NVIDIA-H100-80GB-HBM3"
+    assert s.gpu_product_for("standby") is None
+    primary = render.deployment("tiny-bert", "demo", s, "primary", 2)["spec"]["template"]["spec"]
+    standby = render.deployment("tiny-bert", "demo", s, "standby", 2)["spec"]["template"]["spec"]
+    assert primary["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert "nodeSelector" not in standby  # any GPU product
+
+
+def test_member_objects_of_a_role_use_its_overrides() -> None:
+    s = with_overrides(
+        standby={
+            "runtime": {"env": [{"name": "MODELDR_SERVE_DTYPE", "value": "float16"}]},
+            "resources": {"gpuProduct": "NVIDIA-L4"},
+        }
+    )
+    deployment = render.member_objects("tiny-bert", "demo", s, "standby", 2)[0]
+    assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {
+        "nvidia.com/gpu.product": "NVIDIA-L4"
+    }
+    assert env_of(deployment)["MODELDR_SERVE_DTYPE"] == "float16"

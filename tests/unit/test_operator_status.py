@@ -6,10 +6,18 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modeldr.operator.constants import DIGEST_ANNOTATION
+from modeldr.operator.constants import DIGEST_ANNOTATION, Role
 from modeldr.operator.health import cluster_health
 from modeldr.operator.monitor import GpuCapacity, Snapshot, gpu_capacity, ready_addresses
-from modeldr.operator.status import failover_ready, observed_digest, set_condition
+from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.operator.status import (
+    Observed,
+    build_status,
+    failover_ready,
+    observed_digest,
+    set_condition,
+)
+from tests.specs import minimal_spec_dict
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -149,3 +157,49 @@ def test_only_gpu_nodes_are_polled_for_pods() -> None:
 
     nodes = [_node("gpu-0", "H100", 8), _node("cpu-0", "none", 0)]
     assert gpu_node_names(nodes) == ["gpu-0"]
+
+
+def _gpu_spec(mode: str, **clusters: dict[str, Any]) -> ModelDeploymentSpec:
+    raw = minimal_spec_dict(replicas=2, resources={"gpusPerReplica": 1, "gpuProduct": "H100"})
+    raw["clusters"]["standby"]["mode"] = mode
+    if mode == "warm":
+        raw["clusters"]["standby"]["replicas"] = 1
+    for role, extra in clusters.items():
+        raw["clusters"][role].update(extra)
+    return ModelDeploymentSpec.parse(raw)
+
+
+def _observed(spec: ModelDeploymentSpec, active: Role = "primary") -> Observed:
+    from modeldr.operator.failover import Decision, Health
+
+    # Both clusters have 4 free H100 and 1 free A100.
+    gpus = GpuCapacity({"H100": 8, "A100": 4}, {"H100": 4, "A100": 3})
+    snapshots: dict[Role, Snapshot] = {
+        role: Snapshot(role, time.monotonic(), NOW, gpus=gpus) for role in ("primary", "standby")
+    }
+    health: dict[Role, Health] = {
+        "primary": Health(True, "ok", 2),
+        "standby": Health(True, "ok", 1),
+    }
+    return Observed("bert", spec, active, True, Decision(), snapshots, health, True, "", ())
+
+
+def test_free_gpus_and_failover_readiness_count_each_clusters_own_gpu_product() -> None:
+    same = build_status(_observed(_gpu_spec("warm")), 1, None, None)
+    assert same.status["primary"]["freeGPUs"] == same.status["standby"]["freeGPUs"] == 4
+    assert same.can_fail_over
+
+    a100 = {"resources": {"gpuProduct": "A100"}}
+    report = build_status(_observed(_gpu_spec("warm", standby=a100)), 1, None, None)
+    assert report.status["primary"]["freeGPUs"] == 4
+    assert report.status["standby"]["freeGPUs"] == 1
+    # A warm standby of 1 must add 1 replica of 1 GPU on failover: 1 free A100 suffice.
+    assert report.can_fail_over
+    cold = build_status(_observed(_gpu_spec("cold", standby=a100)), 1, None, None)
+    assert not cold.can_fail_over  # 2 replicas to start, 1 free A100
+    assert any("1 free GPUs of product A100, needs 2" in c[3] for c in cold.changes)
+
+    # While the standby is active the primary is the one to take over: its product counts.
+    back = _gpu_spec("cold", primary=a100)
+    reverse = build_status(_observed(back, "standby"), 1, None, None)
+    assert reverse.status["primary"]["freeGPUs"] == 1
