@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 # step's undo (an outage's restore takes a while).
 SETUP_MARGIN_S = 120.0
 STEP_MARGIN_S = 120.0
+# How long the end of a run keeps retrying faults it could not undo (the finalizer and a
+# new leader's rollback go on from the journal after that).
+UNDO_PATIENCE_S = 60.0
+UNDO_RETRY_S = 5.0
 
 
 def deadline_seconds(plan: DrillPlanSpec) -> float:
@@ -98,6 +102,8 @@ class Drill:
     windows: Windows = field(default_factory=Windows)
     clock: Callable[[], float] = time.monotonic
     parts: list[Part] = field(default_factory=list)
+    # Faults the run could not undo (named in the verdict's message whatever else happened).
+    left_behind: str = ""
 
 
 class Engine:
@@ -167,10 +173,17 @@ class Engine:
             d.probe.samples(), start, d.clock(), d.plan.steady_state.max_error_ratio,
             before_faults=before,
         )  # fmt: skip
-        window.phase = assessment.phase if held else Phase.ABORTED
         failures = failure_summary(d.probe.samples(), start, d.clock())
         message = f"{assessment.message}; {failures}" if failures else assessment.message
-        window.reason, window.message = assessment.reason, message[:4096]
+        if held:
+            window.phase, window.reason, window.message = (
+                assessment.phase,
+                assessment.reason,
+                message[:4096],
+            )
+        else:
+            window.phase, window.reason = Phase.ABORTED, d.interrupt.reason or "Interrupted"
+            window.message = f"interrupted: {d.interrupt.message}"[:4096]
         window.error_ratio, window.finished_at = assessment.error_ratio, now()
         await d.state.write()
         part = Part(PartKind.STEADY_STATE, "before" if before else "after", window.phase,
@@ -187,16 +200,24 @@ class Engine:
         await self.drill.state.write()
 
     async def _undo_everything(self) -> None:
+        """Undo what is still recorded, retrying for a bounded time (a member that comes
+        back in time gets its fault undone by this run, not only by the finalizer)."""
         d = self.drill
-        if not d.journal.outstanding():
+        outstanding = d.journal.outstanding()
+        if not outstanding:
             return
+        started = d.clock()
         left = await d.journal.undo_all()
-        for record in d.state.status.faults:
-            if record.state == "Undone" and record.undone_at:
+        while left and d.clock() - started < UNDO_PATIENCE_S:
+            await asyncio.sleep(UNDO_RETRY_S)
+            left = await d.journal.undo_all()
+        for record in outstanding:
+            if record.state == "Undone":
                 events.run_event(d, "Normal", "FaultUndone", f"{record.type} {record.id} undone")
         if left:
             names = ", ".join(f"{r.type} {r.id} in {r.cluster}" for r in left)
             d.interrupt.set(Phase.ERROR, "UndoFailed", f"faults not undone: {names}")
+            d.left_behind = names
 
     async def _finish(self) -> None:
         d = self.drill
@@ -212,7 +233,10 @@ class Engine:
                                 d.interrupt.message))  # fmt: skip
         verdict = run_verdict(d.parts)
         status.phase, status.reason = verdict.phase, verdict.reason
-        status.message = verdict.message[:4096]
+        message = verdict.message
+        if d.left_behind and d.left_behind not in message:
+            message += f"; faults not undone: {d.left_behind}"
+        status.message = message[:4096]
         status.finished_at, status.current_step = now(), None
         await d.state.write()
         events.finished(d, verdict.phase, verdict.reason, verdict.message)

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import uuid
 
-from modeldr.drills.faults.base import FaultDriver, Plan
+from modeldr.drills.faults.base import FaultDriver, FaultError, Plan
 from modeldr.drills.faults.registry import DRIVERS
 from modeldr.drills.runstate import RunState, now
 from modeldr.drills.spec import Fault, FaultRecord
@@ -78,6 +78,8 @@ class Journal:
                 log.warning("fault %s (%s in %s): %s", record.id, record.type, record.cluster,
                             record.message)  # fmt: skip
                 await self._write_quietly()
+                if isinstance(exc, FaultError) or attempt == UNDO_ATTEMPTS - 1:
+                    return False  # a provider that is not there will not be by retrying now
                 await asyncio.sleep(min(1.0 * 2**attempt, 8.0))
                 continue
             record.state, record.undone_at = "Undone", now()

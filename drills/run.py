@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -137,6 +138,11 @@ async def start(
         metrics.RUNS_IN_PROGRESS.labels(*labels).set(0)
         asyncio.get_running_loop().call_later(metrics.FORGET_AFTER_S, metrics.forget, *labels)
         await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
+        # History is bounded when a run ends, whoever started it (a plan or a person).
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                plans.prune_history, rt.hub, state.ref.namespace, plan_name, plan.history_limit
+            )
 
 
 def preflight(rt: Runtime, plan: DrillPlanSpec, target: Target) -> None:

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from modeldr.drills.engine import Drill
 
 # An infrastructure fault's expiry beyond its step's end: the provider undoes it by itself
-# this long after the operator stopped renewing (dead, partitioned away).
+# this long after the step should have ended (the operator dead, partitioned away). Faults
+# are not renewed while they hold, so the expiry covers the whole step.
 EXPIRY_MARGIN_S = 60.0
+INJECT_TIMEOUT_S = 90.0  # the infrastructure provider's request timeout (drills.infra)
 
 
 class StepRunner:
@@ -60,6 +62,10 @@ class StepRunner:
                 await self._act(step.action)
             held = await d.interrupt.hold(step.duration_seconds)
         except FaultError as exc:
+            if d.interrupt.is_set:  # stopped (abort, by hand, deletion) before the fault
+                return await self._end(
+                    status, Phase.ABORTED, d.interrupt.reason, d.interrupt.message
+                )
             return await self._end(status, Phase.ERROR, exc.reason, exc.message)
         finally:
             if record is not None:
@@ -82,6 +88,11 @@ class StepRunner:
     def _where(self, cluster: str, active: str | None) -> Role:
         """The role a step's `fault.cluster` names: active, a role, or a member's name."""
         target = self.drill.target
+        if cluster == "active" and active is None:
+            raise FaultError(
+                "ActiveClusterUnknown",
+                f"fault.cluster active: {target.name} reports no status.activeCluster yet",
+            )
         role = target.role_of(active if cluster == "active" else cluster)
         if role is None:
             raise FaultError(
@@ -103,7 +114,10 @@ class StepRunner:
         percent = d.plan.blast_radius.max_pods_percent
         plan = await asyncio.to_thread(driver.plan, d.runtime.members, where, fault, seed, percent)
         record = new_record(step.name, fault, driver, where.cluster, where.role, plan)
-        record.parameters[EXPIRES_PARAMETER] = expiry(step.duration_seconds, EXPIRY_MARGIN_S)
+        # The provider may take up to its timeout to make the fault: the expiry counts from
+        # the end of the longest inject, so a slow provider cannot undo it mid-step.
+        hold = step.duration_seconds + INJECT_TIMEOUT_S
+        record.parameters[EXPIRES_PARAMETER] = expiry(hold, EXPIRY_MARGIN_S)
         if d.interrupt.is_set:
             raise FaultError(d.interrupt.reason or "Interrupted", "stopped before the fault")
         await d.journal.record(record)  # journal before action: raises if the hub refused

@@ -130,7 +130,22 @@ class GPULoss:
         seed: int,
         max_pods_percent: int,
     ) -> Plan:
-        return plan_node(members, where, fault, seed, max_pods_percent)
+        planned = plan_node(members, where, fault, seed, max_pods_percent)
+        core = client.CoreV1Api(member_api(members, where.cluster))
+        node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)
+        taken = [
+            t for t in _taints(node)
+            if t["key"] == GPU_RESOURCE and t["effect"] == GPU_LOSS_EFFECT and not _is_ours(t)
+        ]  # fmt: skip
+        if taken:
+            # The apiserver refuses a second taint of the same key and effect, and the GPUs
+            # are gone already: no fault to make.
+            raise FaultError(
+                "NodeAlreadyTainted",
+                f"node {planned.parameters['node']} in {where.cluster} has a "
+                f"{GPU_RESOURCE}:{GPU_LOSS_EFFECT} taint already",
+            )
+        return planned
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))

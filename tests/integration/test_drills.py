@@ -356,22 +356,74 @@ def test_deleting_a_run_mid_fault_undoes_the_fault(drill_ns: str) -> None:
     assert node_state(node) == before
 
 
-def test_an_operator_killed_mid_fault_is_rolled_back_by_the_next_one(drill_ns: str) -> None:
-    node = primary_node(drill_ns)
-    before = node_state(node)
+def test_an_operator_killed_during_an_outage_is_rolled_back_by_the_next_one(
+    drill_ns: str,
+) -> None:
+    """SIGKILL of the operator while the standby is dark: nothing can undo it but the next
+    operator, which finds the run Running, restores the standby through the provider and
+    ends the run Aborted."""
     name = apply_plan(drill_ns, plan("restart", [
-        {"name": "gpus-gone", "fault": {"type": "GPULoss", "cluster": "primary"},
+        {"name": "standby-dark", "fault": {"type": "ClusterOutage", "cluster": "standby"},
          "durationSeconds": 120}]))  # fmt: skip
     _wait_applied(drill_ns, name)
-    assert drill_taints(node), "the GPU taint is on while the fault is"
+    assert not kube.apiserver_ready("standby")
     pid = int((sandbox_paths().state / "operator.pid").read_text())
     os.kill(pid, signal.SIGKILL)  # no chance to undo anything itself
     kube.wait_for(lambda: not _alive(pid), timeout=10, what="the operator gone")
     operator_up()
-    s = finished(drill_ns, name, timeout=90)
+    s = finished(drill_ns, name, timeout=120)
     assert s["phase"] == "Aborted" and s["reason"] == "OperatorRestarted", explain(s)
     assert [f["state"] for f in s["faults"]] == ["Undone"]
-    assert node_state(node) == before
+    assert kube.apiserver_ready("standby")
+
+
+def test_a_failover_the_standby_has_no_gpus_for_fails_before_anything_is_touched(
+    operator: None, sandbox: Sandbox
+) -> None:
+    """A cold standby whose GPU nodes are full: preflight says the failover the plan would
+    cause cannot happen (Failed, StandbyCapacityInsufficient), with nothing injected."""
+    ns = f"c-{int(time.time() * 1000) % 10**8:08d}"
+    kube.core("hub").create_namespace({"metadata": {"name": ns}})
+    md = manifest(ns)
+    md["spec"]["clusters"]["standby"]["mode"] = "cold"
+    hogs = []
+    try:
+        create(ns, md)
+        wait_status(ns, lambda s: (s.get("primary") or {}).get("readyReplicas") == 1,
+                    "primary serving", 180)  # fmt: skip
+        for node in ("gpu-0", "gpu-1"):
+            hogs.append(_gpu_hog(ns, node))
+        wait_status(ns, lambda s: (s.get("standby") or {}).get("freeGPUs") == 0,
+                    "the standby's GPUs all taken", 60)  # fmt: skip
+        name = apply_plan(ns, plan("no-room", [
+            {"name": "primary-outage", "fault": {"type": "ClusterOutage", "cluster": "primary"},
+             "durationSeconds": 10, "expect": {"activeCluster": "standby"}}]))  # fmt: skip
+        s = finished(ns, name, timeout=60)
+        assert s["phase"] == "Failed" and s["reason"] == "StandbyCapacityInsufficient", explain(s)
+        assert "needs 1 free GPUs" in s["message"] and "it has 0" in s["message"]
+        assert not s.get("faults") and kube.apiserver_ready("primary")
+    finally:
+        for hog in hogs:
+            with contextlib.suppress(Exception):
+                kube.core("standby").delete_namespaced_pod(hog, ns, grace_period_seconds=0)
+        with contextlib.suppress(Exception):
+            custom().delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME)
+        kube.wait_for(lambda: not _exists(ns), timeout=60, what="the ModelDeployment gone")
+        for cluster in ("hub", "primary", "standby"):
+            with contextlib.suppress(Exception):
+                kube.core(cluster).delete_namespace(ns)
+
+
+def _gpu_hog(namespace: str, node: str) -> str:
+    """A pod holding all 8 GPUs of a standby node (kwok runs it; it serves nothing)."""
+    name = f"gpu-hog-{node}"
+    kube.core("standby").create_namespaced_pod(namespace, {
+        "metadata": {"name": name},
+        "spec": {"nodeName": node, "containers": [{"name": "hog", "image": "hog:none",
+                 "resources": {"limits": {GPU_RESOURCE: "8"}, "requests": {GPU_RESOURCE: "8"}}}],
+                 "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists"}]},
+    })  # fmt: skip
+    return name
 
 
 def _alive(pid: int) -> bool:

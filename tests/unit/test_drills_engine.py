@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from modeldr.drills import aborts, events, gaterunner, steps
+from modeldr.drills import engine as engine_module
 from modeldr.drills import journal as journal_module
 from modeldr.drills.aborts import AbortWatch
 from modeldr.drills.engine import (
@@ -33,7 +34,7 @@ from modeldr.drills.gates import QueryOutcome, QueryRejected, QueryUnavailable, 
 from modeldr.drills.phase import Phase
 from modeldr.drills.runstate import StatusWriteError
 from modeldr.drills.spec import DrillPlanSpec, Gate, PrometheusQuery, SteadyStateStatus
-from modeldr.drills.steps import EXPIRY_MARGIN_S, StepRunner
+from modeldr.drills.steps import EXPIRY_MARGIN_S, INJECT_TIMEOUT_S, StepRunner
 from modeldr.drills.verdict import PartKind
 from tests.specs import minimal_spec
 from tests.unit.drill_fakes import (
@@ -219,9 +220,7 @@ def test_where_resolves_active_roles_and_member_names(
     assert _where_runner(members, state)._where(cluster, active_now) == role
 
 
-@pytest.mark.parametrize(
-    ("cluster", "active_now"), [("north", "east"), ("active", "north"), ("active", None)]
-)
+@pytest.mark.parametrize(("cluster", "active_now"), [("north", "east"), ("active", "north")])
 def test_where_refuses_what_is_not_a_member_of_the_target(
     members: FakeMembers, state: RecordingState, cluster: str, active_now: str | None
 ) -> None:
@@ -229,6 +228,14 @@ def test_where_refuses_what_is_not_a_member_of_the_target(
         _where_runner(members, state)._where(cluster, active_now)
     assert caught.value.reason == "UnknownCluster"
     assert "east" in caught.value.message and "west" in caught.value.message
+
+
+def test_where_says_when_the_active_cluster_is_not_known_yet(
+    members: FakeMembers, state: RecordingState
+) -> None:
+    with pytest.raises(FaultError) as caught:
+        _where_runner(members, state)._where("active", None)
+    assert caught.value.reason == "ActiveClusterUnknown"
 
 
 # -------------------------------------------------------------------- StepRunner.run
@@ -282,7 +289,9 @@ def test_an_infrastructure_fault_gets_an_expiry_beyond_its_step(
     before = datetime.now(UTC)
     asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
     expires = datetime.fromisoformat(state.status.faults[0].parameters[EXPIRES_PARAMETER])
-    wanted = before + timedelta(seconds=drill.plan.steps[0].duration_seconds + EXPIRY_MARGIN_S)
+    # The step's hold, the provider's longest inject and the margin.
+    hold = drill.plan.steps[0].duration_seconds + INJECT_TIMEOUT_S + EXPIRY_MARGIN_S
+    wanted = before + timedelta(seconds=hold)
     assert wanted <= expires <= wanted + timedelta(seconds=5)
 
 
@@ -480,8 +489,10 @@ def test_a_run_stopped_by_hand_mid_step_is_aborted_and_undone(
 def test_a_fault_that_cannot_be_undone_never_passes(
     members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
     posted: list[tuple[str, str, str]], fast_watch: None, no_backoff: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     driver.undo_always_fails = True
+    monkeypatch.setattr(engine_module, "UNDO_PATIENCE_S", 0.0)  # one more round on the way out
     drill = make_drill(plan_spec(), state, members)
     _run(drill)
     status = state.status

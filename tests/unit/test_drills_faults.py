@@ -137,18 +137,19 @@ def test_podkill_plan_records_targets_seed_and_grace(candidates: list[Candidate]
 
 
 def test_a_node_fault_targets_a_node_of_the_model_and_its_pods(
-    candidates: list[Candidate],
+    candidates: list[Candidate], core: FakeCore
 ) -> None:
     candidates += [Candidate("p0", "n1"), Candidate("p1", "n2"), Candidate("p2", "n2"),
                    Candidate("p3", None)]  # fmt: skip
-    plan = GPULoss().plan(registry_of(), WHERE, fault(type="GPULoss", node="n2"), 3, 50)
+    core.add("n2", [])
+    plan = GPULoss().plan(MEMBERS, WHERE, fault(type="GPULoss", node="n2"), 3, 50)
     assert plan.targets == ("p1", "p2")
     assert plan.parameters == {"node": "n2", "namespace": "ml"}
     with pytest.raises(FaultError) as caught:
-        GPULoss().plan(registry_of(), WHERE, fault(type="GPULoss", node="n9"), 3, 50)
+        GPULoss().plan(MEMBERS, WHERE, fault(type="GPULoss", node="n9"), 3, 50)
     assert caught.value.reason == "NoTargets" and "n9" in caught.value.message
     with pytest.raises(FaultError) as too_many:
-        GPULoss().plan(registry_of(), WHERE, fault(type="GPULoss", node="n2"), 3, 25)
+        GPULoss().plan(MEMBERS, WHERE, fault(type="GPULoss", node="n2"), 3, 25)
     assert too_many.value.reason == "BlastRadiusExceeded"
 
 
@@ -584,3 +585,15 @@ def test_a_cluster_outage_step_with_a_provider_goes_dark_and_comes_back(
     assert "expiresAt" in hook.seen[0][2]
     assert record.provider == "webhook" and record.state == "Undone" and hook.faults == {}
     assert infrastructure.PROVIDER == "webhook"
+
+
+def test_gpu_loss_refuses_a_node_whose_gpus_are_tainted_away_already(
+    candidates: list[Candidate], core: FakeCore
+) -> None:
+    """Someone else's nvidia.com/gpu NoExecute taint: the GPUs are gone already, and the
+    apiserver would refuse a second taint of that key and effect."""
+    candidates += [Candidate("p1", "n2")]
+    core.add("n2", [client.V1Taint(key=GPU_RESOURCE, value="broken", effect="NoExecute")])
+    with pytest.raises(FaultError) as caught:
+        GPULoss().plan(MEMBERS, WHERE, fault(type="GPULoss", node="n2"), 3, 100)
+    assert caught.value.reason == "NodeAlreadyTainted" and "n2" in caught.value.message

@@ -115,9 +115,14 @@ def test_example_plan_targets_the_example_modeldeployment() -> None:
     # Applied with -n like the ModelDeployment, so neither names a namespace.
     assert "namespace" not in plan_doc["metadata"] and "namespace" not in md["metadata"]
     assert md["metadata"]["labels"][DRILLS_LABEL] == DRILLS_ENABLED
-    # The same drill as DRILLS.md's, steps and expectations unchanged.
+    # The same drill as DRILLS.md's, steps and expectations unchanged, plus a recovery wait
+    # before the failback (the primary's restarted servers warm up first: docs/drills.md).
     sample = S.DrillPlanSpec.parse(sample_plan()["spec"])
-    assert plan.steps == sample.steps
+    recovery = plan.step("primary-recovers")
+    assert recovery.action is not None and recovery.action.type == "Wait"
+    assert recovery.expect.active_cluster == "standby"
+    assert [step for step in plan.steps if step is not recovery] == sample.steps
+    assert plan.step_names.index("primary-recovers") == plan.step_names.index("failback") - 1
     assert plan.abort_conditions == sample.abort_conditions
     assert plan.blast_radius == sample.blast_radius
 
