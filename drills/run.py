@@ -181,7 +181,7 @@ def check_standby_capacity(target: Target, seen: dict[str, Any]) -> None:
     free = (seen.get("standby") or {}).get("freeGPUs")
     if needed <= 0 or free is None or int(free) >= needed:
         return
-    product = spec.resources.gpu_product
+    product = spec.gpu_product_for("standby")
     raise FaultError(
         "StandbyCapacityInsufficient",
         f"a failover to {target.cluster('standby')} needs {needed} free GPUs"

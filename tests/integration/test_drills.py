@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -417,6 +418,9 @@ def test_a_failover_the_standby_has_no_gpus_for_fails_before_anything_is_touched
 def _gpu_hog(namespace: str, node: str) -> str:
     """A pod holding all 8 GPUs of a standby node (kwok runs it; it serves nothing)."""
     name = f"gpu-hog-{node}"
+    # A new namespace gets its default ServiceAccount (which admission wants) a moment later.
+    kube.wait_for(lambda: _has_default_account(namespace), timeout=30,
+                  what="the standby namespace's default ServiceAccount")  # fmt: skip
     kube.core("standby").create_namespaced_pod(namespace, {
         "metadata": {"name": name},
         "spec": {"nodeName": node, "containers": [{"name": "hog", "image": "hog:none",
@@ -426,10 +430,24 @@ def _gpu_hog(namespace: str, node: str) -> str:
     return name
 
 
-def _alive(pid: int) -> bool:
+def _has_default_account(namespace: str) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        kube.core("standby").read_namespaced_service_account("default", namespace)
+    except client.ApiException:
+        return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an operator this test process started stays one until it is
+    reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         return False
     return True
 
