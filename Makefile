@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status operator-up operator-down sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-down chart-lint bench bench-sandbox bench-serving bench-failover clean demo
+        kind-up kind-down chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -76,13 +76,16 @@ sandbox-fail-node: install ## Fail a node: make sandbox-fail-node CLUSTER=primar
 sandbox-recover-node: install ## Recover a node: make sandbox-recover-node CLUSTER=primary NODE=gpu-0
 	@$(TOOLS_ENV); $(PY) -m sandbox recover-node $(CLUSTER) $(NODE)
 
-bench: bench-sandbox bench-serving bench-failover ## All benchmarks; figures printed and saved under bench/results/
+bench: bench-sandbox bench-serving bench-failover bench-drills ## All benchmarks; figures printed and saved under bench/results/
 
 bench-sandbox: install tools ## Sandbox up time (cold, warm) and idle memory -> bench/results/sandbox.json
 	@$(TOOLS_ENV); $(PY) -m bench.sandbox_bench
 
 bench-failover: install tools ## Failover RTO (hot, warm) and 200 ModelDeployments -> bench/results/failover.json
 	@$(TOOLS_ENV); $(PY) -m bench.failover_bench
+
+bench-drills: install tools ## Example drill wall time, abort latency, probe cost at 50/s -> bench/results/drills.json
+	@$(TOOLS_ENV); $(PY) -m bench.drills_bench
 
 bench-serving: install ## Model server vs a naive baseline on CPU -> bench/results/serving.json
 	$(PY) bench/serving_bench.py
