@@ -1,4 +1,4 @@
-"""``modeldr-serve``: run the model server, generate a tiny model, write/verify manifests.
+"""``modeldr-serve``: run the model server, generate or train a tiny model, write/verify manifests.
 
 Exit codes: 0 clean exit (including a drained shutdown), 1 runtime failure
 (model load, bind), 2 bad configuration, 3 untrusted or unusable model artifacts.
@@ -56,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--revision", default=None, help="revision recorded in the manifest")
 
+    trained = commands.add_parser(
+        "train-tiny",
+        help="train the tiny review classifier on a generated data set; print held-out metrics",
+        description="Generate a review data set from the seed, fine-tune a tiny BERT "
+        "classifier (about 100k parameters) on one CPU thread, score it on the held-out "
+        "split and write the model directory with its manifest. Same seed, same bytes.",
+    )
+    trained.add_argument("directory", type=Path)
+    trained.add_argument("--seed", type=int, default=0)
+    trained.add_argument("--epochs", type=int, default=None, help="default: 10")
+    trained.add_argument("--reviews", type=int, default=None, help="generated, default: 4000")
+    trained.add_argument(
+        "--golden-set", type=Path, default=None, help="also write held-out golden set JSON lines"
+    )
+    trained.add_argument("--golden-size", type=int, default=48)
+
     manifest = commands.add_parser(
         "manifest", help="write modeldr-manifest.json for an existing model directory"
     )
@@ -105,6 +121,28 @@ def _run(args: argparse.Namespace) -> int:
     return serve(Runtime(config, verified))
 
 
+def _train_tiny(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from modeldr.serving.train_tiny import TrainSettings, train, write_golden_set
+
+    settings = TrainSettings()
+    if args.epochs is not None:
+        settings = dataclasses.replace(settings, epochs=args.epochs)
+    if args.reviews is not None:
+        settings = dataclasses.replace(settings, reviews=args.reviews)
+    try:
+        result = train(args.directory, args.seed, settings, args.golden_size)
+    except (FileExistsError, ValueError) as exc:
+        print(f"modeldr-serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.golden_set is not None:
+        write_golden_set(result.golden, args.golden_set)
+    print(json.dumps(result.summary(), indent=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
@@ -128,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         print(f"sha256:{digest}")
         return 0
+    if args.command == "train-tiny":
+        return _train_tiny(args)
     if args.command == "manifest":
         digest = write_manifest(args.directory, args.task, args.revision)
         print(f"sha256:{digest}")

@@ -53,7 +53,7 @@ def build_model_dir(
     """Write a random-weight BERT for task into directory; return the manifest digest."""
     # Imported here so that `modeldr-serve --help` and manifest checks stay fast.
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     if len(labels) < 2 and task == "sequence-classification":
         raise ValueError("a classifier needs at least two labels")
@@ -82,11 +82,33 @@ def build_model_dir(
     else:
         config.architectures = ["BertModel"]
         model = BertModel(config)
+    digest = save_model_dir(
+        directory, model, tokens, task, revision or f"{preset}-seed{seed}", max_position_embeddings
+    )
+    log.info("wrote %s %s model to %s (digest sha256:%s)", preset, task, directory, digest)
+    return digest
+
+
+def save_model_dir(
+    directory: Path,
+    model: Any,
+    tokens: Sequence[str],
+    task: Task,
+    revision: str,
+    max_position_embeddings: int,
+) -> str:
+    """Write model (safetensors), its WordPiece tokenizer and the manifest; return the digest.
+
+    The one writer of generated model directories: random (build_model_dir) and trained
+    (serving/train_tiny.py) models end up laid out alike and load through the same path.
+    """
+    from transformers import BertTokenizer
+
     model.eval()
     model.save_pretrained(directory, safe_serialization=True)
 
     vocab_path = directory / "vocab.txt"
-    write_vocab_file(tokens, vocab_path)
+    write_vocab_file(list(tokens), vocab_path)
     tokenizer = BertTokenizer(
         vocab={token: index for index, token in enumerate(tokens)},
         do_lower_case=True,
@@ -94,8 +116,5 @@ def build_model_dir(
     )
     tokenizer.save_pretrained(directory)
     if not vocab_path.exists():  # some transformers versions only write tokenizer.json
-        write_vocab_file(tokens, vocab_path)
-
-    digest = write_manifest(directory, task, revision or f"{preset}-seed{seed}")
-    log.info("wrote %s %s model to %s (digest sha256:%s)", preset, task, directory, digest)
-    return digest
+        write_vocab_file(list(tokens), vocab_path)
+    return write_manifest(directory, task, revision)

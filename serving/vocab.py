@@ -12,6 +12,7 @@ has 30,522 entries), which keeps the embedding matrix shape-faithful.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from pathlib import Path
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -57,8 +58,14 @@ _WORDS = """
 COMMON_WORDS: tuple[str, ...] = tuple(_WORDS.split())
 
 
-def build_vocabulary(target_size: int | None = None) -> list[str]:
-    """Return the token list (index = token id), padded with ``[unusedN]`` to target_size."""
+def build_vocabulary(
+    target_size: int | None = None, words: Iterable[str] = COMMON_WORDS
+) -> list[str]:
+    """Return the token list (index = token id), padded with ``[unusedN]`` to target_size.
+
+    words are the whole-word tokens after the characters: the common English words by
+    default, or a data set's own words (serving/train_tiny.py), in the order given.
+    """
     tokens: list[str] = list(SPECIAL_TOKENS)
     seen: set[str] = set(tokens)
 
@@ -73,7 +80,7 @@ def build_vocabulary(target_size: int | None = None) -> list[str]:
         add(char)
     for char in string.ascii_lowercase + string.digits:
         add("##" + char)
-    for word in COMMON_WORDS:
+    for word in words:
         add(word)
     if target_size is not None:
         if target_size < len(tokens):
