@@ -8,7 +8,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from modeldr.drills import events
-from modeldr.drills.faults.base import FaultError
+from modeldr.drills.faults.base import Aim, FaultError
 from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER, expiry
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.journal import new_record
@@ -112,7 +112,8 @@ class StepRunner:
         where = d.target.placement(self._where(fault.cluster, active))
         seed = fault.seed if fault.seed is not None else d.seed
         percent = d.plan.blast_radius.max_pods_percent
-        plan = await asyncio.to_thread(driver.plan, d.runtime.members, where, fault, seed, percent)
+        aim = Aim(where, fault, seed, percent)
+        plan = await asyncio.to_thread(driver.plan, d.runtime.members, aim)
         record = new_record(step.name, fault, driver, where.cluster, where.role, plan)
         # The provider may take up to its timeout to make the fault: the expiry counts from
         # the end of the longest inject, so a slow provider cannot undo it mid-step.

@@ -56,18 +56,22 @@ class Plan:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class Aim:
+    """What a fault is aimed at when its step starts: the placement, the plan's fault, the
+    run's seed and the blast radius (the share of the cluster's pods it may take)."""
+
+    where: Placement
+    fault: Fault
+    seed: int
+    max_pods_percent: int
+
+
 class FaultDriver(Protocol):
     # Who makes and undoes it: "member-api", or the infrastructure provider's name.
     provider: str
 
-    def plan(
-        self,
-        members: MemberRegistry,
-        where: Placement,
-        fault: Fault,
-        seed: int,
-        max_pods_percent: int,
-    ) -> Plan:
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         """Choose the targets (reads only); FaultError when none or too many match."""
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from modeldr.drills.faults.base import FaultError, Placement, Plan
+from modeldr.drills.faults.base import Aim, FaultError, Plan
 from modeldr.drills.faults.nodes import plan_node
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
-from modeldr.drills.spec import Fault, FaultRecord
+from modeldr.drills.spec import FaultRecord
 from modeldr.operator.errors import MemberError
 from modeldr.operator.members import MemberRegistry
 
@@ -59,16 +59,9 @@ def _call_undo(members: MemberRegistry, record: FaultRecord) -> None:
 class NodeFailure:
     provider = PROVIDER
 
-    def plan(
-        self,
-        members: MemberRegistry,
-        where: Placement,
-        fault: Fault,
-        seed: int,
-        max_pods_percent: int,
-    ) -> Plan:
-        provider_for(members, where.cluster)  # no provider: Error before anything is chosen
-        return plan_node(members, where, fault, seed, max_pods_percent)
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+        provider_for(members, aim.where.cluster)  # no provider: Error before anything is chosen
+        return plan_node(members, aim)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_inject(members, record, record.parameters["node"])
@@ -80,17 +73,11 @@ class NodeFailure:
 class ClusterOutage:
     provider = PROVIDER
 
-    def plan(
-        self,
-        members: MemberRegistry,
-        where: Placement,
-        fault: Fault,
-        seed: int,
-        max_pods_percent: int,
-    ) -> Plan:
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+        where = aim.where
         provider_for(members, where.cluster)
         # The whole cluster is the target (its blast radius is the cluster, as asked).
-        return Plan((where.cluster,), {"namespace": where.namespace}, seed)
+        return Plan((where.cluster,), {"namespace": where.namespace}, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_inject(members, record, None)

@@ -9,9 +9,9 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldr.drills.faults.base import TIMEOUT, FaultError, Placement, Plan, member_api, model_pods
+from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Plan, member_api, model_pods
 from modeldr.drills.select import SelectionError, select_node
-from modeldr.drills.spec import Fault, FaultRecord
+from modeldr.drills.spec import FaultRecord
 from modeldr.operator import kube
 from modeldr.operator.constants import GPU_RESOURCE, GROUP
 from modeldr.operator.members import MemberRegistry
@@ -21,20 +21,19 @@ GPU_LOSS_TAINT_VALUE = f"{GROUP}-drill"
 GPU_LOSS_EFFECT = "NoExecute"
 
 
-def plan_node(
-    members: MemberRegistry, where: Placement, fault: Fault, seed: int, max_pods_percent: int
-) -> Plan:
+def plan_node(members: MemberRegistry, aim: Aim) -> Plan:
     """A node that runs the model's pods (the named one, or one drawn by the seed); its pods
     on it count against the blast radius."""
+    where, fault = aim.where, aim.fault
     pods = model_pods(members, where)
     try:
-        chosen = select_node(pods, seed, node=fault.node, max_pods_percent=max_pods_percent)
+        chosen = select_node(pods, aim.seed, node=fault.node, max_pods_percent=aim.max_pods_percent)
     except SelectionError as exc:
         raise FaultError(exc.reason, exc.message) from None
     parameters = {"node": chosen.node, "namespace": where.namespace}
     if fault.grace_period_seconds is not None:
         parameters["gracePeriodSeconds"] = str(fault.grace_period_seconds)
-    return Plan(chosen.pods, parameters, seed)
+    return Plan(chosen.pods, parameters, aim.seed)
 
 
 def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -> None:
@@ -68,23 +67,16 @@ def evict_all(members: MemberRegistry, record: FaultRecord) -> None:
 class NodeDrain:
     provider = "member-api"
 
-    def plan(
-        self,
-        members: MemberRegistry,
-        where: Placement,
-        fault: Fault,
-        seed: int,
-        max_pods_percent: int,
-    ) -> Plan:
-        planned = plan_node(members, where, fault, seed, max_pods_percent)
-        core = client.CoreV1Api(member_api(members, where.cluster))
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+        planned = plan_node(members, aim)
+        core = client.CoreV1Api(member_api(members, aim.where.cluster))
         node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)
         if node.spec.unschedulable:
             # Cordoned by someone else: draining it again would be no fault, and undo must
             # not uncordon what the drill did not cordon.
             raise FaultError(
                 "NodeAlreadyCordoned",
-                f"node {planned.parameters['node']} in {where.cluster} is cordoned already",
+                f"node {planned.parameters['node']} in {aim.where.cluster} is cordoned already",
             )
         return planned
 
@@ -122,16 +114,9 @@ def _is_ours(taint: dict[str, Any]) -> bool:
 class GPULoss:
     provider = "member-api"
 
-    def plan(
-        self,
-        members: MemberRegistry,
-        where: Placement,
-        fault: Fault,
-        seed: int,
-        max_pods_percent: int,
-    ) -> Plan:
-        planned = plan_node(members, where, fault, seed, max_pods_percent)
-        core = client.CoreV1Api(member_api(members, where.cluster))
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+        planned = plan_node(members, aim)
+        core = client.CoreV1Api(member_api(members, aim.where.cluster))
         node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)
         taken = [
             t for t in _taints(node)
@@ -142,7 +127,7 @@ class GPULoss:
             # are gone already: no fault to make.
             raise FaultError(
                 "NodeAlreadyTainted",
-                f"node {planned.parameters['node']} in {where.cluster} has a "
+                f"node {planned.parameters['node']} in {aim.where.cluster} has a "
                 f"{GPU_RESOURCE}:{GPU_LOSS_EFFECT} taint already",
             )
         return planned

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from modeldr.drills.faults.base import TIMEOUT, FaultError, Placement, Plan, member_api, model_pods
+from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Plan, member_api, model_pods
 from modeldr.drills.select import Mode, SelectionError, select_pods
-from modeldr.drills.spec import Fault, FaultRecord
+from modeldr.drills.spec import FaultRecord
 from modeldr.operator import kube
 from modeldr.operator.members import MemberRegistry
 
@@ -17,18 +17,13 @@ GRACE_PARAMETER = "gracePeriodSeconds"
 class PodKill:
     provider = "member-api"
 
-    def plan(
-        self,
-        members: MemberRegistry,
-        where: Placement,
-        fault: Fault,
-        seed: int,
-        max_pods_percent: int,
-    ) -> Plan:
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+        where, fault = aim.where, aim.fault
         pods = model_pods(members, where)
         try:
             chosen = select_pods(
-                pods, Mode(fault.mode), fault.value, seed, max_pods_percent=max_pods_percent,
+                pods, Mode(fault.mode), fault.value, aim.seed,
+                max_pods_percent=aim.max_pods_percent,
                 what=f"pods of {where.name} in {where.cluster}",
             )  # fmt: skip
         except SelectionError as exc:
@@ -36,7 +31,7 @@ class PodKill:
         parameters = {"namespace": where.namespace}
         if fault.grace_period_seconds is not None:
             parameters[GRACE_PARAMETER] = str(fault.grace_period_seconds)
-        return Plan(chosen.targets, parameters, seed)
+        return Plan(chosen.targets, parameters, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))

@@ -17,13 +17,13 @@ from typing import Any, cast
 from kubernetes import client
 
 from modeldr.drills.engine import Drill, Interrupt
-from modeldr.drills.faults.base import Placement, Plan
+from modeldr.drills.faults.base import Aim, Plan
 from modeldr.drills.gates import QueryOutcome, QueryValues
 from modeldr.drills.journal import Journal
 from modeldr.drills.probe import TrafficProbe
 from modeldr.drills.probe_stats import ProbeSample
 from modeldr.drills.runstate import RunRef, RunState, StatusWriteError, status_body
-from modeldr.drills.spec import DrillPlanSpec, DrillRunStatus, Fault, FaultRecord, PrometheusQuery
+from modeldr.drills.spec import DrillPlanSpec, DrillRunStatus, FaultRecord, PrometheusQuery
 from modeldr.drills.target import Target
 from modeldr.operator.constants import DRILLS_ENABLED, DRILLS_LABEL
 from modeldr.operator.errors import MemberError
@@ -113,17 +113,10 @@ class FakeDriver:
         self.on_undo: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
-    def plan(
-        self,
-        members: MemberRegistry,
-        where: Placement,
-        fault: Fault,
-        seed: int,
-        max_pods_percent: int,
-    ) -> Plan:
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         with self._lock:
-            self.calls.append(("plan", where.cluster))
-        return Plan(self.targets, {"namespace": where.namespace}, seed)
+            self.calls.append(("plan", aim.where.cluster))
+        return Plan(self.targets, {"namespace": aim.where.namespace}, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         with self._lock:

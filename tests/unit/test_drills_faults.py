@@ -20,7 +20,7 @@ from kubernetes import client
 from modeldr.drills import events, steps
 from modeldr.drills.engine import steps_status
 from modeldr.drills.faults import infrastructure, nodes, pods, registry
-from modeldr.drills.faults.base import FaultError, Placement, Plan
+from modeldr.drills.faults.base import Aim, FaultError, Placement, Plan
 from modeldr.drills.faults.infrastructure import (
     EXPIRES_PARAMETER,
     ClusterOutage,
@@ -113,7 +113,7 @@ def candidates(monkeypatch: pytest.MonkeyPatch) -> list[Candidate]:
 
 def test_podkill_with_no_pods_is_no_targets(candidates: list[Candidate]) -> None:
     with pytest.raises(FaultError) as caught:
-        PodKill().plan(registry_of(), WHERE, fault(type="PodKill"), 1, 50)
+        PodKill().plan(registry_of(), Aim(WHERE, fault(type="PodKill"), 1, 50))
     assert caught.value.reason == "NoTargets"
     assert "bert in primary" in caught.value.message
 
@@ -121,15 +121,15 @@ def test_podkill_with_no_pods_is_no_targets(candidates: list[Candidate]) -> None
 def test_podkill_beyond_the_blast_radius_is_refused(candidates: list[Candidate]) -> None:
     candidates += [Candidate(f"p{i}", "n1") for i in range(4)]
     with pytest.raises(FaultError) as caught:
-        PodKill().plan(registry_of(), WHERE, fault(type="PodKill", mode="all"), 1, 50)
+        PodKill().plan(registry_of(), Aim(WHERE, fault(type="PodKill", mode="all"), 1, 50))
     assert caught.value.reason == "BlastRadiusExceeded"
 
 
 def test_podkill_plan_records_targets_seed_and_grace(candidates: list[Candidate]) -> None:
     candidates += [Candidate(f"p{i}", "n1") for i in range(4)]
     f = fault(type="PodKill", mode="fixed", value=2, gracePeriodSeconds=0)
-    plan = PodKill().plan(registry_of(), WHERE, f, 11, 50)
-    again = PodKill().plan(registry_of(), WHERE, f, 11, 50)
+    plan = PodKill().plan(registry_of(), Aim(WHERE, f, 11, 50))
+    again = PodKill().plan(registry_of(), Aim(WHERE, f, 11, 50))
     assert len(plan.targets) == 2 and set(plan.targets) <= {"p0", "p1", "p2", "p3"}
     assert plan.targets == again.targets  # the seed chooses them again
     assert plan.seed == 11
@@ -142,14 +142,14 @@ def test_a_node_fault_targets_a_node_of_the_model_and_its_pods(
     candidates += [Candidate("p0", "n1"), Candidate("p1", "n2"), Candidate("p2", "n2"),
                    Candidate("p3", None)]  # fmt: skip
     core.add("n2", [])
-    plan = GPULoss().plan(MEMBERS, WHERE, fault(type="GPULoss", node="n2"), 3, 50)
+    plan = GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 50))
     assert plan.targets == ("p1", "p2")
     assert plan.parameters == {"node": "n2", "namespace": "ml"}
     with pytest.raises(FaultError) as caught:
-        GPULoss().plan(MEMBERS, WHERE, fault(type="GPULoss", node="n9"), 3, 50)
+        GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n9"), 3, 50))
     assert caught.value.reason == "NoTargets" and "n9" in caught.value.message
     with pytest.raises(FaultError) as too_many:
-        GPULoss().plan(MEMBERS, WHERE, fault(type="GPULoss", node="n2"), 3, 25)
+        GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 25))
     assert too_many.value.reason == "BlastRadiusExceeded"
 
 
@@ -344,10 +344,10 @@ def test_node_drain_refuses_a_node_cordoned_by_someone_else(
     candidates.append(Candidate("p1", "n1"))
     core.add("n1", unschedulable=True)
     with pytest.raises(FaultError) as caught:
-        NodeDrain().plan(MEMBERS, WHERE, fault(type="NodeDrain"), 1, 100)
+        NodeDrain().plan(MEMBERS, Aim(WHERE, fault(type="NodeDrain"), 1, 100))
     assert caught.value.reason == "NodeAlreadyCordoned"
     core.nodes["n1"].spec.unschedulable = False
-    assert NodeDrain().plan(MEMBERS, WHERE, fault(type="NodeDrain"), 1, 100).targets == ("p1",)
+    assert NodeDrain().plan(MEMBERS, Aim(WHERE, fault(type="NodeDrain"), 1, 100)).targets == ("p1",)
 
 
 # ------------------------------------------------ the infrastructure webhook, for real
@@ -442,7 +442,7 @@ def test_no_provider_is_no_provider_before_anything_is_sent(
 ) -> None:
     kind = "ClusterOutage" if isinstance(driver, ClusterOutage) else "NodeFailure"
     with pytest.raises(FaultError) as caught:
-        driver.plan(with_provider(None), WHERE, fault(type=kind), 1, 50)
+        driver.plan(with_provider(None), Aim(WHERE, fault(type=kind), 1, 50))
     assert caught.value.reason == "NoProvider"
     assert "infrastructure-webhook-url" in caught.value.message
     assert hook.seen == []
@@ -458,7 +458,7 @@ def test_a_member_without_a_secret_or_with_a_bad_url_has_no_provider(url: str) -
 
 
 def test_a_cluster_outage_plans_the_whole_cluster(url: str, hook: Webhook) -> None:
-    plan = ClusterOutage().plan(with_provider(url), WHERE, fault(type="ClusterOutage"), 5, 50)
+    plan = ClusterOutage().plan(with_provider(url), Aim(WHERE, fault(type="ClusterOutage"), 5, 50))
     assert plan.targets == ("primary",)
     assert plan.parameters == {"namespace": "ml"} and plan.seed == 5
     assert hook.seen == []  # planning asks the provider nothing
@@ -595,5 +595,5 @@ def test_gpu_loss_refuses_a_node_whose_gpus_are_tainted_away_already(
     candidates += [Candidate("p1", "n2")]
     core.add("n2", [client.V1Taint(key=GPU_RESOURCE, value="broken", effect="NoExecute")])
     with pytest.raises(FaultError) as caught:
-        GPULoss().plan(MEMBERS, WHERE, fault(type="GPULoss", node="n2"), 3, 100)
+        GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 100))
     assert caught.value.reason == "NodeAlreadyTainted" and "n2" in caught.value.message
