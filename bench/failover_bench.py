@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATIO
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT
-from sandbox.operator_up import operator_pid, operator_up
+from sandbox.operator_up import ensure_tiny_model, operator_pid, operator_up
 from sandbox.probe import HubProbe, server_ready, serving_addresses
 
 RESULTS = REPO_ROOT / "bench" / "results" / "failover.json"
@@ -288,10 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sandbox = Sandbox()
     sandbox.up()
-    if not (MODEL_DIR / "modeldr-manifest.json").exists():
-        serve = str(Path(sys.executable).parent / "modeldr-serve")
-        subprocess.run([serve, "tiny-model", str(MODEL_DIR), "--task", "sequence-classification"],
-                       check=True)  # fmt: skip
+    ensure_tiny_model(MODEL_DIR)  # the trained fixture the example pins (operator_up too)
     operator_up()
     example_failover = {"healthIntervalSeconds": 1, "failureThreshold": 3}
     crd_defaults = {"healthIntervalSeconds": 5, "failureThreshold": 3}

@@ -1,7 +1,8 @@
 """`make demo`: the modeldr operator end to end on the local sandbox.
 
-1. The sandbox comes up (hub, primary, standby, the process runtime, Prometheus), a tiny
-   random-weight BERT is written to /tmp/modeldr/models/tiny-bert, and the operator starts
+1. The sandbox comes up (hub, primary, standby, the process runtime, Prometheus), the tiny
+   trained review classifier (tests/fixtures/models/tiny-review-bert, `modeldr-serve
+   train-tiny`) is copied to /tmp/modeldr/models/tiny-bert, and the operator starts
    (`sandbox.operator_up`: the Helm chart in the hub, the member clusters registered as
    Secrets, `modeldr operator` running with the chart's ServiceAccount; log in
    .sandbox/logs/operator.log).
@@ -58,7 +59,13 @@ from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATIO
 from sandbox import demo_drill, kube, prometheus
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT, sandbox_paths
-from sandbox.operator_up import METRICS_PORT, operator_log, operator_up
+from sandbox.operator_up import (
+    METRICS_PORT,
+    TINY_MODEL_FIXTURE,
+    ensure_tiny_model,
+    operator_log,
+    operator_up,
+)
 from sandbox.probe import HubProbe, Result, infer, serving_addresses
 
 log = logging.getLogger("demo")
@@ -386,14 +393,11 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
 
     step(1, "sandbox, tiny BERT, operator")
     sandbox.up()
-    if not (MODEL_DIR / "modeldr-manifest.json").exists():
-        serve = str(Path(sys.executable).parent / "modeldr-serve")
-        subprocess.run(
-            [serve, "tiny-model", str(MODEL_DIR), "--task", "sequence-classification"],
-            check=True,
-            timeout=300,
-        )
-    print(f"model: {MODEL_DIR} (random weights from a BertConfig, safetensors, sha256 manifest)")
+    digest = ensure_tiny_model(MODEL_DIR)
+    print(
+        f"model: {MODEL_DIR} (the tiny review classifier `modeldr-serve train-tiny` trained,"
+        f" committed as {TINY_MODEL_FIXTURE.relative_to(REPO_ROOT)}; sha256:{digest})"
+    )
     operator_up()
 
     step(2, f"kubectl --context hub apply -n {NAMESPACE} -f {EXAMPLE.relative_to(REPO_ROOT)}")

@@ -13,9 +13,12 @@ operator stops, so that a restarted operator can still undo a drill's faults).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +29,7 @@ from kubernetes import client
 
 from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
 from modeldr.operator.members import INFRASTRUCTURE_KEY, KUBECONFIG_KEY, PROMETHEUS_KEY
+from modeldr.serving.manifest import MANIFEST_NAME, ArtifactError, verify_model_dir
 from sandbox import daemons, infra_webhook, kube
 from sandbox.config import (
     MEMBER_CLUSTERS,
@@ -45,7 +49,9 @@ MARKER = "modeldr operator"
 HEALTH_PORT = OPERATOR_HEALTH_PORT
 METRICS_PORT = OPERATOR_METRICS_PORT
 TOKEN_SECONDS = 24 * 3600
-TINY_MODEL = Path("/tmp/modeldr/models/tiny-bert")
+TINY_MODEL = Path("/tmp/modeldr/models/tiny-bert")  # spec.model.source of the example
+# The trained tiny classifier (`modeldr-serve train-tiny`), committed with its manifest.
+TINY_MODEL_FIXTURE = REPO_ROOT / "tests/fixtures/models/tiny-review-bert"
 
 
 def operator_dir() -> Path:
@@ -186,12 +192,35 @@ def write_operator_kubeconfig() -> Path:
     return path
 
 
-def ensure_tiny_model() -> None:
-    """The model examples/sandbox/modeldeployment.yaml serves (same seed, same digest)."""
-    if (TINY_MODEL / "modeldr-manifest.json").exists():
-        return
-    serve = str(Path(sys.executable).parent / "modeldr-serve")
-    _run([serve, "tiny-model", str(TINY_MODEL), "--task", "sequence-classification"])
+def ensure_tiny_model(target: Path = TINY_MODEL) -> str:
+    """Make target a copy of the committed trained classifier; return its manifest digest.
+
+    The model examples/sandbox/modeldeployment.yaml serves and pins (expectedDigest): the
+    fixture `modeldr-serve train-tiny` wrote (tests/fixtures/models/tiny-review-bert). A copy
+    that is already there and verifies against the fixture's digest is kept; anything else
+    (an older random-weight model, a damaged or partial copy) is replaced, atomically, so a
+    server starting meanwhile sees the old directory or the new one, never half of each.
+    Servers already running keep the weights they loaded: restart them to serve the new ones.
+    """
+    digest = hashlib.sha256((TINY_MODEL_FIXTURE / MANIFEST_NAME).read_bytes()).hexdigest()
+    try:
+        verify_model_dir(target, digest)
+        return digest
+    except ArtifactError:
+        pass
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        fresh = staging / "model"
+        shutil.copytree(TINY_MODEL_FIXTURE, fresh)
+        verify_model_dir(fresh, digest)
+        if target.exists():
+            target.rename(staging / "old")
+        fresh.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"model: {target} <- {TINY_MODEL_FIXTURE.relative_to(REPO_ROOT)} (sha256:{digest})")
+    return digest
 
 
 def operator_env(pod_name: str, health_port: int, metrics_port: int) -> dict[str, str]:
@@ -252,12 +281,12 @@ def operator_up(timeout: float = 60.0) -> None:
     # start, and an operator already running still gets it registered.
     webhook_url = infra_webhook.ensure_running()
     print(f"infrastructure webhook on {webhook_url}; log {infra_webhook.log_file()}")
+    ensure_tiny_model()  # also when the operator runs already: the pods read it at start
     pid = operator_pid()
     if pid and (healthz(HEALTH_PORT) or {}).get("leader"):
         register_members(webhook_url)
         print(f"operator already running (pid {pid}); log {operator_log()}")
         return
-    ensure_tiny_model()
     install_chart()
     register_members(webhook_url)
     write_operator_kubeconfig()

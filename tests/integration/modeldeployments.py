@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +30,8 @@ NAME = "tiny-bert"
 
 @pytest.fixture(scope="module")
 def operator(sandbox: Sandbox) -> None:
-    model_dir = Path("/tmp/modeldr/models/tiny-bert")
-    if not (model_dir / "modeldr-manifest.json").exists():
-        serve = str(Path(sys.executable).parent / "modeldr-serve")
-        subprocess.run(
-            [serve, "tiny-model", str(model_dir), "--task", "sequence-classification"], check=True
-        )
+    # operator_up() first makes /tmp/modeldr/models/tiny-bert a copy of the trained fixture
+    # the example pins (sandbox.operator_up.ensure_tiny_model).
     operator_up()
 
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -38,6 +38,7 @@ from modeldr.drills.spec import FAULT_TYPES, Fault, FaultRecord, SteadyStateStat
 from modeldr.drills.steps import StepRunner
 from modeldr.operator.constants import GPU_RESOURCE
 from modeldr.operator.members import MemberRegistry
+from tests.loopback import StatefulServer, serve
 from tests.unit.drill_fakes import (
     FakeMember,
     FakeMembers,
@@ -365,17 +366,17 @@ class Webhook:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: StatefulServer
 
     def do_GET(self) -> None:
-        hook = self.server.hook
+        hook = self.server.state
         with hook.lock:
             hook.seen.append(("GET", self.path, None))
             self._answer(200, {"faults": list(hook.faults.values())})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-        hook = self.server.hook
+        hook = self.server.state
         with hook.lock:
             hook.seen.append(("POST", self.path, body))
             pending = hook.fail.get(self.path)
@@ -407,14 +408,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, hook: Webhook) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.hook = hook
-
-
 @pytest.fixture
 def hook() -> Webhook:
     return Webhook()
@@ -422,13 +415,8 @@ def hook() -> Webhook:
 
 @pytest.fixture
 def url(hook: Webhook) -> Iterator[str]:
-    httpd = _Server(hook)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serve(_Handler, hook) as base:
+        yield base
 
 
 def with_provider(url: str | None) -> MemberRegistry:

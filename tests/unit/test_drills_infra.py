@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
 from modeldr.operator import httpclient
 from modeldr.operator.errors import OperatorError
+from tests.loopback import StatefulServer, serve
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Script:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: StatefulServer
 
     def do_GET(self) -> None:
         self._handle(None)
@@ -48,7 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle(json.loads(self.rfile.read(length)) if length else None)
 
     def _handle(self, body: Any) -> None:
-        script = self.server.script
+        script = self.server.state
         script.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
         if script.delay:
             time.sleep(script.delay)
@@ -65,14 +65,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, script: Script) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.script = script
-
-
 @pytest.fixture
 def script() -> Script:
     return Script()
@@ -80,13 +72,8 @@ def script() -> Script:
 
 @pytest.fixture
 def url(script: Script) -> Iterator[str]:
-    httpd = _Server(script)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serve(_Handler, script) as base:
+        yield base
 
 
 def _error(message: str) -> bytes:
