@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,24 +57,37 @@ FINAL = ("Passed", "Failed", "Aborted", "Error", "Inconclusive")
 REQUESTS = 'sum(rate(modeldr_serve_requests_total{{cluster="{cluster}", namespace="{ns}"}}[15s]))'
 
 
+@contextlib.contextmanager
+def own_modeldeployment(
+    prefix: str, md_spec: Callable[[dict[str, Any]], None], serving: Callable[[Any], bool]
+) -> Iterator[str]:
+    """A hub namespace of its own with the golden set and the example ModelDeployment as
+    `md_spec` changes it, once `serving` holds; everything removed afterwards."""
+    ns = f"{prefix}-{int(time.time() * 1000) % 10**8:08d}"
+    kube.core("hub").create_namespace({"metadata": {"name": ns}})
+    try:
+        kube.core("hub").create_namespaced_config_map(ns, yaml.safe_load(GOLDEN_SET.read_text()))
+        md = manifest(ns)
+        md_spec(md["spec"])
+        create(ns, md)
+        wait_status(ns, serving, "the ModelDeployment served", timeout=180)
+        yield ns
+    finally:
+        with contextlib.suppress(Exception):
+            custom().delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME)
+        kube.wait_for(lambda: not _exists(ns), timeout=90, what="the ModelDeployment gone")
+        for cluster in ("hub", "primary", "standby"):
+            with contextlib.suppress(Exception):
+                kube.core(cluster).delete_namespace(ns)
+
+
 @pytest.fixture(scope="module")
 def drill_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
     """One hub namespace with the example ModelDeployment (1 replica per cluster, opted in
     to drills) and its golden set, shared by the module's drills: each drill leaves it as it
     found it, which is what the tests check."""
-    name = f"d-{int(time.time() * 1000) % 10**8:08d}"
-    kube.core("hub").create_namespace({"metadata": {"name": name}})
-    golden = yaml.safe_load(GOLDEN_SET.read_text())
-    kube.core("hub").create_namespaced_config_map(name, golden)
-    create(name, manifest(name))
-    wait_status(name, serving_everywhere, "model servers Ready in both clusters", timeout=180)
-    yield name
-    with contextlib.suppress(Exception):
-        custom().delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, NAME)
-    kube.wait_for(lambda: not _exists(name), timeout=60, what="the ModelDeployment gone")
-    for cluster in ("hub", "primary", "standby"):
-        with contextlib.suppress(Exception):
-            kube.core(cluster).delete_namespace(name)
+    with own_modeldeployment("d", lambda spec: None, serving_everywhere) as ns:
+        yield ns
 
 
 def _exists(ns: str) -> bool:
@@ -383,36 +396,30 @@ def test_a_failover_the_standby_has_no_gpus_for_fails_before_anything_is_touched
 ) -> None:
     """A cold standby whose GPU nodes are full: preflight says the failover the plan would
     cause cannot happen (Failed, StandbyCapacityInsufficient), with nothing injected."""
-    ns = f"c-{int(time.time() * 1000) % 10**8:08d}"
-    kube.core("hub").create_namespace({"metadata": {"name": ns}})
-    md = manifest(ns)
-    md["spec"]["clusters"]["standby"]["mode"] = "cold"
-    hogs = []
-    try:
-        create(ns, md)
-        wait_status(ns, lambda s: (s.get("primary") or {}).get("readyReplicas") == 1,
-                    "primary serving", 180)  # fmt: skip
-        for node in ("gpu-0", "gpu-1"):
-            hogs.append(_gpu_hog(ns, node))
-        wait_status(ns, lambda s: (s.get("standby") or {}).get("freeGPUs") == 0,
-                    "the standby's GPUs all taken", 60)  # fmt: skip
-        name = apply_plan(ns, plan("no-room", [
-            {"name": "primary-outage", "fault": {"type": "ClusterOutage", "cluster": "primary"},
-             "durationSeconds": 10, "expect": {"activeCluster": "standby"}}]))  # fmt: skip
-        s = finished(ns, name, timeout=60)
-        assert s["phase"] == "Failed" and s["reason"] == "StandbyCapacityInsufficient", explain(s)
-        assert "needs 1 free GPUs" in s["message"] and "it has 0" in s["message"]
-        assert not s.get("faults") and kube.apiserver_ready("primary")
-    finally:
-        for hog in hogs:
-            with contextlib.suppress(Exception):
-                kube.core("standby").delete_namespaced_pod(hog, ns, grace_period_seconds=0)
-        with contextlib.suppress(Exception):
-            custom().delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME)
-        kube.wait_for(lambda: not _exists(ns), timeout=60, what="the ModelDeployment gone")
-        for cluster in ("hub", "primary", "standby"):
-            with contextlib.suppress(Exception):
-                kube.core(cluster).delete_namespace(ns)
+
+    def cold(spec: dict[str, Any]) -> None:
+        spec["clusters"]["standby"]["mode"] = "cold"
+
+    def primary_serving(s: dict[str, Any]) -> bool:
+        return (s.get("primary") or {}).get("readyReplicas") == 1
+
+    with own_modeldeployment("c", cold, primary_serving) as ns:
+        hogs = [_gpu_hog(ns, node) for node in ("gpu-0", "gpu-1")]
+        try:
+            wait_status(ns, lambda s: (s.get("standby") or {}).get("freeGPUs") == 0,
+                        "the standby's GPUs all taken", 60)  # fmt: skip
+            name = apply_plan(ns, plan("no-room", [
+                {"name": "primary-outage",
+                 "fault": {"type": "ClusterOutage", "cluster": "primary"},
+                 "durationSeconds": 10, "expect": {"activeCluster": "standby"}}]))  # fmt: skip
+            s = finished(ns, name, timeout=60)
+        finally:
+            for hog in hogs:
+                with contextlib.suppress(Exception):
+                    kube.core("standby").delete_namespaced_pod(hog, ns, grace_period_seconds=0)
+    assert s["phase"] == "Failed" and s["reason"] == "StandbyCapacityInsufficient", explain(s)
+    assert "needs 1 free GPUs" in s["message"] and "it has 0" in s["message"]
+    assert not s.get("faults") and kube.apiserver_ready("primary")
 
 
 def _gpu_hog(namespace: str, node: str) -> str:
@@ -509,3 +516,34 @@ def test_prometheus_stopped_mid_run_is_inconclusive_never_passed(drill_ns: str) 
     assert s["phase"] == "Inconclusive" and s["reason"] == "MetricsMissing", explain(s)
     gate = s["gates"][0]
     assert gate["successful"] > 0 and gate["inconclusive"] > 0, gate
+
+
+def test_a_standby_whose_override_changes_its_answers_fails_the_model_check(
+    operator: None, sandbox: Sandbox
+) -> None:
+    """The standby runs with a runtime override that truncates every text to a few tokens
+    (spec.clusters.standby.runtime.env): after the failover the golden set's answers differ
+    from the baseline, and the run fails with ModelMismatch and the figures."""
+
+    def truncating_standby(spec: dict[str, Any]) -> None:
+        spec["clusters"]["standby"]["runtime"] = {"env": [
+            {"name": "MODELDR_SERVE_MAX_SEQ_LENGTH", "value": "6"},
+            {"name": "MODELDR_SERVE_TRUNCATE", "value": "true"},
+        ]}  # fmt: skip
+
+    with own_modeldeployment("m", truncating_standby, serving_everywhere) as ns:
+        name = apply_plan(ns, plan(
+            "standby-differs",
+            [{"name": "primary-outage", "fault": {"type": "ClusterOutage", "cluster": "primary"},
+              "durationSeconds": 12, "expect": {"activeCluster": "standby"}}],
+            modelChecks={"goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}},
+                         "minAgreement": 0.99},
+        ))  # fmt: skip
+        s = finished(ns, name, timeout=180)
+    assert s["phase"] == "Failed" and s["reason"] == "ModelMismatch", explain(s)
+    checks = {c["name"]: c for c in s["modelChecks"]}
+    assert checks["baseline"]["cluster"] == "primary" and checks["baseline"]["phase"] == "Passed"
+    after = checks["primary-outage"]
+    assert after["cluster"] == "standby" and after["agreement"] < 0.99, after
+    assert "agreement" in after["message"]
+    assert [f["state"] for f in s["faults"]] == ["Undone"] and kube.apiserver_ready("primary")
