@@ -198,9 +198,10 @@ def ensure_tiny_model(target: Path = TINY_MODEL) -> str:
     The model examples/sandbox/modeldeployment.yaml serves and pins (expectedDigest): the
     fixture `modeldr-serve train-tiny` wrote (tests/fixtures/models/tiny-review-bert). A copy
     that is already there and verifies against the fixture's digest is kept; anything else
-    (an older random-weight model, a damaged or partial copy) is replaced, atomically, so a
-    server starting meanwhile sees the old directory or the new one, never half of each.
-    Servers already running keep the weights they loaded: restart them to serve the new ones.
+    (an older random-weight model, a damaged or partial copy) is replaced: the copy is made
+    and verified beside it, then renamed into place, so a server never reads a half-copied
+    directory. Servers already running keep the weights they loaded: restart them (delete
+    their pods) to serve the new ones.
     """
     digest = hashlib.sha256((TINY_MODEL_FIXTURE / MANIFEST_NAME).read_bytes()).hexdigest()
     try:
