@@ -159,14 +159,13 @@ async def drillplan_changed(
     patch.status.update(fields)
 
 
-def drillrun_unfinished(status: kopf.Status, **_: Any) -> bool:
-    return not Phase(status.get("phase") or "Pending").is_final
+def drillrun_finished(status: kopf.Status) -> bool:
+    return Phase(status.get("phase") or "Pending").is_final
 
 
-@kopf.daemon(
-    GROUP, VERSION, DRILLRUNS,
-    cancellation_timeout=DRILL_CANCELLATION_TIMEOUT_S, when=drillrun_unfinished,
-)  # fmt: skip
+# No `when` filter: kopf would stop the daemon the moment the run writes its verdict, while
+# it still records the plan's lastRun. A daemon of a finished run returns at once instead.
+@kopf.daemon(GROUP, VERSION, DRILLRUNS, cancellation_timeout=DRILL_CANCELLATION_TIMEOUT_S)
 async def drillrun_daemon(
     stopped: kopf.DaemonStopped,
     name: str,
@@ -178,6 +177,8 @@ async def drillrun_daemon(
     **_: Any,
 ) -> None:
     assert namespace is not None
+    if drillrun_finished(status):
+        return
     done = memo.setdefault(DRILL_DONE_KEY, asyncio.Event())
     done.clear()
 

@@ -30,6 +30,7 @@ from modeldr.operator.constants import (
     DRILLS_LABEL,
     GPU_RESOURCE,
     GROUP,
+    SWITCH_ANNOTATION,
     VERSION,
 )
 from sandbox import kube, prometheus
@@ -172,6 +173,12 @@ def serving_before_and_after(drill_ns: str) -> Iterator[None]:
     """Each drill starts on a model served in both clusters (a drained pod is rescheduled
     and warms up before the next drill's steady state)."""
     wait_status(drill_ns, serving_everywhere, "model servers Ready in both clusters", 180)
+    if status(drill_ns).get("activeCluster") != "primary":
+        # A drill that ended on the standby (by design or not) is failed back first, so each
+        # drill starts from the primary; the failback is the operator's own switch.
+        failback = {"metadata": {"annotations": {SWITCH_ANNOTATION: "primary"}}}
+        custom().patch_namespaced_custom_object(GROUP, VERSION, drill_ns, PLURAL, NAME, failback)
+        wait_status(drill_ns, lambda s: s.get("activeCluster") == "primary", "failback", 60)
     yield
     wait_status(drill_ns, serving_everywhere, "model servers Ready again", 180)
 
