@@ -89,11 +89,17 @@ class Sandbox:
         daemons.start(RUNTIME, [sys.executable, "-m", "sandbox", "runtime"], RUNTIME_MARKER)
         url = prometheus.start()
         kube.wait_for(prometheus.ready, timeout=60, what="Prometheus ready")
+        # The members' infrastructure provider (NodeFailure, ClusterOutage of drills);
+        # `operator-up` registers it in the member Secrets.
+        from sandbox import infra_webhook  # it imports this module
+
+        webhook = infra_webhook.ensure_running()
         log.info(
-            "sandbox up in %.1fs: kubeconfig %s, Prometheus %s",
+            "sandbox up in %.1fs: kubeconfig %s, Prometheus %s, infrastructure webhook %s",
             time.monotonic() - t0,
             self.paths.kubeconfig,
             url,
+            webhook,
         )
 
     def down(self) -> None:
