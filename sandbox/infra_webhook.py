@@ -549,13 +549,27 @@ def ensure_running(timeout: float = 20.0) -> str:
             return url()
         if running_pid() != pid:
             raise RuntimeError(
-                f"the infrastructure webhook exited; log {log_file()}:\n{_log_tail(log_file())}"
+                f"the infrastructure webhook (pid {pid}) exited{_exit_status(pid)}; log "
+                f"{log_file()}:\n{_log_tail(log_file())}"
             )
         time.sleep(0.2)
     raise TimeoutError(
         f"the infrastructure webhook did not answer on {url()} within {timeout:.0f}s; "
         f"log {log_file()}:\n{_log_tail(log_file())}"
     )
+
+
+def _exit_status(pid: int) -> str:
+    """How a child of this process ended (it is a zombie until reaped), for the error."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return ""  # not our child: started by another process
+    if reaped == 0:
+        return " (still running, but not as the webhook)"
+    if os.WIFSIGNALED(status):
+        return f" (killed by signal {os.WTERMSIG(status)})"
+    return f" (exit status {os.waitstatus_to_exitcode(status)})"
 
 
 def stop() -> bool:

@@ -554,3 +554,28 @@ def test_a_standby_whose_override_changes_its_answers_fails_the_model_check(
     assert after["cluster"] == "standby" and after["agreement"] < 0.99, after
     assert "agreement" in after["message"]
     assert [f["state"] for f in s["faults"]] == ["Undone"] and kube.apiserver_ready("primary")
+
+
+def test_the_example_plan_passes_on_a_healthy_setup(operator: None, sandbox: Sandbox) -> None:
+    """examples/sandbox/drillplan.yaml as it stands (a pod kill, a whole-primary outage
+    through the sandbox's webhook, recovery, failback, a gate, model checks) against the
+    example ModelDeployment as it stands (2 replicas per cluster), in a namespace of its own:
+    only the gate's PromQL names that namespace instead of modeldr-demo."""
+    example = yaml.safe_load((ROOT / "examples/sandbox/drillplan.yaml").read_text())
+
+    def as_example(spec: dict[str, Any]) -> None:
+        spec["replicas"] = 2
+
+    with own_modeldeployment("x", as_example, lambda s: serving_everywhere(s, 2)) as ns:
+        for gate in example["spec"]["gates"]:
+            query = gate["prometheus"]["query"]
+            gate["prometheus"]["query"] = query.replace(
+                'namespace="modeldr-demo"', f'namespace="{ns}"'
+            )
+        name = apply_plan(ns, example)
+        s = finished(ns, name, timeout=360)
+    assert s["phase"] == "Passed", explain(s)
+    assert [step["phase"] for step in s["steps"]] == ["Passed"] * len(example["spec"]["steps"])
+    outage = next(step for step in s["steps"] if step["name"] == "primary-outage")
+    assert outage["activeCluster"] == "standby" and outage["rtoSeconds"] <= 10
+    assert all(f["state"] == "Undone" for f in s["faults"]) and kube.apiserver_ready("primary")
