@@ -470,15 +470,17 @@ def test_faults_on_the_standby_leave_clients_alone_and_are_undone(drill_ns: str)
     """PodKill and NodeFailure (through the infrastructure webhook) on the standby: clients
     of the primary see nothing, and the standby is whole again afterwards."""
     name = apply_plan(drill_ns, plan("standby-faults", [
+        {"name": "standby-node-dies", "fault": {"type": "NodeFailure", "cluster": "standby"},
+         "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
+        # The node's pods restart when it recovers: a moment for the standby to be whole.
+        {"name": "standby-recovers", "action": {"type": "Wait"}, "durationSeconds": 8},
         {"name": "kill-standby-pod", "fault": {"type": "PodKill", "cluster": "standby",
                                                "gracePeriodSeconds": 0},
-         "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
-        {"name": "standby-node-dies", "fault": {"type": "NodeFailure", "cluster": "standby"},
          "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
     ]))  # fmt: skip
     s = finished(drill_ns, name, timeout=120)
     assert s["phase"] == "Passed", explain(s)
-    kill, failure = s["faults"]
+    failure, kill = s["faults"]
     assert (kill["type"], kill["cluster"], kill["state"]) == ("PodKill", "standby", "Undone")
     assert kill["parameters"]["gracePeriodSeconds"] == "0" and len(kill["targets"]) == 1
     assert (failure["type"], failure["provider"], failure["state"]) == (
