@@ -24,7 +24,6 @@ from datetime import timedelta
 from modeldr.drills import events
 from modeldr.drills.aborts import AbortWatch
 from modeldr.drills.checks import ModelChecker
-from modeldr.drills.faults.base import FaultError
 from modeldr.drills.gaterunner import GateRunner, Query, Windows
 from modeldr.drills.journal import Journal
 from modeldr.drills.phase import Phase
@@ -249,7 +248,3 @@ def new_seed() -> int:
 
 def steps_status(plan: DrillPlanSpec) -> list[StepStatus]:
     return [StepStatus(name=step.name) for step in plan.steps]
-
-
-def fault_error_part(exc: FaultError) -> Part:
-    return Part(PartKind.PREFLIGHT, "", Phase.ERROR, exc.reason, exc.message)
