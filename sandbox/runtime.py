@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.client
 import ipaddress
 import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,16 +62,39 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_probe(probe: Probe, pod_ip: str, env: dict[str, str]) -> bool:
-    """One probe attempt against the pod's IP (loopback), bounded by the probe's timeout."""
+def run_probe(probe: Probe, pod_ip: str, env: dict[str, str], source_ip: str = "") -> bool:
+    """One probe attempt against the pod's IP (loopback), bounded by the probe's timeout.
+
+    `source_ip` is the node's address: a kubelet probes its pods from the node itself, so
+    a network fault that cuts clients off (and exempts the node, as real partitions do)
+    leaves the probes, and so the endpoints' readiness, untouched.
+    """
+    source = (source_ip, 0) if source_ip else None
     try:
         if probe.kind == "httpGet":
-            scheme = "https" if probe.scheme.upper() == "HTTPS" else "http"
-            url = f"{scheme}://{pod_ip}:{probe.port}{probe.path}"
-            with urllib.request.urlopen(url, timeout=probe.timeout) as response:
-                return 200 <= int(response.status) < 400
+            connection: http.client.HTTPConnection
+            if probe.scheme.upper() == "HTTPS":
+                # The kubelet does not verify a probe's certificate either.
+                connection = http.client.HTTPSConnection(
+                    pod_ip,
+                    probe.port,
+                    timeout=probe.timeout,
+                    source_address=source,
+                    context=ssl._create_unverified_context(),
+                )
+            else:
+                connection = http.client.HTTPConnection(
+                    pod_ip, probe.port, timeout=probe.timeout, source_address=source
+                )
+            try:
+                connection.request("GET", probe.path, headers={"User-Agent": "kube-probe/sandbox"})
+                return 200 <= connection.getresponse().status < 400
+            finally:
+                connection.close()
         if probe.kind == "tcpSocket":
-            with socket.create_connection((pod_ip, probe.port), timeout=probe.timeout):
+            with socket.create_connection(
+                (pod_ip, probe.port), timeout=probe.timeout, source_address=source
+            ):
                 return True
         if probe.kind == "exec":
             done = subprocess.run(
@@ -325,15 +349,19 @@ class PodWorker:
             now = time.monotonic()
             if ready_tracker and now >= next_ready:
                 next_ready = now + ready_tracker.probe.period
-                if ready_tracker.record(run_probe(ready_tracker.probe, self.pod_ip, env)):
+                if ready_tracker.record(self._probe(ready_tracker.probe, env)):
                     self._set_ready(ready_tracker.healthy)
             if live_tracker and now >= next_live:
                 next_live = now + live_tracker.probe.period
-                if live_tracker.record(run_probe(live_tracker.probe, self.pod_ip, env)):
+                if live_tracker.record(self._probe(live_tracker.probe, env)):
                     log.info("%s/%s: liveness failed; restarting", self.namespace, self.name)
                     self._stop_process(self._grace_seconds())
                     return self.process.wait()
             time.sleep(TICK)
+
+    def _probe(self, probe: Probe, env: dict[str, str]) -> bool:
+        """Probes and HTTP hooks come from the node's address, as the kubelet's do."""
+        return run_probe(probe, self.pod_ip, env, source_ip=self.cluster.node_ip)
 
     def _set_ready(self, ready: bool, *, patch: bool = True) -> None:
         if ready != self.ready:
@@ -363,7 +391,7 @@ class PodWorker:
                     self.container,
                 )
                 if hook:
-                    run_probe(hook, self.pod_ip, {})
+                    self._probe(hook, {})
         elif "exec" in pre_stop:
             seconds = exec_sleep_seconds(list(pre_stop["exec"].get("command") or []))
             if seconds is not None:

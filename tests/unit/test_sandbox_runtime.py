@@ -1,17 +1,23 @@
-"""Sandbox process runtime helpers: preStop exec parsing and finding leftover processes."""
+"""Sandbox process runtime helpers: preStop exec parsing, finding leftover processes, and
+probes that come from the node's address."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sandbox.api import leftover_pids
 from sandbox.config import SANDBOX_ROOT_ENV
-from sandbox.runtime import exec_sleep_seconds
+from sandbox.podspec import Probe
+from sandbox.runtime import exec_sleep_seconds, run_probe
+from tests.loopback import serve
 
 
 @pytest.mark.parametrize(
@@ -48,3 +54,37 @@ def test_leftover_pids_finds_marked_processes_only(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert marked.pid not in leftover_pids(root)
+
+
+class _RecordPeer(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.state.append(self.client_address[0])  # type: ignore[attr-defined]
+        self.send_response(200 if self.path == "/ready" else 503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def test_http_probe_comes_from_the_node_address() -> None:
+    peers: list[str] = []
+    with serve(_RecordPeer, peers) as url:
+        port = int(url.rsplit(":", 1)[1])
+        ready = Probe(kind="httpGet", port=port, path="/ready", timeout=2)
+        assert run_probe(ready, "127.0.0.1", {}, source_ip="127.1.0.1")
+        assert not run_probe(Probe(kind="httpGet", port=port, path="/x"), "127.0.0.1", {})
+    # The first from the node's address; without one, the kernel picks 127.0.0.1.
+    assert peers == ["127.1.0.1", "127.0.0.1"]
+
+
+def test_tcp_probe_comes_from_the_node_address() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(2)
+        port = server.getsockname()[1]
+        assert run_probe(Probe(kind="tcpSocket", port=port), "127.0.0.1", {}, source_ip="127.2.0.1")
+        conn, peer = server.accept()
+        conn.close()
+    assert peer[0] == "127.2.0.1"
+    # Nothing listening: the probe fails (and says so rather than raising).
+    assert not run_probe(Probe(kind="tcpSocket", port=port, timeout=0.5), "127.0.0.1", {})
