@@ -18,10 +18,13 @@ class Phase(StrEnum):
     ABORTED = "Aborted"
     ERROR = "Error"
     INCONCLUSIVE = "Inconclusive"
+    # A dry run (spec.dryRun) that resolved every step with nothing touched: final, but no
+    # verdict about the system (it was not tested), so never Passed.
+    PLANNED = "Planned"
 
     @property
     def is_final(self) -> bool:
-        return self in VERDICT_PRECEDENCE
+        return self in VERDICT_PRECEDENCE or self is Phase.PLANNED
 
 
 # Worst first: the first of these among a run's parts is the run's verdict.
@@ -40,6 +43,7 @@ EXIT_CODES: dict[Phase, int] = {
     Phase.ABORTED: 1,
     Phase.ERROR: 2,
     Phase.INCONCLUSIVE: 2,
+    Phase.PLANNED: 0,  # a clean dry run
 }
 
 

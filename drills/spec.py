@@ -129,6 +129,7 @@ MAX_TARGETS: Final = 256
 MAX_MODEL_CHECKS: Final = MAX_STEPS + 2  # the baseline, one per step, the final steady state
 MAX_CONDITIONS: Final = 16
 MESSAGE_MAX_LENGTH: Final = 4096
+MAX_PREFLIGHT: Final = 32
 
 # Patterns (the same strings go into the CRD).
 DNS_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -462,6 +463,8 @@ class DrillPlanSpec(_Spec):
     suspend: bool = False
     concurrency_policy: ConcurrencyPolicy = DEFAULT_CONCURRENCY_POLICY
     history_limit: int = Field(default=DEFAULT_HISTORY_LIMIT, ge=1, le=MAX_HISTORY_LIMIT)
+    # Every run of the plan is a dry run (see DrillRunSpec.dry_run).
+    dry_run: bool = False
 
     # The plan-wide rules, each on the field the CRD's rule names in its fieldPath.
     @field_validator("steps")
@@ -523,6 +526,10 @@ class DrillRunSpec(_Spec):
     # Set by hand (kubectl patch) to stop the run: every fault is undone and the
     # run ends Aborted.
     abort: bool = False
+    # Resolve every step's targets, who would act and what preflight finds, record it in
+    # status.dryRun, touch nothing, and end Planned (or Error when the real run could not
+    # start). A plan's spec.dryRun makes every run of it dry.
+    dry_run: bool = False
 
     @classmethod
     def parse(cls, spec: Any) -> DrillRunSpec:
@@ -694,6 +701,53 @@ class FaultRecord(_Status):
     parameters: dict[str, str] = Field(default_factory=dict, max_length=16)
 
 
+class ProbeLiveStatus(_Status):
+    """What the traffic probe saw over the last windowSeconds, refreshed every few seconds
+    while the run goes on (the CLI's live display)."""
+
+    at: datetime | None = None
+    window_seconds: float | None = Field(default=None, ge=0)
+    sent: int = Field(default=0, ge=0)
+    succeeded: int = Field(default=0, ge=0)
+    success_ratio: float | None = Field(default=None, ge=0, le=1)
+    p99_latency_ms: float | None = Field(default=None, ge=0)
+    # The member cluster that answered the last successful request.
+    cluster: str | None = Field(default=None, max_length=NAME_MAX)
+
+
+class PlannedStep(_Status):
+    """A dry run's finding for one step: what it would touch, where, and who would act."""
+
+    step: str
+    # "fault" or "action", and its type (PodKill, Failover, ...).
+    kind: Literal["fault", "action"]
+    type: str = Field(max_length=NAME_MAX)
+    cluster: str | None = Field(default=None, max_length=NAME_MAX)
+    role: Literal["primary", "standby"] | None = None
+    # Who would act: member-api, the infrastructure provider's name, or the operator's own
+    # switch for actions.
+    provider: str | None = Field(default=None, max_length=NAME_MAX)
+    targets: list[str] = Field(default_factory=list, max_length=MAX_TARGETS)
+    seed: int | None = None
+    # Set when the step could not be made as planned (the real run's step would end Error).
+    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
+    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+
+
+class PreflightFinding(_Status):
+    check: str = Field(max_length=NAME_MAX)
+    ok: bool
+    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
+    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+
+
+class DryRunStatus(_Status):
+    # The active cluster when the dry run resolved `cluster: active`.
+    active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
+    steps: list[PlannedStep] = Field(default_factory=list, max_length=MAX_STEPS)
+    preflight: list[PreflightFinding] = Field(default_factory=list, max_length=MAX_PREFLIGHT)
+
+
 class DrillRunStatus(_Status):
     observed_generation: int | None = None
     phase: Phase = Phase.PENDING
@@ -720,6 +774,10 @@ class DrillRunStatus(_Status):
     model_checks: list[ModelCheckStatus] = Field(default_factory=list, max_length=MAX_MODEL_CHECKS)
     faults: list[FaultRecord] = Field(default_factory=list, max_length=MAX_FAULT_RECORDS)
     conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
+    probe: ProbeLiveStatus | None = None
+    dry_run: DryRunStatus | None = None
+    # The ConfigMap (same namespace, owned by the run) that keeps the run's report data.
+    report_config_map: str | None = Field(default=None, max_length=253)
 
     @classmethod
     def parse(cls, status: Any) -> DrillRunStatus:

@@ -640,6 +640,11 @@ def plan_spec_schema(description: str) -> Schema:
                 maximum=S.MAX_HISTORY_LIMIT,
                 default=S.DEFAULT_HISTORY_LIMIT,
             ),
+            "dryRun": boolean(
+                "true: every run of the plan is a dry run (it resolves each step's targets "
+                "and who would act, runs the preflight, touches nothing and ends Planned).",
+                default=False,
+            ),
         },
         required=["target", "steps"],
         rules=[
@@ -741,7 +746,7 @@ def run_status_schema() -> Schema:
             "phase": phase(
                 "Pending, Running, then the verdict: Passed, Failed, Aborted, Error or "
                 "Inconclusive (precedence in that order: Aborted, Failed, Error, Inconclusive, "
-                "Passed)."
+                "Passed); a clean dry run ends Planned (nothing tested)."
             ),
             "reason": reason(),
             "message": message(),
@@ -890,6 +895,72 @@ def run_status_schema() -> Schema:
                 max_items=S.MAX_FAULT_RECORDS,
             ),
             "conditions": conditions("metav1.Conditions."),
+            "probe": obj(
+                "What the traffic probe saw over the last windowSeconds, refreshed every few "
+                "seconds while the run goes on.",
+                {
+                    "at": timestamp(),
+                    "windowSeconds": number(minimum=0),
+                    "sent": integer(minimum=0, int64=True),
+                    "succeeded": integer(minimum=0, int64=True),
+                    "successRatio": ratio("Succeeded / sent."),
+                    "p99LatencyMs": number(minimum=0),
+                    "cluster": string(
+                        "Member cluster of the last successful answer.", max_length=S.NAME_MAX
+                    ),
+                },
+            ),
+            "dryRun": obj(
+                "A dry run's findings: what each step would touch, where, who would act, and "
+                "the preflight.",
+                {
+                    "activeCluster": string(max_length=S.NAME_MAX),
+                    "steps": array(
+                        None,
+                        obj(
+                            None,
+                            {
+                                "step": string(max_length=S.NAME_MAX),
+                                "kind": enum(None, ("fault", "action")),
+                                "type": string(max_length=S.NAME_MAX),
+                                "cluster": string(max_length=S.NAME_MAX),
+                                "role": enum(None, ("primary", "standby")),
+                                "provider": string(
+                                    "member-api, the infrastructure provider, or operator.",
+                                    max_length=S.NAME_MAX,
+                                ),
+                                "targets": array(
+                                    None, string(max_length=253), max_items=S.MAX_TARGETS
+                                ),
+                                "seed": integer(int64=True),
+                                "reason": reason(),
+                                "message": message(),
+                            },
+                            required=["step", "kind", "type"],
+                        ),
+                        max_items=S.MAX_STEPS,
+                    ),
+                    "preflight": array(
+                        None,
+                        obj(
+                            None,
+                            {
+                                "check": string(max_length=S.NAME_MAX),
+                                "ok": boolean("The check found nothing in the way."),
+                                "reason": reason(),
+                                "message": message(),
+                            },
+                            required=["check", "ok"],
+                        ),
+                        max_items=S.MAX_PREFLIGHT,
+                    ),
+                },
+            ),
+            "reportConfigMap": string(
+                "The ConfigMap (owned by the run) keeping its report data: `modeldr drill "
+                "report` renders it.",
+                max_length=253,
+            ),
             "kopf": kopf(),
         },
     )
@@ -1076,6 +1147,12 @@ def run_crd() -> Schema:
                         "abort": boolean(
                             "Set to true to stop the run: every fault is undone and the run "
                             "ends Aborted. Final.",
+                            default=False,
+                        ),
+                        "dryRun": boolean(
+                            "true: resolve every step's targets, who would act and what the "
+                            "preflight finds (status.dryRun), touch nothing, and end Planned "
+                            "(Error when the real run could not start).",
                             default=False,
                         ),
                     },

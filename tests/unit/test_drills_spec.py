@@ -261,6 +261,7 @@ def test_run_spec_by_hand_needs_only_the_plan_ref() -> None:
     assert crd_default(run_schema, {"planRef": {"name": "x"}}) == {
         "planRef": {"name": "x"},
         "abort": False,
+        "dryRun": False,
     }
     with pytest.raises(ValidationError):
         S.DrillRunSpec.parse({})
