@@ -86,11 +86,35 @@ class Failback(_Model):
     hold_down_seconds: int = Field(300, alias="holdDownSeconds")
 
 
+class ProbeURLs(_Model):
+    """failover.probe.urls: the entry point clients use in each cluster (its load balancer,
+    ingress or gateway), for members whose pod addresses the hub cannot route to."""
+
+    primary: str | None = None
+    standby: str | None = None
+
+
+class ClientProbe(_Model):
+    """failover.probe: each check also sends what a client sends, from the hub, and the
+    cluster fails the check when too few answers come back in time."""
+
+    request: Literal["inference", "readiness"] = "inference"
+    text: str = "modeldr health probe"
+    timeout_milliseconds: int = Field(1000, alias="timeoutMilliseconds")
+    sample_size: int = Field(3, alias="sampleSize")
+    min_success_percent: int = Field(50, alias="minSuccessPercent")
+    urls: ProbeURLs = Field(default_factory=lambda: ProbeURLs.model_validate({}))
+
+    def url_for(self, role: Literal["primary", "standby"]) -> str | None:
+        return self.urls.primary if role == "primary" else self.urls.standby
+
+
 class Failover(_Model):
     automatic: bool = True
     health_interval_seconds: int = Field(5, alias="healthIntervalSeconds")
     failure_threshold: int = Field(3, alias="failureThreshold")
     health_query: str | None = Field(None, alias="healthQuery")
+    probe: ClientProbe | None = None
     failback: Failback = Field(default_factory=lambda: Failback.model_validate({}))
 
 

@@ -22,7 +22,7 @@ import kopf
 from kubernetes import client
 from pydantic import ValidationError
 
-from modeldr.operator import kube, metrics, promql, render
+from modeldr.operator import clientprobe, kube, metrics, promql, render
 from modeldr.operator.constants import (
     GROUP,
     MODELDEPLOYMENTS,
@@ -167,6 +167,11 @@ async def observe(
             *(with_query(ctl, spec, role, health[role]) for role in ROLES)
         )
         health = dict(zip(ROLES, checked, strict=True))
+    if spec.failover.probe is not None:
+        probed = await asyncio.gather(
+            *(with_probe(ctl, spec, role, health[role], snapshots[role]) for role in ROLES)
+        )
+        health = dict(zip(ROLES, probed, strict=True))
     return Seen(snapshots, health)
 
 
@@ -204,6 +209,19 @@ async def with_query(
     if result.passed is False:
         return Health(False, result.message, health.ready_replicas)
     return Health(True, f"{health.reason}; {result.message}", health.ready_replicas)
+
+
+async def with_probe(
+    ctl: Controller, spec: ModelDeploymentSpec, role: Role, health: Health, snapshot: Snapshot
+) -> Health:
+    """Add the client probe to a passing check (failover.probe): the cluster fails it when
+    too few of the requests a client would send answer in time."""
+    probe = spec.failover.probe
+    if probe is None or not health.healthy:
+        return health
+    addresses = snapshot.ready_addresses.get((spec.member(role).namespace, ctl.name), ())
+    outcome = await clientprobe.probe_cluster(probe, role, addresses, spec.runtime.port)
+    return Health(outcome.passed, f"{health.reason}; {outcome.message}", health.ready_replicas)
 
 
 def prometheus_url(ctl: Controller, cluster: str) -> str | None:
