@@ -173,3 +173,22 @@ def should_restart(policy: str, exit_code: int) -> bool:
     if policy == "OnFailure":
         return exit_code != 0
     return False
+
+
+# The kubelet's bounds on a termination message taken from the log (FallbackToLogsOnError).
+LOG_MESSAGE_MAX_LINES = 80
+LOG_MESSAGE_MAX_BYTES = 2048
+START_MARKER = "--- "  # the runtime's line before each start in a pod's log file
+
+
+def termination_message(container: dict[str, Any], exit_code: int, log_text: str) -> str:
+    """What the kubelet puts in `terminated.message` when no termination-log file is written:
+    with `terminationMessagePolicy: FallbackToLogsOnError` and a failed exit, the tail of
+    the container's log of this run (at most 80 lines and 2048 bytes); otherwise nothing."""
+    if container.get("terminationMessagePolicy") != "FallbackToLogsOnError" or exit_code == 0:
+        return ""
+    lines = log_text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(START_MARKER)]
+    run = lines[starts[-1] + 1 :] if starts else lines
+    tail = "\n".join(run[-LOG_MESSAGE_MAX_LINES:])
+    return tail.encode()[-LOG_MESSAGE_MAX_BYTES:].decode(errors="ignore")

@@ -50,6 +50,7 @@ from sandbox.podspec import (
     parse_probe,
     restart_backoff,
     should_restart,
+    termination_message,
 )
 
 log = logging.getLogger("sandbox.runtime")
@@ -255,6 +256,9 @@ class PodWorker:
                     "finishedAt": finished,
                 }
             }
+            message = termination_message(container, exit_code, self._log_text())
+            if message:
+                self.last_state["terminated"]["message"] = message
             if not should_restart(policy, exit_code):
                 phase = "Succeeded" if exit_code == 0 else "Failed"
                 self._patch_status(phase=phase, terminated=self.last_state["terminated"])
@@ -277,6 +281,15 @@ class PodWorker:
             if self.deleting.wait(delay):
                 self._terminate()
                 return
+
+    def _log_text(self) -> str:
+        """The end of the pod's log file (a termination message needs only its tail)."""
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(max(0, handle.seek(0, os.SEEK_END) - 65536))
+                return handle.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     @staticmethod
     def _previous_restarts(status: dict[str, Any]) -> int:

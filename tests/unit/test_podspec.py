@@ -15,6 +15,7 @@ from sandbox.podspec import (
     parse_probe,
     restart_backoff,
     should_restart,
+    termination_message,
 )
 
 POD = {
@@ -139,3 +140,21 @@ def test_restart_policy(policy: str, code: int, restart: bool) -> None:
 
 def test_backoff_grows_and_is_capped() -> None:
     assert [restart_backoff(n) for n in range(0, 7)] == [0.0, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_termination_message_is_the_failed_runs_log_tail_only_when_asked() -> None:
+    fallback = {"terminationMessagePolicy": "FallbackToLogsOnError"}
+    log = (
+        "--- 2026-01-01T00:00:00Z start ['serve'] (restart 0)\nold run\n"
+        "--- 2026-01-01T00:00:05Z start ['serve'] (restart 1)\n"
+        "modeldr-serve: refusing to start: sha256 mismatch for /m/model.safetensors\n"
+    )
+    assert termination_message(fallback, 3, log) == (
+        "modeldr-serve: refusing to start: sha256 mismatch for /m/model.safetensors"
+    )
+    assert termination_message(fallback, 0, log) == ""  # a clean exit has no message
+    assert termination_message({}, 3, log) == ""  # the default policy reads a file we lack
+    long = "--- start\n" + "\n".join(f"line {i}" for i in range(500))
+    tail = termination_message(fallback, 1, long)
+    assert tail.splitlines()[-1] == "line 499" and len(tail.splitlines()) <= 80
+    assert len(termination_message(fallback, 1, "x" * 5000).encode()) == 2048
