@@ -25,7 +25,26 @@ def main(argv: list[str] | None = None) -> int:
         "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
     )
     operator.add_argument("--verbose", action="store_true", help="debug logging")
+    agent = commands.add_parser(
+        "agent",
+        help="run the node agent (network faults) on a member cluster's node",
+        description="Run the modeldr node agent: applies the NetworkFaults for pods on its "
+        "node as nftables rules (docs/agent.md). Runs as the modeldr-agent chart's DaemonSet.",
+    )
+    agent.add_argument("--kubeconfig", help="kubeconfig of the member (default: in-cluster)")
+    agent.add_argument("--context", help="kubeconfig context of the member")
+    agent.add_argument("--node", help="this node's name (default: $NODE_NAME)")
+    agent.add_argument("--node-ip", help="this node's address (default: $NODE_IP)")
+    agent.add_argument(
+        "--cluster", help="the member cluster's name, for chain names (default: "
+        "$MODELDR_AGENT_CLUSTER or 'member')"
+    )  # fmt: skip
+    agent.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    if args.command == "agent":
+        from modeldr.agent.main import main as agent_main
+
+        return agent_main(args)
     if args.command == "operator":
         from modeldr.operator.main import main as operator_main
 

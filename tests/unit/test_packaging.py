@@ -1,6 +1,6 @@
 """The wheel and the sdist hold the `modeldr` package and nothing else.
 
-In the repository, modeldr/operator, modeldr/serving and modeldr/drills are symlinks
+In the repository, modeldr/operator, modeldr/serving, modeldr/drills and modeldr/agent are symlinks
 onto top-level folders that hold no __init__.py (see pyproject.toml). The archives
 must hold their modules as regular files, put nothing but `modeldr` on the import
 path, and leave out sandbox/, bench/ and tests/.
@@ -40,7 +40,12 @@ SKIP_AT_ROOT = {
 }
 SKIP_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 # Symlinked subpackage -> one module it must hold.
-SUBPACKAGES = {"operator": "handlers.py", "serving": "app.py", "drills": "phase.py"}
+SUBPACKAGES = {
+    "operator": "handlers.py",
+    "serving": "app.py",
+    "drills": "phase.py",
+    "agent": "rules.py",
+}
 FORBIDDEN = {"sandbox", "bench", "tests"}
 BUILD_TIMEOUT_S = 120
 

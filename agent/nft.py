@@ -1,0 +1,54 @@
+"""Running nft: apply a script as one transaction, read a table back as JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+from modeldr.agent.rules import FAMILY, TABLE
+
+TIMEOUT_S = 10.0
+
+
+class NftError(RuntimeError):
+    pass
+
+
+def binary() -> str:
+    path = shutil.which("nft")
+    if path is None:
+        raise NftError("the nft command (nftables) is not installed on the agent")
+    return path
+
+
+def apply(script: str) -> None:
+    """`nft -f -`: the whole script is one transaction (all of it or nothing)."""
+    done = subprocess.run(
+        [binary(), "-f", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise NftError(f"nft -f failed: {done.stderr.strip()[:800]}")
+
+
+def list_table() -> dict[str, Any]:
+    """`nft -j list table inet modeldr_agent`; an empty listing when the table is absent."""
+    done = subprocess.run(
+        [binary(), "-j", "list", "table", FAMILY, TABLE],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        if "No such file" in done.stderr:
+            return {"nftables": []}
+        raise NftError(f"nft list table failed: {done.stderr.strip()[:800]}")
+    listing = json.loads(done.stdout or "{}")
+    return listing if isinstance(listing, dict) else {"nftables": []}

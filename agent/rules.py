@@ -1,0 +1,165 @@
+"""The nftables rule builder: pure text from the orders an agent holds, no I/O.
+
+Every agent writes into ONE table (`inet modeldr_agent`), in base chains of its own (named
+after its cluster and node, so that several agents sharing a kernel, as the sandbox's do,
+never touch each other's rules). One script replaces the agent's chains whole: nft applies a
+file as one transaction, so the kernel holds the old rules or the new ones, never a mix.
+
+Where a packet is judged, once each:
+- `output`: the host sends to a target (on a real node: host processes; on loopback, every
+  client of the sandbox's pods);
+- `input`: the host receives from a target (the pod's answers to host processes);
+- `forward`: routed pod traffic (a real node's veths: other nodes and clients off the node).
+Traffic between the node's own address and the targets is exempt: a kubelet's probes come
+from there, so a partition leaves the pods Ready while clients cannot reach them, which is
+what a real partition between clients and pods looks like (issue 11: failover.probe).
+
+A packet between two targets on the same loopback passes output and input, so a PacketLoss
+between two target pods of one sandbox node is applied twice (a partition is unaffected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+TABLE: Final = "modeldr_agent"
+FAMILY: Final = "inet"
+# Before the usual filter chains (priority 0), so a drill's drop is not skipped by an accept
+# in another table; a drop anywhere still drops.
+PRIORITY: Final = -10
+HOOKS: Final = ("forward", "output", "input")
+COMMENT_PREFIX: Final = "modeldr:"
+#: The kernel's limit on chain names is generous, older nft tools' less so: stay short.
+MAX_CHAIN_BASE: Final = 24
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One order's effect on this node, as the builder needs it."""
+
+    key: str  # Order.key: namespace/name/uid, written into each rule's comment
+    effect: str  # NetworkPartition | PacketLoss | Latency
+    ips: tuple[str, ...]
+    ports: tuple[int, ...] = ()
+    loss_percent: int | None = None
+    mark: int | None = None  # Latency: the packet mark tc's filter sends to netem
+
+
+def chain_base(cluster: str, node: str) -> str:
+    """The agent's chain-name stem: `<cluster>_<node>` in [a-z0-9_], hashed when long."""
+    raw = f"{cluster}_{node}".lower()
+    safe = re.sub(r"[^a-z0-9]", "_", raw)
+    if len(safe) <= MAX_CHAIN_BASE:
+        return safe
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return f"{safe[: MAX_CHAIN_BASE - 9]}_{digest}"
+
+
+def chains(base: str) -> dict[str, str]:
+    """hook -> chain name."""
+    return {hook: f"{base}_{hook}" for hook in HOOKS}
+
+
+def comment(key: str) -> str:
+    return f"{COMMENT_PREFIX}{key}"[:127]
+
+
+def _set(items: Sequence[str | int]) -> str:
+    return "{ " + ", ".join(str(i) for i in items) + " }"
+
+
+def _families(ips: Sequence[str]) -> dict[str, list[str]]:
+    """nft's address keyword (ip / ip6) -> the order's addresses of that family, sorted."""
+    out: dict[str, list[str]] = {}
+    for ip in sorted(ips, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a))):
+        family = "ip" if ipaddress.ip_address(ip).version == 4 else "ip6"
+        out.setdefault(family, []).append(ip)
+    return out
+
+
+def _verdict(rule: Rule) -> str:
+    if rule.effect == "NetworkPartition":
+        return "drop"
+    if rule.effect == "PacketLoss":
+        assert rule.loss_percent is not None
+        return f"numgen random mod 100 < {rule.loss_percent} drop"
+    if rule.effect == "Latency":
+        assert rule.mark is not None
+        return f"meta mark set {rule.mark:#x}"
+    raise ValueError(f"unknown effect {rule.effect!r}")
+
+
+def rule_lines(rule: Rule, base: str, node_ip: str) -> list[str]:
+    """The `add rule` lines of one order, in a fixed order (golden-tested)."""
+    names = chains(base)
+    verdict = _verdict(rule)
+    note = f'comment "{comment(rule.key)}"'
+    node_family = "ip" if ipaddress.ip_address(node_ip).version == 4 else "ip6"
+
+    def port(direction: str) -> str:
+        if not rule.ports:
+            return ""
+        return f" meta l4proto {{ tcp, udp }} th {direction} {_set(rule.ports)}"
+
+    lines: list[str] = []
+    for family, ips in _families(rule.ips).items():
+        to = f"{family} daddr {_set(ips)}"
+        back = f"{family} saddr {_set(ips)}"
+        # The node's own address talks to its pods unhindered (the kubelet's probes).
+        mine = family == node_family
+        exempt_src = f" {family} saddr != {node_ip}" if mine else ""
+        exempt_dst = f" {family} daddr != {node_ip}" if mine else ""
+        dport, sport = port("dport"), port("sport")
+        for chain, match in (
+            ("output", f"{to}{exempt_src}{dport}"),
+            ("input", f"{back}{exempt_dst}{sport}"),
+            ("forward", f"{to}{dport}"),
+            ("forward", f"{back}{sport}"),
+        ):
+            lines.append(f"add rule {FAMILY} {TABLE} {names[chain]} {match} {verdict} {note}")
+    return lines
+
+
+def script(base: str, node_ip: str, rules: Sequence[Rule]) -> str:
+    """The nft script that makes this agent's chains hold exactly `rules` (none: the chains
+    are deleted). Other agents' chains in the table are left alone."""
+    names = chains(base)
+    lines = [f"add table {FAMILY} {TABLE}"]
+    for hook, name in names.items():
+        lines.append(
+            f"add chain {FAMILY} {TABLE} {name} "
+            f"{{ type filter hook {hook} priority {PRIORITY}; policy accept; }}"
+        )
+    if not rules:
+        # Created above so that the deletes cannot fail on a chain that was never there.
+        lines += [f"delete chain {FAMILY} {TABLE} {name}" for name in names.values()]
+        return "\n".join(lines) + "\n"
+    lines += [f"flush chain {FAMILY} {TABLE} {name}" for name in names.values()]
+    for rule in sorted(rules, key=lambda r: r.key):
+        lines += rule_lines(rule, base, node_ip)
+    return "\n".join(lines) + "\n"
+
+
+def delete_table_script() -> str:
+    """What `sandbox down` (and an uninstall) runs: the whole table, every agent's chains."""
+    return f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
+
+
+def owned_keys(listing: dict[str, object], base: str) -> set[str]:
+    """The order keys named in the comments of this agent's rules, from `nft -j list table`."""
+    mine = set(chains(base).values())
+    keys: set[str] = set()
+    items = listing.get("nftables") if isinstance(listing, dict) else None
+    for item in items if isinstance(items, list) else []:
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if not isinstance(rule, dict) or rule.get("chain") not in mine:
+            continue
+        text = rule.get("comment")
+        if isinstance(text, str) and text.startswith(COMMENT_PREFIX):
+            keys.add(text[len(COMMENT_PREFIX) :])
+    return keys
