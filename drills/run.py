@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from modeldr.drills import events, metrics, plans, prometheus
+from modeldr.drills import dryrun, events, metrics, plans, prometheus, report
 from modeldr.drills.checks import ModelChecker, load_golden_set
 from modeldr.drills.conditions import ConditionError
 from modeldr.drills.engine import Drill, Engine, deadline_seconds, new_seed, steps_status
@@ -27,16 +28,21 @@ from modeldr.drills.gates import QueryOutcome, QueryRejected
 from modeldr.drills.journal import Journal
 from modeldr.drills.phase import Phase
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
+from modeldr.drills.probe_stats import ProbeSample
 from modeldr.drills.runstate import RunRef, RunState, now
 from modeldr.drills.spec import (
     INFRASTRUCTURE_FAULTS,
     DrillPlanSpec,
     DrillRunSpec,
     DrillRunStatus,
+    DryRunStatus,
+    PreflightFinding,
+    ProbeLiveStatus,
     PrometheusQuery,
     SteadyStateStatus,
 )
 from modeldr.drills.target import Target, read_target, target_status
+from modeldr.drills.timeline import Point, Timeline
 from modeldr.operator.constants import ROLES
 from modeldr.operator.errors import MemberError
 from modeldr.operator.runtime import Runtime
@@ -48,6 +54,11 @@ ROLLBACK_PATIENCE_S = 600.0
 ROLLBACK_RETRY_S = 10.0
 # Preflight findings about the system under test (not about the drill): the run Failed.
 FAILED_BEFORE_START = frozenset({"StandbyCapacityInsufficient"})
+# The live probe figures in status.probe: over this window, refreshed this often.
+LIVE_WINDOW_S = 10.0
+LIVE_INTERVAL_S = 2.0
+# A second of the timeline waits this long past the probe's timeout for late answers.
+TIMELINE_MARGIN_S = 1.0
 
 
 async def execute_run(
@@ -82,6 +93,9 @@ async def execute_run(
                      f"DrillRun {holder} is running against {target.name}")  # fmt: skip
         return
     try:
+        if spec.dry_run or plan.dry_run:
+            await dry_run(rt, state, spec.plan_ref.name, plan, target)
+            return
         await start(rt, state, spec.plan_ref.name, plan, target, stop_reason)
     finally:
         rt.drills.release(target.namespace, target.name, ref.name)
@@ -99,11 +113,18 @@ async def start(
     try:
         resolver = traffic_entry(rt, plan, target)
         preflight(rt, plan, target)
+        timeout_s = plan.traffic.timeout_milliseconds / 1000
+        timeline = Timeline(wall_offset=time.time() - time.monotonic(),
+                            open_seconds=timeout_s + TIMELINE_MARGIN_S)  # fmt: skip
+        record = metrics.sample_recorder(state.ref.namespace, plan_name, state.ref.name)
+
+        def on_sample(sample: ProbeSample) -> None:
+            timeline.add(sample)
+            record(sample)
+
         probe = TrafficProbe(
-            resolver, rate_per_second=plan.traffic.rate_per_second,
-            timeout_s=plan.traffic.timeout_milliseconds / 1000, inputs=plan.traffic.inputs,
-            max_seconds=deadline_seconds(plan),
-            on_sample=metrics.sample_recorder(state.ref.namespace, plan_name, state.ref.name),
+            resolver, rate_per_second=plan.traffic.rate_per_second, timeout_s=timeout_s,
+            inputs=plan.traffic.inputs, max_seconds=deadline_seconds(plan), on_sample=on_sample,
         )  # fmt: skip
         drill = Drill(
             rt, state, plan, plan_name, target, new_seed(), probe, Journal(state, rt.members),
@@ -118,10 +139,10 @@ async def start(
             checker = ModelChecker(drill, plan.model_checks, golden, resolver)
         engine = Engine(drill, gates, checker)
     except FaultError as exc:
-        await refuse(rt, state, plan_name, exc.reason, exc.message)
+        await refuse(rt, state, plan_name, exc.reason, exc.message, plan)
         return
     except ConditionError as exc:
-        await refuse(rt, state, plan_name, "InvalidCondition", str(exc))
+        await refuse(rt, state, plan_name, "InvalidCondition", str(exc), plan)
         return
     status = state.status
     status.phase, status.started_at, status.seed = Phase.RUNNING, now(), drill.seed
@@ -132,11 +153,15 @@ async def start(
     events.started(drill)
     labels = (state.ref.namespace, plan_name, state.ref.name)
     metrics.RUNS_IN_PROGRESS.labels(*labels).set(1)
+    live = asyncio.create_task(live_probe(state, timeline))
     try:
         await engine.execute()
     finally:
+        live.cancel()
+        await asyncio.gather(live, return_exceptions=True)
         metrics.RUNS_IN_PROGRESS.labels(*labels).set(0)
         asyncio.get_running_loop().call_later(metrics.FORGET_AFTER_S, metrics.forget, *labels)
+        await keep_report(rt, state, plan_name, plan, target, timeline.points())
         await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
         # History is bounded when a run ends, whoever started it (a plan or a person).
         with contextlib.suppress(Exception):
@@ -236,7 +261,180 @@ def member_prometheus(rt: Runtime, target: Target) -> str | None:
     return None
 
 
-async def refuse(rt: Runtime, state: RunState, plan_name: str, reason: str, message: str) -> None:
+async def live_probe(state: RunState, timeline: Timeline) -> None:
+    """status.probe every LIVE_INTERVAL_S while the run goes on: what the probe saw over
+    the last LIVE_WINDOW_S (the CLI's live display; the verdict never reads it)."""
+    while True:
+        await asyncio.sleep(LIVE_INTERVAL_S)
+        if state.status.phase.is_final:
+            return
+        recent = timeline.recent(LIVE_WINDOW_S, time.time())
+        state.status.probe = ProbeLiveStatus(
+            at=now(),
+            window_seconds=LIVE_WINDOW_S,
+            sent=recent.sent,
+            succeeded=recent.ok,
+            success_ratio=recent.success_ratio,
+            p99_latency_ms=recent.p99_ms,
+            cluster=recent.cluster,
+        )
+        try:
+            await state.write()
+        except Exception as exc:  # the engine's own writes say what matters
+            log.debug("%s: live probe status not written: %s", state.ref.name, exc)
+
+
+async def keep_report(
+    rt: Runtime,
+    state: RunState,
+    plan_name: str,
+    plan: DrillPlanSpec | None,
+    target: Target | None,
+    points: list[Point],
+) -> None:
+    """The run's report ConfigMap (drills.report), named in status.reportConfigMap;
+    best-effort: a report that cannot be written is logged, the status stays the record."""
+    ref = state.ref
+    clusters: dict[str, str] = (
+        {role: target.cluster(role) for role in ROLES} if target is not None else {}
+    )
+    try:
+        history: list[dict[str, object]] = []
+        if plan_name:
+            history = await asyncio.to_thread(report.plan_history, rt.hub, ref.namespace, plan_name)
+        state.status.report_config_map = report.config_map_name(ref.name)
+        doc = report.document(ref, plan_name, plan, state.status, clusters, points, history)
+        text = report.encode(doc)
+        await asyncio.to_thread(report.write, rt.hub, ref, plan_name, text)
+    except Exception as exc:
+        state.status.report_config_map = None
+        log.warning("DrillRun %s/%s: report not kept: %s", ref.namespace, ref.name, exc)
+        return
+    with contextlib.suppress(Exception):
+        await state.write()
+
+
+async def dry_run(
+    rt: Runtime, state: RunState, plan_name: str, plan: DrillPlanSpec, target: Target
+) -> None:
+    """Resolve every step and run the preflight with nothing touched; status.dryRun says
+    what the run would do. Planned when the real run could start, Error (the first finding's
+    reason) when it could not."""
+    status = state.status
+    status.phase, status.started_at, status.seed = Phase.RUNNING, now(), new_seed()
+    status.dry_run = DryRunStatus()
+    await state.write()
+    try:
+        seen = await asyncio.to_thread(target_status, rt.hub, target)
+        active = str(seen["activeCluster"]) if seen.get("activeCluster") else None
+        status.active_cluster = status.dry_run.active_cluster = active
+        steps = await asyncio.to_thread(
+            dryrun.plan_steps, rt.members, plan, target, status.seed, active
+        )
+        findings = await dry_preflight(rt, plan, target, seen)
+    except Exception as exc:  # the hub stopped answering: say so, nothing was touched
+        log.exception("%s: the dry run failed", state.ref.name)
+        await refuse(rt, state, plan_name, "DryRunFailed", f"the dry run stopped: {exc}", plan)
+        return
+    status.dry_run.steps, status.dry_run.preflight = steps, findings
+    blocked = [(s.reason, f"step {s.step}: {s.message}") for s in steps if s.reason]
+    blocked += [
+        (f.reason or "PreflightFailed", f"{f.check}: {f.message}") for f in findings if not f.ok
+    ]
+    touched = sum(len(s.targets) for s in steps)
+    summary = (
+        f"dry run: {len(steps)} steps resolved ({touched} targets), "
+        f"{len(findings)} preflight checks; nothing was touched"
+    )
+    if blocked:
+        reason, first = blocked[0]
+        phase = Phase.FAILED if reason in FAILED_BEFORE_START else Phase.ERROR
+        status.phase, status.reason = phase, reason
+        status.message = f"{summary}; the run could not go as planned: {first}"[:4096]
+    else:
+        status.phase, status.reason, status.message = Phase.PLANNED, "DryRun", summary
+    status.finished_at = now()
+    await state.write()
+    await keep_report(rt, state, plan_name, plan, target, [])
+    await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
+
+
+async def dry_preflight(
+    rt: Runtime, plan: DrillPlanSpec, target: Target, seen: dict[str, Any]
+) -> list[PreflightFinding]:
+    """The preflight checks of a real run, each recorded instead of stopping at the first."""
+    findings = [
+        PreflightFinding(check="target", ok=True, message=f"{target.name} is opted in and free")
+    ]
+
+    def finding(check: str, exc: FaultError) -> PreflightFinding:
+        return PreflightFinding(check=check, ok=False, reason=exc.reason, message=exc.message)
+
+    try:
+        resolver = traffic_entry(rt, plan, target)
+        endpoints = await asyncio.to_thread(resolver)
+        ready = len(endpoints.addresses)
+        ok = ready > 0 and not endpoints.read_failed
+        findings.append(
+            PreflightFinding(
+                check="traffic-entry",
+                ok=ok,
+                reason=None if ok else "NoTrafficEntry",
+                message=f"{ready} ready endpoints"
+                + (f" in {endpoints.cluster}" if endpoints.cluster else "")
+                + (f": {endpoints.error}" if endpoints.error else ""),
+            )
+        )
+    except FaultError as exc:
+        findings.append(finding("traffic-entry", exc))
+    if causes_failover(plan):
+        try:
+            check_standby_capacity(target, seen)
+            findings.append(
+                PreflightFinding(
+                    check="standby-capacity", ok=True, message="the standby can take the traffic"
+                )
+            )
+        except FaultError as exc:
+            findings.append(finding("standby-capacity", exc))
+    if plan.model_checks is not None:
+        try:
+            golden = await asyncio.to_thread(
+                load_golden_set, rt.hub, target.namespace, plan.model_checks
+            )
+            findings.append(
+                PreflightFinding(check="golden-set", ok=True, message=f"{len(golden)} examples")
+            )
+        except FaultError as exc:
+            findings.append(finding("golden-set", exc))
+    queries = [g.prometheus for g in plan.gates]
+    queries += [a.prometheus for a in plan.abort_conditions if a.prometheus is not None]
+    if queries:
+        default = await asyncio.to_thread(member_prometheus, rt, target)
+        missing = [q.query for q in queries if not (q.url or default)]
+        findings.append(
+            PreflightFinding(
+                check="prometheus",
+                ok=not missing,
+                reason="MetricsMissing" if missing else None,
+                message=(
+                    f"no Prometheus to ask for {len(missing)} queries"
+                    if missing
+                    else f"{len(queries)} queries on {default or 'their own prometheus.url'}"
+                ),
+            )
+        )
+    return findings
+
+
+async def refuse(
+    rt: Runtime,
+    state: RunState,
+    plan_name: str,
+    reason: str,
+    message: str,
+    plan: DrillPlanSpec | None = None,
+) -> None:
     """End a run that could not start, nothing touched: Error (the drill could not do what
     the plan asked), or Failed when preflight already shows the system would not hold."""
     status = state.status
@@ -245,6 +443,7 @@ async def refuse(rt: Runtime, state: RunState, plan_name: str, reason: str, mess
     status.started_at = status.started_at or now()
     status.finished_at = now()
     await state.write()
+    await keep_report(rt, state, plan_name, plan, None, [])
     await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
     log.warning("DrillRun %s/%s: %s: %s", state.ref.namespace, state.ref.name, reason, message)
 
@@ -273,6 +472,7 @@ async def rollback(rt: Runtime, state: RunState, plan_name: str, reason: str, me
         else ""
     )
     await state.write()
+    await keep_report(rt, state, plan_name, None, None, [])
     await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
 
 

@@ -249,6 +249,8 @@ DEFAULT_CLUSTER_RULES = sorted(
         ("modeldr.io", "drillruns/finalizers", ("update",), ()),
         # Golden sets of model checks, by name only: never list/watch (every ConfigMap).
         ("", "configmaps", ("get",), ()),
+        # Run reports (<run>-report, owned by the DrillRun): written when a run ends.
+        ("", "configmaps", ("create", "patch"), ()),
         ("", "events", ("create",), ()),
         # Server-side apply only: a PATCH, authorized as a create when the object is new.
         ("", "services", ("create", "patch"), ()),

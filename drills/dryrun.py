@@ -1,0 +1,97 @@
+"""A dry run's step plan: for each step, what it would touch, in which member cluster, and
+who would act, resolved with the fault drivers' read-only `plan()` and the target's status
+now, touching nothing (no journal entry, no inject, no switch). Blocking (member reads);
+the run calls it in a worker thread.
+
+`cluster: active` is resolved with the cluster active now: a step after a failover would
+aim at the cluster active then, which the step's message says.
+"""
+
+from __future__ import annotations
+
+from modeldr.drills.faults.base import Aim, FaultError
+from modeldr.drills.faults.registry import driver_for
+from modeldr.drills.spec import DrillPlanSpec, PlannedStep, Step
+from modeldr.drills.target import Target
+from modeldr.operator.constants import Role
+from modeldr.operator.members import MemberRegistry
+
+# Who performs a step's action: the operator's own switch (the ModelDeployment annotation).
+ACTION_PROVIDER = "operator"
+
+
+def resolve_role(target: Target, cluster: str, active: str | None) -> Role:
+    """The role a step's `fault.cluster` names (as the step runner resolves it)."""
+    if cluster == "active" and active is None:
+        raise FaultError(
+            "ActiveClusterUnknown",
+            f"fault.cluster active: {target.name} reports no status.activeCluster yet",
+        )
+    role = target.role_of(active if cluster == "active" else cluster)
+    if role is None:
+        raise FaultError(
+            "UnknownCluster",
+            f"fault.cluster {cluster!r} is neither active, primary, standby nor a member "
+            f"cluster of {target.name}",
+        )
+    return role
+
+
+def plan_step(
+    members: MemberRegistry,
+    plan: DrillPlanSpec,
+    target: Target,
+    step: Step,
+    seed: int,
+    active: str | None,
+) -> PlannedStep:
+    if step.action is not None:
+        role: Role = "standby" if step.action.type == "Failover" else "primary"
+        moves = step.action.type != "Wait"
+        return PlannedStep(
+            step=step.name,
+            kind="action",
+            type=step.action.type,
+            cluster=target.cluster(role) if moves else None,
+            role=role if moves else None,
+            provider=ACTION_PROVIDER if moves else None,
+            message=(
+                f"the operator would switch traffic to {target.cluster(role)} ({role})"
+                if moves
+                else "touches nothing; measures for the step's duration"
+            ),
+        )
+    fault = step.fault
+    assert fault is not None
+    planned = PlannedStep(step=step.name, kind="fault", type=fault.type)
+    try:
+        driver = driver_for(fault.type)
+        planned.provider = driver.provider
+        role = resolve_role(target, fault.cluster, active)
+        where = target.placement(role)
+        planned.cluster, planned.role = where.cluster, role
+        chosen_seed = fault.seed if fault.seed is not None else seed
+        aim = Aim(where, fault, chosen_seed, plan.blast_radius.max_pods_percent)
+        result = driver.plan(members, aim)
+    except FaultError as exc:
+        planned.reason, planned.message = exc.reason, exc.message[:4096]
+        return planned
+    except Exception as exc:  # a member unreachable, no member Secret
+        planned.reason, planned.message = "MemberUnavailable", f"{type(exc).__name__}: {exc}"[:4096]
+        return planned
+    planned.targets = list(result.targets)
+    planned.seed = result.seed if result.seed is not None else chosen_seed
+    note = ""
+    if fault.cluster == "active":
+        note = f" (cluster active resolved now: {where.cluster}; at the step's start it may differ)"
+    planned.message = (
+        f"{fault.type} would act on {', '.join(result.targets) or 'nothing'} in "
+        f"{where.cluster} ({role}) through {driver.provider}{note}"
+    )[:4096]
+    return planned
+
+
+def plan_steps(
+    members: MemberRegistry, plan: DrillPlanSpec, target: Target, seed: int, active: str | None
+) -> list[PlannedStep]:
+    return [plan_step(members, plan, target, step, seed, active) for step in plan.steps]
