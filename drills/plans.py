@@ -1,19 +1,26 @@
-"""DrillPlans: one DrillRun per spec generation (none while suspended; a `schedule` is
-accepted and said to be not run by this version, never silently ignored), history bounded
-by historyLimit, and the plan's status showing its last run and verdict. Blocking calls;
-the handlers run them in worker threads."""
+"""DrillPlans: one DrillRun per spec generation for a plan without a schedule, runs on time
+for a plan with one (`run_schedule`, one scheduler per scheduled plan, on the leader; the
+decisions are drills/schedule.py's), none while suspended; history bounded by historyLimit;
+the plan's status showing its last run and verdict, and the drill metrics of each run's end.
+Blocking calls run in worker threads; `run_schedule` is the scheduler's async loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
 
+from modeldr.drills import metrics
 from modeldr.drills.faults.base import FaultError
 from modeldr.drills.phase import Phase
 from modeldr.drills.runstate import RunRef
-from modeldr.drills.spec import DrillPlanSpec, DrillRunSpec, DrillRunStatus
+from modeldr.drills.schedule import Decision, Schedule, ScheduleError, decide, stamp
+from modeldr.drills.spec import DrillPlanSpec, DrillPlanStatus, DrillRunSpec, DrillRunStatus
 from modeldr.operator import kube
 from modeldr.operator.constants import (
     API_VERSION,
@@ -25,13 +32,14 @@ from modeldr.operator.constants import (
     GROUP,
     VERSION,
 )
+from modeldr.operator.events import post_event
 
 log = logging.getLogger(__name__)
 TIMEOUT = (2, 10)
-SCHEDULE_NOT_RUN = (
-    "spec.schedule is accepted but this version does not start runs on a schedule: no run "
-    "was started; create a DrillRun (spec.planRef.name) to run the plan now"
-)
+# The scheduler decides again at least this often (a changed spec also wakes it at once).
+MAX_SCHEDULER_SLEEP_S = 60.0
+# A hub that cannot be read is tried again this soon.
+SCHEDULER_RETRY_S = 5.0
 
 
 def run_name(plan: str, generation: int) -> str:
@@ -41,13 +49,25 @@ def run_name(plan: str, generation: int) -> str:
 
 
 def run_manifest(
-    plan: str, plan_uid: str, generation: int, spec_raw: dict[str, Any]
+    plan: str,
+    plan_uid: str,
+    generation: int,
+    spec_raw: dict[str, Any],
+    name: str | None = None,
+    scheduled_time: datetime | None = None,
 ) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "planRef": {"name": plan},
+        "plan": spec_raw,
+        "planGeneration": generation,
+    }
+    if scheduled_time is not None:
+        spec["scheduledTime"] = stamp(scheduled_time)
     return {
         "apiVersion": API_VERSION,
         "kind": DRILLRUN_KIND,
         "metadata": {
-            "name": run_name(plan, generation),
+            "name": name or run_name(plan, generation),
             "labels": {DRILL_PLAN_LABEL: plan},
             "ownerReferences": [
                 {
@@ -60,7 +80,7 @@ def run_manifest(
                 }
             ],
         },
-        "spec": {"planRef": {"name": plan}, "plan": spec_raw, "planGeneration": generation},
+        "spec": spec,
     }
 
 
@@ -73,13 +93,14 @@ def reconcile_plan(
     spec_raw: dict[str, Any],
     status_raw: Any,
 ) -> dict[str, Any]:
-    """Start the generation's run if it is due; returns the plan status fields to write."""
+    """Start the generation's run if it is due; returns the plan status fields to write. A
+    scheduled plan starts its runs on time instead (`run_schedule` writes its status)."""
     plan = DrillPlanSpec.parse(spec_raw)
     status: dict[str, Any] = {"observedGeneration": generation}
     if plan.schedule:
-        status["scheduleMessage"] = SCHEDULE_NOT_RUN
         return status
     status["scheduleMessage"] = None
+    status["nextScheduleTime"] = None
     observed = (status_raw or {}).get("observedGeneration")
     if plan.suspend or observed == generation:
         return status
@@ -136,22 +157,210 @@ def snapshot_into_run(hub: client.ApiClient, ref: RunRef, spec: DrillRunSpec) ->
 
 
 def record_last_run(hub: client.ApiClient, ref: RunRef, plan: str, status: DrillRunStatus) -> None:
-    """The plan's status.lastRun: this run and its phase (best-effort: the run's own status
-    is the record)."""
+    """The plan's status.lastRun (and lastScheduledRun for a run its schedule started): this
+    run and its phase; at a run's end, the drill metrics. Best-effort: the run's own status
+    is the record."""
     if not plan:
         return
+    api = client.CustomObjectsApi(hub)
+    scheduled = None
+    try:
+        run = kube.call(
+            api.get_namespaced_custom_object, GROUP, VERSION, ref.namespace, DRILLRUNS, ref.name,
+            _request_timeout=TIMEOUT, absent=None,
+        )  # fmt: skip
+        scheduled = parse_time(((run or {}).get("spec") or {}).get("scheduledTime"))
+    except Exception as exc:
+        log.warning("DrillRun %s/%s not read: %s", ref.namespace, ref.name, exc)
+    phase = str(status.phase)
+    metrics.run_phase(ref.namespace, plan, ref.name, phase)
+    if status.phase.is_final:
+        finished = status.finished_at or datetime.now(UTC)
+        metrics.run_ended(
+            ref.namespace, plan, "schedule" if scheduled else "manual", phase,
+            status.reason, finished.timestamp(), status.rto_seconds,
+        )  # fmt: skip
     last = {
         "name": ref.name,
-        "phase": str(status.phase),
+        "phase": phase,
         "reason": status.reason,
         "startedAt": status.started_at.isoformat() if status.started_at else None,
         "finishedAt": status.finished_at.isoformat() if status.finished_at else None,
+        "scheduledTime": stamp(scheduled) if scheduled else None,
+        "rtoSeconds": status.rto_seconds,
     }
-    api = client.CustomObjectsApi(hub)
+    fields = {"lastRun": last, **({"lastScheduledRun": last} if scheduled else {})}
     try:
         kube.call(
             api.patch_namespaced_custom_object_status, GROUP, VERSION, ref.namespace, DRILLPLANS,
-            plan, {"status": {"lastRun": last}}, _request_timeout=TIMEOUT, absent=kube.DONE,
+            plan, {"status": fields}, _request_timeout=TIMEOUT, absent=kube.DONE,
         )  # fmt: skip
     except Exception as exc:
         log.warning("DrillPlan %s/%s: lastRun not written: %s", ref.namespace, plan, exc)
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------- schedules
+
+
+def active_runs(hub: client.ApiClient, namespace: str, plan: str) -> list[str]:
+    """The plan's runs not ended yet (a run just created has no phase: Pending)."""
+    api = client.CustomObjectsApi(hub)
+    runs = api.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, DRILLRUNS, label_selector=f"{DRILL_PLAN_LABEL}={plan}",
+        _request_timeout=TIMEOUT,
+    )["items"]  # fmt: skip
+    return sorted(
+        r["metadata"]["name"]
+        for r in runs
+        if not Phase((r.get("status") or {}).get("phase") or "Pending").is_final
+    )
+
+
+def schedule_once(
+    hub: client.ApiClient, namespace: str, name: str, now: datetime
+) -> tuple[Decision | None, str | None]:
+    """One decision of a scheduled plan's scheduler at `now`, carried out: the run started,
+    the misses recorded (status, Event, metric), the plan's schedule status written.
+    Returns the decision (None: the plan is gone or no longer scheduled) and the message."""
+    api = client.CustomObjectsApi(hub)
+    obj = kube.call(
+        api.get_namespaced_custom_object, GROUP, VERSION, namespace, DRILLPLANS, name,
+        _request_timeout=TIMEOUT, absent=None,
+    )  # fmt: skip
+    if obj is None or not (obj.get("spec") or {}).get("schedule"):
+        return None, None
+    spec_raw = dict(obj["spec"])
+    plan = DrillPlanSpec.parse(spec_raw)
+    assert plan.schedule is not None
+    status = DrillPlanStatus.parse(obj.get("status"))
+    meta = obj["metadata"]
+    try:
+        schedule = Schedule.parse(plan.schedule, plan.time_zone)
+    except ScheduleError as exc:
+        invalid = f"{exc}: no run starts until it is fixed"
+        if status.schedule_message != invalid:
+            write_schedule_status(hub, namespace, name, {"scheduleMessage": invalid,
+                                                          "nextScheduleTime": None})  # fmt: skip
+            post_event(obj, "Warning", "ScheduleInvalid", invalid)
+        metrics.next_schedule(namespace, name, None)
+        return Decision(), invalid
+    after = (
+        status.scheduled_through
+        or status.last_schedule_time
+        or parse_time(meta.get("creationTimestamp"))
+        or now
+    )
+    decision = decide(
+        schedule, after=after, now=now,
+        starting_deadline_seconds=plan.starting_deadline_seconds,
+        active_runs=active_runs(hub, namespace, name) if not plan.suspend else [],
+        concurrency_policy=plan.concurrency_policy, suspended=plan.suspend,
+    )  # fmt: skip
+    fields: dict[str, Any] = {}
+    if decision.start is not None:
+        run = schedule.run_name(name, decision.start)
+        manifest = run_manifest(
+            name, meta["uid"], int(meta.get("generation") or 1), spec_raw, run, decision.start
+        )
+        created = kube.call(
+            api.create_namespaced_custom_object, GROUP, VERSION, namespace, DRILLRUNS, manifest,
+            _request_timeout=TIMEOUT, conflict=kube.DONE,
+        )  # fmt: skip
+        if created is not kube.DONE:
+            log.info("DrillPlan %s/%s: schedule started DrillRun %s", namespace, name, run)
+        fields["lastScheduleTime"] = stamp(decision.start)
+    for miss in decision.misses:
+        metrics.SCHEDULED_MISSED.labels(namespace, name, miss.reason).inc()
+    if decision.misses:
+        last = decision.misses[-1]
+        missed = len(decision.misses)
+        text = last.message + (" (and earlier due times not counted)" if decision.uncounted else "")
+        fields["missedSchedules"] = status.missed_schedules + missed
+        fields["lastMissedSchedule"] = {
+            "scheduledTime": stamp(last.scheduled), "reason": last.reason, "message": text,
+        }  # fmt: skip
+        post_event(obj, "Warning", "ScheduleMissed",
+                   f"{missed} due time(s) started no run: {last.reason}: {text}")  # fmt: skip
+    if decision.handled_through is not None:
+        fields["scheduledThrough"] = stamp(decision.handled_through)
+    nxt = decision.next_time
+    fields["nextScheduleTime"] = stamp(nxt) if nxt else None
+    message: str | None = None
+    if plan.suspend:
+        message = "suspended: no run starts until spec.suspend is false"
+    elif nxt is not None:
+        message = f"next run due at {stamp(nxt)} ({plan.schedule}, {plan.time_zone or 'UTC'})"
+    fields["scheduleMessage"] = message
+    write_schedule_status(hub, namespace, name, fields)
+    metrics.next_schedule(namespace, name, nxt.timestamp() if nxt else None)
+    return decision, message
+
+
+def write_schedule_status(
+    hub: client.ApiClient, namespace: str, name: str, fields: dict[str, Any]
+) -> None:
+    api = client.CustomObjectsApi(hub)
+    kube.call(
+        api.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, DRILLPLANS, name,
+        {"status": fields}, _request_timeout=TIMEOUT, absent=kube.DONE,
+    )  # fmt: skip
+
+
+def restore_verdict_metrics(namespace: str, name: str, status_raw: Any) -> None:
+    """After a restart, the last verdicts come back from the plan's status, so an alert on
+    a failed scheduled drill holds until the next run passes."""
+    status = DrillPlanStatus.parse(status_raw)
+    for trigger, last in (("manual", status.last_run), ("schedule", status.last_scheduled_run)):
+        if last is None or not last.phase.is_final or last.finished_at is None:
+            continue
+        if trigger == "manual" and last.scheduled_time is not None:
+            continue  # the scheduled one is restored as such
+        metrics.last_verdict(
+            namespace, name, trigger, str(last.phase), last.finished_at.timestamp(),
+            last.rto_seconds,
+        )  # fmt: skip
+
+
+async def run_schedule(
+    hub: client.ApiClient,
+    namespace: str,
+    name: str,
+    status_raw: Any,
+    wake: asyncio.Event,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """A scheduled plan's scheduler (the leader runs one per scheduled plan, as a kopf
+    daemon): decide, act, sleep until the next due time or until the plan changes. Returns
+    when the plan is gone or has no schedule any more; cancelled when kopf stops it."""
+    restore_verdict_metrics(namespace, name, status_raw)
+    try:
+        while True:
+            wake.clear()  # a change from here on wakes the next sleep
+            try:
+                decision, _ = await asyncio.to_thread(schedule_once, hub, namespace, name, clock())
+            except Exception as exc:  # the hub unreachable, a 5xx: try again soon
+                log.warning("DrillPlan %s/%s: scheduler: %s", namespace, name, exc)
+                decision = Decision(next_time=None)
+                delay = SCHEDULER_RETRY_S
+            else:
+                if decision is None:
+                    return
+                delay = MAX_SCHEDULER_SLEEP_S
+                if decision.next_time is not None:
+                    # Wake just after the due time, so the decision sees it due.
+                    until = (decision.next_time - clock()).total_seconds() + 0.05
+                    delay = min(max(until, 0.05), MAX_SCHEDULER_SLEEP_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+    finally:
+        metrics.next_schedule(namespace, name, None)

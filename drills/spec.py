@@ -69,8 +69,10 @@ FAULT_MODES: Final[tuple[str, ...]] = get_args(FaultMode)
 ExpectedCluster = Literal["primary", "standby", "unchanged"]
 EXPECTED_CLUSTERS: Final[tuple[str, ...]] = get_args(ExpectedCluster)
 
-# No "Allow": DRILLS.md allows one run per target at a time.
-ConcurrencyPolicy = Literal["Forbid", "Replace"]
+# A scheduled run due while one of the plan is in flight: Forbid skips it (recorded as a
+# missed schedule); Allow starts it, and the engine's one-run-per-target rule (DRILLS.md)
+# ends it Error, TargetBusy, which records a schedule too tight for its drill.
+ConcurrencyPolicy = Literal["Forbid", "Allow"]
 CONCURRENCY_POLICIES: Final[tuple[str, ...]] = get_args(ConcurrencyPolicy)
 
 # One gate measurement (DRILLS.md, Argo's model without its false successes).
@@ -105,6 +107,7 @@ MAX_MEASUREMENT_COUNT: Final = 1000
 MAX_LIMIT: Final = 1000
 MAX_WINDOW_SECONDS: Final = 600
 MAX_HISTORY_LIMIT: Final = 100
+MAX_STARTING_DEADLINE_SECONDS: Final = 7 * 24 * 3600
 MAX_FAULT_VALUE: Final = 10_000
 
 DEFAULT_RATE_PER_SECOND: Final = 10
@@ -141,8 +144,9 @@ MODELDEPLOYMENT_NAME: Final = r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$"
 PLAN_NAME: Final = r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"
 HTTP_URL: Final = r"^https?://[^\s/?#]+[^\s]*$"
 CONFIGMAP_KEY: Final = r"^[-._a-zA-Z0-9]+$"
-# Five cron fields, or one of the @ shorthands the CronJob controller accepts.
-CRON: Final = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+# Five cron fields, six with a leading seconds field, or one of the @ shorthands the CronJob
+# controller accepts (drills/schedule.py evaluates them).
+CRON: Final = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4,5}\S+)$"
 TIME_ZONE: Final = r"^[A-Za-z][A-Za-z0-9_+/-]*$"
 REASON: Final = r"^[A-Z][A-Za-z0-9]*$"
 
@@ -462,6 +466,11 @@ class DrillPlanSpec(_Spec):
     time_zone: str | None = Field(default=None, max_length=64, pattern=TIME_ZONE)
     suspend: bool = False
     concurrency_policy: ConcurrencyPolicy = DEFAULT_CONCURRENCY_POLICY
+    # A due time seen later than this (the operator was down or busy) is skipped and
+    # recorded as missed; unset: it is started however late (the latest one only).
+    starting_deadline_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_STARTING_DEADLINE_SECONDS
+    )
     history_limit: int = Field(default=DEFAULT_HISTORY_LIMIT, ge=1, le=MAX_HISTORY_LIMIT)
     # Every run of the plan is a dry run (see DrillRunSpec.dry_run).
     dry_run: bool = False
@@ -530,6 +539,9 @@ class DrillRunSpec(_Spec):
     # status.dryRun, touch nothing, and end Planned (or Error when the real run could not
     # start). A plan's spec.dryRun makes every run of it dry.
     dry_run: bool = False
+    # The due time (RFC 3339) of the plan's schedule this run was started for; absent for a
+    # run started by an apply or by hand.
+    scheduled_time: str | None = Field(default=None, max_length=64)
 
     @classmethod
     def parse(cls, spec: Any) -> DrillRunSpec:
@@ -791,16 +803,35 @@ class LastRun(_Status):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     plan_generation: int | None = None
+    # The schedule's due time it was started for (absent: an apply or a person started it).
+    scheduled_time: datetime | None = None
+    rto_seconds: float | None = None
+
+
+class MissedSchedule(_Status):
+    scheduled_time: datetime
+    reason: str = Field(max_length=64, pattern=REASON)
+    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
 
 
 class DrillPlanStatus(_Status):
     observed_generation: int | None = None
     last_run: LastRun | None = None
-    # What happens with spec.schedule (e.g. that schedules are accepted but not run yet):
-    # never silently ignored.
+    # The last run the schedule started (the scheduled-drill alerts read its verdict).
+    last_scheduled_run: LastRun | None = None
+    # What the operator does with spec.schedule (the next run, why none starts): never
+    # silently ignored.
     schedule_message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    # The due time of the last run the schedule started.
     last_schedule_time: datetime | None = None
+    # When the next one is due (absent while suspended).
     next_schedule_time: datetime | None = None
+    # Every due time up to this one is dealt with: started, missed, or passed while suspended.
+    scheduled_through: datetime | None = None
+    # Due times skipped (StartingDeadlineExceeded, ConcurrencyForbidden, Superseded), and
+    # the last of them.
+    missed_schedules: int = Field(default=0, ge=0)
+    last_missed_schedule: MissedSchedule | None = None
     conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
 
     @classmethod

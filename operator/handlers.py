@@ -9,6 +9,8 @@ and delegates.
 | daemon | one per ModelDeployment: reconcile, health, failover, traffic, status | daemon, tick |
 | delete | removes member and traffic objects (after stopping the daemon's writes) | deletion |
 | DrillPlan create/update/resume | one DrillRun per spec generation, plan status | drills.plans |
+| DrillPlan daemon | one per scheduled plan: runs start on time | drills.plans.run_schedule |
+| DrillPlan delete | drops the plan's metrics (no finalizer) | drills.metrics |
 | DrillRun daemon | runs the drill, or rolls back a run a dead leader left Running | drills.run |
 | DrillRun delete | undoes what a deleted run left | drills.run |
 
@@ -24,6 +26,7 @@ from typing import Any
 
 import kopf
 
+from modeldr.drills import metrics as drill_metrics
 from modeldr.drills import plans
 from modeldr.drills import run as drill_run
 from modeldr.drills.phase import Phase
@@ -130,6 +133,8 @@ DRILL_CANCELLATION_TIMEOUT_S = 300.0
 # The deletion handler waits this long for a running engine to finish undoing.
 DRILL_DELETE_WAIT_S = 240.0
 DRILL_DONE_KEY = "drill-done"
+# Per scheduled plan, an asyncio.Event its scheduler waits on: set when the spec changes.
+SCHEDULE_WAKES_KEY = "drill-schedule-wakes"
 # A deleted run whose faults cannot be undone is retried this often, this many times
 # (about 5 minutes), then let go with a Warning Event naming what is left.
 DRILL_DELETE_RETRY_S = 10
@@ -157,6 +162,41 @@ async def drillplan_changed(
         int(meta.get("generation") or 0), dict(spec), dict(status),
     )  # fmt: skip
     patch.status.update(fields)
+    schedule_wake(memo, namespace, name).set()
+
+
+def schedule_wake(memo: kopf.Memo, namespace: str, name: str) -> asyncio.Event:
+    wakes: dict[tuple[str, str], asyncio.Event] = memo.setdefault(SCHEDULE_WAKES_KEY, {})
+    return wakes.setdefault((namespace, name), asyncio.Event())
+
+
+def scheduled(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("schedule"))
+
+
+@kopf.daemon(GROUP, VERSION, DRILLPLANS, when=scheduled, cancellation_timeout=5.0)
+async def drillplan_scheduler(
+    name: str, namespace: str | None, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> None:
+    """Runs of a scheduled plan start on time (kopf stops it when the schedule goes)."""
+    assert namespace is not None
+    try:
+        await plans.run_schedule(
+            runtime_of(memo).hub,
+            namespace,
+            name,
+            dict(status),
+            schedule_wake(memo, namespace, name),
+        )
+    finally:
+        memo.get(SCHEDULE_WAKES_KEY, {}).pop((namespace, name), None)
+
+
+@kopf.on.delete(GROUP, VERSION, DRILLPLANS, optional=True)
+def drillplan_deleted(name: str, namespace: str | None, **_: Any) -> None:
+    """No finalizer (optional): the plan's runs go by garbage collection; its gauges here."""
+    assert namespace is not None
+    drill_metrics.forget_plan(namespace, name)
 
 
 def drillrun_finished(status: kopf.Status) -> bool:

@@ -618,9 +618,10 @@ def plan_spec_schema(description: str) -> Schema:
                 default={},
             ),
             "schedule": string(
-                "Cron expression (5 fields or @hourly, @daily, ...): runs start on time "
-                "instead of once per spec generation. status.scheduleMessage says what the "
-                "operator does with it.",
+                "Cron expression (5 fields, 6 with a leading seconds field, or @hourly, "
+                "@daily, ...): runs start on time, named <plan>-<minutes since the epoch> "
+                "(seconds for a 6-field schedule), instead of once per spec generation. "
+                "status.nextScheduleTime and status.scheduleMessage say what comes next.",
                 max_length=128,
                 pattern=S.CRON,
             ),
@@ -629,10 +630,18 @@ def plan_spec_schema(description: str) -> Schema:
             ),
             "suspend": boolean("true: no run starts (runs in flight go on).", default=False),
             "concurrencyPolicy": enum(
-                "A scheduled run while one is in flight: Forbid (skip it) or Replace (abort "
-                "the running one). Never two on one target.",
+                "A scheduled run due while a run of the plan is in flight: Forbid (skip it, "
+                "recorded in status.lastMissedSchedule) or Allow (start it: one run per "
+                "target still holds, so it ends Error, TargetBusy).",
                 S.CONCURRENCY_POLICIES,
                 default=S.DEFAULT_CONCURRENCY_POLICY,
+            ),
+            "startingDeadlineSeconds": integer(
+                "A due time seen more than this late (the operator was down) is skipped and "
+                "recorded as missed; unset: the latest one is started however late.",
+                minimum=1,
+                maximum=S.MAX_STARTING_DEADLINE_SECONDS,
+                int64=True,
             ),
             "historyLimit": integer(
                 "Finished DrillRuns of this plan kept; older ones are deleted.",
@@ -973,27 +982,57 @@ def plan_status_schema() -> Schema:
             "observedGeneration": integer(int64=True),
             "lastRun": obj(
                 "The most recent DrillRun of this plan.",
-                {
-                    "name": string(max_length=253),
-                    "phase": phase("The run's phase: its verdict once it ended."),
-                    "reason": reason(),
-                    "startedAt": timestamp(),
-                    "finishedAt": timestamp(),
-                    "planGeneration": integer("The plan generation the run executes.", int64=True),
-                },
+                last_run_properties(),
+                required=["name"],
+            ),
+            "lastScheduledRun": obj(
+                "The most recent DrillRun the schedule started.",
+                last_run_properties(),
                 required=["name"],
             ),
             "scheduleMessage": string(
-                "What the operator does with spec.schedule (e.g. that it is accepted and not "
-                "run yet): never silently ignored.",
+                "What the operator does with spec.schedule (the next due time, or why no run "
+                "starts): never silently ignored.",
                 max_length=S.MESSAGE_MAX_LENGTH,
             ),
-            "lastScheduleTime": timestamp(),
-            "nextScheduleTime": timestamp(),
+            "lastScheduleTime": timestamp("Due time of the last run the schedule started."),
+            "nextScheduleTime": timestamp("When the next run is due (absent while suspended)."),
+            "scheduledThrough": timestamp(
+                "Every due time up to this one was dealt with: started, missed, or passed "
+                "while suspended."
+            ),
+            "missedSchedules": integer(
+                "Due times skipped: StartingDeadlineExceeded, ConcurrencyForbidden, Superseded "
+                "(an earlier due time a later one replaced).",
+                minimum=0,
+                int64=True,
+            ),
+            "lastMissedSchedule": obj(
+                "The last due time skipped, and why.",
+                {
+                    "scheduledTime": timestamp(),
+                    "reason": reason(),
+                    "message": string(max_length=S.MESSAGE_MAX_LENGTH),
+                },
+                required=["scheduledTime", "reason"],
+            ),
             "conditions": conditions("metav1.Conditions."),
             "kopf": kopf(),
         },
     )
+
+
+def last_run_properties() -> dict[str, Schema]:
+    return {
+        "name": string(max_length=253),
+        "phase": phase("The run's phase: its verdict once it ended."),
+        "reason": reason(),
+        "startedAt": timestamp(),
+        "finishedAt": timestamp(),
+        "planGeneration": integer("The plan generation the run executes.", int64=True),
+        "scheduledTime": timestamp("The schedule's due time it was started for."),
+        "rtoSeconds": number("The run's worst step RTO.", minimum=0),
+    }
 
 
 # ------------------------------------------------------------------------------- CRDs
@@ -1154,6 +1193,11 @@ def run_crd() -> Schema:
                             "preflight finds (status.dryRun), touch nothing, and end Planned "
                             "(Error when the real run could not start).",
                             default=False,
+                        ),
+                        "scheduledTime": string(
+                            "The due time (RFC 3339) of the plan's schedule this run was "
+                            "started for; absent for a run started by an apply or by hand.",
+                            max_length=64,
                         ),
                     },
                     required=["planRef"],

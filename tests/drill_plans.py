@@ -189,9 +189,21 @@ BAD_PLANS: list[BadPlan] = [
     ),
     BadPlan(
         "unknown-concurrency-policy",
-        set_("spec.concurrencyPolicy", "Allow"),
+        set_("spec.concurrencyPolicy", "Replace"),
         ("spec.concurrencyPolicy",),
-        api=('Unsupported value: "Allow"',),
+        api=('Unsupported value: "Replace"',),
+    ),
+    BadPlan(
+        "starting-deadline-zero",
+        set_("spec.startingDeadlineSeconds", 0),
+        ("spec.startingDeadlineSeconds",),
+        api=("should be greater than or equal to 1",),
+    ),
+    BadPlan(
+        "schedule-seven-fields",
+        set_("spec.schedule", "0 0 0 * * * 2030"),
+        ("spec.schedule",),
+        api=("should match",),
     ),
     BadPlan("missing-target", delete("spec.target"), ("spec.target",), api=("Required value",)),
     BadPlan("missing-steps", delete("spec.steps"), ("spec.steps",), api=("Required value",)),

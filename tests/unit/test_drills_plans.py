@@ -178,7 +178,7 @@ def test_run_manifest_is_owned_labelled_and_snapshots_the_plan() -> None:
 def test_a_new_generation_without_a_schedule_starts_one_run(api: type[FakeCustomObjects]) -> None:
     status = reconcile(2, SPEC, {"observedGeneration": 1})
     assert creates(api) == ["nightly-2"]
-    assert status == {"observedGeneration": 2, "scheduleMessage": None}
+    assert status == {"observedGeneration": 2, "scheduleMessage": None, "nextScheduleTime": None}
     created = api.objects[(DRILLRUNS, "demo", "nightly-2")]
     assert created["spec"]["plan"] == SPEC and created["spec"]["planGeneration"] == 2
     # History is pruned with the plan's limit once the run exists.
@@ -199,18 +199,14 @@ def test_the_same_generation_starts_nothing(api: type[FakeCustomObjects]) -> Non
 def test_a_suspended_plan_starts_nothing(api: type[FakeCustomObjects]) -> None:
     status = reconcile(5, {**SPEC, "suspend": True}, {"observedGeneration": 4})
     assert api.calls == []
-    assert status == {"observedGeneration": 5, "scheduleMessage": None}
+    assert status == {"observedGeneration": 5, "scheduleMessage": None, "nextScheduleTime": None}
 
 
-def test_a_schedule_is_said_to_be_not_run_and_starts_nothing(
-    api: type[FakeCustomObjects],
-) -> None:
+def test_a_scheduled_plan_starts_no_run_on_apply(api: type[FakeCustomObjects]) -> None:
+    # Its schedule starts its runs (run_schedule), and writes its schedule status.
     status = reconcile(6, {**SPEC, "schedule": "0 3 * * *"}, {"observedGeneration": 5})
     assert api.calls == []
-    assert status["observedGeneration"] == 6
-    message = status["scheduleMessage"]
-    assert message == plans.SCHEDULE_NOT_RUN
-    assert "does not start runs on a schedule" in message and "no run was started" in message
+    assert status == {"observedGeneration": 6}
 
 
 def test_a_run_that_exists_already_is_fine(api: type[FakeCustomObjects]) -> None:
