@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from sandbox import clusters, daemons, kube, prometheus, runtime
+from sandbox import agent, clusters, daemons, kube, prometheus, runtime
 from sandbox.config import (
     CLUSTERS,
     FAILED_NODE_ANNOTATION,
@@ -94,6 +94,8 @@ class Sandbox:
         from sandbox import infra_webhook  # it imports this module
 
         webhook = infra_webhook.ensure_running()
+        # The node agents (network faults of drills): one process per member node.
+        agent.install_all()
         log.info(
             "sandbox up in %.1fs: kubeconfig %s, Prometheus %s, infrastructure webhook %s",
             time.monotonic() - t0,
@@ -120,6 +122,9 @@ class Sandbox:
             except Exception as exc:  # keep going: down must clean up as much as it can
                 log.warning("deleting cluster %s: %s", spec.name, exc)
         self._remove_firewall_rules()
+        # The agents removed their chains on SIGTERM; the table (and anything a SIGKILLed
+        # agent left) goes with the sandbox.
+        agent.remove_table()
         self._kill_leftovers()
         if self.paths.root.exists():
             for child in self.paths.root.iterdir():

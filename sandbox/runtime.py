@@ -1,5 +1,6 @@
 """The process runtime: runs pods annotated `sandbox.modeldr.io/run: process` as real
-local processes bound to their pod IPs (inside 127.0.0.0/8), the way a kubelet would.
+local processes bound to their pod IPs (inside 127.0.0.0/8), the way a kubelet would; a
+`hostNetwork` pod (the node agent's DaemonSet) gets its node's address instead.
 
 kwok is configured to disregard these pods, so this runtime alone owns their status:
 phase, pod IP, readiness from the container's readinessProbe, restarts per
@@ -174,6 +175,10 @@ class PodWorker:
         return str(self.pod["metadata"]["uid"])
 
     @property
+    def host_network(self) -> bool:
+        return bool(self.pod["spec"].get("hostNetwork"))
+
+    @property
     def container(self) -> dict[str, Any]:
         return dict(self.pod["spec"]["containers"][0])
 
@@ -210,14 +215,20 @@ class PodWorker:
             log.exception("%s/%s: worker failed: %s", self.namespace, self.name, exc)
         finally:
             self._signal(signal.SIGKILL)
-            if self.pod_ip and not self.killed.is_set():
+            if self.pod_ip and not self.host_network and not self.killed.is_set():
                 self.allocator.release(self.pod_ip)
             self.gone.set()
 
     def _lifecycle(self) -> None:
         status = self.pod.get("status") or {}
         self.pod_ip = status.get("podIP") or ""
-        if self.pod_ip:
+        if self.host_network:
+            # hostNetwork (a node agent's DaemonSet): the pod shares its node's address and
+            # network namespace; no pod IP is allocated.
+            self.pod_ip = self.cluster.node_ip
+            if status.get("podIP"):
+                self.restart_count = self._previous_restarts(status) + 1
+        elif self.pod_ip:
             self.allocator.reserve(self.pod_ip)
             # A pod that ran before (runtime restart, cluster restore): its container restarts.
             self.restart_count = self._previous_restarts(status) + 1
@@ -612,7 +623,7 @@ class ClusterRuntime:
                 worker.deleting.set()
                 worker.kill_now()
                 self.workers.pop(uid)
-                if worker.pod_ip:
+                if worker.pod_ip and not worker.host_network:
                     self.allocator.release(worker.pod_ip)
             elif worker.gone.is_set() and not worker.killed.is_set():
                 self.workers.pop(uid)
