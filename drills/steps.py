@@ -8,11 +8,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from modeldr.drills import events
-from modeldr.drills.faults.base import Aim, FaultError
+from modeldr.drills.faults.base import Aim, FaultError, Observation, Observing
 from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER, expiry
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.journal import new_record
-from modeldr.drills.phase import Phase
+from modeldr.drills.phase import Phase, worst
 from modeldr.drills.probe_stats import (
     ExpectedCluster,
     Roles,
@@ -55,12 +55,15 @@ class StepRunner:
         await d.state.write()
         events.run_event(d, "Normal", "StepStarted", f"step {step.name} started")
         record: FaultRecord | None = None
+        observed: Observation | None = None
         try:
             if step.fault is not None:
                 record = await self._inject(step, active_at_start)
             elif step.action is not None:
                 await self._act(step.action)
             held = await d.interrupt.hold(step.duration_seconds)
+            if held and record is not None:
+                observed = await self._observe(record)
         except FaultError as exc:
             if d.interrupt.is_set:  # stopped (abort, by hand, deletion) before the fault
                 return await self._end(
@@ -75,6 +78,8 @@ class StepRunner:
         if self.checker is not None:
             d.parts.append(await self.checker.after(step.name))
         assessment = self._assess(step, status, start, active_at_start)
+        if observed is not None:
+            assessment = joined(assessment, observed)
         status.active_cluster = await self._active_cluster()
         d.state.status.active_cluster = status.active_cluster
         return await self._end(status, assessment.phase, assessment.reason, assessment.message)
@@ -140,6 +145,18 @@ class StepRunner:
                          f"{fault.type} in {where.cluster}: {targets} ({record.id})")  # fmt: skip
         return record
 
+    async def _observe(self, record: FaultRecord) -> Observation | None:
+        """The fault's own expected answer (ModelCorruption: the replica refused), read
+        before undo takes the evidence away; a read that fails is no evidence."""
+        driver = driver_for(record.type)
+        if not isinstance(driver, Observing):
+            return None
+        try:
+            return await asyncio.to_thread(driver.observe, self.drill.runtime.members, record)
+        except Exception as exc:
+            what = f"{record.type} {record.id}: could not read its targets: {exc}"
+            return Observation(Phase.INCONCLUSIVE, "ObservationFailed", what[:1024])
+
     async def _undo(self, record: FaultRecord) -> None:
         d = self.drill
         if await d.journal.undo(record):
@@ -194,3 +211,11 @@ class StepRunner:
     def skip_rest(self, first: int, why: str) -> None:
         for status in self.drill.state.status.steps[first:]:
             status.message = why
+
+
+def joined(assessment: StepAssessment, observed: Observation) -> StepAssessment:
+    """The step's assessment with its fault's observation: the worse phase (and its reason)
+    wins, both messages stay."""
+    phase = worst([assessment.phase, observed.phase])
+    reason = assessment.reason if phase is assessment.phase else observed.reason
+    return StepAssessment(phase, reason, f"{assessment.message}; {observed.message}")

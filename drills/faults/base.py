@@ -6,10 +6,11 @@ leader can undo what a dead one injected.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kubernetes import client
 
+from modeldr.drills.phase import Phase
 from modeldr.drills.select import Candidate
 from modeldr.drills.spec import Fault, FaultRecord
 from modeldr.operator.constants import Role
@@ -65,6 +66,24 @@ class Aim:
     fault: Fault
     seed: int
     max_pods_percent: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a fault saw of the system's answer to it by the step's end (e.g. a corrupted
+    replica refused to serve); it joins the step's own assessment, the worse phase wins."""
+
+    phase: Phase
+    reason: str
+    message: str
+
+
+@runtime_checkable
+class Observing(Protocol):
+    """A driver whose fault has an expected answer of its own to check before undo."""
+
+    def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
+        """Read (never change) what the fault's targets show now."""
 
 
 class FaultDriver(Protocol):

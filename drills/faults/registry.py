@@ -5,6 +5,7 @@ with nothing injected, never a silent pass."""
 from __future__ import annotations
 
 from modeldr.drills.faults.base import FaultDriver, FaultError
+from modeldr.drills.faults.corruption import ModelCorruption
 from modeldr.drills.faults.infrastructure import ClusterOutage, NodeFailure
 from modeldr.drills.faults.nodes import GPULoss, NodeDrain
 from modeldr.drills.faults.pods import PodKill
@@ -15,13 +16,13 @@ DRIVERS: dict[str, FaultDriver] = {
     "GPULoss": GPULoss(),
     "NodeFailure": NodeFailure(),
     "ClusterOutage": ClusterOutage(),
+    "ModelCorruption": ModelCorruption(),
 }
 
 UNSUPPORTED = {
     "NetworkPartition": "needs the modeldr node agent, which this version does not ship",
     "PacketLoss": "needs the modeldr node agent, which this version does not ship",
     "Latency": "needs the modeldr node agent (tc netem), which this version does not ship",
-    "ModelCorruption": "is not made by this version",
 }
 
 

@@ -91,7 +91,7 @@ def test_who_makes_each_fault() -> None:
     providers = {name: driver.provider for name, driver in registry.DRIVERS.items()}
     assert providers == {
         "PodKill": "member-api", "NodeDrain": "member-api", "GPULoss": "member-api",
-        "NodeFailure": "webhook", "ClusterOutage": "webhook",
+        "NodeFailure": "webhook", "ClusterOutage": "webhook", "ModelCorruption": "member-api",
     }  # fmt: skip
 
 

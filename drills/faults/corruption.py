@@ -1,0 +1,234 @@
+"""ModelCorruption: one extra replica of the model, made from its Deployment's pod template in
+the member, that serves a corrupted copy of the artifact. The server must refuse it: never
+turn Ready, and say which file is bad. Traffic must not notice (the step's own expectations
+measure that).
+
+The replica is a bare Pod with its own labels: not the Service's selector (no traffic ever
+reaches it), not the Deployment's (its ReplicaSet does not adopt it, the replica counts stay
+the ModelDeployment's) and not the PodDisruptionBudget's. Its container runs the image's own
+`modeldr.drills.faults.tamper` wrapper, which copies the model directory into the pod's
+scratch `/tmp`, flips one byte of the weights and starts the unchanged server command on the
+copy; `restartPolicy: Never` and `terminationMessagePolicy: FallbackToLogsOnError` leave the
+server's refusal in the pod's status, where the drill reads it. Undo deletes the pod (the
+copy goes with its emptyDir; the wrapper also removes it when the server exits).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import secrets
+import time
+from typing import Any
+
+from kubernetes import client
+
+from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Observation, Plan, member_api
+from modeldr.drills.phase import Phase
+from modeldr.drills.spec import FaultRecord
+from modeldr.operator import kube
+from modeldr.operator.constants import GROUP, MANAGED_BY, NAME_LABEL, NAMESPACE_LABEL
+from modeldr.operator.members import MemberRegistry
+
+# Labels of the corrupted replica: which fault made it, and whose model it copies.
+FAULT_LABEL = f"{GROUP}/drill-fault"
+CORRUPTED_OF_LABEL = f"{GROUP}/corrupted-replica-of"
+TAMPER_MODULE = "modeldr.drills.faults.tamper"
+MODEL_DIR_ENV = "MODELDR_SERVE_MODEL_DIR"
+SCRATCH = "/tmp"  # the pod template's emptyDir
+# Undo waits this long for the replica to be gone (its server, if it ever started, drains).
+DELETE_GRACE_S = 5
+GONE_TIMEOUT_S = 30.0
+# The server's words for an artifact file it refuses (serving.manifest's ArtifactError).
+REFUSAL = re.compile(
+    r"(?:mismatch for|missing artifact file|not covered by \S+:?)\s*(\S+?)[:,]?(?:\s|$)"
+)
+
+
+def scratch_dir(pod: str) -> str:
+    return f"{SCRATCH}/modeldr-corrupted-{pod}"
+
+
+def corrupted_pod(
+    deployment: dict[str, Any], pod: str, fault_id: str, model: str
+) -> dict[str, Any]:
+    """The Deployment's pod template as one bare Pod serving a corrupted copy (pure)."""
+    template = copy.deepcopy(deployment["spec"]["template"])
+    metadata = template.get("metadata") or {}
+    labels = {
+        k: v
+        for k, v in (metadata.get("labels") or {}).items()
+        if k not in (NAME_LABEL, NAMESPACE_LABEL, MANAGED_BY)
+    }
+    labels |= {FAULT_LABEL: fault_id, CORRUPTED_OF_LABEL: model}
+    # No scraping: it never serves, so its metrics would be a target that is always down.
+    annotations = {
+        k: v
+        for k, v in (metadata.get("annotations") or {}).items()
+        if not k.startswith("prometheus.io/")
+    }
+    spec = template["spec"]
+    container = spec["containers"][0]
+    env = list(container.get("env") or [])
+    model_dir = next((e.get("value") for e in env if e.get("name") == MODEL_DIR_ENV), None)
+    if not model_dir:
+        raise FaultError(
+            "FaultUnsupported",
+            f"the pod template of {model} sets no {MODEL_DIR_ENV}: no artifact to corrupt",
+        )
+    server = list(container.get("command") or []) + list(container.get("args") or [])
+    container["command"] = [
+        "python3", "-m", TAMPER_MODULE,
+        "--source", model_dir, "--copy", scratch_dir(pod), "--", *server,
+    ]  # fmt: skip
+    container.pop("args", None)
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    # It must never be mistaken for a live replica: no liveness restarts hide its refusal.
+    container.pop("livenessProbe", None)
+    spec["restartPolicy"] = "Never"
+    spec["terminationGracePeriodSeconds"] = DELETE_GRACE_S
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod,
+            "namespace": deployment["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        for key in ("state", "lastState"):
+            terminated = (status.get(key) or {}).get("terminated")
+            if terminated:
+                return dict(terminated)
+    return None
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if any(c.get("ready") for c in status.get("containerStatuses") or []):
+        return True
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def assess_replica(pod: dict[str, Any] | None, name: str) -> Observation:
+    """What the corrupted replica showed by the step's end (pure): Ready is a failure (the
+    server accepted a tampered artifact); a refusal naming a file in the corrupted copy is
+    what must happen; anything else is no evidence either way."""
+    if pod is None:
+        return Observation(
+            Phase.INCONCLUSIVE, "CorruptedReplicaGone",
+            f"corrupted replica {name} was gone before the step ended (deleted by someone "
+            "else): no evidence of what the server does with a tampered artifact",
+        )  # fmt: skip
+    if _ready(pod):
+        return Observation(
+            Phase.FAILED, "CorruptedReplicaReady",
+            f"corrupted replica {name} turned Ready: the server accepted a tampered artifact "
+            f"(copy in {scratch_dir(name)})",
+        )  # fmt: skip
+    terminated = _terminated(pod)
+    if terminated is None or int(terminated.get("exitCode") or 0) == 0:
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
+        waiting = [
+            (s.get("state") or {}).get("waiting", {}).get("reason")
+            for s in (pod.get("status") or {}).get("containerStatuses") or []
+        ]
+        why = ", ".join(w for w in waiting if w) or phase
+        return Observation(
+            Phase.INCONCLUSIVE, "CorruptionNotObserved",
+            f"corrupted replica {name} neither refused nor turned Ready within the step "
+            f"({why}): make the step longer, or check that it can be scheduled",
+        )  # fmt: skip
+    message = str(terminated.get("message") or "")
+    code = terminated.get("exitCode")
+    match = REFUSAL.search(message)
+    if match and match.group(1).startswith(scratch_dir(name) + "/"):
+        bad = match.group(1).removeprefix(scratch_dir(name) + "/")
+        return Observation(
+            Phase.PASSED, "",
+            f"corrupted replica {name} refused to serve (exit {code}, never Ready), naming "
+            f"the bad file {bad}",
+        )  # fmt: skip
+    if not message:
+        return Observation(
+            Phase.INCONCLUSIVE, "CorruptionNotObserved",
+            f"corrupted replica {name} exited {code} without a termination message: "
+            "cannot tell whether it refused the artifact",
+        )  # fmt: skip
+    last = message.strip().splitlines()[-1][:300]
+    return Observation(
+        Phase.FAILED, "CorruptionNotNamed",
+        f"corrupted replica {name} exited {code} without naming a corrupted file: {last}",
+    )  # fmt: skip
+
+
+class ModelCorruption:
+    provider = "member-api"
+
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+        where = aim.where
+        apps = client.AppsV1Api(member_api(members, where.cluster))
+        found = kube.call(
+            apps.read_namespaced_deployment, where.name, where.namespace,
+            _request_timeout=TIMEOUT, absent=None,
+        )  # fmt: skip
+        if found is None:
+            raise FaultError(
+                "NoTargets",
+                f"no Deployment {where.namespace}/{where.name} in {where.cluster} to copy",
+            )
+        # A name of its own (not drawn from the seed: a rerun must not meet a leftover).
+        pod = f"{where.name}-corrupted-{secrets.token_hex(3)}"[:253]
+        return Plan((pod,), {"namespace": where.namespace, "model": where.name}, aim.seed)
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        api = member_api(members, record.cluster)
+        namespace, model = record.parameters["namespace"], record.parameters["model"]
+        deployment = client.AppsV1Api(api).read_namespaced_deployment(
+            model, namespace, _request_timeout=TIMEOUT
+        )
+        body = corrupted_pod(
+            api.sanitize_for_serialization(deployment), record.targets[0], record.id, model
+        )
+        # Made already by an earlier attempt of this record: fine.
+        kube.call(
+            client.CoreV1Api(api).create_namespaced_pod, namespace, body,
+            _request_timeout=TIMEOUT, conflict=kube.DONE,
+        )  # fmt: skip
+
+    def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        pod = kube.call(
+            core.read_namespaced_pod, record.targets[0], record.parameters["namespace"],
+            _request_timeout=TIMEOUT, absent=None,
+        )  # fmt: skip
+        raw = None if pod is None else core.api_client.sanitize_for_serialization(pod)
+        return assess_replica(raw, record.targets[0])
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        name, namespace = record.targets[0], record.parameters["namespace"]
+        kube.call(
+            core.delete_namespaced_pod, name, namespace,
+            grace_period_seconds=DELETE_GRACE_S, _request_timeout=TIMEOUT, absent=kube.DONE,
+        )  # fmt: skip
+        # Undone means gone: the journal retries an undo that raises.
+        deadline = time.monotonic() + GONE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            found = kube.call(
+                core.read_namespaced_pod, name, namespace,
+                _request_timeout=TIMEOUT, absent=None,
+            )  # fmt: skip
+            if found is None:
+                return
+            time.sleep(0.5)
+        raise FaultError("UndoFailed", f"corrupted replica {name} still exists after deletion")
