@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from modeldr.operator.constants import (
     DRILL_PLAN_LABEL,
@@ -35,7 +37,7 @@ from modeldr.operator.constants import (
 )
 from sandbox import kube, prometheus
 from sandbox.api import FAILED_NODE_LEASE_HOLDER, Sandbox
-from sandbox.config import sandbox_paths
+from sandbox.config import OPERATOR_METRICS_PORT, sandbox_paths
 from sandbox.operator_up import operator_up
 from tests.integration.modeldeployments import (
     NAME,
@@ -581,3 +583,115 @@ def test_the_example_plan_passes_on_a_healthy_setup(operator: None, sandbox: San
     outage = next(step for step in s["steps"] if step["name"] == "primary-outage")
     assert outage["activeCluster"] == "standby" and outage["rtoSeconds"] <= 10
     assert all(f["state"] == "Undone" for f in s["faults"]) and kube.apiserver_ready("primary")
+
+
+def operator_metric(name: str, **labels: str) -> float:
+    """The sum of a series of the operator's own /metrics (what Prometheus scrapes)."""
+    url = f"http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def plan_runs(ns: str, plan_name: str) -> dict[str, dict[str, Any]]:
+    items = custom().list_namespaced_custom_object(
+        GROUP, VERSION, ns, DRILLRUNS, label_selector=f"{DRILL_PLAN_LABEL}={plan_name}"
+    )["items"]
+    return {r["metadata"]["name"]: r for r in items}
+
+
+def test_a_scheduled_plan_starts_runs_on_time_respects_forbid_and_trims_history(
+    drill_ns: str,
+) -> None:
+    """Every 10 s (a seconds field), a drill of about 12 s: the first due time starts a run
+    within a couple of seconds; the next one falls inside it and is skipped (Forbid) and
+    recorded; a later one starts the second run; when it ends, historyLimit 1 removes the
+    first. Never two runs of the plan at once."""
+    name = "every-10s"
+    body = plan(
+        name,
+        [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 8,
+          "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}}],
+        schedule="*/10 * * * * *", historyLimit=1, startingDeadlineSeconds=5,
+    )  # fmt: skip
+    custom().create_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLPLANS, body)
+    seen: dict[str, dict[str, Any]] = {}
+    overlaps: list[list[str]] = []  # kube.wait_for retries on exceptions: collect, then assert
+
+    def in_flight(runs: dict[str, dict[str, Any]]) -> list[str]:
+        return [n for n, r in runs.items() if (r.get("status") or {}).get("phase") not in FINAL]
+
+    def watch() -> dict[str, dict[str, Any]]:
+        runs = plan_runs(drill_ns, name)
+        if len(in_flight(runs)) > 1:
+            overlaps.append(in_flight(runs))
+        seen.update(runs)
+        return runs
+
+    try:
+        first = kube.wait_for(lambda: sorted(watch()) or None, timeout=20, what="a first run")[0]
+        run1 = seen[first]
+        due = datetime.fromisoformat(run1["spec"]["scheduledTime"].replace("Z", "+00:00"))
+        created = datetime.fromisoformat(
+            run1["metadata"]["creationTimestamp"].replace("Z", "+00:00")
+        )
+        assert due.second % 10 == 0 and first == f"{name}-{int(due.timestamp())}"
+        assert 0 <= (created - due).total_seconds() <= 3, (due, created)  # on time
+
+        def missed() -> dict[str, Any] | None:
+            watch()
+            s = custom().get_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLPLANS, name)
+            return (s.get("status") or {}).get("lastMissedSchedule")
+
+        miss = kube.wait_for(missed, timeout=20, what="a due time skipped by Forbid")
+        assert miss["reason"] == "ConcurrencyForbidden" and first in miss["message"], miss
+        assert (
+            operator_metric(
+                "modeldr_drill_scheduled_missed_total", plan=name, reason="ConcurrencyForbidden"
+            )
+            >= 1
+        )
+        s1 = finished(drill_ns, first, timeout=60)
+        assert s1["phase"] == "Passed", explain(s1)
+        second = kube.wait_for(
+            lambda: [n for n in sorted(watch()) if n != first] or None, timeout=30,
+            what="a second scheduled run",
+        )[0]  # fmt: skip
+        assert seen[second]["metadata"]["creationTimestamp"] >= s1["finishedAt"][:19]
+        s2 = finished(drill_ns, second, timeout=60)
+        assert s2["phase"] == "Passed", explain(s2)
+        # History: the first run went when the second ended (historyLimit 1).
+        kube.wait_for(lambda: first not in watch(), timeout=15, what="the first run pruned")
+        assert second in plan_runs(drill_ns, name)
+        assert (
+            operator_metric(
+                "modeldr_drill_runs_total", plan=name, trigger="schedule", verdict="Passed"
+            )
+            >= 2
+        )
+        plan_status = custom().get_namespaced_custom_object(
+            GROUP, VERSION, drill_ns, DRILLPLANS, name
+        )["status"]
+        assert plan_status["lastScheduledRun"]["phase"] == "Passed"
+        assert plan_status["nextScheduleTime"] > plan_status["lastScheduleTime"]
+        # Suspended: the schedule says so and starts nothing more.
+        custom().patch_namespaced_custom_object(
+            GROUP, VERSION, drill_ns, DRILLPLANS, name, {"spec": {"suspend": True}}
+        )
+
+        def suspended() -> bool:
+            st = custom().get_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLPLANS, name)
+            return str((st.get("status") or {}).get("scheduleMessage", "")).startswith("suspended")
+
+        kube.wait_for(suspended, timeout=10, what="the schedule suspended")
+        for run_name in in_flight(watch()):
+            finished(drill_ns, run_name, timeout=60)
+        assert not overlaps, f"two runs of the plan at once: {overlaps}"
+    finally:
+        with contextlib.suppress(client.ApiException):
+            custom().delete_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLPLANS, name)
