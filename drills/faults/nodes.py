@@ -9,7 +9,16 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Plan, member_api, model_pods
+from modeldr.drills.faults.base import (
+    TIMEOUT,
+    Aim,
+    FaultError,
+    Observation,
+    Plan,
+    member_api,
+    model_pods,
+)
+from modeldr.drills.phase import Phase
 from modeldr.drills.select import SelectionError, select_node
 from modeldr.drills.spec import FaultRecord
 from modeldr.operator import kube
@@ -19,6 +28,8 @@ from modeldr.operator.members import MemberRegistry
 # The taint GPULoss adds; its value marks it as the drill's (undo removes only this one).
 GPU_LOSS_TAINT_VALUE = f"{GROUP}-drill"
 GPU_LOSS_EFFECT = "NoExecute"
+# The record's parameter naming the pods whose eviction the PodDisruptionBudget refused.
+REFUSED_PARAMETER = "refusedByPodDisruptionBudget"
 
 
 def plan_node(members: MemberRegistry, aim: Aim) -> Plan:
@@ -36,9 +47,10 @@ def plan_node(members: MemberRegistry, aim: Aim) -> Plan:
     return Plan(chosen.pods, parameters, aim.seed)
 
 
-def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -> None:
-    """Evict one pod; gone already is fine. A PDB that refuses (429) is retried by the
-    Deployment's own progress: the drill reports what clients saw either way."""
+def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -> bool:
+    """Evict one pod; gone already is fine. False when the PodDisruptionBudget refused
+    (429: evicting it now would leave fewer pods available than the budget allows): the
+    refusal is respected, the pod stays on the cordoned node, and the step says so."""
     body: dict[str, Any] = {
         "apiVersion": "policy/v1",
         "kind": "Eviction",
@@ -54,14 +66,40 @@ def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -
     except client.ApiException as exc:
         if exc.status != 429:  # the PodDisruptionBudget says not now: respected
             raise
+        return False
+    return True
 
 
 def evict_all(members: MemberRegistry, record: FaultRecord) -> None:
+    """Evict the record's pods in order; those the budget refused are named in the record's
+    parameters (REFUSED_PARAMETER), written with its applied state."""
     core = client.CoreV1Api(member_api(members, record.cluster))
-    for pod in record.targets:
-        evict(
+    refused = [
+        pod
+        for pod in record.targets
+        if not evict(
             core, record.parameters["namespace"], pod, record.parameters.get("gracePeriodSeconds")
         )
+    ]
+    if refused:
+        record.parameters[REFUSED_PARAMETER] = ",".join(refused)
+    else:
+        record.parameters.pop(REFUSED_PARAMETER, None)
+
+
+def eviction_summary(record: FaultRecord) -> Observation:
+    """What the evictions did, for the step's message (the budget's refusals are the
+    system holding, not a failure)."""
+    raw = record.parameters.get(REFUSED_PARAMETER, "")
+    refused = [p for p in raw.split(",") if p]
+    node, total = record.parameters.get("node", "?"), len(record.targets)
+    message = f"{record.type} of {node}: {total - len(refused)} of {total} pods evicted"
+    if refused:
+        message += (
+            f"; the PodDisruptionBudget refused {len(refused)} ({', '.join(refused)}) while "
+            "evicting it would have left too few available, so it stayed on the node"
+        )
+    return Observation(Phase.PASSED, "", message)
 
 
 class NodeDrain:
@@ -86,6 +124,9 @@ class NodeDrain:
             record.parameters["node"], {"spec": {"unschedulable": True}}, _request_timeout=TIMEOUT
         )
         evict_all(members, record)
+
+    def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
+        return eviction_summary(record)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
@@ -148,6 +189,9 @@ class GPULoss:
         # The taint manager evicts pods without a NoExecute toleration; evicting the model's
         # pods ourselves makes the fault's start a known instant.
         evict_all(members, record)
+
+    def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
+        return eviction_summary(record)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))

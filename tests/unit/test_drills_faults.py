@@ -28,7 +28,13 @@ from modeldr.drills.faults.infrastructure import (
     expiry,
     provider_for,
 )
-from modeldr.drills.faults.nodes import GPU_LOSS_EFFECT, GPU_LOSS_TAINT_VALUE, GPULoss, NodeDrain
+from modeldr.drills.faults.nodes import (
+    GPU_LOSS_EFFECT,
+    GPU_LOSS_TAINT_VALUE,
+    REFUSED_PARAMETER,
+    GPULoss,
+    NodeDrain,
+)
 from modeldr.drills.faults.pods import PodKill
 from modeldr.drills.infra import InfrastructureError
 from modeldr.drills.journal import Journal, new_record
@@ -316,8 +322,18 @@ def test_gpu_loss_passes_the_grace_period_to_evictions(core: FakeCore) -> None:
 def test_an_eviction_refused_by_a_pdb_or_of_a_pod_gone_is_fine(core: FakeCore, status: int) -> None:
     core.add("n1")
     core.eviction_status["p1"] = status
-    GPULoss().inject(MEMBERS, gpu_record())
+    record = gpu_record()
+    GPULoss().inject(MEMBERS, record)
     assert [pod for pod, _, _ in core.evictions] == ["p1", "p2"]
+    # What the budget refused is recorded and said in the step's message.
+    summary = GPULoss().observe(MEMBERS, record)
+    assert summary.phase is Phase.PASSED
+    if status == 429:
+        assert record.parameters[REFUSED_PARAMETER] == "p1"
+        assert "1 of 2 pods evicted; the PodDisruptionBudget refused 1 (p1)" in summary.message
+    else:
+        assert REFUSED_PARAMETER not in record.parameters
+        assert summary.message.endswith("2 of 2 pods evicted")
 
 
 def test_another_eviction_error_fails_the_inject(core: FakeCore) -> None:
