@@ -109,6 +109,10 @@ MAX_WINDOW_SECONDS: Final = 600
 MAX_HISTORY_LIMIT: Final = 100
 MAX_STARTING_DEADLINE_SECONDS: Final = 7 * 24 * 3600
 MAX_FAULT_VALUE: Final = 10_000
+# Every fault order (agent orders, infrastructure injects) expires this long after its last
+# renewal; the operator renews every third of it while the step runs (docs/agent.md).
+MIN_FAULT_EXPIRY_SECONDS: Final = 3
+MAX_FAULT_EXPIRY_SECONDS: Final = 30
 
 DEFAULT_RATE_PER_SECOND: Final = 10
 DEFAULT_TIMEOUT_MILLISECONDS: Final = 2000
@@ -123,6 +127,7 @@ DEFAULT_GOLDEN_SET_KEY: Final = "golden.jsonl"
 DEFAULT_MIN_AGREEMENT: Final = 1.0
 DEFAULT_MAX_PODS_PERCENT: Final = 50
 DEFAULT_HISTORY_LIMIT: Final = 10
+DEFAULT_FAULT_EXPIRY_SECONDS: Final = 15
 DEFAULT_CONCURRENCY_POLICY: Final = "Forbid"
 
 # Status lists the engine keeps bounded (oldest dropped first where it says so).
@@ -472,6 +477,11 @@ class DrillPlanSpec(_Spec):
         default=None, ge=1, le=MAX_STARTING_DEADLINE_SECONDS
     )
     history_limit: int = Field(default=DEFAULT_HISTORY_LIMIT, ge=1, le=MAX_HISTORY_LIMIT)
+    fault_expiry_seconds: int = Field(
+        default=DEFAULT_FAULT_EXPIRY_SECONDS,
+        ge=MIN_FAULT_EXPIRY_SECONDS,
+        le=MAX_FAULT_EXPIRY_SECONDS,
+    )
     # Every run of the plan is a dry run (see DrillRunSpec.dry_run).
     dry_run: bool = False
 

@@ -649,6 +649,15 @@ def plan_spec_schema(description: str) -> Schema:
                 maximum=S.MAX_HISTORY_LIMIT,
                 default=S.DEFAULT_HISTORY_LIMIT,
             ),
+            "faultExpirySeconds": integer(
+                "Every fault order of a run (node agent orders, infrastructure injects) "
+                "expires this long after its last renewal: the agent or provider undoes it "
+                "by itself. The operator renews every third of it while the step runs, so a "
+                "dead or partitioned operator leaves no fault for longer than this.",
+                minimum=S.MIN_FAULT_EXPIRY_SECONDS,
+                maximum=S.MAX_FAULT_EXPIRY_SECONDS,
+                default=S.DEFAULT_FAULT_EXPIRY_SECONDS,
+            ),
             "dryRun": boolean(
                 "true: every run of the plan is a dry run (it resolves each step's targets "
                 "and who would act, runs the preflight, touches nothing and ends Planned).",
