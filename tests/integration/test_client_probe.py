@@ -1,0 +1,116 @@
+"""failover.probe on the sandbox: the primary's pods made unreachable to clients while their
+readiness probes (which come from the node's address, as a kubelet's do) still pass. Without
+the probe the operator keeps the traffic there (the API says all is well); with it, the
+primary fails its checks and the operator fails over to the standby.
+
+The partition is a test-side nftables table dropping TCP to the primary pods' IP:port from
+every source but the node's address (127.x only); it is removed whatever happens. The time
+from switching the probe on to the failover is printed (a measurement, not an assertion).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modeldr.operator.constants import GROUP, VERSION
+from sandbox import kube
+from sandbox.config import CLUSTERS
+from tests.integration.modeldeployments import (
+    NAME,
+    PLURAL,
+    create,
+    custom,
+    manifest,
+    serving_everywhere,
+    status,
+    wait_status,
+)
+
+pytestmark = pytest.mark.integration
+
+TABLE = "modeldr_test_clientprobe"
+PORT = 8080
+# Long enough for several periodic checks (healthIntervalSeconds 1, threshold 3).
+UNDETECTED_HOLD_S = 8.0
+
+
+def primary_pod_ips(ns: str) -> list[str]:
+    pods = kube.core("primary").list_namespaced_pod(ns, label_selector=f"modeldr.io/name={NAME}")
+    ips = [str(p.status.pod_ip) for p in pods.items if p.status.pod_ip]
+    assert ips and all(ip.startswith("127.1.") for ip in ips), ips  # loopback only
+    return ips
+
+
+def nft(script: str) -> None:
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, timeout=10)
+
+
+@contextlib.contextmanager
+def unreachable_to_clients(ips: list[str], node_ip: str) -> Iterator[None]:
+    """Drop TCP to the pods' port from anyone but the node (its kubelet's probes pass)."""
+    assert node_ip.startswith("127."), node_ip
+    rules = "\n".join(
+        f"    ip daddr {ip} tcp dport {PORT} ip saddr != {node_ip} drop" for ip in ips
+    )
+    nft(
+        f"table inet {TABLE} {{\n  chain output {{\n"
+        f"    type filter hook output priority 0; policy accept;\n{rules}\n  }}\n}}\n"
+    )
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", TABLE], check=False, timeout=10)
+
+
+def patch_failover(ns: str, failover: dict[str, Any]) -> None:
+    custom().patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, NAME, {"spec": {"failover": failover}}
+    )
+
+
+def test_pods_unreachable_to_clients_fail_over_only_with_the_client_probe(hub_ns: str) -> None:
+    create(hub_ns, manifest(hub_ns))
+    wait_status(hub_ns, serving_everywhere, "the ModelDeployment served", timeout=180)
+    assert status(hub_ns)["activeCluster"] == "primary"
+    ips = primary_pod_ips(hub_ns)
+    with unreachable_to_clients(ips, CLUSTERS["primary"].node_ip):
+        # Without the probe: every API-level signal passes, so no failover (the gap).
+        time.sleep(UNDETECTED_HOLD_S)
+        s = status(hub_ns)
+        assert s["activeCluster"] == "primary", s
+        assert s["primary"]["readyReplicas"] == 1, s["primary"]
+        # With it: the primary fails its checks as clients see it, the standby takes over.
+        started = time.monotonic()
+        patch_failover(hub_ns, {"probe": {"timeoutMilliseconds": 500, "sampleSize": 2}})
+        s = wait_status(hub_ns, lambda s: s.get("activeCluster") == "standby", "failover", 60)
+        took = time.monotonic() - started
+        record = s.get("lastFailover") or {}
+        print(
+            f"\nclient-probe failover: {took:.2f} s from the probe switched on to the standby "
+            f"serving; operator: detection {record.get('detectionSeconds')} s, switch "
+            f"{record.get('switchSeconds')} s, total {record.get('totalSeconds')} s"
+        )
+        assert record.get("automatic") is True and record.get("to") == "standby", record
+        message = s["primary"]["message"]
+        assert "client probe (inference, from its ready endpoints): 0 of 1 answered" in message
+        assert "timed out" in message
+        # The standby passed the same probe before it got the traffic.
+        assert (
+            "client probe" in s["standby"]["message"]
+            and "1 of 1 answered" in (s["standby"]["message"])
+        )
+    # The partition gone, the primary passes its probes again.
+    wait_status(
+        hub_ns,
+        lambda s: "1 of 1 answered" in ((s.get("primary") or {}).get("message") or ""),
+        "the primary answering the probe again",
+        30,
+    )
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True)
+    assert TABLE not in out.stdout
