@@ -1,0 +1,208 @@
+"""Drills that work on the model's replicas through the member API, on the sandbox:
+
+- ModelCorruption: an extra replica with a tampered artifact must never turn Ready, must name
+  the bad file, must never get traffic nor count as a replica, and must be gone (with its
+  copy) after the run;
+- NodeDrain with the PodDisruptionBudget the operator renders: two replicas on one node, the
+  drain evicts one and the budget refuses the other while its eviction would leave none
+  available; the cordon is gone after the run.
+
+One ModelDeployment (2 replicas, both primary replicas on one node) is shared by the module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from modeldr.drills.faults.corruption import FAULT_LABEL
+from modeldr.drills.faults.nodes import REFUSED_PARAMETER
+from modeldr.operator.constants import DRILLPLANS, DRILLRUNS, GROUP, VERSION
+from sandbox import kube
+from sandbox.api import Sandbox
+from tests.integration.modeldeployments import (
+    NAME,
+    PLURAL,
+    create,
+    custom,
+    get,
+    manifest,
+    serving_everywhere,
+    status,
+    wait_status,
+)
+
+pytestmark = pytest.mark.integration
+
+FINAL = ("Passed", "Failed", "Aborted", "Error", "Inconclusive")
+NODE, OTHER_GPU_NODE = "gpu-0", "gpu-1"
+
+
+def two_ready(s: dict[str, Any]) -> bool:
+    return serving_everywhere(s, replicas=2)
+
+
+def cordon(node: str, on: bool) -> None:
+    kube.core("primary").patch_node(node, {"spec": {"unschedulable": on}})
+
+
+@pytest.fixture(scope="module")
+def md_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
+    """The example ModelDeployment with 2 replicas, both primary ones on NODE (the other GPU
+    node is cordoned while they are scheduled)."""
+    ns = f"r-{int(time.time() * 1000) % 10**8:08d}"
+    kube.core("hub").create_namespace({"metadata": {"name": ns}})
+    try:
+        cordon(OTHER_GPU_NODE, True)
+        try:
+            create(ns, manifest(ns, replicas=2))
+            wait_status(ns, two_ready, "2 replicas served in both clusters", timeout=180)
+        finally:
+            cordon(OTHER_GPU_NODE, False)
+        assert {p.spec.node_name for p in primary_pods(ns)} == {NODE}
+        yield ns
+    finally:
+        with contextlib.suppress(Exception):
+            custom().delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME)
+        kube.wait_for(lambda: not exists(ns), timeout=90, what="the ModelDeployment gone")
+        for cluster in ("hub", "primary", "standby"):
+            with contextlib.suppress(Exception):
+                kube.core(cluster).delete_namespace(ns)
+
+
+def exists(ns: str) -> bool:
+    try:
+        get(ns)
+    except client.ApiException:
+        return False
+    return True
+
+
+def primary_pods(ns: str, selector: str = f"modeldr.io/name={NAME}") -> list[Any]:
+    return list(kube.core("primary").list_namespaced_pod(ns, label_selector=selector).items)
+
+
+def plan(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = {
+        "target": {"modelDeployment": NAME},
+        "traffic": {"ratePerSecond": 10, "timeoutMilliseconds": 2000},
+        "steadyState": {"durationSeconds": 2, "maxErrorRatio": 0.0},
+        "steps": steps,
+        "blastRadius": {"maxPodsPercent": 100},
+    }
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DrillPlan",
+            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+
+
+def apply_plan(ns: str, body: dict[str, Any]) -> str:
+    custom().create_namespaced_custom_object(GROUP, VERSION, ns, DRILLPLANS, body)
+    return f"{body['metadata']['name']}-1"
+
+
+def run_status(ns: str, name: str) -> dict[str, Any]:
+    with contextlib.suppress(client.ApiException):
+        found = custom().get_namespaced_custom_object(GROUP, VERSION, ns, DRILLRUNS, name)
+        return dict(found.get("status") or {})
+    return {}
+
+
+def explain(s: dict[str, Any]) -> str:
+    keys = ("phase", "reason", "message", "steps", "faults")
+    return json.dumps({k: s.get(k) for k in keys}, indent=1)
+
+
+def hub_addresses(ns: str) -> set[str]:
+    """What clients are sent to: the hub EndpointSlices of the ModelDeployment."""
+    slices = client.DiscoveryV1Api(kube.api_client("hub")).list_namespaced_endpoint_slice(ns)
+    return {a for s in slices.items for e in (s.endpoints or []) for a in (e.addresses or [])}
+
+
+def watch_run(ns: str, name: str, each: Any, timeout: float) -> dict[str, Any]:
+    """Poll the run until its verdict, calling `each()` every half second meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = run_status(ns, name)
+        if s.get("phase") in FINAL:
+            return s
+        each()
+        time.sleep(0.5)
+    pytest.fail(f"no verdict for {name}: {explain(run_status(ns, name))}")
+
+
+def test_a_corrupted_replica_refuses_to_serve_names_the_file_and_leaves_nothing(
+    md_ns: str,
+) -> None:
+    wait_status(md_ns, two_ready, "serving", 120)
+    name = apply_plan(md_ns, plan("corrupt", [
+        {"name": "corrupt", "fault": {"type": "ModelCorruption", "cluster": "primary"},
+         "durationSeconds": 8, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
+    ]))  # fmt: skip
+    seen: dict[str, Any] = {"ips": set(), "served": set(), "replicas": set(), "ready": False}
+
+    def each() -> None:
+        for pod in primary_pods(md_ns, FAULT_LABEL):
+            if pod.status.pod_ip:
+                seen["ips"].add(pod.status.pod_ip)
+            seen["ready"] |= any(c.ready for c in pod.status.container_statuses or [])
+        seen["served"] |= hub_addresses(md_ns)
+        seen["replicas"].add((status(md_ns).get("primary") or {}).get("replicas"))
+
+    s = watch_run(md_ns, name, each, timeout=120)
+    assert s["phase"] == "Passed", explain(s)
+    step = s["steps"][0]
+    assert "refused to serve" in step["message"], step
+    assert "naming the bad file model.safetensors" in step["message"], step
+    (fault,) = s["faults"]
+    assert (fault["type"], fault["state"]) == ("ModelCorruption", "Undone"), fault
+    # It ran, was never Ready, never behind the hub's endpoints, never one of the replicas.
+    assert seen["ips"] and not seen["ready"], seen
+    assert not seen["ips"] & seen["served"], seen
+    assert seen["replicas"] == {2}, seen
+    # Undone: the replica and its corrupted copy are gone.
+    assert not primary_pods(md_ns, FAULT_LABEL)
+    assert not glob.glob(f"/tmp/modeldr-corrupted-{fault['targets'][0]}*")
+    assert two_ready(status(md_ns))
+
+
+def test_a_drain_respects_the_pod_disruption_budget_and_leaves_no_cordon(md_ns: str) -> None:
+    wait_status(md_ns, two_ready, "serving", 120)
+    before = kube.core("primary").read_node(NODE)
+    assert not before.spec.unschedulable
+    name = apply_plan(md_ns, plan("drain", [
+        {"name": "drain", "fault": {"type": "NodeDrain", "cluster": "primary", "node": NODE},
+         "durationSeconds": 6, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.1}},
+    ]))  # fmt: skip
+    lowest: list[int] = []
+
+    def each() -> None:
+        available = [
+            p for p in primary_pods(md_ns)
+            if p.metadata.deletion_timestamp is None
+            and any(c.ready for c in p.status.container_statuses or [])
+        ]  # fmt: skip
+        lowest.append(len(available))
+
+    s = watch_run(md_ns, name, each, timeout=120)
+    assert s["phase"] == "Passed", explain(s)
+    (fault,) = s["faults"]
+    assert fault["state"] == "Undone" and len(fault["targets"]) == 2, fault
+    # maxUnavailable 1: the first eviction went through, the second was refused.
+    refused = fault["parameters"][REFUSED_PARAMETER].split(",")
+    assert len(refused) == 1 and refused[0] in fault["targets"], fault
+    assert "1 of 2 pods evicted; the PodDisruptionBudget refused 1" in s["steps"][0]["message"]
+    # A replica served throughout (the budget's whole point).
+    assert lowest and min(lowest) >= 1, lowest
+    # The refused pod stayed where it was; the cordon is gone.
+    pod = kube.core("primary").read_namespaced_pod(refused[0], md_ns)
+    assert pod.spec.node_name == NODE and pod.metadata.deletion_timestamp is None
+    after = kube.core("primary").read_node(NODE)
+    assert not after.spec.unschedulable
+    assert (after.spec.taints or []) == (before.spec.taints or [])
+    wait_status(md_ns, two_ready, "2 replicas again", 120)
