@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from modeldr.drills import events
 from modeldr.drills.faults.base import Aim, FaultError, Observation, Observing
 from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER, expiry
+from modeldr.drills.faults.network import AGENT_WAIT_S
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.journal import new_record
 from modeldr.drills.phase import Phase, worst
@@ -22,6 +23,7 @@ from modeldr.drills.probe_stats import (
     failure_summary,
     measure_step,
 )
+from modeldr.drills.renewal import Renewable, Renewal
 from modeldr.drills.runstate import now
 from modeldr.drills.spec import Action, FaultRecord, Step, StepStatus
 from modeldr.drills.target import request_switch, target_status
@@ -32,10 +34,9 @@ if TYPE_CHECKING:
     from modeldr.drills.checks import ModelChecker
     from modeldr.drills.engine import Drill
 
-# An infrastructure fault's expiry beyond its step's end: the provider undoes it by itself
-# this long after the step should have ended (the operator dead, partitioned away). Faults
-# are not renewed while they hold, so the expiry covers the whole step.
-EXPIRY_MARGIN_S = 60.0
+# A renewable fault (agent orders, infrastructure injects) expires the plan's
+# faultExpirySeconds after its last renewal (drills/renewal.py); the first expiry also covers
+# the longest inject, so a slow provider cannot undo the fault before the first renewal.
 INJECT_TIMEOUT_S = 90.0  # the infrastructure provider's request timeout (drills.infra)
 
 
@@ -55,10 +56,12 @@ class StepRunner:
         await d.state.write()
         events.run_event(d, "Normal", "StepStarted", f"step {step.name} started")
         record: FaultRecord | None = None
+        renewal: Renewal | None = None
         observed: Observation | None = None
         try:
             if step.fault is not None:
                 record = await self._inject(step, active_at_start)
+                renewal = self._renew(record)
             elif step.action is not None:
                 await self._act(step.action)
             held = await d.interrupt.hold(step.duration_seconds)
@@ -71,6 +74,8 @@ class StepRunner:
                 )
             return await self._end(status, Phase.ERROR, exc.reason, exc.message)
         finally:
+            if renewal is not None:
+                await renewal.stop()  # before the undo: no renewal may land after it
             if record is not None:
                 await self._undo(record)
         if not held:
@@ -120,10 +125,11 @@ class StepRunner:
         aim = Aim(where, fault, seed, percent)
         plan = await asyncio.to_thread(driver.plan, d.runtime.members, aim)
         record = new_record(step.name, fault, driver, where.cluster, where.role, plan)
-        # The provider may take up to its timeout to make the fault: the expiry counts from
-        # the end of the longest inject, so a slow provider cannot undo it mid-step.
-        hold = step.duration_seconds + INJECT_TIMEOUT_S
-        record.parameters[EXPIRES_PARAMETER] = expiry(hold, EXPIRY_MARGIN_S)
+        if isinstance(driver, Renewable):
+            # The inject may take up to its timeout: the first expiry counts from its end.
+            allowance = AGENT_WAIT_S if driver.provider == "agent" else INJECT_TIMEOUT_S
+            period = float(d.plan.fault_expiry_seconds)
+            record.parameters[EXPIRES_PARAMETER] = expiry(allowance, period)
         if d.interrupt.is_set:
             raise FaultError(d.interrupt.reason or "Interrupted", "stopped before the fault")
         await d.journal.record(record)  # journal before action: raises if the hub refused
@@ -156,6 +162,16 @@ class StepRunner:
         except Exception as exc:
             what = f"{record.type} {record.id}: could not read its targets: {exc}"
             return Observation(Phase.INCONCLUSIVE, "ObservationFailed", what[:1024])
+
+    def _renew(self, record: FaultRecord) -> Renewal | None:
+        """Keep the fault's expiry ahead while the step holds it (drills/renewal.py)."""
+        driver = driver_for(record.type)
+        if not isinstance(driver, Renewable):
+            return None
+        period = float(self.drill.plan.fault_expiry_seconds)
+        renewal = Renewal(driver, self.drill.runtime.members, record, period)
+        renewal.start()
+        return renewal
 
     async def _undo(self, record: FaultRecord) -> None:
         d = self.drill

@@ -339,10 +339,12 @@ class Webhook:
 
     @staticmethod
     def _renew(fault: dict[str, Any], expires_at: datetime | None) -> bool:
-        """A later expiresAt extends the fault's; an earlier one or none changes nothing."""
+        """A repeat's expiresAt replaces the fault's (the engine renews with now + its expiry
+        period, which may be sooner than the first inject's allowance); none, or a fault
+        without one, changes nothing. A passed one was refused already."""
         if expires_at is None or fault.get("expiresAt") is None:
             return False
-        if expires_at <= _parse_time(fault["expiresAt"]):
+        if _format(expires_at) == fault["expiresAt"]:
             return False
         fault["expiresAt"] = _format(expires_at)
         return True

@@ -1,7 +1,8 @@
 """Faults only the infrastructure can make: NodeFailure (a node dies) and ClusterOutage (a
 whole member cluster goes dark). Asked of the member's infrastructure provider (a webhook;
 docs/infrastructure-webhook.md), idempotent by the journal id. Each inject carries an
-expiry, so the provider puts things back by itself if the operator dies mid-drill."""
+expiry that the step renews (the same inject again, drills/renewal.py), so the provider puts
+things back by itself within one expiry period if the operator dies mid-drill."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from modeldr.operator.members import MemberRegistry
 PROVIDER = "webhook"
 # The record's parameters: when the provider may undo it by itself.
 EXPIRES_PARAMETER = "expiresAt"
+# A renewal (the inject again) gives up after this; the next one is a third of a period on.
+RENEW_TIMEOUT_S = 5.0
 
 
 def provider_for(members: MemberRegistry, cluster: str) -> InfrastructureProvider:
@@ -41,14 +44,32 @@ def expiry(duration_seconds: float, margin_seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=duration_seconds + margin_seconds)).isoformat()
 
 
-def _call_inject(members: MemberRegistry, record: FaultRecord, node: str | None) -> None:
+def _call_inject(
+    members: MemberRegistry,
+    record: FaultRecord,
+    node: str | None,
+    expires: datetime | None = None,
+    timeout: float | None = None,
+) -> None:
     provider = provider_for(members, record.cluster)
-    raw = record.parameters.get(EXPIRES_PARAMETER)
-    expires = datetime.fromisoformat(raw) if raw else None
+    if timeout is not None:
+        provider = InfrastructureProvider(provider.url, timeout=timeout)
+    if expires is None:
+        raw = record.parameters.get(EXPIRES_PARAMETER)
+        expires = datetime.fromisoformat(raw) if raw else None
     try:
         provider.inject(record.id, record.type, record.cluster, node=node, expires_at=expires)
     except InfrastructureError as exc:
         raise FaultError("InjectFailed", f"{record.type} of {record.cluster}: {exc}") from None
+
+
+def _call_renew(
+    members: MemberRegistry, record: FaultRecord, node: str | None, expires: datetime
+) -> None:
+    """The same inject again with a later expiry: the provider's renewal (idempotent by id;
+    docs/infrastructure-webhook.md). Bounded by a short timeout, so a hung provider cannot
+    hold the step's undo for the full inject timeout."""
+    _call_inject(members, record, node, expires, timeout=RENEW_TIMEOUT_S)
 
 
 def _call_undo(members: MemberRegistry, record: FaultRecord) -> None:
@@ -66,6 +87,9 @@ class NodeFailure:
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_inject(members, record, record.parameters["node"])
 
+    def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
+        _call_renew(members, record, record.parameters["node"], expires_at)
+
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_undo(members, record)
 
@@ -81,6 +105,9 @@ class ClusterOutage:
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_inject(members, record, None)
+
+    def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
+        _call_renew(members, record, None, expires_at)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_undo(members, record)

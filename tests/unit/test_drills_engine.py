@@ -33,9 +33,16 @@ from modeldr.drills.gaterunner import GateRunner, Windows
 from modeldr.drills.gates import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
 from modeldr.drills.phase import Phase
 from modeldr.drills.runstate import StatusWriteError
-from modeldr.drills.spec import DrillPlanSpec, Gate, PrometheusQuery, SteadyStateStatus
-from modeldr.drills.steps import EXPIRY_MARGIN_S, INJECT_TIMEOUT_S, StepRunner
+from modeldr.drills.spec import (
+    DrillPlanSpec,
+    FaultRecord,
+    Gate,
+    PrometheusQuery,
+    SteadyStateStatus,
+)
+from modeldr.drills.steps import INJECT_TIMEOUT_S, StepRunner
 from modeldr.drills.verdict import PartKind
+from modeldr.operator.members import MemberRegistry
 from tests.specs import minimal_spec
 from tests.unit.drill_fakes import (
     FakeDriver,
@@ -281,18 +288,51 @@ def test_a_fault_step_journals_before_it_injects_then_holds_and_undoes(
     assert reasons == ["StepStarted", "FaultInjected", "FaultUndone", "StepPassed"]
 
 
-def test_an_infrastructure_fault_gets_an_expiry_beyond_its_step(
+class RenewingDriver(FakeDriver):
+    """A FakeDriver that can renew (as the agent's and the infrastructure drivers can)."""
+
+    def __init__(self, state: RecordingState) -> None:
+        super().__init__(state)
+        self.renewed: list[datetime] = []
+
+    def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
+        with self._lock:
+            self.calls.append(("renew", record.id))
+            self.renewed.append(expires_at)
+
+
+def test_a_renewable_fault_expires_a_period_after_each_renewal_and_none_after_undo(
+    monkeypatch: pytest.MonkeyPatch, members: FakeMembers, state: RecordingState,
+    active: dict[str, Any], posted: list[tuple[str, str, str]],
+) -> None:  # fmt: skip
+    renewing = RenewingDriver(state)
+    monkeypatch.setitem(registry.DRIVERS, "PodKill", renewing)
+    # A 3 s period renews every second: a 2 s step (held in real time) sees several.
+    drill = ready(make_drill(plan_spec(faultExpirySeconds=3), state, members))
+    drill.interrupt = QuickInterrupt(scale=1.0)
+    step = drill.plan.steps[0].model_copy(update={"duration_seconds": 2})
+    before = datetime.now(UTC)
+    asyncio.run(StepRunner(drill, None).run(0, step))
+    expires = datetime.fromisoformat(state.status.faults[0].parameters[EXPIRES_PARAMETER])
+    # The first expiry covers the longest inject, then one period.
+    wanted = before + timedelta(seconds=INJECT_TIMEOUT_S + 3)
+    assert wanted <= expires <= wanted + timedelta(seconds=5)
+    # Renewed at once after the inject, then every period/3, each to now + the period.
+    kinds = [kind for kind, _ in renewing.calls]
+    assert kinds[:3] == ["plan", "inject", "renew"] and kinds[-1] == "undo", kinds
+    assert 2 <= kinds.count("renew") <= 4, kinds
+    for moment in renewing.renewed:
+        assert before + timedelta(seconds=3) <= moment <= datetime.now(UTC) + timedelta(seconds=3)
+
+
+def test_a_fault_that_cannot_renew_gets_no_expiry(
     members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
     posted: list[tuple[str, str, str]],
 ) -> None:  # fmt: skip
     drill = ready(make_drill(plan_spec(), state, members))
-    before = datetime.now(UTC)
     asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
-    expires = datetime.fromisoformat(state.status.faults[0].parameters[EXPIRES_PARAMETER])
-    # The step's hold, the provider's longest inject and the margin.
-    hold = drill.plan.steps[0].duration_seconds + INJECT_TIMEOUT_S + EXPIRY_MARGIN_S
-    wanted = before + timedelta(seconds=hold)
-    assert wanted <= expires <= wanted + timedelta(seconds=5)
+    assert EXPIRES_PARAMETER not in state.status.faults[0].parameters
+    assert "renew" not in [kind for kind, _ in driver.calls]
 
 
 def test_a_step_aimed_at_a_cluster_that_is_no_member_ends_error_with_nothing_done(
@@ -312,9 +352,12 @@ def test_a_step_aimed_at_a_cluster_that_is_no_member_ends_error_with_nothing_don
 
 
 def test_an_unsupported_fault_ends_its_step_error_before_the_journal(
-    members: FakeMembers, state: RecordingState, active: dict[str, Any],
-    posted: list[tuple[str, str, str]],
+    monkeypatch: pytest.MonkeyPatch, members: FakeMembers, state: RecordingState,
+    active: dict[str, Any], posted: list[tuple[str, str, str]],
 ) -> None:  # fmt: skip
+    # Every type is made at present: pretend this version does not make Latency.
+    monkeypatch.delitem(registry.DRIVERS, "Latency")
+    monkeypatch.setitem(registry.UNSUPPORTED, "Latency", "is not made by this test's version")
     plan = plan_spec(
         steps=[
             {

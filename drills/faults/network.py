@@ -1,0 +1,207 @@
+"""NetworkPartition, PacketLoss, Latency: made by the modeldr node agents of the member
+cluster (docs/agent.md). The driver writes one NetworkFault order in the model's member
+namespace, naming the chosen pods' IPs and nodes and an expiry; each concerned node's agent
+applies its part (nftables) and reports in the order's status. Undo deletes the order;
+renewal pushes its expiry on while the step runs, so agents undo it by themselves when the
+operator is gone.
+
+The targets are chosen as PodKill chooses them (mode, value, blast radius). The step ends
+Error with nothing left when an agent cannot make it (FaultUnsupported: Latency on a kernel
+without tc netem), when it failed (InjectFailed) or when no agent answers (NoAgent: the
+agent chart is not installed, or its pod on that node is not running).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes import client
+
+from modeldr.agent import order as O
+from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Plan, member_api, model_pods
+from modeldr.drills.select import Mode, SelectionError, select_pods
+from modeldr.drills.spec import FaultRecord
+from modeldr.operator import kube
+from modeldr.operator.members import MemberRegistry
+
+PROVIDER = "agent"
+#: How long inject waits for every concerned node's agent to report.
+AGENT_WAIT_S = 8.0
+#: How long undo waits for the order to be gone from the API.
+DELETE_WAIT_S = 10.0
+POLL_S = 0.2
+EXPIRES_PARAMETER = "expiresAt"  # as infrastructure faults: set by the step
+
+
+def _custom(members: MemberRegistry, cluster: str) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(member_api(members, cluster))
+
+
+def _parse_expiry(record: FaultRecord) -> datetime:
+    raw = record.parameters.get(EXPIRES_PARAMETER)
+    return datetime.fromisoformat(raw) if raw else datetime.now(UTC) + timedelta(seconds=30)
+
+
+class NetworkFault:
+    """One driver for the three effects: they differ only in the order's parameters."""
+
+    provider = PROVIDER
+
+    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+        where, fault = aim.where, aim.fault
+        pods = model_pods(members, where)
+        try:
+            chosen = select_pods(
+                pods, Mode(fault.mode), fault.value, aim.seed,
+                max_pods_percent=aim.max_pods_percent,
+                what=f"pods of {where.name} in {where.cluster}",
+            )  # fmt: skip
+        except SelectionError as exc:
+            raise FaultError(exc.reason, exc.message) from None
+        parameters = {"namespace": where.namespace}
+        for key, value in (
+            ("lossPercent", fault.loss_percent),
+            ("latencyMilliseconds", fault.latency_milliseconds),
+            ("jitterMilliseconds", fault.jitter_milliseconds),
+        ):
+            if value is not None:
+                parameters[key] = str(value)
+        return Plan(chosen.targets, parameters, aim.seed)
+
+    # -- inject ---------------------------------------------------------------------------
+
+    def order_spec(self, members: MemberRegistry, record: FaultRecord) -> dict[str, Any]:
+        """The order's spec: the targets' current IPs and nodes (read now: a pod's IP is
+        known once it runs), the effect's parameters, the record's expiry."""
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        namespace = record.parameters["namespace"]
+        targets = []
+        for name in record.targets:
+            pod = kube.call(core.read_namespaced_pod, name, namespace,
+                            _request_timeout=TIMEOUT, absent=None)  # fmt: skip
+            if pod is None or not pod.status.pod_ip or not pod.spec.node_name:
+                raise FaultError(
+                    "NoTargets",
+                    f"pod {namespace}/{name} in {record.cluster} is gone or has no IP yet; "
+                    "nothing was injected",
+                )
+            targets.append({"ip": pod.status.pod_ip, "node": pod.spec.node_name, "pod": name})
+        spec: dict[str, Any] = {
+            "effect": record.type,
+            "targets": targets,
+            "nodes": sorted({t["node"] for t in targets}),
+            "expiresAt": _parse_expiry(record).astimezone(UTC).isoformat(),
+        }
+        for key in ("lossPercent", "latencyMilliseconds", "jitterMilliseconds"):
+            if key in record.parameters:
+                spec[key] = int(record.parameters[key])
+        O.NetworkFaultSpec.model_validate(spec)  # what the CRD would refuse, refused here
+        return spec
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        api = _custom(members, record.cluster)
+        namespace, name = record.parameters["namespace"], O.order_name(record.id)
+        spec = self.order_spec(members, record)
+        body = {
+            "apiVersion": f"{O.GROUP}/{O.VERSION}",
+            "kind": O.KIND,
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {O.FAULT_ID_LABEL: record.id[:63]},
+            },
+            "spec": spec,
+        }
+        try:
+            api.create_namespaced_custom_object(
+                O.GROUP, O.VERSION, namespace, O.PLURAL, body, _request_timeout=TIMEOUT
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:  # the resource type itself is unknown
+                raise FaultError(
+                    "NoAgent",
+                    f"member cluster {record.cluster} has no NetworkFault CRD: the modeldr "
+                    "node agent chart (charts/modeldr-agent) is not installed there; nothing "
+                    "was injected",
+                ) from None
+            if exc.status != 409:  # 409: a retried inject; the order is there
+                raise
+        self._wait_applied(api, record, namespace, name, spec["nodes"])
+
+    def _wait_applied(
+        self,
+        api: client.CustomObjectsApi,
+        record: FaultRecord,
+        namespace: str,
+        name: str,
+        nodes: list[str],
+    ) -> None:
+        deadline = time.monotonic() + AGENT_WAIT_S
+        reports: dict[str, Any] = {}
+        while True:
+            current = kube.call(api.get_namespaced_custom_object, O.GROUP, O.VERSION,
+                                namespace, O.PLURAL, name, _request_timeout=TIMEOUT,
+                                absent=None)  # fmt: skip
+            if current is None:
+                raise FaultError("InjectFailed", f"NetworkFault {namespace}/{name} vanished")
+            reports = ((current.get("status") or {}).get("nodes")) or {}
+            verdict = self._judge(record, nodes, reports)
+            if verdict is None:
+                return
+            if time.monotonic() >= deadline:
+                raise verdict
+            time.sleep(POLL_S)
+
+    @staticmethod
+    def _judge(record: FaultRecord, nodes: list[str], reports: dict[str, Any]) -> FaultError | None:
+        """None when every node applied it; the error to raise now or at the deadline."""
+        where = f"{record.type} in {record.cluster}"
+        for node in nodes:
+            report = reports.get(node) or {}
+            state, message = report.get("state"), report.get("message") or ""
+            if state == "Unsupported":
+                raise FaultError(
+                    "FaultUnsupported",
+                    f"{where}: the node agent on {node} cannot make it: {message}; nothing was "
+                    "injected",
+                )
+            if state == "Error":
+                raise FaultError("InjectFailed", f"{where}: the node agent on {node}: {message}")
+        silent = [n for n in nodes if (reports.get(n) or {}).get("state") != "Applied"]
+        if not silent:
+            return None
+        return FaultError(
+            "NoAgent",
+            f"{where}: no node agent answered within {AGENT_WAIT_S:g}s for node(s) "
+            f"{', '.join(silent)} (is the modeldr-agent DaemonSet running there? "
+            "docs/agent.md); nothing was injected",
+        )
+
+    # -- renew and undo -------------------------------------------------------------------
+
+    def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
+        """Push the order's expiry on; an order already gone stays gone (404 ignored)."""
+        api = _custom(members, record.cluster)
+        body = {"spec": {"expiresAt": expires_at.astimezone(UTC).isoformat()}}
+        kube.call(api.patch_namespaced_custom_object, O.GROUP, O.VERSION,
+                  record.parameters["namespace"], O.PLURAL, O.order_name(record.id), body,
+                  _content_type="application/merge-patch+json", _request_timeout=TIMEOUT,
+                  absent=None)  # fmt: skip
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        """Delete the order and wait until it is gone (the agents drop its rules on the
+        watch event; an agent that misses it drops them at expiry or at its restart)."""
+        api = _custom(members, record.cluster)
+        namespace, name = record.parameters["namespace"], O.order_name(record.id)
+        args = (O.GROUP, O.VERSION, namespace, O.PLURAL, name)
+        # 404: the order is gone already (or the CRD never was: nothing was created).
+        kube.call(api.delete_namespaced_custom_object, *args,
+                  _request_timeout=TIMEOUT, absent=None)  # fmt: skip
+        deadline = time.monotonic() + DELETE_WAIT_S
+        while kube.call(api.get_namespaced_custom_object, *args, _request_timeout=TIMEOUT,
+                        absent=None) is not None:  # fmt: skip
+            if time.monotonic() >= deadline:
+                raise FaultError("UndoFailed", f"NetworkFault {namespace}/{name} is not gone")
+            time.sleep(POLL_S)
