@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 TABLE: Final = "modeldr_agent"
 FAMILY: Final = "inet"
@@ -150,7 +150,7 @@ def delete_table_script() -> str:
     return f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
 
 
-def owned_keys(listing: dict[str, object], base: str) -> set[str]:
+def owned_keys(listing: Mapping[str, Any], base: str) -> set[str]:
     """The order keys named in the comments of this agent's rules, from `nft -j list table`."""
     mine = set(chains(base).values())
     keys: set[str] = set()

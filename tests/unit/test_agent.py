@@ -1,0 +1,278 @@
+"""The node agent's pure parts: the nftables rule builder (golden text), the order model,
+expiry and startup-cleanup decisions, the generated CRD, and the agent chart (rendered by
+the real helm). The agent against real nftables and a real apiserver:
+tests/integration/test_network_faults.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from modeldr.agent import decide, rules
+from modeldr.agent.order import NetworkFaultSpec, NodeReport, Order, order_name
+from modeldr.agent.rules import Rule
+from tests.tooling import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+BASE = rules.chain_base("primary", "gpu-0")
+CRD_FILE = "modeldr.io_networkfaults.yaml"
+
+# ------------------------------------------------------------------------ rule builder
+
+GOLDEN_PARTITION_AND_LOSS = """\
+add table inet modeldr_agent
+add chain inet modeldr_agent primary_gpu_0_forward { type filter hook forward priority -10; policy accept; }
+add chain inet modeldr_agent primary_gpu_0_output { type filter hook output priority -10; policy accept; }
+add chain inet modeldr_agent primary_gpu_0_input { type filter hook input priority -10; policy accept; }
+flush chain inet modeldr_agent primary_gpu_0_forward
+flush chain inet modeldr_agent primary_gpu_0_output
+flush chain inet modeldr_agent primary_gpu_0_input
+add rule inet modeldr_agent primary_gpu_0_output ip daddr { 127.1.129.2, 127.1.129.10 } ip saddr != 127.1.0.1 meta l4proto { tcp, udp } th dport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
+add rule inet modeldr_agent primary_gpu_0_input ip saddr { 127.1.129.2, 127.1.129.10 } ip daddr != 127.1.0.1 meta l4proto { tcp, udp } th sport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
+add rule inet modeldr_agent primary_gpu_0_forward ip daddr { 127.1.129.2, 127.1.129.10 } meta l4proto { tcp, udp } th dport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
+add rule inet modeldr_agent primary_gpu_0_forward ip saddr { 127.1.129.2, 127.1.129.10 } meta l4proto { tcp, udp } th sport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
+add rule inet modeldr_agent primary_gpu_0_output ip daddr { 127.1.129.4 } ip saddr != 127.1.0.1 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_input ip saddr { 127.1.129.4 } ip daddr != 127.1.0.1 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_forward ip daddr { 127.1.129.4 } drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_forward ip saddr { 127.1.129.4 } drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_output ip6 daddr { fd00::4 } drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_input ip6 saddr { fd00::4 } drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_forward ip6 daddr { fd00::4 } drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_forward ip6 saddr { fd00::4 } drop comment "modeldr:ml/part/u2"
+"""  # noqa: E501
+
+GOLDEN_NOTHING = """\
+add table inet modeldr_agent
+add chain inet modeldr_agent primary_gpu_0_forward { type filter hook forward priority -10; policy accept; }
+add chain inet modeldr_agent primary_gpu_0_output { type filter hook output priority -10; policy accept; }
+add chain inet modeldr_agent primary_gpu_0_input { type filter hook input priority -10; policy accept; }
+delete chain inet modeldr_agent primary_gpu_0_forward
+delete chain inet modeldr_agent primary_gpu_0_output
+delete chain inet modeldr_agent primary_gpu_0_input
+"""  # noqa: E501
+
+
+def test_rule_text_for_a_partition_and_a_packet_loss_is_golden() -> None:
+    loss = Rule("ml/loss/u1", "PacketLoss", ("127.1.129.2", "127.1.129.10"), (8080, 9090), 30)
+    partition = Rule("ml/part/u2", "NetworkPartition", ("fd00::4", "127.1.129.4"))
+    # Orders sorted by key, addresses by family and value (127.1.129.2 before .10).
+    assert rules.script(BASE, "127.1.0.1", [partition, loss]) == GOLDEN_PARTITION_AND_LOSS
+
+
+def test_no_order_deletes_the_agents_chains_and_nothing_else() -> None:
+    text = rules.script(BASE, "127.1.0.1", [])
+    assert text == GOLDEN_NOTHING
+    assert "delete table" not in text  # other agents' chains in the same table stay
+
+
+def test_latency_marks_packets_for_tc() -> None:
+    line = rules.rule_lines(Rule("a/b/c", "Latency", ("10.0.0.5",), mark=0x4D441234), BASE,
+                            "10.0.0.1")[0]  # fmt: skip
+    assert line.endswith('ip daddr { 10.0.0.5 } ip saddr != 10.0.0.1 meta mark set 0x4d441234 '
+                         'comment "modeldr:a/b/c"')  # fmt: skip
+
+
+def test_chain_names_are_short_safe_and_distinct() -> None:
+    assert rules.chain_base("primary", "gpu-0") == "primary_gpu_0"
+    long = rules.chain_base("a-very-long-cluster-name", "ip-10-0-12-34.ec2.internal")
+    assert len(long) <= rules.MAX_CHAIN_BASE and long.isascii()
+    assert set(long) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")
+    assert long != rules.chain_base("a-very-long-cluster-name", "ip-10-0-12-35.ec2.internal")
+
+
+def test_owned_keys_reads_this_agents_rule_comments_only() -> None:
+    listing = {
+        "nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"table": {"family": "inet", "name": "modeldr_agent"}},
+            {"rule": {"chain": "primary_gpu_0_output", "comment": "modeldr:ml/a/u1"}},
+            {"rule": {"chain": "primary_gpu_0_input", "comment": "modeldr:ml/a/u1"}},
+            {"rule": {"chain": "primary_gpu_0_forward", "comment": "modeldr:ml/b/u2"}},
+            {"rule": {"chain": "primary_gpu_1_output", "comment": "modeldr:ml/c/u3"}},
+            {"rule": {"chain": "primary_gpu_0_output", "comment": "someone else's"}},
+            {"rule": {"chain": "primary_gpu_0_output"}},
+        ]
+    }
+    assert rules.owned_keys(listing, BASE) == {"ml/a/u1", "ml/b/u2"}
+    assert rules.owned_keys({}, BASE) == set()
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/nft").exists(), reason="no nft binary here")
+def test_the_golden_script_is_valid_nftables() -> None:
+    """`nft -c` parses and checks the script against the kernel without applying it."""
+    done = subprocess.run(["nft", "-c", "-f", "-"], input=GOLDEN_PARTITION_AND_LOSS,
+                          capture_output=True, text=True, check=False, timeout=10)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------- orders and decisions
+
+
+def order(
+    name: str = "f1",
+    *,
+    effect: str = "NetworkPartition",
+    expires: datetime = NOW + timedelta(seconds=10),
+    targets: list[dict[str, str]] | None = None,
+    deleting: bool = False,
+    **extra: Any,
+) -> Order:
+    targets = targets or [{"ip": "127.1.129.2", "node": "gpu-0"}]
+    spec = {
+        "effect": effect,
+        "targets": targets,
+        "nodes": sorted({t["node"] for t in targets}),
+        "expiresAt": expires.isoformat(),
+        **extra,
+    }
+    return Order.model_validate(
+        {
+            "namespace": "ml",
+            "name": name,
+            "uid": f"uid-{name}",
+            "deleting": deleting,
+            "spec": spec,
+        }
+    )
+
+
+def test_an_order_holds_on_its_nodes_until_it_expires() -> None:
+    both = [{"ip": "127.1.129.2", "node": "gpu-0"}, {"ip": "127.1.130.2", "node": "gpu-1"}]
+    live = order("live", targets=both)
+    want = decide.desired([live], "gpu-0", NOW, latency=None)
+    assert [(r.key, r.ips) for r in want.rules] == [("ml/live/uid-live", ("127.1.129.2",))]
+    # Expiry is the order's own: at expiresAt exactly it is over, without the operator.
+    at_expiry = decide.desired([live], "gpu-0", NOW + timedelta(seconds=10), latency=None)
+    assert at_expiry.rules == () and at_expiry.expired == ("ml/live/uid-live",)
+    just_before = NOW + timedelta(seconds=9.999)
+    assert decide.desired([live], "gpu-0", just_before, latency=None).rules != ()
+
+
+def test_orders_for_other_nodes_and_orders_being_deleted_are_not_held() -> None:
+    other = order("other", targets=[{"ip": "127.1.130.2", "node": "gpu-1"}])
+    gone = order("gone", deleting=True)
+    want = decide.desired([other, gone], "gpu-0", NOW, latency=None)
+    assert want == decide.Desired()
+
+
+def test_latency_where_netem_is_missing_is_refused_with_the_reason() -> None:
+    slow = order("slow", effect="Latency", latencyMilliseconds=100)
+    part = order("part")
+    want = decide.desired([slow, part], "gpu-0", NOW, latency="no sch_netem")
+    assert [r.key for r in want.rules] == ["ml/part/uid-part"]
+    assert want.unsupported == {"ml/slow/uid-slow": "no sch_netem"}
+    held = decide.desired([slow], "gpu-0", NOW, latency=None).rules
+    assert held[0].mark == decide.mark_of("ml/slow/uid-slow") and held[0].effect == "Latency"
+
+
+def test_startup_cleanup_removes_what_no_live_order_backs() -> None:
+    # The agent was SIGKILLed while two orders held; one was deleted meanwhile.
+    assert decide.stale({"ml/a/u1", "ml/b/u2"}, ["ml/a/u1"]) == {"ml/b/u2"}
+    # At start, before any order is seen, everything in its chains is unbacked.
+    assert decide.stale({"ml/a/u1"}, []) == {"ml/a/u1"}
+
+
+def test_a_report_is_written_only_when_it_changes() -> None:
+    applied = NodeReport(state="Applied", targets=["127.1.129.2"])
+    assert not decide.report_needed(applied, "Applied", "", ["127.1.129.2"])
+    assert decide.report_needed(applied, "Applied", "", ["127.1.129.3"])
+    assert decide.report_needed(applied, "Removed", "expired", [])
+    assert decide.report_needed(None, "Applied", "", [])
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"effect": "PacketLoss"}, "lossPercent is required"),
+        ({"lossPercent": 5}, "lossPercent is required for PacketLoss and only"),
+        ({"effect": "Latency"}, "latencyMilliseconds is required"),
+        ({"jitterMilliseconds": 5}, "jitterMilliseconds is only for Latency"),
+        ({"nodes": ["gpu-1"]}, "targets on nodes not listed"),
+        ({"expiresAt": "2030-01-02T03:04:05"}, "time zone"),
+        ({"ports": [0]}, "between 1 and 65535"),
+        ({"targets": [{"ip": "not-an-ip", "node": "gpu-0"}]}, "IP"),
+    ],
+)
+def test_invalid_orders_are_refused(changes: dict[str, Any], words: str) -> None:
+    spec = {
+        "effect": "NetworkPartition",
+        "targets": [{"ip": "127.1.129.2", "node": "gpu-0"}],
+        "nodes": ["gpu-0"],
+        "expiresAt": NOW.isoformat(),
+        **changes,
+    }
+    with pytest.raises(ValidationError) as caught:
+        NetworkFaultSpec.model_validate(spec)
+    assert words.lower() in str(caught.value).lower()
+
+
+def test_order_names_follow_the_journal_id() -> None:
+    assert order_name("f-0123456789ab") == "modeldr-f-0123456789ab"
+
+
+# ------------------------------------------------------------------ CRD and agent chart
+
+
+def test_the_committed_networkfault_crd_is_what_the_generator_writes() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "gen_agent_crd", ROOT / "scripts/gen_agent_crd.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path, text in module.render().items():
+        assert path.read_text() == text, "run .venv/bin/python scripts/gen_agent_crd.py"
+
+
+def _render_chart(*sets: str) -> list[dict[str, Any]]:
+    args = ["template", "modeldr-agent", str(ROOT / "charts/modeldr-agent"),
+            "--namespace", "modeldr-agent"]  # fmt: skip
+    for value in sets:
+        args += ["--set", value]
+    done = subprocess.run([require_tool("helm"), *args], capture_output=True, text=True,
+                          check=False, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def test_the_agent_chart_runs_one_host_network_pod_per_node_with_net_admin_only() -> None:
+    docs = _render_chart("clusterName=primary")
+    [ds] = [d for d in docs if d["kind"] == "DaemonSet"]
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert {"operator": "Exists"} in pod["tolerations"]  # tainted GPU nodes too
+    [container] = pod["containers"]
+    assert container["command"] == ["modeldr", "agent"]
+    assert "--cluster=primary" in container["args"]
+    security = container["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"NODE_NAME": "spec.nodeName", "NODE_IP": "status.hostIP",
+                   "POD_NAME": "metadata.name"}  # fmt: skip
+
+
+def test_the_agent_chart_grants_networkfaults_and_their_status_only() -> None:
+    docs = _render_chart()
+    [role] = [d for d in docs if d["kind"] == "ClusterRole"]
+    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {
+        ("networkfaults", "get"), ("networkfaults", "list"), ("networkfaults", "watch"),
+        ("networkfaults/status", "patch"),
+    }  # fmt: skip
+    assert {g for rule in role["rules"] for g in rule["apiGroups"]} == {"modeldr.io"}
+    [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert binding["subjects"][0]["name"] == "modeldr-agent"
+    crd = yaml.safe_load(
+        (ROOT / "charts/modeldr-agent/crds/modeldr.io_networkfaults.yaml").read_text()
+    )
+    assert crd["spec"]["names"]["kind"] == "NetworkFault"
+    assert crd["spec"]["scope"] == "Namespaced"
