@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe_stats import ProbeSample
 
 PROBE_REQUESTS = Counter(
@@ -47,7 +46,6 @@ FORGET_AFTER_S = 120.0
 
 # Who started a run: its plan's schedule, or an apply / a person (`modeldr drill run`).
 TRIGGERS = ("schedule", "manual")
-FINAL_PHASES = tuple(p.value for p in Phase if p.is_final)
 RUNS = Counter(
     "modeldr_drill_runs_total",
     "DrillRuns ended, by verdict (phase), reason and trigger (schedule or manual).",
@@ -55,8 +53,9 @@ RUNS = Counter(
 )
 LAST_VERDICT = Gauge(
     "modeldr_drill_last_verdict",
-    "1 for the verdict of the plan's last ended run of that trigger, 0 for the others.",
-    ["namespace", "plan", "trigger", "verdict"],
+    "1 for the verdict and reason of the plan's last ended run of that trigger, 0 for the "
+    "ones before it.",
+    ["namespace", "plan", "trigger", "verdict", "reason"],
 )
 LAST_RUN_TIME = Gauge(
     "modeldr_drill_last_run_timestamp_seconds",
@@ -126,7 +125,7 @@ def run_ended(
 ) -> None:
     """A run's end, counted once by the caller."""
     RUNS.labels(namespace, plan, trigger, verdict, reason or "").inc()
-    last_verdict(namespace, plan, trigger, verdict, finished_at, rto_seconds)
+    last_verdict(namespace, plan, trigger, verdict, reason, finished_at, rto_seconds)
 
 
 def last_verdict(
@@ -134,16 +133,26 @@ def last_verdict(
     plan: str,
     trigger: str,
     verdict: str,
+    reason: str | None,
     finished_at: float,
     rto_seconds: float | None,
 ) -> None:
     """The plan's last verdict gauges (also restored from its status after a restart, so an
     alert on a failed scheduled drill holds until the next run passes)."""
-    for phase in FINAL_PHASES:
-        LAST_VERDICT.labels(namespace, plan, trigger, phase).set(1 if phase == verdict else 0)
+    for labels in list(LAST_VERDICT._metrics):
+        if labels[:3] == (namespace, plan, trigger):
+            LAST_VERDICT.labels(*labels).set(0)
+    LAST_VERDICT.labels(namespace, plan, trigger, verdict, reason or "").set(1)
     LAST_RUN_TIME.labels(namespace, plan, trigger).set(finished_at)
     if rto_seconds is not None:
         RTO.labels(namespace, plan).set(rto_seconds)
+
+
+def schedule_started(namespace: str, plan: str, reasons: tuple[str, ...]) -> None:
+    """A scheduler's start: its miss counters exist at 0, so that the first miss is an
+    increase() Prometheus sees (a counter born at 1 shows no increase)."""
+    for reason in reasons:
+        SCHEDULED_MISSED.labels(namespace, plan, reason)
 
 
 def next_schedule(namespace: str, plan: str, at: float | None) -> None:

@@ -19,7 +19,14 @@ from modeldr.drills import metrics
 from modeldr.drills.faults.base import FaultError
 from modeldr.drills.phase import Phase
 from modeldr.drills.runstate import RunRef
-from modeldr.drills.schedule import Decision, Schedule, ScheduleError, decide, stamp
+from modeldr.drills.schedule import (
+    MISS_REASONS,
+    Decision,
+    Schedule,
+    ScheduleError,
+    decide,
+    stamp,
+)
 from modeldr.drills.spec import DrillPlanSpec, DrillPlanStatus, DrillRunSpec, DrillRunStatus
 from modeldr.operator import kube
 from modeldr.operator.constants import (
@@ -326,8 +333,8 @@ def restore_verdict_metrics(namespace: str, name: str, status_raw: Any) -> None:
         if trigger == "manual" and last.scheduled_time is not None:
             continue  # the scheduled one is restored as such
         metrics.last_verdict(
-            namespace, name, trigger, str(last.phase), last.finished_at.timestamp(),
-            last.rto_seconds,
+            namespace, name, trigger, str(last.phase), last.reason,
+            last.finished_at.timestamp(), last.rto_seconds,
         )  # fmt: skip
 
 
@@ -343,6 +350,7 @@ async def run_schedule(
     daemon): decide, act, sleep until the next due time or until the plan changes. Returns
     when the plan is gone or has no schedule any more; cancelled when kopf stops it."""
     restore_verdict_metrics(namespace, name, status_raw)
+    metrics.schedule_started(namespace, name, MISS_REASONS)
     try:
         while True:
             wake.clear()  # a change from here on wakes the next sleep

@@ -74,6 +74,10 @@ def config() -> dict[str, Any]:
             # The operator of `make operator-up` (a local process serving the hub).
             {
                 "job_name": "modeldr-operator",
+                # The operator's series carry their own `cluster` (the member cluster they are
+                # about), as the chart's ServiceMonitor keeps it (honorLabels); `hub` labels
+                # the others.
+                "honor_labels": True,
                 "scrape_interval": PROMETHEUS_SCRAPE_INTERVAL,
                 "scrape_timeout": "1s",
                 "static_configs": [

@@ -164,10 +164,15 @@ def test_servicemonitor_and_prometheusrule_render_when_enabled() -> None:
         "ModelDRFailover",
         "ModelDRNotServing",
         "ModelDRStandbyNotReady",
+        "ModelDRStandbyCouldNotAbsorbFailover",
+        "ModelDRDrillFoundStandbyCapacityInsufficient",
+        "ModelDRScheduledDrillFailed",
+        "ModelDRScheduledDrillMissed",
     }
     assert f'job="{FULLNAME}-metrics"' in alerts["ModelDROperatorDown"]["expr"]
     # Prometheus templating survives Helm's: $labels stays for Prometheus to expand.
-    assert "{{ $labels.to }}" in alerts["ModelDRFailover"]["annotations"]["summary"]
+    assert "{{ $labels.to_cluster }}" in alerts["ModelDRFailover"]["annotations"]["summary"]
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
 
 
 def test_servicemonitor_needs_metrics() -> None:
