@@ -14,8 +14,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from modeldr.drills import plans
+from modeldr.drills.runstate import RunRef
 from modeldr.drills.schedule import MAX_COUNTED, Schedule, ScheduleError, decide
-from modeldr.drills.spec import DrillRunSpec
+from modeldr.drills.spec import DrillRunSpec, DrillRunStatus
 from modeldr.operator.constants import DRILL_PLAN_LABEL, DRILLPLANS, DRILLRUNS
 from tests.unit.drill_fakes import nowhere
 from tests.unit.test_drills_plans import SPEC, FakeCustomObjects, run_obj
@@ -298,3 +299,71 @@ def test_a_suspended_scheduled_plan_says_so(api: type[FakeCustomObjects]) -> Non
     assert status["scheduleMessage"].startswith("suspended")
     assert status["nextScheduleTime"] is None and status["scheduledThrough"].endswith("00:10:00Z")
     assert not [c for c in api.calls if c[0] == "create"]
+
+
+# ------------------------------------------------------------- a run's end, recorded
+
+
+def sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"namespace": "demo", "plan": "nightly", **labels})
+
+
+def test_a_scheduled_runs_end_is_its_plans_last_scheduled_run_and_counted(
+    api: type[FakeCustomObjects],
+) -> None:
+    scheduled_plan(api)
+    run = run_obj("nightly-1", "2030-01-01T00:05:00Z", "Failed")
+    run["spec"]["scheduledTime"] = "2030-01-01T00:05:00Z"
+    api.objects[(DRILLRUNS, "demo", "nightly-1")] = run
+    labels = {"trigger": "schedule", "verdict": "Failed", "reason": "GateFailed"}
+    before = sample("modeldr_drill_runs_total", **labels) or 0.0
+    status = DrillRunStatus.parse(
+        {"phase": "Failed", "reason": "GateFailed", "rtoSeconds": 4.5,
+         "startedAt": "2030-01-01T00:05:01Z", "finishedAt": "2030-01-01T00:06:00Z"}
+    )  # fmt: skip
+    plans.record_last_run(nowhere(), RunRef("demo", "nightly-1", "u"), "nightly", status)
+    st = plan_status(api)
+    assert st["lastScheduledRun"] == st["lastRun"]
+    assert st["lastRun"]["scheduledTime"] == "2030-01-01T00:05:00Z"
+    assert st["lastRun"]["rtoSeconds"] == 4.5
+    assert sample("modeldr_drill_runs_total", **labels) == before + 1
+    assert sample("modeldr_drill_last_verdict", **labels) == 1
+    assert sample("modeldr_drill_rto_seconds") == 4.5
+    assert sample("modeldr_drill_run_phase", run="nightly-1", phase="Failed") == 1
+
+    # The next scheduled run passes: the failed verdict's series turns 0 (the alert clears).
+    run2 = run_obj("nightly-2", "2030-01-01T00:10:00Z", "Passed")
+    run2["spec"]["scheduledTime"] = "2030-01-01T00:10:00Z"
+    api.objects[(DRILLRUNS, "demo", "nightly-2")] = run2
+    passed = DrillRunStatus.parse({"phase": "Passed", "reason": "AllPassed",
+                                   "finishedAt": "2030-01-01T00:11:00Z"})  # fmt: skip
+    plans.record_last_run(nowhere(), RunRef("demo", "nightly-2", "u"), "nightly", passed)
+    assert sample("modeldr_drill_last_verdict", **labels) == 0
+    ok = {"trigger": "schedule", "verdict": "Passed", "reason": "AllPassed"}
+    assert sample("modeldr_drill_last_verdict", **ok) == 1
+
+
+def test_a_manual_runs_end_leaves_the_scheduled_verdict_alone(
+    api: type[FakeCustomObjects],
+) -> None:
+    scheduled_plan(api)
+    api.objects[(DRILLRUNS, "demo", "by-hand")] = run_obj("by-hand", "2030-01-01T00:00:00Z", None)
+    status = DrillRunStatus.parse({"phase": "Error", "reason": "TargetBusy"})
+    plans.record_last_run(nowhere(), RunRef("demo", "by-hand", "u"), "nightly", status)
+    st = plan_status(api)
+    assert st["lastRun"]["name"] == "by-hand" and "lastScheduledRun" not in st
+    manual = {"trigger": "manual", "verdict": "Error", "reason": "TargetBusy"}
+    assert sample("modeldr_drill_last_verdict", **manual) == 1
+
+
+def test_the_last_verdicts_come_back_from_the_plans_status_after_a_restart() -> None:
+    last = {
+        "name": "n-9", "phase": "Failed", "reason": "NotRecovered",
+        "finishedAt": "2030-01-02T00:00:00Z", "scheduledTime": "2030-01-01T23:55:00Z",
+    }  # fmt: skip
+    plans.restore_verdict_metrics("demo", "restored", {"lastRun": last, "lastScheduledRun": last})
+    labels = {"namespace": "demo", "plan": "restored", "trigger": "schedule",
+              "verdict": "Failed", "reason": "NotRecovered"}  # fmt: skip
+    assert REGISTRY.get_sample_value("modeldr_drill_last_verdict", labels) == 1
+    manual = {**labels, "trigger": "manual"}
+    assert REGISTRY.get_sample_value("modeldr_drill_last_verdict", manual) is None
