@@ -9,6 +9,12 @@ from modeldr import __version__
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["drill"]:
+        # The drill client (typer, rich) has its own parser and exit codes (DRILLS.md).
+        from modeldr.client.app import main as client_main
+
+        return client_main(args_in)
     parser = argparse.ArgumentParser(prog="modeldr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"modeldr {__version__}")
     commands = parser.add_subparsers(dest="command")
@@ -25,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
     )
     operator.add_argument("--verbose", action="store_true", help="debug logging")
+    commands.add_parser(
+        "drill",
+        help="run DrillPlans and follow them, reports, status, abort (modeldr drill --help)",
+        add_help=False,
+    )
     agent = commands.add_parser(
         "agent",
         help="run the node agent (network faults) on a member cluster's node",
@@ -40,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "$MODELDR_AGENT_CLUSTER or 'member')"
     )  # fmt: skip
     agent.add_argument("--verbose", action="store_true", help="debug logging")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if args.command == "agent":
         from modeldr.agent.main import main as agent_main
 

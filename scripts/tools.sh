@@ -166,9 +166,20 @@ install_firewall() {
     $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q nftables iptables >/dev/null; }
 }
 
+install_chromium() {
+  # Headless Chromium opens the drill reports in the tests (tests/chromium.py) and renders
+  # the README's chart picture (scripts/report_picture.py).
+  if command -v chromium >/dev/null; then return; fi
+  log "installing chromium (Debian)"
+  local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo -n"
+  $sudo apt-get install -y -q chromium >/dev/null 2>&1 || {
+    $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
+}
+
 t_all=$SECONDS
 build_prometheus
 install_firewall
+install_chromium
 build_etcd
 build_kwok
 build_helm

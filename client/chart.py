@@ -1,0 +1,152 @@
+"""The report's charts as inline SVG (matplotlib's SVG backend, no display, no network):
+
+- the timeline: probe success rate (%) and p99 latency (ms, right axis) per second over the
+  run, fault windows shaded, step boundaries dotted, failovers and failbacks marked;
+- the trend: the plan's recent runs, RTO per run coloured by verdict.
+
+Elements carry ids (`gid`), so a browser's DOM (and the tests) can find them: `success-rate`,
+`p99-latency`, `fault-window-<i>`, `step-<name>`, `failover-<i>`, `failback-<i>`, `trend`.
+Text stays text (svg.fonttype none): small, searchable, selectable.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from modeldr.client.reportdata import ReportData
+
+# Verdict colours, the same in the HTML's CSS.
+COLOURS = {
+    "Passed": "#2e7d32",
+    "Failed": "#c62828",
+    "Aborted": "#6a1b9a",
+    "Error": "#ef6c00",
+    "Inconclusive": "#757575",
+    "Planned": "#1565c0",
+    "Pending": "#9e9e9e",
+    "Running": "#0277bd",
+}
+SUCCESS = "#1565c0"
+LATENCY = "#ef6c00"
+FAULT = "#e53935"
+
+
+def _svg(fig: Figure) -> str:
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "modeldr"}):
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buf.getvalue()
+    # Inline in HTML: no XML declaration or DOCTYPE.
+    return re.sub(r"^.*?(<svg)", r"\1", text, count=1, flags=re.S)
+
+
+def timeline_svg(data: ReportData) -> str | None:
+    """None when there is no timeline to draw (a dry run, a run refused before traffic)."""
+    if not data.points:
+        return None
+    origin = data.status.started_at.timestamp() if data.status.started_at else data.points[0].t
+
+    def rel(t: float | datetime) -> float:
+        return (t.timestamp() if isinstance(t, datetime) else t) - origin
+
+    fig = Figure(figsize=(11, 4.2), dpi=100)
+    ax = fig.add_subplot()
+    xs = [rel(p.t + p.width / 2) for p in data.points]
+    success = [None if p.success_ratio is None else 100 * p.success_ratio for p in data.points]
+    p99 = [p.p99_ms for p in data.points]
+    for i, window in enumerate(data.fault_windows()):
+        end = window.end or (data.status.finished_at or window.start)
+        ax.axvspan(
+            rel(window.start), rel(end), color=FAULT, alpha=0.15, lw=0, gid=f"fault-window-{i}"
+        )
+        ax.text(
+            rel(window.start),
+            103,
+            f" {window.record.type}",
+            fontsize=8,
+            color=FAULT,
+            va="bottom",
+            ha="left",
+        )
+    for step, start, _ in data.step_windows():
+        ax.axvline(rel(start), color="#9e9e9e", ls=":", lw=1, gid=f"step-{step.name}")
+        ax.text(rel(start), -4, f" {step.name}", fontsize=7, color="#616161", va="top", rotation=0)
+    counts = {"failover": 0, "failback": 0, "switch": 0}
+    for switch in data.switches():
+        i = counts[switch.kind]
+        counts[switch.kind] += 1
+        colour = "#6a1b9a" if switch.kind == "failover" else "#2e7d32"
+        ax.axvline(rel(switch.at), color=colour, lw=2, ls="--", gid=f"{switch.kind}-{i}")
+        ax.text(
+            rel(switch.at),
+            50,
+            f" {switch.kind} → {switch.to_cluster}",
+            fontsize=8,
+            color=colour,
+            rotation=90,
+            va="center",
+        )
+    ax.plot(
+        xs,
+        [float("nan") if v is None else v for v in success],
+        color=SUCCESS,
+        lw=1.5,
+        label="probe success rate (%)",
+        gid="success-rate",
+    )
+    ax.set_ylim(-8, 110)
+    ax.set_ylabel("success rate (%)", color=SUCCESS)
+    ax.set_xlabel(f"seconds since the run started ({data.resolution_seconds:g} s per point)")
+    ax2 = ax.twinx()
+    ax2.plot(
+        xs,
+        [float("nan") if v is None else v for v in p99],
+        color=LATENCY,
+        lw=1.2,
+        label="p99 latency (ms)",
+        gid="p99-latency",
+    )
+    ax2.set_ylabel("p99 latency (ms)", color=LATENCY)
+    ax2.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.25)
+    lines = ax.get_lines()[-1:] + ax2.get_lines()
+    ax.legend(
+        handles=lines,
+        labels=[str(line.get_label()) for line in lines],
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(f"{data.name}: {data.status.phase}", loc="left", fontsize=10)
+    return _svg(fig)
+
+
+def trend_svg(data: ReportData) -> str | None:
+    runs = [h for h in data.history if h.started_at is not None and not h.dry_run]
+    if len(runs) < 2:
+        return None
+    fig = Figure(figsize=(11, 2.6), dpi=100)
+    ax = fig.add_subplot()
+    xs = list(range(len(runs)))
+    rtos = [h.rto_seconds if h.rto_seconds is not None else 0.0 for h in runs]
+    ax.plot(xs, rtos, color="#9e9e9e", lw=1, gid="trend")
+    ax.scatter(
+        xs, rtos, c=[COLOURS.get(h.phase, "#000") for h in runs], s=40, zorder=3, gid="trend-runs"
+    )
+    ax.set_xticks(
+        xs,
+        [h.started_at.strftime("%m-%d %H:%M") if h.started_at else "" for h in runs],
+        rotation=30,
+        fontsize=7,
+    )
+    ax.set_ylabel("RTO (s)")
+    ax.grid(True, alpha=0.25)
+    ax.set_title("recent runs: RTO, coloured by verdict", loc="left", fontsize=10)
+    return _svg(fig)
