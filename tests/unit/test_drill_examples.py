@@ -31,3 +31,22 @@ def test_the_sandbox_plan_uses_the_sandbox_golden_set() -> None:
     assert ref is not None
     assert ref.golden_set.config_map_ref.name == golden["metadata"]["name"]
     assert ref.golden_set.config_map_ref.key in golden["data"]
+
+
+SANDBOX_PLANS = sorted((EXAMPLES / "sandbox").glob("drillplan*.yaml"))
+
+
+@pytest.mark.parametrize("path", SANDBOX_PLANS, ids=lambda p: p.name)
+def test_every_sandbox_plan_parses_and_targets_the_sandbox_example(path: Path) -> None:
+    spec = DrillPlanSpec.parse(yaml.safe_load(path.read_text())["spec"])
+    md = yaml.safe_load((EXAMPLES / "sandbox/modeldeployment.yaml").read_text())
+    assert spec.target.model_deployment == md["metadata"]["name"]
+    assert spec.steps, "a plan without steps tests nothing"
+
+
+def test_the_gpu_loss_plan_takes_one_primary_gpu_node_and_expects_no_failover() -> None:
+    plan = yaml.safe_load((EXAMPLES / "sandbox/drillplan-gpu-loss.yaml").read_text())
+    spec = DrillPlanSpec.parse(plan["spec"])
+    faults = [s.fault for s in spec.steps if s.fault is not None]
+    assert [(f.type, f.cluster, f.mode) for f in faults] == [("GPULoss", "primary", "one")]
+    assert all(s.expect.active_cluster == "unchanged" for s in spec.steps)
