@@ -1,0 +1,273 @@
+"""Network faults on the sandbox, end to end: DrillPlans whose steps the operator makes
+through the node agents (the modeldr-agent DaemonSet's pods, run by the process runtime as
+`modeldr agent` processes with their node's address), checked in the kernel's real ruleset
+(`nft list table inet modeldr_agent`) and with real traffic to the model's pods. Also what
+happens when the operator or an agent dies mid-fault: the faults expire by themselves, and a
+restarted agent leaves no rule no live order backs.
+
+Short durations: each test adds seconds, the agent's behaviour is under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from modeldr.agent import order as O
+from modeldr.agent.rules import FAMILY, TABLE
+from sandbox import agent, kube
+from sandbox.config import sandbox_paths
+from sandbox.operator_up import operator_up
+from tests.integration.modeldeployments import NAME
+from tests.integration.test_drills import (  # the drill helpers and the shared fixtures
+    _alive,
+    apply_plan,
+    drill_ns,
+    explain,
+    finished,
+    plan,
+    serving_before_and_after,
+    wait_run,
+)
+
+pytestmark = pytest.mark.integration
+__all__ = ["drill_ns", "serving_before_and_after"]  # fixtures used by name
+
+NODE_IP = "127.1.0.1"  # the primary's nodes' address (sandbox/config.py)
+
+
+def ruleset() -> str:
+    done = subprocess.run(["nft", "list", "table", FAMILY, TABLE], capture_output=True,
+                          text=True, check=False, timeout=10)  # fmt: skip
+    return done.stdout if done.returncode == 0 else ""
+
+
+def rules_for(ip: str) -> list[str]:
+    return [line.strip() for line in ruleset().splitlines() if f" {ip} " in f" {line} "]
+
+
+def model_pod(ns: str) -> client.V1Pod:
+    pods = kube.core("primary").list_namespaced_pod(ns, label_selector=f"modeldr.io/name={NAME}")
+    live = [p for p in pods.items if p.metadata.deletion_timestamp is None and p.status.pod_ip]
+    assert len(live) == 1, [p.metadata.name for p in pods.items]
+    return live[0]
+
+
+def ready_path(pod: client.V1Pod) -> tuple[int, str]:
+    container = pod.spec.containers[0]
+    probe = container.readiness_probe.http_get
+    return int(container.ports[0].container_port), str(probe.path)
+
+
+def answers(ip: str, port: int, path: str, source: str | None = None, timeout: float = 1.0) -> bool:
+    """One GET to the pod from 127.0.0.1 (a client) or from `source` (the node, as the
+    kubelet's probes come)."""
+    connection = http.client.HTTPConnection(
+        ip, port, timeout=timeout, source_address=(source, 0) if source else None
+    )
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def orders(ns: str) -> list[dict[str, Any]]:
+    api = client.CustomObjectsApi(kube.api_client("primary"))
+    items = api.list_namespaced_custom_object(O.GROUP, O.VERSION, ns, O.PLURAL)["items"]
+    return list(items)
+
+
+def applied(ns: str, name: str) -> dict[str, Any]:
+    def is_applied(s: dict[str, Any]) -> bool:
+        return any(f.get("state") == "Applied" for f in s.get("faults") or [])
+
+    return wait_run(ns, name, is_applied, "the fault applied", 60)
+
+
+def network_step(name: str, fault: dict[str, Any], seconds: int, **expect: Any) -> dict[str, Any]:
+    return {"name": name, "fault": {"cluster": "primary", **fault}, "durationSeconds": seconds,
+            "expect": {"activeCluster": "unchanged", **expect}}  # fmt: skip
+
+
+def test_a_partition_cuts_clients_off_while_the_node_still_reaches_the_pod(drill_ns: str) -> None:
+    pod = model_pod(drill_ns)
+    ip, (port, path) = pod.status.pod_ip, ready_path(pod)
+    assert answers(ip, port, path) and not rules_for(ip)
+    name = apply_plan(drill_ns, plan("partition", [
+        network_step("cut", {"type": "NetworkPartition"}, 6)]))  # fmt: skip
+    applied(drill_ns, name)
+    in_force = rules_for(ip)
+    [nf] = orders(drill_ns)
+    # output and input (host traffic), forward both ways (routed pod traffic), one order
+    assert len(in_force) == 4, ruleset()
+    note = f'comment "modeldr:{drill_ns}/{nf["metadata"]["name"]}/{nf["metadata"]["uid"]}"'
+    assert all(r.endswith(note) for r in in_force), in_force
+    assert any(f"saddr != {NODE_IP}" in r for r in in_force), in_force
+    assert not answers(ip, port, path), "a client still reaches the partitioned pod"
+    assert answers(ip, port, path, source=NODE_IP), "the node's own address was cut off too"
+    assert nf["status"]["nodes"][pod.spec.node_name]["state"] == "Applied"
+    assert nf["spec"]["targets"] == [{"ip": ip, "node": pod.spec.node_name,
+                                      "pod": pod.metadata.name}]  # fmt: skip
+    # The readiness probe (every 2 s, failureThreshold 1) comes from the node: the pod stays
+    # Ready, so its endpoint does too, while no client gets through (failover.probe's gap).
+    time.sleep(3)
+    again = kube.core("primary").read_namespaced_pod(pod.metadata.name, drill_ns)
+    ready = {c.type: c.status for c in again.status.conditions or []}
+    assert ready.get("Ready") == "True", ready
+    assert rules_for(ip) == in_force
+    s = finished(drill_ns, name, timeout=90)
+    step = s["steps"][0]
+    assert step["errorRatio"] > 0.9, explain(s)  # the clients saw it
+    assert s["faults"][0]["state"] == "Undone" and s["faults"][0]["provider"] == "agent"
+    assert not rules_for(ip) and orders(drill_ns) == []
+    assert answers(ip, port, path)
+
+
+def test_packet_loss_keeps_errors_bounded_and_does_not_fail_over(drill_ns: str) -> None:
+    pod = model_pod(drill_ns)
+    name = apply_plan(drill_ns, plan("loss", [
+        network_step("lossy", {"type": "PacketLoss", "lossPercent": 20}, 8,
+                     maxErrorRatio=0.5)]))  # fmt: skip
+    applied(drill_ns, name)
+    [rule, *_] = rules_for(pod.status.pod_ip)
+    assert "numgen random mod 100 < 20 drop" in rule
+    s = finished(drill_ns, name, timeout=90)
+    assert s["phase"] == "Passed", explain(s)
+    step = s["steps"][0]
+    assert step["activeCluster"] == "primary" and step["errorRatio"] <= 0.5
+    assert step["requests"] >= 40  # 10/s over the 8 s step
+    assert not rules_for(pod.status.pod_ip) and orders(drill_ns) == []
+
+
+def test_latency_without_netem_ends_error_fault_unsupported_with_nothing_left(
+    drill_ns: str,
+) -> None:
+    name = apply_plan(drill_ns, plan("latency", [
+        network_step("slow", {"type": "Latency", "latencyMilliseconds": 200}, 5)]))  # fmt: skip
+    s = finished(drill_ns, name, timeout=60)
+    assert s["phase"] == "Error" and s["reason"] == "FaultUnsupported", explain(s)
+    step = s["steps"][0]
+    assert step["reason"] == "FaultUnsupported" and "netem" in step["message"], explain(s)
+    assert "nothing was injected" in step["message"]
+    assert [f["state"] for f in s["faults"]] == ["Undone"]  # the order was deleted at once
+    assert orders(drill_ns) == [] and "modeldr:" not in ruleset()
+
+
+def test_a_killed_operator_s_partition_expires_by_itself(drill_ns: str) -> None:
+    """SIGKILL of the operator mid-partition: nobody renews the order, so each agent drops
+    its rules when its expiresAt passes (3 s after the last renewal); the next operator
+    then finds the run and ends it Aborted."""
+    pod = model_pod(drill_ns)
+    ip = pod.status.pod_ip
+    name = apply_plan(drill_ns, plan("orphan", [
+        network_step("cut", {"type": "NetworkPartition"}, 120)], faultExpirySeconds=3))  # fmt: skip
+    applied(drill_ns, name)
+    time.sleep(2.5)  # a few renewals
+    pid = int((sandbox_paths().state / "operator.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    kube.wait_for(lambda: not _alive(pid), timeout=10, what="the operator gone")
+    assert rules_for(ip), "the rules went with the operator, not at their expiry"
+    [nf] = orders(drill_ns)
+    expires = datetime.fromisoformat(nf["spec"]["expiresAt"])
+    kube.wait_for(lambda: not rules_for(ip), timeout=10, interval=0.05, what="rules expired")
+    gone = datetime.now(UTC)
+    lag = (gone - expires).total_seconds()
+    print(f"\nexpiry -> rules gone: {lag:.3f} s (operator killed {time.monotonic() - killed:.1f} s"
+          f" before)")  # fmt: skip
+    assert -0.5 <= lag <= 1.5, f"rules gone {lag:.2f} s after expiresAt {expires}"
+    assert time.monotonic() - killed <= 3 + 2, "not within one expiry period of the kill"
+    [nf] = orders(drill_ns)
+    report = nf["status"]["nodes"][pod.spec.node_name]
+    assert report["state"] == "Removed" and "expired" in report["message"]
+    operator_up()
+    s = finished(drill_ns, name, timeout=90)
+    assert s["phase"] == "Aborted" and s["reason"] == "OperatorRestarted", explain(s)
+    assert orders(drill_ns) == [] and not rules_for(ip)
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def pod_address_server(ip: str) -> Iterator[int]:
+    """An HTTP server on an address of a node's pod range (as a pod would bind)."""
+    server = ThreadingHTTPServer((ip, 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def agent_pid(cluster: str, node: str) -> tuple[str, int]:
+    pod = agent.agent_pods(cluster)[node]
+    pidfile = sandbox_paths().processes / cluster / agent.NAMESPACE / f"{pod}.pid"
+    return pod, int(pidfile.read_text())
+
+
+def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restarts(
+    drill_ns: str,
+) -> None:
+    """The LitmusChaos/Chaos Mesh failure: the helper dies, its order is deleted meanwhile,
+    the rules stay. Here the runtime restarts the SIGKILLed agent (restartPolicy Always) and
+    its startup cleanup removes every rule no live order backs."""
+    ip, node = "127.1.129.250", "gpu-0"  # gpu-0's process pod range (sandbox/config.py)
+    api = client.CustomObjectsApi(kube.api_client("primary"))
+    body = {
+        "apiVersion": f"{O.GROUP}/{O.VERSION}", "kind": O.KIND,
+        "metadata": {"name": "orphan"},
+        "spec": {"effect": "NetworkPartition", "targets": [{"ip": ip, "node": node}],
+                 "nodes": [node], "expiresAt": "2099-01-01T00:00:00Z"},
+    }  # fmt: skip
+    with pod_address_server(ip) as port:
+        assert answers(ip, port, "/")
+        api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, body)
+        try:
+            kube.wait_for(lambda: bool(rules_for(ip)), timeout=10, what="the rules applied")
+            assert not answers(ip, port, "/")
+            pod, pid = agent_pid("primary", node)
+            os.killpg(pid, signal.SIGKILL)
+            api.delete_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, "orphan")
+            killed = time.monotonic()
+            assert rules_for(ip), "a dead agent cannot have removed its rules"
+            kube.wait_for(lambda: not rules_for(ip), timeout=30, interval=0.1,
+                          what="the restarted agent to remove the orphaned rules")  # fmt: skip
+            print(
+                f"\nagent killed -> orphaned rules removed by its restart: "
+                f"{time.monotonic() - killed:.2f} s"
+            )
+            assert answers(ip, port, "/")
+            restarted = kube.core("primary").read_namespaced_pod(pod, agent.NAMESPACE)
+            assert restarted.status.container_statuses[0].restart_count >= 1
+            assert agent_pid("primary", node)[1] != pid
+        finally:
+            with contextlib.suppress(client.ApiException):
+                api.delete_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL,
+                                                    "orphan")  # fmt: skip
+    log = (sandbox_paths().processes / "primary" / agent.NAMESPACE / f"{pod}.log").read_text()
+    assert "removing 1 order(s) left in the kernel" in log.rsplit("--- ", 1)[-1], log[-2000:]
