@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status operator-up operator-down sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-down chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
+        kind-up kind-down kind-demo chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -90,8 +90,11 @@ bench-drills: install tools ## Example drill wall time, abort latency, probe cos
 bench-serving: install ## Model server vs a naive baseline on CPU -> bench/results/serving.json
 	$(PY) bench/serving_bench.py
 
-kind-up: ## (needs Docker) kind clusters primary and standby; not exercised on this project's CI
+kind-up: ## (needs Docker) kind clusters hub, primary and standby; not exercised on this project's CI
 	bash scripts/kind.sh up
+
+kind-demo: ## (needs Docker) the example drill on kind: images, chart, modeldr drill run --wait --junit -> .kind/results
+	bash scripts/kind-demo.sh
 
 kind-down: ## (needs Docker) delete the kind clusters
 	bash scripts/kind.sh down

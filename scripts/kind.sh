@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # kind clusters hub, primary and standby for users with Docker: `make kind-up` / `make kind-down`.
 # The same contexts as the local sandbox (hub, primary, standby) in .kind/kubeconfig.
+# `scripts/kind.sh path` prints the kind binary (installed with `go install` on first use).
 # Not exercised on this project's CI machines (no Docker engine there); see
-# .github/workflows/kind.yaml for the workflow that runs it where Docker exists.
+# .github/workflows/kind-drill.yaml (and scripts/kind-demo.sh) for what runs it where Docker
+# exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIND_VERSION=v0.32.0
 CACHE=${MODELDR_CACHE:-$HOME/.cache/modeldr}
 KIND=$CACHE/kind-$KIND_VERSION/bin/kind
-eval "$(bash scripts/tools.sh --print-env)"
-KUBECTL=${MODELDR_KUBECTL:-kubectl}
 OUT=.kind; mkdir -p "$OUT"
 
-command -v docker >/dev/null && docker info >/dev/null 2>&1 || {
-  echo "kind needs a running Docker engine; on machines without one use the local sandbox (make sandbox-up)" >&2
-  exit 1; }
 if [[ ! -x $KIND ]]; then
   GOBIN=$CACHE/kind-$KIND_VERSION/bin go install "sigs.k8s.io/kind@$KIND_VERSION"
 fi
-[[ -x $MODELDR_KUBECTL ]] || bash scripts/tools.sh
+if [[ ${1:-} == path ]]; then echo "$KIND"; exit 0; fi
+command -v docker >/dev/null && docker info >/dev/null 2>&1 || {
+  echo "kind needs a running Docker engine; on machines without one use the local sandbox (make sandbox-up)" >&2
+  exit 1; }
+# kubectl: $KUBECTL, else one on PATH, else the project's (scripts/tools.sh builds it once).
+KUBECTL=${KUBECTL:-$(command -v kubectl || true)}
+if [[ -z $KUBECTL ]]; then
+  eval "$(bash scripts/tools.sh --print-env)"
+  [[ -x $MODELDR_KUBECTL ]] || bash scripts/tools.sh
+  KUBECTL=$MODELDR_KUBECTL
+fi
 
 up() {
   for name in hub primary standby; do
@@ -52,5 +59,5 @@ down() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|path" >&2; exit 2 ;;
 esac
