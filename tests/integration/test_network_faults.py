@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from modeldr.agent import order as O
@@ -30,13 +31,14 @@ from modeldr.agent.rules import FAMILY, TABLE
 from sandbox import agent, kube
 from sandbox.config import sandbox_paths
 from sandbox.operator_up import operator_up
-from tests.integration.modeldeployments import NAME
+from tests.integration.modeldeployments import NAME, ROOT, serving_everywhere
 from tests.integration.test_drills import (  # the drill helpers and the shared fixtures
     _alive,
     apply_plan,
     drill_ns,
     explain,
     finished,
+    own_modeldeployment,
     plan,
     serving_before_and_after,
     wait_run,
@@ -149,6 +151,8 @@ def test_packet_loss_keeps_errors_bounded_and_does_not_fail_over(drill_ns: str) 
     s = finished(drill_ns, name, timeout=90)
     assert s["phase"] == "Passed", explain(s)
     step = s["steps"][0]
+    print(f"\npacket loss 20%: error ratio {step['errorRatio']:.3f}, p99 "
+          f"{step.get('p99LatencyMs')} ms over {step['requests']} requests")  # fmt: skip
     assert step["activeCluster"] == "primary" and step["errorRatio"] <= 0.5
     assert step["requests"] >= 40  # 10/s over the 8 s step
     assert not rules_for(pod.status.pod_ip) and orders(drill_ns) == []
@@ -271,3 +275,23 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
                                                     "orphan")  # fmt: skip
     log = (sandbox_paths().processes / "primary" / agent.NAMESPACE / f"{pod}.log").read_text()
     assert "removing 1 order(s) left in the kernel" in log.rsplit("--- ", 1)[-1], log[-2000:]
+
+
+def test_the_packet_loss_example_passes_as_it_stands(drill_ns: str) -> None:
+    """examples/sandbox/drillplan-packet-loss.yaml against the example ModelDeployment as it
+    stands (2 replicas per cluster), in a namespace of its own."""
+    example = yaml.safe_load((ROOT / "examples/sandbox/drillplan-packet-loss.yaml").read_text())
+
+    def as_example(spec: dict[str, Any]) -> None:
+        spec["replicas"] = 2
+
+    with own_modeldeployment("l", as_example, lambda s: serving_everywhere(s, 2)) as ns:
+        name = apply_plan(ns, example)
+        s = finished(ns, name, timeout=240)
+    assert s["phase"] == "Passed", explain(s)
+    lossy = s["steps"][0]
+    print(f"\nexample packet loss: error ratio {lossy['errorRatio']:.3f}, p99 "
+          f"{lossy.get('p99LatencyMs')} ms over {lossy['requests']} requests")  # fmt: skip
+    assert lossy["activeCluster"] == "primary"
+    assert [f["type"] for f in s["faults"]] == ["PacketLoss"]
+    assert s["faults"][0]["state"] == "Undone"

@@ -50,3 +50,18 @@ def test_the_gpu_loss_plan_takes_one_primary_gpu_node_and_expects_no_failover() 
     faults = [s.fault for s in spec.steps if s.fault is not None]
     assert [(f.type, f.cluster, f.mode) for f in faults] == [("GPULoss", "primary", "one")]
     assert all(s.expect.active_cluster == "unchanged" for s in spec.steps)
+
+
+def test_the_packet_loss_plan_expects_no_failover_and_a_bounded_error_ratio() -> None:
+    plan = yaml.safe_load((EXAMPLES / "sandbox/drillplan-packet-loss.yaml").read_text())
+    spec = DrillPlanSpec.parse(plan["spec"])
+    [lossy] = [s for s in spec.steps if s.fault is not None]
+    assert lossy.fault is not None
+    assert (lossy.fault.type, lossy.fault.cluster, lossy.fault.mode) == (
+        "PacketLoss", "primary", "one",
+    )  # fmt: skip
+    assert lossy.fault.loss_percent is not None and 0 < lossy.fault.loss_percent < 100
+    assert lossy.expect.active_cluster == "unchanged"
+    assert lossy.expect.max_error_ratio is not None and lossy.expect.max_error_ratio < 0.5
+    assert all(s.expect.active_cluster == "unchanged" for s in spec.steps)
+    assert spec.fault_expiry_seconds <= 30
