@@ -409,6 +409,21 @@ BAD_SPECS: list[tuple[str, Edit, str]] = [
         _set("metadata.name", "1-tiny-bert"),
         "metadata.name must be a DNS-1035 label",
     ),
+    (
+        "probe-url-not-http",
+        _set("spec.failover.probe", {"urls": {"standby": "ftp://lb.example.com/bert"}}),
+        "spec.failover.probe.urls.standby in body should match",
+    ),
+    (
+        "probe-min-success-zero",
+        _set("spec.failover.probe", {"minSuccessPercent": 0}),
+        "spec.failover.probe.minSuccessPercent: Invalid value",
+    ),
+    (
+        "probe-unknown-request",
+        _set("spec.failover.probe", {"request": "ping"}),
+        'spec.failover.probe.request: Unsupported value: "ping"',
+    ),
     # A typo is an error, not a silently pruned field (kubectl's strict field validation).
     ("unknown-field", _set("spec.replica", 2), 'unknown field "spec.replica"'),
 ]
@@ -451,6 +466,23 @@ def test_bad_spec_is_refused(hub_namespace: str, edit: Edit, fragment: str) -> N
     result = dry_run_apply(hub_namespace, manifest)
     assert result.returncode != 0, f"accepted: {result.stdout}"
     assert fragment in result.stderr, result.stderr
+
+
+def test_a_client_probe_is_accepted_and_defaulted(hub_namespace: str) -> None:
+    manifest = copy.deepcopy(load(SANDBOX_EXAMPLE))
+    manifest["spec"]["failover"]["probe"] = {"urls": {"standby": "https://lb.example.com/bert"}}
+    result = kubectl(
+        "apply", "--dry-run=server", "-n", hub_namespace, "-o", "json", "-f", "-",
+        stdin=json.dumps(manifest),
+    )  # fmt: skip
+    assert json.loads(result.stdout)["spec"]["failover"]["probe"] == {
+        "request": "inference",
+        "text": "modeldr health probe",
+        "timeoutMilliseconds": 1000,
+        "sampleSize": 3,
+        "minSuccessPercent": 50,
+        "urls": {"standby": "https://lb.example.com/bert"},
+    }
 
 
 def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
