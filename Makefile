@@ -31,8 +31,8 @@ demo: install tools ## The demo: a tiny BERT on primary and standby, a primary o
 tools: ## Build/install the pinned sandbox tools into ~/.cache/modeldr (idempotent)
 	@bash scripts/tools.sh
 
-chart-lint: tools ## helm lint --strict the chart
-	@$(TOOLS_ENV); $$MODELDR_HELM lint --strict charts/modeldr
+chart-lint: tools ## helm lint --strict the charts (operator, node agent)
+	@$(TOOLS_ENV); $$MODELDR_HELM lint --strict charts/modeldr charts/modeldr-agent
 
 lint: install ## ruff, mypy and the import-linter contracts (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check .
