@@ -68,7 +68,8 @@ MarkdownOut = Annotated[Path | None, typer.Option("--markdown", help="write the 
 
 
 def console() -> Console:
-    return Console(highlight=False)
+    # soft_wrap: a path or a message is one line however long (CI logs, copy and paste).
+    return Console(highlight=False, soft_wrap=True)
 
 
 def fail_usage(message: str) -> typer.Exit:

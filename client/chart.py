@@ -41,8 +41,9 @@ def _svg(fig: Figure) -> str:
         buf = io.StringIO()
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
-    # Inline in HTML: no XML declaration or DOCTYPE.
-    return re.sub(r"^.*?(<svg)", r"\1", text, count=1, flags=re.S)
+    # Inline in HTML: no XML declaration or DOCTYPE, no RDF metadata block.
+    text = re.sub(r"^.*?(<svg)", r"\1", text, count=1, flags=re.S)
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", text, count=1, flags=re.S)
 
 
 def timeline_svg(data: ReportData) -> str | None:

@@ -84,8 +84,10 @@ def plan_step(
     note = ""
     if fault.cluster == "active":
         note = f" (cluster active resolved now: {where.cluster}; at the step's start it may differ)"
+    node = result.parameters.get("node")
+    on_node = f" on node {node}" if node and node not in result.targets else ""
     planned.message = (
-        f"{fault.type} would act on {', '.join(result.targets) or 'nothing'} in "
+        f"{fault.type} would act on {', '.join(result.targets) or 'nothing'}{on_node} in "
         f"{where.cluster} ({role}) through {driver.provider}{note}"
     )[:4096]
     return planned
