@@ -85,6 +85,11 @@ def corrupted_pod(
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     # It must never be mistaken for a live replica: no liveness restarts hide its refusal.
     container.pop("livenessProbe", None)
+    # The copy is the model's size: the scratch emptyDir's limit (sized for torch's files)
+    # must not evict the replica before its server gets to refuse it.
+    for volume in spec.get("volumes") or []:
+        if "emptyDir" in volume:
+            volume["emptyDir"] = {}
     spec["restartPolicy"] = "Never"
     spec["terminationGracePeriodSeconds"] = DELETE_GRACE_S
     return {

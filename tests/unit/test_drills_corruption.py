@@ -70,6 +70,8 @@ def test_the_replica_is_the_pod_template_that_no_selector_of_the_model_matches()
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert "livenessProbe" not in container
     assert pod["spec"]["restartPolicy"] == "Never"
+    scratch = [v for v in pod["spec"]["volumes"] if "emptyDir" in v]
+    assert scratch == [{"name": "tmp", "emptyDir": {}}]  # room for the model's copy
     assert pod["spec"]["tolerations"] == deployment["spec"]["template"]["spec"]["tolerations"]
     # The Deployment it was made from is untouched.
     assert template["command"] == ["modeldr-serve", "run"]
