@@ -39,6 +39,16 @@ def test_copy_sources_exist(dockerfile: Path) -> None:
     assert not missing, f"{dockerfile.name} copies paths that do not exist: {missing}"
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_serving_images_copy_every_import_root(dockerfile: Path) -> None:
+    # modeldr/<root> links ../<root>: a root left out is a dangling link in the image.
+    roots = {p.name for p in (ROOT / "modeldr").iterdir() if p.is_symlink()}
+    copied = set(copy_sources(dockerfile))
+    assert roots <= copied, roots - copied
+    allowed = dockerignore_allowed(dockerfile)
+    assert all(f"{root}/**" in allowed for root in roots), allowed
+
+
 @pytest.mark.parametrize("link", ["operator", "serving", "drills"])
 def test_import_root_symlinks_resolve(link: str) -> None:
     path = ROOT / "modeldr" / link
