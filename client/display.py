@@ -20,7 +20,13 @@ from rich.table import Table
 from rich.text import Text
 
 from modeldr.drills.phase import Phase
-from modeldr.drills.spec import DrillPlanSpec, DrillRunStatus, FaultRecord, ProbeLiveStatus
+from modeldr.drills.spec import (
+    DrillPlanSpec,
+    DrillRunStatus,
+    FaultRecord,
+    GateStatus,
+    ProbeLiveStatus,
+)
 
 STYLE = {
     "Passed": "bold green",
@@ -90,18 +96,7 @@ def snapshot(run: dict[str, Any], md: dict[str, Any] | None, now: datetime) -> S
     for step in status.steps:
         if step.name == status.current_step:
             step_started = step.started_at
-    gates = tuple(
-        GateLine(
-            g.name,
-            g.phase.value,
-            (
-                f"{g.measurements[-1].phase} {g.measurements[-1].value or ''}".strip()
-                if g.measurements
-                else "no measurement yet"
-            ),
-        )
-        for g in status.gates
-    )
+    gates = tuple(GateLine(g.name, g.phase.value, last_measurement(g)) for g in status.gates)
     md_active = ((md or {}).get("status") or {}).get("activeCluster")
     return Snapshot(
         run=str(run["metadata"]["name"]),
@@ -124,6 +119,14 @@ def snapshot(run: dict[str, Any], md: dict[str, Any] | None, now: datetime) -> S
         faults_undone=tuple(f.id for f in status.faults if f.state in ("Undone", "Abandoned")),
         abort_requested=bool(spec.get("abort")),
     )
+
+
+def last_measurement(gate: GateStatus) -> str:
+    if not gate.measurements:
+        return "no measurement yet"
+    m = gate.measurements[-1]
+    detail = m.value if m.value is not None else (m.message or "")
+    return f"{m.phase} {detail}".strip()
 
 
 def probe_text(probe: ProbeLiveStatus | None) -> str:
