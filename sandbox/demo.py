@@ -21,12 +21,13 @@
 6. Primary is restored; once its replicas are Ready again the demo fails back by annotating
    the ModelDeployment `modeldr.io/switch-to=primary`, and the client returns to primary.
 7. Events and Prometheus after the fail back.
-8. The drill: `examples/sandbox/golden-set.yaml` and `examples/sandbox/drillplan.yaml` are
-   applied; the operator runs the DrillRun (steady state, a pod kill, a whole-primary outage
-   through the sandbox's infrastructure webhook, recovery, failback, the final steady state,
-   with a Prometheus gate and model checks on the golden set) and the demo follows it, then
-   prints the verdict and every step's RTO, error ratio and p99. The demo fails unless the
-   drill Passed.
+8. The drill: `examples/sandbox/golden-set.yaml` is applied, then the CLI runs the example
+   plan: `modeldr drill run examples/sandbox/drillplan.yaml --wait --junit ... --report ...`
+   (sandbox/demo_drill.py) applies it, and follows the DrillRun the operator runs (steady
+   state, a pod kill, a whole-primary outage through the sandbox's infrastructure webhook,
+   recovery, failback, the final steady state, with a Prometheus gate and model checks on
+   the golden set) live; the demo prints the verdict and the paths of the HTML report and the
+   JUnit file (.sandbox/drill-report/), and fails unless the drill Passed.
 9. A Markdown report goes to .sandbox/demo-report.md.
 
 The sandbox and the operator stay up at the end (`make operator-down`, `make sandbox-down`).
@@ -559,17 +560,18 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
     for line in report["prometheus_end"]:
         print("  " + line)
 
-    step(8, f"the drill: kubectl apply -n {NAMESPACE} -f examples/sandbox/drillplan.yaml")
-    run = demo_drill.start_run(NAMESPACE)
-    print(f"following DrillRun {run} (kubectl --context hub get drun -n {NAMESPACE} -w):")
-    final = demo_drill.follow(NAMESPACE, run, NAME)
-    report["drill"] = demo_drill.summary(run, final)
+    step(8, "the drill: modeldr drill run examples/sandbox/drillplan.yaml --wait")
+    drill = demo_drill.run_drill(NAMESPACE)
+    report["drill_result"] = drill
+    if drill.markdown.exists():
+        report["drill"] = drill.markdown.read_text().splitlines()
     print()
-    for line in report["drill"]:
-        print(line)
-    if final.get("phase") != "Passed":
+    print(f"drill verdict: {drill.verdict} (modeldr drill run exited {drill.exit_code})")
+    for what, path in (("HTML report", drill.html), ("JUnit XML", drill.junit)):
+        print(f"{what}: {path}" if path.exists() else f"{what}: not written")
+    if drill.exit_code != 0:
         raise demo_drill.DrillFailed(
-            f"the drill ended {final.get('phase')} ({final.get('reason')}): {final.get('message')}"
+            f"the drill ended {drill.verdict} (exit {drill.exit_code}); see {drill.html}"
         )
 
 
@@ -693,6 +695,9 @@ def main() -> int:
         print(f"\nrequests: {total} sent, {ok} ok, {total - ok} failed")
     if report.get("timeline") is not None:
         print(f"report: {path}")
+    drill: demo_drill.DrillResult | None = report.get("drill_result")
+    if drill is not None:
+        print(f"drill: {drill.verdict}; HTML report {drill.html}; JUnit {drill.junit}")
     print(
         "\nThe sandbox and the operator keep running: "
         "export KUBECONFIG=$PWD/.sandbox/kubeconfig; kubectl --context hub get md -A. "
