@@ -679,6 +679,18 @@ def test_a_scheduled_plan_starts_runs_on_time_respects_forbid_and_trims_history(
         )["status"]
         assert plan_status["lastScheduledRun"]["phase"] == "Passed"
         assert plan_status["nextScheduleTime"] > plan_status["lastScheduleTime"]
+        # Prometheus (scraping the operator) sees what the chart's alerts read: the missed
+        # due time fires the missed-drill alert's expression; the last verdict is Passed.
+        missed_alert = (
+            f"max by (namespace, plan) (increase(modeldr_drill_scheduled_missed_total"
+            f'{{namespace="{drill_ns}", plan="{name}"}}[1h])) > 0'
+        )
+        kube.wait_for(lambda: prometheus.query(missed_alert), timeout=20, what="the miss alert")
+        verdict = (
+            f'modeldr_drill_last_verdict{{namespace="{drill_ns}", plan="{name}", '
+            f'trigger="schedule", verdict="Passed"}} == 1'
+        )
+        kube.wait_for(lambda: prometheus.query(verdict), timeout=20, what="Passed in Prometheus")
         # Suspended: the schedule says so and starts nothing more.
         custom().patch_namespaced_custom_object(
             GROUP, VERSION, drill_ns, DRILLPLANS, name, {"spec": {"suspend": True}}
