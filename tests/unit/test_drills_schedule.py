@@ -6,6 +6,7 @@ test."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -367,3 +368,72 @@ def test_the_last_verdicts_come_back_from_the_plans_status_after_a_restart() -> 
     assert REGISTRY.get_sample_value("modeldr_drill_last_verdict", labels) == 1
     manual = {**labels, "trigger": "manual"}
     assert REGISTRY.get_sample_value("modeldr_drill_last_verdict", manual) is None
+
+
+def test_a_restarted_scheduler_resumes_from_the_status(api: type[FakeCustomObjects]) -> None:
+    # The operator was down from 00:06 to 00:21: 00:10 and 00:15 are Superseded, 00:20 starts.
+    scheduled_plan(api)
+    api.objects[(DRILLPLANS, "demo", "nightly")]["status"] = {
+        "scheduledThrough": "2030-01-01T00:05:00Z", "lastScheduleTime": "2030-01-01T00:05:00Z",
+        "missedSchedules": 1,
+    }  # fmt: skip
+    before = missed("Superseded")
+    plans.schedule_once(nowhere(), "demo", "nightly", T0 + timedelta(minutes=21))
+    assert creates_of(api) == [f"nightly-{int((T0 + timedelta(minutes=20)).timestamp()) // 60}"]
+    status = plan_status(api)
+    assert status["missedSchedules"] == 3 and missed("Superseded") == before + 2
+    assert status["scheduledThrough"] == status["lastScheduleTime"] == "2030-01-01T00:20:00Z"
+
+
+def test_a_restarted_scheduler_skips_a_start_past_its_deadline(
+    api: type[FakeCustomObjects],
+) -> None:
+    scheduled_plan(api, startingDeadlineSeconds=60)
+    api.objects[(DRILLPLANS, "demo", "nightly")]["status"] = {
+        "scheduledThrough": "2030-01-01T00:05:00Z"
+    }
+    plans.schedule_once(nowhere(), "demo", "nightly", T0 + timedelta(minutes=12))
+    assert creates_of(api) == []
+    last = plan_status(api)["lastMissedSchedule"]
+    assert last["reason"] == "StartingDeadlineExceeded" and last["scheduledTime"].endswith("10:00Z")
+
+
+def creates_of(api: type[FakeCustomObjects]) -> list[str]:
+    return [name for method, _, name in api.calls if method == "create"]
+
+
+def test_the_scheduler_loop_starts_each_due_time_and_ends_with_its_plan(
+    api: type[FakeCustomObjects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_schedule with the scheduler's clock driven by the test (a minute a reading) and
+    its sleeps shortened: runs start, never twice for a due time, and it returns once the
+    plan is gone."""
+    scheduled_plan(api, schedule="* * * * *")
+    monkeypatch.setattr(plans, "MAX_SCHEDULER_SLEEP_S", 0.01)
+    ticks = iter(T0 + timedelta(minutes=m, seconds=1) for m in range(1, 1000))
+    decisions = 0
+
+    def clock() -> datetime:
+        nonlocal decisions
+        decisions += 1
+        for (plural, _, _), obj in api.objects.items():
+            if plural == DRILLRUNS:
+                obj["status"] = {"phase": "Passed"}  # each run over before the next is due
+        if decisions == 8:  # the plan is deleted after a few due times
+            del api.objects[(DRILLPLANS, "demo", "nightly")]
+        return next(ticks)
+
+    async def scheduler() -> None:
+        loop = plans.run_schedule(nowhere(), "demo", "nightly", {}, asyncio.Event(), clock)
+        await asyncio.wait_for(loop, timeout=5)
+
+    asyncio.run(scheduler())
+    created = creates_of(api)
+    assert len(created) >= 3 and len(created) == len(set(created))
+    assert (
+        REGISTRY.get_sample_value(
+            "modeldr_drill_next_schedule_timestamp_seconds",
+            {"namespace": "demo", "plan": "nightly"},
+        )
+        is None
+    )  # dropped when the scheduler ends
