@@ -63,11 +63,24 @@ MEMBER_REACHABLE = Gauge(
 LEADER = Gauge("modeldr_leader", "1 while this replica holds the leader Lease.")
 
 
+# The triggers a switch is counted under (tick.switch_traffic's kinds).
+FAILOVER_TRIGGERS = ("automatic", "manual", "failback")
+
+
+def zero_failovers(namespace: str, name: str, primary: str, standby: str) -> None:
+    """Create a ModelDeployment's failover series at 0, so `increase()` in the chart's alert
+    sees the first failover after an operator start (a series born at 1 shows no increase)."""
+    for from_cluster, to_cluster in ((primary, standby), (standby, primary)):
+        for trigger in FAILOVER_TRIGGERS:
+            FAILOVERS.labels(namespace, name, from_cluster, to_cluster, trigger)
+
+
 def forget(namespace: str, name: str) -> None:
     """Drop a deleted ModelDeployment's gauges so they do not report forever."""
     for gauge in (SERVING, FAILOVER_READY):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
-    for cluster_labels in list(ACTIVE_CLUSTER._metrics):
-        if cluster_labels[:2] == (namespace, name):
-            ACTIVE_CLUSTER.remove(*cluster_labels)
+    for family in (ACTIVE_CLUSTER, FAILOVERS):
+        for labels in list(family._metrics):
+            if labels[:2] == (namespace, name):
+                family.remove(*labels)

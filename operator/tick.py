@@ -420,6 +420,9 @@ async def report(
     labels = ctl.labels()
     metrics.SERVING.labels(**labels).set(1 if built.serving else 0)
     metrics.FAILOVER_READY.labels(**labels).set(1 if built.can_fail_over else 0)
+    metrics.zero_failovers(
+        ctl.namespace, ctl.name, cluster_of(spec, "primary"), cluster_of(spec, "standby")
+    )
     for role in ROLES:
         metrics.ACTIVE_CLUSTER.labels(ctl.namespace, ctl.name, cluster_of(spec, role)).set(
             1 if role == ctl.state.active else 0
