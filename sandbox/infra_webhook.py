@@ -553,7 +553,9 @@ def ensure_running(timeout: float = 20.0, attempts: int = 3) -> str:
         while time.monotonic() < deadline:
             if answers():
                 return url()
-            if running_pid() != pid:
+            # Exited, not "its command line is not the webhook's yet": right after the fork
+            # it still shows this process's, and a second start would find the port taken.
+            if _exited(pid):
                 failure = f"the infrastructure webhook (pid {pid}) exited{_exit_status(pid)}"
                 log.warning("%s; starting it again", failure)
                 break
@@ -564,6 +566,15 @@ def ensure_running(timeout: float = 20.0, attempts: int = 3) -> str:
                 f"log {log_file()}:\n{_log_tail(log_file())}"
             )
     raise RuntimeError(f"{failure}; log {log_file()}:\n{_log_tail(log_file())}")
+
+
+def _exited(pid: int) -> bool:
+    """The process is gone or a zombie (a child of this process that ended, not reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
 
 
 def _exit_status(pid: int) -> str:
