@@ -57,7 +57,9 @@ class Renewal:
 
     async def _run(self) -> None:
         interval = self.period_s / RENEWALS_PER_PERIOD
+        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
+            started = loop.time()
             try:
                 expires = next_expiry(self.period_s)
                 await asyncio.to_thread(self.driver.renew, self.members, self.record, expires)
@@ -65,8 +67,10 @@ class Renewal:
             except Exception as exc:  # a missed renewal: the next may land; if none does,
                 self.failures += 1  # the fault expires by itself (the safe direction)
                 log.warning("renewing %s %s: %s", self.record.type, self.record.id, exc)
+            # Every third of a period from the start of the last call, however long it took.
+            wait = max(0.0, started + interval - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
+                await asyncio.wait_for(self._stop.wait(), wait)
 
     async def stop(self) -> None:
         self._stop.set()
