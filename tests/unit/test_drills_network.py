@@ -1,0 +1,88 @@
+"""The drills' network driver without a cluster: what it plans (modes as PodKill, the
+effect's parameters), and how it judges the agents' reports (every node Applied; else
+FaultUnsupported, InjectFailed or NoAgent, each saying which node and why). Against real
+agents: tests/integration/test_network_faults.py."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from modeldr.drills.faults import network
+from modeldr.drills.faults.base import Aim, FaultError, Placement
+from modeldr.drills.faults.network import NetworkFault
+from modeldr.drills.select import Candidate
+from modeldr.drills.spec import Fault, FaultRecord
+from modeldr.operator.members import MemberRegistry
+
+WHERE = Placement("demo", "bert", "primary", "primary", "ml")
+MEMBERS = cast(MemberRegistry, None)
+RECORD = FaultRecord.model_validate(
+    {"id": "f-1", "step": "s", "type": "Latency", "cluster": "primary", "targets": ["p1"]}
+)
+
+
+@pytest.fixture
+def pods(monkeypatch: pytest.MonkeyPatch) -> list[Candidate]:
+    found = [Candidate("p1", "gpu-0"), Candidate("p2", "gpu-1")]
+    monkeypatch.setattr(network, "model_pods", lambda members, where: list(found))
+    return found
+
+
+def fault(**fields: Any) -> Fault:
+    return Fault.model_validate({"cluster": "primary", **fields})
+
+
+def test_packet_loss_plans_its_percent_and_targets_like_pod_kill(pods: list[Candidate]) -> None:
+    plan = NetworkFault().plan(MEMBERS, Aim(WHERE, fault(type="PacketLoss", lossPercent=20,
+                                                          mode="all"), 7, 100))  # fmt: skip
+    assert plan.targets == ("p1", "p2") and plan.seed == 7
+    assert plan.parameters == {"namespace": "ml", "lossPercent": "20"}
+
+
+def test_latency_plans_its_delay_and_jitter(pods: list[Candidate]) -> None:
+    aim = Aim(WHERE, fault(type="Latency", latencyMilliseconds=200, jitterMilliseconds=20), 1, 50)
+    plan = NetworkFault().plan(MEMBERS, aim)
+    assert len(plan.targets) == 1  # mode one
+    assert plan.parameters == {"namespace": "ml", "latencyMilliseconds": "200",
+                               "jitterMilliseconds": "20"}  # fmt: skip
+
+
+def test_the_blast_radius_is_enforced_before_anything_is_made(pods: list[Candidate]) -> None:
+    with pytest.raises(FaultError) as caught:
+        NetworkFault().plan(MEMBERS, Aim(WHERE, fault(type="NetworkPartition", mode="all"), 1, 50))
+    assert caught.value.reason == "BlastRadiusExceeded"
+
+
+def judge(
+    reports: dict[str, Any], nodes: tuple[str, ...] = ("gpu-0", "gpu-1")
+) -> FaultError | None:
+    return NetworkFault._judge(RECORD, list(nodes), reports)
+
+
+def test_every_node_applied_is_done() -> None:
+    assert judge({"gpu-0": {"state": "Applied"}, "gpu-1": {"state": "Applied"}}) is None
+
+
+def test_a_node_without_netem_makes_it_unsupported_with_the_agents_reason() -> None:
+    with pytest.raises(FaultError) as caught:
+        judge({"gpu-0": {"state": "Unsupported", "message": "kernel x has no tc netem"}})
+    assert caught.value.reason == "FaultUnsupported"
+    assert "gpu-0" in caught.value.message and "no tc netem" in caught.value.message
+    assert "nothing was injected" in caught.value.message
+
+
+def test_a_failed_apply_is_inject_failed() -> None:
+    with pytest.raises(FaultError) as caught:
+        judge({"gpu-0": {"state": "Applied"}, "gpu-1": {"state": "Error", "message": "nft: x"}})
+    assert caught.value.reason == "InjectFailed" and "gpu-1" in caught.value.message
+
+
+def test_a_silent_node_is_no_agent_naming_it() -> None:
+    error = judge({"gpu-0": {"state": "Applied"}})
+    assert error is not None and error.reason == "NoAgent"
+    assert "gpu-1" in error.message and "gpu-0" not in error.message.split("node(s)")[1]
+    # A report of an expired order (Removed) is no answer for a new inject either.
+    removed = judge({"gpu-0": {"state": "Removed"}}, ("gpu-0",))
+    assert removed is not None and removed.reason == "NoAgent"
