@@ -40,6 +40,7 @@ EXIT_NO_VERDICT = 2
 EXIT_INTERRUPTED = 1
 # After a run ends, how long to wait for the operator's report ConfigMap.
 REPORT_WAIT_S = 30.0
+PLAIN_WIDTH = 160
 
 app = typer.Typer(
     name="modeldr",
@@ -68,8 +69,12 @@ MarkdownOut = Annotated[Path | None, typer.Option("--markdown", help="write the 
 
 
 def console() -> Console:
-    # soft_wrap: a path or a message is one line however long (CI logs, copy and paste).
-    return Console(highlight=False, soft_wrap=True)
+    # soft_wrap: a path or a message is one line however long (CI logs, copy and paste);
+    # without a terminal, tables get room (a CI log is not 80 columns wide).
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:
+        out = Console(highlight=False, soft_wrap=True, width=max(out.width, PLAIN_WIDTH))
+    return out
 
 
 def fail_usage(message: str) -> typer.Exit:

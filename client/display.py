@@ -97,6 +97,8 @@ def snapshot(run: dict[str, Any], md: dict[str, Any] | None, now: datetime) -> S
         if step.name == status.current_step:
             step_started = step.started_at
     gates = tuple(GateLine(g.name, g.phase.value, last_measurement(g)) for g in status.gates)
+    if status.phase.is_final:
+        step_index, step_seconds, step_started = None, None, None
     md_active = ((md or {}).get("status") or {}).get("activeCluster")
     return Snapshot(
         run=str(run["metadata"]["name"]),
@@ -104,7 +106,7 @@ def snapshot(run: dict[str, Any], md: dict[str, Any] | None, now: datetime) -> S
         phase=status.phase.value,
         reason=status.reason,
         message=status.message,
-        step=status.current_step,
+        step=None if status.phase.is_final else status.current_step,
         step_index=step_index,
         steps_total=len(plan.steps) if plan else len(status.steps),
         step_started_at=step_started,

@@ -72,6 +72,10 @@ class RunState:
         """Write the whole status; retried, then StatusWriteError. A run deleted meanwhile
         is not an error here (its deletion handler takes over)."""
         body = {"status": status_body(self.status)}
+        if self.status.current_step is None:
+            # A merge patch leaves out what is absent: a null removes the last step's name
+            # (else a finished run would still show a current step).
+            body["status"]["currentStep"] = None
         api = client.CustomObjectsApi(self.hub)
         async with self._lock:
             for attempt in range(WRITE_ATTEMPTS):

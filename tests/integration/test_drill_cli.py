@@ -196,6 +196,16 @@ def test_each_verdict_has_its_exit_code(cli_ns: str, tmp_path: Path) -> None:
     code, out = run_cli("run", str(inconclusive), "--wait", ns=cli_ns)
     assert code == 2 and "verdict: Inconclusive (MetricsMissing)" in out, out
 
+    # No verdict within --timeout: the run is aborted (its faults undone), exit 2.
+    slow = plan_file(tmp_path, "cli-timeout", [
+        {"name": "drain", "fault": {"type": "NodeDrain", "cluster": "standby"},
+         "durationSeconds": 120}])  # fmt: skip
+    code, out = run_cli("run", str(slow), "--wait", "--timeout", "8s", ns=cli_ns)
+    assert code == 2 and "timed out: aborting DrillRun" in out, out
+    status = run_object(cli_ns, started_run(out))["status"]
+    assert status["phase"] == "Aborted" and "currentStep" not in status, status
+    assert all(f["state"] == "Undone" for f in status["faults"]), status["faults"]
+
     error = tmp_path / "cli-error.yaml"
     body = plan("cli-error", [{"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 3}])
     body["spec"]["target"]["modelDeployment"] = "no-such-model"

@@ -316,6 +316,7 @@ def test_plain_lines_say_each_change_once_with_a_timestamp() -> None:
     ended = failed_run()
     ended.faults[1].state, ended.faults[1].undone_at = "Undone", at(62)
     end = display.snapshot(run_object(ended, abort=True), MD, at(120))
+    assert end.step is None and end.step_left_seconds is None  # a finished run has no step
     lines = display.changes(later, end, at(41))
     assert "2026-12-01T10:02:00Z run primary-outage-3: Failed (ExpectationFailed)" in lines
     assert "2026-12-01T10:02:00Z fault f-2 undone" in lines
