@@ -276,3 +276,12 @@ def test_the_agent_chart_grants_networkfaults_and_their_status_only() -> None:
     )
     assert crd["spec"]["names"]["kind"] == "NetworkFault"
     assert crd["spec"]["scope"] == "Namespaced"
+
+
+def test_the_agent_chart_refuses_unknown_values() -> None:
+    done = subprocess.run(
+        [require_tool("helm"), "template", "x", str(ROOT / "charts/modeldr-agent"),
+         "--set", "clusterNam=primary"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and "clusterNam" in done.stderr
