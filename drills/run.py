@@ -161,8 +161,8 @@ async def start(
         await asyncio.gather(live, return_exceptions=True)
         metrics.RUNS_IN_PROGRESS.labels(*labels).set(0)
         asyncio.get_running_loop().call_later(metrics.FORGET_AFTER_S, metrics.forget, *labels)
-        await keep_report(rt, state, plan_name, plan, target, timeline.points())
         await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
+        await keep_report(rt, state, plan_name, plan, target, timeline.points())
         # History is bounded when a run ends, whoever started it (a plan or a person).
         with contextlib.suppress(Exception):
             await asyncio.to_thread(
@@ -355,8 +355,8 @@ async def dry_run(
         status.phase, status.reason, status.message = Phase.PLANNED, "DryRun", summary
     status.finished_at = now()
     await state.write()
-    await keep_report(rt, state, plan_name, plan, target, [])
     await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
+    await keep_report(rt, state, plan_name, plan, target, [])
 
 
 async def dry_preflight(
@@ -443,8 +443,8 @@ async def refuse(
     status.started_at = status.started_at or now()
     status.finished_at = now()
     await state.write()
-    await keep_report(rt, state, plan_name, plan, None, [])
     await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
+    await keep_report(rt, state, plan_name, plan, None, [])
     log.warning("DrillRun %s/%s: %s: %s", state.ref.namespace, state.ref.name, reason, message)
 
 
@@ -472,8 +472,8 @@ async def rollback(rt: Runtime, state: RunState, plan_name: str, reason: str, me
         else ""
     )
     await state.write()
-    await keep_report(rt, state, plan_name, None, None, [])
     await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
+    await keep_report(rt, state, plan_name, None, None, [])
 
 
 async def undo_on_delete(rt: Runtime, ref: RunRef, status_raw: Any) -> list[str]:

@@ -237,7 +237,11 @@ def test_gate_defaults(ns: str) -> None:
 
 def test_run_by_hand_with_plan_ref_only_is_accepted(ns: str) -> None:
     stored = server_defaulted(ns, run_doc("by-hand"))
-    assert stored["spec"] == {"planRef": {"name": "primary-outage"}, "abort": False}
+    assert stored["spec"] == {
+        "planRef": {"name": "primary-outage"},
+        "abort": False,
+        "dryRun": False,
+    }
     assert DrillRunSpec.parse(stored["spec"]).plan is None
 
 
