@@ -35,6 +35,8 @@ HUB_PATIENCE_S = 60.0
 DEFAULT_TIMEOUT_S = 7200.0
 # Beyond the run's own status.deadline, before the CLI gives up on it.
 DEADLINE_MARGIN_S = 120.0
+# A run no operator picked up (still Pending, no status written) by then: give up on it.
+PENDING_PATIENCE_S = 120.0
 
 
 class Stop:
@@ -116,22 +118,31 @@ class Follower:
         started = time.monotonic()
         deadline = started + timeout_s if timeout_s else None
         aborted_at: float | None = None
+        orphan = False  # no operator picked the run up: nothing to wait for after the abort
         result = Followed(run={})
         prev: Snapshot | None = None
         last_probe: datetime | None = None
-        view = (
-            Live(console=self.console, refresh_per_second=4, transient=False) if self.live else None
-        )
+        view = Live(console=self.console, refresh_per_second=4) if self.live else None
         with view if view is not None else contextlib.nullcontext():
             while True:
                 run, md = self._read(run_name, md_name)
                 result.run = run
                 if deadline is None and timeout_s is None:
                     deadline = _deadline(run)
-                if aborted_at is None and (stop.requested or self._past(deadline, started)):
+                never_started = not (run.get("status") or {}).get("startedAt")
+                unpicked = never_started and time.monotonic() - started > PENDING_PATIENCE_S
+                if aborted_at is None and (
+                    stop.requested or unpicked or self._past(deadline, started)
+                ):
                     result.interrupted = stop.requested
                     result.timed_out = not stop.requested
                     why = "interrupted" if stop.requested else "timed out"
+                    if unpicked and not stop.requested:
+                        orphan = True
+                        why = (
+                            f"still Pending after {PENDING_PATIENCE_S:.0f} s (is the "
+                            "modeldr operator running?)"
+                        )
                     self._say(
                         f"{why}: aborting DrillRun {run_name} (spec.abort: true); waiting "
                         "until its faults are undone (Ctrl-C again to stop waiting)"
@@ -155,7 +166,9 @@ class Follower:
                     result.settled = settled
                     return result
                 if aborted_at is not None and (
-                    stop.hard or time.monotonic() - aborted_at > ROLLBACK_WAIT_S
+                    stop.hard
+                    or time.monotonic() - aborted_at > ROLLBACK_WAIT_S
+                    or (orphan and never_started)  # nothing was touched: nothing to wait for
                 ):
                     result.settled = settled
                     return result
