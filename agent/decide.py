@@ -65,6 +65,20 @@ def desired(orders: Iterable[Order], node: str, now: datetime, latency: str | No
     return Desired(tuple(sorted(rules, key=lambda r: r.key)), unsupported, tuple(sorted(expired)))
 
 
+def next_expiry(orders: Iterable[Order], held: Desired) -> datetime | None:
+    """The earliest expiresAt of the orders held: when the agent must look again."""
+    keys = {r.key for r in held.rules}
+    expiries = [o.spec.expires_at for o in orders if o.key in keys]
+    return min(expiries) if expiries else None
+
+
+def wait_seconds(expiry: datetime | None, now: datetime, tick_s: float) -> float:
+    """Until the agent's next look: one tick, or less when a held order expires sooner."""
+    if expiry is None:
+        return tick_s
+    return max(0.0, min(tick_s, (expiry - now).total_seconds()))
+
+
 def stale(kernel_keys: Iterable[str], held: Iterable[str]) -> set[str]:
     """Orders whose rules the kernel has in this agent's chains but no live order backs
     (the agent died and its order was deleted or expired meanwhile): removed at start."""

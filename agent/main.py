@@ -29,7 +29,9 @@ from modeldr.agent.watch import OrderCache, parse
 
 log = logging.getLogger("modeldr.agent")
 
-TICK_S = 0.5  # expiry is checked at least this often (the contract: at least every second)
+# Expiry is checked at least this often (the contract: at least every second), and at the
+# earliest expiry of a held order, so an order ends within milliseconds of its expiresAt.
+TICK_S = 0.5
 PATCH_TIMEOUT = (3.0, 10.0)
 
 
@@ -58,6 +60,7 @@ class Agent:
         )
         self._applied: str | None = None  # the last script the kernel took
         self._error: str = ""  # why the last apply failed
+        self._next_expiry: datetime | None = None  # the earliest expiry of a held order
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -70,7 +73,7 @@ class Agent:
         self.cleanup_at_start()
         self.cache.start()
         while not self.stop.is_set():
-            self.cache.changed.wait(TICK_S)
+            self.cache.changed.wait(decide.wait_seconds(self._next_expiry, _now(), TICK_S))
             self.cache.changed.clear()
             if self.cache.synced.is_set():
                 try:
@@ -108,6 +111,7 @@ class Agent:
             elif self.node in ((obj.get("spec") or {}).get("nodes") or []):
                 self._report_raw(obj, "Error", parsed)
         want = decide.desired(orders, self.node, now, self.latency_unsupported)
+        self._next_expiry = decide.next_expiry(orders, want)
         text = rules.script(self.base, self.node_ip, want.rules)
         if text != self._applied:
             try:

@@ -173,6 +173,19 @@ def test_latency_where_netem_is_missing_is_refused_with_the_reason() -> None:
     assert held[0].mark == decide.mark_of("ml/slow/uid-slow") and held[0].effect == "Latency"
 
 
+def test_the_agent_looks_again_at_the_earliest_expiry_of_what_it_holds() -> None:
+    soon, later = order("soon", expires=NOW + timedelta(seconds=0.2)), order("later")
+    other = order("other", expires=NOW + timedelta(seconds=0.1),
+                  targets=[{"ip": "127.1.130.2", "node": "gpu-1"}])  # fmt: skip
+    held = decide.desired([soon, later, other], "gpu-0", NOW, latency=None)
+    expiry = decide.next_expiry([soon, later, other], held)
+    assert expiry == NOW + timedelta(seconds=0.2)  # not gpu-1's order
+    assert decide.wait_seconds(expiry, NOW, 0.5) == pytest.approx(0.2)
+    assert decide.wait_seconds(expiry, NOW + timedelta(seconds=1), 0.5) == 0.0
+    assert decide.wait_seconds(None, NOW, 0.5) == 0.5
+    assert decide.wait_seconds(NOW + timedelta(hours=1), NOW, 0.5) == 0.5
+
+
 def test_startup_cleanup_removes_what_no_live_order_backs() -> None:
     # The agent was SIGKILLed while two orders held; one was deleted meanwhile.
     assert decide.stale({"ml/a/u1", "ml/b/u2"}, ["ml/a/u1"]) == {"ml/b/u2"}
