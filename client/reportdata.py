@@ -267,6 +267,12 @@ def judge(data: ReportData) -> list[Check]:
         where = f"{check.cluster}: " if check.cluster else ""
         message = f"{where}{figures}" + (f"; {check.message}" if check.message else "")
         checks.append(Check("modelChecks", check.name, OUTCOME_OF_PHASE[check.phase], message))
+    # The verdict itself, so that a run refused before any step (or stopped by hand) is a
+    # failed or errored test in CI too, never a suite of skipped ones.
+    outcome = "passed" if status.phase is Phase.PLANNED else OUTCOME_OF_PHASE[status.phase]
+    verdict = f"{status.phase}" + (f" ({status.reason})" if status.reason else "")
+    checks.append(Check("run", "verdict", outcome, f"{verdict}: {status.message or ''}".strip(),
+                        data.duration_seconds))  # fmt: skip
     return checks
 
 

@@ -182,7 +182,7 @@ def test_junit_validates_and_carries_the_measured_values() -> None:
     assert 'name="activeCluster" value="primary"' in xml
     assert 'name="phase" value="Failed"' in xml
     assert re.search(r'<failure message="measured 12 s, max 10 s" type="DrillFailure">', xml)
-    assert 'tests="12" errors="1" failures="2" skipped="0" time="120.0"' in xml
+    assert 'tests="13" errors="1" failures="3" skipped="0" time="120.0"' in xml
     assert "ClusterOutage f-2 in primary on primary: Abandoned" in xml and "NOT UNDONE" in xml
 
 
@@ -194,6 +194,8 @@ def test_junit_of_runs_without_steps_validates(status: DrillRunStatus) -> None:
     SCHEMA.validate(xml)
     if status.phase is Phase.PLANNED:
         assert 'classname="dryRun"' in xml and 'type="NoProvider"' in xml
+    else:  # refused before any step: the verdict is an error in CI, not a skipped suite
+        assert re.search(r'<error message="Error \(TargetNotFound\): no such model"', xml)
 
 
 # --------------------------------------------------------------------- Markdown, HTML
@@ -202,7 +204,7 @@ def test_junit_of_runs_without_steps_validates(status: DrillRunStatus) -> None:
 def test_markdown_has_the_verdict_tables_and_loud_faults() -> None:
     md = render.markdown(data())
     assert md.startswith("## Drill `modeldr-demo/primary-outage-3`: **Failed** (ExpectationFailed)")
-    assert "| `primary-outage` | 12.00 s | primary | 120 s | 9 / 12 | 2 |" in md
+    assert "| `primary-outage` | 12.00 s | primary | 120 s | 9 / 13 | 2 |" in md
     assert "| steps.primary-outage / maxRTOSeconds | ❌ failed | measured 12 s, max 10 s |" in md
     assert "| ClusterOutage | primary | primary | 2026-12-01 10:00:21 UTC | **NOT UNDONE** |" in md
     assert "- 2026-12-01 10:00:34 UTC: failover primary → standby" in md
