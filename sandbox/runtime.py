@@ -657,10 +657,24 @@ def kill_stale_processes() -> None:
     root = sandbox_paths().processes
     if not root.exists():
         return
+    marker = f"{SANDBOX_ROOT_ENV}={sandbox_paths().root}".encode()
     for pidfile in root.rglob("*.pid"):
         with contextlib.suppress(ValueError, ProcessLookupError, PermissionError, OSError):
-            os.killpg(int(pidfile.read_text().strip()), signal.SIGKILL)
+            pid = int(pidfile.read_text().strip())
+            # Pid files outlive their processes: kill only a process that still carries this
+            # sandbox's marker, never whatever reused the number since.
+            if is_marked(pid, marker):
+                os.killpg(pid, signal.SIGKILL)
         pidfile.unlink(missing_ok=True)
+
+
+def is_marked(pid: int, marker: bytes) -> bool:
+    """Whether process `pid` has `marker` (NAME=value) in its environment."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return marker in environ
 
 
 def main(clusters: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import pytest
 from sandbox.api import leftover_pids
 from sandbox.config import SANDBOX_ROOT_ENV
 from sandbox.podspec import Probe
-from sandbox.runtime import exec_sleep_seconds, run_probe
+from sandbox.runtime import exec_sleep_seconds, kill_stale_processes, run_probe
 from tests.loopback import serve
 
 
@@ -54,6 +54,33 @@ def test_leftover_pids_finds_marked_processes_only(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert marked.pid not in leftover_pids(root)
+
+
+def test_stale_sweep_kills_only_processes_that_carry_the_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pid file can outlive its process and its number be reused: the sweep after a
+    # runtime crash must spare a process that is not this sandbox's.
+    root = tmp_path / ".sandbox"
+    monkeypatch.setenv("MODELDR_SANDBOX_DIR", str(root))
+    pods = root / "pods" / "primary" / "ns"
+    pods.mkdir(parents=True)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    marked = subprocess.Popen(
+        sleeper, env={**os.environ, SANDBOX_ROOT_ENV: str(root.resolve())}, start_new_session=True
+    )
+    stranger = subprocess.Popen(sleeper, start_new_session=True)
+    try:
+        (pods / "pod-a.pid").write_text(str(marked.pid))
+        (pods / "pod-b.pid").write_text(str(stranger.pid))
+        kill_stale_processes()
+        assert marked.wait(timeout=10) == -9
+        assert stranger.poll() is None
+        assert list(pods.glob("*.pid")) == []
+    finally:
+        for proc in (marked, stranger):
+            proc.kill()
+            proc.wait()
 
 
 class _RecordPeer(BaseHTTPRequestHandler):
