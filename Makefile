@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status operator-up operator-down sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-down kind-demo chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
+        kind-up kind-node-image kind-down kind-demo chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -90,13 +90,17 @@ bench-drills: install tools ## Example drill wall time, abort latency, probe cos
 bench-serving: install ## Model server vs a naive baseline on CPU -> bench/results/serving.json
 	$(PY) bench/serving_bench.py
 
-kind-up: ## (needs Docker) kind clusters hub, primary and standby; not exercised on this project's CI
+kind-up: ## kind clusters hub, primary and standby (a user's Docker, else the project's own engine and offline node image)
 	bash scripts/kind.sh up
+
+kind-node-image: ## the kind node image built offline (scripts/kind-node-image.sh; starts the project's Docker engine)
+	bash scripts/kind-docker.sh start
+	bash scripts/kind-node-image.sh
 
 kind-demo: ## (needs Docker) the example drill on kind: images, chart, modeldr drill run --wait --junit -> .kind/results
 	bash scripts/kind-demo.sh
 
-kind-down: ## (needs Docker) delete the kind clusters
+kind-down: ## delete the kind clusters (and stop the project's own Docker engine if it ran them)
 	bash scripts/kind.sh down
 
 clean: sandbox-down ## Remove the sandbox state and the virtualenv

@@ -2,9 +2,9 @@
 # kind clusters hub, primary and standby for users with Docker: `make kind-up` / `make kind-down`.
 # The same contexts as the local sandbox (hub, primary, standby) in .kind/kubeconfig.
 # `scripts/kind.sh path` prints the kind binary (installed with `go install` on first use).
-# Not exercised on this project's CI machines (no Docker engine there); see
-# .github/workflows/kind-drill.yaml (and scripts/kind-demo.sh) for what runs it where Docker
-# exists.
+# Where Docker exists (.github/workflows/kind-drill.yaml, scripts/kind-demo.sh): upstream kind
+# node images. Where none answers (these machines): the project's own engine and node image
+# built offline (see "the engine" below); `down` stops that engine too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIND_VERSION=v0.32.0
@@ -13,12 +13,29 @@ KIND=$CACHE/kind-$KIND_VERSION/bin/kind
 OUT=.kind; mkdir -p "$OUT"
 
 if [[ ! -x $KIND ]]; then
-  GOBIN=$CACHE/kind-$KIND_VERSION/bin go install "sigs.k8s.io/kind@$KIND_VERSION"
+  GOBIN=$CACHE/kind-$KIND_VERSION/bin nice -n 19 go install -p 1 "sigs.k8s.io/kind@$KIND_VERSION"
 fi
 if [[ ${1:-} == path ]]; then echo "$KIND"; exit 0; fi
-command -v docker >/dev/null && docker info >/dev/null 2>&1 || {
-  echo "kind needs a running Docker engine; on machines without one use the local sandbox (make sandbox-up)" >&2
-  exit 1; }
+# The engine: a user's Docker (upstream kind node images, kind/*.yaml as they are), or, where
+# none answers (these CI machines: no registry, no Docker), the project's own engine
+# (scripts/kind-docker.sh) and the node image built offline (scripts/kind-node-image.sh),
+# with kind/*.yaml rendered for it (sandbox/kind_offline.py). MODELDR_KIND_ENGINE=own|user
+# overrides the choice.
+ENGINE=${MODELDR_KIND_ENGINE:-auto}
+if [[ $ENGINE == auto ]]; then
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then ENGINE=user; else ENGINE=own; fi
+fi
+PY=${PYTHON:-.venv/bin/python}
+if [[ $ENGINE == own ]]; then
+  if [[ ${1:-} == up ]]; then bash scripts/kind-docker.sh start; fi
+  eval "$(bash scripts/kind-docker.sh env)"
+  export DOCKER_HOST KIND_EXPERIMENTAL_DOCKER_NETWORK
+fi
+if ! docker info >/dev/null 2>&1; then
+  if [[ ${1:-} == down ]]; then rm -rf "$OUT"; echo "no Docker engine running: nothing to delete"; exit 0; fi
+  echo "kind needs a running Docker engine (scripts/kind-docker.sh start); or use the local sandbox (make sandbox-up)" >&2
+  exit 1
+fi
 # kubectl: $KUBECTL, else one on PATH, else the project's (scripts/tools.sh builds it once).
 KUBECTL=${KUBECTL:-$(command -v kubectl || true)}
 if [[ -z $KUBECTL ]]; then
@@ -27,10 +44,42 @@ if [[ -z $KUBECTL ]]; then
   KUBECTL=$MODELDR_KUBECTL
 fi
 
+# The offline path: its node image, the cluster config rendered for it, the CNI set up after
+# creation (no kindnet there), then the nodes waited for.
+offline_config() {  # name -> path of the rendered config
+  local image etcd_tag
+  image=$(bash scripts/kind-node-image.sh --name)
+  etcd_tag=$(bash scripts/kind-node-image.sh --etcd-tag)
+  "$PY" -m sandbox.kind_offline config "kind/$1.yaml" "$image" "$etcd_tag" >"$OUT/$1.kind.yaml"
+  echo "$OUT/$1.kind.yaml"
+}
+offline_network() {  # name: CNI config and routes on every node, then all nodes Ready
+  local kc=$OUT/$1.kubeconfig i rc
+  for i in $(seq 60); do
+    rc=0; $KUBECTL --kubeconfig "$kc" get nodes -o json | "$PY" -m sandbox.kind_offline cni || rc=$?
+    [[ $rc == 75 ]] || break
+    sleep 2
+  done
+  [[ $rc == 0 ]] || { echo "CNI setup of modeldr-$1 failed" >&2; return 1; }
+  $KUBECTL --kubeconfig "$kc" wait nodes --all --for=condition=Ready --timeout=180s
+}
+
 up() {
+  local t0
+  if [[ $ENGINE == own ]]; then
+    t0=$SECONDS; bash scripts/kind-node-image.sh >/dev/null
+    echo "node image ready in $((SECONDS - t0)) s"
+  fi
   for name in hub primary standby; do
     if ! "$KIND" get clusters | grep -qx "modeldr-$name"; then
-      "$KIND" create cluster --config "kind/$name.yaml" --kubeconfig "$OUT/$name.kubeconfig" --wait 120s
+      t0=$SECONDS
+      if [[ $ENGINE == own ]]; then
+        "$KIND" create cluster --config "$(offline_config "$name")" --kubeconfig "$OUT/$name.kubeconfig"
+        offline_network "$name"
+      else
+        "$KIND" create cluster --config "kind/$name.yaml" --kubeconfig "$OUT/$name.kubeconfig" --wait 120s
+      fi
+      echo "modeldr-$name up in $((SECONDS - t0)) s"
     else
       "$KIND" export kubeconfig --name "modeldr-$name" --kubeconfig "$OUT/$name.kubeconfig"
     fi
@@ -54,6 +103,8 @@ up() {
 down() {
   for name in hub primary standby; do "$KIND" delete cluster --name "modeldr-$name" || true; done
   rm -rf "$OUT"
+  # The project's own engine goes with the clusters: nothing is left running.
+  if [[ $ENGINE == own ]]; then bash scripts/kind-docker.sh stop; fi
 }
 
 case "${1:-}" in
