@@ -5,21 +5,19 @@ expired; an expired one is dropped by the agent itself, whatever the operator do
 operator renews `expiresAt` while its step runs; a dead or partitioned operator stops
 renewing, so the fault ends within one expiry period). A Latency order where the kernel has
 no netem is never held: it is reported Unsupported, with the reason, and nothing is applied.
+Where it has netem, an agent holds one Latency order at a time (tc, not nftables: `delay`);
+a second one on the same node is refused while the first holds, with its name.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from modeldr.agent.order import NodeReport, NodeState, Order
 from modeldr.agent.rules import Rule
-
-# Packet marks of Latency orders (tc's fw filter picks them): a fixed high prefix, so they
-# are recognisable and unlikely to collide with a CNI's marks.
-MARK_PREFIX = 0x4D440000
+from modeldr.agent.tcrules import Delay
 
 
 @dataclass(frozen=True)
@@ -28,10 +26,7 @@ class Desired:
     # order key -> (state, message) for orders this node answers but does not hold
     unsupported: dict[str, str] = field(default_factory=dict)
     expired: tuple[str, ...] = ()
-
-
-def mark_of(key: str) -> int:
-    return MARK_PREFIX | int(hashlib.sha256(key.encode()).hexdigest()[:4], 16)
+    delay: Delay | None = None  # the Latency order held (tc netem), where netem exists
 
 
 def rule_of(order: Order, node: str) -> Rule:
@@ -43,15 +38,30 @@ def rule_of(order: Order, node: str) -> Rule:
         ips=ips,
         ports=tuple(spec.ports),
         loss_percent=spec.loss_percent,
-        mark=mark_of(order.key) if spec.effect == "Latency" else None,
     )
 
 
-def desired(orders: Iterable[Order], node: str, now: datetime, latency: str | None) -> Desired:
-    """`latency`: None when this node can delay packets, else why it cannot."""
+def delay_of(order: Order, node: str) -> Delay:
+    spec = order.spec
+    assert spec.latency_milliseconds is not None
+    ips = tuple(sorted({t.ip for t in spec.targets_on(node)}))
+    return Delay(order.key, ips, spec.latency_milliseconds, spec.jitter_milliseconds or None)
+
+
+def desired(
+    orders: Iterable[Order],
+    node: str,
+    now: datetime,
+    latency: str | None,
+    holding: str | None = None,
+) -> Desired:
+    """`latency`: None when this node can delay packets, else why it cannot. `holding`: the
+    key of the Latency order the agent holds now, which keeps its place while it lives
+    (else the first by key is taken), so a second order never displaces the first."""
     rules: list[Rule] = []
     unsupported: dict[str, str] = {}
     expired: list[str] = []
+    delays: list[Order] = []
     for order in orders:
         if order.deleting or not order.spec.targets_on(node):
             continue
@@ -61,13 +71,27 @@ def desired(orders: Iterable[Order], node: str, now: datetime, latency: str | No
         if order.spec.effect == "Latency" and latency is not None:
             unsupported[order.key] = latency
             continue
+        if order.spec.effect == "Latency":
+            delays.append(order)
+            continue
         rules.append(rule_of(order, node))
-    return Desired(tuple(sorted(rules, key=lambda r: r.key)), unsupported, tuple(sorted(expired)))
+    delay: Delay | None = None
+    if delays:
+        delays.sort(key=lambda o: (o.key != holding, o.key))
+        delay = delay_of(delays[0], node)
+        for other in delays[1:]:
+            unsupported[other.key] = (
+                f"the agent of node {node} makes one Latency order at a time and "
+                f"{delay.key} holds it; nothing was applied for this one"
+            )
+    return Desired(
+        tuple(sorted(rules, key=lambda r: r.key)), unsupported, tuple(sorted(expired)), delay
+    )
 
 
 def next_expiry(orders: Iterable[Order], held: Desired) -> datetime | None:
     """The earliest expiresAt of the orders held: when the agent must look again."""
-    keys = {r.key for r in held.rules}
+    keys = {r.key for r in held.rules} | ({held.delay.key} if held.delay else set())
     expiries = [o.spec.expires_at for o in orders if o.key in keys]
     return min(expiries) if expiries else None
 

@@ -1,6 +1,7 @@
 """`modeldr agent`: the node agent. One per node (a DaemonSet with hostNetwork and
 CAP_NET_ADMIN only), it applies the part of each NetworkFault that concerns pods on its node
-as nftables rules in table `inet modeldr_agent`, and reports per node in the order's status.
+as nftables rules in table `inet modeldr_agent` (Latency: a tc netem qdisc on the targets'
+devices, where the kernel has netem), and reports per node in the order's status.
 
 The loop (at least every TICK_S, at once on a watch event): decide what the chains must hold
 (decide.desired: live, unexpired orders with targets here), replace the chains in one nft
@@ -23,7 +24,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from modeldr.agent import decide, netem, nft, rules
+from modeldr.agent import decide, netem, nft, rules, tc, tcrules
 from modeldr.agent.order import GROUP, PLURAL, VERSION, NodeReport, NodeState, Order
 from modeldr.agent.watch import OrderCache, parse
 
@@ -51,13 +52,14 @@ class Agent:
         self.cache = OrderCache(api)
         self.stop = threading.Event()
         self.latency = netem.detect()
-        # Delay through netem is not made by this version even where the kernel has it: a
-        # Latency order is always refused with the reason (docs/agent.md), never half made.
-        self.latency_unsupported = (
-            self.latency.why
-            if not self.latency.available
-            else f"Latency is not made by this agent version ({self.latency.why})"
-        )
+        # Without netem a Latency order is refused with the reason, nothing made; with it,
+        # tc makes it (tcrules.py), and every tc call below happens only then.
+        self.latency_unsupported = None if self.latency.available else self.latency.why
+        self.tag = tcrules.netem_tag(self.base)  # the netem leaf's handle: whose root it is
+        self._delay: tcrules.Delay | None = None  # the Latency the kernel holds
+        self._delay_devices: tuple[str, ...] = ()
+        self._delay_failed: tuple[tcrules.Delay, tc.Outcome] | None = None  # not retried
+        self._delay_dirty = False  # a removal failed: swept again each tick
         self._applied: str | None = None  # the last script the kernel took
         self._error: str = ""  # why the last apply failed
         self._next_expiry: datetime | None = None  # the earliest expiry of a held order
@@ -93,14 +95,47 @@ class Agent:
             left = set()
         if left:
             log.info("removing %d order(s) left in the kernel: %s", len(left), sorted(left))
-        self.remove_all()
+        self.remove_all(half_made=True)
 
-    def remove_all(self) -> None:
+    def remove_all(self, half_made: bool = False) -> None:
         try:
             nft.apply(rules.script(self.base, self.node_ip, ()))
             self._applied = None
         except nft.NftError as exc:
             log.error("could not remove this agent's chains: %s", exc)
+        if self.latency.available:
+            self._remove_delay(half_made)
+
+    def _remove_delay(self, half_made: bool = False) -> None:
+        """Every root qdisc of this agent (none is backed once its order is dropped)."""
+        try:
+            gone = tc.sweep(self.tag, set(), half_made)
+            self._delay, self._delay_devices, self._delay_dirty = None, (), False
+            if gone:
+                log.info("removed the delay (%s) from %s", tcrules.HANDLE, ", ".join(gone))
+        except tc.TcError as exc:
+            self._delay_dirty = True
+            log.error("could not remove this agent's delay: %s", exc)
+
+    def _sync_delay(self, want: tcrules.Delay | None) -> None:
+        """Make the kernel hold `want` (one Latency order) or none; a failed attempt is
+        reported and not retried for the same order (the operator deletes it)."""
+        if want == self._delay and not self._delay_dirty:
+            return
+        if self._delay is not None or self._delay_dirty:
+            self._remove_delay()
+            if self._delay_dirty:
+                return  # the old one is still there: nothing new on top of it
+        if want is None or (self._delay_failed and self._delay_failed[0] == want):
+            return
+        outcome = tc.make(want, self.tag)
+        if outcome.state == "Applied":
+            self._delay, self._delay_devices, self._delay_failed = want, outcome.devices, None
+            log.info("delay %d ms for %s on %s", want.delay_ms, ", ".join(want.ips),
+                     ", ".join(outcome.devices))  # fmt: skip
+        else:
+            self._delay_failed = (want, outcome)
+            log.error("Latency %s: %s: %s", want.key, outcome.state, outcome.message)
 
     def tick(self, now: datetime) -> None:
         orders: list[Order] = []
@@ -110,7 +145,8 @@ class Agent:
                 orders.append(parsed)
             elif self.node in ((obj.get("spec") or {}).get("nodes") or []):
                 self._report_raw(obj, "Error", parsed)
-        want = decide.desired(orders, self.node, now, self.latency_unsupported)
+        holding = self._delay.key if self._delay else None
+        want = decide.desired(orders, self.node, now, self.latency_unsupported, holding)
         self._next_expiry = decide.next_expiry(orders, want)
         text = rules.script(self.base, self.node_ip, want.rules)
         if text != self._applied:
@@ -121,6 +157,8 @@ class Agent:
             except nft.NftError as exc:
                 self._error = str(exc)
                 log.error("%s", exc)
+        if self.latency.available:
+            self._sync_delay(want.delay)
         self._report(orders, want, now)
 
     # -- reports -------------------------------------------------------------------------
@@ -131,7 +169,18 @@ class Agent:
             if order.deleting or not order.spec.targets_on(self.node):
                 continue
             current = order.status.nodes.get(self.node)
-            if order.key in held:
+            if want.delay is not None and order.key == want.delay.key:
+                failed = self._delay_failed
+                if failed is not None and failed[0] == want.delay:
+                    unsupported = failed[1].state == "Unsupported"
+                    state: NodeState = "Unsupported" if unsupported else "Error"
+                    self._write(order, current, state, failed[1].message, [], now)
+                elif self._delay == want.delay:
+                    self._write(order, current, "Applied", "", list(want.delay.ips), now)
+                elif self._delay_dirty:
+                    why = "an earlier delay of this agent could not be removed yet (tc)"
+                    self._write(order, current, "Error", why, [], now)
+            elif order.key in held:
                 ips = list(held[order.key].ips)
                 if self._error:
                     self._write(order, current, "Error", self._error, ips, now)

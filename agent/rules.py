@@ -43,11 +43,10 @@ class Rule:
     """One order's effect on this node, as the builder needs it."""
 
     key: str  # Order.key: namespace/name/uid, written into each rule's comment
-    effect: str  # NetworkPartition | PacketLoss | Latency
+    effect: str  # NetworkPartition | PacketLoss (Latency is tc's: tcrules.py)
     ips: tuple[str, ...]
     ports: tuple[int, ...] = ()
     loss_percent: int | None = None
-    mark: int | None = None  # Latency: the packet mark tc's filter sends to netem
 
 
 def chain_base(cluster: str, node: str) -> str:
@@ -88,9 +87,8 @@ def _verdict(rule: Rule) -> str:
     if rule.effect == "PacketLoss":
         assert rule.loss_percent is not None
         return f"numgen random mod 100 < {rule.loss_percent} drop"
-    if rule.effect == "Latency":
-        assert rule.mark is not None
-        return f"meta mark set {rule.mark:#x}"
+    # Latency is made with tc netem (tcrules.py), never here: marking packets would rewrite
+    # marks a CNI relies on.
     raise ValueError(f"unknown effect {rule.effect!r}")
 
 
