@@ -71,6 +71,14 @@ def desired(
         if order.spec.effect == "Latency" and latency is not None:
             unsupported[order.key] = latency
             continue
+        if order.spec.effect == "Latency" and order.spec.ports:
+            # The u32 filters match addresses only: a delay for some ports would be made
+            # for all of them, a wider fault than asked.
+            unsupported[order.key] = (
+                "Latency is made for all of a target's traffic; an order with ports is not "
+                "supported by this agent; nothing was applied"
+            )
+            continue
         if order.spec.effect == "Latency":
             delays.append(order)
             continue

@@ -239,6 +239,13 @@ def test_where_netem_exists_one_latency_order_is_held_per_node() -> None:
     assert over.delay is None and over.expired == ("ml/a/u-a",)
 
 
+def test_latency_for_some_ports_only_is_refused_not_widened() -> None:
+    ported = latency_order("p")
+    ported.spec.ports = [8080]
+    want = decide.desired([ported], "gpu-0", NOW, latency=None)
+    assert want.delay is None and "ports is not supported" in want.unsupported["ml/p/u-p"]
+
+
 def test_without_netem_latency_stays_refused_with_the_detectors_reason() -> None:
     want = decide.desired([latency_order("a")], "gpu-0", NOW, latency="kernel has no netem")
     assert want == decide.Desired(unsupported={"ml/a/u-a": "kernel has no netem"})
