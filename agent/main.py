@@ -57,7 +57,6 @@ class Agent:
         self.latency_unsupported = None if self.latency.available else self.latency.why
         self.tag = tcrules.netem_tag(self.base)  # the netem leaf's handle: whose root it is
         self._delay: tcrules.Delay | None = None  # the Latency the kernel holds
-        self._delay_devices: tuple[str, ...] = ()
         self._delay_failed: tuple[tcrules.Delay, tc.Outcome] | None = None  # not retried
         self._delay_dirty = False  # a removal failed: swept again each tick
         self._applied: str | None = None  # the last script the kernel took
@@ -110,7 +109,7 @@ class Agent:
         """Every root qdisc of this agent (none is backed once its order is dropped)."""
         try:
             gone = tc.sweep(self.tag, set(), half_made)
-            self._delay, self._delay_devices, self._delay_dirty = None, (), False
+            self._delay, self._delay_dirty = None, False
             if gone:
                 log.info("removed the delay (%s) from %s", tcrules.HANDLE, ", ".join(gone))
         except tc.TcError as exc:
@@ -130,7 +129,7 @@ class Agent:
             return
         outcome = tc.make(want, self.tag)
         if outcome.state == "Applied":
-            self._delay, self._delay_devices, self._delay_failed = want, outcome.devices, None
+            self._delay, self._delay_failed = want, None
             log.info("delay %d ms for %s on %s", want.delay_ms, ", ".join(want.ips),
                      ", ".join(outcome.devices))  # fmt: skip
         else:
