@@ -91,9 +91,22 @@ WRAP
   chmod 0755 "$RUN_DIR/runc"
 }
 
+inotify_limits() {
+  # Nine kind nodes (each a systemd, a kubelet, a containerd) run out of the default 128
+  # inotify instances per user ("inotify_init: too many open files", kubelets that never
+  # start); kind's known-issues page gives these values. Only ever raised, never lowered.
+  local key want have
+  for key in max_user_instances=512 max_user_watches=524288; do
+    want=${key#*=}; key=fs.inotify.${key%=*}
+    have=$(sysctl -n "$key")
+    (( have >= want )) || sysctl -q -w "$key=$want"
+  done
+}
+
 start() {
   if [[ -z ${MODELDR_DOCKER_HOST:-} ]] && ! running; then
     install_engine
+    inotify_limits
     mkdir -p "$DATA_ROOT" "$RUN_DIR"
     runtime_wrapper
     log "starting dockerd (data $DATA_ROOT, socket $SOCK, log $LOG)"

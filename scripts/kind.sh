@@ -23,7 +23,10 @@ if [[ ${1:-} == path ]]; then echo "$KIND"; exit 0; fi
 # overrides the choice.
 ENGINE=${MODELDR_KIND_ENGINE:-auto}
 if [[ $ENGINE == auto ]]; then
-  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then ENGINE=user; else ENGINE=own; fi
+  if [[ $(bash scripts/kind-docker.sh env) == *" DOCKER_HOST=${DOCKER_HOST:-} "* ]]; then
+    ENGINE=own  # DOCKER_HOST already names the project's engine
+  elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then ENGINE=user
+  else ENGINE=own; fi
 fi
 PY=${PYTHON:-.venv/bin/python}
 if [[ $ENGINE == own ]]; then
@@ -81,6 +84,7 @@ up() {
       fi
       echo "modeldr-$name up in $((SECONDS - t0)) s"
     else
+      rm -f "$OUT/$name.kubeconfig"  # else the renamed context and kind's both end up in it
       "$KIND" export kubeconfig --name "modeldr-$name" --kubeconfig "$OUT/$name.kubeconfig"
     fi
     # Rename the context to the sandbox's names so every tool works the same on both.
@@ -91,7 +95,7 @@ up() {
   for name in primary standby; do
     for node in $($KUBECTL --kubeconfig "$OUT/kubeconfig" --context "$name" get nodes \
         -l nvidia.com/gpu.present=true -o name); do
-      $KUBECTL --kubeconfig "$OUT/kubeconfig" --context "$name" taint --overwrite "$node" \
+      $KUBECTL --kubeconfig "$OUT/kubeconfig" --context "$name" taint --overwrite nodes "${node#node/}" \
         nvidia.com/gpu=present:NoSchedule
       $KUBECTL --kubeconfig "$OUT/kubeconfig" --context "$name" patch "$node" --subresource=status \
         --type=merge -p '{"status":{"capacity":{"nvidia.com/gpu":"8"}}}'
