@@ -141,6 +141,8 @@ stop() {
     # engine; its containerd and shims exit with it.
     local ids; ids=$(docker_ ps -q || true)
     [[ -z $ids ]] || docker_ stop -t 10 $ids >/dev/null || true
+    # The network goes too (start makes it again): no bridge is left on the host.
+    docker_ network rm "$NETWORK" >/dev/null 2>&1 || true
     kill "$pid"
     local i
     for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
@@ -149,6 +151,7 @@ stop() {
   # Leftover shims (a killed engine leaves them): only those under our exec-root.
   local shim
   for shim in $(pgrep -f "containerd-shim.*$RUN_DIR" || true); do kill "$shim" 2>/dev/null || true; done
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE" || true; fi
   command -v nft >/dev/null && nft delete table inet modeldr_kind 2>/dev/null || true
   log "docker stopped"
 }

@@ -46,6 +46,8 @@ if [[ ${1:-} == --name ]]; then echo "$IMAGE"; exit 0; fi
 if [[ ${1:-} == --etcd-tag ]]; then echo "$ETCD_VERSION"; exit 0; fi
 
 eval "$(bash scripts/tools.sh --print-env)"
+# The control plane and etcd binaries are the sandbox's (a fresh machine builds them first).
+[[ -x $MODELDR_KUBECTL && -x $MODELDR_ETCD ]] || bash scripts/tools.sh
 K8S_DIR=$(dirname "$(dirname "$MODELDR_KUBECTL")")
 ETCD=$MODELDR_ETCD
 # The builds share two cores with other work: lowest priority, one package at a time.
