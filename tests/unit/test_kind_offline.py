@@ -7,6 +7,8 @@ import copy
 import io
 import ipaddress
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,35 @@ def test_cli_exit_codes(
     assert "not ready" in capsys.readouterr().err
     assert kind_offline.main(["config", str(CONFIGS[0]), IMAGE, "v3.6.16"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["nodes"][0]["image"] == IMAGE
+
+
+def test_the_node_image_is_named_for_the_sandbox_kubernetes_it_reuses() -> None:
+    """scripts/kind-node-image.sh copies the sandbox's Kubernetes build (scripts/tools.sh):
+    both pin one version, and the image name and etcd tag scripts/kind.sh asks for say it."""
+
+    def pinned(script: str, name: str) -> str:
+        match = re.search(rf"^{name}=(\S+)", (ROOT / script).read_text(), re.MULTILINE)
+        assert match, f"{name} in {script}"
+        return match.group(1)
+
+    k8s = pinned("scripts/tools.sh", "K8S_VERSION")
+    assert pinned("scripts/kind-node-image.sh", "K8S_VERSION") == k8s
+    assert pinned("scripts/kind-node-image.sh", "ETCD_VERSION") == pinned(
+        "scripts/tools.sh", "ETCD_VERSION"
+    )
+    assert pinned("scripts/kind-node-image.sh", "KIND_VERSION") == pinned(
+        "scripts/kind.sh", "KIND_VERSION"
+    )
+
+    def ask(flag: str) -> str:
+        out = subprocess.run(
+            ["bash", "scripts/kind-node-image.sh", flag],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    assert re.fullmatch(rf"modeldr\.local/kind-node:{re.escape(k8s)}-r\d+", ask("--name"))
+    assert ask("--etcd-tag") == pinned("scripts/tools.sh", "ETCD_VERSION")
