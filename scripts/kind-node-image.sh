@@ -329,5 +329,7 @@ step node-files install_node_files
 step images build_images
 if ! docker_ image inspect "$IMAGE" >/dev/null 2>&1; then rm -f "$DIR/.done-node-image"; fi
 step node-image build_node_image
+# Earlier builds of the same tags (only this engine's untagged images).
+docker_ image prune -f >/dev/null
 log "node image $IMAGE ready in $((SECONDS - t_all)) s; preloaded: $(tr '\n' ' ' <"$DIR/preloaded.txt")"
 echo "$IMAGE"
