@@ -113,6 +113,9 @@ down() {
 
 case "${1:-}" in
   up) up ;;
+  # After a node container was stopped and started again (its routes are gone, its address
+  # may have changed): the CNI config and routes of every node again (offline path only).
+  network) if [[ $ENGINE == own ]]; then for n in hub primary standby; do offline_network "$n"; done; fi ;;
   down) down ;;
-  *) echo "usage: $0 up|down|path" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|network|path" >&2; exit 2 ;;
 esac
