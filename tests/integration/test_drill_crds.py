@@ -32,6 +32,7 @@ from modeldr.operator.constants import (
 )
 from sandbox import kube
 from sandbox.api import Sandbox
+from sandbox.operator_up import operator_down
 from tests.drill_plans import (
     BAD_PLANS,
     EXAMPLE_PLAN,
@@ -59,6 +60,14 @@ def drill_crds(sandbox: Sandbox) -> None:
         timeout=30,
         what="the drillplans and drillruns APIs to be served",
     )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_operator(sandbox: Sandbox) -> None:
+    """These tests are the apiserver's: they write runs and their statuses by hand, which a
+    running operator would pick up and run (and overwrite) between two of their calls. The
+    modules that need the operator start it again (their `operator` fixture)."""
+    operator_down()
 
 
 @pytest.fixture
