@@ -12,29 +12,12 @@ from __future__ import annotations
 from modeldr.drills.faults.base import Aim, FaultError
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.spec import DrillPlanSpec, PlannedStep, Step
-from modeldr.drills.target import Target
+from modeldr.drills.target import Target, resolve_role
 from modeldr.operator.constants import Role
 from modeldr.operator.members import MemberRegistry
 
 # Who performs a step's action: the operator's own switch (the ModelDeployment annotation).
 ACTION_PROVIDER = "operator"
-
-
-def resolve_role(target: Target, cluster: str, active: str | None) -> Role:
-    """The role a step's `fault.cluster` names (as the step runner resolves it)."""
-    if cluster == "active" and active is None:
-        raise FaultError(
-            "ActiveClusterUnknown",
-            f"fault.cluster active: {target.name} reports no status.activeCluster yet",
-        )
-    role = target.role_of(active if cluster == "active" else cluster)
-    if role is None:
-        raise FaultError(
-            "UnknownCluster",
-            f"fault.cluster {cluster!r} is neither active, primary, standby nor a member "
-            f"cluster of {target.name}",
-        )
-    return role
 
 
 def plan_step(

@@ -26,7 +26,7 @@ from modeldr.drills.probe_stats import (
 from modeldr.drills.renewal import Renewable, Renewal
 from modeldr.drills.runstate import now
 from modeldr.drills.spec import Action, FaultRecord, Step, StepStatus
-from modeldr.drills.target import request_switch, target_status
+from modeldr.drills.target import request_switch, resolve_role, target_status
 from modeldr.drills.verdict import Part, PartKind
 from modeldr.operator.constants import Role
 
@@ -95,31 +95,13 @@ class StepRunner:
         active = seen.get("activeCluster")
         return str(active) if active else None
 
-    def _where(self, cluster: str, active: str | None) -> Role:
-        """The role a step's `fault.cluster` names: active, a role, or a member's name."""
-        target = self.drill.target
-        if cluster == "active" and active is None:
-            raise FaultError(
-                "ActiveClusterUnknown",
-                f"fault.cluster active: {target.name} reports no status.activeCluster yet",
-            )
-        role = target.role_of(active if cluster == "active" else cluster)
-        if role is None:
-            raise FaultError(
-                "UnknownCluster",
-                f"fault.cluster {cluster!r} is neither active, primary, standby nor a member "
-                f"cluster of {target.name} ({target.cluster('primary')}, "
-                f"{target.cluster('standby')})",
-            )
-        return role
-
     async def _inject(self, step: Step, active: str | None) -> FaultRecord:
         """Plan, journal, then apply; FaultError leaves nothing injected."""
         d = self.drill
         fault = step.fault
         assert fault is not None
         driver = driver_for(fault.type)
-        where = d.target.placement(self._where(fault.cluster, active))
+        where = d.target.placement(resolve_role(d.target, fault.cluster, active))
         seed = fault.seed if fault.seed is not None else d.seed
         percent = d.plan.blast_radius.max_pods_percent
         aim = Aim(where, fault, seed, percent)

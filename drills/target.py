@@ -67,6 +67,25 @@ class Target:
         }
 
 
+def resolve_role(target: Target, cluster: str, active: str | None) -> Role:
+    """The role a step's `fault.cluster` names: active (the cluster active now), a role, or
+    a member cluster's name; FaultError when it names none of them."""
+    if cluster == "active" and active is None:
+        raise FaultError(
+            "ActiveClusterUnknown",
+            f"fault.cluster active: {target.name} reports no status.activeCluster yet",
+        )
+    role = target.role_of(active if cluster == "active" else cluster)
+    if role is None:
+        raise FaultError(
+            "UnknownCluster",
+            f"fault.cluster {cluster!r} is neither active, primary, standby nor a member "
+            f"cluster of {target.name} ({target.cluster('primary')}, "
+            f"{target.cluster('standby')})",
+        )
+    return role
+
+
 def read_object(hub: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     api = client.CustomObjectsApi(hub)
     found: dict[str, Any] | None = kube.call(

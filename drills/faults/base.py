@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 from kubernetes import client
 
 from modeldr.drills.phase import Phase
-from modeldr.drills.select import Candidate
+from modeldr.drills.select import Candidate, Mode, SelectionError, select_pods
 from modeldr.drills.spec import Fault, FaultRecord
 from modeldr.operator.constants import Role
 from modeldr.operator.errors import OperatorError
@@ -98,6 +98,21 @@ class FaultDriver(Protocol):
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         """Put back what the record says was done; idempotent, from the record alone."""
+
+
+def choose_pods(members: MemberRegistry, aim: Aim) -> tuple[str, ...]:
+    """The model's pods a pod-level fault takes: the plan's mode and value over the pods in
+    the aimed cluster, drawn with the run's seed, within the blast radius."""
+    where, fault = aim.where, aim.fault
+    try:
+        chosen = select_pods(
+            model_pods(members, where), Mode(fault.mode), fault.value, aim.seed,
+            max_pods_percent=aim.max_pods_percent,
+            what=f"pods of {where.name} in {where.cluster}",
+        )  # fmt: skip
+    except SelectionError as exc:
+        raise FaultError(exc.reason, exc.message) from None
+    return chosen.targets
 
 
 def member_api(members: MemberRegistry, cluster: str) -> client.ApiClient:

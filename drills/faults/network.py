@@ -20,8 +20,14 @@ from typing import Any
 from kubernetes import client
 
 from modeldr.agent import order as O
-from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Plan, member_api, model_pods
-from modeldr.drills.select import Mode, SelectionError, select_pods
+from modeldr.drills.faults.base import (
+    TIMEOUT,
+    Aim,
+    FaultError,
+    Plan,
+    choose_pods,
+    member_api,
+)
 from modeldr.drills.spec import FaultRecord
 from modeldr.operator import kube
 from modeldr.operator.members import MemberRegistry
@@ -51,15 +57,7 @@ class NetworkFault:
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         where, fault = aim.where, aim.fault
-        pods = model_pods(members, where)
-        try:
-            chosen = select_pods(
-                pods, Mode(fault.mode), fault.value, aim.seed,
-                max_pods_percent=aim.max_pods_percent,
-                what=f"pods of {where.name} in {where.cluster}",
-            )  # fmt: skip
-        except SelectionError as exc:
-            raise FaultError(exc.reason, exc.message) from None
+        targets = choose_pods(members, aim)
         parameters = {"namespace": where.namespace}
         for key, value in (
             ("lossPercent", fault.loss_percent),
@@ -68,7 +66,7 @@ class NetworkFault:
         ):
             if value is not None:
                 parameters[key] = str(value)
-        return Plan(chosen.targets, parameters, aim.seed)
+        return Plan(targets, parameters, aim.seed)
 
     # -- inject ---------------------------------------------------------------------------
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Plan, member_api, model_pods
-from modeldr.drills.select import Mode, SelectionError, select_pods
+from modeldr.drills.faults.base import (
+    TIMEOUT,
+    Aim,
+    Plan,
+    choose_pods,
+    member_api,
+)
 from modeldr.drills.spec import FaultRecord
 from modeldr.operator import kube
 from modeldr.operator.members import MemberRegistry
@@ -19,19 +24,11 @@ class PodKill:
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         where, fault = aim.where, aim.fault
-        pods = model_pods(members, where)
-        try:
-            chosen = select_pods(
-                pods, Mode(fault.mode), fault.value, aim.seed,
-                max_pods_percent=aim.max_pods_percent,
-                what=f"pods of {where.name} in {where.cluster}",
-            )  # fmt: skip
-        except SelectionError as exc:
-            raise FaultError(exc.reason, exc.message) from None
+        targets = choose_pods(members, aim)
         parameters = {"namespace": where.namespace}
         if fault.grace_period_seconds is not None:
             parameters[GRACE_PARAMETER] = str(fault.grace_period_seconds)
-        return Plan(chosen.targets, parameters, aim.seed)
+        return Plan(targets, parameters, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))

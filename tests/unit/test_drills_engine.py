@@ -41,6 +41,7 @@ from modeldr.drills.spec import (
     SteadyStateStatus,
 )
 from modeldr.drills.steps import INJECT_TIMEOUT_S, StepRunner
+from modeldr.drills.target import Target, resolve_role
 from modeldr.drills.verdict import PartKind
 from modeldr.operator.members import MemberRegistry
 from tests.specs import minimal_spec
@@ -196,17 +197,17 @@ def test_deadline_is_the_plans_durations_plus_margins() -> None:
     assert deadline_seconds(plan) == 575.0
 
 
-# ------------------------------------------------------------------- StepRunner._where
+# ---------------------------------------------------------- resolve_role (fault.cluster)
 
 
-def _where_runner(members: FakeMembers, state: RecordingState) -> StepRunner:
+def _east_west() -> Target:
     spec = minimal_spec(
         clusters={
             "primary": {"cluster": "east", "namespace": "ml"},
             "standby": {"cluster": "west", "namespace": "ml", "mode": "hot"},
         }
     )
-    return StepRunner(make_drill(plan_spec(), state, members, the_target=target(spec)), None)
+    return target(spec)
 
 
 @pytest.mark.parametrize(
@@ -221,27 +222,25 @@ def _where_runner(members: FakeMembers, state: RecordingState) -> StepRunner:
         ("west", "east", "standby"),
     ],
 )
-def test_where_resolves_active_roles_and_member_names(
-    members: FakeMembers, state: RecordingState, cluster: str, active_now: str | None, role: str
+def test_fault_cluster_resolves_active_roles_and_member_names(
+    cluster: str, active_now: str | None, role: str
 ) -> None:
-    assert _where_runner(members, state)._where(cluster, active_now) == role
+    assert resolve_role(_east_west(), cluster, active_now) == role
 
 
 @pytest.mark.parametrize(("cluster", "active_now"), [("north", "east"), ("active", "north")])
-def test_where_refuses_what_is_not_a_member_of_the_target(
-    members: FakeMembers, state: RecordingState, cluster: str, active_now: str | None
+def test_fault_cluster_refuses_what_is_not_a_member_of_the_target(
+    cluster: str, active_now: str | None
 ) -> None:
     with pytest.raises(FaultError) as caught:
-        _where_runner(members, state)._where(cluster, active_now)
+        resolve_role(_east_west(), cluster, active_now)
     assert caught.value.reason == "UnknownCluster"
     assert "east" in caught.value.message and "west" in caught.value.message
 
 
-def test_where_says_when_the_active_cluster_is_not_known_yet(
-    members: FakeMembers, state: RecordingState
-) -> None:
+def test_fault_cluster_active_says_when_the_active_cluster_is_not_known_yet() -> None:
     with pytest.raises(FaultError) as caught:
-        _where_runner(members, state)._where("active", None)
+        resolve_role(_east_west(), "active", None)
     assert caught.value.reason == "ActiveClusterUnknown"
 
 

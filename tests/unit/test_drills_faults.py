@@ -19,7 +19,7 @@ from kubernetes import client
 
 from modeldr.drills import events, steps
 from modeldr.drills.engine import steps_status
-from modeldr.drills.faults import infrastructure, nodes, pods, registry
+from modeldr.drills.faults import base, infrastructure, nodes, registry
 from modeldr.drills.faults.base import Aim, FaultError, Placement, Plan
 from modeldr.drills.faults.infrastructure import (
     EXPIRES_PARAMETER,
@@ -113,7 +113,7 @@ def candidates(monkeypatch: pytest.MonkeyPatch) -> list[Candidate]:
         assert where == WHERE
         return list(found)
 
-    monkeypatch.setattr(pods, "model_pods", model_pods)
+    monkeypatch.setattr(base, "model_pods", model_pods)  # PodKill (choose_pods)
     monkeypatch.setattr(nodes, "model_pods", model_pods)
     return found
 

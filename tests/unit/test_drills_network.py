@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from modeldr.drills.faults import network
+from modeldr.drills.faults import base
 from modeldr.drills.faults.base import Aim, FaultError, Placement
 from modeldr.drills.faults.network import NetworkFault
 from modeldr.drills.select import Candidate
@@ -26,7 +26,7 @@ RECORD = FaultRecord.model_validate(
 @pytest.fixture
 def pods(monkeypatch: pytest.MonkeyPatch) -> list[Candidate]:
     found = [Candidate("p1", "gpu-0"), Candidate("p2", "gpu-1")]
-    monkeypatch.setattr(network, "model_pods", lambda members, where: list(found))
+    monkeypatch.setattr(base, "model_pods", lambda members, where: list(found))
     return found
 
 
