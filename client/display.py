@@ -137,9 +137,15 @@ def probe_text(probe: ProbeLiveStatus | None) -> str:
     ratio = "-" if probe.success_ratio is None else f"{100 * probe.success_ratio:.1f}%"
     p99 = "-" if probe.p99_latency_ms is None else f"{probe.p99_latency_ms:.0f} ms"
     window = f"{probe.window_seconds:g} s" if probe.window_seconds else "recent"
-    return f"{ratio} ok ({probe.succeeded}/{probe.sent} in the last {window}), p99 {p99}" + (
-        f", answered by {probe.cluster}" if probe.cluster else ""
-    )
+    # probe.cluster is the cluster of the last success, which may be older than the window.
+    answered = ""
+    if probe.cluster:
+        answered = (
+            f", answered by {probe.cluster}"
+            if probe.succeeded
+            else f", none answered (last answer from {probe.cluster})"
+        )
+    return f"{ratio} ok ({probe.succeeded}/{probe.sent} in the last {window}), p99 {p99}{answered}"
 
 
 def fault_text(f: FaultRecord) -> str:

@@ -299,6 +299,14 @@ def test_live_view_shows_step_time_left_cluster_probe_gates_and_faults() -> None
     assert "kill-a-pod" in text  # steps ended
 
 
+def test_probe_text_does_not_say_a_cluster_answers_when_none_did() -> None:
+    probe = ProbeLiveStatus(sent=120, succeeded=0, success_ratio=0.0, window_seconds=10,
+                            cluster="primary")  # fmt: skip
+    assert display.probe_text(probe) == (
+        "0.0% ok (0/120 in the last 10 s), p99 -, none answered (last answer from primary)"
+    )
+
+
 def test_plain_lines_say_each_change_once_with_a_timestamp() -> None:
     first = display.snapshot(run_object(running(30)), MD, at(30))
     lines = display.changes(None, first, None)
