@@ -97,7 +97,9 @@ class ReportData:
     def fault_windows(self) -> list[FaultWindow]:
         out = []
         for record in self.status.faults:
-            start = record.applied_at or record.recorded_at
+            # From the journal entry, written just before the inject call: the fault can
+            # bite from then on (appliedAt comes after the provider or agents confirmed).
+            start = record.recorded_at or record.applied_at
             if start is not None:
                 out.append(FaultWindow(record, start, record.undone_at))
         return out

@@ -373,3 +373,13 @@ def test_an_invalid_plan_is_refused_before_the_hub_with_the_field(
                                                ("1h30m", 5400), ("2m30s", 150)])  # fmt: skip
 def test_durations(text: str, seconds: float) -> None:
     assert app.parse_duration(text) == seconds
+
+
+def test_fault_windows_start_at_the_journal_entry_and_stay_open_when_not_undone() -> None:
+    status = failed_run()
+    status.faults[0].recorded_at = at(5.5)  # journaled just before the inject call
+    windows = data(status).fault_windows()
+    assert [(w.record.id, w.start, w.end) for w in windows] == [
+        ("f-1", at(5.5), at(20)),  # not appliedAt (6): the fault can bite from 5.5 on
+        ("f-2", at(21), None),  # no journal time kept: appliedAt; never undone: open
+    ]
