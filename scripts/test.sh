@@ -33,4 +33,5 @@ fi
 echo "== sandbox up in $((SECONDS - t0)) s"
 
 # One pytest run so the closing summary counts every test.
-$PY -m pytest "$@"
+# The slowest tests are listed at the end: the CI budget (40 min cold) is watched from them.
+$PY -m pytest --durations=25 "$@"
