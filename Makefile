@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status operator-up operator-down sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-node-image kind-down kind-demo chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
+        kind-up kind-node-image kind-images kind-down kind-demo chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -96,6 +96,9 @@ kind-up: ## kind clusters hub, primary and standby (a user's Docker, else the pr
 kind-node-image: ## the kind node image built offline (scripts/kind-node-image.sh; starts the project's Docker engine)
 	bash scripts/kind-docker.sh start
 	bash scripts/kind-node-image.sh
+
+kind-images: ## the operator/agent image for kind (a user's Docker: the Dockerfiles; else offline on the project's engine)
+	bash scripts/kind-images.sh
 
 kind-demo: ## (needs Docker) the example drill on kind: images, chart, modeldr drill run --wait --junit -> .kind/results
 	bash scripts/kind-demo.sh

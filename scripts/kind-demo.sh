@@ -32,8 +32,16 @@ export KUBECONFIG=$PWD/$OUT/kubeconfig
 step() { printf '\n== %s\n' "$*"; }
 k() { "$KUBECTL" "$@"; }
 
+# A user's Docker as it is; else the project's own engine (scripts/kind-docker.sh, what
+# scripts/kind.sh uses where no engine answers) when it runs, or MODELDR_KIND_ENGINE=own.
+if [[ ${MODELDR_KIND_ENGINE:-auto} == own ]] \
+  || ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
+  [[ ${MODELDR_KIND_ENGINE:-auto} == own ]] && bash scripts/kind-docker.sh start
+  eval "$(bash scripts/kind-docker.sh env)"
+  export DOCKER_HOST KIND_EXPERIMENTAL_DOCKER_NETWORK
+fi
 command -v docker >/dev/null && docker info >/dev/null 2>&1 || {
-  echo "kind-demo needs a running Docker engine; without one: make demo (the local sandbox)" >&2
+  echo "kind-demo needs a running Docker engine (or the project's: scripts/kind-docker.sh start); without one: make demo (the local sandbox)" >&2
   exit 3; }
 if [[ -z $KUBECTL || -z $HELM ]]; then
   # No kubectl or helm on PATH: the project's own (scripts/tools.sh builds them once).
@@ -54,8 +62,12 @@ step "kind clusters"
 KUBECTL=$KUBECTL bash scripts/kind.sh up
 
 step "images"
-docker build -t "$OPERATOR_IMAGE" -f Dockerfile .
-docker build -t "$SERVE_IMAGE" -f serving/Dockerfile.cpu .
+# A user's Docker: `docker build` of Dockerfile and serving/Dockerfile.cpu; the project's engine: built offline
+# (scripts/kind-images.sh; only the operator image so far).
+bash scripts/kind-images.sh
+docker image inspect "$SERVE_IMAGE" >/dev/null 2>&1 || {
+  echo "no $SERVE_IMAGE in this engine (the offline build makes only the operator image; README: kind on these machines)" >&2
+  exit 3; }
 KIND=$(bash scripts/kind.sh path)
 "$KIND" load docker-image "$OPERATOR_IMAGE" --name modeldr-hub
 for member in primary standby; do

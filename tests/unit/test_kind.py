@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github/workflows/kind-drill.yaml"
 DEMO = ROOT / "scripts/kind-demo.sh"
 KIND_SH = ROOT / "scripts/kind.sh"
+IMAGES_SH = ROOT / "scripts/kind-images.sh"
 CONFIGS = {p.stem: p for p in sorted((ROOT / "kind").glob("*.yaml"))}
 
 
@@ -94,7 +95,7 @@ def test_the_workflow_publishes_what_the_script_writes() -> None:
 
 
 def test_files_the_workflow_and_scripts_name_exist() -> None:
-    text = "\n".join([WORKFLOW.read_text(), DEMO.read_text(), KIND_SH.read_text()])
+    text = "\n".join(p.read_text() for p in (WORKFLOW, DEMO, KIND_SH, IMAGES_SH))
     named = set(
         re.findall(
             r"(?<![\w./$-])((?:scripts|kind|examples|charts|serving|tests/fixtures)/[\w./-]+"
@@ -111,7 +112,7 @@ def test_files_the_workflow_and_scripts_name_exist() -> None:
     assert not missing, missing
 
 
-@pytest.mark.parametrize("script", [DEMO, KIND_SH], ids=lambda p: p.name)
+@pytest.mark.parametrize("script", [DEMO, KIND_SH, IMAGES_SH], ids=lambda p: p.name)
 def test_the_scripts_parse(script: Path) -> None:
     done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -159,8 +160,14 @@ def test_the_images_built_are_the_images_run() -> None:
     assert md["spec"]["runtime"]["image"] == serve_image
     assert md["spec"]["runtime"]["imagePullPolicy"] == "Never"
     text = DEMO.read_text()
-    assert 'docker build -t "$OPERATOR_IMAGE" -f Dockerfile .' in text
-    assert 'docker build -t "$SERVE_IMAGE" -f serving/Dockerfile.cpu .' in text
+    # The images come from scripts/kind-images.sh: on a user's Docker both Dockerfiles as
+    # they are, under the same names.
+    assert "bash scripts/kind-images.sh" in text
+    images = IMAGES_SH.read_text()
+    assert re.search(rf"^OPERATOR_IMAGE={re.escape(operator_image)}\s", images, re.MULTILINE)
+    assert re.search(rf"^SERVE_IMAGE={re.escape(serve_image)}$", images, re.MULTILINE)
+    assert 'docker build -t "$OPERATOR_IMAGE" -f Dockerfile .' in images
+    assert 'docker build -t "$SERVE_IMAGE" -f serving/Dockerfile.cpu .' in images
     assert 'load docker-image "$OPERATOR_IMAGE" --name modeldr-hub' in text
     # The model the kind nodes mount is the one the example pins.
     sandbox_md = yaml.safe_load((ROOT / "examples/sandbox/modeldeployment.yaml").read_text())

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The product images for kind (`kind load docker-image`): the operator + agent image
+# (the root Dockerfile's ghcr.io/modeldr/modeldr:dev) and, upstream only, the CPU serving one.
+#
+#   scripts/kind-images.sh          build them; print the image names
+#   scripts/kind-images.sh --mode   print how they would be built: upstream or offline
+#
+# upstream: `docker build` of Dockerfile and serving/Dockerfile.cpu (a user's Docker, which
+#   pulls python:3.11-slim-bookworm and installs from PyPI inside the build).
+# offline (the project's own engine, scripts/kind-docker.sh, which must never dial out and
+#   has no registry): the base is a Debian bookworm root filesystem from Debian's mirror
+#   (debootstrap, as scripts/kind-node-image.sh makes the node's) with python3, python3-venv,
+#   nftables and iproute2 and the root Dockerfile's user 65532, `docker import`ed as
+#   modeldr.local/python-bookworm; the wheels (this checkout's and its pinned dependencies,
+#   constraints.txt) are built on the host with pip (its cache), and the image installs them
+#   into /opt/venv with --no-index in a build whose containers have no network at all.
+#   The serving image is not built offline (see README "kind on these machines").
+# MODELDR_KIND_IMAGES=upstream|offline overrides the choice. Cached under $MODELDR_CACHE
+# (default ~/.cache/modeldr): kind-images-<rev>/rootfs (+ .done-rootfs), wheels/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OPERATOR_IMAGE=ghcr.io/modeldr/modeldr:dev     # = scripts/kind-demo.sh, the chart's image.tag=dev
+SERVE_IMAGE=ghcr.io/modeldr/modeldr-serve:cpu-dev
+UPSTREAM_BASE=python:3.11-slim-bookworm        # = Dockerfile's PYTHON_IMAGE
+DEBIAN_SUITE=bookworm                          # Python 3.11, as the upstream base
+REV=r1                                         # bump when the recipe changes (cache key)
+CACHE=${MODELDR_CACHE:-$HOME/.cache/modeldr}
+DIR=$CACHE/kind-images-$REV
+ROOT=$DIR/rootfs
+BASE_IMAGE=modeldr.local/python-bookworm:$REV
+PY=${PYTHON:-.venv/bin/python}
+
+log() { printf '[kind-images %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+mode() {
+  local want=${MODELDR_KIND_IMAGES:-auto}
+  if [[ $want != auto ]]; then echo "$want"; return; fi
+  # The project's engine (DOCKER_HOST names it): offline unless the upstream base is already
+  # there (it never pulls). Any other engine: Dockerfile and serving/Dockerfile.cpu as they are.
+  if [[ $(bash scripts/kind-docker.sh env) == *" DOCKER_HOST=${DOCKER_HOST:-} "* ]] \
+    && ! docker image inspect "$UPSTREAM_BASE" >/dev/null 2>&1; then
+    echo offline
+  else
+    echo upstream
+  fi
+}
+if [[ ${1:-} == --mode ]]; then mode; exit 0; fi
+
+if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
+  # No engine answers: the project's own (as scripts/kind.sh does).
+  bash scripts/kind-docker.sh start
+  eval "$(bash scripts/kind-docker.sh env)"
+  export DOCKER_HOST
+fi
+MODE=$(mode)
+t_all=$SECONDS
+
+if [[ $MODE == upstream ]]; then
+  docker build -t "$OPERATOR_IMAGE" -f Dockerfile .
+  docker build -t "$SERVE_IMAGE" -f serving/Dockerfile.cpu .
+  printf '%s\n' "$OPERATOR_IMAGE" "$SERVE_IMAGE"
+  exit 0
+fi
+[[ $MODE == offline ]] || { echo "MODELDR_KIND_IMAGES: upstream or offline, not $MODE" >&2; exit 2; }
+
+mkdir -p "$DIR"
+if [[ ! -f $DIR/.done-rootfs ]]; then
+  t0=$SECONDS; log "base rootfs: debootstrap $DEBIAN_SUITE"
+  command -v debootstrap >/dev/null || apt-get install -y -q debootstrap >/dev/null
+  rm -rf "$ROOT.tmp"
+  nice -n 19 debootstrap --variant=minbase --include=python3,python3-venv,nftables,iproute2 \
+    "$DEBIAN_SUITE" "$ROOT.tmp" http://deb.debian.org/debian >"$DIR/debootstrap.log" 2>&1 \
+    || { tail -20 "$DIR/debootstrap.log" >&2; exit 1; }
+  # The root Dockerfile's user (the chart runs the operator as 65532).
+  chroot "$ROOT.tmp" useradd --system --uid 65532 --user-group --home-dir /nonexistent \
+    --shell /usr/sbin/nologin modeldr
+  rm -rf "$ROOT.tmp"/var/cache/apt/archives/*.deb "$ROOT.tmp"/var/lib/apt/lists/*
+  rm -rf "$ROOT"; mv "$ROOT.tmp" "$ROOT"
+  touch "$DIR/.done-rootfs"; rm -f "$DIR/.done-base"
+  log "base rootfs: done in $((SECONDS - t0)) s"
+fi
+if [[ ! -f $DIR/.done-base ]] || ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  t0=$SECONDS
+  tar -C "$ROOT" --numeric-owner -c . | docker import \
+    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
+    -c 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+  touch "$DIR/.done-base"
+  log "base image $BASE_IMAGE: imported in $((SECONDS - t0)) s"
+fi
+
+# The wheels: this checkout's modeldr (rebuilt every time) and its pinned dependencies
+# (pip's cache makes them quick after the first time). No [serving] extra: no torch.
+t0=$SECONDS
+CTX=$(mktemp -d "$DIR/ctx.XXXX")
+trap 'rm -rf "$CTX"' EXIT
+mkdir -p "$CTX/wheels"
+nice -n 19 "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt -w "$CTX/wheels" . >&2
+cp constraints.txt "$CTX/"
+log "wheels: $(ls "$CTX/wheels" | wc -l) in $((SECONDS - t0)) s"
+
+# The root Dockerfile's two stages, from the local base and the wheels (no network).
+cat >"$CTX/Dockerfile" <<DOCKERFILE
+FROM $BASE_IMAGE AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY wheels /wheels
+COPY constraints.txt /constraints.txt
+RUN python3 -m venv /opt/venv \\
+    && /opt/venv/bin/pip install -q --no-index --find-links /wheels -c /constraints.txt modeldr \\
+    && /opt/venv/bin/pip check \\
+    && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
+
+FROM $BASE_IMAGE
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:\$PATH \\
+    PYTHONUNBUFFERED=1 \\
+    PYTHONDONTWRITEBYTECODE=1
+USER 65532:65532
+EXPOSE 8080 9090
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["modeldr"]
+CMD ["operator"]
+DOCKERFILE
+t0=$SECONDS
+nice -n 19 docker build -q --network none -t "$OPERATOR_IMAGE" "$CTX" >/dev/null
+# Earlier builds of the same tag.
+docker image prune -f >/dev/null
+log "$OPERATOR_IMAGE: built in $((SECONDS - t0)) s ($((SECONDS - t_all)) s in all)"
+echo "$OPERATOR_IMAGE"

@@ -1,0 +1,108 @@
+"""scripts/kind-images.sh: how it chooses between the Dockerfiles as they are (a user's Docker)
+and the offline build (the project's engine, which never pulls), and that the offline image
+is the root Dockerfile's in what the charts rely on (user, entrypoint, command, ports). The
+build itself needs the engine and Debian's mirror: measured by hand (README, "kind on these
+machines")."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts/kind-images.sh"
+
+
+def own_docker_host() -> str:
+    out = subprocess.run(
+        ["bash", "scripts/kind-docker.sh", "env"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = re.search(r"DOCKER_HOST=(\S+)", out)
+    assert found, out
+    return found.group(1)
+
+
+def mode(tmp_path: Path, *, docker_host: str, base_present: bool, override: str = "") -> str:
+    # A `docker` first on PATH that answers `image inspect` for the upstream base as told:
+    # the script must not ask any real engine (or registry) to decide.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "docker"
+    fake.write_text(f"#!/bin/sh\nexit {0 if base_present else 1}\n")
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MODELDR_KIND_IMAGES", "DOCKER_HOST")}
+    env |= {"PATH": f"{bin_dir}:{env['PATH']}", "DOCKER_HOST": docker_host}
+    if override:
+        env["MODELDR_KIND_IMAGES"] = override
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "--mode"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_projects_engine_builds_offline_unless_the_upstream_base_is_there(
+    tmp_path: Path,
+) -> None:
+    host = own_docker_host()
+    assert mode(tmp_path, docker_host=host, base_present=False) == "offline"
+    assert mode(tmp_path, docker_host=host, base_present=True) == "upstream"
+
+
+@pytest.mark.parametrize("host", ["", "unix:///var/run/docker.sock", "tcp://127.0.0.1:2375"])
+def test_any_other_engine_builds_the_dockerfiles_as_they_are(tmp_path: Path, host: str) -> None:
+    assert mode(tmp_path, docker_host=host, base_present=False) == "upstream"
+
+
+def test_the_choice_can_be_forced(tmp_path: Path) -> None:
+    assert mode(tmp_path, docker_host="", base_present=False, override="offline") == "offline"
+    host = own_docker_host()
+    assert mode(tmp_path, docker_host=host, base_present=False, override="upstream") == "upstream"
+
+
+def offline_dockerfile() -> str:
+    text = SCRIPT.read_text()
+    found = re.search(r"<<DOCKERFILE\n(.*?)\nDOCKERFILE\n", text, re.DOTALL)
+    assert found, "the offline Dockerfile heredoc"
+    return found.group(1)
+
+
+def final_stage(text: str) -> list[str]:
+    stage = text.split("\nFROM ")[-1]
+    keep = ("USER ", "EXPOSE ", "STOPSIGNAL ", "ENTRYPOINT ", "CMD ")
+    return [ln.strip() for ln in stage.splitlines() if ln.strip().startswith(keep)]
+
+
+def test_the_offline_image_runs_as_the_root_dockerfile_does() -> None:
+    root = (ROOT / "Dockerfile").read_text()
+    offline = offline_dockerfile()
+    assert final_stage(offline) == final_stage(root)
+    assert "COPY --from=build /opt/venv /opt/venv" in offline and "PATH=/opt/venv/bin:" in offline
+    # The same user id as the root Dockerfile's useradd (the chart's runAsUser).
+    [uid] = re.findall(r"useradd --system --uid (\d+)", root)
+    assert f"useradd --system --uid {uid} " in SCRIPT.read_text()
+    # Its build cannot reach any network, installs only the wheels it was given, no torch.
+    assert 'docker build -q --network none -t "$OPERATOR_IMAGE"' in SCRIPT.read_text()
+    assert "--no-index --find-links /wheels -c /constraints.txt modeldr" in offline
+    assert '! /opt/venv/bin/python -c "import torch"' in offline
+
+
+def test_the_offline_base_has_what_the_agent_needs() -> None:
+    # nftables and tc (iproute2) for the agent's faults, as the root Dockerfile installs.
+    root = (ROOT / "Dockerfile").read_text()
+    assert "nftables iproute2" in root
+    [include] = re.findall(r"--include=(\S+)", SCRIPT.read_text())
+    assert {"python3", "python3-venv", "nftables", "iproute2"} <= set(include.split(","))
