@@ -12,7 +12,6 @@ tests/unit/test_agent.py fails when the committed file differs from this output.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -184,22 +183,7 @@ def render() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if out of date")
-    args = parser.parse_args(argv)
-    stale = []
-    for path, text in render().items():
-        if path.exists() and path.read_text() == text:
-            continue
-        if args.check:
-            stale.append(path)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
-    for path in stale:
-        print(f"{path.relative_to(ROOT)} is out of date: run scripts/gen_agent_crd.py")
-    return 1 if stale else 0
+    return G.write_or_check(render(), "scripts/gen_agent_crd.py", argv)
 
 
 if __name__ == "__main__":

@@ -1258,24 +1258,29 @@ def render() -> dict[Path, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_or_check(rendered: dict[Path, str], script: str, argv: list[str] | None) -> int:
+    """The generators' command line: write what changed, or with --check exit 1 naming
+    each file that is out of date (shared with scripts/gen_agent_crd.py)."""
+    parser = argparse.ArgumentParser(description=f"Write the CRDs that {script} generates.")
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date")
     args = parser.parse_args(argv)
     stale = []
-    for path, text in render().items():
+    for path, text in rendered.items():
         if path.exists() and path.read_text() == text:
             continue
         if args.check:
             stale.append(path)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")
-    if stale:
-        for path in stale:
-            print(f"{path.relative_to(ROOT)} is out of date: run scripts/gen_drill_crds.py")
-        return 1
-    return 0
+    for path in stale:
+        print(f"{path.relative_to(ROOT)} is out of date: run {script}")
+    return 1 if stale else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check(render(), "scripts/gen_drill_crds.py", argv)
 
 
 if __name__ == "__main__":
