@@ -195,12 +195,16 @@ def drill_condition(ns: str) -> str | None:
 def test_a_healthy_drill_passes_with_gates_and_model_checks(drill_ns: str) -> None:
     body = plan(
         "healthy",
-        [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 6,
+        [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 8,
           "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0,
                      "maxRTOSeconds": 2, "maxP99LatencyMs": 1500}}],
+        # The module's first drill: the server's request counter is born with the probe's
+        # first request, and rate() needs two scrapes of it (the sandbox scrapes every 2 s):
+        # the gate waits that out, as a user's gate on a fresh series would.
         gates=[{"name": "primary-answers", "steps": ["hold"],
                 "prometheus": {"query": REQUESTS.format(cluster="primary", ns=drill_ns)},
-                "intervalSeconds": 2, "count": 2, "successCondition": "result[0] > 0"}],
+                "initialDelaySeconds": 3, "intervalSeconds": 2, "count": 2,
+                "successCondition": "result[0] > 0"}],
         abortConditions=[{"name": "all-failing", "maxErrorRatio": 0.9, "windowSeconds": 5}],
         modelChecks={"goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}},
                      "minAgreement": 1.0},
