@@ -121,7 +121,15 @@ def test_example_plan_targets_the_example_modeldeployment() -> None:
     recovery = plan.step("primary-recovers")
     assert recovery.action is not None and recovery.action.type == "Wait"
     assert recovery.expect.active_cluster == "standby"
-    assert [step for step in plan.steps if step is not recovery] == sample.steps
+    # One measured difference, documented in the file: the sandbox's pod kill may cost up to
+    # 0.06 of requests (a crashed pod is answered until the hub EndpointSlice drops it).
+    kill = plan.step("kill-a-pod")
+    assert kill.expect.max_error_ratio == 0.06
+    loosened = kill.model_copy(
+        update={"expect": kill.expect.model_copy(update={"max_error_ratio": 0.02})}
+    )
+    adapted = [loosened if step is kill else step for step in plan.steps if step is not recovery]
+    assert adapted == sample.steps
     assert plan.step_names.index("primary-recovers") == plan.step_names.index("failback") - 1
     assert plan.abort_conditions == sample.abort_conditions
     assert plan.blast_radius == sample.blast_radius

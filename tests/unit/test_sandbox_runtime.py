@@ -39,11 +39,17 @@ def test_exec_sleep_seconds(command: list[str], seconds: float | None) -> None:
 
 def test_leftover_pids_finds_marked_processes_only(tmp_path: Path) -> None:
     root = tmp_path / ".sandbox"
-    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-    marked = subprocess.Popen(sleeper, env={**os.environ, SANDBOX_ROOT_ENV: str(root)})
-    other = subprocess.Popen(sleeper, env={**os.environ, SANDBOX_ROOT_ENV: str(tmp_path / "x")})
-    by_path = subprocess.Popen([*sleeper, str(root / "pods")])
+    # Each child says "up" once it runs: before its exec, /proc/PID shows pytest's environment.
+    sleeper = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+    out = subprocess.PIPE
+    marked = subprocess.Popen(sleeper, stdout=out, env={**os.environ, SANDBOX_ROOT_ENV: str(root)})
+    other = subprocess.Popen(
+        sleeper, stdout=out, env={**os.environ, SANDBOX_ROOT_ENV: str(tmp_path / "x")}
+    )
+    by_path = subprocess.Popen([*sleeper, str(root / "pods")], stdout=out)
     try:
+        for proc in (marked, other, by_path):
+            assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
         found = leftover_pids(root)
         assert marked.pid in found
         assert by_path.pid in found
@@ -53,6 +59,8 @@ def test_leftover_pids_finds_marked_processes_only(tmp_path: Path) -> None:
         for proc in (marked, other, by_path):
             proc.kill()
             proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
     assert marked.pid not in leftover_pids(root)
 
 
