@@ -71,6 +71,10 @@ class Snapshot:
     pdbs: dict[Key, dict[str, Any]] = field(default_factory=dict)
     # Ready (not terminating) endpoint addresses by (namespace, service name).
     ready_addresses: dict[Key, tuple[str, ...]] = field(default_factory=dict)
+    # The nodes those ready endpoints run on, and the nodes' InternalIPs (refreshed with the
+    # GPU capacity): the entry points of a NodePort Service (traffic addresses nodePorts).
+    ready_nodes: dict[Key, tuple[str, ...]] = field(default_factory=dict)
+    node_addresses: dict[str, str] = field(default_factory=dict)
     gpus: GpuCapacity | None = None
 
     @property
@@ -147,10 +151,24 @@ def keys_to_wake(old: Snapshot, new: Snapshot, watched: Iterable[Key]) -> set[Ke
         key
         for key in watched
         if old.ready_addresses.get(key, ()) != new.ready_addresses.get(key, ())
+        or old.ready_nodes.get(key, ()) != new.ready_nodes.get(key, ())
     }
 
 
 def ready_addresses(slices: list[dict[str, Any]]) -> dict[Key, tuple[str, ...]]:
+    return _ready(slices, lambda endpoint: endpoint.get("addresses") or [])
+
+
+def ready_nodes(slices: list[dict[str, Any]]) -> dict[Key, tuple[str, ...]]:
+    return _ready(
+        slices, lambda endpoint: [endpoint["nodeName"]] if endpoint.get("nodeName") else []
+    )
+
+
+def _ready(
+    slices: list[dict[str, Any]], values: Callable[[dict[str, Any]], list[str]]
+) -> dict[Key, tuple[str, ...]]:
+    """`values` of the ready (not terminating) endpoints, by (namespace, service name)."""
     out: dict[Key, set[str]] = defaultdict(set)
     for item in slices:
         labels = item["metadata"].get("labels") or {}
@@ -162,8 +180,19 @@ def ready_addresses(slices: list[dict[str, Any]]) -> dict[Key, tuple[str, ...]]:
         for endpoint in item.get("endpoints") or []:
             conditions = endpoint.get("conditions") or {}
             if conditions.get("ready") and not conditions.get("terminating"):
-                out[key].update(endpoint.get("addresses") or [])
-    return {key: tuple(sorted(addresses)) for key, addresses in out.items()}
+                out[key].update(values(endpoint))
+    return {key: tuple(sorted(found)) for key, found in out.items()}
+
+
+def node_addresses(nodes: list[dict[str, Any]]) -> dict[str, str]:
+    """Each node's InternalIP (the address kube-proxy serves NodePorts on)."""
+    out = {}
+    for node in nodes:
+        for address in node.get("status", {}).get("addresses") or []:
+            if address.get("type") == "InternalIP" and address.get("address"):
+                out[node["metadata"]["name"]] = address["address"]
+                break
+    return out
 
 
 def gpu_node_names(nodes: list[dict[str, Any]]) -> list[str]:
@@ -258,6 +287,7 @@ class ClusterMonitor:
     def _run(self) -> None:
         tick = 0
         gpus: GpuCapacity | None = None
+        addresses_of_nodes: dict[str, str] = {}
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -284,6 +314,7 @@ class ClusterMonitor:
                         )
                     ]
                     gpus = gpu_capacity(nodes, pods)
+                    addresses_of_nodes = node_addresses(nodes)
                 snapshot = Snapshot(
                     self.cluster,
                     time.monotonic(),
@@ -292,6 +323,8 @@ class ClusterMonitor:
                     services={_key(o): slim(o) for o in services},
                     pdbs={_key(o): slim(o) for o in pdbs},
                     ready_addresses=ready_addresses(slices),
+                    ready_nodes=ready_nodes(slices),
+                    node_addresses=addresses_of_nodes,
                     gpus=gpus,
                 )
                 metrics.MEMBER_REACHABLE.labels(self.cluster).set(1)
@@ -323,6 +356,8 @@ class ClusterMonitor:
                 services=previous.services,
                 pdbs=previous.pdbs,
                 ready_addresses=previous.ready_addresses,
+                ready_nodes=previous.ready_nodes,
+                node_addresses=previous.node_addresses,
                 gpus=previous.gpus,
             )
         )

@@ -260,6 +260,14 @@ def deployment(
 
 def service(name: str, hub_namespace: str, spec: ModelDeploymentSpec, role: Role) -> dict[str, Any]:
     member = spec.member(role)
+    slice_settings = spec.traffic.endpoint_slice
+    node_port: dict[str, Any] = {}
+    exposure: dict[str, Any] = {}
+    if spec.traffic.provider == "endpointslice" and slice_settings.node_ports:
+        # Clients enter on the nodes that run a ready pod (the hub slice lists exactly
+        # those): Local keeps a request on its node, so a dead node fails like its pods.
+        node_port = {"nodePort": slice_settings.node_port}
+        exposure = {"type": "NodePort", "externalTrafficPolicy": "Local"}
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -271,8 +279,15 @@ def service(name: str, hub_namespace: str, spec: ModelDeploymentSpec, role: Role
         "spec": {
             "selector": selector_labels(name, hub_namespace),
             "ports": [
-                {"name": "http", "port": spec.runtime.port, "targetPort": "http", "protocol": "TCP"}
+                {
+                    "name": "http",
+                    "port": spec.runtime.port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    **node_port,
+                }
             ],
+            **exposure,
         },
     }
 

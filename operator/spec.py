@@ -120,6 +120,15 @@ class Failover(_Model):
 
 class EndpointSliceTraffic(_Model):
     service_name: str | None = Field(None, alias="serviceName")
+    # What the hub slice lists: the active cluster's ready pod addresses (a flat network: the
+    # sandbox, a multi-cluster mesh), or the addresses of the member nodes that run a ready
+    # pod, on a NodePort of the member Service (pod addresses not routable: kind, most VPCs).
+    addresses: Literal["pods", "nodePorts"] = "pods"
+    node_port: int | None = Field(None, alias="nodePort", ge=30000, le=32767)
+
+    @property
+    def node_ports(self) -> bool:
+        return self.addresses == "nodePorts"
 
 
 class HTTPRouteRef(_Model):

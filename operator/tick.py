@@ -219,8 +219,8 @@ async def with_probe(
     probe = spec.failover.probe
     if probe is None or not health.healthy:
         return health
-    addresses = snapshot.ready_addresses.get((spec.member(role).namespace, ctl.name), ())
-    outcome = await clientprobe.probe_cluster(probe, role, addresses, spec.runtime.port)
+    addresses = entry_addresses(spec, snapshot, (spec.member(role).namespace, ctl.name))
+    outcome = await clientprobe.probe_cluster(probe, role, addresses, entry_port(spec))
     return Health(outcome.passed, f"{health.reason}; {outcome.message}", health.ready_replicas)
 
 
@@ -298,7 +298,7 @@ def target_for(
         primary_cluster=spec.clusters.primary.cluster,
         standby_cluster=spec.clusters.standby.cluster,
         addresses=addresses,
-        port=spec.runtime.port,
+        port=entry_port(spec),
         reason=reason,
         extra=extra or {},
     )
@@ -308,7 +308,27 @@ def ready_addresses(
     ctl: Controller, spec: ModelDeploymentSpec, seen: Seen, role: Role
 ) -> tuple[str, ...]:
     key = (spec.member(role).namespace, ctl.name)
-    return seen.snapshots[role].ready_addresses.get(key, ())
+    return entry_addresses(spec, seen.snapshots[role], key)
+
+
+def entry_addresses(
+    spec: ModelDeploymentSpec, snapshot: Snapshot, key: tuple[str, str]
+) -> tuple[str, ...]:
+    """Where clients reach the model in a member: its ready pods' addresses, or (traffic
+    addresses nodePorts) the addresses of the nodes that run them, sorted."""
+    if not spec.traffic.endpoint_slice.node_ports:
+        return snapshot.ready_addresses.get(key, ())
+    nodes = snapshot.ready_nodes.get(key, ())
+    return tuple(
+        sorted({snapshot.node_addresses[n] for n in nodes if n in snapshot.node_addresses})
+    )
+
+
+def entry_port(spec: ModelDeploymentSpec) -> int:
+    settings = spec.traffic.endpoint_slice
+    if settings.node_ports and settings.node_port is not None:
+        return settings.node_port
+    return spec.runtime.port
 
 
 async def switch_traffic(

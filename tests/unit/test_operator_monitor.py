@@ -124,3 +124,75 @@ def test_owned_namespaces_match_every_owner_label() -> None:
     assert snapshot.owned_namespaces("bert", "team-b") == {"x"}
     assert snapshot.owned_namespaces("gpt", "team-a") == {"ml"}
     assert snapshot.owned_namespaces("nope", "team-a") == set()
+
+
+def test_ready_nodes_and_node_addresses_give_node_port_entry_points() -> None:
+    from modeldr.operator.monitor import node_addresses, ready_addresses, ready_nodes
+    from modeldr.operator.spec import ModelDeploymentSpec
+    from modeldr.operator.tick import entry_addresses, entry_port
+
+    slices = [
+        {
+            "metadata": {
+                "namespace": "ml",
+                "name": "bert-x",
+                "labels": {"kubernetes.io/service-name": "bert"},
+            },
+            "endpoints": [
+                {"addresses": ["10.1.0.5"], "nodeName": "w1", "conditions": {"ready": True}},
+                {"addresses": ["10.1.0.6"], "nodeName": "w1", "conditions": {"ready": True}},
+                {"addresses": ["10.1.1.7"], "nodeName": "w2", "conditions": {"ready": False}},
+                {
+                    "addresses": ["10.1.2.8"],
+                    "nodeName": "w3",
+                    "conditions": {"ready": True, "terminating": True},
+                },
+            ],
+        }
+    ]
+    nodes = [
+        {"metadata": {"name": "w1"}, "status": {"addresses": [
+            {"type": "Hostname", "address": "w1"}, {"type": "InternalIP", "address": "172.30.0.3"}
+        ]}},
+        {"metadata": {"name": "w2"}, "status": {"addresses": [
+            {"type": "InternalIP", "address": "172.30.0.4"}
+        ]}},
+    ]  # fmt: skip
+    snapshot = Snapshot(
+        "primary",
+        time.monotonic(),
+        datetime.now(UTC),
+        ready_addresses=ready_addresses(slices),
+        ready_nodes=ready_nodes(slices),
+        node_addresses=node_addresses(nodes),
+    )
+    assert snapshot.ready_nodes[A] == ("w1",)
+    assert snapshot.node_addresses == {"w1": "172.30.0.3", "w2": "172.30.0.4"}
+    base = {
+        "model": {"name": "m", "task": "sequence-classification", "source": "file:///m",
+                  "expectedDigest": "sha256:" + "0" * 64},
+        "runtime": {"image": "img", "port": 8080},
+        "replicas": 1,
+        "clusters": {"primary": {"cluster": "p", "namespace": "ml"},
+                     "standby": {"cluster": "s", "namespace": "ml", "mode": "hot"}},
+    }  # fmt: skip
+    pods = ModelDeploymentSpec.parse(base)
+    assert entry_addresses(pods, snapshot, A) == ("10.1.0.5", "10.1.0.6")
+    assert entry_port(pods) == 8080
+    node_ports = ModelDeploymentSpec.parse(
+        {**base, "traffic": {"endpointSlice": {"addresses": "nodePorts", "nodePort": 30080}}}
+    )
+    assert entry_addresses(node_ports, snapshot, A) == ("172.30.0.3",)
+    assert entry_port(node_ports) == 30080
+    # A ready node the monitor has no address for yet is left out, not guessed.
+    assert entry_addresses(node_ports, Snapshot("p", 0.0, datetime.now(UTC)), A) == ()
+
+
+def test_a_model_whose_ready_nodes_changed_is_woken() -> None:
+    old = Snapshot(
+        "primary", 0.0, datetime.now(UTC), ready_addresses={A: ("x",)}, ready_nodes={A: ("w1",)}
+    )
+    new = Snapshot(
+        "primary", 0.0, datetime.now(UTC), ready_addresses={A: ("x",)}, ready_nodes={A: ("w2",)}
+    )
+    assert keys_to_wake(old, new, [A, B]) == {A}

@@ -274,3 +274,18 @@ def test_member_objects_of_a_role_use_its_overrides() -> None:
         "nvidia.com/gpu.product": "NVIDIA-L4"
     }
     assert env_of(deployment)["MODELDR_SERVE_DTYPE"] == "float16"
+
+
+def test_member_service_is_a_local_node_port_when_the_slice_lists_node_ports() -> None:
+    node_ports = spec(
+        traffic={
+            "provider": "endpointslice",
+            "endpointSlice": {"addresses": "nodePorts", "nodePort": 30080},
+        }
+    )
+    service = render.service("tiny-bert", "demo", node_ports, "primary")
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    assert service["spec"]["ports"][0]["nodePort"] == 30080
+    plain = render.service("tiny-bert", "demo", spec(), "primary")
+    assert "type" not in plain["spec"] and "nodePort" not in plain["spec"]["ports"][0]
