@@ -9,10 +9,12 @@ Two pure parts, unit-tested, and a small CLI that scripts/kind.sh calls:
   the image was built with. kind/*.yaml themselves stay as users with Docker run them.
 * ``cni_plan``: what kindnet would do, done once after ``kind create cluster``: each node a
   ptp + host-local CNI config for its own pod CIDR, and a route to every other node's pod
-  CIDR via that node. Nothing masquerades: pods reach nothing outside the kind network.
+  CIDR via that node; pod traffic to the kind network itself (other clusters' nodes, the
+  host's side of it) leaves with the node's address. Pods reach nothing outside that network.
 
     python -m sandbox.kind_offline config kind/hub.yaml IMAGE ETCD_TAG > hub.yaml
-    kubectl get nodes -o json | python -m sandbox.kind_offline cni   # docker exec per node
+    kubectl get nodes -o json | python -m sandbox.kind_offline cni [SUBNET]  # docker exec
+    # per node; SUBNET: the kind network's, the one destination pods are masqueraded to
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class NodeNetwork:
     conflist: dict[str, Any]
     #: (other node's pod CIDR, that node's InternalIP)
     routes: tuple[tuple[str, str], ...]
+    #: The kind nodes' own network (e.g. 172.30.213.0/24): pods reach other clusters' nodes
+    #: (their NodePorts, apiservers) and the host's infrastructure provider through their
+    #: node's address, as kindnet's masquerading does; nothing else is masqueraded.
+    masquerade_to: str | None = None
 
 
 class NotReadyYet(Exception):
@@ -103,7 +109,7 @@ def conflist(pod_cidr: str) -> dict[str, Any]:
     }
 
 
-def cni_plan(nodes: list[dict[str, Any]]) -> list[NodeNetwork]:
+def cni_plan(nodes: list[dict[str, Any]], masquerade_to: str | None = None) -> list[NodeNetwork]:
     """Each node's network from ``kubectl get nodes -o json``'s items; NotReadyYet while a
     node lacks its pod CIDR or address (the caller retries, bounded)."""
     known: list[tuple[str, str, str]] = []
@@ -122,6 +128,7 @@ def cni_plan(nodes: list[dict[str, Any]]) -> list[NodeNetwork]:
             routes=tuple(
                 (other_cidr, other_ip) for other, other_cidr, other_ip in known if other != name
             ),
+            masquerade_to=masquerade_to,
         )
         for name, cidr, _ in known
     ]
@@ -133,6 +140,9 @@ def apply_node_network(net: NodeNetwork, docker: str = "docker") -> None:
     script = f"mkdir -p /etc/cni/net.d && cat > {tmp} && mv {tmp} {CNI_CONFIG_PATH}"
     for cidr, via in net.routes:
         script += f" && ip route replace {cidr} via {via}"
+    if net.masquerade_to:
+        rule = f"POSTROUTING -s {net.pod_cidr} -d {net.masquerade_to} -j MASQUERADE"
+        script += f" && {{ iptables -t nat -C {rule} 2>/dev/null || iptables -t nat -A {rule}; }}"
     subprocess.run(
         [docker, "exec", "-i", net.node, "sh", "-c", script],
         input=json.dumps(net.conflist, indent=2).encode(),
@@ -147,9 +157,9 @@ def main(argv: list[str]) -> int:
             config = yaml.safe_load(f)
         sys.stdout.write(yaml.safe_dump(render_config(config, argv[2], argv[3]), sort_keys=False))
         return 0
-    if argv == ["cni"]:
+    if argv[:1] == ["cni"] and len(argv) <= 2:
         try:
-            plan = cni_plan(json.load(sys.stdin)["items"])
+            plan = cni_plan(json.load(sys.stdin)["items"], argv[1] if len(argv) == 2 else None)
         except NotReadyYet as e:
             print(f"not ready: {e}", file=sys.stderr)
             return 75  # EX_TEMPFAIL: scripts/kind.sh asks again
@@ -159,7 +169,8 @@ def main(argv: list[str]) -> int:
             print(f"{net.node}: pods {net.pod_cidr}, routes {routes}")
         return 0
     print(
-        "usage: python -m sandbox.kind_offline config CONFIG IMAGE ETCD_TAG | cni", file=sys.stderr
+        "usage: python -m sandbox.kind_offline config CONFIG IMAGE ETCD_TAG | cni [SUBNET]",
+        file=sys.stderr,
     )
     return 2
 

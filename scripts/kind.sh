@@ -56,10 +56,16 @@ offline_config() {  # name -> path of the rendered config
   "$PY" -m sandbox.kind_offline config "kind/$1.yaml" "$image" "$etcd_tag" >"$OUT/$1.kind.yaml"
   echo "$OUT/$1.kind.yaml"
 }
+kind_subnet() {  # the IPv4 subnet of the kind nodes' Docker network
+  docker network inspect "${KIND_EXPERIMENTAL_DOCKER_NETWORK:-kind}" \
+    -f '{{range .IPAM.Config}}{{if not (eq (len .Subnet) 0)}}{{.Subnet}} {{end}}{{end}}' \
+    | tr ' ' '\n' | grep -v : | head -1
+}
 offline_network() {  # name: CNI config and routes on every node, then all nodes Ready
   local kc=$OUT/$1.kubeconfig i rc
   for i in $(seq 60); do
-    rc=0; $KUBECTL --kubeconfig "$kc" get nodes -o json | "$PY" -m sandbox.kind_offline cni || rc=$?
+    rc=0; $KUBECTL --kubeconfig "$kc" get nodes -o json \
+      | "$PY" -m sandbox.kind_offline cni "$(kind_subnet)" || rc=$?
     [[ $rc == 75 ]] || break
     sleep 2
   done

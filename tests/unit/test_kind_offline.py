@@ -165,3 +165,9 @@ def test_the_node_image_is_named_for_the_sandbox_kubernetes_it_reuses() -> None:
 
     assert re.fullmatch(rf"modeldr\.local/kind-node:{re.escape(k8s)}-r\d+", ask("--name"))
     assert ask("--etcd-tag") == pinned("scripts/tools.sh", "ETCD_VERSION")
+
+
+def test_pods_are_masqueraded_only_towards_the_kind_network() -> None:
+    assert all(n.masquerade_to is None for n in cni_plan(NODES))
+    plan = cni_plan(NODES, "172.30.213.0/24")
+    assert {n.masquerade_to for n in plan} == {"172.30.213.0/24"}
