@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -185,9 +185,13 @@ def _public(fault: dict[str, Any]) -> dict[str, Any]:
 class Webhook:
     """The provider's logic, independent of HTTP: validates, records, acts, expires."""
 
-    def __init__(self, path: Path, actions: SandboxActions | Any) -> None:
+    def __init__(
+        self, path: Path, actions: SandboxActions | Any, clusters: Sequence[str] = MEMBER_CLUSTERS
+    ) -> None:
         self.path = path
         self.actions = actions
+        #: The member clusters this provider serves (the kind provider serves its own list).
+        self.clusters = tuple(clusters)
         self._change = threading.Lock()  # one inject or undo at a time (held while acting)
         self._state = threading.Lock()  # the dict and its file
         self._retry_at: dict[str, float] = {}
@@ -245,8 +249,9 @@ class Webhook:
 
     # requests
 
-    @staticmethod
-    def _validate_inject(body: dict[str, Any]) -> tuple[str, str, str, str | None, datetime | None]:
+    def _validate_inject(
+        self, body: dict[str, Any]
+    ) -> tuple[str, str, str, str | None, datetime | None]:
         fault_id = Webhook._validate_id(body)
         fault_type = body.get("type")
         if fault_type not in FAULT_TYPES:
@@ -256,11 +261,11 @@ class Webhook:
                 f"{', '.join(FAULT_TYPES)}",
             )
         cluster = body.get("cluster")
-        if cluster not in MEMBER_CLUSTERS:
+        if cluster not in self.clusters:
             raise RequestError(
                 400,
                 f"unknown cluster {cluster!r}: this provider serves the member clusters "
-                f"{', '.join(MEMBER_CLUSTERS)}",
+                f"{', '.join(self.clusters)}",
             )
         node = body.get("node")
         if fault_type == NODE_FAILURE:
@@ -367,10 +372,11 @@ class Webhook:
             if fault is None:
                 log.info("undo %s: unknown id (never injected, or undone already)", fault_id)
                 return {"id": fault_id, "undone": False}
-            self._undo_locked(dict(fault), why="asked")
-            return {"id": fault_id, "undone": True}
+            note = self._undo_locked(dict(fault), why="asked")
+            return {"id": fault_id, "undone": True, **({"note": note} if note else {})}
 
-    def _undo_locked(self, fault: dict[str, Any], why: str) -> None:
+    def _undo_locked(self, fault: dict[str, Any], why: str) -> str | None:
+        """Undo one fault; what the actions had to say about it (e.g. a node's new address)."""
         fault_id = fault["id"]
         what = _describe(fault)
         fault["state"] = UNDOING
@@ -378,9 +384,10 @@ class Webhook:
         shared = self._shared(fault)
         log.info("undo %s (%s): %s%s", fault_id, why, what,
                  f"; kept in effect by {', '.join(shared)}" if shared else "")  # fmt: skip
+        note = None
         try:
             if not shared:
-                self.actions.undo(fault)
+                note = self.actions.undo(fault)
         except Exception as exc:
             fault["lastError"] = f"undo failed: {exc}"
             self._put(fault)
@@ -390,7 +397,8 @@ class Webhook:
         if shared:
             log.info("undo %s: released (%s stays in effect)", fault_id, what)
         else:
-            log.info("undo %s: %s undone", fault_id, what)
+            log.info("undo %s: %s undone%s", fault_id, what, f" ({note})" if note else "")
+        return note if isinstance(note, str) else None
 
     def expire_due(self) -> None:
         """Undo every fault whose expiresAt has passed (a failed one is retried after RETRY_S)."""
@@ -477,8 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, webhook: Webhook) -> None:
-        super().__init__((HOST, port), _Handler)
+    def __init__(self, port: int, webhook: Webhook, host: str = HOST) -> None:
+        super().__init__((host, port), _Handler)
         self.webhook = webhook
 
 
@@ -497,22 +505,35 @@ def serve(port: int = INFRA_WEBHOOK_PORT, paths: Paths | None = None) -> None:
     """Serve the webhook in the foreground until SIGTERM/SIGINT."""
     paths = paths or sandbox_paths()
     webhook = Webhook(state_file(paths), SandboxActions(Sandbox(paths)))
-    server = _Server(port, webhook)
+    serve_webhook(webhook, [HOST], port)
+
+
+def serve_webhook(webhook: Webhook, hosts: Sequence[str], port: int) -> None:
+    """Serve `webhook` on each of `hosts` (same port) with its expiry loop, in the foreground
+    until SIGTERM/SIGINT (the sandbox's provider and the kind provider share this)."""
+    servers = [_Server(port, webhook, host) for host in hosts]
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)
         stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        for server in servers:
+            threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     threading.Thread(target=_expiry_loop, args=(webhook, stop), name="expiry", daemon=True).start()
-    log.info("infrastructure webhook on %s (state %s)", url(port), webhook.path)
+    for server in servers[1:]:
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True
+        ).start()
+    where = ", ".join(f"http://{host}:{port}" for host in hosts)
+    log.info("infrastructure webhook on %s (state %s)", where, webhook.path)
     try:
-        server.serve_forever(poll_interval=0.5)
+        servers[0].serve_forever(poll_interval=0.5)
     finally:
-        server.server_close()
+        for server in servers:
+            server.server_close()
         log.info("infrastructure webhook stopped")
 
 
