@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -114,6 +115,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     if config.expected_digest is None:
         log.warning(unpinned_digest_warning(verified.directory, verified.digest))
+    if config.cpu_threads is not None:
+        # The numpy backend's BLAS (OpenBLAS in numpy's wheels) reads its thread count once,
+        # when numpy is first imported, i.e. below; torch gets set_num_threads in the loader.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(config.cpu_threads))
     # Imported after verification so a refused start stays fast and torch-free.
     from modeldr.serving.runtime import Runtime
     from modeldr.serving.server import serve

@@ -28,6 +28,7 @@ from modeldr.serving.manifest import normalize_digest
 
 ENV_PREFIX = "MODELDR_SERVE_"
 
+Backend = Literal["auto", "torch", "numpy"]
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 Quantize = Literal["none", "dynamic-int8"]
@@ -45,6 +46,11 @@ class ServeConfig(BaseModel):
     )
     host: str = Field(default="0.0.0.0", description="address to bind")
     port: int = Field(default=8080, ge=0, le=65535, description="port to bind (0: any free)")
+    backend: Backend = Field(
+        default="auto",
+        description="inference backend; auto: torch when it can be imported, else numpy "
+        "(CPU, float32, BERT only)",
+    )
     device: Device = Field(default="auto", description="auto picks cuda when available")
     dtype: DType = Field(
         default="auto", description="auto: bfloat16 (or float16) on CUDA, float32 on CPU"
@@ -52,7 +58,9 @@ class ServeConfig(BaseModel):
     quantize: Quantize = Field(
         default="none", description="dynamic-int8: int8 Linear layers on CPU (faster, approximate)"
     )
-    cpu_threads: int | None = Field(default=None, ge=1, description="torch intra-op threads")
+    cpu_threads: int | None = Field(
+        default=None, ge=1, description="torch intra-op threads (numpy backend: BLAS threads)"
+    )
     max_batch_size: int = Field(default=32, ge=1, le=4096, description="texts per batch")
     max_batch_delay_ms: float = Field(
         default=5.0, ge=0, le=10_000, description="how long a batch waits to fill up"

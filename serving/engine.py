@@ -65,14 +65,39 @@ class InferenceEngine:
 
     def run(self, batch: list[list[int]]) -> FloatArray:
         """Forward one batch; rows are probabilities (classification) or embeddings."""
-        import torch
-
         length = max(len(row) for row in batch)
         ids = np.full((len(batch), length), self.loaded.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(batch), length), dtype=np.int64)
         for index, row in enumerate(batch):
             ids[index, : len(row)] = row
             mask[index, : len(row)] = 1
+        if self.loaded.backend == "numpy":
+            return self._run_numpy(ids, mask)
+        return self._run_torch(ids, mask)
+
+    def _run_numpy(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> FloatArray:
+        """The same outputs as _run_torch / _postprocess, computed by numpy_bert."""
+        from modeldr.serving.numpy_bert import softmax
+
+        model = self.loaded.model
+        if self.loaded.task == "sequence-classification":
+            return softmax(model.logits(ids, mask))
+        hidden: FloatArray = model.hidden_states(ids, mask)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+        if self.normalize:
+            # torch.nn.functional.normalize: x / max(||x||, 1e-12)
+            norms = np.linalg.norm(pooled, axis=-1, keepdims=True)
+            pooled = pooled / np.maximum(norms, np.float32(1e-12))
+        result: FloatArray = np.ascontiguousarray(pooled, dtype=np.float32)
+        return result
+
+    def _run_torch(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> FloatArray:
+        import torch
+
         device = self.loaded.device
         input_ids = torch.from_numpy(ids).to(device, non_blocking=True)
         attention_mask = torch.from_numpy(mask).to(device, non_blocking=True)

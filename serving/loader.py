@@ -1,5 +1,9 @@
 """Load a verified model directory: one code path for tiny and production models.
 
+Two backends read the same files: torch (transformers' Auto classes, any device, dtype and
+dynamic int8) and numpy (serving/numpy_bert.py: BERT encoders on the CPU in float32, for
+images without torch). ``--backend auto`` takes torch whenever it can be imported.
+
 Only local files are read (HF offline mode, ``local_files_only``), weights only
 from safetensors (``use_safetensors=True``: pickle checkpoints are never
 unpickled), and only after manifest.verify_model_dir has checked every byte.
@@ -31,7 +35,9 @@ class ModelLoadError(Exception):
 
 @dataclass
 class LoadedModel:
-    model: Any  # torch.nn.Module; Any because torch is untyped for mypy here
+    # torch backend: a torch.nn.Module (Any: torch is untyped for mypy here);
+    # numpy backend: a modeldr.serving.numpy_bert.NumpyBert.
+    model: Any
     tokenizer: Any  # transformers PreTrainedTokenizerBase
     task: Task
     labels: tuple[str, ...]
@@ -42,6 +48,42 @@ class LoadedModel:
     max_seq_length: int
     pad_token_id: int
     verified: VerifiedModel
+    backend: str = "torch"  # "torch" or "numpy"
+
+
+def resolve_backend(requested: str) -> str:
+    """torch or numpy; auto means torch whenever `import torch` works."""
+    if requested == "numpy":
+        return "numpy"
+    try:
+        import torch  # noqa: F401
+    except (ImportError, OSError) as exc:  # OSError: a wheel whose shared libraries are missing
+        if requested == "torch":
+            raise ModelLoadError(
+                f"--backend torch was requested but torch cannot be imported: {exc}"
+            ) from exc
+        log.info("torch cannot be imported (%s): using the numpy backend", exc)
+        return "numpy"
+    return "torch"
+
+
+def check_numpy_options(config: ServeConfig) -> None:
+    """The numpy backend is CPU float32 only; refuse settings it would silently ignore."""
+    if config.device == "cuda":
+        raise ModelLoadError(
+            "--device cuda needs the torch backend; the numpy backend runs on the CPU only "
+            "(use --device cpu or auto, or --backend torch with a CUDA torch)"
+        )
+    if config.dtype not in ("auto", "float32"):
+        raise ModelLoadError(
+            f"--dtype {config.dtype} is not supported by the numpy backend, which computes "
+            "in float32 only (use --dtype float32 or auto, or --backend torch)"
+        )
+    if config.quantize != "none":
+        raise ModelLoadError(
+            f"--quantize {config.quantize} is not supported by the numpy backend "
+            "(use --quantize none, or --backend torch)"
+        )
 
 
 def resolve_device(requested: str) -> str:
@@ -70,14 +112,40 @@ def resolve_dtype(requested: str, device: str) -> str:
 
 
 def load_model(config: ServeConfig, verified: VerifiedModel) -> LoadedModel:
-    """Build model and tokenizer on the chosen device; raise ModelLoadError with the cause."""
-    import torch
-    from transformers import (
-        AutoConfig,
-        AutoModel,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
+    """Build model and tokenizer with the chosen backend; raise ModelLoadError with the cause."""
+    if resolve_backend(config.backend) == "numpy":
+        return _load_numpy(config, verified)
+    return _load_torch(config, verified)
+
+
+def _load_numpy(config: ServeConfig, verified: VerifiedModel) -> LoadedModel:
+    """The torch-free path: the same files, a numpy forward pass (serving/numpy_bert.py)."""
+    from transformers import AutoConfig
+
+    from modeldr.serving.numpy_bert import NumpyBert, read_safetensors
+
+    check_numpy_options(config)
+    directory = str(verified.directory)
+    task = verified.manifest.task
+    try:
+        model_config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        # to_dict(): config.json with transformers' defaults filled in (layer_norm_eps, ...).
+        model = NumpyBert.from_config(
+            model_config.to_dict(),
+            read_safetensors(verified.directory),
+            classifier=task == "sequence-classification",
+        )
+        tokenizer = _load_tokenizer(directory)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load model from {directory}: {exc}") from exc
+    return _loaded(
+        config, verified, model, model_config, tokenizer, "numpy", "cpu", "float32", "none"
     )
+
+
+def _load_torch(config: ServeConfig, verified: VerifiedModel) -> LoadedModel:
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     if config.cpu_threads is not None:
         torch.set_num_threads(config.cpu_threads)
@@ -98,11 +166,9 @@ def load_model(config: ServeConfig, verified: VerifiedModel) -> LoadedModel:
             use_safetensors=True,
             dtype=getattr(torch, dtype_name),
         )
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        tokenizer = _load_tokenizer(directory)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"cannot load model from {directory}: {exc}") from exc
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(f"{directory}: a fast (tokenizers) tokenizer is required")
     model.eval()
     model.to(device)
     if config.quantize == "dynamic-int8":
@@ -111,7 +177,41 @@ def load_model(config: ServeConfig, verified: VerifiedModel) -> LoadedModel:
             model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
                 model, {torch.nn.Linear}, dtype=torch.qint8
             )
+    return _loaded(
+        config,
+        verified,
+        model,
+        model_config,
+        tokenizer,
+        "torch",
+        device,
+        dtype_name,
+        config.quantize,
+    )
 
+
+def _load_tokenizer(directory: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"{directory}: a fast (tokenizers) tokenizer is required")
+    return tokenizer
+
+
+def _loaded(
+    config: ServeConfig,
+    verified: VerifiedModel,
+    model: Any,
+    model_config: Any,
+    tokenizer: Any,
+    backend: str,
+    device: str,
+    dtype_name: str,
+    quantize: str,
+) -> LoadedModel:
+    """What both backends share: labels, limits, the start-up log line."""
+    task = verified.manifest.task
     labels: tuple[str, ...] = ()
     if task == "sequence-classification":
         id2label = model_config.id2label or {}
@@ -126,20 +226,32 @@ def load_model(config: ServeConfig, verified: VerifiedModel) -> LoadedModel:
         hidden_size=int(model_config.hidden_size),
         device=device,
         dtype=dtype_name,
-        quantize=config.quantize,
+        quantize=quantize,
         max_seq_length=min(config.max_seq_length, positions),
         pad_token_id=int(pad_token_id),
         verified=verified,
+        backend=backend,
     )
     log.info(
-        "loaded %s model %s (revision %s, digest sha256:%s) on %s as %s%s, %d torch threads",
+        "loaded %s model %s (revision %s, digest sha256:%s) with the %s backend on %s as %s%s, %s",
         task,
-        directory,
+        verified.directory,
         verified.manifest.revision,
         verified.digest,
+        backend,
         device,
         dtype_name,
-        " (dynamic int8)" if config.quantize != "none" else "",
-        torch.get_num_threads(),
+        " (dynamic int8)" if quantize != "none" else "",
+        _threads(backend),
     )
     return loaded
+
+
+def _threads(backend: str) -> str:
+    if backend == "torch":
+        import torch
+
+        return f"{torch.get_num_threads()} torch threads"
+    # numpy's wheels use OpenBLAS, sized by OPENBLAS_NUM_THREADS when numpy is first imported
+    # (the CLI sets it from --cpu-threads); unset, it uses every core it sees.
+    return f"BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'all cores')}"

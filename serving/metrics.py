@@ -116,8 +116,8 @@ class ServeMetrics:
         )
         self.model_info = Gauge(
             f"{PREFIX}_model_info",
-            "The served model (always 1): name, revision, manifest digest, device, dtype",
-            ["model", "revision", "digest", "task", "device", "dtype", "quantize"],
+            "The served model (always 1): name, revision, manifest digest, device, dtype, backend",
+            ["model", "revision", "digest", "task", "device", "dtype", "quantize", "backend"],
             registry=r,
         )
         self.ready = Gauge(f"{PREFIX}_ready", "1 when /v2/health/ready answers 200", registry=r)

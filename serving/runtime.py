@@ -143,6 +143,7 @@ class Runtime:
             device=loaded.device,
             dtype=loaded.dtype,
             quantize=loaded.quantize,
+            backend=loaded.backend,
         ).set(1)
         if loaded.device.startswith("cuda"):
             self.metrics.enable_gpu_memory(0)
