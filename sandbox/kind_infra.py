@@ -362,9 +362,16 @@ class KindActions:
         old_ip = fault.get("address")
         state = self.inspect(node)
         if not state["State"].get("Running"):
-            if old_ip:
-                self._pin_address(node, state, str(old_ip))
-            self.docker(["start", node])
+            pinned = bool(old_ip) and self._pin_address(node, state, str(old_ip))
+            try:
+                self.docker(["start", node])
+            except DockerError as exc:
+                if not pinned:
+                    raise
+                # "Address already in use": another container took it while this one was down.
+                log.warning("%s: cannot start on %s (%s); on a new address", node, old_ip, exc)
+                self._reconnect(node, None)
+                self.docker(["start", node])
         state = self._wait(node, lambda s: bool(s["State"].get("Running")), "to run again")
         new_ip = network_address(state, self.network)
         if not new_ip:
@@ -388,22 +395,27 @@ class KindActions:
             return f"node {node}: its address before the kill is unknown; now {new_ip}"
         return None
 
-    def _pin_address(self, node: str, state: dict[str, Any], address: str) -> None:
+    def _pin_address(self, node: str, state: dict[str, Any], address: str) -> bool:
         """Reconnect the stopped container to the network with `address` fixed, so that
         `docker start` gives it back (Docker's allocator would hand out the next free one).
-        If it is taken now, the container is reconnected without: undo reports the change."""
+        False if that cannot be done (reconnected without: undo reports the change)."""
         nets = state.get("NetworkSettings", {}).get("Networks") or {}
         endpoint = nets.get(self.network) or {}
-        pinned = (endpoint.get("IPAMConfig") or {}).get("IPv4Address")
-        if pinned == address:
-            return
-        with contextlib.suppress(DockerError):
-            self.docker(["network", "disconnect", "--force", self.network, node])
+        if (endpoint.get("IPAMConfig") or {}).get("IPv4Address") == address:
+            return True
         try:
-            self.docker(["network", "connect", "--ip", address, self.network, node])
+            self._reconnect(node, address)
         except DockerError as exc:
             log.warning("%s: address %s cannot be kept (%s)", node, address, exc)
-            self.docker(["network", "connect", self.network, node])
+            self._reconnect(node, None)
+            return False
+        return True
+
+    def _reconnect(self, node: str, address: str | None) -> None:
+        with contextlib.suppress(DockerError):  # not connected: nothing to disconnect
+            self.docker(["network", "disconnect", "--force", self.network, node])
+        pin = ["--ip", address] if address else []
+        self.docker(["network", "connect", *pin, self.network, node])
 
     def _peer_routes(self, node: str) -> dict[str, list[tuple[str, str]]]:
         """The routes of every other running node of our kind clusters (hub included: it is
