@@ -192,6 +192,14 @@ def write_operator_kubeconfig() -> Path:
     return path
 
 
+def _world_readable(model_dir: Path) -> None:
+    """kind's pods run the server as an unprivileged user and read the copy through a
+    hostPath: every file readable (a checkout may carry the weights as 0600)."""
+    model_dir.chmod(0o755)
+    for path in model_dir.iterdir():
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def ensure_tiny_model(target: Path = TINY_MODEL) -> str:
     """Make target a copy of the committed trained classifier; return its manifest digest.
 
@@ -206,6 +214,7 @@ def ensure_tiny_model(target: Path = TINY_MODEL) -> str:
     digest = hashlib.sha256((TINY_MODEL_FIXTURE / MANIFEST_NAME).read_bytes()).hexdigest()
     try:
         verify_model_dir(target, digest)
+        _world_readable(target)
         return digest
     except ArtifactError:
         pass
@@ -215,6 +224,7 @@ def ensure_tiny_model(target: Path = TINY_MODEL) -> str:
         fresh = staging / "model"
         shutil.copytree(TINY_MODEL_FIXTURE, fresh)
         verify_model_dir(fresh, digest)
+        _world_readable(fresh)
         if target.exists():
             target.rename(staging / "old")
         fresh.rename(target)

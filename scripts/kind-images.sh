@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The product images for kind (`kind load docker-image`): the operator + agent image
-# (the root Dockerfile's ghcr.io/modeldr/modeldr:dev) and, upstream only, the CPU serving one.
+# (the root Dockerfile's ghcr.io/modeldr/modeldr:dev) and the CPU serving one
+# (ghcr.io/modeldr/modeldr-serve:cpu-dev).
 #
 #   scripts/kind-images.sh          build them; print the image names
 #   scripts/kind-images.sh --mode   print how they would be built: upstream or offline
@@ -14,7 +15,9 @@
 #   modeldr.local/python-bookworm; the wheels (this checkout's and its pinned dependencies,
 #   constraints.txt) are built on the host with pip (its cache), and the image installs them
 #   into /opt/venv with --no-index in a build whose containers have no network at all.
-#   The serving image is not built offline (see README "kind on these machines").
+#   The serving image there has no torch (PyPI's torch is the CUDA build, ~4 GB with the CUDA
+#   libraries it links; the CPU wheels' index does not resolve here): modeldr[serving-cpu],
+#   the server's numpy backend (serving/README.md), about 300 MB.
 # MODELDR_KIND_IMAGES=upstream|offline overrides the choice. Cached under $MODELDR_CACHE
 # (default ~/.cache/modeldr): kind-images-<rev>/rootfs (+ .done-rootfs), wheels/.
 set -euo pipefail
@@ -90,12 +93,13 @@ if [[ ! -f $DIR/.done-base ]] || ! docker image inspect "$BASE_IMAGE" >/dev/null
 fi
 
 # The wheels: this checkout's modeldr (rebuilt every time) and its pinned dependencies
-# (pip's cache makes them quick after the first time). No [serving] extra: no torch.
+# (pip's cache makes them quick after the first time). [serving-cpu]: the server, no torch.
 t0=$SECONDS
 CTX=$(mktemp -d "$DIR/ctx.XXXX")
 trap 'rm -rf "$CTX"' EXIT
 mkdir -p "$CTX/wheels"
-nice -n 19 "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt -w "$CTX/wheels" . >&2
+nice -n 19 "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt -w "$CTX/wheels" \
+  ".[serving-cpu]" >&2
 cp constraints.txt "$CTX/"
 log "wheels: $(ls "$CTX/wheels" | wc -l) in $((SECONDS - t0)) s"
 
@@ -123,7 +127,44 @@ CMD ["operator"]
 DOCKERFILE
 t0=$SECONDS
 nice -n 19 docker build -q --network none -t "$OPERATOR_IMAGE" "$CTX" >/dev/null
-# Earlier builds of the same tag.
+log "$OPERATOR_IMAGE: built in $((SECONDS - t0)) s"
+
+# serving/Dockerfile.cpu's environment, from the same base and wheels, without torch.
+cat >"$CTX/Dockerfile" <<DOCKERFILE
+FROM $BASE_IMAGE AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY wheels /wheels
+COPY constraints.txt /constraints.txt
+RUN python3 -m venv /opt/venv \\
+    && /opt/venv/bin/pip install -q --no-index --find-links /wheels -c /constraints.txt \\
+       "modeldr[serving-cpu]" \\
+    && /opt/venv/bin/pip check \\
+    && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
+
+FROM $BASE_IMAGE
+RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin modeldr-serve
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:\$PATH \\
+    PYTHONUNBUFFERED=1 \\
+    PYTHONDONTWRITEBYTECODE=1 \\
+    HF_HUB_OFFLINE=1 \\
+    TRANSFORMERS_OFFLINE=1 \\
+    HF_HOME=/tmp/huggingface \\
+    XDG_CACHE_HOME=/tmp/.cache \\
+    MODELDR_SERVE_MODEL_DIR=/models \\
+    MODELDR_SERVE_HOST=0.0.0.0 \\
+    MODELDR_SERVE_PORT=8080 \\
+    MODELDR_SERVE_DEVICE=cpu \\
+    MODELDR_SERVE_BACKEND=numpy
+USER 10001:10001
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["modeldr-serve"]
+CMD ["run"]
+DOCKERFILE
+t0=$SECONDS
+nice -n 19 docker build -q --network none -t "$SERVE_IMAGE" "$CTX" >/dev/null
+# Earlier builds of the same tags.
 docker image prune -f >/dev/null
-log "$OPERATOR_IMAGE: built in $((SECONDS - t0)) s ($((SECONDS - t_all)) s in all)"
-echo "$OPERATOR_IMAGE"
+log "$SERVE_IMAGE: built in $((SECONDS - t0)) s ($((SECONDS - t_all)) s in all)"
+printf '%s\n' "$OPERATOR_IMAGE" "$SERVE_IMAGE"

@@ -34,10 +34,11 @@ COREDNS_VERSION=v1.14.2         # kubeadm 1.36's CoreDNSVersion
 PAUSE_VERSION=3.10.2            # kubeadm 1.36's PauseVersion (built from build/pause/linux)
 LOCAL_PATH_VERSION=v0.0.30      # newest local-path-provisioner on the Go module proxy
 DEBIAN_SUITE=bookworm           # the host's release; the rootfs comes from its mirror
-REV=r1                          # bump when the recipe changes (part of the cache key)
+REV=r1                          # bump when the binaries' recipe changes (the cache key)
+IMAGE_REV=r2                    # bump when the images' or the node image's recipe changes
 
 CACHE=${MODELDR_CACHE:-$HOME/.cache/modeldr}
-IMAGE=modeldr.local/kind-node:$K8S_VERSION-$REV
+IMAGE=modeldr.local/kind-node:$K8S_VERSION-$IMAGE_REV
 DIR=$CACHE/kind-node-$K8S_VERSION-$REV
 BIN=$DIR/bin
 IMAGES=$DIR/images
@@ -264,7 +265,10 @@ build_images() {
   # kube-proxy programs iptables (kind's default mode) or nftables: Debian's tools and their
   # libraries beside it (upstream's image is distroless plus the same).
   local stage; stage=$(mktemp -d "$DIR/proxy.XXXX")
-  local -a files; mapfile -t files < <(with_libs /usr/sbin/xtables-nft-multi /usr/sbin/nft /usr/sbin/conntrack)
+  # The xtables extensions are dlopen()ed (ldd of the tools misses them and their libraries:
+  # without libm, the `statistic` match of every multi-endpoint Service fails to load).
+  local -a files; mapfile -t files < <(with_libs /usr/sbin/xtables-nft-multi /usr/sbin/nft \
+    /usr/sbin/conntrack $(cd "$ROOT" && ls usr/lib/x86_64-linux-gnu/xtables/*.so | sed 's#^#/#'))
   local t
   for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
     ln -s xtables-nft-multi "$stage/$t"; files+=("$stage/$t=/usr/sbin/$t")
@@ -289,7 +293,7 @@ build_images() {
 
 # --- the node image: kind's recipe (a build container, images imported into its containerd)
 build_node_image() {
-  local base=modeldr.local/kind-base:$K8S_VERSION-$REV
+  local base=modeldr.local/kind-base:$K8S_VERSION-$IMAGE_REV
   tar -C "$ROOT" --numeric-owner -c . | docker_ import \
     -c 'ENV container=docker' \
     -c 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - "$base" >/dev/null
@@ -326,9 +330,9 @@ build_node_image() {
 docker_ info >/dev/null 2>&1 || { echo "no Docker engine: scripts/kind-docker.sh start (make kind-up does)" >&2; exit 1; }
 step rootfs build_rootfs
 step node-files install_node_files
-step images build_images
-if ! docker_ image inspect "$IMAGE" >/dev/null 2>&1; then rm -f "$DIR/.done-node-image"; fi
-step node-image build_node_image
+step "images-$IMAGE_REV" build_images
+if ! docker_ image inspect "$IMAGE" >/dev/null 2>&1; then rm -f "$DIR/.done-node-image-$IMAGE_REV"; fi
+step "node-image-$IMAGE_REV" build_node_image
 # Earlier builds of the same tags (only this engine's untagged images).
 docker_ image prune -f >/dev/null
 log "node image $IMAGE ready in $((SECONDS - t_all)) s; preloaded: $(tr '\n' ' ' <"$DIR/preloaded.txt")"
