@@ -35,7 +35,10 @@ if [[ $ENGINE == own ]]; then
   export DOCKER_HOST KIND_EXPERIMENTAL_DOCKER_NETWORK
 fi
 if ! docker info >/dev/null 2>&1; then
-  if [[ ${1:-} == down ]]; then rm -rf "$OUT"; echo "no Docker engine running: nothing to delete"; exit 0; fi
+  if [[ ${1:-} == down ]]; then
+    "${PYTHON:-.venv/bin/python}" -m sandbox.kind_infra stop >/dev/null 2>&1 || true  # the provider
+    rm -rf "$OUT"; echo "no Docker engine running: nothing to delete"; exit 0
+  fi
   echo "kind needs a running Docker engine (scripts/kind-docker.sh start); or use the local sandbox (make sandbox-up)" >&2
   exit 1
 fi
@@ -111,17 +114,29 @@ up() {
 }
 
 down() {
+  infra undo-all || true  # no node left paused or killed by a drill (the provider stops first)
   for name in hub primary standby; do "$KIND" delete cluster --name "modeldr-$name" || true; done
   rm -rf "$OUT"
   # The project's own engine goes with the clusters: nothing is left running.
   if [[ $ENGINE == own ]]; then bash scripts/kind-docker.sh stop; fi
 }
 
+# --- the kind infrastructure provider (sandbox/kind_infra.py; docs/infrastructure-webhook.md,
+# "The kind provider"): NodeFailure = docker kill of the node's container, ClusterOutage =
+# docker pause of the member's nodes. `infra start|stop|url|status|undo-all`; it listens on the
+# kind network's gateway (where the hub's pods reach it) and 127.0.0.1, port $MODELDR_INFRA_PORT
+# (19210); pidfile, log and state: .kind/infra.pid, .kind/infra.log, .kind/infra-state.json.
+infra() {
+  "$PY" -m sandbox.kind_infra --port "${MODELDR_INFRA_PORT:-19210}" "$@"
+}
+# --- end of the kind infrastructure provider
+
 case "${1:-}" in
   up) up ;;
+  infra) shift; infra "${1:-url}" ;;
   # After a node container was stopped and started again (its routes are gone, its address
   # may have changed): the CNI config and routes of every node again (offline path only).
   network) if [[ $ENGINE == own ]]; then for n in hub primary standby; do offline_network "$n"; done; fi ;;
   down) down ;;
-  *) echo "usage: $0 up|down|network|path" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|network|path|infra start|stop|url|status|undo-all" >&2; exit 2 ;;
 esac
