@@ -42,6 +42,7 @@ class FakeDocker:
         self.calls: list[list[str]] = []
         self.next_ip = 100
         self.fail: dict[str, str] = {}  # "verb name" -> error
+        self.taken: set[str] = set()  # addresses another container holds now
 
     def add(self, name: str, cluster: str, ip: str, role: str = "worker", **kw: Any) -> None:
         self.containers[name] = {
@@ -79,8 +80,8 @@ class FakeDocker:
             c = self.containers[args[-1]]
             if args[1] == "disconnect":
                 c["ip"] = None
-            elif "--ip" in args:
-                c["pinned"] = args[args.index("--ip") + 1]
+            else:  # a connect: a static address with --ip, else none
+                c["pinned"] = args[args.index("--ip") + 1] if "--ip" in args else None
             return ""
         found = self.containers.get(args[1] if verb == "exec" else args[-1])
         if found is None:
@@ -97,6 +98,8 @@ class FakeDocker:
         if verb == "kill":
             c["status"], c["ip"], c["routes"], c["nat"] = "exited", None, [], []
         elif verb == "start":
+            if c["pinned"] in self.taken:
+                raise DockerError("Address already in use")
             c["status"] = "running"
             if c["pinned"]:
                 c["ip"] = c["pinned"]
@@ -468,3 +471,22 @@ def test_undo_all_undoes_every_fault_of_the_state_file(tmp_path: Path, docker: F
     docker.containers["modeldr-standby-control-plane"]["status"] = "paused"
     assert isinstance(webhook.actions, KindActions)
     assert webhook.actions.release_all() == ["modeldr-standby-control-plane"]
+
+
+def test_a_node_whose_pinned_address_is_taken_at_start_comes_back_on_a_new_one(
+    tmp_path: Path, docker: FakeDocker
+) -> None:
+    webhook = make(tmp_path, docker)
+    webhook.inject(node_failure())
+    docker.taken.add("172.30.213.3")
+    answer = webhook.undo({"id": "run/step-0"})
+    assert "came back with address 172.30.213.100, not 172.30.213.3" in answer["note"]
+    assert [c for c in docker.calls if c[:2] == ["network", "connect"]][-1] == [
+        "network",
+        "connect",
+        NET,
+        "modeldr-primary-worker",
+    ]
+    assert ("10.241.1.0/24", "172.30.213.100") in docker.containers["modeldr-hub-control-plane"][
+        "routes"
+    ]
