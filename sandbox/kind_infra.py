@@ -568,6 +568,14 @@ def undo_all(webhook: Webhook) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except DockerError as exc:  # e.g. no engine, no such network: said in one line
+        print(f"kind infrastructure provider: {exc}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.kind_infra", description=(__doc__ or "").split("\n\n")[0]
     )
