@@ -4,7 +4,8 @@ The server must run the artifact it was given (the digest check, and the ModelCo
 drill that flips weight bytes, depend on it), so this reads the directory's own
 safetensors weights with ``safetensors.numpy``: no torch, no ONNX export. It computes
 what transformers' ``BertModel`` / ``BertForSequenceClassification`` compute in eval mode,
-in float32, for absolute position embeddings and token type 0 (what the engine sends).
+in float32 (float16 weights are upcast), for absolute position embeddings and token
+type 0 (what the engine sends).
 
 Nothing here imports torch; the loader turns the ValueErrors raised here into
 ModelLoadErrors.
@@ -201,21 +202,31 @@ class BertConfigView:
         )
 
 
-def read_safetensors(directory: Path) -> dict[str, FloatArray]:
+def read_safetensors(directory: Path) -> dict[str, npt.NDArray[Any]]:
     """Every tensor of model.safetensors, or of the shards an index file names."""
-    from safetensors.numpy import load_file
-
     index = directory / INDEX_FILE
     if index.exists():
         weight_map: dict[str, str] = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        tensors: dict[str, FloatArray] = {}
+        tensors: dict[str, npt.NDArray[Any]] = {}
         for shard in sorted(set(weight_map.values())):
-            tensors.update(load_file(str(directory / shard)))
+            tensors.update(_load_file(directory / shard))
         return tensors
     single = directory / SINGLE_FILE
     if not single.exists():
         raise UnsupportedModel(f"{directory} has neither {SINGLE_FILE} nor {INDEX_FILE}")
-    loaded: dict[str, FloatArray] = load_file(str(single))
+    return _load_file(single)
+
+
+def _load_file(path: Path) -> dict[str, npt.NDArray[Any]]:
+    from safetensors.numpy import load_file
+
+    try:
+        loaded: dict[str, npt.NDArray[Any]] = load_file(str(path))
+    except TypeError as exc:  # numpy has no bfloat16: "data type 'bfloat16' not understood"
+        raise UnsupportedModel(
+            f"{path.name} holds tensors numpy cannot represent ({exc}); the numpy backend "
+            "reads float32 or float16 weights: convert the checkpoint, or use --backend torch"
+        ) from exc
     return loaded
 
 
@@ -234,11 +245,16 @@ class _Weights:
                 "saves BertModel / BertForSequenceClassification is expected)"
             )
         tensor = self.tensors[key]
+        if tensor.dtype == np.float16:
+            # Exact, and what the torch backend does with --dtype float32 (auto on a CPU).
+            return tensor.astype(np.float32)
         if tensor.dtype != np.float32:
             raise UnsupportedModel(
-                f"weight {key!r} is {tensor.dtype}; the numpy backend runs float32 weights only"
+                f"weight {key!r} is {tensor.dtype}; the numpy backend reads float32 or "
+                "float16 weights (computing in float32)"
             )
-        return tensor
+        result: FloatArray = tensor
+        return result
 
     def linear(self, name: str, *, prefixed: bool = True) -> Linear:
         weight = self.get(f"{name}.weight", prefixed=prefixed)

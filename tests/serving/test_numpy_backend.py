@@ -204,6 +204,44 @@ def test_missing_weight_is_named(tmp_path: Path) -> None:
         load_numpy(directory)
 
 
+def test_sharded_float16_checkpoint(tmp_path: Path) -> None:
+    """Shards + index, float16 weights: both backends upcast to float32 and agree."""
+    directory = copy_model(ModelDir(FIXTURE, ""), tmp_path / "m")
+    tensors = load_file(str(directory / "model.safetensors"))
+    (directory / "model.safetensors").unlink()
+    names = sorted(tensors)
+    shards = {
+        "model-00001-of-00002.safetensors": names[::2],
+        "model-00002-of-00002.safetensors": names[1::2],
+    }
+    for shard, keys in shards.items():
+        half = {key: tensors[key].astype(np.float16) for key in keys}
+        save_file(half, str(directory / shard), metadata={"format": "pt"})
+    index = {
+        "metadata": {"total_size": sum(t.size * 2 for t in tensors.values())},
+        "weight_map": {key: shard for shard, keys in shards.items() for key in keys},
+    }
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+    (directory / "modeldr-manifest.json").unlink()
+    write_manifest(directory, "sequence-classification", "half")
+    task: Task = "sequence-classification"
+    assert_same_outputs(engine_for(directory, "torch", task), engine_for(directory, "numpy", task))
+
+
+def test_bfloat16_checkpoint_refused_clearly(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file as save_torch_file
+
+    directory = copy_model(ModelDir(FIXTURE, ""), tmp_path / "m")
+    weights = directory / "model.safetensors"
+    tensors = {k: torch.from_numpy(v).bfloat16() for k, v in load_file(str(weights)).items()}
+    save_torch_file(tensors, str(weights), metadata={"format": "pt"})
+    (directory / "modeldr-manifest.json").unlink()
+    write_manifest(directory, "sequence-classification", "bf16")
+    with pytest.raises(ModelLoadError, match=r"bfloat16.*reads float32 or float16 weights"):
+        load_numpy(directory)
+
+
 def test_auto_picks_torch_when_importable_else_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_backend("auto") == "torch"
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
