@@ -323,11 +323,6 @@ class NumpyBert:
         """From config.json's fields and the checkpoint's tensors; UnsupportedModel if unfit."""
         return cls(BertConfigView.from_dict(config), tensors, classifier=classifier)
 
-    @classmethod
-    def from_directory(cls, directory: Path, *, classifier: bool) -> NumpyBert:
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-        return cls.from_config(config, read_safetensors(directory), classifier=classifier)
-
     @property
     def max_positions(self) -> int:
         return int(self.position_embeddings.shape[0])
