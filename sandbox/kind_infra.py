@@ -383,7 +383,8 @@ class KindActions:
         self.docker(["exec", node, "sh", "-c", script])
         for peer, moved in plan.peer_fixes.items():
             self.docker(["exec", peer, "sh", "-c", restore_script(moved, [])])
-        log.info("%s: started; %d routes restored", node, len(plan.node_routes))
+        log.info("%s: started on %s; %d routes and %d nat rules restored", node, new_ip,
+                 len(plan.node_routes), len(fault.get("natRules") or []))  # fmt: skip
         if old_ip and new_ip != old_ip:
             note = (
                 f"node {node} came back with address {new_ip}, not {old_ip}; the routes of "
