@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# `make kind-demo`: the example drill on kind clusters, for users with Docker, and what the
-# kind-drill workflow (.github/workflows/kind-drill.yaml) runs. As close to `make demo` as
-# kind allows: the same chart, the same tiny model, the same CLI; real containers.
+# `make kind-demo`: the example drills on kind clusters, what the kind-drill workflow
+# (.github/workflows/kind-drill.yaml) runs and what .ci/run runs on this project's machines.
+# As close to `make demo` as kind allows: the same chart, the same tiny model, the same CLI;
+# real kubelets, containers, Services and kube-proxy.
 #
 #   1. kind clusters hub, primary, standby (scripts/kind.sh up: kind/*.yaml, GPU workers)
-#   2. the operator image (Dockerfile) and the CPU serving image (serving/Dockerfile.cpu),
-#      built and `kind load`ed (the operator into the hub, the server into the members)
-#   3. routes between the clusters' pod ranges (kind/*.yaml give each its own), so the hub's
-#      drill probe reaches member pods as a client on a flat network would
-#   4. the chart in the hub, the member kubeconfigs as hub Secrets (--internal addresses)
-#   5. examples/kind: the ModelDeployment, the golden set, then the drill:
-#      modeldr drill run --wait --junit --report (exit code = the verdict's, DRILLS.md)
+#   2. the operator image and the CPU serving image (scripts/kind-images.sh: a user's Docker
+#      builds Dockerfile and serving/Dockerfile.cpu; the project's engine builds them offline),
+#      `kind load`ed: the operator into the hub, the server into the members' GPU workers
+#   3. the kind infrastructure provider on the host (scripts/kind.sh infra start): node and
+#      cluster faults stop or pause node containers
+#   4. the chart in the hub; the member kubeconfigs (each member's control-plane address on
+#      the kind network) and the provider's URL as hub Secrets
+#   5. examples/kind: the ModelDeployment (clients enter on the members' NodePorts: pod
+#      addresses of one kind cluster are not routable from another), the golden set, then each
+#      drill: modeldr drill run --wait --junit --report (exit code = the verdict's, DRILLS.md)
 #
-# Results: $MODELDR_KIND_RESULTS (default .kind/results): junit.xml, report.html.
-# Not exercised on this project's CI machines (no Docker engine there).
+# MODELDR_KIND_PLANS: the plans, in order (default: examples/kind/drillplan.yaml, a pod kill
+# and a manual failover and failback, then examples/kind/drillplan-outage.yaml, the primary's
+# nodes paused and an automatic failover). Results: $MODELDR_KIND_RESULTS (default
+# .kind/results): <plan>.junit.xml, <plan>.html per plan. Exit: the first non-zero verdict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,13 +29,14 @@ NS=modeldr-demo
 SYSTEM_NS=modeldr-system
 OPERATOR_IMAGE=ghcr.io/modeldr/modeldr:dev
 SERVE_IMAGE=ghcr.io/modeldr/modeldr-serve:cpu-dev
-PLAN=examples/kind/drillplan.yaml
+PLANS=${MODELDR_KIND_PLANS:-examples/kind/drillplan.yaml examples/kind/drillplan-outage.yaml}
 DRILL_TIMEOUT=${MODELDR_KIND_DRILL_TIMEOUT:-15m}
 KUBECTL=${KUBECTL:-$(command -v kubectl || true)}
 HELM=${HELM:-$(command -v helm || true)}
 export KUBECONFIG=$PWD/$OUT/kubeconfig
 
-step() { printf '\n== %s\n' "$*"; }
+T_START=$SECONDS
+step() { printf '\n== %s (%d s)\n' "$*" $((SECONDS - T_START)); }
 k() { "$KUBECTL" "$@"; }
 
 # A user's Docker as it is; else the project's own engine (scripts/kind-docker.sh, what
@@ -62,42 +69,37 @@ step "kind clusters"
 KUBECTL=$KUBECTL bash scripts/kind.sh up
 
 step "images"
-# A user's Docker: `docker build` of Dockerfile and serving/Dockerfile.cpu; the project's engine: built offline
-# (scripts/kind-images.sh; only the operator image so far).
 bash scripts/kind-images.sh
-docker image inspect "$SERVE_IMAGE" >/dev/null 2>&1 || {
-  echo "no $SERVE_IMAGE in this engine (the offline build makes only the operator image; README: kind on these machines)" >&2
-  exit 3; }
 KIND=$(bash scripts/kind.sh path)
+t0=$SECONDS
 "$KIND" load docker-image "$OPERATOR_IMAGE" --name modeldr-hub
 for member in primary standby; do
-  "$KIND" load docker-image "$SERVE_IMAGE" --name "modeldr-$member"
+  # The model's pods run on the GPU workers only (their taint, the pods' toleration).
+  workers=$(k --context "$member" get nodes -l nvidia.com/gpu.present=true \
+    -o jsonpath='{range .items[*]}{.metadata.name},{end}')
+  "$KIND" load docker-image "$SERVE_IMAGE" --name "modeldr-$member" --nodes "${workers%,}"
 done
+echo "images loaded in $((SECONDS - t0)) s"
 
-step "routes between the clusters' pod ranges"
-# Every node of each cluster routes every other cluster's node pod ranges via that node.
-declare -A CIDR_VIA=()
-for cluster in hub primary standby; do
-  while read -r cidr ip; do CIDR_VIA[$cluster/$cidr]=$ip; done < <(k --context "$cluster" get nodes \
-    -o jsonpath='{range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
-done
-for cluster in hub primary standby; do
-  for node in $("$KIND" get nodes --name "modeldr-$cluster"); do
-    for key in "${!CIDR_VIA[@]}"; do
-      [[ ${key%%/*} == "$cluster" ]] && continue
-      docker exec "$node" ip route replace "${key#*/}" via "${CIDR_VIA[$key]}"
-    done
-  done
-done
+step "the kind infrastructure provider"
+bash scripts/kind.sh infra start
+INFRA_URL=$(bash scripts/kind.sh infra url)
 
 step "the chart in the hub, member clusters registered"
 "$HELM" upgrade --install modeldr charts/modeldr --kube-context hub -n "$SYSTEM_NS" \
   --create-namespace --set replicaCount=1 --set image.tag=dev --set image.pullPolicy=Never \
   --wait --timeout 5m
 for member in primary standby; do
-  "$KIND" get kubeconfig --internal --name "modeldr-$member" >"$OUT/$member.internal.kubeconfig"
+  # The hub's pods reach a member's apiserver at its control-plane container's address on
+  # the kind network (kind's --internal name resolves only in Docker's DNS, not in CoreDNS).
+  ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
+    "modeldr-$member-control-plane")
+  "$KIND" get kubeconfig --internal --name "modeldr-$member" \
+    | sed "s#https://modeldr-$member-control-plane:6443#https://$ip:6443#" \
+    >"$OUT/$member.internal.kubeconfig"
   k --context hub -n "$SYSTEM_NS" create secret generic "modeldr-member-$member" \
-    --from-file=kubeconfig="$OUT/$member.internal.kubeconfig" --dry-run=client -o yaml \
+    --from-file=kubeconfig="$OUT/$member.internal.kubeconfig" \
+    --from-literal=infrastructure-webhook-url="$INFRA_URL" --dry-run=client -o yaml \
     | k --context hub label --local -f - "modeldr.io/member-cluster=$member" -o yaml \
     | k --context hub apply -f -
 done
@@ -107,12 +109,20 @@ k --context hub create namespace "$NS" --dry-run=client -o yaml | k --context hu
 k --context hub -n "$NS" apply -f examples/sandbox/golden-set.yaml -f examples/kind/modeldeployment.yaml
 k --context hub -n "$NS" wait md/tiny-bert --for=jsonpath='{.status.phase}'=Ready --timeout=10m
 
-step "the drill"
 mkdir -p "$RESULTS"
 rc=0
-.venv/bin/modeldr drill run "$PLAN" --context hub -n "$NS" --wait --timeout "$DRILL_TIMEOUT" \
-  --junit "$RESULTS/junit.xml" --report "$RESULTS/report.html" || rc=$?
-echo "JUnit: $RESULTS/junit.xml"
-echo "HTML report: $RESULTS/report.html"
+for plan in $PLANS; do
+  name=$(basename "$plan" .yaml)
+  step "the drill $plan"
+  plan_rc=0
+  .venv/bin/modeldr drill run "$plan" --context hub -n "$NS" --wait --timeout "$DRILL_TIMEOUT" \
+    --junit "$RESULTS/$name.junit.xml" --report "$RESULTS/$name.html" || plan_rc=$?
+  echo "JUnit: $RESULTS/$name.junit.xml; HTML report: $RESULTS/$name.html; exit $plan_rc"
+  [[ $rc != 0 || $plan_rc == 0 ]] || rc=$plan_rc
+  # The next drill starts from a healthy, primary-served model.
+  k --context hub -n "$NS" wait md/tiny-bert --for=jsonpath='{.status.phase}'=Ready --timeout=5m \
+    || true
+done
+echo "kind-demo: $((SECONDS - T_START)) s in all"
 echo "exit $rc (0 Passed, 1 Failed or Aborted, 2 Inconclusive or Error, 3 usage or connection)"
 exit "$rc"

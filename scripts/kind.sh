@@ -83,7 +83,7 @@ up() {
     echo "node image ready in $((SECONDS - t0)) s"
   fi
   for name in hub primary standby; do
-    if ! "$KIND" get clusters | grep -qx "modeldr-$name"; then
+    if ! "$KIND" get clusters | grep -x "modeldr-$name" >/dev/null; then  # no -q: pipefail + SIGPIPE
       t0=$SECONDS
       if [[ $ENGINE == own ]]; then
         "$KIND" create cluster --config "$(offline_config "$name")" --kubeconfig "$OUT/$name.kubeconfig"

@@ -34,6 +34,7 @@ APPLIED = [
     ROOT / "examples/sandbox/golden-set.yaml",
     ROOT / "examples/kind/modeldeployment.yaml",
     ROOT / "examples/kind/drillplan.yaml",
+    ROOT / "examples/kind/drillplan-outage.yaml",
 ]
 
 

@@ -48,7 +48,7 @@ def make_targets() -> set[str]:
 
 
 def script_var(name: str) -> str:
-    found = re.search(rf"^{name}=(\S+)$", DEMO.read_text(), re.MULTILINE)
+    found = re.search(rf"^{name}=(\S+|\$\{{[^}}]*\}})$", DEMO.read_text(), re.MULTILINE)
     assert found, f"{name}= not in {DEMO.name}"
     return found.group(1)
 
@@ -88,10 +88,14 @@ def test_the_workflow_publishes_what_the_script_writes() -> None:
     [upload] = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload")]
     assert upload["if"] == "always()"
     paths = upload["with"]["path"].split()
-    assert paths == [f"{results}/junit.xml", f"{results}/report.html"]
+    assert paths == [f"{results}/*.junit.xml", f"{results}/*.html"]
     text = DEMO.read_text()
-    assert '--junit "$RESULTS/junit.xml"' in text and '--report "$RESULTS/report.html"' in text
+    # One JUnit file and one HTML report per plan, named after the plan's file.
+    assert '--junit "$RESULTS/$name.junit.xml"' in text
+    assert '--report "$RESULTS/$name.html"' in text
     assert "RESULTS=${MODELDR_KIND_RESULTS:-" in text
+    plans = script_var("PLANS").removeprefix("${MODELDR_KIND_PLANS:-").removesuffix("}").split()
+    assert plans == ["examples/kind/drillplan.yaml", "examples/kind/drillplan-outage.yaml"]
 
 
 def test_files_the_workflow_and_scripts_name_exist() -> None:
@@ -106,7 +110,8 @@ def test_files_the_workflow_and_scripts_name_exist() -> None:
     named = {n.rstrip(".") for n in named if "$" not in n}
     assert {
         "Dockerfile", "serving/Dockerfile.cpu", "charts/modeldr", "examples/kind/drillplan.yaml",
-        "examples/kind/modeldeployment.yaml", "examples/sandbox/golden-set.yaml",
+        "examples/kind/drillplan-outage.yaml", "examples/kind/modeldeployment.yaml",
+        "examples/sandbox/golden-set.yaml",
     } <= named  # fmt: skip
     missing = sorted(n for n in named if not (ROOT / n).exists())
     assert not missing, missing
@@ -176,7 +181,11 @@ def test_the_images_built_are_the_images_run() -> None:
 
 def drill_command() -> list[str]:
     text = DEMO.read_text().replace("\\\n", " ")
-    [line] = [ln for ln in text.splitlines() if ln.startswith(".venv/bin/modeldr drill run")]
+    [line] = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip().startswith(".venv/bin/modeldr drill run")
+    ]
     words = shlex.split(line.split("||")[0])
     return words[words.index("drill") :]
 
@@ -185,10 +194,10 @@ def test_the_drill_command_uses_the_clis_real_flags() -> None:
     from modeldr.client.app import app
 
     words = drill_command()
-    assert words[:2] == ["drill", "run"] and words[2] == "$PLAN"
+    assert words[:2] == ["drill", "run"] and words[2] == "$plan"
     flags = {w for w in words if w.startswith("-")}
     assert flags == {"--context", "-n", "--wait", "--timeout", "--junit", "--report"}
     help_text = CliRunner().invoke(app, ["drill", "run", "--help"], terminal_width=200).output
     for flag in flags:
         assert re.search(rf"(?<![\w-]){re.escape(flag)}\b", help_text), (flag, help_text)
-    assert (ROOT / script_var("PLAN")).is_file()
+    assert "for plan in $PLANS; do" in DEMO.read_text()
