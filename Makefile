@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status operator-up operator-down sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-node-image kind-images kind-down kind-demo chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
+        kind-up kind-node-image kind-images kind-down kind-demo test-kind chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -97,11 +97,14 @@ kind-node-image: ## the kind node image built offline (scripts/kind-node-image.s
 	bash scripts/kind-docker.sh start
 	bash scripts/kind-node-image.sh
 
-kind-images: ## the operator/agent image for kind (a user's Docker: the Dockerfiles; else offline on the project's engine)
+kind-images: ## the operator/agent and CPU serving images for kind (a user's Docker: the Dockerfiles; else offline on the project's engine)
 	bash scripts/kind-images.sh
 
-kind-demo: ## (needs Docker) the example drill on kind: images, chart, modeldr drill run --wait --junit -> .kind/results
+kind-demo: ## the example drills on kind (a user's Docker, else the project's engine): images, charts, modeldr drill run --wait --junit --report -> .kind/results
 	bash scripts/kind-demo.sh
+
+test-kind: install ## what .ci/run runs on kind: the kind provider's container tests, both kind drills, then kind-down
+	bash scripts/test-kind.sh
 
 kind-down: ## delete the kind clusters (and stop the project's own Docker engine if it ran them)
 	bash scripts/kind.sh down
