@@ -43,18 +43,18 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modeldr.drills.infra import CLUSTER_OUTAGE, NODE_FAILURE
-from sandbox.infra_webhook import RequestError, Webhook, serve_webhook
+from sandbox import daemons
+from sandbox.config import REPO_ROOT
+from sandbox.infra_webhook import RequestError, Webhook, answers, serve_webhook
 
 log = logging.getLogger("sandbox.kind-infra")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 19210
 DEFAULT_PREFIX = "modeldr-"
 DEFAULT_MEMBERS = ("primary", "standby")
@@ -484,29 +484,8 @@ class Files:
         return cls(directory / "infra-state.json", directory / "infra.pid", directory / "infra.log")
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def running_pid(files: Files) -> int | None:
-    try:
-        pid = int(files.pid.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    line = _cmdline(pid)
-    return pid if MARKER in line and " serve" in line else None
-
-
-def answers(port: int) -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-            return bool(response.status == 200)
-    except Exception:
-        return False
+    return daemons.pid_in(files.pid, lambda line: MARKER in line and " serve" in line)
 
 
 def start_daemon(files: Files, serve_args: list[str], port: int, timeout: float = 20.0) -> int:
@@ -514,17 +493,7 @@ def start_daemon(files: Files, serve_args: list[str], port: int, timeout: float 
     pid = running_pid(files)
     if pid:
         return pid
-    files.log.parent.mkdir(parents=True, exist_ok=True)
-    with open(files.log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", MARKER, "serve", *serve_args],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    files.pid.write_text(f"{proc.pid}\n")
+    proc = daemons.spawn([sys.executable, "-m", MARKER, "serve", *serve_args], files.pid, files.log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if answers(port):
@@ -541,19 +510,7 @@ def start_daemon(files: Files, serve_args: list[str], port: int, timeout: float 
 
 def stop_daemon(files: Files, grace: float = 10.0) -> bool:
     """SIGTERM, then SIGKILL after `grace`; the faults it holds stay in its state file."""
-    pid = running_pid(files)
-    if pid is None:
-        files.pid.unlink(missing_ok=True)
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _cmdline(pid):
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    files.pid.unlink(missing_ok=True)
-    return True
+    return daemons.terminate(running_pid(files), files.pid, grace)
 
 
 def undo_all(webhook: Webhook) -> list[str]:

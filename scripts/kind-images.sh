@@ -103,17 +103,23 @@ nice -n 19 "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt 
 cp constraints.txt "$CTX/"
 log "wheels: $(ls "$CTX/wheels" | wc -l) in $((SECONDS - t0)) s"
 
-# The root Dockerfile's two stages, from the local base and the wheels (no network).
-cat >"$CTX/Dockerfile" <<DOCKERFILE
+# The build stage both images share: a venv of REQUIREMENT from the wheels (no network).
+venv_stage() {
+  cat <<DOCKERFILE
 FROM $BASE_IMAGE AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY wheels /wheels
 COPY constraints.txt /constraints.txt
 RUN python3 -m venv /opt/venv \\
-    && /opt/venv/bin/pip install -q --no-index --find-links /wheels -c /constraints.txt modeldr \\
+    && /opt/venv/bin/pip install -q --no-index --find-links /wheels -c /constraints.txt "$1" \\
     && /opt/venv/bin/pip check \\
     && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
 
+DOCKERFILE
+}
+
+# The root Dockerfile's two stages, from the local base and the wheels.
+{ venv_stage modeldr; cat <<DOCKERFILE
 FROM $BASE_IMAGE
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:\$PATH \\
@@ -125,22 +131,13 @@ STOPSIGNAL SIGTERM
 ENTRYPOINT ["modeldr"]
 CMD ["operator"]
 DOCKERFILE
+} >"$CTX/Dockerfile"
 t0=$SECONDS
 nice -n 19 docker build -q --network none -t "$OPERATOR_IMAGE" "$CTX" >/dev/null
 log "$OPERATOR_IMAGE: built in $((SECONDS - t0)) s"
 
 # serving/Dockerfile.cpu's environment, from the same base and wheels, without torch.
-cat >"$CTX/Dockerfile" <<DOCKERFILE
-FROM $BASE_IMAGE AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY wheels /wheels
-COPY constraints.txt /constraints.txt
-RUN python3 -m venv /opt/venv \\
-    && /opt/venv/bin/pip install -q --no-index --find-links /wheels -c /constraints.txt \\
-       "modeldr[serving-cpu]" \\
-    && /opt/venv/bin/pip check \\
-    && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
-
+{ venv_stage "modeldr[serving-cpu]"; cat <<DOCKERFILE
 FROM $BASE_IMAGE
 RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin modeldr-serve
 COPY --from=build /opt/venv /opt/venv
@@ -162,6 +159,7 @@ STOPSIGNAL SIGTERM
 ENTRYPOINT ["modeldr-serve"]
 CMD ["run"]
 DOCKERFILE
+} >"$CTX/Dockerfile"
 t0=$SECONDS
 nice -n 19 docker build -q --network none -t "$SERVE_IMAGE" "$CTX" >/dev/null
 # Earlier builds of the same tags.

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
-from sandbox import kind_infra
+from sandbox import infra_webhook, kind_infra
 from sandbox.kind_infra import KindActions
 
 pytestmark = pytest.mark.kind
@@ -201,7 +201,7 @@ class Provider:
         ]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        wait_until("the provider answers", lambda: kind_infra.answers(self.port), 20, 0.1)
+        wait_until("the provider answers", lambda: infra_webhook.answers(self.port), 20, 0.1)
         return InfrastructureProvider(f"http://127.0.0.1:{self.port}", timeout=60)
 
     def stop(self) -> None:

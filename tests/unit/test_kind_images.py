@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -73,11 +74,22 @@ def test_the_choice_can_be_forced(tmp_path: Path) -> None:
     assert mode(tmp_path, docker_host=host, base_present=False, override="upstream") == "upstream"
 
 
-def offline_dockerfile() -> str:
-    text = SCRIPT.read_text()
-    found = re.search(r"<<DOCKERFILE\n(.*?)\nDOCKERFILE\n", text, re.DOTALL)
-    assert found, "the offline Dockerfile heredoc"
-    return found.group(1)
+def heredocs() -> list[str]:
+    """The script's Dockerfile heredocs: the shared venv stage, the operator's final stage,
+    the server's final stage."""
+    found = re.findall(r"<<DOCKERFILE\n(.*?)\nDOCKERFILE\n", SCRIPT.read_text(), re.DOTALL)
+    assert len(found) == 3, "the offline Dockerfile heredocs"
+    return list(found)
+
+
+def offline_dockerfile(requirement: str = "modeldr", final: int = 1) -> str:
+    """An offline Dockerfile as the script writes it (`venv_stage REQUIREMENT` + a stage)."""
+    stage, *finals = heredocs()
+    script = SCRIPT.read_text()
+    assert f"{{ venv_stage {shlex.quote(requirement)}; cat <<DOCKERFILE" in script.replace(
+        '"modeldr[serving-cpu]"', "'modeldr[serving-cpu]'"
+    )
+    return stage.replace('"$1"', requirement) + "\n" + finals[final - 1]
 
 
 def final_stage(text: str) -> list[str]:
@@ -98,6 +110,21 @@ def test_the_offline_image_runs_as_the_root_dockerfile_does() -> None:
     assert 'docker build -q --network none -t "$OPERATOR_IMAGE"' in SCRIPT.read_text()
     assert "--no-index --find-links /wheels -c /constraints.txt modeldr" in offline
     assert '! /opt/venv/bin/python -c "import torch"' in offline
+
+
+def test_the_offline_serving_image_runs_as_the_cpu_dockerfile_does_without_torch() -> None:
+    cpu = (ROOT / "serving/Dockerfile.cpu").read_text()
+    offline = offline_dockerfile("modeldr[serving-cpu]", final=2)
+    # Less the HEALTHCHECK's command: Docker's, which the kubelet ignores (readiness probes).
+    assert final_stage(offline) == [ln for ln in final_stage(cpu) if "/health/" not in ln]
+    assert 'docker build -q --network none -t "$SERVE_IMAGE"' in SCRIPT.read_text()
+    assert '! /opt/venv/bin/python -c "import torch"' in offline
+    # serving/Dockerfile.cpu's environment, and the backend that needs no torch.
+    env = dict(re.findall(r"(MODELDR_SERVE_\w+)=(\S+)", offline))
+    cpu_stage = "\n".join(ln for ln in cpu.split("\nFROM ")[-1].splitlines() if ln[:1] != "#")
+    cpu_env = dict(re.findall(r"(MODELDR_SERVE_\w+)=(\S+)", cpu_stage))
+    assert cpu_env == {k: v for k, v in env.items() if k != "MODELDR_SERVE_BACKEND"}
+    assert env["MODELDR_SERVE_BACKEND"] == "numpy"
 
 
 def test_the_offline_base_has_what_the_agent_needs() -> None:
