@@ -10,16 +10,19 @@
 #      `kind load`ed: the operator into the hub, the server into the members' GPU workers
 #   3. the kind infrastructure provider on the host (scripts/kind.sh infra start): node and
 #      cluster faults stop or pause node containers
-#   4. the chart in the hub; the member kubeconfigs (each member's control-plane address on
-#      the kind network) and the provider's URL as hub Secrets
+#   4. the chart in the hub, the agent chart in each member (on its GPU workers); the member
+#      kubeconfigs (each member's control-plane address on the kind network) and the
+#      provider's URL as hub Secrets
 #   5. examples/kind: the ModelDeployment (clients enter on the members' NodePorts: pod
 #      addresses of one kind cluster are not routable from another), the golden set, then each
 #      drill: modeldr drill run --wait --junit --report (exit code = the verdict's, DRILLS.md)
 #
 # MODELDR_KIND_PLANS: the plans, in order (default: examples/kind/drillplan.yaml, a pod kill
 # and a manual failover and failback, then examples/kind/drillplan-outage.yaml, the primary's
-# nodes paused and an automatic failover). Results: $MODELDR_KIND_RESULTS (default
-# .kind/results): <plan>.junit.xml, <plan>.html per plan. Exit: the first non-zero verdict.
+# nodes paused and an automatic failover, then examples/kind/drillplan-partition.yaml, the
+# primary's pods cut off by the node agents, seen only by the client probe). Results:
+# $MODELDR_KIND_RESULTS (default .kind/results): <plan>.junit.xml, <plan>.html per plan.
+# Exit: the first non-zero verdict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +32,7 @@ NS=modeldr-demo
 SYSTEM_NS=modeldr-system
 OPERATOR_IMAGE=ghcr.io/modeldr/modeldr:dev
 SERVE_IMAGE=ghcr.io/modeldr/modeldr-serve:cpu-dev
-PLANS=${MODELDR_KIND_PLANS:-examples/kind/drillplan.yaml examples/kind/drillplan-outage.yaml}
+PLANS=${MODELDR_KIND_PLANS:-examples/kind/drillplan.yaml examples/kind/drillplan-outage.yaml examples/kind/drillplan-partition.yaml}
 DRILL_TIMEOUT=${MODELDR_KIND_DRILL_TIMEOUT:-15m}
 KUBECTL=${KUBECTL:-$(command -v kubectl || true)}
 HELM=${HELM:-$(command -v helm || true)}
@@ -39,11 +42,11 @@ T_START=$SECONDS
 step() { printf '\n== %s (%d s)\n' "$*" $((SECONDS - T_START)); }
 k() { "$KUBECTL" "$@"; }
 
-# A user's Docker as it is; else the project's own engine (scripts/kind-docker.sh, what
-# scripts/kind.sh uses where no engine answers) when it runs, or MODELDR_KIND_ENGINE=own.
+# A user's Docker as it is; else (or with MODELDR_KIND_ENGINE=own) the project's own engine,
+# started here (scripts/kind-docker.sh, what scripts/kind.sh uses where no engine answers).
 if [[ ${MODELDR_KIND_ENGINE:-auto} == own ]] \
   || ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
-  [[ ${MODELDR_KIND_ENGINE:-auto} == own ]] && bash scripts/kind-docker.sh start
+  [[ ${MODELDR_KIND_ENGINE:-auto} == user ]] || bash scripts/kind-docker.sh start
   eval "$(bash scripts/kind-docker.sh env)"
   export DOCKER_HOST KIND_EXPERIMENTAL_DOCKER_NETWORK
 fi
@@ -77,7 +80,9 @@ for member in primary standby; do
   # The model's pods run on the GPU workers only (their taint, the pods' toleration).
   workers=$(k --context "$member" get nodes -l nvidia.com/gpu.present=true \
     -o jsonpath='{range .items[*]}{.metadata.name},{end}')
-  "$KIND" load docker-image "$SERVE_IMAGE" --name "modeldr-$member" --nodes "${workers%,}"
+  # The node agents (charts/modeldr-agent) run there too, from the operator image.
+  "$KIND" load docker-image "$SERVE_IMAGE" "$OPERATOR_IMAGE" --name "modeldr-$member" \
+    --nodes "${workers%,}"
 done
 echo "images loaded in $((SECONDS - t0)) s"
 
@@ -89,6 +94,13 @@ step "the chart in the hub, member clusters registered"
 "$HELM" upgrade --install modeldr charts/modeldr --kube-context hub -n "$SYSTEM_NS" \
   --create-namespace --set replicaCount=1 --set image.tag=dev --set image.pullPolicy=Never \
   --wait --timeout 5m
+for member in primary standby; do
+  # The node agents where the model runs (the GPU workers): network faults (docs/agent.md).
+  "$HELM" upgrade --install modeldr-agent charts/modeldr-agent --kube-context "$member" \
+    -n "$SYSTEM_NS" --create-namespace --set clusterName="$member" --set image.tag=dev \
+    --set image.pullPolicy=Never --set-string 'nodeSelector.nvidia\.com/gpu\.present=true' \
+    --wait --timeout 3m
+done
 for member in primary standby; do
   # The hub's pods reach a member's apiserver at its control-plane container's address on
   # the kind network (kind's --internal name resolves only in Docker's DNS, not in CoreDNS).

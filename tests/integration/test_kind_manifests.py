@@ -35,6 +35,7 @@ APPLIED = [
     ROOT / "examples/kind/modeldeployment.yaml",
     ROOT / "examples/kind/drillplan.yaml",
     ROOT / "examples/kind/drillplan-outage.yaml",
+    ROOT / "examples/kind/drillplan-partition.yaml",
 ]
 
 

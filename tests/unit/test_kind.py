@@ -95,7 +95,11 @@ def test_the_workflow_publishes_what_the_script_writes() -> None:
     assert '--report "$RESULTS/$name.html"' in text
     assert "RESULTS=${MODELDR_KIND_RESULTS:-" in text
     plans = script_var("PLANS").removeprefix("${MODELDR_KIND_PLANS:-").removesuffix("}").split()
-    assert plans == ["examples/kind/drillplan.yaml", "examples/kind/drillplan-outage.yaml"]
+    assert plans == [
+        "examples/kind/drillplan.yaml",
+        "examples/kind/drillplan-outage.yaml",
+        "examples/kind/drillplan-partition.yaml",
+    ]
 
 
 def test_files_the_workflow_and_scripts_name_exist() -> None:
