@@ -36,6 +36,7 @@ APPLIED = [
     ROOT / "examples/kind/drillplan.yaml",
     ROOT / "examples/kind/drillplan-outage.yaml",
     ROOT / "examples/kind/drillplan-partition.yaml",
+    ROOT / "examples/kind/drillplan-node-failure.yaml",
 ]
 
 
