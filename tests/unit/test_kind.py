@@ -25,6 +25,7 @@ WORKFLOW = ROOT / ".github/workflows/kind-drill.yaml"
 DEMO = ROOT / "scripts/kind-demo.sh"
 KIND_SH = ROOT / "scripts/kind.sh"
 IMAGES_SH = ROOT / "scripts/kind-images.sh"
+TEST_KIND = ROOT / "scripts/test-kind.sh"
 CONFIGS = {p.stem: p for p in sorted((ROOT / "kind").glob("*.yaml"))}
 
 
@@ -121,7 +122,7 @@ def test_files_the_workflow_and_scripts_name_exist() -> None:
     assert not missing, missing
 
 
-@pytest.mark.parametrize("script", [DEMO, KIND_SH, IMAGES_SH], ids=lambda p: p.name)
+@pytest.mark.parametrize("script", [DEMO, KIND_SH, IMAGES_SH, TEST_KIND], ids=lambda p: p.name)
 def test_the_scripts_parse(script: Path) -> None:
     done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -205,3 +206,14 @@ def test_the_drill_command_uses_the_clis_real_flags() -> None:
     for flag in flags:
         assert re.search(rf"(?<![\w-]){re.escape(flag)}\b", help_text), (flag, help_text)
     assert "for plan in $PLANS; do" in DEMO.read_text()
+
+
+def test_ci_runs_the_kind_drills_after_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci/run").read_text().splitlines()
+    assert ci.index("make test") < ci.index("make test-kind")
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test-kind:.*\n\tbash scripts/test-kind\.sh$", makefile, re.MULTILINE)
+    text = TEST_KIND.read_text()
+    # The container tests of the kind provider, both drills, and the clusters always deleted.
+    assert "-m kind tests/kind" in text and "bash scripts/kind-demo.sh" in text
+    assert "trap cleanup EXIT" in text and "bash scripts/kind.sh down" in text
