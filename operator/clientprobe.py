@@ -52,6 +52,8 @@ class Targets:
 
     urls: tuple[str, ...]
     via: str  # "endpoints" or "url"
+    # The entry address behind each URL (endpoints only): what an ejection names.
+    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class Outcome:
     message: str
     answered: int
     sent: int
+    # Entry addresses that answered / did not, this check (endpoints only; see ejection.py).
+    answering: frozenset[str] = frozenset()
+    failing: frozenset[str] = frozenset()
 
 
 def host_port(address: str, port: int) -> str:
@@ -93,7 +98,8 @@ def plan_targets(
         return Targets((url.rstrip("/"),) * probe.sample_size, "url")
     pool = sorted(set(addresses))
     chosen = rng.sample(pool, min(probe.sample_size, len(pool)))
-    return Targets(tuple(f"http://{host_port(a, port)}" for a in chosen), "endpoints")
+    urls = tuple(f"http://{host_port(a, port)}" for a in chosen)
+    return Targets(urls, "endpoints", tuple(chosen))
 
 
 def assess(probe: ClientProbe, targets: Targets, answers: Sequence[Answer]) -> Outcome:
@@ -111,7 +117,15 @@ def assess(probe: ClientProbe, targets: Targets, answers: Sequence[Answer]) -> O
     if kinds:
         named = ", ".join(f"{kind} x{count}" for kind, count in kinds.most_common(MAX_KINDS))
         message += f"; failures: {named}"
-    return Outcome(passed, message, answered, sent)
+    by_address = list(zip(targets.addresses, answers, strict=False))
+    return Outcome(
+        passed,
+        message,
+        answered,
+        sent,
+        answering=frozenset(a for a, answer in by_address if answer.ok),
+        failing=frozenset(a for a, answer in by_address if not answer.ok),
+    )
 
 
 def _request(probe: ClientProbe) -> tuple[str, str, bytes | None]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modeldr.operator.constants import ROLES, Role
+from modeldr.operator.ejection import Ejections
 from modeldr.operator.errors import Closing
 from modeldr.operator.failover import FailoverState
 from modeldr.operator.monitor import Key, Wake
@@ -66,6 +67,10 @@ class Controller:
     # Member clusters of the spec, and clusters it named before (their objects go).
     clusters: set[str] = field(default_factory=set)
     former: set[str] = field(default_factory=set)
+    # Entry points the client probe found dead, per role (ejection.py).
+    ejections: dict[str, Ejections] = field(
+        default_factory=lambda: {"primary": Ejections(), "standby": Ejections()}
+    )
 
     @property
     def owner(self) -> Owner:

@@ -221,6 +221,14 @@ async def with_probe(
         return health
     addresses = entry_addresses(spec, snapshot, (spec.member(role).namespace, ctl.name))
     outcome = await clientprobe.probe_cluster(probe, role, addresses, entry_port(spec))
+    before = ctl.ejections[role].ejected(time.monotonic())
+    ctl.ejections[role].record(outcome.answering, outcome.failing, time.monotonic())
+    after = ctl.ejections[role].ejected(time.monotonic())
+    if after != before:
+        log.info(
+            "%s/%s: %s entry points left out of the traffic (no answer to the client probe): %s",
+            ctl.namespace, ctl.name, role, ", ".join(sorted(after)) or "none",
+        )  # fmt: skip
     return Health(outcome.passed, f"{health.reason}; {outcome.message}", health.ready_replicas)
 
 
@@ -308,7 +316,10 @@ def ready_addresses(
     ctl: Controller, spec: ModelDeploymentSpec, seen: Seen, role: Role
 ) -> tuple[str, ...]:
     key = (spec.member(role).namespace, ctl.name)
-    return entry_addresses(spec, seen.snapshots[role], key)
+    addresses = entry_addresses(spec, seen.snapshots[role], key)
+    if spec.failover.probe is None:
+        return addresses
+    return ctl.ejections[role].usable(addresses, time.monotonic())
 
 
 def entry_addresses(
