@@ -177,3 +177,40 @@ def test_no_member_write_once_the_deletion_handler_closed_the_guard(
         )
     assert isinstance(recording.members, _RecordingMembers)
     assert recording.members.asked == []
+
+
+def test_a_dead_entry_point_leaves_the_traffic_after_two_probe_checks_and_comes_back(
+    runtime: Runtime,
+) -> None:
+    from modeldr.operator import tick
+    from modeldr.operator.health import Health
+    from tests.loopback import serve
+    from tests.unit.test_operator_clientprobe import Model
+
+    with serve(Model, {"mode": "ok", "seen": []}) as url:
+        port = int(url.rsplit(":", 1)[1])
+        # 127.0.0.1 answers; nothing listens on 127.0.0.9 at that port (connection refused).
+        spec = minimal_spec(
+            runtime={"image": "img", "port": port},
+            failover={"probe": {"sampleSize": 2, "timeoutMilliseconds": 500}},
+        )
+        ctl = Controller(runtime, "team-a", "bert", "uid-9")
+        snapshot = Snapshot(
+            "primary", time.monotonic(), datetime.now(UTC),
+            ready_addresses={("ml", "bert"): ("127.0.0.1", "127.0.0.9")},
+        )  # fmt: skip
+        seen = tick.Seen({"primary": snapshot, "standby": snapshot}, {})
+        healthy = Health(True, "2 ready endpoints", 2)
+
+        def check() -> Health:
+            return asyncio.run(tick.with_probe(ctl, spec, "primary", healthy, snapshot))
+
+        assert check().healthy  # one of two answered: the cluster passes at 50%
+        assert tick.ready_addresses(ctl, spec, seen, "primary") == ("127.0.0.1", "127.0.0.9")
+        assert check().healthy
+        assert tick.ready_addresses(ctl, spec, seen, "primary") == ("127.0.0.1",)
+        # Without the probe nothing is judged, nothing left out.
+        plain = minimal_spec(runtime={"image": "img", "port": port})
+        assert tick.ready_addresses(ctl, plain, seen, "primary") == ("127.0.0.1", "127.0.0.9")
+        ctl.ejections["primary"].record({"127.0.0.9"}, set(), time.monotonic())
+        assert tick.ready_addresses(ctl, spec, seen, "primary") == ("127.0.0.1", "127.0.0.9")
