@@ -183,7 +183,7 @@ def test_a_dead_entry_point_leaves_the_traffic_after_two_probe_checks_and_comes_
     runtime: Runtime,
 ) -> None:
     from modeldr.operator import tick
-    from modeldr.operator.health import Health
+    from modeldr.operator.failover import Health
     from tests.loopback import serve
     from tests.unit.test_operator_clientprobe import Model
 
