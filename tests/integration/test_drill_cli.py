@@ -118,7 +118,10 @@ def test_a_passing_drill_exits_0_with_junit_html_and_markdown(cli_ns: str, tmp_p
          "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}}],
         gates=[{"name": "primary-answers", "steps": ["standby-pod"],
                 "prometheus": {"query": REQUESTS.format(cluster="primary", ns=cli_ns)},
-                "intervalSeconds": 2, "count": 1, "successCondition": "result[0] > 0"}],
+                # rate() needs two scrapes (2 s apart) of the series this run's probe
+                # creates: measured at once it saw no samples (Inconclusive, once in CI).
+                "initialDelaySeconds": 3, "intervalSeconds": 2, "count": 1,
+                "successCondition": "result[0] > 0"}],
     )  # fmt: skip
     junit, html, md = tmp_path / "out/drill.xml", tmp_path / "out/drill.html", tmp_path / "d.md"
     code, out = run_cli("run", str(path), "--wait", "--junit", str(junit), "--report", str(html),
