@@ -5,6 +5,14 @@
 #
 #   scripts/kind-images.sh          build them; print the image names
 #   scripts/kind-images.sh --mode   print how they would be built: upstream or offline
+#   scripts/kind-images.sh --base   only the offline base image (tests/kind's containers run it)
+#   scripts/kind-images.sh --base-name  print the base image's name
+#   scripts/kind-images.sh --source-digest  print the digest of what goes into the images
+#
+# The images carry the label modeldr.source: a digest of what goes into them (the package's
+# files, pyproject.toml, constraints.txt, this script); when both images in the engine already
+# carry the digest of this checkout, nothing is rebuilt (scripts/kind-prepare.sh builds them
+# once, scripts/kind-demo.sh then finds them).
 #
 # upstream: `docker build` of Dockerfile and serving/Dockerfile.cpu (a user's Docker, which
 #   pulls python:3.11-slim-bookworm and installs from PyPI inside the build).
@@ -49,6 +57,23 @@ mode() {
   fi
 }
 if [[ ${1:-} == --mode ]]; then mode; exit 0; fi
+if [[ ${1:-} == --base-name ]]; then echo "$BASE_IMAGE"; exit 0; fi
+
+# What goes into the images: the package (its symlinked roots followed), its pins, this recipe.
+source_digest() {
+  { find -L modeldr -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z \
+      | xargs -0 sha256sum; sha256sum pyproject.toml constraints.txt scripts/kind-images.sh; } | sha256sum | cut -c1-16
+}
+if [[ ${1:-} == --source-digest ]]; then source_digest; exit 0; fi
+# Both images in the engine, built from this source (the label), and the offline base too.
+up_to_date() {
+  local image
+  for image in "$OPERATOR_IMAGE" "$SERVE_IMAGE"; do
+    [[ $(docker image inspect -f '{{index .Config.Labels "modeldr.source"}}' "$image" 2>/dev/null) == "$SOURCE" ]] \
+      || return 1
+  done
+  [[ $MODE != offline ]] || docker image inspect "$BASE_IMAGE" >/dev/null 2>&1
+}
 
 if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
   # No engine answers: the project's own (as scripts/kind.sh does).
@@ -56,12 +81,19 @@ if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
   eval "$(bash scripts/kind-docker.sh env)"
   export DOCKER_HOST
 fi
-MODE=$(mode)
+BASE_ONLY=0
+if [[ ${1:-} == --base ]]; then BASE_ONLY=1; MODE=offline; else MODE=$(mode); fi
+SOURCE=$(source_digest)
 t_all=$SECONDS
+if [[ $BASE_ONLY == 0 ]] && up_to_date; then
+  log "$OPERATOR_IMAGE and $SERVE_IMAGE: up to date (source $SOURCE)"
+  printf '%s\n' "$OPERATOR_IMAGE" "$SERVE_IMAGE"
+  exit 0
+fi
 
 if [[ $MODE == upstream ]]; then
-  docker build -t "$OPERATOR_IMAGE" -f Dockerfile .
-  docker build -t "$SERVE_IMAGE" -f serving/Dockerfile.cpu .
+  docker build -t "$OPERATOR_IMAGE" -f Dockerfile --label "modeldr.source=$SOURCE" .
+  docker build -t "$SERVE_IMAGE" -f serving/Dockerfile.cpu --label "modeldr.source=$SOURCE" .
   printf '%s\n' "$OPERATOR_IMAGE" "$SERVE_IMAGE"
   exit 0
 fi
@@ -91,6 +123,7 @@ if [[ ! -f $DIR/.done-base ]] || ! docker image inspect "$BASE_IMAGE" >/dev/null
   touch "$DIR/.done-base"
   log "base image $BASE_IMAGE: imported in $((SECONDS - t0)) s"
 fi
+if [[ $BASE_ONLY == 1 ]]; then echo "$BASE_IMAGE"; exit 0; fi
 
 # The wheels: this checkout's modeldr (rebuilt every time) and its pinned dependencies
 # (pip's cache makes them quick after the first time). [serving-cpu]: the server, no torch.
@@ -133,7 +166,7 @@ CMD ["operator"]
 DOCKERFILE
 } >"$CTX/Dockerfile"
 t0=$SECONDS
-nice -n 19 docker build -q --network none -t "$OPERATOR_IMAGE" "$CTX" >/dev/null
+nice -n 19 docker build -q --network none -t "$OPERATOR_IMAGE" --label "modeldr.source=$SOURCE" "$CTX" >/dev/null
 log "$OPERATOR_IMAGE: built in $((SECONDS - t0)) s"
 
 # serving/Dockerfile.cpu's environment, from the same base and wheels, without torch.
@@ -161,7 +194,7 @@ CMD ["run"]
 DOCKERFILE
 } >"$CTX/Dockerfile"
 t0=$SECONDS
-nice -n 19 docker build -q --network none -t "$SERVE_IMAGE" "$CTX" >/dev/null
+nice -n 19 docker build -q --network none -t "$SERVE_IMAGE" --label "modeldr.source=$SOURCE" "$CTX" >/dev/null
 # Earlier builds of the same tags.
 docker image prune -f >/dev/null
 log "$SERVE_IMAGE: built in $((SECONDS - t0)) s ($((SECONDS - t_all)) s in all)"

@@ -38,6 +38,9 @@ REV=r1                          # bump when the binaries' recipe changes (the ca
 IMAGE_REV=r2                    # bump when the images' or the node image's recipe changes
 
 CACHE=${MODELDR_CACHE:-$HOME/.cache/modeldr}
+# Go's build cache lives there too, so one variable moves every cache the scripts write
+# (MODELDR_CACHE=$(mktemp -d) is a cold machine; Go's module download cache stays shared).
+export GOCACHE=$CACHE/go-build
 IMAGE=modeldr.local/kind-node:$K8S_VERSION-$IMAGE_REV
 DIR=$CACHE/kind-node-$K8S_VERSION-$REV
 BIN=$DIR/bin

@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KIND_VERSION=v0.32.0
 CACHE=${MODELDR_CACHE:-$HOME/.cache/modeldr}
+# Go's build cache lives there too, so one variable moves every cache the scripts write
+# (MODELDR_CACHE=$(mktemp -d) is a cold machine; Go's module download cache stays shared).
+export GOCACHE=$CACHE/go-build
 KIND=$CACHE/kind-$KIND_VERSION/bin/kind
 OUT=.kind; mkdir -p "$OUT"
 

@@ -15,6 +15,9 @@ PROMETHEUS_VERSION=v0.316.0 # Prometheus 3.16 server (Go module version; Debian'
 GATEWAY_API_VERSION=v1.6.3  # Gateway API standard-channel CRDs (tests of the gatewayapi traffic provider)
 
 CACHE=${MODELDR_CACHE:-$HOME/.cache/modeldr}
+# Go's build cache lives there too, so one variable moves every cache the scripts write
+# (MODELDR_CACHE=$(mktemp -d) is a cold machine; Go's module download cache stays shared).
+export GOCACHE=$CACHE/go-build
 # "-loopback2": the sandbox patch below is part of the cache key.
 K8S_DIR=$CACHE/kubernetes-$K8S_VERSION-loopback2
 ETCD_DIR=$CACHE/etcd-$ETCD_VERSION

@@ -37,7 +37,15 @@ pytestmark = pytest.mark.kind
 ROOT = Path(__file__).resolve().parents[2]
 NETWORK = "modeldr-kind"
 PREFIX = "mdrtest-"
-IMAGE = "modeldr.local/python-bookworm:r1"
+#: the offline base image (scripts/kind-images.sh --base builds it; the name carries its rev)
+IMAGE = subprocess.run(
+    ["bash", "scripts/kind-images.sh", "--base-name"],
+    cwd=ROOT,
+    check=True,
+    capture_output=True,
+    text=True,
+    timeout=30,
+).stdout.strip()
 #: name -> (kind cluster, role, fake pod range)
 NODES = {
     "mdrtest-primary-control-plane": ("mdrtest-primary", "control-plane", "10.199.0.0/24"),
@@ -117,7 +125,10 @@ def engine() -> Iterator[None]:
         key, _, value = assignment.partition("=")
         os.environ[key] = value
     if IMAGE not in docker("images", "--format", "{{.Repository}}:{{.Tag}}").split():
-        pytest.fail(f"image {IMAGE} is not in the project's engine (scripts/kind-images.sh)")
+        pytest.fail(
+            f"image {IMAGE} is not in the project's engine: scripts/kind-images.sh --base builds "
+            "it (scripts/test-kind.sh does first)"
+        )
     try:
         yield
     finally:

@@ -176,8 +176,9 @@ def test_the_images_built_are_the_images_run() -> None:
     images = IMAGES_SH.read_text()
     assert re.search(rf"^OPERATOR_IMAGE={re.escape(operator_image)}\s", images, re.MULTILINE)
     assert re.search(rf"^SERVE_IMAGE={re.escape(serve_image)}$", images, re.MULTILINE)
-    assert 'docker build -t "$OPERATOR_IMAGE" -f Dockerfile .' in images
-    assert 'docker build -t "$SERVE_IMAGE" -f serving/Dockerfile.cpu .' in images
+    label = '--label "modeldr.source=$SOURCE" .'
+    assert f'docker build -t "$OPERATOR_IMAGE" -f Dockerfile {label}' in images
+    assert f'docker build -t "$SERVE_IMAGE" -f serving/Dockerfile.cpu {label}' in images
     assert 'load docker-image "$OPERATOR_IMAGE" --name modeldr-hub' in text
     # The model the kind nodes mount is the one the example pins.
     sandbox_md = yaml.safe_load((ROOT / "examples/sandbox/modeldeployment.yaml").read_text())

@@ -133,3 +133,56 @@ def test_the_offline_base_has_what_the_agent_needs() -> None:
     assert "nftables iproute2" in root
     [include] = re.findall(r"--include=(\S+)", SCRIPT.read_text())
     assert {"python3", "python3-venv", "nftables", "iproute2"} <= set(include.split(","))
+
+
+def _source_digest(root: Path) -> str:
+    done = subprocess.run(
+        ["bash", "scripts/kind-images.sh", "--source-digest"],
+        cwd=root, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_the_source_digest_follows_what_goes_into_the_images(tmp_path: Path) -> None:
+    """The images' label modeldr.source decides whether kind-demo rebuilds them: it must change
+    with a file of the package (behind the symlinked roots too), with the pins and with the
+    recipe, and must not change with anything else (the tests, a README at the top)."""
+    copy = tmp_path / "repo"
+    (copy / "scripts").mkdir(parents=True)
+    for name in ("pyproject.toml", "constraints.txt", "scripts/kind-images.sh"):
+        (copy / name).write_bytes((ROOT / name).read_bytes())
+    (copy / "modeldr").mkdir()
+    (copy / "modeldr/__init__.py").write_text("")
+    (copy / "drills").mkdir()
+    (copy / "drills/run.py").write_text("x = 1\n")
+    (copy / "modeldr/drills").symlink_to("../drills")
+    first = _source_digest(copy)
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    assert _source_digest(copy) == first  # stable
+    (copy / "README.md").write_text("unrelated")
+    (copy / "tests").mkdir()
+    (copy / "tests/test_x.py").write_text("")
+    assert _source_digest(copy) == first
+    seen = {first}
+    for changed, text in (
+        ("drills/run.py", "x = 2\n"),  # behind a symlink
+        ("constraints.txt", "six==1.16.0\n"),
+        ("scripts/kind-images.sh", (ROOT / "scripts/kind-images.sh").read_text() + "\n# x\n"),
+    ):
+        (copy / changed).write_text(text)
+        digest = _source_digest(copy)
+        assert digest not in seen, changed
+        seen.add(digest)
+
+
+def test_the_kind_part_prepares_before_its_first_test() -> None:
+    """A fresh machine has no image: test-kind.sh builds everything (kind-prepare.sh and the
+    base image tests/kind run) before tests/kind, not inside kind-demo after them."""
+    text = (ROOT / "scripts/test-kind.sh").read_text()
+    tests_at = text.index("-m kind tests/kind")
+    assert -1 < text.find("bash scripts/kind-prepare.sh") < tests_at
+    assert -1 < text.find("kind-images.sh --base") < tests_at
+    prepare = (ROOT / "scripts/kind-prepare.sh").read_text()
+    order = [prepare.find(s) for s in ("kind-docker.sh start", "kind.sh path",
+                                       "kind-node-image.sh", "kind-images.sh")]  # fmt: skip
+    assert -1 not in order and order == sorted(order)
