@@ -7,6 +7,8 @@
 #   scripts/kind-docker.sh start   start it (idempotent) and create the kind network
 #   scripts/kind-docker.sh stop    stop it and everything it runs; nothing is left running
 #   scripts/kind-docker.sh env     print `export DOCKER_HOST=... KIND_EXPERIMENTAL_DOCKER_NETWORK=...`
+#   scripts/kind-docker.sh which   print the engine kind would use: `own` (this one) or `user`
+#                                  (a user's Docker answers); MODELDR_KIND_ENGINE=own|user decides
 #
 # Network rule: no default bridge (--bridge=none), no iptables/NAT rules and no IP
 # forwarding from dockerd (so nothing a container sends can leave the machine), published
@@ -156,9 +158,18 @@ stop() {
   log "docker stopped"
 }
 
+which_engine() {
+  local want=${MODELDR_KIND_ENGINE:-auto}
+  if [[ $want != auto ]]; then echo "$want"
+  elif [[ $(env_lines) == *" DOCKER_HOST=${DOCKER_HOST:-} "* ]]; then echo own  # already named
+  elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then echo user
+  else echo own; fi
+}
+
 case "${1:-}" in
   start) start ;;
+  which) which_engine ;;
   stop) stop ;;
   env) env_lines ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|which" >&2; exit 2 ;;
 esac

@@ -22,13 +22,7 @@ timed() {  # what command...: runs it, prints how long it took
   say "$what: ready in $((SECONDS - t0)) s"
 }
 
-ENGINE=${MODELDR_KIND_ENGINE:-auto}
-if [[ $ENGINE == auto ]]; then
-  if [[ $(bash scripts/kind-docker.sh env) == *" DOCKER_HOST=${DOCKER_HOST:-} "* ]]; then
-    ENGINE=own
-  elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then ENGINE=user
-  else ENGINE=own; fi
-fi
+ENGINE=$(bash scripts/kind-docker.sh which)
 if [[ $ENGINE == own ]]; then
   timed "the project's Docker engine" bash scripts/kind-docker.sh start
   eval "$(bash scripts/kind-docker.sh env)"

@@ -24,13 +24,7 @@ if [[ ${1:-} == path ]]; then echo "$KIND"; exit 0; fi
 # (scripts/kind-docker.sh) and the node image built offline (scripts/kind-node-image.sh),
 # with kind/*.yaml rendered for it (sandbox/kind_offline.py). MODELDR_KIND_ENGINE=own|user
 # overrides the choice.
-ENGINE=${MODELDR_KIND_ENGINE:-auto}
-if [[ $ENGINE == auto ]]; then
-  if [[ $(bash scripts/kind-docker.sh env) == *" DOCKER_HOST=${DOCKER_HOST:-} "* ]]; then
-    ENGINE=own  # DOCKER_HOST already names the project's engine
-  elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then ENGINE=user
-  else ENGINE=own; fi
-fi
+ENGINE=$(bash scripts/kind-docker.sh which)
 PY=${PYTHON:-.venv/bin/python}
 if [[ $ENGINE == own ]]; then
   if [[ ${1:-} == up ]]; then bash scripts/kind-docker.sh start; fi

@@ -34,11 +34,11 @@ echo "== sandbox up in $((SECONDS - t0)) s"
 
 # One pytest run so the closing summary counts every test. pytest-xdist runs it on
 # $MODELDR_TEST_WORKERS workers (default 2; 0 runs it in this process): the sandbox's tests as
-# one group on one worker, in order, the unit and model-server tests beside them
-# (tests/conftest.py). The slowest tests are listed at the end: the CI budget is watched from them.
+# one unit of work on one worker, in order, the unit and model-server tests beside them
+# (tests/conftest.py's scheduler). The slowest tests are listed at the end: the CI budget is watched from them.
 workers=${MODELDR_TEST_WORKERS:-2}
 t0=$SECONDS
-$PY -m pytest -n "$workers" --dist loadgroup --durations=25 "$@"
+$PY -m pytest -n "$workers" --durations=25 "$@"
 rc=$?
 echo "== pytest: $((SECONDS - t0)) s on $workers workers, exit $rc"
 exit $rc

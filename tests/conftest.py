@@ -1,20 +1,43 @@
-"""Test-run layout for `make test` (scripts/test.sh runs pytest with pytest-xdist,
-`--dist loadgroup`): the sandbox's integration tests form one group that one worker runs in
-collection order, exactly as a plain serial run would (they share one sandbox and one
-operator, and many take a whole cluster down or restart the operator, so two of them must
-never overlap); the unit and model-server tests, which share nothing, run on the other
-workers beside them. Without `-n` (a plain `pytest`), the group marker changes nothing.
+"""Test-run layout for `make test` (scripts/test.sh runs pytest on pytest-xdist workers):
+the sandbox's integration tests (all of tests/integration) are one unit of work that one
+worker runs in collection order, exactly as a plain serial run would: they share one sandbox
+and one operator, and many take a whole cluster down or restart the operator, so two of them
+must never overlap. The unit and model-server tests, which share nothing, are spread over
+the workers beside them. Without `-n` (a plain `pytest`), nothing here is used.
+
+Why a scheduler and not `--dist loadgroup` with an `xdist_group` marker: pytest 9.2 keeps a
+test's id in `Node._id`, and pytest-xdist 3.8 still writes the group into `Node._nodeid`, so
+the group never reaches its scheduler and grouped tests are spread like any others (checked
+here: one module's tests on both workers). Loadscope's scheduler with our own scope is the
+hook xdist documents for this.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-#: the one xdist group of the tests that need the sandbox
-SANDBOX_GROUP = "sandbox"
+if TYPE_CHECKING:
+    from xdist.scheduler import LoadScopeScheduling
+
+#: the scope of every test that needs the sandbox
+SANDBOX_SCOPE = "sandbox"
+#: where those tests live (a test id starts with its path from the repository root)
+SANDBOX_TESTS = "tests/integration/"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("integration") is not None:
-            item.add_marker(pytest.mark.xdist_group(SANDBOX_GROUP))
+def scope_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: the sandbox's one, or the test alone."""
+    return SANDBOX_SCOPE if nodeid.startswith(SANDBOX_TESTS) else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScopeScheduling:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SandboxScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist is untyped
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return SandboxScopeScheduling(config, log)
