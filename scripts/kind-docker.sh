@@ -106,11 +106,20 @@ inotify_limits() {
 }
 
 start() {
+  if [[ -z ${MODELDR_DOCKER_HOST:-} ]] && running \
+    && [[ $(cat "$RUN_DIR/data-root" 2>/dev/null) != "$DATA_ROOT" ]]; then
+    # One engine per machine (its socket is fixed): one started for another $MODELDR_CACHE
+    # would hand this run that cache's images, and a cold run would not be cold.
+    echo "kind-docker: the engine running now keeps its data in $(cat "$RUN_DIR/data-root" 2>/dev/null || echo '?'), not $DATA_ROOT;" \
+      "stop it first (MODELDR_CACHE=<its cache> bash scripts/kind-docker.sh stop)" >&2
+    exit 1
+  fi
   if [[ -z ${MODELDR_DOCKER_HOST:-} ]] && ! running; then
     install_engine
     inotify_limits
     mkdir -p "$DATA_ROOT" "$RUN_DIR"
     runtime_wrapper
+    echo "$DATA_ROOT" >"$RUN_DIR/data-root"
     log "starting dockerd (data $DATA_ROOT, socket $SOCK, log $LOG)"
     # setsid: the engine outlives this script; `stop` ends it by its pidfile.
     setsid dockerd --host "unix://$SOCK" --pidfile "$PIDFILE" --exec-root "$RUN_DIR/exec" \
