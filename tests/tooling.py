@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from sandbox.config import ToolMissingError, tool
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def require_tool(name: str) -> str:
@@ -13,3 +18,15 @@ def require_tool(name: str) -> str:
         return tool(name)
     except ToolMissingError as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+def run_script(*argv: str, env: dict[str, str] | None = None, timeout: float = 30) -> str:
+    """Stdout of `bash scripts/<argv...>` run from the repository root; a non-zero exit is an
+    AssertionError that carries the script's stderr."""
+    done = subprocess.run(
+        ["bash", f"scripts/{argv[0]}", *argv[1:]],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(f"scripts/{' '.join(argv)} exited {done.returncode}: {done.stderr}")
+    return done.stdout

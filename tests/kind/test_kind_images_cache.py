@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tooling import run_script
+
 pytestmark = pytest.mark.kind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,10 +22,7 @@ IMAGES = ("ghcr.io/modeldr/modeldr:dev", "ghcr.io/modeldr/modeldr-serve:cpu-dev"
 
 
 def _own_engine() -> dict[str, str]:
-    out = subprocess.run(
-        ["bash", "scripts/kind-docker.sh", "env"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=30,
-    ).stdout  # fmt: skip
+    out = run_script("kind-docker.sh", "env")
     env = dict(os.environ)
     for assignment in out.removeprefix("export ").split():
         key, _, value = assignment.partition("=")
@@ -43,10 +42,7 @@ def _inspect(env: dict[str, str], image: str, template: str) -> str:
 
 def test_images_of_an_unchanged_source_are_not_rebuilt() -> None:
     env = _own_engine()
-    digest = subprocess.run(
-        ["bash", "scripts/kind-images.sh", "--source-digest"],
-        cwd=ROOT, check=True, capture_output=True, text=True, timeout=30,
-    ).stdout.strip()  # fmt: skip
+    digest = run_script("kind-images.sh", "--source-digest").strip()
     before = {image: _inspect(env, image, "{{.Id}}") for image in IMAGES}
     for image in IMAGES:
         assert _inspect(env, image, '{{index .Config.Labels "modeldr.source"}}') == digest

@@ -31,6 +31,7 @@ import pytest
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
 from sandbox import infra_webhook, kind_infra
 from sandbox.kind_infra import KindActions
+from tests.tooling import run_script
 
 pytestmark = pytest.mark.kind
 
@@ -38,14 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NETWORK = "modeldr-kind"
 PREFIX = "mdrtest-"
 #: the offline base image (scripts/kind-images.sh --base builds it; the name carries its rev)
-IMAGE = subprocess.run(
-    ["bash", "scripts/kind-images.sh", "--base-name"],
-    cwd=ROOT,
-    check=True,
-    capture_output=True,
-    text=True,
-    timeout=30,
-).stdout.strip()
+IMAGE = run_script("kind-images.sh", "--base-name").strip()
 #: name -> (kind cluster, role, fake pod range)
 NODES = {
     "mdrtest-primary-control-plane": ("mdrtest-primary", "control-plane", "10.199.0.0/24"),

@@ -136,6 +136,7 @@ def test_the_offline_base_has_what_the_agent_needs() -> None:
 
 
 def _source_digest(root: Path) -> str:
+    # The copy's own script, run in the copy (tests.tooling.run_script runs this checkout's).
     done = subprocess.run(
         ["bash", "scripts/kind-images.sh", "--source-digest"],
         cwd=root, capture_output=True, text=True, timeout=30, check=True,
