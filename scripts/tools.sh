@@ -61,7 +61,7 @@ new_module() {
 build_kubernetes() {
   done_already "$K8S_DIR" && return
   local t0=$SECONDS staging=${K8S_VERSION/v1./v0.}
-  log "building Kubernetes $K8S_VERSION binaries (cold: tens of minutes on 2 cores)"
+  log "building Kubernetes $K8S_VERSION binaries (cold: about 4 minutes on 2 cores)"
   mkdir -p "$K8S_DIR"
   # k8s.io/kubernetes replaces its staging modules with ./staging paths; a
   # dependent module must replace each of them with its published v0.x.y.

@@ -1,4 +1,5 @@
-"""Test-run layout for `make test` (scripts/test.sh runs pytest on pytest-xdist workers):
+"""Test-run layout for `make test` on pytest-xdist workers (`MODELDR_TEST_WORKERS=2 make test`;
+serial by default, scripts/test.sh says why):
 the sandbox's integration tests (all of tests/integration) are one unit of work that one
 worker runs in collection order, exactly as a plain serial run would: they share one sandbox
 and one operator, and many take a whole cluster down or restart the operator, so two of them
