@@ -75,18 +75,15 @@ step "images"
 bash scripts/kind-images.sh
 KIND=$(bash scripts/kind.sh path)
 t0=$SECONDS
-# The three clusters' loads side by side (each is a save and an import per node, mostly I/O).
-loads=()
-"$KIND" load docker-image "$OPERATOR_IMAGE" --name modeldr-hub & loads+=($!)
+"$KIND" load docker-image "$OPERATOR_IMAGE" --name modeldr-hub
 for member in primary standby; do
   # The model's pods run on the GPU workers only (their taint, the pods' toleration).
   workers=$(k --context "$member" get nodes -l nvidia.com/gpu.present=true \
     -o jsonpath='{range .items[*]}{.metadata.name},{end}')
   # The node agents (charts/modeldr-agent) run there too, from the operator image.
   "$KIND" load docker-image "$SERVE_IMAGE" "$OPERATOR_IMAGE" --name "modeldr-$member" \
-    --nodes "${workers%,}" & loads+=($!)
+    --nodes "${workers%,}"
 done
-for pid in "${loads[@]}"; do wait "$pid"; done  # set -e: the first failed load stops here
 echo "images loaded in $((SECONDS - t0)) s"
 
 step "the kind infrastructure provider"
