@@ -1,17 +1,22 @@
 """The client probe of a health check (`spec.failover.probe`): what a client of the model sees.
 
 A cluster can pass every API-level signal (apiserver answers, endpoints ready, readiness
-probes pass from the node) while no client reaches a single pod: a partition, a broken CNI
-path, a firewall change. With a probe, each check of a cluster that passed the API-level
-signals also sends, from the operator in the hub, the request a client sends:
+probes pass from the node) while no client gets an answer: a partition, a broken CNI path, a
+firewall change, or a control plane that has just restarted and still reports its pods'
+stale Ready state while the restarted servers load. So each check of a cluster that passed
+the API-level signals also sends (unless `enabled: false`), from the operator in the hub,
+the request a client sends:
 
-- to a sample of the cluster's ready endpoints (`sampleSize` of them, drawn each check),
-  where the network is flat (the sandbox, a multi-cluster service mesh);
-- to `failover.probe.urls.<role>` (`sampleSize` requests), the member's own load balancer,
-  ingress or gateway, where pod addresses are not routable from the hub.
+- to the cluster's ready entry addresses (every one by default, at most MAX_PROBED; or
+  `sampleSize` of them drawn each check), where the hub reaches them (the sandbox, a
+  multi-cluster service mesh, node ports);
+- to `failover.probe.urls.<role>` (`sampleSize` requests, URL_REQUESTS by default), the
+  member's own load balancer, ingress or gateway, where entry addresses are not routable
+  from the hub.
 
-`inference` sends `POST /predict` with one text and wants predictions (or embeddings) back;
-`readiness` sends `GET /v2/health/ready`. An answer counts when it is a 2xx (and, for
+`readiness` (the default) sends `GET /v2/health/ready`, the server's own readiness: 200
+only once the model is loaded, verified and warmed up, and not draining; `inference` sends
+`POST /predict` with one text and wants predictions (or embeddings) back. An answer counts when it is a 2xx (and, for
 inference, a well-formed one) within `timeoutMilliseconds`; the check fails when fewer than
 `minSuccessPercent` of the requests sent answered. Requests run concurrently on the event
 loop (aiohttp), each bounded by the timeout, so a check costs at most one timeout.
@@ -28,6 +33,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -44,6 +50,11 @@ READINESS_PATH = "/v2/health/ready"
 MAX_BODY_BYTES = 64 * 1024
 # Failure kinds named in a message (the most frequent first).
 MAX_KINDS = 3
+# Entry addresses one check asks at most (sampleSize unset), and requests to a probe URL.
+MAX_PROBED = 64
+URL_REQUESTS = 3
+# The server's own words for a 503 (`{"reason": ...}`), cut to this many characters.
+MAX_REASON = 60
 
 
 @dataclass(frozen=True)
@@ -91,13 +102,14 @@ def plan_targets(
     port: int,
     rng: random.Random,
 ) -> Targets:
-    """Where this check's requests go: the role's URL `sampleSize` times, else a sample of
-    the ready endpoints (all of them when there are fewer)."""
+    """Where this check's requests go: the role's URL `sampleSize` times, else the ready
+    entry addresses (all of them, or `sampleSize` drawn at random when set)."""
     url = probe.url_for(role)
     if url:
-        return Targets((url.rstrip("/"),) * probe.sample_size, "url")
+        return Targets((url.rstrip("/"),) * (probe.sample_size or URL_REQUESTS), "url")
     pool = sorted(set(addresses))
-    chosen = rng.sample(pool, min(probe.sample_size, len(pool)))
+    size = min(probe.sample_size or MAX_PROBED, len(pool))
+    chosen = pool if size == len(pool) else rng.sample(pool, size)
     urls = tuple(f"http://{host_port(a, port)}" for a in chosen)
     return Targets(urls, "endpoints", tuple(chosen))
 
@@ -128,6 +140,20 @@ def assess(probe: ClientProbe, targets: Targets, answers: Sequence[Answer]) -> O
     )
 
 
+def http_failure(status: int, body: bytes) -> str:
+    """`HTTP 503`, with the server's own reason when it gave one (`HTTP 503: model is
+    loading`); digits in the reason become N so that a steady state gives a steady message."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    reason = answer.get("reason") if isinstance(answer, dict) else None
+    if not isinstance(reason, str) or not reason.strip():
+        return f"HTTP {status}"
+    words = re.sub(r"\d+", "N", " ".join(reason.split()))[:MAX_REASON]
+    return f"HTTP {status}: {''.join(c for c in words if c.isprintable())}"
+
+
 def _request(probe: ClientProbe) -> tuple[str, str, bytes | None]:
     if probe.request == "readiness":
         return "GET", READINESS_PATH, None
@@ -156,7 +182,7 @@ async def send_one(session: aiohttp.ClientSession, base: str, probe: ClientProbe
             content = await response.content.read(MAX_BODY_BYTES)
             seconds = time.monotonic() - started
             if response.status // 100 != 2:
-                return Answer(False, f"HTTP {response.status}", seconds)
+                return Answer(False, http_failure(response.status, content), seconds)
             if not _well_formed(probe, content):
                 return Answer(False, "bad response", seconds)
             return Answer(True, "", seconds)

@@ -1,14 +1,16 @@
-"""Entry points the client probe found dead, left out of the traffic target for a while.
+"""Entry points the client probe found not answering, left out of the traffic target.
 
 The member's own signals drop a dead entry point late: a node that lost power keeps its
 endpoints ready until the node controller marks it NotReady (40 s by default), a crashed
-pod until its member's EndpointSlice catches up. Meanwhile the hub's slice would keep
-sending a share of the clients there. The client probe (`failover.probe`) asks each sampled
-entry point every check; one that failed EJECT_AFTER checks in a row is ejected from the
-published addresses for EJECT_SECONDS (as a proxy's outlier detection does), and comes back
-at once when it answers a probe again. Never all of them: ejecting every address would
-publish an empty set, and whether the whole cluster is down is the health check's
-decision (failover), not this one's.
+pod until its member's EndpointSlice catches up, and a control plane that has just
+restarted reports its pods' stale Ready state while their servers still load (HTTP 503).
+Meanwhile the hub's slice would keep sending a share of the clients there. The client probe
+(`failover.probe`, on by default) asks every entry point each check; one that did not
+answer is left out of the published addresses at once (EJECT_AFTER failed check) and comes
+back as soon as it answers a probe again; one no longer asked (a sampled probe) comes back
+after EJECT_SECONDS. Never all of them: ejecting every address would publish an empty set,
+and whether the whole cluster is down is the health check's decision (failover), not this
+one's.
 
 Pure: the controller keeps one `Ejections` per role and passes the monotonic time in.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-EJECT_AFTER = 2  # consecutive failed checks of one entry point
+EJECT_AFTER = 1  # consecutive failed checks of one entry point
 EJECT_SECONDS = 10.0
 
 

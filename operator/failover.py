@@ -37,6 +37,11 @@ class Health:
     healthy: bool
     reason: str  # why not healthy, or a short "ok" summary
     ready_replicas: int = 0
+    # Why, as a word for the Ready condition's reason: Healthy, Unreachable, NotObserved,
+    # NoDeployment, NoReadyEndpoints, ServersNotAnswering, HealthQueryFailed.
+    code: str = "Healthy"
+    # "answered/asked" of the client probe's last check ("" when it did not run).
+    answering: str = ""
 
 
 @dataclass(frozen=True)

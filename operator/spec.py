@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Model(BaseModel):
@@ -95,13 +95,18 @@ class ProbeURLs(_Model):
 
 
 class ClientProbe(_Model):
-    """failover.probe: each check also sends what a client sends, from the hub, and the
-    cluster fails the check when too few answers come back in time."""
+    """failover.probe: each check of a cluster also asks, from the hub, the addresses clients
+    reach, and the cluster fails the check when too few answer in time. On by default (the
+    servers' own readiness, every entry address): a control plane that has just restarted
+    reports its pods' stale Ready state, and only an answer says a server serves."""
 
-    request: Literal["inference", "readiness"] = "inference"
+    enabled: bool = True
+    request: Literal["inference", "readiness"] = "readiness"
     text: str = "modeldr health probe"
     timeout_milliseconds: int = Field(1000, alias="timeoutMilliseconds")
-    sample_size: int = Field(3, alias="sampleSize")
+    # None: every entry address (at most MAX_PROBED of them), so that the traffic lists
+    # only addresses that answered; a number: that many drawn at random each check.
+    sample_size: int | None = Field(None, alias="sampleSize")
     min_success_percent: int = Field(50, alias="minSuccessPercent")
     urls: ProbeURLs = Field(default_factory=lambda: ProbeURLs.model_validate({}))
 
@@ -114,8 +119,15 @@ class Failover(_Model):
     health_interval_seconds: int = Field(5, alias="healthIntervalSeconds")
     failure_threshold: int = Field(3, alias="failureThreshold")
     health_query: str | None = Field(None, alias="healthQuery")
-    probe: ClientProbe | None = None
+    probe: ClientProbe = Field(default_factory=lambda: ClientProbe.model_validate({}))
     failback: Failback = Field(default_factory=lambda: Failback.model_validate({}))
+
+    @field_validator("probe", mode="before")
+    @classmethod
+    def _probe_default(cls, value: Any) -> Any:
+        # `probe: null` (a merge patch that removes it) means the default probe, not none:
+        # the off switch is `enabled: false`.
+        return {} if value is None else value
 
 
 class EndpointSliceTraffic(_Model):

@@ -92,6 +92,8 @@ def cluster_status(
         "lastCheckTime": iso(snapshot.time),
         "message": health.reason[:1024],
     }
+    if health.answering:
+        out["answering"] = health.answering
     digest = observed_digest(deployment)
     if digest:
         out["observedDigest"] = digest
@@ -249,7 +251,7 @@ def condition_changes(
     active_cluster = seen.spec.member(active).cluster
     errors = seen.reconcile_errors
     changes: list[ConditionChange] = [
-        ("Ready", serving, "Serving" if serving else "NotServing",
+        ("Ready", serving, ready_reason(seen, serving),
          f"{active_cluster}: {health[active].reason}"
          + (f"; traffic: {seen.traffic_error}" if seen.traffic_error else "")),
         ("PrimaryReady", health["primary"].healthy, "Healthy" if health["primary"].healthy
@@ -274,6 +276,16 @@ def condition_changes(
     else:
         changes.append(("DrillInProgress", False, "NoDrill", "no drill is running"))
     return changes
+
+
+def ready_reason(seen: Observed, serving: bool) -> str:
+    """The Ready condition's reason: what clients of the active cluster get."""
+    if serving:
+        return "Serving"
+    health = seen.health[seen.active]
+    if not health.healthy and health.code != "Healthy":
+        return health.code
+    return "TrafficNotRouted" if seen.traffic_error or not seen.traffic_routed else "NotServing"
 
 
 def apply_conditions(

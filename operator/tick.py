@@ -167,7 +167,7 @@ async def observe(
             *(with_query(ctl, spec, role, health[role]) for role in ROLES)
         )
         health = dict(zip(ROLES, checked, strict=True))
-    if spec.failover.probe is not None:
+    if spec.failover.probe.enabled:
         probed = await asyncio.gather(
             *(with_probe(ctl, spec, role, health[role], snapshots[role]) for role in ROLES)
         )
@@ -207,7 +207,7 @@ async def with_query(
     )
     result = await asyncio.to_thread(promql.evaluate, url, expression)
     if result.passed is False:
-        return Health(False, result.message, health.ready_replicas)
+        return Health(False, result.message, health.ready_replicas, "HealthQueryFailed")
     return Health(True, f"{health.reason}; {result.message}", health.ready_replicas)
 
 
@@ -217,7 +217,7 @@ async def with_probe(
     """Add the client probe to a passing check (failover.probe): the cluster fails it when
     too few of the requests a client would send answer in time."""
     probe = spec.failover.probe
-    if probe is None or not health.healthy:
+    if not probe.enabled or not health.healthy:
         return health
     addresses = entry_addresses(spec, snapshot, (spec.member(role).namespace, ctl.name))
     outcome = await clientprobe.probe_cluster(probe, role, addresses, entry_port(spec))
@@ -229,7 +229,13 @@ async def with_probe(
             "%s/%s: %s entry points left out of the traffic (no answer to the client probe): %s",
             ctl.namespace, ctl.name, role, ", ".join(sorted(after)) or "none",
         )  # fmt: skip
-    return Health(outcome.passed, f"{health.reason}; {outcome.message}", health.ready_replicas)
+    return Health(
+        outcome.passed,
+        f"{health.reason}; {outcome.message}",
+        health.ready_replicas,
+        "Healthy" if outcome.passed else "ServersNotAnswering",
+        f"{outcome.answered}/{outcome.sent}",
+    )
 
 
 def prometheus_url(ctl: Controller, cluster: str) -> str | None:
@@ -317,7 +323,7 @@ def ready_addresses(
 ) -> tuple[str, ...]:
     key = (spec.member(role).namespace, ctl.name)
     addresses = entry_addresses(spec, seen.snapshots[role], key)
-    if spec.failover.probe is None:
+    if not spec.failover.probe.enabled:
         return addresses
     return ctl.ejections[role].usable(addresses, time.monotonic())
 

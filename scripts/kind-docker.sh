@@ -9,6 +9,9 @@
 #   scripts/kind-docker.sh env     print `export DOCKER_HOST=... KIND_EXPERIMENTAL_DOCKER_NETWORK=...`
 #   scripts/kind-docker.sh which   print the engine kind would use: `own` (this one) or `user`
 #                                  (a user's Docker answers); MODELDR_KIND_ENGINE=own|user decides
+#   scripts/kind-docker.sh disk    fail, saying so, when the data root's disk cannot hold the
+#                                  three clusters (MODELDR_KIND_DISK_GB, default 30: measured
+#                                  peak 28 GB, mostly each GPU worker's copy of the images)
 #
 # Network rule: no default bridge (--bridge=none), no iptables/NAT rules and no IP
 # forwarding from dockerd (so nothing a container sends can leave the machine), published
@@ -167,6 +170,20 @@ stop() {
   log "docker stopped"
 }
 
+disk() {
+  # The clusters' node volumes and layers grow the data root by about this much; a disk that
+  # fills up half way fails a `kind load` with "no space left on device" deep in ctr's output.
+  local need_gb=${MODELDR_KIND_DISK_GB:-30} dir=$DATA_ROOT free_gb used_gb
+  mkdir -p "$dir"
+  free_gb=$(( $(df -Pk "$dir" | awk 'NR==2 {print $4}') / 1048576 ))
+  used_gb=$(( $(du -skx "$dir" 2>/dev/null | cut -f1) / 1048576 ))
+  if (( free_gb + used_gb < need_gb )); then
+    log "not enough disk for the kind clusters: $free_gb GB free on the disk of $dir and $used_gb GB in it, the three clusters need about $need_gb GB (MODELDR_KIND_DISK_GB); free some space, or move MODELDR_CACHE to a larger disk"
+    return 1
+  fi
+  log "disk: $free_gb GB free, $used_gb GB in the data root, about $need_gb GB needed"
+}
+
 which_engine() {
   local want=${MODELDR_KIND_ENGINE:-auto}
   if [[ $want != auto ]]; then echo "$want"
@@ -178,7 +195,8 @@ which_engine() {
 case "${1:-}" in
   start) start ;;
   which) which_engine ;;
+  disk) disk ;;
   stop) stop ;;
   env) env_lines ;;
-  *) echo "usage: $0 start|stop|env|which" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|which|disk" >&2; exit 2 ;;
 esac

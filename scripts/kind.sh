@@ -76,6 +76,7 @@ offline_network() {  # name: CNI config and routes on every node, then all nodes
 up() {
   local t0
   if [[ $ENGINE == own ]]; then
+    if [[ -z $("$KIND" get clusters 2>/dev/null) ]]; then bash scripts/kind-docker.sh disk; fi
     t0=$SECONDS; bash scripts/kind-node-image.sh >/dev/null
     echo "node image ready in $((SECONDS - t0)) s"
   fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -187,3 +188,17 @@ def test_the_kind_part_prepares_before_its_first_test() -> None:
     order = [prepare.find(s) for s in ("kind-docker.sh start", "kind.sh path",
                                        "kind-node-image.sh", "kind-images.sh")]  # fmt: skip
     assert -1 not in order and order == sorted(order)
+
+
+def test_the_disk_check_refuses_clusters_that_would_not_fit_and_says_why(tmp_path: Path) -> None:
+    env = {**os.environ, "MODELDR_CACHE": str(tmp_path)}
+    free_gb = shutil.disk_usage(tmp_path).free // 2**30
+    fits = run_script("kind-docker.sh", "disk", env={**env, "MODELDR_KIND_DISK_GB": "1"})
+    assert fits == ""  # its words go to stderr
+    with pytest.raises(AssertionError) as refused:
+        run_script(
+            "kind-docker.sh", "disk", env={**env, "MODELDR_KIND_DISK_GB": str(free_gb + 100)}
+        )
+    message = str(refused.value)
+    assert "exited 1" in message and "not enough disk for the kind clusters" in message
+    assert f"need about {free_gb + 100} GB" in message and "MODELDR_CACHE" in message

@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 
 from modeldr.operator.clientprobe import (
+    MAX_PROBED,
+    URL_REQUESTS,
     Answer,
     Targets,
     assess,
+    http_failure,
     plan_targets,
     probe_cluster,
     send_all,
@@ -32,15 +35,31 @@ def probe(**fields: Any) -> ClientProbe:
     return ClientProbe.model_validate(fields)
 
 
-def test_the_spec_has_no_probe_by_default_and_parses_one_with_defaults() -> None:
-    spec = ModelDeploymentSpec.parse(minimal_spec_dict())
-    assert spec.failover.probe is None
+def test_the_spec_probes_readiness_by_default_and_parses_one_with_defaults() -> None:
+    default = ModelDeploymentSpec.parse(minimal_spec_dict()).failover.probe
+    assert default.enabled and default.request == "readiness"
+    assert (default.sample_size, default.min_success_percent) == (None, 50)
+    # A merge patch that removes the probe (`probe: null`) brings the default back; the off
+    # switch is `enabled: false`.
+    nulled = ModelDeploymentSpec.parse(minimal_spec_dict(failover={"probe": None}))
+    assert nulled.failover.probe == default
+    off = minimal_spec_dict(failover={"probe": {"enabled": False}})
+    assert not ModelDeploymentSpec.parse(off).failover.probe.enabled
     raw = minimal_spec_dict(failover={"probe": {"urls": {"standby": "https://lb.example/m"}}})
     parsed = ModelDeploymentSpec.parse(raw).failover.probe
-    assert parsed is not None
-    assert (parsed.request, parsed.timeout_milliseconds) == ("inference", 1000)
-    assert (parsed.sample_size, parsed.min_success_percent) == (3, 50)
+    assert (parsed.request, parsed.timeout_milliseconds) == ("readiness", 1000)
     assert parsed.url_for("standby") == "https://lb.example/m" and parsed.url_for("primary") is None
+
+
+def test_every_entry_address_is_asked_by_default_and_a_url_three_times() -> None:
+    addresses = [f"127.1.0.{i}" for i in range(2, 12)]
+    every = plan_targets(probe(), "primary", addresses, 8080, random.Random(1))
+    assert every.addresses == tuple(sorted(addresses))
+    many = [f"127.1.{i // 250}.{i % 250 + 2}" for i in range(MAX_PROBED + 10)]
+    capped = plan_targets(probe(), "primary", many, 8080, random.Random(1))
+    assert len(set(capped.addresses)) == MAX_PROBED
+    url = plan_targets(probe(urls={"primary": "http://lb:80"}), "primary", [], 80, random.Random(1))
+    assert url.urls == ("http://lb:80",) * URL_REQUESTS
 
 
 def test_endpoints_are_sampled_without_repeats_and_all_taken_when_fewer() -> None:
@@ -115,6 +134,10 @@ class Model(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.state["seen"].append((self.path, None))  # type: ignore[attr-defined]
+        if self.server.state["mode"] == "loading":  # type: ignore[attr-defined]
+            # What modeldr-serve answers while its model loads after a restart.
+            self._send(503, {"ready": False, "reason": "model is loading"})
+            return
         self._send(200, {"ready": True})
 
 
@@ -128,7 +151,7 @@ def test_requests_against_real_servers_count_only_timely_well_formed_answers() -
     states: dict[str, dict[str, Any]] = {
         m: {"mode": m, "seen": []} for m in ("ok", "shed", "hang", "empty")
     }
-    p = probe(timeoutMilliseconds=500, text="is it up?")
+    p = probe(request="inference", timeoutMilliseconds=500, text="is it up?")
     with (
         serve(Model, states["ok"]) as ok,
         serve(Model, states["shed"]) as shed,
@@ -159,6 +182,26 @@ def test_readiness_probe_gets_the_ready_path_and_a_cluster_is_probed_end_to_end(
     assert state["seen"] == [("/v2/health/ready", None)]
 
 
+def test_a_loading_server_fails_the_readiness_probe_in_its_own_words() -> None:
+    state: dict[str, Any] = {"mode": "loading", "seen": []}
+    with serve(Model, state) as url:
+        host, port = url.removeprefix("http://").split(":")
+        outcome = asyncio.run(probe_cluster(probe(), "primary", [host], int(port)))
+    assert not outcome.passed and outcome.failing == {host}
+    assert "0 of 1 answered" in outcome.message
+    assert "failures: HTTP 503: model is loading x1" in outcome.message
+
+
+def test_a_failure_names_the_servers_reason_steadily_and_never_more() -> None:
+    assert http_failure(503, b'{"reason": "last 12 inference batches failed"}') == (
+        "HTTP 503: last N inference batches failed"
+    )
+    assert http_failure(503, b"<html>busy</html>") == "HTTP 503"
+    assert http_failure(500, b'{"reason": ""}') == "HTTP 500"
+    long = http_failure(503, json.dumps({"reason": "x" * 500 + "\u0007"}).encode())
+    assert len(long) <= len("HTTP 503: ") + 60 and long.isprintable()
+
+
 @pytest.mark.timeout(20)
 def test_the_probe_never_blocks_the_event_loop() -> None:
     # kopf's loop keeps running other handlers while a probe waits for a dead endpoint.
@@ -174,7 +217,8 @@ def test_the_probe_never_blocks_the_event_loop() -> None:
 
     async def both(url: str) -> None:
         beat = asyncio.create_task(heartbeat())
-        await send_all(probe(timeoutMilliseconds=600), Targets((url,), "endpoints"))
+        hanging = probe(request="inference", timeoutMilliseconds=600)
+        await send_all(hanging, Targets((url,), "endpoints"))
         stop.set()
         await beat
 

@@ -102,6 +102,11 @@ def test_cluster_health() -> None:
     stale = Snapshot("standby", time.monotonic() - 60, NOW, deployments=ok.deployments,
                      ready_addresses=ok.ready_addresses)  # fmt: skip
     assert "no fresh observation" in cluster_health(stale, "ns", "m").reason
+    codes = [
+        cluster_health(s, "ns", "m").code
+        for s in (_snapshot(error="x"), stale, _snapshot(), no_endpoints, ok)
+    ]
+    assert codes == ["Unreachable", "NotObserved", "NoDeployment", "NoReadyEndpoints", "Healthy"]
 
 
 def test_observed_digest_only_once_rolled_out() -> None:
@@ -203,3 +208,35 @@ def test_free_gpus_and_failover_readiness_count_each_clusters_own_gpu_product() 
     back = _gpu_spec("cold", primary=a100)
     reverse = build_status(_observed(back, "standby"), 1, None, None)
     assert reverse.status["primary"]["freeGPUs"] == 1
+
+
+def test_ready_says_what_clients_get_and_each_cluster_how_many_answer() -> None:
+    from dataclasses import replace
+
+    from modeldr.operator.failover import Health
+
+    seen = _observed(_gpu_spec("hot"))
+    loading = Health(
+        False,
+        "2 ready endpoints; client probe (readiness, from its ready endpoints): 0 of 2 answered "
+        "within 1000 ms, below the 50% needed; failures: HTTP 503: model is loading x2",
+        2,
+        "ServersNotAnswering",
+        "0/2",
+    )
+    report = build_status(replace(seen, health={**seen.health, "primary": loading}), 1, None, None)
+    ready = next(c for c in report.changes if c[0] == "Ready")
+    # The endpoints are Ready as the member reports them; the servers answer 503.
+    assert ready[1] is False and ready[2] == "ServersNotAnswering"
+    assert "0 of 2 answered" in ready[3] and "HTTP 503: model is loading x2" in ready[3]
+    assert report.status["primary"]["answering"] == "0/2"
+    assert "answering" not in report.status["standby"]  # no probe result: nothing claimed
+    assert not report.serving
+
+    gone = Health(False, "no ready endpoints for Service ns/bert", 0, "NoReadyEndpoints")
+    down = build_status(replace(seen, health={**seen.health, "primary": gone}), 1, None, None)
+    assert next(c for c in down.changes if c[0] == "Ready")[2] == "NoReadyEndpoints"
+    unrouted = build_status(replace(seen, traffic_routed=False), 1, None, None)
+    assert next(c for c in unrouted.changes if c[0] == "Ready")[2] == "TrafficNotRouted"
+    serving = build_status(seen, 1, None, None)
+    assert next(c for c in serving.changes if c[0] == "Ready")[2] == "Serving"
