@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tooling import run_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts/kind-images.sh"
 
