@@ -60,7 +60,10 @@ class AbortWatch:
             if d.clock() - started > deadline_s:
                 d.interrupt.set(Phase.ERROR, "DeadlineExceeded",
                                 f"the run did not end within {deadline_s:.0f} s")  # fmt: skip
-            if d.clock() - started >= PROBE_WARMUP_S:
+            # Judged once the target serves (the engine's wait sets run_started), never
+            # against a model that had not started.
+            measuring = d.windows.run_started
+            if measuring is not None and d.clock() - measuring >= PROBE_WARMUP_S:
                 await self._evaluate_all()
             await asyncio.sleep(EVERY_S)
 
@@ -84,7 +87,8 @@ class AbortWatch:
         condition = watched.condition
         if condition.max_error_ratio is not None:
             return abort_due(
-                condition.name, d.probe.samples(), window_seconds=condition.window_seconds,
+                condition.name, d.probe.samples(since=d.windows.run_started),
+                window_seconds=condition.window_seconds,
                 max_error_ratio=condition.max_error_ratio, now=d.clock(),
             )  # fmt: skip
         assert condition.prometheus is not None and watched.compiled is not None

@@ -1,6 +1,7 @@
 """The run engine: one DrillRun from Pending to its verdict.
 
-    preflight -> traffic probe, gates, abort watch -> steady state -> baseline model check
+    preflight -> traffic probe, gates, abort watch -> the target serving (bounded wait)
+    -> steady state -> baseline model check
     -> each step (journal, inject or act, hold, undo, model check, expectations)
     -> final steady state -> undo whatever is left -> verdict
 
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from modeldr.drills import events
 from modeldr.drills.aborts import AbortWatch
@@ -29,10 +31,11 @@ from modeldr.drills.journal import Journal
 from modeldr.drills.phase import Phase
 from modeldr.drills.probe import TrafficProbe
 from modeldr.drills.probe_stats import assess_steady_state, failure_summary
+from modeldr.drills.readiness import target_serving
 from modeldr.drills.runstate import RunState, now
 from modeldr.drills.spec import DrillPlanSpec, StepStatus, WindowStatus
 from modeldr.drills.steps import StepRunner
-from modeldr.drills.target import Target
+from modeldr.drills.target import Target, target_status
 from modeldr.drills.verdict import Part, PartKind, run_verdict
 from modeldr.operator.runtime import Runtime
 
@@ -45,11 +48,15 @@ STEP_MARGIN_S = 120.0
 # new leader's rollback go on from the journal after that).
 UNDO_PATIENCE_S = 60.0
 UNDO_RETRY_S = 5.0
+# While waiting for the target to serve: how often to look, and to rewrite the live message.
+SERVING_CHECK_S = 1.0
+SERVING_WRITE_S = 3.0
 
 
 def deadline_seconds(plan: DrillPlanSpec) -> float:
     steps = sum(step.duration_seconds + STEP_MARGIN_S for step in plan.steps)
-    return SETUP_MARGIN_S + 2 * plan.steady_state.duration_seconds + steps
+    steady = 2 * plan.steady_state.duration_seconds + plan.steady_state.wait_for_target_seconds
+    return SETUP_MARGIN_S + steady + steps
 
 
 @dataclass
@@ -103,6 +110,13 @@ class Drill:
     parts: list[Part] = field(default_factory=list)
     # Faults the run could not undo (named in the verdict's message whatever else happened).
     left_behind: str = ""
+    # The target ModelDeployment's status now (blocking); None: read it from the hub.
+    read_target_status: Callable[[], dict[str, Any]] | None = None
+
+    def target_status(self) -> dict[str, Any]:
+        if self.read_target_status is not None:
+            return self.read_target_status()
+        return target_status(self.runtime.hub, self.target)
 
 
 class Engine:
@@ -120,7 +134,8 @@ class Engine:
         status.deadline = now() + timedelta(seconds=deadline_seconds(d.plan))
         await d.state.write()
         d.probe.start()
-        d.windows.run_started = d.clock()
+        # Gates and abort conditions measure from the moment the target serves (windows.
+        # run_started, set by _wait_for_target), not while it starts.
         tasks = [asyncio.create_task(self.aborts.run(deadline_seconds(d.plan)))]
         tasks += [asyncio.create_task(g.run(d.windows, self._write_gates)) for g in self.gates]
         try:
@@ -139,6 +154,8 @@ class Engine:
 
     async def _sequence(self) -> None:
         d = self.drill
+        if not await self._wait_for_target():
+            return
         before = await self._steady_state(before=True)
         if before.phase is not Phase.PASSED or d.interrupt.is_set:
             return
@@ -154,6 +171,45 @@ class Engine:
                 return
         if not d.interrupt.is_set:
             await self._steady_state(before=False)
+
+    async def _wait_for_target(self) -> bool:
+        """Wait, up to steadyState.waitForTargetSeconds, until the target serves as both the
+        operator and the drill's own probe see it (readiness.py); False when it never did
+        (the run ends Error, TargetNotReady) or the run was interrupted meanwhile."""
+        d = self.drill
+        bound = d.plan.steady_state.wait_for_target_seconds
+        status = d.state.status
+        started = d.clock()
+        written_at = float("-inf")
+        while True:
+            md_status = await asyncio.to_thread(d.target_status)
+            seen = target_serving(d.target.name, md_status, d.probe.samples(), d.clock())
+            if seen.serving:
+                d.windows.run_started = d.clock()
+                waited = d.clock() - started
+                if waited >= SERVING_CHECK_S:
+                    events.run_event(d, "Normal", "TargetServing",
+                                     f"the target serves after {waited:.0f} s")  # fmt: skip
+                return True
+            if d.clock() - started >= bound:
+                message = f"the target did not serve within {bound} s: {seen.message}"[:1024]
+                window = WindowStatus(
+                    phase=Phase.ERROR,
+                    reason="TargetNotReady",
+                    message=message,
+                    started_at=now(),
+                    finished_at=now(),
+                )
+                assert status.steady_state is not None
+                status.steady_state.before = window
+                d.interrupt.set(Phase.ERROR, "TargetNotReady", message)
+                return False
+            if d.clock() - written_at >= SERVING_WRITE_S:
+                status.message = f"waiting up to {bound} s for the target to serve: {seen.message}"
+                await d.state.write()
+                written_at = d.clock()
+            if not await d.interrupt.hold(SERVING_CHECK_S):
+                return False
 
     async def _steady_state(self, *, before: bool) -> Part:
         d = self.drill

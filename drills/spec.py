@@ -118,6 +118,7 @@ DEFAULT_RATE_PER_SECOND: Final = 10
 DEFAULT_TIMEOUT_MILLISECONDS: Final = 2000
 DEFAULT_INPUTS: Final = ("modeldr drill probe: is this service answering?",)
 DEFAULT_STEADY_STATE_SECONDS: Final = 10
+DEFAULT_WAIT_FOR_TARGET_SECONDS: Final = 180
 DEFAULT_FAULT_CLUSTER: Final = "active"
 DEFAULT_FAULT_MODE: Final = "one"
 DEFAULT_GATE_INTERVAL_SECONDS: Final = 10
@@ -270,6 +271,12 @@ class SteadyState(_Spec):
     )
     max_error_ratio: float = Field(default=0.0, ge=0, le=1)
     max_p99_latency_ms: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MILLISECONDS)
+    # How long the run waits, before its steady state, for the target to serve (its Ready
+    # condition and answers to the drill's own probe); a target that never does ends it
+    # Error, TargetNotReady (drills/readiness.py).
+    wait_for_target_seconds: int = Field(
+        default=DEFAULT_WAIT_FOR_TARGET_SECONDS, ge=0, le=MAX_DURATION_SECONDS
+    )
 
 
 class Fault(_Spec):

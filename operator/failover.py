@@ -24,6 +24,9 @@ Trigger = Literal["automatic", "manual", "failback"]
 FAST_INTERVAL_S = 1.0
 # Fraction of the interval two counted checks must be apart (timer jitter tolerance).
 MIN_SPACING = 0.8
+# A requested switch (the annotation, a drill's Failover or Failback) waits at most this long
+# for its target to answer; then the request is dropped with a Warning, not kept forever.
+SWITCH_WAIT_S = 300.0
 
 
 def other(role: Role) -> Role:
@@ -62,6 +65,8 @@ class Decision:
     failing_back: bool = False
     # Why a wanted switch is not happening yet (empty when none is wanted).
     waiting: str = ""
+    # The requested switch waited SWITCH_WAIT_S in vain: remove the request.
+    drop_request: bool = False
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
@@ -80,6 +85,8 @@ class FailoverState:
     # restored control plane briefly reports the pods' stale Ready state).
     passes: dict[str, int] = field(default_factory=dict)
     last_counted: datetime | None = None
+    # When the requested switch that is waiting began to wait (None: none waits).
+    request_waiting_since: datetime | None = None
 
     def next_interval(self, spec: ModelDeploymentSpec) -> float:
         interval = float(spec.failover.health_interval_seconds)
@@ -177,16 +184,15 @@ class FailoverState:
             return health[role].healthy and self.passes.get(role, 0) >= threshold
 
         # 1. A manual request wins (it is how a person fails back, or moves traffic).
-        if requested is not None and requested != active:
-            if ready(requested):
-                return self._switch(
-                    decision, requested, "manual", f"requested switch to {requested}", now
-                )
-            decision.waiting = (
-                f"requested switch to {requested} waits: {requested} is not ready "
-                f"({health[requested].reason}; {self.passes.get(requested, 0)}/{threshold} passed "
-                "checks in a row)"
+        if requested is None or requested == active:
+            self.request_waiting_since = None
+        elif ready(requested):
+            self.request_waiting_since = None
+            return self._switch(
+                decision, requested, "manual", f"requested switch to {requested}", now
             )
+        else:
+            self._wait_for(requested, health[requested], threshold, now, decision)
 
         # 2. Automatic failover once the threshold is reached.
         if self.detected is not None and spec.failover.automatic:
@@ -205,6 +211,34 @@ class FailoverState:
                 f"(annotation {SWITCH_ANNOTATION}={standby})"
             )
         return self._failback(spec, now, health, decision)
+
+    def _wait_for(
+        self, requested: Role, health: Health, threshold: int, now: datetime, decision: Decision
+    ) -> None:
+        """A requested switch whose target does not answer yet: say what it waits for (an
+        Event when the wait begins), and drop the request after SWITCH_WAIT_S."""
+        what = (
+            f"{requested} to answer ({health.reason}; {self.passes.get(requested, 0)}/"
+            f"{threshold} passed checks in a row)"
+        )
+        if self.request_waiting_since is None:
+            self.request_waiting_since = now
+            decision.events.append(
+                ("Normal", "SwitchWaiting", f"requested switch to {requested} waits for {what}")
+            )
+        waited = (now - self.request_waiting_since).total_seconds()
+        if waited >= SWITCH_WAIT_S:
+            self.request_waiting_since = None
+            decision.drop_request = True
+            decision.events.append(
+                ("Warning", "SwitchAbandoned", f"requested switch to {requested} dropped after "
+                 f"{waited:.0f}s: {requested} never answered ({health.reason})"[:1024])
+            )  # fmt: skip
+            return
+        # No running time in it: a steady wait gives a steady status (no write per check).
+        decision.waiting = (
+            f"requested switch to {requested} waits (at most {SWITCH_WAIT_S:.0f}s) for {what}"
+        )
 
     def _failback(
         self,

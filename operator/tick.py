@@ -98,7 +98,7 @@ async def tick(
     if ending(meta, stopped):
         return ENDING_TICK_S
     last_failover = await route_traffic(ctl, body, spec, seen, decision)
-    await settle_switch_request(ctl, spec, annotations)
+    await settle_switch_request(ctl, spec, annotations, decision)
     ctl.restored = True
     await report(ctl, body, spec, seen, decision, now, generation, status_raw, last_failover)
     interval = ctl.state.next_interval(spec)
@@ -415,11 +415,14 @@ async def send_traffic(ctl: Controller, spec: ModelDeploymentSpec, target: Traff
 
 
 async def settle_switch_request(
-    ctl: Controller, spec: ModelDeploymentSpec, annotations: dict[str, str]
+    ctl: Controller, spec: ModelDeploymentSpec, annotations: dict[str, str], decision: Decision
 ) -> None:
-    """A satisfied switch request is removed so that it does not linger."""
+    """A satisfied switch request is removed so that it does not linger, and so is one that
+    waited its whole bound for a target that never answered (decision.drop_request)."""
+    if SWITCH_ANNOTATION not in annotations:
+        return
     requested = role_of(spec, annotations.get(SWITCH_ANNOTATION))
-    if requested is not None and requested == ctl.state.active and SWITCH_ANNOTATION in annotations:
+    if decision.drop_request or (requested is not None and requested == ctl.state.active):
         await asyncio.to_thread(remove_switch_annotation, ctl)
 
 

@@ -595,6 +595,15 @@ def plan_spec_schema(description: str) -> Schema:
                         exclusive_minimum=True,
                         maximum=S.MAX_TIMEOUT_MILLISECONDS,
                     ),
+                    "waitForTargetSeconds": integer(
+                        "Before the steady state, how long to wait for the target to serve: "
+                        "its Ready condition True and the drill's probe answered in the last "
+                        "2 s. A target that never does ends the run Error, reason "
+                        "TargetNotReady, nothing touched.",
+                        minimum=0,
+                        maximum=S.MAX_DURATION_SECONDS,
+                        default=S.DEFAULT_WAIT_FOR_TARGET_SECONDS,
+                    ),
                 },
                 default={},
             ),

@@ -1,7 +1,8 @@
 """failover.probe on the sandbox: the primary's pods made unreachable to clients while their
-readiness probes (which come from the node's address, as a kubelet's do) still pass. Without
-the probe the operator keeps the traffic there (the API says all is well); with it, the
-primary fails its checks and the operator fails over to the standby.
+readiness probes (which come from the node's address, as a kubelet's do) still pass. With
+the probe switched off (`enabled: false`) the operator keeps the traffic there (the API says
+all is well); with it on, the primary fails its checks and the operator fails over to the
+standby.
 
 The partition is a test-side nftables table dropping TCP to the primary pods' IP:port from
 every source but the node's address (127.x only); it is removed whatever happens. The time
@@ -75,19 +76,24 @@ def patch_failover(ns: str, failover: dict[str, Any]) -> None:
 
 
 def test_pods_unreachable_to_clients_fail_over_only_with_the_client_probe(hub_ns: str) -> None:
-    create(hub_ns, manifest(hub_ns))
+    md = manifest(hub_ns)
+    md["spec"]["failover"]["probe"] = {"enabled": False}
+    create(hub_ns, md)
     wait_status(hub_ns, serving_everywhere, "the ModelDeployment served", timeout=180)
     assert status(hub_ns)["activeCluster"] == "primary"
     ips = primary_pod_ips(hub_ns)
     with unreachable_to_clients(ips, CLUSTERS["primary"].node_ip):
-        # Without the probe: every API-level signal passes, so no failover (the gap).
+        # With the probe off: every API-level signal passes, so no failover (the gap).
         time.sleep(UNDETECTED_HOLD_S)
         s = status(hub_ns)
         assert s["activeCluster"] == "primary", s
         assert s["primary"]["readyReplicas"] == 1, s["primary"]
         # With it: the primary fails its checks as clients see it, the standby takes over.
         started = time.monotonic()
-        patch_failover(hub_ns, {"probe": {"timeoutMilliseconds": 500, "sampleSize": 2}})
+        patch_failover(
+            hub_ns,
+            {"probe": {"enabled": True, "request": "inference", "timeoutMilliseconds": 500}},
+        )
         s = wait_status(hub_ns, lambda s: s.get("activeCluster") == "standby", "failover", 60)
         took = time.monotonic() - started
         record = s.get("lastFailover") or {}

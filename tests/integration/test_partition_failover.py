@@ -1,10 +1,12 @@
 """The partition drill (examples/sandbox/drillplan-partition.yaml's step) through the node
-agents on the sandbox, with and without `failover.probe` on the ModelDeployment:
+agents on the sandbox, with the client probe (`failover.probe`, on by default) switched off
+and on:
 
-- without it the operator keeps the traffic on the partitioned primary (the API says all is
-  well): the drill ends Failed, ExpectationFailed, a finding, not an engine error;
-- with it the primary fails its checks as clients see it and the standby takes over within
-  the step's RTO: Passed.
+- off (`enabled: false`), the operator keeps the traffic on the partitioned primary (the API
+  says all is well): the drill ends Failed, ExpectationFailed, a finding, not an engine
+  error;
+- on, the primary fails its checks as clients see it and the standby takes over within the
+  step's RTO: Passed.
 
 The module's ModelDeployment is its own (test_drills' shared fixture in this module).
 """
@@ -44,10 +46,19 @@ def partition_step(seconds: int) -> dict[str, Any]:
     return step
 
 
-def test_a_partition_is_not_detected_without_the_client_probe(drill_ns: str) -> None:
+def patch_probe(ns: str, probe: dict[str, Any] | None) -> None:
+    patch = {"spec": {"failover": {"probe": probe}}}
+    custom().patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME, patch)
+
+
+def test_a_partition_is_not_detected_with_the_client_probe_off(drill_ns: str) -> None:
     assert (status(drill_ns).get("activeCluster")) == "primary"
-    name = apply_plan(drill_ns, plan("partition-unseen", [partition_step(8)]))
-    s = finished(drill_ns, name, timeout=120)
+    patch_probe(drill_ns, {"enabled": False})
+    try:
+        name = apply_plan(drill_ns, plan("partition-unseen", [partition_step(8)]))
+        s = finished(drill_ns, name, timeout=120)
+    finally:
+        patch_probe(drill_ns, None)  # the default: on
     assert s["phase"] == "Failed" and s["reason"] == "ExpectationFailed", explain(s)
     step = s["steps"][0]
     assert step["phase"] == "Failed" and step["activeCluster"] == "primary", step
@@ -56,8 +67,7 @@ def test_a_partition_is_not_detected_without_the_client_probe(drill_ns: str) -> 
 
 
 def test_with_the_client_probe_a_partition_fails_over_to_the_standby(drill_ns: str) -> None:
-    patch = {"spec": {"failover": {"probe": {"timeoutMilliseconds": 500}}}}
-    custom().patch_namespaced_custom_object(GROUP, VERSION, drill_ns, PLURAL, NAME, patch)
+    patch_probe(drill_ns, {"timeoutMilliseconds": 500})
     try:
         name = apply_plan(drill_ns, plan("partition-seen", [partition_step(15)]))
         s = finished(drill_ns, name, timeout=120)
@@ -68,5 +78,4 @@ def test_with_the_client_probe_a_partition_fails_over_to_the_standby(drill_ns: s
         failover = status(drill_ns).get("lastFailover") or {}
         assert failover.get("automatic") is True and failover.get("to") == "standby", failover
     finally:
-        unset = {"spec": {"failover": {"probe": None}}}
-        custom().patch_namespaced_custom_object(GROUP, VERSION, drill_ns, PLURAL, NAME, unset)
+        patch_probe(drill_ns, None)

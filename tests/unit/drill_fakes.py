@@ -152,6 +152,10 @@ class FakeProbe:
         self.history_s = history_s
         self.broken = False
         self.broken_since: float | None = None
+        # Every other request fails (a target that serves, badly).
+        self.flaky = False
+        # Requests sent from then on answer again (those before keep their failure).
+        self.broken_until: float | None = None
         self.started = False
         self.stopped = False
 
@@ -169,6 +173,10 @@ class FakeProbe:
     def heal(self) -> None:
         self.broken, self.broken_since = False, None
 
+    def answer_from_now(self) -> None:
+        """The target starts answering: what failed before stays failed in the record."""
+        self.broken, self.broken_until = False, time.monotonic()
+
     def samples(self, since: float | None = None) -> list[ProbeSample]:
         now = time.monotonic()
         out = []
@@ -177,6 +185,8 @@ class FakeProbe:
             if since is not None and at < since:
                 continue
             bad = self.broken_since is not None and at >= self.broken_since
+            bad = bad and (self.broken_until is None or at < self.broken_until)
+            bad = bad or (self.flaky and k % 2 == 0)
             out.append(
                 ProbeSample(
                     at,
@@ -201,6 +211,19 @@ class QuickInterrupt(Interrupt):
     async def hold(self, seconds: float) -> bool:
         self.asked.append(seconds)
         return await super().hold(seconds * self.scale)
+
+
+def serving_status(ready: bool = True) -> dict[str, Any]:
+    """A ModelDeployment status as the operator writes it: Ready, or its servers loading."""
+    condition = (
+        {"type": "Ready", "status": "True", "reason": "Serving", "message": "primary: ok"}
+        if ready
+        else {
+            "type": "Ready", "status": "False", "reason": "ServersNotAnswering",
+            "message": "primary: client probe: 0 of 1 answered; HTTP 503: model is loading x1",
+        }
+    )  # fmt: skip
+    return {"activeCluster": "primary", "conditions": [condition]}
 
 
 def target(spec: ModelDeploymentSpec | None = None, name: str = "bert") -> Target:
@@ -233,6 +256,7 @@ def make_drill(
     query: Callable[[PrometheusQuery], Awaitable[QueryOutcome]] = no_prometheus,
     stop_reason: Callable[[], tuple[str, str] | None] = lambda: None,
     clock: Callable[[], float] = time.monotonic,
+    target_status: Callable[[], dict[str, Any]] = lambda: serving_status(),
 ) -> Drill:
     runtime = cast(Runtime, SimpleNamespace(hub=nowhere(), members=members.registry()))
     return Drill(
@@ -248,4 +272,5 @@ def make_drill(
         stop_reason=stop_reason,
         interrupt=interrupt or QuickInterrupt(),
         clock=clock,
+        read_target_status=target_status,
     )

@@ -54,6 +54,7 @@ from tests.unit.drill_fakes import (
     RecordingState,
     make_drill,
     plan_spec,
+    serving_status,
     target,
 )
 
@@ -193,8 +194,12 @@ def test_deadline_is_the_plans_durations_plus_margins() -> None:
             {"name": "c", "action": {"type": "Failback"}, "durationSeconds": 30},
         ],
     )
-    assert deadline_seconds(plan) == SETUP_MARGIN_S + 2 * 5 + (15 + 40 + 30) + 3 * STEP_MARGIN_S
-    assert deadline_seconds(plan) == 575.0
+    # The wait for the target to serve (default 180 s) counts too.
+    wait = 180
+    assert deadline_seconds(plan) == (
+        SETUP_MARGIN_S + wait + 2 * 5 + (15 + 40 + 30) + 3 * STEP_MARGIN_S
+    )
+    assert deadline_seconds(plan) == 755.0
 
 
 # ---------------------------------------------------------- resolve_role (fault.cluster)
@@ -471,12 +476,73 @@ def test_steady_state_not_met_before_the_first_fault_touches_nothing(
     posted: list[tuple[str, str, str]], fast_watch: None,
 ) -> None:  # fmt: skip
     probe = FakeProbe()
-    probe.break_()
-    probe.broken_since = time.monotonic() - 60  # failing all along
+    probe.flaky = True  # it serves (the wait is over at once), half the requests fail
     drill = make_drill(plan_spec(), state, members, probe=probe)
     _run(drill)
     assert (state.status.phase, state.status.reason) == (Phase.ERROR, "SteadyStateNotMet")
     assert driver.calls == [] and state.status.faults == []
+
+
+def test_a_target_that_never_serves_ends_error_target_not_ready_and_is_never_aborted(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    probe = FakeProbe()
+    probe.break_()
+    probe.broken_since = time.monotonic() - 60  # every request refused all along
+    plan = plan_spec(
+        steadyState={"durationSeconds": 1, "waitForTargetSeconds": 1},
+        abortConditions=[{"name": "failing", "maxErrorRatio": 0.5, "windowSeconds": 1}],
+    )
+    seen: list[str] = []
+
+    def loading() -> dict[str, Any]:
+        seen.append(state.status.message or "")
+        return serving_status(ready=False)
+
+    drill = make_drill(plan, state, members, probe=probe, target_status=loading)
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.ERROR, "TargetNotReady"), status.message
+    assert "did not serve within 1 s" in (status.message or "")
+    assert "ServersNotAnswering" in (status.message or "")
+    assert "0 of" in (status.message or "") and "refused x" in (status.message or "")
+    assert status.steady_state is not None and status.steady_state.before is not None
+    assert status.steady_state.before.reason == "TargetNotReady"
+    # Its abort condition was never judged against a model that had not started.
+    assert [c.phase for c in status.abort_conditions] != [Phase.ABORTED]
+    assert driver.calls == [] and status.faults == []
+    # The live message said what it waited for while it waited.
+    assert any(m.startswith("waiting up to 1 s for the target to serve") for m in seen)
+
+
+def test_a_target_that_starts_serving_is_waited_for_then_judged_from_then_on(
+    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    posted: list[tuple[str, str, str]], fast_watch: None,
+) -> None:  # fmt: skip
+    probe = FakeProbe()
+    probe.break_()
+    probe.broken_since = time.monotonic() - 60  # loading: every request refused so far
+    plan = plan_spec(
+        steadyState={"durationSeconds": 1, "waitForTargetSeconds": 60},
+        abortConditions=[{"name": "failing", "maxErrorRatio": 0.5, "windowSeconds": 30}],
+    )
+    asked = 0
+
+    def starts() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        if asked == 3:  # the servers answer from the third look on
+            probe.answer_from_now()
+        return serving_status(ready=asked >= 3)
+
+    drill = make_drill(plan, state, members, probe=probe, target_status=starts)
+    _run(drill)
+    status = state.status
+    # The refused requests before it served count neither for the steady state nor for the
+    # abort condition's window (30 s: it would see them all otherwise).
+    assert (status.phase, status.reason) == (Phase.PASSED, "AllPassed"), status.message
+    assert asked >= 3 and [c.phase for c in status.abort_conditions] == [Phase.PASSED]
 
 
 def test_an_abort_condition_that_holds_mid_step_undoes_the_fault_within_seconds(

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modeldr.operator.constants import Role
-from modeldr.operator.failover import Decision, FailoverState, Health, replicas_for
+from modeldr.operator.failover import (
+    SWITCH_WAIT_S,
+    Decision,
+    FailoverState,
+    Health,
+    replicas_for,
+)
 from modeldr.operator.spec import ModelDeploymentSpec
 from tests.specs import minimal_spec
 
@@ -88,7 +94,9 @@ def test_idle_standby_sizes() -> None:
 def test_manual_failback_needs_a_ready_primary() -> None:
     s, state = spec(), FailoverState(active="standby", armed=True)
     decision = tick(state, s, 1, DOWN, UP, requested="primary")
-    assert decision.switch is None and "primary is not ready" in decision.waiting
+    assert decision.switch is None and "waits (at most 300s) for primary to answer" in (
+        decision.waiting
+    )
     # Back from an outage, the primary must pass 3 checks in a row (stale Ready after restore).
     decision = tick(state, s, 2, UP, UP, requested="primary")
     assert decision.switch is None and "1/3 passed checks in a row" in decision.waiting
@@ -196,3 +204,40 @@ def test_an_early_first_failure_does_not_add_passes_to_the_standby() -> None:
     passes = dict(state.passes)
     state.observe(s, T0 + timedelta(seconds=0.3), {"primary": DOWN, "standby": UP})
     assert state.passes == {**passes, "primary": 0}
+
+
+LOADING = Health(
+    False,
+    "2 ready endpoints; client probe (readiness, from its ready endpoints): 0 of 2 answered "
+    "within 1000 ms, below the 50% needed; failures: HTTP 503: model is loading x2",
+    2,
+    "ServersNotAnswering",
+    "0/2",
+)
+
+
+def test_a_requested_failback_waits_for_answers_says_so_once_and_gives_up_bounded() -> None:
+    s, state = spec(), FailoverState(active="standby", armed=True)
+    first = tick(state, s, 1, LOADING, UP, requested="primary")
+    assert first.switch is None and not first.drop_request
+    assert [e[1] for e in first.events] == ["SwitchWaiting"]
+    assert "HTTP 503: model is loading x2" in first.waiting
+    # The same wait: the same message (no status write per check), no second Event.
+    again = tick(state, s, 2, LOADING, UP, requested="primary")
+    assert again.waiting == first.waiting and again.events == []
+    late = tick(state, s, 1 + int(SWITCH_WAIT_S), LOADING, UP, requested="primary")
+    assert late.switch is None and late.drop_request and not late.waiting
+    assert [e[:2] for e in late.events] == [("Warning", "SwitchAbandoned")]
+    assert "never answered" in late.events[0][2]
+    assert state.active == "standby"
+
+
+def test_a_wait_that_ends_in_a_switch_starts_afresh_next_time() -> None:
+    s, state = spec(), FailoverState(active="standby", armed=True)
+    tick(state, s, 1, LOADING, UP, requested="primary")
+    for n in (2, 3, 4):
+        decision = tick(state, s, n, UP, UP, requested="primary")
+    assert decision.switch is not None and state.request_waiting_since is None
+    state.switched("primary")
+    decision = tick(state, s, 5, UP, LOADING, requested="standby")
+    assert [e[1] for e in decision.events] == ["SwitchWaiting"]
