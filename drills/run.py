@@ -45,6 +45,7 @@ from modeldr.drills.target import Target, read_target, target_status
 from modeldr.drills.timeline import Point, Timeline
 from modeldr.operator.constants import ROLES
 from modeldr.operator.errors import MemberError
+from modeldr.operator.monitor import read_gpu_capacity
 from modeldr.operator.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ async def start(
     """Preflight what the run needs, then run it."""
     try:
         resolver = traffic_entry(rt, plan, target)
-        preflight(rt, plan, target)
+        await asyncio.to_thread(preflight, rt, plan, target)  # blocking reads, off the loop
         timeout_s = plan.traffic.timeout_milliseconds / 1000
         timeline = Timeline(wall_offset=time.time() - time.monotonic(),
                             open_seconds=timeout_s + TIMELINE_MARGIN_S)  # fmt: skip
@@ -187,7 +188,7 @@ def preflight(rt: Runtime, plan: DrillPlanSpec, target: Target) -> None:
         if role is not None:
             provider_for(rt.members, target.cluster(role))  # NoProvider
     if causes_failover(plan):
-        check_standby_capacity(target, seen)
+        check_standby_capacity(rt, target)
 
 
 def causes_failover(plan: DrillPlanSpec) -> bool:
@@ -198,18 +199,32 @@ def causes_failover(plan: DrillPlanSpec) -> bool:
     )
 
 
-def check_standby_capacity(target: Target, seen: dict[str, Any]) -> None:
-    """A warm or cold standby scales up on failover: it needs the GPUs for the replicas it
-    does not run yet (what the ModelDeployment's status counts as its free GPUs)."""
+def check_standby_capacity(rt: Runtime, target: Target) -> None:
+    """Blocking. A warm or cold standby scales up on failover: it needs the GPUs for the
+    replicas it does not run yet, counted from the standby's GPU nodes and their pods as they
+    are now (not the ModelDeployment's last status, which can be seconds old). Capacity that
+    cannot be learned is not enough: CapacityUnknown."""
     spec = target.spec
     needed = (spec.replicas - spec.standby_replicas()) * spec.resources.gpus_per_replica
-    free = (seen.get("standby") or {}).get("freeGPUs")
-    if needed <= 0 or free is None or int(free) >= needed:
+    if needed <= 0:
         return
+    cluster = target.cluster("standby")
     product = spec.gpu_product_for("standby")
+    try:
+        capacity, _ = read_gpu_capacity(rt.members.get(cluster).api)
+    except Exception as exc:  # unreachable, no Secret, no rights to list nodes or pods
+        raise FaultError(
+            "CapacityUnknown",
+            f"a failover to {cluster} needs {needed} free GPUs to scale its "
+            f"{spec.clusters.standby.mode} standby up, and its GPU nodes could not be read: "
+            f"{type(exc).__name__}: {exc}"[:1024],
+        ) from None
+    free = capacity.free(product)
+    if free >= needed:
+        return
     raise FaultError(
         "StandbyCapacityInsufficient",
-        f"a failover to {target.cluster('standby')} needs {needed} free GPUs"
+        f"a failover to {cluster} needs {needed} free GPUs"
         + (f" of product {product}" if product else "")
         + f" to scale its {spec.clusters.standby.mode} standby up; it has {free}",
     )
@@ -389,7 +404,7 @@ async def dry_preflight(
         findings.append(finding("traffic-entry", exc))
     if causes_failover(plan):
         try:
-            check_standby_capacity(target, seen)
+            await asyncio.to_thread(check_standby_capacity, rt, target)
             findings.append(
                 PreflightFinding(
                     check="standby-capacity", ok=True, message="the standby can take the traffic"

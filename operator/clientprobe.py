@@ -16,10 +16,11 @@ the request a client sends:
 
 `readiness` (the default) sends `GET /v2/health/ready`, the server's own readiness: 200
 only once the model is loaded, verified and warmed up, and not draining; `inference` sends
-`POST /predict` with one text and wants predictions (or embeddings) back. An answer counts when it is a 2xx (and, for
-inference, a well-formed one) within `timeoutMilliseconds`; the check fails when fewer than
-`minSuccessPercent` of the requests sent answered. Requests run concurrently on the event
-loop (aiohttp), each bounded by the timeout, so a check costs at most one timeout.
+`POST /predict` with one text and wants predictions (or embeddings) back. An answer counts
+when it is a 2xx (and, for inference, a well-formed one) within `timeoutMilliseconds`; the
+check fails when fewer than `minSuccessPercent` of the requests sent answered. Requests run
+concurrently on the event loop (aiohttp), each bounded by the timeout, so a check costs at
+most one timeout.
 
 `plan_targets` and `assess` are pure (unit-tested); `probe_cluster` does the I/O. Messages
 carry counts and failure kinds, never latencies or addresses, so that a steady outcome

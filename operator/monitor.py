@@ -203,6 +203,23 @@ def gpu_node_names(nodes: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def read_gpu_capacity(api: client.ApiClient) -> tuple[GpuCapacity, list[dict[str, Any]]]:
+    """Blocking: a member's GPU capacity now, and its nodes. Raises what the calls raise."""
+    nodes = _items(api, "/api/v1/nodes", {})
+    # Only the pods of GPU nodes: a CPU node's pods request no GPUs, and a cluster-wide pod
+    # list is the largest answer an apiserver gives.
+    pods = [
+        pod
+        for node in gpu_node_names(nodes)
+        for pod in _items(
+            api,
+            "/api/v1/pods",
+            {"fieldSelector": f"spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"},
+        )
+    ]
+    return gpu_capacity(nodes, pods), nodes
+
+
 def gpu_capacity(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> GpuCapacity:
     product_of: dict[str, str] = {}
     allocatable: dict[str, int] = defaultdict(int)
@@ -298,22 +315,7 @@ class ClusterMonitor:
                 pdbs = _items(api, "/apis/policy/v1/poddisruptionbudgets", query)
                 slices = _items(api, "/apis/discovery.k8s.io/v1/endpointslices", query)
                 if gpus is None or tick % GPU_EVERY_TICKS == 0:
-                    nodes = _items(api, "/api/v1/nodes", {})
-                    # Only the pods of GPU nodes: a CPU node's pods request no GPUs, and a
-                    # cluster-wide pod list is the largest answer an apiserver gives.
-                    pods = [
-                        pod
-                        for node in gpu_node_names(nodes)
-                        for pod in _items(
-                            api,
-                            "/api/v1/pods",
-                            {
-                                "fieldSelector": f"spec.nodeName={node},"
-                                "status.phase!=Succeeded,status.phase!=Failed"
-                            },
-                        )
-                    ]
-                    gpus = gpu_capacity(nodes, pods)
+                    gpus, nodes = read_gpu_capacity(api)
                     addresses_of_nodes = node_addresses(nodes)
                 snapshot = Snapshot(
                     self.cluster,

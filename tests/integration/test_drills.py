@@ -403,7 +403,9 @@ def test_a_failover_the_standby_has_no_gpus_for_fails_before_anything_is_touched
     operator: None, sandbox: Sandbox
 ) -> None:
     """A cold standby whose GPU nodes are full: preflight says the failover the plan would
-    cause cannot happen (Failed, StandbyCapacityInsufficient), with nothing injected."""
+    cause cannot happen (Failed, StandbyCapacityInsufficient), with nothing injected. The
+    plan comes right after the standby fills up, before the ModelDeployment's status can
+    have seen it: preflight reads the standby's nodes and pods as they are."""
 
     def cold(spec: dict[str, Any]) -> None:
         spec["clusters"]["standby"]["mode"] = "cold"
@@ -412,10 +414,9 @@ def test_a_failover_the_standby_has_no_gpus_for_fails_before_anything_is_touched
         return (s.get("primary") or {}).get("readyReplicas") == 1
 
     with own_modeldeployment("c", cold, primary_serving) as ns:
+        free_before = (status(ns).get("standby") or {}).get("freeGPUs")
         hogs = [_gpu_hog(ns, node) for node in ("gpu-0", "gpu-1")]
         try:
-            wait_status(ns, lambda s: (s.get("standby") or {}).get("freeGPUs") == 0,
-                        "the standby's GPUs all taken", 60)  # fmt: skip
             name = apply_plan(ns, plan("no-room", [
                 {"name": "primary-outage",
                  "fault": {"type": "ClusterOutage", "cluster": "primary"},
@@ -425,6 +426,7 @@ def test_a_failover_the_standby_has_no_gpus_for_fails_before_anything_is_touched
             for hog in hogs:
                 with contextlib.suppress(Exception):
                     kube.core("standby").delete_namespaced_pod(hog, ns, grace_period_seconds=0)
+    assert free_before, "the standby had free GPUs before the hogs came"
     assert s["phase"] == "Failed" and s["reason"] == "StandbyCapacityInsufficient", explain(s)
     assert "needs 1 free GPUs" in s["message"] and "it has 0" in s["message"]
     assert not s.get("faults") and kube.apiserver_ready("primary")

@@ -28,7 +28,7 @@ from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
 from sandbox.operator_up import operator_down, operator_up
-from sandbox.probe import HubProbe, infer, server_ready, serving_addresses
+from sandbox.probe import HubProbe, infer, server_ready
 from tests.integration.modeldeployments import (
     EXAMPLE,
     NAME,
