@@ -1,7 +1,7 @@
 """`make bench-drills`: what the drill engine costs and how fast it reacts, on the sandbox.
 
-1. The example drill (examples/sandbox/drillplan.yaml: pod kill, primary outage, recovery,
-   failback, a Prometheus gate, model checks) end to end: wall time, verdict, each step's
+1. The example drill (examples/sandbox/drillplan.yaml: pod kill, primary outage, an
+   immediate failback, a Prometheus gate, model checks) end to end: wall time, verdict, each step's
    measured rtoSeconds / errorRatio / p99LatencyMs, the time from the run's creation to
    Running (preflight) and from the last step's end to the verdict. The three example
    files are applied as they are into a fresh hub namespace, with two adaptations so that

@@ -8,7 +8,12 @@
    durations come from status.lastFailover.
 2. Scale: time for N ModelDeployments whose pods are plain kwok pods (no process
    annotation) to converge (phase Ready, one ready replica in each cluster), and the
-   operator's resident memory then.
+   operator's resident memory then. Their pods serve nothing, so their client probe
+   (failover.probe) is switched off: the probe's cost is part 3.
+3. The client probe's cost (on by default): the example ModelDeployment (2 replicas per
+   cluster, checks every 1 s) with the probe on and off in alternating windows: the
+   operator's CPU (utime + stime of its process), its health checks per second and the
+   probe's requests per second (GET /v2/health/ready, one per entry address per check).
 
 Writes bench/results/failover.json and prints the figures. Uses the running sandbox and
 operator (`make operator-up`); brings them up if needed. Every loop is bounded.
@@ -26,16 +31,18 @@ import random
 import statistics
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
-from sandbox.config import REPO_ROOT
+from sandbox.config import OPERATOR_METRICS_PORT, REPO_ROOT
 from sandbox.operator_up import ensure_tiny_model, operator_pid, operator_up
 from sandbox.probe import HubProbe, server_ready, serving_addresses
 
@@ -213,7 +220,10 @@ def scale(count: int) -> dict[str, Any]:
     base["spec"]["resources"] = {"gpusPerReplica": 0, "cpu": "10m", "memory": "16Mi"}
     base["spec"]["clusters"]["primary"]["namespace"] = ns
     base["spec"]["clusters"]["standby"]["namespace"] = ns
-    base["spec"]["failover"] = {"healthIntervalSeconds": 5, "failureThreshold": 3}
+    # kwok pods serve nothing: the client probe would (rightly) find no server answering.
+    base["spec"]["failover"] = {
+        "healthIntervalSeconds": 5, "failureThreshold": 3, "probe": {"enabled": False},
+    }  # fmt: skip
     names = [f"scale-{i:03d}" for i in range(count)]
     api = custom()
     pid = operator_pid()
@@ -264,6 +274,83 @@ def scale(count: int) -> dict[str, Any]:
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def health_checks(ns: str, name: str) -> float:
+    """modeldr_health_checks_total of one ModelDeployment, from the operator's /metrics."""
+    url = f"http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "modeldr_health_checks_total"
+        and sample.labels.get("namespace") == ns
+        and sample.labels.get("modeldeployment") == name
+    )
+
+
+def probe_cost(window_s: float = 30.0, rounds: int = 2) -> dict[str, Any]:
+    """The operator's CPU and the probe's requests per second, probe on vs off."""
+    ns, name = "bench-probe", "probe-cost"
+    for cluster in ("hub", "primary", "standby"):
+        ensure_namespace(cluster, ns)
+    md = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    md["metadata"]["namespace"] = ns
+    md["spec"]["clusters"]["primary"]["namespace"] = ns
+    md["spec"]["clusters"]["standby"]["namespace"] = ns
+    replicas = int(md["spec"]["replicas"])
+    custom().create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, md)
+    try:
+        wait(lambda: (status(ns, name).get("phase") == "Ready"
+                      and (status(ns, name).get("standby") or {}).get("readyReplicas") == replicas),
+             "the probe-cost ModelDeployment Ready", 300)  # fmt: skip
+        pid = operator_pid()
+        assert pid, "no operator process"
+        windows: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+        for _ in range(rounds):
+            for mode in ("on", "off"):
+                patch = {"spec": {"failover": {"probe": {"enabled": mode == "on"}}}}
+                custom().patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, patch)
+                time.sleep(5)  # the daemon sees the change
+                cpu0, checks0, t0 = cpu_seconds(pid), health_checks(ns, name), time.monotonic()
+                time.sleep(window_s)
+                took = time.monotonic() - t0
+                checks = (health_checks(ns, name) - checks0) / took
+                window = {
+                    "operator_cpu_percent": round(100 * (cpu_seconds(pid) - cpu0) / took, 2),
+                    "health_checks_per_s": round(checks, 2),
+                    # Each check of a cluster asks each of its `replicas` entry addresses.
+                    "probe_requests_per_s": round(checks * replicas if mode == "on" else 0, 2),
+                }
+                log(f"[probe-cost] probe {mode}: {json.dumps(window)}")
+                windows[mode].append(window)
+    finally:
+        delete_and_wait(ns, name)
+
+    def mean(mode: str, key: str) -> float:
+        return round(statistics.fmean(w[key] for w in windows[mode]), 2)
+
+    result = {
+        "modeldeployment": f"examples/sandbox/modeldeployment.yaml ({replicas} replicas per "
+        "cluster, healthIntervalSeconds 1, probe: readiness, every entry address)",
+        "window_s": window_s,
+        "rounds": rounds,
+        "operator_cpu_percent_probe_on": mean("on", "operator_cpu_percent"),
+        "operator_cpu_percent_probe_off": mean("off", "operator_cpu_percent"),
+        "probe_requests_per_s": mean("on", "probe_requests_per_s"),
+        "health_checks_per_s": mean("on", "health_checks_per_s"),
+        "windows": windows,
+    }
+    log(f"[probe-cost] {json.dumps({k: v for k, v in result.items() if k != 'windows'})}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=5)
@@ -276,7 +363,20 @@ def main(argv: list[str] | None = None) -> int:
         "--only-scale", action="store_true",
         help="measure only the scale part; keep the RTO figures already in the results file",
     )  # fmt: skip
+    parser.add_argument(
+        "--only-probe-cost", action="store_true",
+        help="measure only the client probe's cost; keep the other figures in the results file",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.only_probe_cost:
+        Sandbox().up()
+        ensure_tiny_model(MODEL_DIR)
+        operator_up()
+        kept_all: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        kept_all["probe_cost"] = probe_cost()
+        RESULTS.write_text(json.dumps(kept_all, indent=2) + "\n")
+        print(json.dumps(kept_all["probe_cost"], indent=2))
+        return 0
     if args.only_scale:
         Sandbox().up()
         operator_up()
@@ -315,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {k: summary(v) for k, v in series.items()},
         "runs": series,
     }
+    results["probe_cost"] = probe_cost()
     if args.scale:
         results["scale"] = scale(args.scale)
     elif RESULTS.exists() and "scale" in (saved := json.loads(RESULTS.read_text())):

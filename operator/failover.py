@@ -24,9 +24,6 @@ Trigger = Literal["automatic", "manual", "failback"]
 FAST_INTERVAL_S = 1.0
 # Fraction of the interval two counted checks must be apart (timer jitter tolerance).
 MIN_SPACING = 0.8
-# A requested switch (the annotation, a drill's Failover or Failback) waits at most this long
-# for its target to answer; then the request is dropped with a Warning, not kept forever.
-SWITCH_WAIT_S = 300.0
 
 
 def other(role: Role) -> Role:
@@ -192,7 +189,8 @@ class FailoverState:
                 decision, requested, "manual", f"requested switch to {requested}", now
             )
         else:
-            self._wait_for(requested, health[requested], threshold, now, decision)
+            wait_s = float(spec.failover.switch_wait_seconds)
+            self._wait_for(requested, health[requested], threshold, wait_s, now, decision)
 
         # 2. Automatic failover once the threshold is reached.
         if self.detected is not None and spec.failover.automatic:
@@ -213,10 +211,17 @@ class FailoverState:
         return self._failback(spec, now, health, decision)
 
     def _wait_for(
-        self, requested: Role, health: Health, threshold: int, now: datetime, decision: Decision
+        self,
+        requested: Role,
+        health: Health,
+        threshold: int,
+        wait_s: float,
+        now: datetime,
+        decision: Decision,
     ) -> None:
         """A requested switch whose target does not answer yet: say what it waits for (an
-        Event when the wait begins), and drop the request after SWITCH_WAIT_S."""
+        Event when the wait begins), and drop the request after `wait_s`
+        (failover.switchWaitSeconds): never kept forever."""
         what = (
             f"{requested} to answer ({health.reason}; {self.passes.get(requested, 0)}/"
             f"{threshold} passed checks in a row)"
@@ -227,7 +232,7 @@ class FailoverState:
                 ("Normal", "SwitchWaiting", f"requested switch to {requested} waits for {what}")
             )
         waited = (now - self.request_waiting_since).total_seconds()
-        if waited >= SWITCH_WAIT_S:
+        if waited >= wait_s:
             self.request_waiting_since = None
             decision.drop_request = True
             decision.events.append(
@@ -237,7 +242,7 @@ class FailoverState:
             return
         # No running time in it: a steady wait gives a steady status (no write per check).
         decision.waiting = (
-            f"requested switch to {requested} waits (at most {SWITCH_WAIT_S:.0f}s) for {what}"
+            f"requested switch to {requested} waits (at most {wait_s:.0f}s) for {what}"
         )
 
     def _failback(

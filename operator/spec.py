@@ -119,6 +119,9 @@ class Failover(_Model):
     health_interval_seconds: int = Field(5, alias="healthIntervalSeconds")
     failure_threshold: int = Field(3, alias="failureThreshold")
     health_query: str | None = Field(None, alias="healthQuery")
+    # How long a requested switch (the annotation, a drill's Failover or Failback) waits for
+    # its target to answer before it is dropped with a Warning.
+    switch_wait_seconds: int = Field(300, alias="switchWaitSeconds")
     probe: ClientProbe = Field(default_factory=lambda: ClientProbe.model_validate({}))
     failback: Failback = Field(default_factory=lambda: Failback.model_validate({}))
 

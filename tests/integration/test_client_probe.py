@@ -25,13 +25,16 @@ from sandbox.config import CLUSTERS
 from tests.integration.modeldeployments import (
     NAME,
     PLURAL,
+    condition,
     create,
     custom,
+    get,
     manifest,
     serving_everywhere,
     status,
     wait_status,
 )
+from tests.integration.test_crds import kubectl
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +145,50 @@ def primary_answers(s: dict[str, Any]) -> bool:
 def nft_tables() -> str:
     out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True)
     return out.stdout
+
+
+def test_a_switch_to_a_cluster_that_never_answers_waits_says_why_and_is_dropped(
+    hub_ns: str,
+) -> None:
+    # The standby's probe URL is a closed loopback port: it never answers a client.
+    md = manifest(hub_ns)
+    md["spec"]["failover"]["switchWaitSeconds"] = 5
+    md["spec"]["failover"]["probe"] = {"urls": {"standby": "http://127.0.0.1:9"}}
+    create(hub_ns, md)
+
+    def primary_serving(s: dict[str, Any]) -> bool:
+        answering = (s.get("primary") or {}).get("answering")
+        return s.get("phase") in ("Ready", "Degraded") and answering == "1/1"
+
+    wait_status(hub_ns, primary_serving, "the primary serving", 180)
+    s = status(hub_ns)
+    assert (s["standby"] or {}).get("readyReplicas") == 1  # Ready as its member says...
+    assert "connection refused" in s["standby"]["message"]  # ...but it answers nobody
+    # What clients get, in `kubectl get md` (the Ready condition's reason).
+    table = kubectl("get", "md", NAME, "-n", hub_ns).stdout
+    assert "SERVING" in table.splitlines()[0] and "Serving" in table.splitlines()[1], table
+    custom().patch_namespaced_custom_object(
+        GROUP, VERSION, hub_ns, PLURAL, NAME,
+        {"metadata": {"annotations": {SWITCH_ANNOTATION: "standby"}}},
+    )  # fmt: skip
+    waiting = wait_status(hub_ns, lambda s: condition(hub_ns, "SwitchPending") == "True",
+                          "the switch waiting", 30)  # fmt: skip
+    assert waiting["activeCluster"] == "primary"
+
+    def dropped() -> bool:
+        annotations = get(hub_ns)["metadata"].get("annotations") or {}
+        return SWITCH_ANNOTATION not in annotations
+
+    kube.wait_for(dropped, timeout=40, what="the switch request dropped after 5 s")
+    assert status(hub_ns)["activeCluster"] == "primary"
+    events = (
+        kube.core("hub")
+        .list_namespaced_event(hub_ns, field_selector=f"involvedObject.name={NAME}")
+        .items
+    )
+    reasons = {e.reason: e.message for e in events}
+    assert "waits for standby to answer" in reasons["SwitchWaiting"], reasons
+    assert "connection refused" in reasons["SwitchWaiting"]
+    assert "never answered" in reasons["SwitchAbandoned"] and "SwitchAbandoned" in {
+        e.reason for e in events if e.type == "Warning"
+    }

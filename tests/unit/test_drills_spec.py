@@ -115,12 +115,9 @@ def test_example_plan_targets_the_example_modeldeployment() -> None:
     # Applied with -n like the ModelDeployment, so neither names a namespace.
     assert "namespace" not in plan_doc["metadata"] and "namespace" not in md["metadata"]
     assert md["metadata"]["labels"][DRILLS_LABEL] == DRILLS_ENABLED
-    # The same drill as DRILLS.md's, steps and expectations unchanged, plus a recovery wait
-    # before the failback (the primary's restarted servers warm up first: docs/drills.md).
+    # The same drill as DRILLS.md's, steps and expectations unchanged: the failback comes
+    # right after the outage (the operator waits for the primary's servers to answer).
     sample = S.DrillPlanSpec.parse(sample_plan()["spec"])
-    recovery = plan.step("primary-recovers")
-    assert recovery.action is not None and recovery.action.type == "Wait"
-    assert recovery.expect.active_cluster == "standby"
     # One measured difference, documented in the file: the sandbox's pod kill may cost up to
     # 0.06 of requests (a crashed pod is answered until the hub EndpointSlice drops it).
     kill = plan.step("kill-a-pod")
@@ -128,9 +125,9 @@ def test_example_plan_targets_the_example_modeldeployment() -> None:
     loosened = kill.model_copy(
         update={"expect": kill.expect.model_copy(update={"max_error_ratio": 0.02})}
     )
-    adapted = [loosened if step is kill else step for step in plan.steps if step is not recovery]
+    adapted = [loosened if step is kill else step for step in plan.steps]
     assert adapted == sample.steps
-    assert plan.step_names.index("primary-recovers") == plan.step_names.index("failback") - 1
+    assert plan.step_names.index("primary-outage") == plan.step_names.index("failback") - 1
     assert plan.abort_conditions == sample.abort_conditions
     assert plan.blast_radius == sample.blast_radius
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from modeldr.operator.constants import Role
 from modeldr.operator.failover import (
-    SWITCH_WAIT_S,
     Decision,
     FailoverState,
     Health,
@@ -225,11 +224,18 @@ def test_a_requested_failback_waits_for_answers_says_so_once_and_gives_up_bounde
     # The same wait: the same message (no status write per check), no second Event.
     again = tick(state, s, 2, LOADING, UP, requested="primary")
     assert again.waiting == first.waiting and again.events == []
-    late = tick(state, s, 1 + int(SWITCH_WAIT_S), LOADING, UP, requested="primary")
+    late = tick(state, s, 1 + 300, LOADING, UP, requested="primary")  # switchWaitSeconds
     assert late.switch is None and late.drop_request and not late.waiting
     assert [e[:2] for e in late.events] == [("Warning", "SwitchAbandoned")]
     assert "never answered" in late.events[0][2]
     assert state.active == "standby"
+
+
+def test_the_wait_bound_is_the_specs() -> None:
+    s, state = spec(switchWaitSeconds=10), FailoverState(active="standby", armed=True)
+    assert "(at most 10s)" in tick(state, s, 1, LOADING, UP, requested="primary").waiting
+    assert not tick(state, s, 10, LOADING, UP, requested="primary").drop_request
+    assert tick(state, s, 11, LOADING, UP, requested="primary").drop_request
 
 
 def test_a_wait_that_ends_in_a_switch_starts_afresh_next_time() -> None:
