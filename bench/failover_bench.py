@@ -301,7 +301,7 @@ def probe_cost(window_s: float = 30.0, rounds: int = 2) -> dict[str, Any]:
     for cluster in ("hub", "primary", "standby"):
         ensure_namespace(cluster, ns)
     md = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
-    md["metadata"]["namespace"] = ns
+    md["metadata"]["name"], md["metadata"]["namespace"] = name, ns
     md["spec"]["clusters"]["primary"]["namespace"] = ns
     md["spec"]["clusters"]["standby"]["namespace"] = ns
     replicas = int(md["spec"]["replicas"])
@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.up()
     ensure_tiny_model(MODEL_DIR)  # the trained fixture the example pins (operator_up too)
     operator_up()
+    cost = probe_cost()  # first: the probe-cost ModelDeployment alone on the sandbox
     example_failover = {"healthIntervalSeconds": 1, "failureThreshold": 3}
     crd_defaults = {"healthIntervalSeconds": 5, "failureThreshold": 3}
     series = {
@@ -415,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {k: summary(v) for k, v in series.items()},
         "runs": series,
     }
-    results["probe_cost"] = probe_cost()
+    results["probe_cost"] = cost
     if args.scale:
         results["scale"] = scale(args.scale)
     elif RESULTS.exists() and "scale" in (saved := json.loads(RESULTS.read_text())):
