@@ -156,6 +156,7 @@ def test_minimal_spec_is_accepted_and_defaulted(hub_namespace: str) -> None:
         "automatic": True,
         "healthIntervalSeconds": 5,
         "failureThreshold": 3,
+        "switchWaitSeconds": 300,
         "failback": {"mode": "manual", "holdDownSeconds": 300},
     }
     assert spec["traffic"] == {"provider": "endpointslice"}
@@ -475,11 +476,12 @@ def test_a_client_probe_is_accepted_and_defaulted(hub_namespace: str) -> None:
         "apply", "--dry-run=server", "-n", hub_namespace, "-o", "json", "-f", "-",
         stdin=json.dumps(manifest),
     )  # fmt: skip
+    # On by default, the servers' own readiness, every entry address (no sampleSize).
     assert json.loads(result.stdout)["spec"]["failover"]["probe"] == {
-        "request": "inference",
+        "enabled": True,
+        "request": "readiness",
         "text": "modeldr health probe",
         "timeoutMilliseconds": 1000,
-        "sampleSize": 3,
         "minSuccessPercent": 50,
         "urls": {"standby": "https://lb.example.com/bert"},
     }
@@ -549,9 +551,11 @@ def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
     # kubectl shows the printer columns.
     table = kubectl("get", PLURAL, "-n", hub_namespace).stdout.splitlines()
     header = table[0].split()
-    assert header == ["NAME", "ACTIVE", "PRIMARY", "READY", "STANDBY", "READY", "PHASE", "AGE"]
+    assert header == [
+        "NAME", "ACTIVE", "PRIMARY", "READY", "STANDBY", "READY", "PHASE", "SERVING", "AGE",
+    ]  # fmt: skip
     row = table[1].split()
-    assert row[:5] == [name, "primary", "2", "1", "Ready"]
+    assert row[:6] == [name, "primary", "2", "1", "Ready", "Serving"]
     wide = kubectl("get", "md", "-n", hub_namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split()[-3:] == ["MODE", "TRAFFIC", "DIGEST"]
     digest = load(SANDBOX_EXAMPLE)["spec"]["model"]["expectedDigest"]
@@ -569,5 +573,7 @@ def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
     response.read()
     table_json = json.loads(response.data)
     names = [c["name"] for c in table_json["columnDefinitions"]]
-    assert names[:6] == ["Name", "Active", "Primary Ready", "Standby Ready", "Phase", "Age"]
-    assert table_json["rows"][0]["cells"][1:5] == ["primary", 2, 1, "Ready"]
+    assert names[:7] == [
+        "Name", "Active", "Primary Ready", "Standby Ready", "Phase", "Serving", "Age",
+    ]  # fmt: skip
+    assert table_json["rows"][0]["cells"][1:6] == ["primary", 2, 1, "Ready", "Serving"]

@@ -207,7 +207,11 @@ def test_minimal_plan_is_defaulted(ns: str) -> None:
         "timeoutMilliseconds": 2000,
         "inputs": ["modeldr drill probe: is this service answering?"],
     }
-    assert spec["steadyState"] == {"durationSeconds": 10, "maxErrorRatio": 0}
+    assert spec["steadyState"] == {
+        "durationSeconds": 10,
+        "maxErrorRatio": 0,
+        "waitForTargetSeconds": 180,
+    }
     assert spec["steps"][0]["fault"] == {"type": "PodKill", "cluster": "active", "mode": "one"}
     assert spec["steps"][0]["expect"] == {}
     assert spec["blastRadius"] == {"maxPodsPercent": 50}

@@ -458,6 +458,8 @@ def test_crd_shape() -> None:
     assert columns["Primary Ready"] == ".status.primary.readyReplicas"
     assert columns["Standby Ready"] == ".status.standby.readyReplicas"
     assert columns["Phase"] == ".status.phase"
+    # What clients get: the Ready condition's reason (Serving, ServersNotAnswering, ...).
+    assert columns["Serving"] == '.status.conditions[?(@.type=="Ready")].reason'
     assert columns["Age"] == ".metadata.creationTimestamp"
 
     # Free-form subtrees are the exception: only status.kopf (kopf's progress storage).
