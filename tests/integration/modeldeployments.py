@@ -67,6 +67,23 @@ def condition(hub_ns: str, type_: str) -> str | None:
     return None
 
 
+def patch_probe(hub_ns: str, probe: dict[str, Any] | None) -> None:
+    """Set spec.failover.probe (None: remove it, which means the default: on)."""
+    patch = {"spec": {"failover": {"probe": probe}}}
+    custom().patch_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME, patch)
+
+
+@contextlib.contextmanager
+def client_probe(hub_ns: str, probe: dict[str, Any]) -> Iterator[None]:
+    """The ModelDeployment's client probe set to `probe` for the block (e.g. switched off,
+    to see what the member's own signals miss), the default again after it."""
+    patch_probe(hub_ns, probe)
+    try:
+        yield
+    finally:
+        patch_probe(hub_ns, None)
+
+
 def wait_status(hub_ns: str, predicate: Any, what: str, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}

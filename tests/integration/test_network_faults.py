@@ -31,7 +31,7 @@ from modeldr.agent.rules import FAMILY, TABLE
 from sandbox import agent, kube
 from sandbox.config import sandbox_paths
 from sandbox.operator_up import operator_up
-from tests.integration.modeldeployments import NAME, ROOT, serving_everywhere
+from tests.integration.modeldeployments import NAME, ROOT, client_probe, serving_everywhere
 from tests.integration.test_drills import (  # the drill helpers and the shared fixtures
     _alive,
     apply_plan,
@@ -107,6 +107,14 @@ def network_step(name: str, fault: dict[str, Any], seconds: int, **expect: Any) 
 
 
 def test_a_partition_cuts_clients_off_while_the_node_still_reaches_the_pod(drill_ns: str) -> None:
+    # With the client probe switched off: the member's own signals miss the partition, so
+    # the traffic stays where no client gets through (with it on, the operator fails over:
+    # test_partition_failover.py).
+    with client_probe(drill_ns, {"enabled": False}):
+        partition_unseen(drill_ns)
+
+
+def partition_unseen(drill_ns: str) -> None:
     pod = model_pod(drill_ns)
     ip, (port, path) = pod.status.pod_ip, ready_path(pod)
     assert answers(ip, port, path) and not rules_for(ip)
@@ -126,7 +134,8 @@ def test_a_partition_cuts_clients_off_while_the_node_still_reaches_the_pod(drill
     assert nf["spec"]["targets"] == [{"ip": ip, "node": pod.spec.node_name,
                                       "pod": pod.metadata.name}]  # fmt: skip
     # The readiness probe (every 2 s, failureThreshold 1) comes from the node: the pod stays
-    # Ready, so its endpoint does too, while no client gets through (failover.probe's gap).
+    # Ready, so its endpoint does too, while no client gets through (what only the client
+    # probe sees).
     time.sleep(3)
     again = kube.core("primary").read_namespaced_pod(pod.metadata.name, drill_ns)
     ready = {c.type: c.status for c in again.status.conditions or []}

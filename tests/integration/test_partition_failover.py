@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldr.operator.constants import GROUP, VERSION
-from tests.integration.modeldeployments import NAME, PLURAL, custom, status
+from tests.integration.modeldeployments import client_probe, status
 from tests.integration.test_drills import (  # the drill helpers and the shared fixtures
     apply_plan,
     drill_ns,
@@ -46,19 +45,11 @@ def partition_step(seconds: int) -> dict[str, Any]:
     return step
 
 
-def patch_probe(ns: str, probe: dict[str, Any] | None) -> None:
-    patch = {"spec": {"failover": {"probe": probe}}}
-    custom().patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME, patch)
-
-
 def test_a_partition_is_not_detected_with_the_client_probe_off(drill_ns: str) -> None:
     assert (status(drill_ns).get("activeCluster")) == "primary"
-    patch_probe(drill_ns, {"enabled": False})
-    try:
+    with client_probe(drill_ns, {"enabled": False}):
         name = apply_plan(drill_ns, plan("partition-unseen", [partition_step(8)]))
         s = finished(drill_ns, name, timeout=120)
-    finally:
-        patch_probe(drill_ns, None)  # the default: on
     assert s["phase"] == "Failed" and s["reason"] == "ExpectationFailed", explain(s)
     step = s["steps"][0]
     assert step["phase"] == "Failed" and step["activeCluster"] == "primary", step
@@ -67,8 +58,7 @@ def test_a_partition_is_not_detected_with_the_client_probe_off(drill_ns: str) ->
 
 
 def test_with_the_client_probe_a_partition_fails_over_to_the_standby(drill_ns: str) -> None:
-    patch_probe(drill_ns, {"timeoutMilliseconds": 500})
-    try:
+    with client_probe(drill_ns, {"timeoutMilliseconds": 500}):
         name = apply_plan(drill_ns, plan("partition-seen", [partition_step(15)]))
         s = finished(drill_ns, name, timeout=120)
         assert s["phase"] == "Passed", explain(s)
@@ -77,5 +67,4 @@ def test_with_the_client_probe_a_partition_fails_over_to_the_standby(drill_ns: s
         print(f"\npartition drill with the client probe: RTO {step['rtoSeconds']:.2f} s")
         failover = status(drill_ns).get("lastFailover") or {}
         assert failover.get("automatic") is True and failover.get("to") == "standby", failover
-    finally:
-        patch_probe(drill_ns, None)
+
