@@ -67,4 +67,3 @@ def test_with_the_client_probe_a_partition_fails_over_to_the_standby(drill_ns: s
         print(f"\npartition drill with the client probe: RTO {step['rtoSeconds']:.2f} s")
         failover = status(drill_ns).get("lastFailover") or {}
         assert failover.get("automatic") is True and failover.get("to") == "standby", failover
-
