@@ -40,9 +40,21 @@ from modeldr.drills.timeline import Point
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = xmlschema.XMLSchema(str(ROOT / "tests/fixtures/junit-10.xsd"))
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
-PLAN = DrillPlanSpec.parse(
-    yaml.safe_load((ROOT / "examples/sandbox/drillplan.yaml").read_text())["spec"]
-)
+
+
+def plan_with_a_recovery_wait() -> DrillPlanSpec:
+    """The example plan with a Wait step before its failback (a plan may hold one: the
+    reports below show four steps, one of them an action without a fault)."""
+    doc = yaml.safe_load((ROOT / "examples/sandbox/drillplan.yaml").read_text())["spec"]
+    failback = [s["name"] for s in doc["steps"]].index("failback")
+    doc["steps"].insert(failback, {
+        "name": "primary-recovers", "action": {"type": "Wait"}, "durationSeconds": 15,
+        "expect": {"activeCluster": "standby", "maxErrorRatio": 0.0},
+    })  # fmt: skip
+    return DrillPlanSpec.parse(doc)
+
+
+PLAN = plan_with_a_recovery_wait()
 
 
 def at(seconds: float) -> datetime:
