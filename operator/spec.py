@@ -103,7 +103,9 @@ class ClientProbe(_Model):
     enabled: bool = True
     request: Literal["inference", "readiness"] = "readiness"
     text: str = "modeldr health probe"
-    timeout_milliseconds: int = Field(1000, alias="timeoutMilliseconds")
+    # 2 s: one lost SYN costs a second of retransmission, which a 1 s deadline would count
+    # as a dead server (a lossy path must not fail a cluster over by itself).
+    timeout_milliseconds: int = Field(2000, alias="timeoutMilliseconds")
     # None: every entry address (at most MAX_PROBED of them), so that the traffic lists
     # only addresses that answered; a number: that many drawn at random each check.
     sample_size: int | None = Field(None, alias="sampleSize")

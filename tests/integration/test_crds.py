@@ -481,7 +481,7 @@ def test_a_client_probe_is_accepted_and_defaulted(hub_namespace: str) -> None:
         "enabled": True,
         "request": "readiness",
         "text": "modeldr health probe",
-        "timeoutMilliseconds": 1000,
+        "timeoutMilliseconds": 2000,
         "minSuccessPercent": 50,
         "urls": {"standby": "https://lb.example.com/bert"},
     }

@@ -47,7 +47,7 @@ def test_the_spec_probes_readiness_by_default_and_parses_one_with_defaults() -> 
     assert not ModelDeploymentSpec.parse(off).failover.probe.enabled
     raw = minimal_spec_dict(failover={"probe": {"urls": {"standby": "https://lb.example/m"}}})
     parsed = ModelDeploymentSpec.parse(raw).failover.probe
-    assert (parsed.request, parsed.timeout_milliseconds) == ("readiness", 1000)
+    assert (parsed.request, parsed.timeout_milliseconds) == ("readiness", 2000)
     assert parsed.url_for("standby") == "https://lb.example/m" and parsed.url_for("primary") is None
 
 
