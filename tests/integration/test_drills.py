@@ -225,12 +225,18 @@ def test_a_healthy_drill_passes_with_gates_and_model_checks(drill_ns: str) -> No
     assert checks["hold"]["agreement"] == 1 and checks["hold"]["servedDigest"].startswith("sha256:")
     assert s["steadyState"]["before"]["phase"] == "Passed"
     assert s["steadyState"]["after"]["phase"] == "Passed"
-    # The plan shows its last run, the ModelDeployment no drill any more.
-    plan_status = custom().get_namespaced_custom_object(
-        GROUP, VERSION, drill_ns, DRILLPLANS, "healthy"
-    )
-    assert plan_status["status"]["lastRun"]["name"] == name
-    assert plan_status["status"]["lastRun"]["phase"] == "Passed"
+
+    # The plan shows its last run (written just after the run's own verdict), the
+    # ModelDeployment no drill any more.
+    def last_run() -> dict[str, Any]:
+        plan_status = custom().get_namespaced_custom_object(
+            GROUP, VERSION, drill_ns, DRILLPLANS, "healthy"
+        )
+        return dict((plan_status.get("status") or {}).get("lastRun") or {})
+
+    kube.wait_for(lambda: last_run().get("phase") == "Passed", timeout=10,
+                  what="the plan's lastRun Passed")  # fmt: skip
+    assert last_run()["name"] == name
     wait_status(drill_ns, lambda _: drill_condition(drill_ns) == "False", "DrillInProgress off", 30)
     assert run(drill_ns, name)["metadata"]["labels"][DRILL_PLAN_LABEL] == "healthy"
 
