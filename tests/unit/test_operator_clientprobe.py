@@ -230,18 +230,18 @@ def test_the_probe_never_blocks_the_event_loop() -> None:
 def test_an_endpoint_check_names_the_addresses_that_answered_and_those_that_did_not() -> None:
     p = probe(sampleSize=3)
     targets = plan_targets(
-        p, "primary", ["10.0.0.2", "10.0.0.1", "10.0.0.3"], 8080, random.Random(1)
+        p, "primary", ["127.1.0.2", "127.1.0.1", "127.1.0.3"], 8080, random.Random(1)
     )
     assert [u.removeprefix("http://").split(":")[0] for u in targets.urls] == list(
         targets.addresses
     )
-    by_url = {u: ("10.0.0.2" not in u) for u in targets.urls}
+    by_url = {u: ("127.1.0.2" not in u) for u in targets.urls}
     outcome = assess(
         p, targets, [Answer(by_url[u], "" if by_url[u] else "timed out") for u in targets.urls]
     )
-    assert outcome.answering == {"10.0.0.1", "10.0.0.3"} and outcome.failing == {"10.0.0.2"}
+    assert outcome.answering == {"127.1.0.1", "127.1.0.3"} and outcome.failing == {"127.1.0.2"}
     # Through a URL there is no address to blame.
     url = plan_targets(
-        probe(urls={"primary": "http://lb:80"}), "primary", ["10.0.0.1"], 8080, random.Random(1)
+        probe(urls={"primary": "http://lb:80"}), "primary", ["127.1.0.1"], 8080, random.Random(1)
     )
     assert assess(p, url, [Answer(False, "timed out")]).failing == frozenset()
