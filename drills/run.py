@@ -346,7 +346,7 @@ async def dry_run(
         steps = await asyncio.to_thread(
             dryrun.plan_steps, rt.members, plan, target, status.seed, active
         )
-        findings = await dry_preflight(rt, plan, target, seen)
+        findings = await dry_preflight(rt, plan, target)
     except Exception as exc:  # the hub stopped answering: say so, nothing was touched
         log.exception("%s: the dry run failed", state.ref.name)
         await refuse(rt, state, plan_name, "DryRunFailed", f"the dry run stopped: {exc}", plan)
@@ -374,9 +374,7 @@ async def dry_run(
     await keep_report(rt, state, plan_name, plan, target, [])
 
 
-async def dry_preflight(
-    rt: Runtime, plan: DrillPlanSpec, target: Target, seen: dict[str, Any]
-) -> list[PreflightFinding]:
+async def dry_preflight(rt: Runtime, plan: DrillPlanSpec, target: Target) -> list[PreflightFinding]:
     """The preflight checks of a real run, each recorded instead of stopping at the first."""
     findings = [
         PreflightFinding(check="target", ok=True, message=f"{target.name} is opted in and free")
