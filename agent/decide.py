@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from modeldr.agent.order import NodeReport, NodeState, Order
 from modeldr.agent.rules import Rule
 from modeldr.agent.tcrules import Delay
+from modeldr.api.networkfault import NodeReport, NodeState, Order
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from typing import Any
 from kubernetes import client, config
 
 from modeldr.agent import decide, netem, nft, rules, tc, tcrules
-from modeldr.agent.order import GROUP, PLURAL, VERSION, NodeReport, NodeState, Order
 from modeldr.agent.watch import OrderCache, parse
+from modeldr.api.networkfault import GROUP, PLURAL, VERSION, NodeReport, NodeState, Order
 
 log = logging.getLogger("modeldr.agent")
 

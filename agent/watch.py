@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes import client, watch
 from pydantic import ValidationError
 
-from modeldr.agent.order import GROUP, PLURAL, VERSION, Order
+from modeldr.api.networkfault import GROUP, PLURAL, VERSION, Order
 
 log = logging.getLogger("modeldr.agent.watch")
 

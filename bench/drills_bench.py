@@ -47,7 +47,7 @@ import yaml
 from kubernetes import client
 
 from modeldr.drills.probe import TrafficProbe, url_resolver
-from modeldr.operator.constants import (
+from modeldr.kube.constants import (
     DRILLPLANS,
     DRILLRUNS,
     GROUP,

@@ -39,7 +39,7 @@ import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
+from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import OPERATOR_METRICS_PORT, REPO_ROOT

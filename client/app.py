@@ -23,17 +23,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from modeldr.api.drillplan import DrillPlanSpec
+from modeldr.api.drillrun import spec_errors
+from modeldr.api.phase import EXIT_CODES, Phase
 from modeldr.client import junit, render
 from modeldr.client.display import STYLE, live_view, snapshot
 from modeldr.client.follow import Follower, Stop
 from modeldr.client.hub import Hub, HubUnavailable, Rejected
 from modeldr.client.reportdata import ReportData, from_run_object, parse_document
 from modeldr.client.reportdata import history_entry as parse_history
-from modeldr.drills.phase import EXIT_CODES, Phase
-from modeldr.drills.plans import run_manifest
+from modeldr.drills.manifests import run_manifest
 from modeldr.drills.report import REPORT_KEY, history_entry
-from modeldr.drills.spec import DrillPlanSpec, spec_errors
-from modeldr.operator.constants import DRILL_PLAN_LABEL, DRILLPLAN_KIND
+from modeldr.kube.constants import DRILL_PLAN_LABEL, DRILLPLAN_KIND
 
 EXIT_USAGE = 3
 EXIT_NO_VERDICT = 2

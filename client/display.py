@@ -19,14 +19,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from modeldr.drills.phase import Phase
-from modeldr.drills.spec import (
-    DrillPlanSpec,
-    DrillRunStatus,
-    FaultRecord,
-    GateStatus,
-    ProbeLiveStatus,
-)
+from modeldr.api.drillplan import DrillPlanSpec
+from modeldr.api.drillstatus import DrillRunStatus, FaultRecord, GateStatus, ProbeLiveStatus
+from modeldr.api.phase import Phase
 
 STYLE = {
     "Passed": "bold green",

@@ -16,7 +16,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
-from modeldr.operator.constants import (
+from modeldr.kube.constants import (
     DRILL_PLAN_LABEL,
     DRILLPLANS,
     DRILLRUNS,

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from modeldr.drills.phase import Phase
-from modeldr.drills.spec import DrillPlanSpec, DrillRunStatus, FaultRecord, StepStatus
+from modeldr.api.drillplan import DrillPlanSpec
+from modeldr.api.drillstatus import DrillRunStatus, FaultRecord, StepStatus
+from modeldr.api.phase import Phase
 from modeldr.drills.timeline import Point
 
 

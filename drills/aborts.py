@@ -9,12 +9,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modeldr.api.drillplan import AbortCondition
+from modeldr.api.drillstatus import AbortConditionStatus
+from modeldr.api.phase import Phase
 from modeldr.drills.conditions import CompiledCondition, compile_condition
 from modeldr.drills.gates import check_abort_query
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe_stats import AbortCheck, AbortState, abort_due
 from modeldr.drills.runstate import now
-from modeldr.drills.spec import AbortCondition, AbortConditionStatus
 from modeldr.drills.verdict import Part, PartKind
 
 if TYPE_CHECKING:

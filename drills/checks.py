@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 
 from kubernetes import client
 
+from modeldr.api.drillplan import ModelChecks
+from modeldr.api.drillstatus import ModelCheckStatus
+from modeldr.api.phase import Phase
 from modeldr.drills.faults.base import FaultError
 from modeldr.drills.model_checks import (
     GoldenItem,
@@ -17,10 +20,8 @@ from modeldr.drills.model_checks import (
     parse_golden_set,
     score,
 )
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe import Endpoints, ProbeError, Resolver, classify
 from modeldr.drills.runstate import now
-from modeldr.drills.spec import ModelChecks, ModelCheckStatus
 from modeldr.drills.target import target_status
 from modeldr.drills.verdict import Part, PartKind
 

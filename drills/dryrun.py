@@ -9,12 +9,13 @@ aim at the cluster active then, which the step's message says.
 
 from __future__ import annotations
 
+from modeldr.api.drillplan import DrillPlanSpec, Step
+from modeldr.api.drillstatus import PlannedStep
 from modeldr.drills.faults.base import Aim, FaultError
 from modeldr.drills.faults.registry import driver_for
-from modeldr.drills.spec import DrillPlanSpec, PlannedStep, Step
 from modeldr.drills.target import Target, resolve_role
-from modeldr.operator.constants import Role
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube.constants import Role
+from modeldr.kube.members import MemberRegistry
 
 # Who performs a step's action: the operator's own switch (the ModelDeployment annotation).
 ACTION_PROVIDER = "operator"

@@ -23,21 +23,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from modeldr.api.drillplan import DrillPlanSpec
+from modeldr.api.drillstatus import StepStatus, WindowStatus
+from modeldr.api.phase import Phase
 from modeldr.drills import events
 from modeldr.drills.aborts import AbortWatch
 from modeldr.drills.checks import ModelChecker
 from modeldr.drills.gaterunner import GateRunner, Query, Windows
+from modeldr.drills.host import DrillHost
 from modeldr.drills.journal import Journal
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe import TrafficProbe
 from modeldr.drills.probe_stats import assess_steady_state, failure_summary
 from modeldr.drills.readiness import target_serving
 from modeldr.drills.runstate import RunState, now
-from modeldr.drills.spec import DrillPlanSpec, StepStatus, WindowStatus
 from modeldr.drills.steps import StepRunner
 from modeldr.drills.target import Target, target_status
 from modeldr.drills.verdict import Part, PartKind, run_verdict
-from modeldr.operator.runtime import Runtime
 
 log = logging.getLogger(__name__)
 # Margins of the run's deadline on top of the plan's durations: setup and checks, and each
@@ -91,7 +92,7 @@ class Interrupt:
 class Drill:
     """What one run works with, resolved by preflight."""
 
-    runtime: Runtime
+    runtime: DrillHost
     state: RunState
     plan: DrillPlanSpec
     plan_name: str

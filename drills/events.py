@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modeldr.drills.phase import Phase
-from modeldr.operator.events import post_event
+from modeldr.api.phase import Phase
+from modeldr.kube.events import post_event
 
 if TYPE_CHECKING:
     from modeldr.drills.engine import Drill

@@ -9,6 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from modeldr.api.drillplan import Gate, PrometheusQuery
+from modeldr.api.drillstatus import GateStatus
+from modeldr.api.phase import Phase
 from modeldr.drills.conditions import CompiledCondition, compile_condition
 from modeldr.drills.gates import (
     GateAssessment,
@@ -18,8 +21,6 @@ from modeldr.drills.gates import (
     classify_measurement,
     next_measurement_at,
 )
-from modeldr.drills.phase import Phase
-from modeldr.drills.spec import Gate, GateStatus, PrometheusQuery
 
 # How often a gate looks whether a measurement is due.
 TICK_S = 0.25

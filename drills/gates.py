@@ -25,8 +25,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from modeldr.api.phase import Phase
 from modeldr.drills.conditions import CompiledCondition, ConditionEvalError
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe_stats import AbortCheck, AbortState
 
 # What status keeps: the newest measurements of a gate, and the first values of each.

@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import modeldr
-from modeldr.operator.errors import OperatorError
-from modeldr.operator.httpclient import opener
+from modeldr.kube.errors import OperatorError
+from modeldr.kube.httpclient import opener
 
 CLUSTER_OUTAGE: Final = "ClusterOutage"
 NODE_FAILURE: Final = "NodeFailure"

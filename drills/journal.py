@@ -9,12 +9,13 @@ import asyncio
 import logging
 import uuid
 
+from modeldr.api.drillplan import Fault
+from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import FaultDriver, FaultError, Plan
 from modeldr.drills.faults.registry import DRIVERS
 from modeldr.drills.runstate import RunState, now
-from modeldr.drills.spec import Fault, FaultRecord
-from modeldr.operator.constants import Role
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube.constants import Role
+from modeldr.kube.members import MemberRegistry
 
 log = logging.getLogger(__name__)
 # Undo is retried this many times (with back-off) before the record says it failed.

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from modeldr.drills.phase import Phase
+from modeldr.api.phase import Phase
 from modeldr.drills.probe_stats import fmt
 
 # A ConfigMap holds at most 1 MiB; a golden set is a few hundred lines.

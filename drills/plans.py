@@ -15,9 +15,13 @@ from typing import Any
 
 from kubernetes import client
 
+from modeldr.api.drillplan import DrillPlanSpec
+from modeldr.api.drillrun import DrillRunSpec
+from modeldr.api.drillstatus import DrillPlanStatus, DrillRunStatus
+from modeldr.api.phase import Phase
 from modeldr.drills import metrics
 from modeldr.drills.faults.base import FaultError
-from modeldr.drills.phase import Phase
+from modeldr.drills.manifests import run_manifest, run_name
 from modeldr.drills.runstate import RunRef
 from modeldr.drills.schedule import (
     MISS_REASONS,
@@ -27,19 +31,15 @@ from modeldr.drills.schedule import (
     decide,
     stamp,
 )
-from modeldr.drills.spec import DrillPlanSpec, DrillPlanStatus, DrillRunSpec, DrillRunStatus
-from modeldr.operator import kube
-from modeldr.operator.constants import (
-    API_VERSION,
+from modeldr.kube import k8s
+from modeldr.kube.constants import (
     DRILL_PLAN_LABEL,
-    DRILLPLAN_KIND,
     DRILLPLANS,
-    DRILLRUN_KIND,
     DRILLRUNS,
     GROUP,
     VERSION,
 )
-from modeldr.operator.events import post_event
+from modeldr.kube.events import post_event
 
 log = logging.getLogger(__name__)
 TIMEOUT = (2, 10)
@@ -47,48 +47,6 @@ TIMEOUT = (2, 10)
 MAX_SCHEDULER_SLEEP_S = 60.0
 # A hub that cannot be read is tried again this soon.
 SCHEDULER_RETRY_S = 5.0
-
-
-def run_name(plan: str, generation: int) -> str:
-    """The run a plan starts for a generation: the same name every time, so a retried
-    handler or a restarted operator never starts two."""
-    return f"{plan}-{generation}"
-
-
-def run_manifest(
-    plan: str,
-    plan_uid: str,
-    generation: int,
-    spec_raw: dict[str, Any],
-    name: str | None = None,
-    scheduled_time: datetime | None = None,
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "planRef": {"name": plan},
-        "plan": spec_raw,
-        "planGeneration": generation,
-    }
-    if scheduled_time is not None:
-        spec["scheduledTime"] = stamp(scheduled_time)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": DRILLRUN_KIND,
-        "metadata": {
-            "name": name or run_name(plan, generation),
-            "labels": {DRILL_PLAN_LABEL: plan},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": DRILLPLAN_KIND,
-                    "name": plan,
-                    "uid": plan_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": spec,
-    }
 
 
 def reconcile_plan(
@@ -113,11 +71,11 @@ def reconcile_plan(
         return status
     api = client.CustomObjectsApi(hub)
     manifest = run_manifest(name, uid, generation, spec_raw)
-    created = kube.call(
+    created = k8s.call(
         api.create_namespaced_custom_object, GROUP, VERSION, namespace, DRILLRUNS, manifest,
-        _request_timeout=TIMEOUT, conflict=kube.DONE,
+        _request_timeout=TIMEOUT, conflict=k8s.DONE,
     )  # fmt: skip
-    if created is not kube.DONE:
+    if created is not k8s.DONE:
         log.info(
             "DrillPlan %s/%s: started DrillRun %s", namespace, name, run_name(name, generation)
         )
@@ -136,9 +94,9 @@ def prune_history(hub: client.ApiClient, namespace: str, plan: str, limit: int) 
     ended.sort(key=lambda r: r["metadata"]["creationTimestamp"])
     excess = ended[: max(0, len(ended) - limit)]
     for run in excess:
-        kube.call(
+        k8s.call(
             api.delete_namespaced_custom_object, GROUP, VERSION, namespace, DRILLRUNS,
-            run["metadata"]["name"], _request_timeout=TIMEOUT, absent=kube.DONE,
+            run["metadata"]["name"], _request_timeout=TIMEOUT, absent=k8s.DONE,
         )  # fmt: skip
     return len(excess)
 
@@ -147,7 +105,7 @@ def snapshot_into_run(hub: client.ApiClient, ref: RunRef, spec: DrillRunSpec) ->
     """A run created by hand names only its plan: copy the plan's spec into the run before
     anything is touched, so the run records what it executed."""
     api = client.CustomObjectsApi(hub)
-    plan = kube.call(
+    plan = k8s.call(
         api.get_namespaced_custom_object, GROUP, VERSION, ref.namespace, DRILLPLANS,
         spec.plan_ref.name, _request_timeout=TIMEOUT, absent=None,
     )  # fmt: skip
@@ -172,7 +130,7 @@ def record_last_run(hub: client.ApiClient, ref: RunRef, plan: str, status: Drill
     api = client.CustomObjectsApi(hub)
     scheduled = None
     try:
-        run = kube.call(
+        run = k8s.call(
             api.get_namespaced_custom_object, GROUP, VERSION, ref.namespace, DRILLRUNS, ref.name,
             _request_timeout=TIMEOUT, absent=None,
         )  # fmt: skip
@@ -198,9 +156,9 @@ def record_last_run(hub: client.ApiClient, ref: RunRef, plan: str, status: Drill
     }
     fields = {"lastRun": last, **({"lastScheduledRun": last} if scheduled else {})}
     try:
-        kube.call(
+        k8s.call(
             api.patch_namespaced_custom_object_status, GROUP, VERSION, ref.namespace, DRILLPLANS,
-            plan, {"status": fields}, _request_timeout=TIMEOUT, absent=kube.DONE,
+            plan, {"status": fields}, _request_timeout=TIMEOUT, absent=k8s.DONE,
         )  # fmt: skip
     except Exception as exc:
         log.warning("DrillPlan %s/%s: lastRun not written: %s", ref.namespace, plan, exc)
@@ -240,7 +198,7 @@ def schedule_once(
     the misses recorded (status, Event, metric), the plan's schedule status written.
     Returns the decision (None: the plan is gone or no longer scheduled) and the message."""
     api = client.CustomObjectsApi(hub)
-    obj = kube.call(
+    obj = k8s.call(
         api.get_namespaced_custom_object, GROUP, VERSION, namespace, DRILLPLANS, name,
         _request_timeout=TIMEOUT, absent=None,
     )  # fmt: skip
@@ -279,11 +237,11 @@ def schedule_once(
         manifest = run_manifest(
             name, meta["uid"], int(meta.get("generation") or 1), spec_raw, run, decision.start
         )
-        created = kube.call(
+        created = k8s.call(
             api.create_namespaced_custom_object, GROUP, VERSION, namespace, DRILLRUNS, manifest,
-            _request_timeout=TIMEOUT, conflict=kube.DONE,
+            _request_timeout=TIMEOUT, conflict=k8s.DONE,
         )  # fmt: skip
-        if created is not kube.DONE:
+        if created is not k8s.DONE:
             log.info("DrillPlan %s/%s: schedule started DrillRun %s", namespace, name, run)
         fields["lastScheduleTime"] = stamp(decision.start)
     for miss in decision.misses:
@@ -317,9 +275,9 @@ def write_schedule_status(
     hub: client.ApiClient, namespace: str, name: str, fields: dict[str, Any]
 ) -> None:
     api = client.CustomObjectsApi(hub)
-    kube.call(
+    k8s.call(
         api.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, DRILLPLANS, name,
-        {"status": fields}, _request_timeout=TIMEOUT, absent=kube.DONE,
+        {"status": fields}, _request_timeout=TIMEOUT, absent=k8s.DONE,
     )  # fmt: skip
 
 

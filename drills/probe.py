@@ -53,9 +53,9 @@ import urllib3
 from kubernetes import client
 
 from modeldr.drills.probe_stats import ProbeSample
-from modeldr.operator.constants import ACTIVE_CLUSTER_ANNOTATION
-from modeldr.operator.errors import OperatorError
-from modeldr.operator.httpclient import opener
+from modeldr.kube.constants import ACTIVE_CLUSTER_ANNOTATION
+from modeldr.kube.errors import OperatorError
+from modeldr.kube.httpclient import opener
 
 log = logging.getLogger(__name__)
 

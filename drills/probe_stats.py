@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from modeldr.drills.phase import Phase
+from modeldr.api.phase import Phase
 
 
 @dataclass(frozen=True)

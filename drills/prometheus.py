@@ -8,7 +8,7 @@ import urllib.error
 import urllib.parse
 
 from modeldr.drills.gates import QueryOutcome, QueryUnavailable, parse_prometheus_response
-from modeldr.operator.httpclient import opener
+from modeldr.kube.httpclient import opener
 
 
 def query(base_url: str, expression: str, timeout_s: float) -> QueryOutcome:

@@ -17,8 +17,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from modeldr.drills.spec import FaultRecord
-from modeldr.operator.members import MemberRegistry
+from modeldr.api.drillstatus import FaultRecord
+from modeldr.kube.members import MemberRegistry
 
 log = logging.getLogger("modeldr.drills.renewal")
 

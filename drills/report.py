@@ -20,11 +20,12 @@ from typing import Any, Final
 
 from kubernetes import client
 
+from modeldr.api.drillplan import DrillPlanSpec
+from modeldr.api.drillstatus import DrillRunStatus
 from modeldr.drills.runstate import RunRef, now
-from modeldr.drills.spec import DrillPlanSpec, DrillRunStatus
 from modeldr.drills.timeline import Point, coarsen
-from modeldr.operator import kube
-from modeldr.operator.constants import (
+from modeldr.kube import k8s
+from modeldr.kube.constants import (
     API_VERSION,
     DRILL_PLAN_LABEL,
     DRILLRUN_KIND,
@@ -148,7 +149,7 @@ def write(hub: client.ApiClient, ref: RunRef, plan_name: str, text: str) -> str:
     core = client.CoreV1Api(hub)
     body = manifest(ref, plan_name, text)
     name: str = body["metadata"]["name"]
-    created = kube.call(
+    created = k8s.call(
         core.create_namespaced_config_map, ref.namespace, body, _request_timeout=TIMEOUT,
         conflict=None,
     )  # fmt: skip

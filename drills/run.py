@@ -16,6 +16,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modeldr.api.drillplan import INFRASTRUCTURE_FAULTS, DrillPlanSpec, PrometheusQuery
+from modeldr.api.drillrun import DrillRunSpec
+from modeldr.api.drillstatus import (
+    DrillRunStatus,
+    DryRunStatus,
+    PreflightFinding,
+    ProbeLiveStatus,
+    SteadyStateStatus,
+)
+from modeldr.api.phase import Phase
 from modeldr.drills import dryrun, events, metrics, plans, prometheus, report
 from modeldr.drills.checks import ModelChecker, load_golden_set
 from modeldr.drills.conditions import ConditionError
@@ -25,28 +35,16 @@ from modeldr.drills.faults.infrastructure import provider_for
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.gaterunner import GateRunner
 from modeldr.drills.gates import QueryOutcome, QueryRejected
+from modeldr.drills.host import DrillHost
 from modeldr.drills.journal import Journal
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
 from modeldr.drills.probe_stats import ProbeSample
 from modeldr.drills.runstate import RunRef, RunState, now
-from modeldr.drills.spec import (
-    INFRASTRUCTURE_FAULTS,
-    DrillPlanSpec,
-    DrillRunSpec,
-    DrillRunStatus,
-    DryRunStatus,
-    PreflightFinding,
-    ProbeLiveStatus,
-    PrometheusQuery,
-    SteadyStateStatus,
-)
 from modeldr.drills.target import Target, read_target, target_status
 from modeldr.drills.timeline import Point, Timeline
-from modeldr.operator.constants import ROLES
-from modeldr.operator.errors import MemberError
-from modeldr.operator.monitor import read_gpu_capacity
-from modeldr.operator.runtime import Runtime
+from modeldr.kube.capacity import read_gpu_capacity
+from modeldr.kube.constants import ROLES
+from modeldr.kube.errors import MemberError
 
 log = logging.getLogger(__name__)
 # How long a rollback keeps retrying faults it could not undo (a member still unreachable)
@@ -63,7 +61,7 @@ TIMELINE_MARGIN_S = 1.0
 
 
 async def execute_run(
-    rt: Runtime,
+    rt: DrillHost,
     ref: RunRef,
     spec_raw: Any,
     status_raw: Any,
@@ -103,7 +101,7 @@ async def execute_run(
 
 
 async def start(
-    rt: Runtime,
+    rt: DrillHost,
     state: RunState,
     plan_name: str,
     plan: DrillPlanSpec,
@@ -171,7 +169,7 @@ async def start(
             )
 
 
-def preflight(rt: Runtime, plan: DrillPlanSpec, target: Target) -> None:
+def preflight(rt: DrillHost, plan: DrillPlanSpec, target: Target) -> None:
     """Before anything is touched (blocking): every fault can be made (a driver, and a
     provider for the infrastructure's), and a failover the plan causes has room on the
     standby. FaultError with the step's reason otherwise."""
@@ -199,7 +197,7 @@ def causes_failover(plan: DrillPlanSpec) -> bool:
     )
 
 
-def check_standby_capacity(rt: Runtime, target: Target) -> None:
+def check_standby_capacity(rt: DrillHost, target: Target) -> None:
     """Blocking. A warm or cold standby scales up on failover: it needs the GPUs for the
     replicas it does not run yet, counted from the standby's GPU nodes and their pods as they
     are now (not the ModelDeployment's last status, which can be seconds old). Capacity that
@@ -230,12 +228,12 @@ def check_standby_capacity(rt: Runtime, target: Target) -> None:
     )
 
 
-def active_cluster(rt: Runtime, target: Target) -> str | None:
+def active_cluster(rt: DrillHost, target: Target) -> str | None:
     value = target_status(rt.hub, target).get("activeCluster")
     return str(value) if value else None
 
 
-def traffic_entry(rt: Runtime, plan: DrillPlanSpec, target: Target) -> Resolver:
+def traffic_entry(rt: DrillHost, plan: DrillPlanSpec, target: Target) -> Resolver:
     """Where the probe sends: spec.traffic.url, else the hub EndpointSlice the
     endpointslice provider keeps (what clients of the hub Service use)."""
     if plan.traffic.url:
@@ -249,7 +247,7 @@ def traffic_entry(rt: Runtime, plan: DrillPlanSpec, target: Target) -> Resolver:
     return hub_slice_resolver(rt.hub, target.namespace, target.service())
 
 
-def prometheus_query(rt: Runtime, target: Target) -> Callable[[PrometheusQuery], Any]:
+def prometheus_query(rt: DrillHost, target: Target) -> Callable[[PrometheusQuery], Any]:
     """The query function of gates and abort conditions: on prometheus.url, else on the
     Prometheus the primary member's Secret names. No Prometheus at all is the plan's error."""
 
@@ -265,7 +263,7 @@ def prometheus_query(rt: Runtime, target: Target) -> Callable[[PrometheusQuery],
     return query
 
 
-def member_prometheus(rt: Runtime, target: Target) -> str | None:
+def member_prometheus(rt: DrillHost, target: Target) -> str | None:
     for role in ROLES:
         try:
             url = rt.members.get(target.cluster(role)).prometheus_url
@@ -300,7 +298,7 @@ async def live_probe(state: RunState, timeline: Timeline) -> None:
 
 
 async def keep_report(
-    rt: Runtime,
+    rt: DrillHost,
     state: RunState,
     plan_name: str,
     plan: DrillPlanSpec | None,
@@ -330,7 +328,7 @@ async def keep_report(
 
 
 async def dry_run(
-    rt: Runtime, state: RunState, plan_name: str, plan: DrillPlanSpec, target: Target
+    rt: DrillHost, state: RunState, plan_name: str, plan: DrillPlanSpec, target: Target
 ) -> None:
     """Resolve every step and run the preflight with nothing touched; status.dryRun says
     what the run would do. Planned when the real run could start, Error (the first finding's
@@ -374,7 +372,9 @@ async def dry_run(
     await keep_report(rt, state, plan_name, plan, target, [])
 
 
-async def dry_preflight(rt: Runtime, plan: DrillPlanSpec, target: Target) -> list[PreflightFinding]:
+async def dry_preflight(
+    rt: DrillHost, plan: DrillPlanSpec, target: Target
+) -> list[PreflightFinding]:
     """The preflight checks of a real run, each recorded instead of stopping at the first."""
     findings = [
         PreflightFinding(check="target", ok=True, message=f"{target.name} is opted in and free")
@@ -441,7 +441,7 @@ async def dry_preflight(rt: Runtime, plan: DrillPlanSpec, target: Target) -> lis
 
 
 async def refuse(
-    rt: Runtime,
+    rt: DrillHost,
     state: RunState,
     plan_name: str,
     reason: str,
@@ -461,7 +461,9 @@ async def refuse(
     log.warning("DrillRun %s/%s: %s: %s", state.ref.namespace, state.ref.name, reason, message)
 
 
-async def rollback(rt: Runtime, state: RunState, plan_name: str, reason: str, message: str) -> None:
+async def rollback(
+    rt: DrillHost, state: RunState, plan_name: str, reason: str, message: str
+) -> None:
     """Undo every outstanding fault of a run whose engine is gone, and end it Aborted."""
     journal = Journal(state, rt.members)
     loop = asyncio.get_running_loop()
@@ -489,7 +491,7 @@ async def rollback(rt: Runtime, state: RunState, plan_name: str, reason: str, me
     await keep_report(rt, state, plan_name, None, None, [])
 
 
-async def undo_on_delete(rt: Runtime, ref: RunRef, status_raw: Any) -> list[str]:
+async def undo_on_delete(rt: DrillHost, ref: RunRef, status_raw: Any) -> list[str]:
     """The outstanding faults of a deleted run, undone; returns what could not be."""
     state = RunState(rt.hub, ref, DrillRunStatus.parse(status_raw))
     left = await Journal(state, rt.members).undo_all()

@@ -14,9 +14,9 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldr.drills.spec import DrillRunStatus
-from modeldr.operator import kube
-from modeldr.operator.constants import DRILLRUNS, GROUP, VERSION
+from modeldr.api.drillstatus import DrillRunStatus
+from modeldr.kube import k8s
+from modeldr.kube.constants import DRILLRUNS, GROUP, VERSION
 
 log = logging.getLogger(__name__)
 # Status writes retry this often before the engine gives up on the run (a hub that does
@@ -81,9 +81,9 @@ class RunState:
             for attempt in range(WRITE_ATTEMPTS):
                 try:
                     await asyncio.to_thread(
-                        kube.call, api.patch_namespaced_custom_object_status, GROUP, VERSION,
+                        k8s.call, api.patch_namespaced_custom_object_status, GROUP, VERSION,
                         self.ref.namespace, DRILLRUNS, self.ref.name, body,
-                        _request_timeout=(2, 10), absent=kube.DONE,
+                        _request_timeout=(2, 10), absent=k8s.DONE,
                     )  # fmt: skip
                     return
                 except Exception as exc:

@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from modeldr.api.drillplan import Action, Step
+from modeldr.api.drillstatus import FaultRecord, StepStatus
+from modeldr.api.phase import Phase, worst
 from modeldr.drills import events
 from modeldr.drills.faults.base import Aim, FaultError, Observation, Observing
 from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER, expiry
 from modeldr.drills.faults.network import AGENT_WAIT_S
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.journal import new_record
-from modeldr.drills.phase import Phase, worst
 from modeldr.drills.probe_stats import (
     ExpectedCluster,
     Roles,
@@ -25,10 +27,9 @@ from modeldr.drills.probe_stats import (
 )
 from modeldr.drills.renewal import Renewable, Renewal
 from modeldr.drills.runstate import now
-from modeldr.drills.spec import Action, FaultRecord, Step, StepStatus
 from modeldr.drills.target import request_switch, resolve_role, target_status
 from modeldr.drills.verdict import Part, PartKind
-from modeldr.operator.constants import Role
+from modeldr.kube.constants import Role
 
 if TYPE_CHECKING:
     from modeldr.drills.checks import ModelChecker

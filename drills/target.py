@@ -9,9 +9,10 @@ from typing import Any
 
 from kubernetes import client
 
+from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.drills.faults.base import FaultError, Placement
-from modeldr.operator import kube
-from modeldr.operator.constants import (
+from modeldr.kube import k8s
+from modeldr.kube.constants import (
     DRILLS_ENABLED,
     DRILLS_LABEL,
     GROUP,
@@ -22,9 +23,6 @@ from modeldr.operator.constants import (
     VERSION,
     Role,
 )
-from modeldr.operator.spec import ModelDeploymentSpec
-from modeldr.operator.traffic.base import Owner
-from modeldr.operator.traffic.endpointslice import service_name
 
 TIMEOUT = (2, 10)
 
@@ -56,7 +54,7 @@ class Target:
 
     def service(self) -> str:
         """The hub Service whose EndpointSlice the endpointslice provider keeps."""
-        return service_name(Owner(self.namespace, self.name, self.uid), self.spec)
+        return self.spec.service_name(self.name)
 
     def body(self) -> dict[str, Any]:
         """Enough of the object for kopf.event."""
@@ -88,7 +86,7 @@ def resolve_role(target: Target, cluster: str, active: str | None) -> Role:
 
 def read_object(hub: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     api = client.CustomObjectsApi(hub)
-    found: dict[str, Any] | None = kube.call(
+    found: dict[str, Any] | None = k8s.call(
         api.get_namespaced_custom_object, GROUP, VERSION, namespace, MODELDEPLOYMENTS, name,
         _request_timeout=TIMEOUT, absent=None,
     )  # fmt: skip

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from modeldr.drills.phase import EXIT_CODES, Phase, worst
+from modeldr.api.phase import EXIT_CODES, Phase, worst
 
 
 class PartKind(StrEnum):

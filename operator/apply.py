@@ -11,9 +11,9 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldr.operator import kube
-from modeldr.operator.constants import MANAGED_BY, MANAGER, NAME_LABEL, NAMESPACE_LABEL
-from modeldr.operator.errors import ConflictError
+from modeldr.kube import k8s
+from modeldr.kube.constants import MANAGED_BY, MANAGER, NAME_LABEL, NAMESPACE_LABEL
+from modeldr.kube.errors import ConflictError
 
 FIELD_MANAGER = "modeldr"
 APPLY = "application/apply-patch+yaml"
@@ -63,12 +63,12 @@ def _apply(api: client.ApiClient, obj: dict[str, Any]) -> None:
 
 def ensure_namespace(api: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(api)
-    if kube.call(core.read_namespace, namespace, _request_timeout=TIMEOUT, absent=None) is None:
-        kube.call(
+    if k8s.call(core.read_namespace, namespace, _request_timeout=TIMEOUT, absent=None) is None:
+        k8s.call(
             core.create_namespace,
             {"metadata": {"name": namespace, "labels": {MANAGED_BY: MANAGER}}},
             _request_timeout=TIMEOUT,
-            conflict=kube.DONE,  # created meanwhile
+            conflict=k8s.DONE,  # created meanwhile
         )
 
 
@@ -90,7 +90,7 @@ def apply_objects(
     for obj in objects:
         kind, namespace = obj["kind"], obj["metadata"]["namespace"]
         if kind not in known:
-            existing = kube.call(_read, api, kind, namespace, obj["metadata"]["name"], absent=None)
+            existing = k8s.call(_read, api, kind, namespace, obj["metadata"]["name"], absent=None)
             if existing is not None and not _owned_by(existing, name, hub_namespace):
                 raise ConflictError(
                     f"{kind} {namespace}/{obj['metadata']['name']} exists and is not "
@@ -106,10 +106,10 @@ def delete_objects(api: client.ApiClient, namespace: str, name: str, hub_namespa
     """Delete the three member objects if they are ours; returns how many were deleted."""
     deleted = 0
     for kind in ("Deployment", "Service", "PodDisruptionBudget"):
-        existing = kube.call(_read, api, kind, namespace, name, absent=None)
+        existing = k8s.call(_read, api, kind, namespace, name, absent=None)
         if existing is None or not _owned_by(existing, name, hub_namespace):
             continue
-        if kube.call(_delete, api, kind, namespace, name, absent=kube.DONE) is not kube.DONE:
+        if k8s.call(_delete, api, kind, namespace, name, absent=k8s.DONE) is not k8s.DONE:
             deleted += 1  # a 404 here: deleted meanwhile by someone else
     return deleted
 

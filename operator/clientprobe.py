@@ -42,9 +42,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from modeldr.operator.constants import Role
-from modeldr.operator.httpclient import is_loopback
-from modeldr.operator.spec import ClientProbe
+from modeldr.api.modeldeployment import ClientProbe
+from modeldr.kube.constants import Role
+from modeldr.kube.httpclient import is_loopback
 
 INFERENCE_PATH = "/predict"
 READINESS_PATH = "/v2/health/ready"

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from modeldr.operator.constants import ROLES, Role
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import ROLES, Role
+from modeldr.kube.errors import Closing
 from modeldr.operator.ejection import Ejections
-from modeldr.operator.errors import Closing
 from modeldr.operator.failover import FailoverState
 from modeldr.operator.monitor import Key, Wake
-from modeldr.operator.spec import ModelDeploymentSpec
 from modeldr.operator.traffic.base import Owner, TrafficTarget
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from typing import Any
 
 import kopf
 
+from modeldr.kube.errors import Closing
 from modeldr.operator.controller import Controller, Writes
-from modeldr.operator.errors import Closing
 from modeldr.operator.runtime import Runtime
 from modeldr.operator.tick import tick
 

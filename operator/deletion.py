@@ -9,13 +9,13 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import ROLES
+from modeldr.kube.errors import MemberError, TrafficError
 from modeldr.operator import metrics
-from modeldr.operator.constants import ROLES
 from modeldr.operator.controller import Writes, status_clusters
-from modeldr.operator.errors import MemberError, TrafficError
 from modeldr.operator.reconcile import delete_member_objects
 from modeldr.operator.runtime import Runtime
-from modeldr.operator.spec import ModelDeploymentSpec
 from modeldr.operator.traffic.base import Owner
 
 RETRY_S = 10

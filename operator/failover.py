@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from modeldr.operator.constants import ROLES, SWITCH_ANNOTATION, Role
-from modeldr.operator.spec import ModelDeploymentSpec
-from modeldr.operator.times import iso
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import ROLES, SWITCH_ANNOTATION, Role
+from modeldr.kube.times import iso
 
 Trigger = Literal["automatic", "manual", "failback"]
 

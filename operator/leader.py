@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 
 from kubernetes import client
 
-from modeldr.operator import kube, metrics
+from modeldr.kube import k8s
+from modeldr.operator import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,7 +103,7 @@ class LeaderElector:
         api = self._coordination()
         now = datetime.now(UTC)
         timeout = (2.0, float(self.retry_period_s) + 2)
-        lease = kube.call(
+        lease = k8s.call(
             api.read_namespaced_lease, self.name, self.namespace, _request_timeout=timeout,
             absent=None,
         )  # fmt: skip
@@ -116,8 +117,8 @@ class LeaderElector:
             }
             body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": created}
             create = api.create_namespaced_lease
-            if kube.call(create, self.namespace, body, _request_timeout=timeout,
-                         conflict=kube.LOST) is kube.LOST:  # fmt: skip
+            if k8s.call(create, self.namespace, body, _request_timeout=timeout,
+                         conflict=k8s.LOST) is k8s.LOST:  # fmt: skip
                 return False  # a peer created it first
             self._observe(created)
             return True
@@ -146,8 +147,8 @@ class LeaderElector:
             "spec": new_spec,
         }
         replace = api.replace_namespaced_lease
-        if kube.call(replace, self.name, self.namespace, body, _request_timeout=timeout,
-                     conflict=kube.LOST) is kube.LOST:  # fmt: skip
+        if k8s.call(replace, self.name, self.namespace, body, _request_timeout=timeout,
+                     conflict=k8s.LOST) is k8s.LOST:  # fmt: skip
             return False  # someone else wrote it meanwhile; the next read tells who
         self._observe(new_spec)
         return True

@@ -2,9 +2,11 @@
 
 Configures logging and the Kubernetes client, serves /healthz and /metrics on every replica,
 waits for the leader Lease (when leader election is on), then runs kopf in standalone mode
-with the handlers of `modeldr.operator.handlers`. SIGTERM stops kopf, releases the Lease and
-exits 0; losing the Lease (or kopf failing) exits 1 at once, without waiting for worker
-threads, so that Kubernetes restarts the replica as a follower.
+with the handlers of `modeldr.operator.handlers` and `modeldr.drills.handlers` (the two
+register side by side; this module, the top floor, is the only one that loads both). SIGTERM
+stops kopf, releases the Lease and exits 0; losing the Lease (or kopf failing) exits 1 at
+once, without waiting for worker threads, so that Kubernetes restarts the replica as a
+follower.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ from aiohttp import web
 from kubernetes import client
 from prometheus_client import start_http_server
 
-from modeldr.operator import config as operator_config
-from modeldr.operator import logs
-from modeldr.operator.constants import DIFFBASE_KEY, FINALIZER, KOPF_PREFIX
-from modeldr.operator.kubeconfig import load_client_configuration
+from modeldr.kube import config as operator_config
+from modeldr.kube import logs
+from modeldr.kube.constants import DIFFBASE_KEY, FINALIZER, KOPF_PREFIX
+from modeldr.kube.kubeconfig import load_client_configuration
 from modeldr.operator.leader import LeaderElector
 from modeldr.operator.runtime import CONFIG_KEY
 
 log = logging.getLogger("modeldr.operator")
-HANDLERS_MODULE = "modeldr.operator.handlers"
+# Loaded by name: the operator's and the drills' handler packages stand side by side, and
+# neither imports the other's. MODELDR_OPERATOR_HANDLERS_MODULE (comma-separated) replaces them.
+HANDLERS_MODULES = "modeldr.operator.handlers,modeldr.drills.handlers"
 
 
 def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
@@ -108,7 +112,8 @@ async def run(args: argparse.Namespace) -> int:
     # A kubeconfig may run an exec credential plugin: off the event loop, like every call.
     cfg = await asyncio.to_thread(load_client_configuration, args.kubeconfig, args.context)
     client.Configuration.set_default(cfg)
-    importlib.import_module(os.environ.get("MODELDR_OPERATOR_HANDLERS_MODULE", HANDLERS_MODULE))
+    for module in os.environ.get("MODELDR_OPERATOR_HANDLERS_MODULE", HANDLERS_MODULES).split(","):
+        importlib.import_module(module.strip())
     _register_kopf_hooks(args.kubeconfig, args.context)
 
     stop = asyncio.Event()

@@ -14,7 +14,6 @@ poller calls it, so a failure is checked within about one poll, not one health i
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -26,17 +25,16 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldr.operator import metrics
-from modeldr.operator.constants import (
-    GPU_PRODUCT_LABEL,
-    GPU_RESOURCE,
+from modeldr.kube.capacity import GpuCapacity, list_items, read_gpu_capacity
+from modeldr.kube.constants import (
     MANAGED_BY,
     MANAGER,
     NAME_LABEL,
     NAMESPACE_LABEL,
 )
-from modeldr.operator.errors import MemberError
-from modeldr.operator.members import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, MemberRegistry
+from modeldr.kube.errors import MemberError
+from modeldr.kube.members import MemberRegistry
+from modeldr.operator import metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +44,6 @@ SELECTOR = f"{MANAGED_BY}={MANAGER}"
 Key = tuple[str, str]  # (namespace, name)
 # Called from the poller's thread: must be thread-safe and must not block.
 Wake = Callable[[], None]
-
-
-@dataclass(frozen=True)
-class GpuCapacity:
-    """Per GPU product: allocatable on Ready, schedulable nodes, and requested by live pods."""
-
-    allocatable: dict[str, int] = field(default_factory=dict)
-    requested: dict[str, int] = field(default_factory=dict)
-
-    def free(self, product: str | None) -> int:
-        products = [product] if product else list(self.allocatable)
-        return sum(max(0, self.allocatable.get(p, 0) - self.requested.get(p, 0)) for p in products)
 
 
 @dataclass(frozen=True)
@@ -99,29 +85,6 @@ class Snapshot:
                 ):
                     found.add(namespace)
         return found
-
-
-def _items(api: client.ApiClient, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
-    # Raw JSON, not the generated models: faster, and camelCase like the rendered objects.
-    method, url, headers, body, post = api.param_serialize(
-        "GET",
-        path,
-        query_params=list(query.items()),
-        header_params={"Accept": "application/json"},
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(
-        method,
-        url,
-        header_params=headers,
-        body=body,
-        post_params=post,
-        _request_timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
-    )
-    response.read()
-    if not 200 <= response.status < 300:
-        raise client.ApiException(status=response.status, reason=response.reason)
-    return list(json.loads(response.data).get("items") or [])
 
 
 def slim(obj: dict[str, Any]) -> dict[str, Any]:
@@ -195,58 +158,6 @@ def node_addresses(nodes: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def gpu_node_names(nodes: list[dict[str, Any]]) -> list[str]:
-    return [
-        node["metadata"]["name"]
-        for node in nodes
-        if int((node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE, 0) or 0)
-    ]
-
-
-def read_gpu_capacity(api: client.ApiClient) -> tuple[GpuCapacity, list[dict[str, Any]]]:
-    """Blocking: a member's GPU capacity now, and its nodes. Raises what the calls raise."""
-    nodes = _items(api, "/api/v1/nodes", {})
-    # Only the pods of GPU nodes: a CPU node's pods request no GPUs, and a cluster-wide pod
-    # list is the largest answer an apiserver gives.
-    pods = [
-        pod
-        for node in gpu_node_names(nodes)
-        for pod in _items(
-            api,
-            "/api/v1/pods",
-            {"fieldSelector": f"spec.nodeName={node},status.phase!=Succeeded,status.phase!=Failed"},
-        )
-    ]
-    return gpu_capacity(nodes, pods), nodes
-
-
-def gpu_capacity(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> GpuCapacity:
-    product_of: dict[str, str] = {}
-    allocatable: dict[str, int] = defaultdict(int)
-    for node in nodes:
-        labels = node["metadata"].get("labels") or {}
-        product = labels.get(GPU_PRODUCT_LABEL, "unknown")
-        gpus = int((node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE, 0) or 0)
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in node.get("status", {}).get("conditions") or []
-        )
-        if gpus and ready and not node.get("spec", {}).get("unschedulable"):
-            product_of[node["metadata"]["name"]] = product
-            allocatable[product] += gpus
-    requested: dict[str, int] = defaultdict(int)
-    for pod in pods:
-        node_name = pod.get("spec", {}).get("nodeName")
-        if node_name not in product_of:
-            continue
-        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-            continue
-        for container in pod["spec"].get("containers") or []:
-            limits = (container.get("resources") or {}).get("limits") or {}
-            requested[product_of[node_name]] += int(limits.get(GPU_RESOURCE, 0) or 0)
-    return GpuCapacity(dict(allocatable), dict(requested))
-
-
 class ClusterMonitor:
     def __init__(self, cluster: str, members: MemberRegistry) -> None:
         self.cluster = cluster
@@ -310,10 +221,10 @@ class ClusterMonitor:
             try:
                 api = self._members.get(self.cluster).api
                 query = {"labelSelector": SELECTOR}
-                deployments = _items(api, "/apis/apps/v1/deployments", query)
-                services = _items(api, "/api/v1/services", query)
-                pdbs = _items(api, "/apis/policy/v1/poddisruptionbudgets", query)
-                slices = _items(api, "/apis/discovery.k8s.io/v1/endpointslices", query)
+                deployments = list_items(api, "/apis/apps/v1/deployments", query)
+                services = list_items(api, "/api/v1/services", query)
+                pdbs = list_items(api, "/apis/policy/v1/poddisruptionbudgets", query)
+                slices = list_items(api, "/apis/discovery.k8s.io/v1/endpointslices", query)
                 if gpus is None or tick % GPU_EVERY_TICKS == 0:
                     gpus, nodes = read_gpu_capacity(api)
                     addresses_of_nodes = node_addresses(nodes)

@@ -13,14 +13,14 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import ROLES, Role
+from modeldr.kube.errors import Closing, ConflictError, MemberError
+from modeldr.kube.events import post_event
 from modeldr.operator import apply, metrics, render
-from modeldr.operator.constants import ROLES, Role
 from modeldr.operator.controller import Controller
-from modeldr.operator.errors import Closing, ConflictError, MemberError
-from modeldr.operator.events import post_event
 from modeldr.operator.monitor import Snapshot
 from modeldr.operator.runtime import Runtime
-from modeldr.operator.spec import ModelDeploymentSpec
 
 log = logging.getLogger(__name__)
 # The three kinds of a member, as the snapshot holds them.

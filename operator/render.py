@@ -10,31 +10,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modeldr.operator.constants import (
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import (
     DIGEST_ANNOTATION,
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
     MANAGED_BY,
     MANAGER,
-    NAME_LABEL,
-    NAMESPACE_LABEL,
     POD_ANNOTATIONS_ANNOTATION,
     ROLE_LABEL,
     Role,
+    selector_labels,
 )
-from modeldr.operator.errors import RenderError
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.kube.errors import RenderError
 
 # Seconds the server may need for the requests it accepted during the drain (a batch of long
 # sequences on a busy GPU), on top of the drain delay.
 INFLIGHT_BUDGET_S = 20
 DEFAULT_DRAIN_DELAY_S = 5
 MODEL_MOUNT = "/models"
-
-
-def selector_labels(name: str, hub_namespace: str) -> dict[str, str]:
-    # Immutable once a Deployment exists: never add the role or anything that changes.
-    return {NAME_LABEL: name, NAMESPACE_LABEL: hub_namespace}
 
 
 def owner_labels(name: str, hub_namespace: str, role: Role) -> dict[str, str]:

@@ -7,51 +7,25 @@ every object's memo), so there is no module-level state and a test builds its ow
 from __future__ import annotations
 
 import asyncio
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 from kubernetes import client
 
-from modeldr.operator.config import OperatorConfig
+from modeldr.kube.activedrills import ActiveDrills
+from modeldr.kube.config import OperatorConfig
+from modeldr.kube.constants import RUNTIME_KEY
+from modeldr.kube.kubeconfig import hub_configuration
+from modeldr.kube.members import MemberRegistry
 from modeldr.operator.controller import Writes
-from modeldr.operator.kubeconfig import hub_configuration
-from modeldr.operator.members import MemberRegistry
 from modeldr.operator.monitor import Monitors
 from modeldr.operator.traffic import TrafficProvider, provider_for
 
 # Keys in kopf's memos.
 CONFIG_KEY = "config"  # the operator memo: the settings `modeldr operator` parsed
-RUNTIME_KEY = "runtime"  # the operator memo: the Runtime built at startup
 WAKE_KEY = "wake"  # an object's memo: wakes its daemon
 WRITES_KEY = "writes"  # an object's memo: its daemon's write guard
-
-
-@dataclass
-class ActiveDrills:
-    """Which DrillRun holds which ModelDeployment (one run per target at a time). Only the
-    leader runs drills, and a new leader rolls back every run it finds in flight, so this
-    process-wide record is the whole truth. The ModelDeployment's tick reads it for its
-    DrillInProgress condition. Used from the event loop and from worker threads."""
-
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _holders: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    def claim(self, namespace: str, name: str, run: str) -> str | None:
-        """Hold the target for `run`; returns the other run holding it, None when claimed."""
-        with self._lock:
-            holder = self._holders.setdefault((namespace, name), run)
-            return None if holder == run else holder
-
-    def release(self, namespace: str, name: str, run: str) -> None:
-        with self._lock:
-            if self._holders.get((namespace, name)) == run:
-                del self._holders[(namespace, name)]
-
-    def holder(self, namespace: str, name: str) -> str | None:
-        with self._lock:
-            return self._holders.get((namespace, name))
 
 
 @dataclass

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modeldr.operator.constants import DIGEST_ANNOTATION, ROLES, Role
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import DIGEST_ANNOTATION, ROLES, Role
+from modeldr.kube.times import iso
 from modeldr.operator.failover import (
     LAST_FAILOVER_KEYS,
     Decision,
@@ -20,8 +22,6 @@ from modeldr.operator.failover import (
     replicas_for,
 )
 from modeldr.operator.monitor import Snapshot
-from modeldr.operator.spec import ModelDeploymentSpec
-from modeldr.operator.times import iso
 
 
 def set_condition(

@@ -22,15 +22,12 @@ import kopf
 from kubernetes import client
 from pydantic import ValidationError
 
-from modeldr.operator import clientprobe, kube, metrics, promql, render
-from modeldr.operator.constants import (
-    GROUP,
-    MODELDEPLOYMENTS,
-    ROLES,
-    SWITCH_ANNOTATION,
-    VERSION,
-    Role,
-)
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube import k8s, promql
+from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, ROLES, SWITCH_ANNOTATION, VERSION, Role
+from modeldr.kube.errors import MemberError, RenderError, TrafficError
+from modeldr.kube.events import post_event
+from modeldr.operator import clientprobe, metrics, render
 from modeldr.operator.controller import (
     Controller,
     cluster_of,
@@ -39,13 +36,10 @@ from modeldr.operator.controller import (
     status_clusters,
     who,
 )
-from modeldr.operator.errors import MemberError, RenderError, TrafficError
-from modeldr.operator.events import post_event
 from modeldr.operator.failover import Decision, Health, Switch, failover_record, replicas_for
 from modeldr.operator.health import cluster_health
 from modeldr.operator.monitor import Snapshot
 from modeldr.operator.reconcile import reconcile_member, remove_stale, watch
-from modeldr.operator.spec import ModelDeploymentSpec
 from modeldr.operator.status import (
     ConditionChange,
     Observed,
@@ -492,13 +486,13 @@ async def write_status(
     patch = client.CustomObjectsApi(ctl.runtime.hub).patch_namespaced_custom_object_status
     try:
         written = await asyncio.to_thread(
-            kube.call, patch, GROUP, VERSION, ctl.namespace, MODELDEPLOYMENTS, ctl.name,
-            {"status": status}, _request_timeout=(2, 10), absent=kube.LOST,
+            k8s.call, patch, GROUP, VERSION, ctl.namespace, MODELDEPLOYMENTS, ctl.name,
+            {"status": status}, _request_timeout=(2, 10), absent=k8s.LOST,
         )  # fmt: skip
     except client.ApiException as exc:
         log.warning("%s/%s: status write failed: %s %s", ctl.namespace, ctl.name, exc.status,
                     exc.reason)  # fmt: skip
         return
-    if written is kube.LOST:
+    if written is k8s.LOST:
         return  # deleted meanwhile
     ctl.last_status, ctl.last_status_write = unchanged, time.monotonic()

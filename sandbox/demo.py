@@ -56,7 +56,7 @@ from urllib.parse import urlencode
 
 from kubernetes import client
 
-from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
+from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
 from sandbox import demo_drill, kube, prometheus
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT, sandbox_paths

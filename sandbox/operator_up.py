@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
-from modeldr.operator.members import INFRASTRUCTURE_KEY, KUBECONFIG_KEY, PROMETHEUS_KEY
+from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
+from modeldr.kube.members import INFRASTRUCTURE_KEY, KUBECONFIG_KEY, PROMETHEUS_KEY
 from modeldr.serving.manifest import MANIFEST_NAME, ArtifactError, verify_model_dir
 from sandbox import daemons, infra_webhook, kube
 from sandbox.config import (

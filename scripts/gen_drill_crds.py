@@ -5,7 +5,7 @@
 
 Why a generator: a DrillRun carries a snapshot of its plan's spec (spec.plan), so both CRDs
 hold the same plan schema, and YAML anchors cannot span two files. The schema is written once
-here; its enums, bounds, defaults, patterns and rule messages come from modeldr.drills.spec,
+here; its enums, bounds, defaults, patterns and rule messages come from modeldr.api.drillplan,
 the pydantic models, so a plan is judged the same by the apiserver and off-cluster.
 tests/unit/test_drills_spec.py fails when the committed files differ from this output.
 """
@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
-from modeldr.drills import spec as S
-from modeldr.operator.constants import (
+from modeldr.api import drillplan as SP
+from modeldr.api.base import MESSAGE_MAX_LENGTH
+from modeldr.kube.constants import (
     DRILL_PLAN_LABEL,
     DRILLPLAN_KIND,
     DRILLPLANS,
@@ -185,18 +186,18 @@ def rule(
 
 
 def name(description: str) -> Schema:
-    return string(description, max_length=S.NAME_MAX, pattern=S.DNS_LABEL)
+    return string(description, max_length=SP.NAME_MAX, pattern=SP.DNS_LABEL)
 
 
 def http_url(description: str) -> Schema:
-    return string(description, max_length=S.URL_MAX_LENGTH, pattern=S.HTTP_URL)
+    return string(description, max_length=SP.URL_MAX_LENGTH, pattern=SP.HTTP_URL)
 
 
 def seconds(
     description: str,
     *,
     minimum: int = 1,
-    maximum: int = S.MAX_DURATION_SECONDS,
+    maximum: int = SP.MAX_DURATION_SECONDS,
     default: int | None = None,
 ) -> Schema:
     return integer(description, minimum=minimum, maximum=maximum, default=default)
@@ -223,7 +224,7 @@ def prometheus_query(what: str) -> Schema:
                 "PromQL, evaluated as an instant query; its result (a list of sample values, "
                 "doubles) is `result` in the condition.",
                 min_length=1,
-                max_length=S.QUERY_MAX_LENGTH,
+                max_length=SP.QUERY_MAX_LENGTH,
             ),
             "url": http_url(
                 "Prometheus base URL; default: the Prometheus the operator is configured with."
@@ -231,7 +232,7 @@ def prometheus_query(what: str) -> Schema:
             "timeoutSeconds": seconds(
                 "Per query; a timeout is missing evidence (Inconclusive), never a pass.",
                 maximum=60,
-                default=S.DEFAULT_PROMETHEUS_TIMEOUT_SECONDS,
+                default=SP.DEFAULT_PROMETHEUS_TIMEOUT_SECONDS,
             ),
         },
         required=["query"],
@@ -239,39 +240,39 @@ def prometheus_query(what: str) -> Schema:
 
 
 def fault_schema() -> Schema:
-    node_faults = ", ".join(f"'{t}'" for t in S.NODE_FAULTS)
-    grace_faults = ", ".join(f"'{t}'" for t in S.GRACE_PERIOD_FAULTS)
+    node_faults = ", ".join(f"'{t}'" for t in SP.NODE_FAULTS)
+    grace_faults = ", ".join(f"'{t}'" for t in SP.GRACE_PERIOD_FAULTS)
     return obj(
         "What to break in this step. Undone when the step ends (and on every other path).",
         {
             "type": enum(
                 "PodKill, NodeDrain, GPULoss, NodeFailure, ClusterOutage, NetworkPartition, "
                 "PacketLoss, Latency, ModelCorruption (docs/crds.md, DrillPlan faults).",
-                S.FAULT_TYPES,
+                SP.FAULT_TYPES,
             ),
             "cluster": name(
                 "active (the cluster serving when the step starts), primary, standby, or a "
                 "member cluster's name."
             )
-            | {"default": S.DEFAULT_FAULT_CLUSTER},
+            | {"default": SP.DEFAULT_FAULT_CLUSTER},
             "mode": enum(
                 "Which of the candidate targets (the model's pods; for NodeDrain, GPULoss and "
                 "NodeFailure the nodes running them; ignored by ClusterOutage): one (chosen at "
                 "random, seed recorded), all, fixed (value targets), percent (value percent, "
                 "rounded up). Zero targets ends the step Error.",
-                S.FAULT_MODES,
-                default=S.DEFAULT_FAULT_MODE,
+                SP.FAULT_MODES,
+                default=SP.DEFAULT_FAULT_MODE,
             ),
             "value": integer(
                 "Targets (mode fixed) or percent of them (mode percent, 0-100).",
                 minimum=0,
-                maximum=S.MAX_FAULT_VALUE,
+                maximum=SP.MAX_FAULT_VALUE,
             ),
             "node": string(
                 "NodeDrain, GPULoss, NodeFailure: this node (it must run the model), instead "
                 "of one chosen at random.",
                 max_length=253,
-                pattern=S.DNS_SUBDOMAIN,
+                pattern=SP.DNS_SUBDOMAIN,
             ),
             "gracePeriodSeconds": seconds(
                 "PodKill, NodeDrain: the pods' grace period; 0 is a crash. Default: the pods' own.",
@@ -283,10 +284,10 @@ def fault_schema() -> Schema:
             "latencyMilliseconds": integer(
                 "Latency: delay added to each packet.",
                 minimum=1,
-                maximum=S.MAX_TIMEOUT_MILLISECONDS,
+                maximum=SP.MAX_TIMEOUT_MILLISECONDS,
             ),
             "jitterMilliseconds": integer(
-                "Latency: jitter around the delay.", minimum=0, maximum=S.MAX_TIMEOUT_MILLISECONDS
+                "Latency: jitter around the delay.", minimum=0, maximum=SP.MAX_TIMEOUT_MILLISECONDS
             ),
             "seed": integer(
                 "Random seed for choosing targets; default: a fresh one, recorded in the journal.",
@@ -298,60 +299,60 @@ def fault_schema() -> Schema:
         rules=[
             rule(
                 "self.mode != 'fixed' || has(self.value)",
-                S.Msg.FIXED_NEEDS_VALUE,
+                SP.Msg.FIXED_NEEDS_VALUE,
                 field_path=".value",
                 reason="FieldValueRequired",
             ),
             rule(
                 "self.mode != 'percent' || (has(self.value) && self.value <= 100)",
-                S.Msg.PERCENT_RANGE,
+                SP.Msg.PERCENT_RANGE,
                 field_path=".value",
             ),
             rule(
                 "!(self.mode in ['one', 'all']) || !has(self.value)",
-                S.Msg.VALUE_ONLY_FIXED_PERCENT,
+                SP.Msg.VALUE_ONLY_FIXED_PERCENT,
                 field_path=".value",
                 reason="FieldValueForbidden",
             ),
             rule(
                 f"!has(self.node) || self.type in [{node_faults}]",
-                S.Msg.NODE_ONLY_NODE_FAULTS,
+                SP.Msg.NODE_ONLY_NODE_FAULTS,
                 field_path=".node",
                 reason="FieldValueForbidden",
             ),
             rule(
                 "!has(self.node) || (self.mode == 'one' && !has(self.value))",
-                S.Msg.NODE_MODE_ONE,
+                SP.Msg.NODE_MODE_ONE,
                 field_path=".node",
             ),
             rule(
                 f"!has(self.gracePeriodSeconds) || self.type in [{grace_faults}]",
-                S.Msg.GRACE_ONLY,
+                SP.Msg.GRACE_ONLY,
                 field_path=".gracePeriodSeconds",
                 reason="FieldValueForbidden",
             ),
             rule(
                 "self.type != 'PacketLoss' || has(self.lossPercent)",
-                S.Msg.PACKET_LOSS_NEEDS_PERCENT,
+                SP.Msg.PACKET_LOSS_NEEDS_PERCENT,
                 field_path=".lossPercent",
                 reason="FieldValueRequired",
             ),
             rule(
                 "self.type == 'PacketLoss' || !has(self.lossPercent)",
-                S.Msg.LOSS_ONLY_PACKET_LOSS,
+                SP.Msg.LOSS_ONLY_PACKET_LOSS,
                 field_path=".lossPercent",
                 reason="FieldValueForbidden",
             ),
             rule(
                 "self.type != 'Latency' || has(self.latencyMilliseconds)",
-                S.Msg.LATENCY_NEEDS_MS,
+                SP.Msg.LATENCY_NEEDS_MS,
                 field_path=".latencyMilliseconds",
                 reason="FieldValueRequired",
             ),
             rule(
                 "self.type == 'Latency' || (!has(self.latencyMilliseconds)"
                 " && !has(self.jitterMilliseconds))",
-                S.Msg.LATENCY_ONLY,
+                SP.Msg.LATENCY_ONLY,
                 field_path=".latencyMilliseconds",
                 reason="FieldValueForbidden",
             ),
@@ -372,7 +373,7 @@ def step_schema() -> Schema:
                         "Failover: switch traffic to the standby through the operator; "
                         "Failback: switch back to the primary through the operator's failback "
                         "and wait for it; Wait: touch nothing and measure.",
-                        S.ACTION_TYPES,
+                        SP.ACTION_TYPES,
                     )
                 },
                 required=["type"],
@@ -386,26 +387,26 @@ def step_schema() -> Schema:
                     "activeCluster": enum(
                         "primary, standby, or unchanged: reached by the end of the step and "
                         "held there.",
-                        S.EXPECTED_CLUSTERS,
+                        SP.EXPECTED_CLUSTERS,
                     ),
                     "maxRTOSeconds": number(
                         "Longest stretch in the window with no successful probe request.",
                         minimum=0,
-                        maximum=S.MAX_DURATION_SECONDS,
+                        maximum=SP.MAX_DURATION_SECONDS,
                     ),
                     "maxErrorRatio": ratio("Failed / sent probe requests in the window."),
                     "maxP99LatencyMs": number(
                         "p99 of the probe's requests in the window.",
                         minimum=0,
                         exclusive_minimum=True,
-                        maximum=S.MAX_TIMEOUT_MILLISECONDS,
+                        maximum=SP.MAX_TIMEOUT_MILLISECONDS,
                     ),
                 },
                 default={},
             ),
         },
         required=["name", "durationSeconds"],
-        rules=[rule("has(self.fault) != has(self.action)", S.Msg.STEP_FAULT_XOR_ACTION)],
+        rules=[rule("has(self.fault) != has(self.action)", SP.Msg.STEP_FAULT_XOR_ACTION)],
     )
 
 
@@ -417,17 +418,17 @@ def gate_schema() -> Schema:
             "steps": array(
                 "The steps whose windows it measures in; default: the whole run.",
                 name("A step's name."),
-                max_items=S.MAX_STEPS,
+                max_items=SP.MAX_STEPS,
                 list_type="set",
             ),
             "prometheus": prometheus_query("measured"),
             "intervalSeconds": seconds(
-                "Time between measurements.", default=S.DEFAULT_GATE_INTERVAL_SECONDS
+                "Time between measurements.", default=SP.DEFAULT_GATE_INTERVAL_SECONDS
             ),
             "count": integer(
                 "Measurements to take; default: every intervalSeconds while its windows last.",
                 minimum=1,
-                maximum=S.MAX_MEASUREMENT_COUNT,
+                maximum=SP.MAX_MEASUREMENT_COUNT,
             ),
             "initialDelaySeconds": seconds(
                 "Wait after the window opens before the first measurement.", minimum=0, default=0
@@ -435,27 +436,27 @@ def gate_schema() -> Schema:
             "successCondition": string(
                 "CEL over `result` (list of double); true: the measurement is Successful.",
                 min_length=1,
-                max_length=S.CONDITION_MAX_LENGTH,
+                max_length=SP.CONDITION_MAX_LENGTH,
             ),
             "failureCondition": string(
                 "CEL over `result`; true: the measurement is Failed.",
                 min_length=1,
-                max_length=S.CONDITION_MAX_LENGTH,
+                max_length=SP.CONDITION_MAX_LENGTH,
             ),
             "failureLimit": integer(
-                "Failed measurements tolerated.", minimum=0, maximum=S.MAX_LIMIT, default=0
+                "Failed measurements tolerated.", minimum=0, maximum=SP.MAX_LIMIT, default=0
             ),
             "inconclusiveLimit": integer(
                 "Inconclusive measurements (empty result, NaN, Prometheus unreachable) tolerated.",
                 minimum=0,
-                maximum=S.MAX_LIMIT,
+                maximum=SP.MAX_LIMIT,
                 default=0,
             ),
             "consecutiveErrorLimit": integer(
                 "Error measurements in a row tolerated (a query Prometheus rejects, a condition "
                 "that does not evaluate); more ends the gate and the run Error.",
                 minimum=0,
-                maximum=S.MAX_LIMIT,
+                maximum=SP.MAX_LIMIT,
                 default=0,
             ),
         },
@@ -463,7 +464,7 @@ def gate_schema() -> Schema:
         rules=[
             rule(
                 "has(self.successCondition) || has(self.failureCondition)",
-                S.Msg.GATE_NEEDS_CONDITION,
+                SP.Msg.GATE_NEEDS_CONDITION,
             )
         ],
     )
@@ -480,21 +481,21 @@ def abort_condition_schema() -> Schema:
             "condition": string(
                 "CEL over `result` (list of double); true: abort.",
                 min_length=1,
-                max_length=S.CONDITION_MAX_LENGTH,
+                max_length=SP.CONDITION_MAX_LENGTH,
             ),
             "maxErrorRatio": ratio(
                 "Abort when the probe's error ratio over windowSeconds exceeds it."
             ),
             "windowSeconds": seconds(
                 "The probe window of maxErrorRatio.",
-                maximum=S.MAX_WINDOW_SECONDS,
-                default=S.DEFAULT_ABORT_WINDOW_SECONDS,
+                maximum=SP.MAX_WINDOW_SECONDS,
+                default=SP.DEFAULT_ABORT_WINDOW_SECONDS,
             ),
         },
         required=["name"],
         rules=[
-            rule("has(self.prometheus) == has(self.condition)", S.Msg.ABORT_QUERY_AND_CONDITION),
-            rule("has(self.prometheus) != has(self.maxErrorRatio)", S.Msg.ABORT_ONE_KIND),
+            rule("has(self.prometheus) == has(self.condition)", SP.Msg.ABORT_QUERY_AND_CONDITION),
+            rule("has(self.prometheus) != has(self.maxErrorRatio)", SP.Msg.ABORT_ONE_KIND),
         ],
     )
 
@@ -512,11 +513,11 @@ def model_checks_schema() -> Schema:
                         "A ConfigMap in the plan's namespace: one JSON object "
                         '{"text": ..., "label": ...} a line.',
                         {
-                            "name": string(max_length=253, pattern=S.DNS_SUBDOMAIN),
+                            "name": string(max_length=253, pattern=SP.DNS_SUBDOMAIN),
                             "key": string(
                                 max_length=253,
-                                pattern=S.CONFIGMAP_KEY,
-                                default=S.DEFAULT_GOLDEN_SET_KEY,
+                                pattern=SP.CONFIGMAP_KEY,
+                                default=SP.DEFAULT_GOLDEN_SET_KEY,
                             ),
                         },
                         required=["name"],
@@ -526,7 +527,7 @@ def model_checks_schema() -> Schema:
             ),
             "minAgreement": ratio(
                 "Share of answers with the same label as the baseline.",
-                default=S.DEFAULT_MIN_AGREEMENT,
+                default=SP.DEFAULT_MIN_AGREEMENT,
             ),
             "minAccuracy": ratio("Against the golden labels; unset: reported, not checked."),
             "minPrecision": ratio("Macro precision; unset: reported, not checked."),
@@ -548,7 +549,7 @@ def plan_spec_schema(description: str) -> Schema:
                         "A ModelDeployment in the plan's namespace; it must carry the label "
                         "modeldr.io/drills=enabled.",
                         max_length=52,
-                        pattern=S.MODELDEPLOYMENT_NAME,
+                        pattern=SP.MODELDEPLOYMENT_NAME,
                     )
                 },
                 required=["modelDeployment"],
@@ -560,21 +561,21 @@ def plan_spec_schema(description: str) -> Schema:
                         None,
                         minimum=0,
                         exclusive_minimum=True,
-                        maximum=S.MAX_RATE_PER_SECOND,
-                        default=S.DEFAULT_RATE_PER_SECOND,
+                        maximum=SP.MAX_RATE_PER_SECOND,
+                        default=SP.DEFAULT_RATE_PER_SECOND,
                     ),
                     "timeoutMilliseconds": integer(
                         "A request slower than this failed.",
                         minimum=1,
-                        maximum=S.MAX_TIMEOUT_MILLISECONDS,
-                        default=S.DEFAULT_TIMEOUT_MILLISECONDS,
+                        maximum=SP.MAX_TIMEOUT_MILLISECONDS,
+                        default=SP.DEFAULT_TIMEOUT_MILLISECONDS,
                     ),
                     "inputs": array(
                         "Texts sent in turn.",
-                        string(min_length=1, max_length=S.INPUT_MAX_LENGTH),
+                        string(min_length=1, max_length=SP.INPUT_MAX_LENGTH),
                         min_items=1,
-                        max_items=S.MAX_INPUTS,
-                        default=list(S.DEFAULT_INPUTS),
+                        max_items=SP.MAX_INPUTS,
+                        default=list(SP.DEFAULT_INPUTS),
                     ),
                     "url": http_url(
                         "The entry point clients use; default: the addresses of the hub "
@@ -587,13 +588,13 @@ def plan_spec_schema(description: str) -> Schema:
                 "Checked before the first step (not met: the run ends Error, nothing touched) "
                 "and after the last one (not met: Failed, it did not recover).",
                 {
-                    "durationSeconds": seconds(None, default=S.DEFAULT_STEADY_STATE_SECONDS),
+                    "durationSeconds": seconds(None, default=SP.DEFAULT_STEADY_STATE_SECONDS),
                     "maxErrorRatio": ratio("Failed / sent probe requests.", default=0),
                     "maxP99LatencyMs": number(
                         None,
                         minimum=0,
                         exclusive_minimum=True,
-                        maximum=S.MAX_TIMEOUT_MILLISECONDS,
+                        maximum=SP.MAX_TIMEOUT_MILLISECONDS,
                     ),
                     "waitForTargetSeconds": integer(
                         "Before the steady state, how long to wait for the target to serve: "
@@ -601,16 +602,16 @@ def plan_spec_schema(description: str) -> Schema:
                         "2 s. A target that never does ends the run Error, reason "
                         "TargetNotReady, nothing touched.",
                         minimum=0,
-                        maximum=S.MAX_DURATION_SECONDS,
-                        default=S.DEFAULT_WAIT_FOR_TARGET_SECONDS,
+                        maximum=SP.MAX_DURATION_SECONDS,
+                        default=SP.DEFAULT_WAIT_FOR_TARGET_SECONDS,
                     ),
                 },
                 default={},
             ),
-            "steps": array(None, step_schema(), min_items=1, max_items=S.MAX_STEPS),
-            "gates": array(None, gate_schema(), max_items=S.MAX_GATES),
+            "steps": array(None, step_schema(), min_items=1, max_items=SP.MAX_STEPS),
+            "gates": array(None, gate_schema(), max_items=SP.MAX_GATES),
             "abortConditions": array(
-                None, abort_condition_schema(), max_items=S.MAX_ABORT_CONDITIONS
+                None, abort_condition_schema(), max_items=SP.MAX_ABORT_CONDITIONS
             ),
             "modelChecks": model_checks_schema(),
             "blastRadius": obj(
@@ -621,7 +622,7 @@ def plan_spec_schema(description: str) -> Schema:
                         "down at once; a step that would take more ends Error, nothing touched.",
                         minimum=1,
                         maximum=100,
-                        default=S.DEFAULT_MAX_PODS_PERCENT,
+                        default=SP.DEFAULT_MAX_PODS_PERCENT,
                     )
                 },
                 default={},
@@ -632,40 +633,40 @@ def plan_spec_schema(description: str) -> Schema:
                 "(seconds for a 6-field schedule), instead of once per spec generation. "
                 "status.nextScheduleTime and status.scheduleMessage say what comes next.",
                 max_length=128,
-                pattern=S.CRON,
+                pattern=SP.CRON,
             ),
             "timeZone": string(
-                "IANA time zone of schedule; default: UTC.", max_length=64, pattern=S.TIME_ZONE
+                "IANA time zone of schedule; default: UTC.", max_length=64, pattern=SP.TIME_ZONE
             ),
             "suspend": boolean("true: no run starts (runs in flight go on).", default=False),
             "concurrencyPolicy": enum(
                 "A scheduled run due while a run of the plan is in flight: Forbid (skip it, "
                 "recorded in status.lastMissedSchedule) or Allow (start it: one run per "
                 "target still holds, so it ends Error, TargetBusy).",
-                S.CONCURRENCY_POLICIES,
-                default=S.DEFAULT_CONCURRENCY_POLICY,
+                SP.CONCURRENCY_POLICIES,
+                default=SP.DEFAULT_CONCURRENCY_POLICY,
             ),
             "startingDeadlineSeconds": integer(
                 "A due time seen more than this late (the operator was down) is skipped and "
                 "recorded as missed; unset: the latest one is started however late.",
                 minimum=1,
-                maximum=S.MAX_STARTING_DEADLINE_SECONDS,
+                maximum=SP.MAX_STARTING_DEADLINE_SECONDS,
                 int64=True,
             ),
             "historyLimit": integer(
                 "Finished DrillRuns of this plan kept; older ones are deleted.",
                 minimum=1,
-                maximum=S.MAX_HISTORY_LIMIT,
-                default=S.DEFAULT_HISTORY_LIMIT,
+                maximum=SP.MAX_HISTORY_LIMIT,
+                default=SP.DEFAULT_HISTORY_LIMIT,
             ),
             "faultExpirySeconds": integer(
                 "Every fault order of a run (node agent orders, infrastructure injects) "
                 "expires this long after its last renewal: the agent or provider undoes it "
                 "by itself. The operator renews every third of it while the step runs, so a "
                 "dead or partitioned operator leaves no fault for longer than this.",
-                minimum=S.MIN_FAULT_EXPIRY_SECONDS,
-                maximum=S.MAX_FAULT_EXPIRY_SECONDS,
-                default=S.DEFAULT_FAULT_EXPIRY_SECONDS,
+                minimum=SP.MIN_FAULT_EXPIRY_SECONDS,
+                maximum=SP.MAX_FAULT_EXPIRY_SECONDS,
+                default=SP.DEFAULT_FAULT_EXPIRY_SECONDS,
             ),
             "dryRun": boolean(
                 "true: every run of the plan is a dry run (it resolves each step's targets "
@@ -675,19 +676,19 @@ def plan_spec_schema(description: str) -> Schema:
         },
         required=["target", "steps"],
         rules=[
-            unique_names("steps", S.Msg.STEP_NAMES_UNIQUE),
-            unique_names("gates", S.Msg.GATE_NAMES_UNIQUE),
-            unique_names("abortConditions", S.Msg.ABORT_NAMES_UNIQUE),
+            unique_names("steps", SP.Msg.STEP_NAMES_UNIQUE),
+            unique_names("gates", SP.Msg.GATE_NAMES_UNIQUE),
+            unique_names("abortConditions", SP.Msg.ABORT_NAMES_UNIQUE),
             rule(
                 "!has(self.gates) || self.gates.all(g, !has(g.steps)"
                 " || g.steps.all(n, self.steps.exists(s, s.name == n)))",
-                S.Msg.GATE_STEPS_EXIST,
+                SP.Msg.GATE_STEPS_EXIST,
                 field_path=".gates",
                 reason="FieldValueInvalid",
             ),
             rule(
                 "!has(self.timeZone) || has(self.schedule)",
-                S.Msg.TIME_ZONE_NEEDS_SCHEDULE,
+                SP.Msg.TIME_ZONE_NEEDS_SCHEDULE,
                 field_path=".timeZone",
                 reason="FieldValueRequired",
             ),
@@ -699,15 +700,15 @@ def plan_spec_schema(description: str) -> Schema:
 
 
 def reason() -> Schema:
-    return string("One CamelCase word.", max_length=64, pattern=S.REASON)
+    return string("One CamelCase word.", max_length=64, pattern=SP.REASON)
 
 
 def message() -> Schema:
-    return string("A sentence with the measured values.", max_length=S.MESSAGE_MAX_LENGTH)
+    return string("A sentence with the measured values.", max_length=MESSAGE_MAX_LENGTH)
 
 
 def phase(description: str | None = None) -> Schema:
-    return enum(description, S.PHASES)
+    return enum(description, SP.PHASES)
 
 
 def conditions(description: str) -> Schema:
@@ -733,7 +734,7 @@ def conditions(description: str) -> Schema:
             },
             required=["type", "status", "lastTransitionTime", "reason", "message"],
         ),
-        max_items=S.MAX_CONDITIONS,
+        max_items=SP.MAX_CONDITIONS,
         list_type="map",
         map_keys=["type"],
     )
@@ -757,7 +758,9 @@ def window_properties() -> dict[str, Schema]:
         ),
         "errorRatio": ratio("Failed / sent probe requests in the window."),
         "p99LatencyMs": number("p99 latency of the probe's requests.", minimum=0),
-        "activeCluster": string("Cluster serving at the end of the window.", max_length=S.NAME_MAX),
+        "activeCluster": string(
+            "Cluster serving at the end of the window.", max_length=SP.NAME_MAX
+        ),
         "requests": integer("Probe requests sent in the window.", minimum=0, int64=True),
         "failedRequests": integer(minimum=0, int64=True),
     }
@@ -781,9 +784,9 @@ def run_status_schema() -> Schema:
             "finishedAt": timestamp(),
             "heartbeatAt": timestamp("Last progress write of the engine running it."),
             "deadline": timestamp("The run ends by then, whatever happens."),
-            "currentStep": string(max_length=S.NAME_MAX),
+            "currentStep": string(max_length=SP.NAME_MAX),
             "rtoSeconds": number("The worst step's rtoSeconds.", minimum=0),
-            "activeCluster": string("Cluster serving now.", max_length=S.NAME_MAX),
+            "activeCluster": string("Cluster serving now.", max_length=SP.NAME_MAX),
             "seed": integer("The run's random seed (target choices).", int64=True),
             "steadyState": obj(
                 None,
@@ -794,15 +797,15 @@ def run_status_schema() -> Schema:
             ),
             "steps": array(
                 None,
-                obj(None, {"name": string(max_length=S.NAME_MAX), **window}, required=["name"]),
-                max_items=S.MAX_STEPS,
+                obj(None, {"name": string(max_length=SP.NAME_MAX), **window}, required=["name"]),
+                max_items=SP.MAX_STEPS,
             ),
             "gates": array(
                 None,
                 obj(
                     None,
                     {
-                        "name": string(max_length=S.NAME_MAX),
+                        "name": string(max_length=SP.NAME_MAX),
                         "phase": phase(),
                         "reason": reason(),
                         "message": message(),
@@ -818,7 +821,7 @@ def run_status_schema() -> Schema:
                             obj(
                                 None,
                                 {
-                                    "phase": enum(None, S.MEASUREMENT_PHASES),
+                                    "phase": enum(None, SP.MEASUREMENT_PHASES),
                                     "measuredAt": timestamp(),
                                     "value": string(
                                         "The result as text (NaN and empty results are not "
@@ -829,19 +832,19 @@ def run_status_schema() -> Schema:
                                 },
                                 required=["phase", "measuredAt"],
                             ),
-                            max_items=S.MAX_MEASUREMENTS,
+                            max_items=SP.MAX_MEASUREMENTS,
                         ),
                     },
                     required=["name"],
                 ),
-                max_items=S.MAX_GATES,
+                max_items=SP.MAX_GATES,
             ),
             "abortConditions": array(
                 None,
                 obj(
                     "Passed: never held; Aborted: held; Inconclusive: could not be evaluated.",
                     {
-                        "name": string(max_length=S.NAME_MAX),
+                        "name": string(max_length=SP.NAME_MAX),
                         "phase": phase(),
                         "message": message(),
                         "evaluations": integer(minimum=0, int64=True),
@@ -850,16 +853,16 @@ def run_status_schema() -> Schema:
                     },
                     required=["name"],
                 ),
-                max_items=S.MAX_ABORT_CONDITIONS,
+                max_items=SP.MAX_ABORT_CONDITIONS,
             ),
             "modelChecks": array(
                 None,
                 obj(
                     "The golden set answered by one cluster.",
                     {
-                        "name": string("baseline, or the step's name.", max_length=S.NAME_MAX),
-                        "step": string(max_length=S.NAME_MAX),
-                        "cluster": string(max_length=S.NAME_MAX),
+                        "name": string("baseline, or the step's name.", max_length=SP.NAME_MAX),
+                        "step": string(max_length=SP.NAME_MAX),
+                        "cluster": string(max_length=SP.NAME_MAX),
                         "phase": phase(),
                         "reason": reason(),
                         "message": message(),
@@ -875,7 +878,7 @@ def run_status_schema() -> Schema:
                     },
                     required=["name"],
                 ),
-                max_items=S.MAX_MODEL_CHECKS,
+                max_items=SP.MAX_MODEL_CHECKS,
             ),
             "faults": array(
                 "The journal: each fault is written here before it is applied, and undone on "
@@ -884,26 +887,26 @@ def run_status_schema() -> Schema:
                     None,
                     {
                         "id": string(max_length=128),
-                        "step": string(max_length=S.NAME_MAX),
-                        "type": enum(None, S.FAULT_TYPES),
-                        "cluster": string("The member cluster, resolved.", max_length=S.NAME_MAX),
+                        "step": string(max_length=SP.NAME_MAX),
+                        "type": enum(None, SP.FAULT_TYPES),
+                        "cluster": string("The member cluster, resolved.", max_length=SP.NAME_MAX),
                         "role": enum(None, ("primary", "standby")),
-                        "mode": enum(None, S.FAULT_MODES),
+                        "mode": enum(None, SP.FAULT_MODES),
                         "value": integer(minimum=0),
                         "seed": integer(int64=True),
                         "targets": array(
                             "Pods, nodes or the cluster chosen.",
                             string(max_length=253),
-                            max_items=S.MAX_TARGETS,
+                            max_items=SP.MAX_TARGETS,
                         ),
                         "provider": string(
                             "member-api, agent, or the infrastructure provider's name.",
-                            max_length=S.NAME_MAX,
+                            max_length=SP.NAME_MAX,
                         ),
                         "state": enum(
                             "Recorded (not yet known applied: undo anyway), Applied, Undone, "
                             "Abandoned (its cluster is gone for good).",
-                            S.FAULT_STATES,
+                            SP.FAULT_STATES,
                         ),
                         "recordedAt": timestamp(),
                         "appliedAt": timestamp(),
@@ -919,7 +922,7 @@ def run_status_schema() -> Schema:
                     },
                     required=["id", "step", "type", "cluster"],
                 ),
-                max_items=S.MAX_FAULT_RECORDS,
+                max_items=SP.MAX_FAULT_RECORDS,
             ),
             "conditions": conditions("metav1.Conditions."),
             "probe": obj(
@@ -933,7 +936,7 @@ def run_status_schema() -> Schema:
                     "successRatio": ratio("Succeeded / sent."),
                     "p99LatencyMs": number(minimum=0),
                     "cluster": string(
-                        "Member cluster of the last successful answer.", max_length=S.NAME_MAX
+                        "Member cluster of the last successful answer.", max_length=SP.NAME_MAX
                     ),
                 },
             ),
@@ -941,23 +944,23 @@ def run_status_schema() -> Schema:
                 "A dry run's findings: what each step would touch, where, who would act, and "
                 "the preflight.",
                 {
-                    "activeCluster": string(max_length=S.NAME_MAX),
+                    "activeCluster": string(max_length=SP.NAME_MAX),
                     "steps": array(
                         None,
                         obj(
                             None,
                             {
-                                "step": string(max_length=S.NAME_MAX),
+                                "step": string(max_length=SP.NAME_MAX),
                                 "kind": enum(None, ("fault", "action")),
-                                "type": string(max_length=S.NAME_MAX),
-                                "cluster": string(max_length=S.NAME_MAX),
+                                "type": string(max_length=SP.NAME_MAX),
+                                "cluster": string(max_length=SP.NAME_MAX),
                                 "role": enum(None, ("primary", "standby")),
                                 "provider": string(
                                     "member-api, the infrastructure provider, or operator.",
-                                    max_length=S.NAME_MAX,
+                                    max_length=SP.NAME_MAX,
                                 ),
                                 "targets": array(
-                                    None, string(max_length=253), max_items=S.MAX_TARGETS
+                                    None, string(max_length=253), max_items=SP.MAX_TARGETS
                                 ),
                                 "seed": integer(int64=True),
                                 "reason": reason(),
@@ -965,21 +968,21 @@ def run_status_schema() -> Schema:
                             },
                             required=["step", "kind", "type"],
                         ),
-                        max_items=S.MAX_STEPS,
+                        max_items=SP.MAX_STEPS,
                     ),
                     "preflight": array(
                         None,
                         obj(
                             None,
                             {
-                                "check": string(max_length=S.NAME_MAX),
+                                "check": string(max_length=SP.NAME_MAX),
                                 "ok": boolean("The check found nothing in the way."),
                                 "reason": reason(),
                                 "message": message(),
                             },
                             required=["check", "ok"],
                         ),
-                        max_items=S.MAX_PREFLIGHT,
+                        max_items=SP.MAX_PREFLIGHT,
                     ),
                 },
             ),
@@ -1011,7 +1014,7 @@ def plan_status_schema() -> Schema:
             "scheduleMessage": string(
                 "What the operator does with spec.schedule (the next due time, or why no run "
                 "starts): never silently ignored.",
-                max_length=S.MESSAGE_MAX_LENGTH,
+                max_length=MESSAGE_MAX_LENGTH,
             ),
             "lastScheduleTime": timestamp("Due time of the last run the schedule started."),
             "nextScheduleTime": timestamp("When the next run is due (absent while suspended)."),
@@ -1030,7 +1033,7 @@ def plan_status_schema() -> Schema:
                 {
                     "scheduledTime": timestamp(),
                     "reason": reason(),
-                    "message": string(max_length=S.MESSAGE_MAX_LENGTH),
+                    "message": string(max_length=MESSAGE_MAX_LENGTH),
                 },
                 required=["scheduledTime", "reason"],
             ),
@@ -1059,7 +1062,7 @@ HEADER = """\
 # {kind}: {what}
 # Field reference and validation rules: docs/crds.md; the contract: DRILLS.md.
 #
-# GENERATED by scripts/gen_drill_crds.py from modeldr.drills.spec: do not edit by hand, run
+# GENERATED by scripts/gen_drill_crds.py from modeldr.api: do not edit by hand, run
 # `.venv/bin/python scripts/gen_drill_crds.py` (tests/unit/test_drills_spec.py checks it).
 # Like the ModelDeployment CRD, this file is the single source of truth: charts/modeldr/crds is
 # a symlink to this directory. Cross-field rules are CEL x-kubernetes-validations whose
@@ -1151,8 +1154,8 @@ def plan_crd() -> Schema:
             required=["spec"],
             rules=[
                 rule(
-                    f"self.metadata.name.matches('{S.PLAN_NAME}')",
-                    S.Msg.PLAN_NAME,
+                    f"self.metadata.name.matches('{SP.PLAN_NAME}')",
+                    SP.Msg.PLAN_NAME,
                 )
             ],
         ),
@@ -1186,9 +1189,9 @@ def run_crd() -> Schema:
                     {
                         "planRef": obj(
                             "The DrillPlan, in the run's namespace.",
-                            {"name": string(max_length=52, pattern=S.PLAN_NAME)},
+                            {"name": string(max_length=52, pattern=SP.PLAN_NAME)},
                             required=["name"],
-                            rules=[rule("self == oldSelf", S.Msg.PLAN_REF_IMMUTABLE)],
+                            rules=[rule("self == oldSelf", SP.Msg.PLAN_REF_IMMUTABLE)],
                         ),
                         "planGeneration": integer(
                             "The plan's metadata.generation the snapshot was taken from.",
@@ -1222,18 +1225,18 @@ def run_crd() -> Schema:
                     rules=[
                         rule(
                             "!has(oldSelf.plan) || (has(self.plan) && self.plan == oldSelf.plan)",
-                            S.Msg.PLAN_SNAPSHOT_IMMUTABLE,
+                            SP.Msg.PLAN_SNAPSHOT_IMMUTABLE,
                             field_path=".plan",
                         ),
                         rule(
                             "!has(oldSelf.planGeneration) || (has(self.planGeneration)"
                             " && self.planGeneration == oldSelf.planGeneration)",
-                            S.Msg.PLAN_GENERATION_IMMUTABLE,
+                            SP.Msg.PLAN_GENERATION_IMMUTABLE,
                             field_path=".planGeneration",
                         ),
                         rule(
                             "!oldSelf.abort || self.abort",
-                            S.Msg.ABORT_IRREVERSIBLE,
+                            SP.Msg.ABORT_IRREVERSIBLE,
                             field_path=".abort",
                         ),
                     ],

@@ -4,7 +4,7 @@
 One list of bad plans serves two tests: tests/unit/test_drills_spec.py (the pydantic models)
 and tests/integration/test_drill_crds.py (the hub's apiserver), so a rule that exists on one
 side only fails a test. Each case names fragments both answers must contain (the field path
-and, for a cross-field rule, the rule's message from modeldr.drills.spec.Msg), and optionally
+and, for a cross-field rule, the rule's message from modeldr.api.drillplan.Msg), and optionally
 fragments only one side words that way.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from modeldr.drills.spec import Msg
+from modeldr.api.drillplan import Msg
 
 ROOT = Path(__file__).resolve().parents[1]
 DRILLS_MD = ROOT.parent / "shared" / "DRILLS.md"

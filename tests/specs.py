@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
 
 
 def minimal_spec_dict(name: str = "bert", **overrides: Any) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from typing import Protocol, runtime_checkable
 
 from kubernetes import client
 
-from modeldr.drills.phase import Phase
+from modeldr.api.drillplan import Fault
+from modeldr.api.drillstatus import FaultRecord
+from modeldr.api.phase import Phase
 from modeldr.drills.select import Candidate, Mode, SelectionError, select_pods
-from modeldr.drills.spec import Fault, FaultRecord
-from modeldr.operator.constants import Role
-from modeldr.operator.errors import OperatorError
-from modeldr.operator.members import MemberRegistry
-from modeldr.operator.render import selector_labels
+from modeldr.kube.constants import Role, selector_labels
+from modeldr.kube.errors import OperatorError
+from modeldr.kube.members import MemberRegistry
 
 # Member API calls of a fault: a dead member must fail the call in seconds, not minutes.
 TIMEOUT = (2.0, 10.0)

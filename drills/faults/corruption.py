@@ -23,12 +23,12 @@ from typing import Any
 
 from kubernetes import client
 
+from modeldr.api.drillstatus import FaultRecord
+from modeldr.api.phase import Phase
 from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Observation, Plan, member_api
-from modeldr.drills.phase import Phase
-from modeldr.drills.spec import FaultRecord
-from modeldr.operator import kube
-from modeldr.operator.constants import GROUP, MANAGED_BY, NAME_LABEL, NAMESPACE_LABEL
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube import k8s
+from modeldr.kube.constants import GROUP, MANAGED_BY, NAME_LABEL, NAMESPACE_LABEL
+from modeldr.kube.members import MemberRegistry
 
 # Labels of the corrupted replica: which fault made it, and whose model it copies.
 FAULT_LABEL = f"{GROUP}/drill-fault"
@@ -182,7 +182,7 @@ class ModelCorruption:
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         where = aim.where
         apps = client.AppsV1Api(member_api(members, where.cluster))
-        found = kube.call(
+        found = k8s.call(
             apps.read_namespaced_deployment, where.name, where.namespace,
             _request_timeout=TIMEOUT, absent=None,
         )  # fmt: skip
@@ -205,14 +205,14 @@ class ModelCorruption:
             api.sanitize_for_serialization(deployment), record.targets[0], record.id, model
         )
         # Made already by an earlier attempt of this record: fine.
-        kube.call(
+        k8s.call(
             client.CoreV1Api(api).create_namespaced_pod, namespace, body,
-            _request_timeout=TIMEOUT, conflict=kube.DONE,
+            _request_timeout=TIMEOUT, conflict=k8s.DONE,
         )  # fmt: skip
 
     def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
         core = client.CoreV1Api(member_api(members, record.cluster))
-        pod = kube.call(
+        pod = k8s.call(
             core.read_namespaced_pod, record.targets[0], record.parameters["namespace"],
             _request_timeout=TIMEOUT, absent=None,
         )  # fmt: skip
@@ -222,14 +222,14 @@ class ModelCorruption:
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
         name, namespace = record.targets[0], record.parameters["namespace"]
-        kube.call(
+        k8s.call(
             core.delete_namespaced_pod, name, namespace,
-            grace_period_seconds=DELETE_GRACE_S, _request_timeout=TIMEOUT, absent=kube.DONE,
+            grace_period_seconds=DELETE_GRACE_S, _request_timeout=TIMEOUT, absent=k8s.DONE,
         )  # fmt: skip
         # Undone means gone: the journal retries an undo that raises.
         deadline = time.monotonic() + GONE_TIMEOUT_S
         while time.monotonic() < deadline:
-            found = kube.call(
+            found = k8s.call(
                 core.read_namespaced_pod, name, namespace,
                 _request_timeout=TIMEOUT, absent=None,
             )  # fmt: skip

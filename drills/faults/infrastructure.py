@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import Aim, FaultError, Plan
 from modeldr.drills.faults.nodes import plan_node
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
-from modeldr.drills.spec import FaultRecord
-from modeldr.operator.errors import MemberError
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube.errors import MemberError
+from modeldr.kube.members import MemberRegistry
 
 PROVIDER = "webhook"
 # The record's parameters: when the provider may undo it by itself.

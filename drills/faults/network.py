@@ -19,7 +19,8 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldr.agent import order as O
+from modeldr.api import networkfault as O
+from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import (
     TIMEOUT,
     Aim,
@@ -28,9 +29,8 @@ from modeldr.drills.faults.base import (
     choose_pods,
     member_api,
 )
-from modeldr.drills.spec import FaultRecord
-from modeldr.operator import kube
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube import k8s
+from modeldr.kube.members import MemberRegistry
 
 PROVIDER = "agent"
 #: How long inject waits for every concerned node's agent to report.
@@ -77,7 +77,7 @@ class NetworkFault:
         namespace = record.parameters["namespace"]
         targets = []
         for name in record.targets:
-            pod = kube.call(core.read_namespaced_pod, name, namespace,
+            pod = k8s.call(core.read_namespaced_pod, name, namespace,
                             _request_timeout=TIMEOUT, absent=None)  # fmt: skip
             if pod is None or not pod.status.pod_ip or not pod.spec.node_name:
                 raise FaultError(
@@ -139,7 +139,7 @@ class NetworkFault:
         deadline = time.monotonic() + AGENT_WAIT_S
         reports: dict[str, Any] = {}
         while True:
-            current = kube.call(api.get_namespaced_custom_object, O.GROUP, O.VERSION,
+            current = k8s.call(api.get_namespaced_custom_object, O.GROUP, O.VERSION,
                                 namespace, O.PLURAL, name, _request_timeout=TIMEOUT,
                                 absent=None)  # fmt: skip
             if current is None:
@@ -183,7 +183,7 @@ class NetworkFault:
         """Push the order's expiry on; an order already gone stays gone (404 ignored)."""
         api = _custom(members, record.cluster)
         body = {"spec": {"expiresAt": expires_at.astimezone(UTC).isoformat()}}
-        kube.call(api.patch_namespaced_custom_object, O.GROUP, O.VERSION,
+        k8s.call(api.patch_namespaced_custom_object, O.GROUP, O.VERSION,
                   record.parameters["namespace"], O.PLURAL, O.order_name(record.id), body,
                   _content_type="application/merge-patch+json", _request_timeout=TIMEOUT,
                   absent=None)  # fmt: skip
@@ -195,10 +195,10 @@ class NetworkFault:
         namespace, name = record.parameters["namespace"], O.order_name(record.id)
         args = (O.GROUP, O.VERSION, namespace, O.PLURAL, name)
         # 404: the order is gone already (or the CRD never was: nothing was created).
-        kube.call(api.delete_namespaced_custom_object, *args,
+        k8s.call(api.delete_namespaced_custom_object, *args,
                   _request_timeout=TIMEOUT, absent=None)  # fmt: skip
         deadline = time.monotonic() + DELETE_WAIT_S
-        while kube.call(api.get_namespaced_custom_object, *args, _request_timeout=TIMEOUT,
+        while k8s.call(api.get_namespaced_custom_object, *args, _request_timeout=TIMEOUT,
                         absent=None) is not None:  # fmt: skip
             if time.monotonic() >= deadline:
                 raise FaultError("UndoFailed", f"NetworkFault {namespace}/{name} is not gone")

@@ -9,6 +9,8 @@ from typing import Any
 
 from kubernetes import client
 
+from modeldr.api.drillstatus import FaultRecord
+from modeldr.api.phase import Phase
 from modeldr.drills.faults.base import (
     TIMEOUT,
     Aim,
@@ -18,12 +20,10 @@ from modeldr.drills.faults.base import (
     member_api,
     model_pods,
 )
-from modeldr.drills.phase import Phase
 from modeldr.drills.select import SelectionError, select_node
-from modeldr.drills.spec import FaultRecord
-from modeldr.operator import kube
-from modeldr.operator.constants import GPU_RESOURCE, GROUP
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube import k8s
+from modeldr.kube.constants import GPU_RESOURCE, GROUP
+from modeldr.kube.members import MemberRegistry
 
 # The taint GPULoss adds; its value marks it as the drill's (undo removes only this one).
 GPU_LOSS_TAINT_VALUE = f"{GROUP}-drill"
@@ -59,9 +59,9 @@ def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -
     if grace is not None:
         body["deleteOptions"] = {"gracePeriodSeconds": int(grace)}
     try:
-        kube.call(
+        k8s.call(
             core.create_namespaced_pod_eviction, pod, namespace, body,
-            _request_timeout=TIMEOUT, absent=kube.DONE,
+            _request_timeout=TIMEOUT, absent=k8s.DONE,
         )  # fmt: skip
     except client.ApiException as exc:
         if exc.status != 429:  # the PodDisruptionBudget says not now: respected
@@ -130,9 +130,9 @@ class NodeDrain:
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
-        kube.call(
+        k8s.call(
             core.patch_node, record.parameters["node"], {"spec": {"unschedulable": False}},
-            _request_timeout=TIMEOUT, absent=kube.DONE,
+            _request_timeout=TIMEOUT, absent=k8s.DONE,
         )  # fmt: skip
 
 
@@ -196,7 +196,7 @@ class GPULoss:
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
         name = record.parameters["node"]
-        node = kube.call(core.read_node, name, _request_timeout=TIMEOUT, absent=None)
+        node = k8s.call(core.read_node, name, _request_timeout=TIMEOUT, absent=None)
         if node is None:
             return
         taints = _taints(node)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
+from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import (
     TIMEOUT,
     Aim,
@@ -12,9 +13,8 @@ from modeldr.drills.faults.base import (
     choose_pods,
     member_api,
 )
-from modeldr.drills.spec import FaultRecord
-from modeldr.operator import kube
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube import k8s
+from modeldr.kube.members import MemberRegistry
 
 GRACE_PARAMETER = "gracePeriodSeconds"
 
@@ -35,10 +35,10 @@ class PodKill:
         grace = record.parameters.get(GRACE_PARAMETER)
         for pod in record.targets:
             # Gone already (a retry after a partial inject, or the cluster moved on): fine.
-            kube.call(
+            k8s.call(
                 core.delete_namespaced_pod, pod, record.parameters["namespace"],
                 grace_period_seconds=int(grace) if grace is not None else None,
-                _request_timeout=TIMEOUT, absent=kube.DONE,
+                _request_timeout=TIMEOUT, absent=k8s.DONE,
             )  # fmt: skip
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:

@@ -15,9 +15,9 @@ from typing import Protocol
 
 from kubernetes import client
 
-from modeldr.operator.constants import API_VERSION
-from modeldr.operator.errors import TrafficError as TrafficError  # re-exported
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import API_VERSION
+from modeldr.kube.errors import TrafficError as TrafficError
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,8 @@ from typing import Any
 
 from kubernetes import client
 
-from modeldr.operator.constants import (
-    ACTIVE_CLUSTER_ANNOTATION,
-    GROUP,
-    MANAGED_BY,
-    MANAGER,
-    NAME_LABEL,
-)
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import ACTIVE_CLUSTER_ANNOTATION, GROUP, MANAGED_BY, MANAGER, NAME_LABEL
 from modeldr.operator.traffic.base import Owner, TrafficError, TrafficTarget
 
 # The EndpointSlice controller of the hub leaves slices managed by another value alone.
@@ -32,7 +26,7 @@ APPLY = "application/apply-patch+yaml"
 
 
 def service_name(owner: Owner, spec: ModelDeploymentSpec) -> str:
-    return spec.traffic.endpoint_slice.service_name or owner.name
+    return spec.service_name(owner.name)
 
 
 def slice_name(owner: Owner, spec: ModelDeploymentSpec) -> str:

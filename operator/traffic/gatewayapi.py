@@ -24,8 +24,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modeldr.operator import kube
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube import k8s
 from modeldr.operator.traffic.base import Owner, TrafficError, TrafficTarget
 
 GROUP = "gateway.networking.k8s.io"
@@ -142,7 +142,7 @@ def api_error(exc: ApiException, ref: RouteRef, verb: str) -> TrafficError:
     """A TrafficError an SRE can act on for an ApiException from `verb` on the route."""
     status = _status_of(exc)
     message = status.get("message") or (exc.body or "")[:300] or exc.reason
-    if kube.is_absent(exc):
+    if k8s.is_absent(exc):
         details = status.get("details") or {}
         if details.get("name") == ref.name:
             return TrafficError(
@@ -154,7 +154,7 @@ def api_error(exc: ApiException, ref: RouteRef, verb: str) -> TrafficError:
             f"the hub does not serve {GROUP}/{VERSION} httproutes ({message}): install the "
             "Gateway API standard-channel CRDs in the hub"
         )
-    if kube.status_of(exc) == kube.FORBIDDEN:
+    if k8s.status_of(exc) == k8s.FORBIDDEN:
         return TrafficError(
             f"the operator may not {verb} httproutes in namespace {ref.namespace} ({message}): "
             "install the chart with rbac.trafficProviders.gatewayAPI=true"
@@ -200,7 +200,7 @@ class GatewayAPIProvider:
                     _request_timeout=self.request_timeout,
                 )
             except ApiException as exc:
-                if kube.is_conflict(exc):  # changed since we read it: read again
+                if k8s.is_conflict(exc):  # changed since we read it: read again
                     time.sleep(min(0.1 * 2**attempt, 1.0))
                     continue
                 raise api_error(exc, ref, "patch") from exc

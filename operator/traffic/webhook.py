@@ -24,8 +24,8 @@ from typing import Any
 from kubernetes import client
 
 import modeldr
-from modeldr.operator.httpclient import opener
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.httpclient import opener
 from modeldr.operator.traffic.base import Owner, TrafficError, TrafficTarget
 
 USER_AGENT = f"modeldr/{modeldr.__version__}"

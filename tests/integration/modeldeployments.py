@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, VERSION
+from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.operator_up import operator_up

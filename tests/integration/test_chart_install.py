@@ -25,7 +25,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modeldr.operator.constants import MODELDEPLOYMENTS, crd_name
+from modeldr.kube.constants import MODELDEPLOYMENTS, crd_name
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths

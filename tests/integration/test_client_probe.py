@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from modeldr.operator.constants import GROUP, SWITCH_ANNOTATION, VERSION
+from modeldr.kube.constants import GROUP, SWITCH_ANNOTATION, VERSION
 from sandbox import kube
 from sandbox.config import CLUSTERS
 from tests.integration.modeldeployments import (

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modeldr.operator.constants import GROUP, MODELDEPLOYMENTS, PAUSED_ANNOTATION, VERSION, crd_name
+from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, PAUSED_ANNOTATION, VERSION, crd_name
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths

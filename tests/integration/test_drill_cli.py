@@ -25,7 +25,7 @@ import xmlschema
 import yaml
 from kubernetes import client
 
-from modeldr.operator.constants import DRILL_PLAN_LABEL, DRILLRUNS, GROUP, VERSION
+from modeldr.kube.constants import DRILL_PLAN_LABEL, DRILLRUNS, GROUP, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths

@@ -19,8 +19,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modeldr.drills.spec import DrillPlanSpec, DrillRunSpec, Msg
-from modeldr.operator.constants import (
+from modeldr.api.drillplan import DrillPlanSpec, Msg
+from modeldr.api.drillrun import DrillRunSpec
+from modeldr.kube.constants import (
     API_VERSION,
     DRILL_PLAN_LABEL,
     DRILLPLANS,

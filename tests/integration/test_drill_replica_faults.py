@@ -24,7 +24,7 @@ from kubernetes import client
 
 from modeldr.drills.faults.corruption import FAULT_LABEL
 from modeldr.drills.faults.nodes import REFUSED_PARAMETER
-from modeldr.operator.constants import DRILLPLANS, DRILLRUNS, GROUP, VERSION
+from modeldr.kube.constants import DRILLPLANS, DRILLRUNS, GROUP, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
 from tests.integration.modeldeployments import (

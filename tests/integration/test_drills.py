@@ -25,7 +25,7 @@ import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from modeldr.operator.constants import (
+from modeldr.kube.constants import (
     DRILL_PLAN_LABEL,
     DRILLPLANS,
     DRILLRUNS,

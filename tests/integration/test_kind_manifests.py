@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeldr.operator.constants import (
-    DRILLPLANS,
-    DRILLRUNS,
-    MEMBER_CLUSTER_LABEL,
-    crd_name,
-)
-from modeldr.operator.members import KUBECONFIG_KEY
+from modeldr.kube.constants import DRILLPLANS, DRILLRUNS, MEMBER_CLUSTER_LABEL, crd_name
+from modeldr.kube.members import KUBECONFIG_KEY
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths

@@ -26,8 +26,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from modeldr.agent import order as O
 from modeldr.agent.rules import FAMILY, TABLE
+from modeldr.api import networkfault as O
 from sandbox import agent, kube
 from sandbox.config import sandbox_paths
 from sandbox.operator_up import operator_up

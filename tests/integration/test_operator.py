@@ -18,12 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from modeldr.operator.constants import (
-    GROUP,
-    MEMBER_CLUSTER_LABEL,
-    SWITCH_ANNOTATION,
-    VERSION,
-)
+from modeldr.kube.constants import GROUP, MEMBER_CLUSTER_LABEL, SWITCH_ANNOTATION, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths

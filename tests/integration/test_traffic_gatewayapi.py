@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.operator.traffic import TrafficError
 from modeldr.operator.traffic.base import Owner, TrafficTarget
 from modeldr.operator.traffic.gatewayapi import (

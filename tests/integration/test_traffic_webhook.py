@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 
 import modeldr
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.operator.traffic import TrafficError
 from modeldr.operator.traffic.base import Owner, TrafficTarget
 from modeldr.operator.traffic.webhook import WebhookProvider

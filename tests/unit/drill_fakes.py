@@ -16,6 +16,9 @@ from typing import Any, cast
 
 from kubernetes import client
 
+from modeldr.api.drillplan import DrillPlanSpec, PrometheusQuery
+from modeldr.api.drillstatus import DrillRunStatus, FaultRecord
+from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.drills.engine import Drill, Interrupt
 from modeldr.drills.faults.base import Aim, Plan
 from modeldr.drills.gates import QueryOutcome, QueryValues
@@ -23,13 +26,11 @@ from modeldr.drills.journal import Journal
 from modeldr.drills.probe import TrafficProbe
 from modeldr.drills.probe_stats import ProbeSample
 from modeldr.drills.runstate import RunRef, RunState, StatusWriteError, status_body
-from modeldr.drills.spec import DrillPlanSpec, DrillRunStatus, FaultRecord, PrometheusQuery
 from modeldr.drills.target import Target
-from modeldr.operator.constants import DRILLS_ENABLED, DRILLS_LABEL
-from modeldr.operator.errors import MemberError
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube.constants import DRILLS_ENABLED, DRILLS_LABEL
+from modeldr.kube.errors import MemberError
+from modeldr.kube.members import MemberRegistry
 from modeldr.operator.runtime import Runtime
-from modeldr.operator.spec import ModelDeploymentSpec
 from tests.specs import minimal_spec
 
 

@@ -16,8 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from modeldr.agent import decide, rules
-from modeldr.agent.order import NetworkFaultSpec, NodeReport, Order, order_name
 from modeldr.agent.rules import Rule
+from modeldr.api.networkfault import NetworkFaultSpec, NodeReport, Order, order_name
 from tests.tooling import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from modeldr.agent import decide, rules, tcrules
-from modeldr.agent.order import Order
 from modeldr.agent.tcrules import Delay, Plan, Refusal
+from modeldr.api.networkfault import Order
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)

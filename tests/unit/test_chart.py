@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldr.operator.constants import (
+from modeldr.kube.constants import (
     DRILLPLAN_KIND,
     DRILLPLANS,
     DRILLRUN_KIND,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeldr.drills.spec import DrillPlanSpec
-from modeldr.operator.constants import DRILLS_ENABLED, DRILLS_LABEL
+from modeldr.api.drillplan import DrillPlanSpec
+from modeldr.kube.constants import DRILLS_ENABLED, DRILLS_LABEL
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

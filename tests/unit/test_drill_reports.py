@@ -15,13 +15,8 @@ import xmlschema
 import yaml
 from rich.console import Console
 
-from modeldr.client import app, display, junit, render
-from modeldr.client.reportdata import ReportData, parse_document
-from modeldr.drills import report
-from modeldr.drills.phase import Phase
-from modeldr.drills.runstate import RunRef
-from modeldr.drills.spec import (
-    DrillPlanSpec,
+from modeldr.api.drillplan import DrillPlanSpec
+from modeldr.api.drillstatus import (
     DrillRunStatus,
     DryRunStatus,
     FaultRecord,
@@ -35,6 +30,11 @@ from modeldr.drills.spec import (
     StepStatus,
     WindowStatus,
 )
+from modeldr.api.phase import Phase
+from modeldr.client import app, display, junit, render
+from modeldr.client.reportdata import ReportData, parse_document
+from modeldr.drills import report
+from modeldr.drills.runstate import RunRef
 from modeldr.drills.timeline import Point
 
 ROOT = Path(__file__).resolve().parents[2]

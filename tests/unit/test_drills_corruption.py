@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.api.phase import Phase
 from modeldr.drills.faults.base import Observation
 from modeldr.drills.faults.corruption import (
     CORRUPTED_OF_LABEL,
@@ -21,11 +23,9 @@ from modeldr.drills.faults.corruption import (
     scratch_dir,
 )
 from modeldr.drills.faults.tamper import corrupt_copy
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe_stats import StepAssessment
 from modeldr.drills.steps import joined
 from modeldr.operator import render
-from modeldr.operator.spec import ModelDeploymentSpec
 from tests.specs import minimal_spec_dict
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "models" / "tiny-review-bert"

@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from modeldr.api.drillplan import DrillPlanSpec, Gate, PrometheusQuery
+from modeldr.api.drillstatus import FaultRecord, SteadyStateStatus
+from modeldr.api.phase import Phase
 from modeldr.drills import aborts, events, gaterunner, steps
 from modeldr.drills import engine as engine_module
 from modeldr.drills import journal as journal_module
@@ -31,19 +34,11 @@ from modeldr.drills.faults.base import FaultError
 from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER
 from modeldr.drills.gaterunner import GateRunner, Windows
 from modeldr.drills.gates import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
-from modeldr.drills.phase import Phase
 from modeldr.drills.runstate import StatusWriteError
-from modeldr.drills.spec import (
-    DrillPlanSpec,
-    FaultRecord,
-    Gate,
-    PrometheusQuery,
-    SteadyStateStatus,
-)
 from modeldr.drills.steps import INJECT_TIMEOUT_S, StepRunner
 from modeldr.drills.target import Target, resolve_role
 from modeldr.drills.verdict import PartKind
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube.members import MemberRegistry
 from tests.specs import minimal_spec
 from tests.unit.drill_fakes import (
     FakeDriver,

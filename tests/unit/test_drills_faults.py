@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from modeldr.api.drillplan import FAULT_TYPES, Fault
+from modeldr.api.drillstatus import FaultRecord, SteadyStateStatus
+from modeldr.api.phase import Phase
 from modeldr.drills import events, steps
 from modeldr.drills.engine import steps_status
 from modeldr.drills.faults import base, infrastructure, nodes, registry
@@ -38,12 +41,10 @@ from modeldr.drills.faults.nodes import (
 from modeldr.drills.faults.pods import PodKill
 from modeldr.drills.infra import InfrastructureError
 from modeldr.drills.journal import Journal, new_record
-from modeldr.drills.phase import Phase
 from modeldr.drills.select import Candidate
-from modeldr.drills.spec import FAULT_TYPES, Fault, FaultRecord, SteadyStateStatus
 from modeldr.drills.steps import StepRunner
-from modeldr.operator.constants import GPU_RESOURCE
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube.constants import GPU_RESOURCE
+from modeldr.kube.members import MemberRegistry
 from tests.loopback import StatefulServer, serve
 from tests.unit.drill_fakes import (
     FakeMember,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from modeldr.api.phase import Phase
 from modeldr.drills.conditions import ConditionError, ConditionEvalError, compile_condition
 from modeldr.drills.gates import (
     MAX_MEASUREMENTS_KEPT,
@@ -30,7 +31,6 @@ from modeldr.drills.gates import (
     next_measurement_at,
     parse_prometheus_response,
 )
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe_stats import AbortState
 
 AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
-from modeldr.operator import httpclient
-from modeldr.operator.errors import OperatorError
+from modeldr.kube import httpclient
+from modeldr.kube.errors import OperatorError
 from tests.loopback import StatefulServer, serve
 
 

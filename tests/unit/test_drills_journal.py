@@ -9,13 +9,14 @@ from typing import Any, ClassVar
 import pytest
 from kubernetes import client
 
+from modeldr.api.drillplan import Fault
+from modeldr.api.drillstatus import DrillRunStatus, FaultRecord
+from modeldr.api.phase import Phase
 from modeldr.drills import journal as journal_module
 from modeldr.drills.faults import registry
 from modeldr.drills.faults.base import Plan
 from modeldr.drills.journal import OUTSTANDING, UNDO_ATTEMPTS, Journal, new_record
-from modeldr.drills.phase import Phase
 from modeldr.drills.runstate import WRITE_ATTEMPTS, RunRef, RunState, StatusWriteError
-from modeldr.drills.spec import DrillRunStatus, Fault, FaultRecord
 from tests.unit.drill_fakes import FakeDriver, FakeMember, FakeMembers, RecordingState, nowhere
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from modeldr.api.phase import Phase
 from modeldr.drills.model_checks import (
     GoldenItem,
     GoldenSetError,
@@ -13,7 +14,6 @@ from modeldr.drills.model_checks import (
     parse_golden_set,
     score,
 )
-from modeldr.drills.phase import Phase
 
 POS, NEG = "positive", "negative"
 GOLDEN = tuple(

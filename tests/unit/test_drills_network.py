@@ -9,12 +9,13 @@ from typing import Any, cast
 
 import pytest
 
+from modeldr.api.drillplan import Fault
+from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults import base
 from modeldr.drills.faults.base import Aim, FaultError, Placement
 from modeldr.drills.faults.network import NetworkFault
 from modeldr.drills.select import Candidate
-from modeldr.drills.spec import Fault, FaultRecord
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube.members import MemberRegistry
 
 WHERE = Placement("demo", "bert", "primary", "primary", "ml")
 MEMBERS = cast(MemberRegistry, None)

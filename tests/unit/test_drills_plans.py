@@ -10,12 +10,13 @@ from typing import Any, ClassVar
 import pytest
 from kubernetes import client
 
-from modeldr.drills import plans
+from modeldr.api.drillrun import DrillRunSpec
+from modeldr.api.drillstatus import DrillRunStatus
+from modeldr.api.phase import Phase
+from modeldr.drills import manifests, plans
 from modeldr.drills.faults.base import FaultError
-from modeldr.drills.phase import Phase
 from modeldr.drills.runstate import RunRef
-from modeldr.drills.spec import DrillRunSpec, DrillRunStatus
-from modeldr.operator.constants import (
+from modeldr.kube.constants import (
     API_VERSION,
     DRILL_PLAN_LABEL,
     DRILLPLAN_KIND,
@@ -151,11 +152,11 @@ def run_obj(name: str, created: str, phase: str | None, plan: str = "nightly") -
 
 
 def test_run_name_is_plan_and_generation() -> None:
-    assert plans.run_name("nightly", 7) == "nightly-7"
+    assert manifests.run_name("nightly", 7) == "nightly-7"
 
 
 def test_run_manifest_is_owned_labelled_and_snapshots_the_plan() -> None:
-    manifest = plans.run_manifest("nightly", "plan-uid", 3, SPEC)
+    manifest = manifests.run_manifest("nightly", "plan-uid", 3, SPEC)
     assert manifest["apiVersion"] == API_VERSION and manifest["kind"] == DRILLRUN_KIND
     meta = manifest["metadata"]
     assert meta["name"] == "nightly-3"

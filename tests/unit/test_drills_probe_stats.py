@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeldr.drills.phase import Phase
+from modeldr.api.phase import Phase
 from modeldr.drills.probe_stats import (
     AbortState,
     ExpectedCluster,

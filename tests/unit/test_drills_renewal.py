@@ -10,9 +10,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
+from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.renewal import Renewable, Renewal
-from modeldr.drills.spec import FaultRecord
-from modeldr.operator.members import MemberRegistry
+from modeldr.kube.members import MemberRegistry
 
 RECORD = FaultRecord.model_validate(
     {"id": "f-1", "step": "s", "type": "NetworkPartition", "cluster": "primary"}

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
+from modeldr.api.drillstatus import DrillRunStatus
+from modeldr.api.phase import Phase
 from modeldr.drills import report
-from modeldr.drills.phase import Phase
 from modeldr.drills.probe_stats import ProbeSample
 from modeldr.drills.runstate import RunRef
-from modeldr.drills.spec import DrillRunStatus
 from modeldr.drills.timeline import Point, Timeline, coarsen
 
 OFFSET = 1_700_000_000.0  # the probe clock's 0 in Unix time

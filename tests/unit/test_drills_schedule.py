@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import REGISTRY
 
+from modeldr.api.drillrun import DrillRunSpec
+from modeldr.api.drillstatus import DrillRunStatus
 from modeldr.drills import plans
 from modeldr.drills.runstate import RunRef
 from modeldr.drills.schedule import MAX_COUNTED, Schedule, ScheduleError, decide
-from modeldr.drills.spec import DrillRunSpec, DrillRunStatus
-from modeldr.operator.constants import DRILL_PLAN_LABEL, DRILLPLANS, DRILLRUNS
+from modeldr.kube.constants import DRILL_PLAN_LABEL, DRILLPLANS, DRILLRUNS
 from tests.unit.drill_fakes import nowhere
 from tests.unit.test_drills_plans import SPEC, FakeCustomObjects, run_obj
 from tests.unit.test_drills_plans import api as api  # the fixture

@@ -1,4 +1,4 @@
-"""DrillPlan / DrillRun models (modeldr.drills.spec) and their CRDs, without a cluster.
+"""DrillPlan / DrillRun models (modeldr.api.drillplan) and their CRDs, without a cluster.
 
 The apiserver side of the same cases is tests/integration/test_drill_crds.py; both use the
 bad plans of tests/drill_plans.py. Here: the models accept what DRILLS.md promises, refuse
@@ -22,9 +22,11 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from modeldr.drills import spec as S
-from modeldr.drills.phase import Phase
-from modeldr.operator.constants import DRILLPLANS, DRILLRUNS, DRILLS_ENABLED, DRILLS_LABEL, GROUP
+from modeldr.api import drillplan as SP
+from modeldr.api import drillrun as SR
+from modeldr.api import drillstatus as ST
+from modeldr.api.phase import Phase
+from modeldr.kube.constants import DRILLPLANS, DRILLRUNS, DRILLS_ENABLED, DRILLS_LABEL, GROUP
 from tests.drill_plans import (
     BAD_PLANS,
     DRILLS_MD,
@@ -62,8 +64,8 @@ def plan_spec_schema() -> Schema:
 def refusal(doc: dict[str, Any]) -> str:
     """The models' answer to a plan document, in the apiserver's notation."""
     with pytest.raises(ValidationError) as refused:
-        S.DrillPlanSpec.parse(doc["spec"])
-    return "\n".join(S.spec_errors(refused.value))
+        SP.DrillPlanSpec.parse(doc["spec"])
+    return "\n".join(SR.spec_errors(refused.value))
 
 
 # ----------------------------------------------------------------------- accepted plans
@@ -77,7 +79,7 @@ def test_sample_plan_is_drills_md_verbatim() -> None:
 
 
 def test_drills_md_sample_is_accepted() -> None:
-    plan = S.DrillPlanSpec.parse(sample_plan()["spec"])
+    plan = SP.DrillPlanSpec.parse(sample_plan()["spec"])
     assert plan.target.model_deployment == "tiny-bert"
     assert plan.traffic.rate_per_second == 20
     assert plan.step_names == ["kill-a-pod", "primary-outage", "failback"]
@@ -104,12 +106,12 @@ def test_drills_md_sample_is_accepted() -> None:
     ("doc"), [d for _, d in accepted_edge_cases()], ids=[n for n, _ in accepted_edge_cases()]
 )
 def test_plans_at_the_edge_of_a_rule_are_accepted(doc: dict[str, Any]) -> None:
-    S.DrillPlanSpec.parse(doc["spec"])
+    SP.DrillPlanSpec.parse(doc["spec"])
 
 
 def test_example_plan_targets_the_example_modeldeployment() -> None:
     plan_doc = load(EXAMPLE_PLAN)
-    plan = S.DrillPlanSpec.parse(plan_doc["spec"])
+    plan = SP.DrillPlanSpec.parse(plan_doc["spec"])
     md = load(MODELDEPLOYMENT_EXAMPLE)
     assert plan.target.model_deployment == md["metadata"]["name"]
     # Applied with -n like the ModelDeployment, so neither names a namespace.
@@ -117,7 +119,7 @@ def test_example_plan_targets_the_example_modeldeployment() -> None:
     assert md["metadata"]["labels"][DRILLS_LABEL] == DRILLS_ENABLED
     # The same drill as DRILLS.md's, steps and expectations unchanged: the failback comes
     # right after the outage (the operator waits for the primary's servers to answer).
-    sample = S.DrillPlanSpec.parse(sample_plan()["spec"])
+    sample = SP.DrillPlanSpec.parse(sample_plan()["spec"])
     # One measured difference, documented in the file: the sandbox's pod kill may cost up to
     # 0.06 of requests (a crashed pod is answered until the hub EndpointSlice drops it).
     kill = plan.step("kill-a-pod")
@@ -133,7 +135,7 @@ def test_example_plan_targets_the_example_modeldeployment() -> None:
 
 
 def test_golden_set_example_fits_the_plan_and_the_model() -> None:
-    plan = S.DrillPlanSpec.parse(load(EXAMPLE_PLAN)["spec"])
+    plan = SP.DrillPlanSpec.parse(load(EXAMPLE_PLAN)["spec"])
     assert plan.model_checks is not None
     ref = plan.model_checks.golden_set.config_map_ref
     config_map = load(GOLDEN_SET)
@@ -166,9 +168,9 @@ def test_bad_plan_in_a_run_snapshot_is_refused() -> None:
     plan = sample_plan()["spec"]
     plan["steps"][0]["action"] = {"type": "Wait"}
     with pytest.raises(ValidationError) as refused:
-        S.DrillRunSpec.parse({"planRef": {"name": "primary-outage"}, "plan": plan})
-    (line,) = S.spec_errors(refused.value)
-    assert line == f"spec.plan.steps[0]: {S.Msg.STEP_FAULT_XOR_ACTION}"
+        SR.DrillRunSpec.parse({"planRef": {"name": "primary-outage"}, "plan": plan})
+    (line,) = SR.spec_errors(refused.value)
+    assert line == f"spec.plan.steps[0]: {SP.Msg.STEP_FAULT_XOR_ACTION}"
 
 
 def test_cross_field_messages_name_a_field() -> None:
@@ -183,7 +185,7 @@ def test_cross_field_messages_name_a_field() -> None:
 
     fields = names(crd_schema(PLAN_CRD)) | names(crd_schema(RUN_CRD)) | {"metadata"}
     camel = {f for f in fields if any(c.isupper() for c in f) or "." in f}
-    for name, message in vars(S.Msg).items():
+    for name, message in vars(SP.Msg).items():
         if name.isupper():
             words = set(re.findall(r"[A-Za-z0-9]+", message))
             dotted = re.search(r"\b[a-z][A-Za-z]*(\[\])?\.[a-z][A-Za-z]*", message)
@@ -194,31 +196,31 @@ def test_cross_field_messages_name_a_field() -> None:
 
 
 def test_defaults_of_a_minimal_plan() -> None:
-    plan = S.DrillPlanSpec.parse(minimal_plan()["spec"])
+    plan = SP.DrillPlanSpec.parse(minimal_plan()["spec"])
     assert plan.traffic.rate_per_second == 10
     assert plan.traffic.timeout_milliseconds == 2000
-    assert plan.traffic.inputs == list(S.DEFAULT_INPUTS) and plan.traffic.url is None
+    assert plan.traffic.inputs == list(SP.DEFAULT_INPUTS) and plan.traffic.url is None
     assert plan.steady_state.duration_seconds == 10
     assert plan.steady_state.max_error_ratio == 0
     (step,) = plan.steps
     assert step.fault is not None
     assert (step.fault.cluster, step.fault.mode, step.fault.value) == ("active", "one", None)
-    assert step.expect == S.Expect.model_validate({})
+    assert step.expect == SP.Expect.model_validate({})
     assert plan.gates == [] and plan.abort_conditions == [] and plan.model_checks is None
     assert plan.blast_radius.max_pods_percent == 50
     assert (plan.suspend, plan.concurrency_policy, plan.history_limit) == (False, "Forbid", 10)
 
 
 def test_gate_abort_and_model_check_defaults() -> None:
-    gate = S.Gate.model_validate(
+    gate = SP.Gate.model_validate(
         {"name": "g", "prometheus": {"query": "up"}, "successCondition": "true"}
     )
     assert (gate.interval_seconds, gate.count, gate.initial_delay_seconds) == (10, None, 0)
     assert (gate.failure_limit, gate.inconclusive_limit, gate.consecutive_error_limit) == (0, 0, 0)
     assert gate.steps == [] and gate.prometheus.timeout_seconds == 5
-    abort = S.AbortCondition.model_validate({"name": "a", "maxErrorRatio": 0.5})
+    abort = SP.AbortCondition.model_validate({"name": "a", "maxErrorRatio": 0.5})
     assert abort.window_seconds == 10
-    checks = S.ModelChecks.model_validate({"goldenSet": {"configMapRef": {"name": "golden"}}})
+    checks = SP.ModelChecks.model_validate({"goldenSet": {"configMapRef": {"name": "golden"}}})
     assert checks.golden_set.config_map_ref.key == "golden.jsonl"
     assert checks.min_agreement == 1.0
     assert checks.min_accuracy is checks.min_f1 is None
@@ -254,12 +256,12 @@ def without_empty_lists(value: Any) -> Any:
     ids=["minimal", "sample", *(n for n, _ in accepted_edge_cases())],
 )
 def test_models_default_exactly_like_the_crd(doc: dict[str, Any]) -> None:
-    model = S.DrillPlanSpec.parse(doc["spec"]).model_dump(by_alias=True, exclude_none=True)
+    model = SP.DrillPlanSpec.parse(doc["spec"]).model_dump(by_alias=True, exclude_none=True)
     assert without_empty_lists(model) == crd_default(plan_spec_schema(), doc["spec"])
 
 
 def test_run_spec_by_hand_needs_only_the_plan_ref() -> None:
-    run = S.DrillRunSpec.parse({"planRef": {"name": "primary-outage"}})
+    run = SR.DrillRunSpec.parse({"planRef": {"name": "primary-outage"}})
     assert run.plan_ref.name == "primary-outage"
     assert run.plan is None and run.plan_generation is None and run.abort is False
     run_schema = crd_schema(RUN_CRD)["properties"]["spec"]
@@ -269,15 +271,15 @@ def test_run_spec_by_hand_needs_only_the_plan_ref() -> None:
         "dryRun": False,
     }
     with pytest.raises(ValidationError):
-        S.DrillRunSpec.parse({})
+        SR.DrillRunSpec.parse({})
 
 
 def test_run_update_rules() -> None:
     plan = sample_plan()["spec"]
-    by_hand = S.DrillRunSpec.parse({"planRef": {"name": "p"}})
-    filled = S.DrillRunSpec.parse({"planRef": {"name": "p"}, "plan": plan, "planGeneration": 3})
+    by_hand = SR.DrillRunSpec.parse({"planRef": {"name": "p"}})
+    filled = SR.DrillRunSpec.parse({"planRef": {"name": "p"}, "plan": plan, "planGeneration": 3})
     # The operator fills in the snapshot of a run created by hand: allowed once.
-    assert S.run_update_errors(by_hand, filled) == []
+    assert SR.run_update_errors(by_hand, filled) == []
     changed = copy.deepcopy(plan)
     changed["steps"][0]["durationSeconds"] = 1
     edits = {
@@ -286,11 +288,11 @@ def test_run_update_rules() -> None:
         "spec.planGeneration": {"planRef": {"name": "p"}, "plan": plan, "planGeneration": 4},
     }
     for field, body in edits.items():
-        (error,) = S.run_update_errors(filled, S.DrillRunSpec.parse(body))
+        (error,) = SR.run_update_errors(filled, SR.DrillRunSpec.parse(body))
         assert error.startswith(f"{field}: ")
-    aborted = S.DrillRunSpec.parse({"planRef": {"name": "p"}, "abort": True})
-    assert S.run_update_errors(by_hand, aborted) == []
-    assert S.run_update_errors(aborted, by_hand) == [f"spec.abort: {S.Msg.ABORT_IRREVERSIBLE}"]
+    aborted = SR.DrillRunSpec.parse({"planRef": {"name": "p"}, "abort": True})
+    assert SR.run_update_errors(by_hand, aborted) == []
+    assert SR.run_update_errors(aborted, by_hand) == [f"spec.abort: {SP.Msg.ABORT_IRREVERSIBLE}"]
 
 
 # ------------------------------------------------------------ models and CRDs agree
@@ -330,10 +332,10 @@ def schema_diff(model: type[BaseModel], schema: Schema, path: str) -> list[str]:
 @pytest.mark.parametrize(
     ("model", "crd", "part"),
     [
-        (S.DrillPlanSpec, PLAN_CRD, "spec"),
-        (S.DrillPlanStatus, PLAN_CRD, "status"),
-        (S.DrillRunSpec, RUN_CRD, "spec"),
-        (S.DrillRunStatus, RUN_CRD, "status"),
+        (SP.DrillPlanSpec, PLAN_CRD, "spec"),
+        (ST.DrillPlanStatus, PLAN_CRD, "status"),
+        (SR.DrillRunSpec, RUN_CRD, "spec"),
+        (ST.DrillRunStatus, RUN_CRD, "status"),
     ],
     ids=["plan-spec", "plan-status", "run-spec", "run-status"],
 )
@@ -354,11 +356,11 @@ def test_status_enums_are_the_models_enums() -> None:
     assert status["phase"]["enum"] == [p.value for p in Phase]
     assert status["steps"]["items"]["properties"]["phase"]["enum"] == [p.value for p in Phase]
     faults = status["faults"]["items"]["properties"]
-    assert faults["type"]["enum"] == list(S.FAULT_TYPES)
-    assert faults["state"]["enum"] == list(S.FAULT_STATES)
+    assert faults["type"]["enum"] == list(SP.FAULT_TYPES)
+    assert faults["state"]["enum"] == list(SP.FAULT_STATES)
     measurement = status["gates"]["items"]["properties"]["measurements"]
-    assert measurement["maxItems"] == S.MAX_MEASUREMENTS
-    assert measurement["items"]["properties"]["phase"]["enum"] == list(S.MEASUREMENT_PHASES)
+    assert measurement["maxItems"] == SP.MAX_MEASUREMENTS
+    assert measurement["items"]["properties"]["phase"]["enum"] == list(SP.MEASUREMENT_PHASES)
     steps = plan_spec_schema()["properties"]["steps"]
     fault = steps["items"]["properties"]["fault"]["properties"]
     assert fault["type"]["enum"] == [
@@ -403,27 +405,27 @@ def test_every_list_is_bounded() -> None:
 
 def test_status_models_round_trip() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    status = S.DrillRunStatus(
+    status = ST.DrillRunStatus(
         phase=Phase.RUNNING,
         started_at=now,
         current_step="primary-outage",
         rto_seconds=3.5,
-        steady_state=S.SteadyStateStatus(
-            before=S.WindowStatus(phase=Phase.PASSED, error_ratio=0.0)
+        steady_state=ST.SteadyStateStatus(
+            before=ST.WindowStatus(phase=Phase.PASSED, error_ratio=0.0)
         ),
-        steps=[S.StepStatus(name="kill-a-pod", phase=Phase.PASSED, rto_seconds=0.4, requests=300)],
+        steps=[ST.StepStatus(name="kill-a-pod", phase=Phase.PASSED, rto_seconds=0.4, requests=300)],
         gates=[
-            S.GateStatus(
+            ST.GateStatus(
                 name="standby-answers",
                 phase=Phase.RUNNING,
                 successful=1,
-                measurements=[S.Measurement(phase="Inconclusive", measured_at=now, value="[]")],
+                measurements=[ST.Measurement(phase="Inconclusive", measured_at=now, value="[]")],
             )
         ],
-        abort_conditions=[S.AbortConditionStatus(name="everything-failing", phase=Phase.RUNNING)],
-        model_checks=[S.ModelCheckStatus(name="baseline", cluster="primary", agreement=1.0)],
+        abort_conditions=[ST.AbortConditionStatus(name="everything-failing", phase=Phase.RUNNING)],
+        model_checks=[ST.ModelCheckStatus(name="baseline", cluster="primary", agreement=1.0)],
         faults=[
-            S.FaultRecord(
+            ST.FaultRecord(
                 id="r1-primary-outage-1",
                 step="primary-outage",
                 type="ClusterOutage",
@@ -444,14 +446,14 @@ def test_status_models_round_trip() -> None:
         "rtoSeconds": 0.4,
         "requests": 300,
     }
-    assert S.DrillRunStatus.parse(body) == status
-    plan_status = S.DrillPlanStatus(
+    assert ST.DrillRunStatus.parse(body) == status
+    plan_status = ST.DrillPlanStatus(
         observed_generation=2,
-        last_run=S.LastRun(name="primary-outage-2-x7k2p", phase=Phase.PASSED, plan_generation=2),
+        last_run=ST.LastRun(name="primary-outage-2-x7k2p", phase=Phase.PASSED, plan_generation=2),
         schedule_message="spec.schedule is accepted; scheduled runs are not started yet",
     )
-    assert S.DrillPlanStatus.parse(plan_status.dump()) == plan_status
-    assert S.DrillRunStatus.parse(None) == S.DrillRunStatus()
+    assert ST.DrillPlanStatus.parse(plan_status.dump()) == plan_status
+    assert ST.DrillRunStatus.parse(None) == ST.DrillRunStatus()
 
 
 # ---------------------------------------------------------------------------- generator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeldr.drills.phase import Phase
+from modeldr.api.phase import Phase
 from modeldr.drills.verdict import Part, PartKind, run_verdict
 
 

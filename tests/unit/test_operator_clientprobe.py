@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from modeldr.api.modeldeployment import ClientProbe, ModelDeploymentSpec
 from modeldr.operator.clientprobe import (
     MAX_PROBED,
     URL_REQUESTS,
@@ -26,7 +27,6 @@ from modeldr.operator.clientprobe import (
     probe_cluster,
     send_all,
 )
-from modeldr.operator.spec import ClientProbe, ModelDeploymentSpec
 from tests.loopback import serve
 from tests.specs import minimal_spec_dict
 

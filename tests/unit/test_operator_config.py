@@ -5,8 +5,8 @@ from __future__ import annotations
 import kopf
 import pytest
 
-from modeldr.operator.config import OperatorConfig
-from modeldr.operator.errors import ConfigError
+from modeldr.kube.config import OperatorConfig
+from modeldr.kube.errors import ConfigError
 from modeldr.operator.runtime import CONFIG_KEY, config_of
 
 

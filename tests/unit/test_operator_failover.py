@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modeldr.operator.constants import Role
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import Role
 from modeldr.operator.failover import (
     Decision,
     FailoverState,
     Health,
     replicas_for,
 )
-from modeldr.operator.spec import ModelDeploymentSpec
 from tests.specs import minimal_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from modeldr.kube.config import OperatorConfig
+from modeldr.kube.errors import Closing, MemberError
 from modeldr.operator import metrics, reconcile
-from modeldr.operator.config import OperatorConfig
 from modeldr.operator.controller import Controller, Writes, ending, status_clusters
-from modeldr.operator.errors import Closing, MemberError
 from modeldr.operator.monitor import Monitors, Snapshot
 from modeldr.operator.runtime import Runtime, writes_of
 from tests.specs import minimal_spec

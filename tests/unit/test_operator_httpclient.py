@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from modeldr.operator import httpclient, promql
+from modeldr.kube import httpclient, promql
 from modeldr.operator.traffic.webhook import post_json
 
 # A proxy that refuses every connection: a request sent through it fails.

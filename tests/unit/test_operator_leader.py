@@ -16,9 +16,9 @@ from typing import Any
 
 from kubernetes import client
 
+from modeldr.kube.logs import DropNudges, JsonFormatter
 from modeldr.operator import metrics
 from modeldr.operator.leader import LeaderElector, may_acquire, record_key
-from modeldr.operator.logs import DropNudges, JsonFormatter
 
 
 def lease(holder: str, duration: int = 15, renewed: str = "2026-01-01T12:00:00Z") -> dict[str, Any]:

@@ -9,14 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldr.operator.config import OperatorConfig
-from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
-from modeldr.operator.errors import MemberError
-from modeldr.operator.members import (
-    INFRASTRUCTURE_KEY,
-    MemberRegistry,
-    api_client_from_kubeconfig,
-)
+from modeldr.kube.config import OperatorConfig
+from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
+from modeldr.kube.errors import MemberError
+from modeldr.kube.members import INFRASTRUCTURE_KEY, MemberRegistry, api_client_from_kubeconfig
 
 KUBECONFIG = {
     "apiVersion": "v1",

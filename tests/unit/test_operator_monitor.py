@@ -6,8 +6,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from modeldr.operator.constants import NAME_LABEL, NAMESPACE_LABEL
-from modeldr.operator.errors import MemberError
+from modeldr.kube.constants import NAME_LABEL, NAMESPACE_LABEL
+from modeldr.kube.errors import MemberError
 from modeldr.operator.monitor import ClusterMonitor, Key, Snapshot, keys_to_wake
 
 A: Key = ("ml", "bert")
@@ -127,8 +127,8 @@ def test_owned_namespaces_match_every_owner_label() -> None:
 
 
 def test_ready_nodes_and_node_addresses_give_node_port_entry_points() -> None:
+    from modeldr.api.modeldeployment import ModelDeploymentSpec
     from modeldr.operator.monitor import node_addresses, ready_addresses, ready_nodes
-    from modeldr.operator.spec import ModelDeploymentSpec
     from modeldr.operator.tick import entry_addresses, entry_port
 
     slices = [

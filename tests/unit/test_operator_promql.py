@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modeldr.operator.promql import judge, render_query
+from modeldr.kube.promql import judge, render_query
 
 
 def vector(*values: str) -> dict[str, object]:

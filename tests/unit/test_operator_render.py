@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from modeldr.operator import constants, render
-from modeldr.operator.errors import RenderError
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube import constants
+from modeldr.kube.errors import RenderError
+from modeldr.operator import render
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,10 +6,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from modeldr.operator.constants import DIGEST_ANNOTATION, Role
+from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.capacity import GpuCapacity, gpu_capacity
+from modeldr.kube.constants import DIGEST_ANNOTATION, Role
 from modeldr.operator.health import cluster_health
-from modeldr.operator.monitor import GpuCapacity, Snapshot, gpu_capacity, ready_addresses
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.operator.monitor import Snapshot, ready_addresses
 from modeldr.operator.status import (
     Observed,
     build_status,
@@ -158,7 +159,7 @@ def test_slim_keeps_what_the_operator_reads() -> None:
 
 
 def test_only_gpu_nodes_are_polled_for_pods() -> None:
-    from modeldr.operator.monitor import gpu_node_names
+    from modeldr.kube.capacity import gpu_node_names
 
     nodes = [_node("gpu-0", "H100", 8), _node("cpu-0", "none", 0)]
     assert gpu_node_names(nodes) == ["gpu-0"]

@@ -43,7 +43,9 @@ SKIP_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 SUBPACKAGES = {
     "operator": "handlers.py",
     "serving": "app.py",
-    "drills": "phase.py",
+    "drills": "engine.py",
+    "api": "drillplan.py",
+    "kube": "k8s.py",
     "agent": "rules.py",
 }
 FORBIDDEN = {"sandbox", "bench", "tests"}

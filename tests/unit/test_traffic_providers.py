@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.client.rest import ApiException
 
-from modeldr.operator.spec import ModelDeploymentSpec
+from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.operator.traffic import PROVIDERS, TrafficError, provider_for
 from modeldr.operator.traffic.base import Owner, TrafficTarget
 from modeldr.operator.traffic.gatewayapi import (
@@ -264,6 +264,6 @@ def test_provider_for_returns_fresh_providers_by_name() -> None:
 
 
 def test_registry_matches_the_crd_enum() -> None:
-    from modeldr.operator.config import KNOWN_PROVIDERS
+    from modeldr.kube.config import KNOWN_PROVIDERS
 
     assert set(PROVIDERS) == set(KNOWN_PROVIDERS)

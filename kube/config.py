@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from modeldr.operator.constants import MEMBER_CLUSTER_LABEL
-from modeldr.operator.errors import ConfigError
+from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
+from modeldr.kube.errors import ConfigError
 
 KNOWN_PROVIDERS = ("endpointslice", "gatewayapi", "webhook")
 

@@ -7,7 +7,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from modeldr.operator.httpclient import opener
+from modeldr.kube.httpclient import opener
 
 TIMEOUT_S = 2.0
 

@@ -32,6 +32,10 @@ def crd_name(plural: str) -> str:
 Role = Literal["primary", "standby"]
 ROLES: Final[tuple[Role, Role]] = ("primary", "standby")
 
+# kopf's operator memo: the process's shared parts (hub client, members, monitors, active
+# drills), built once at startup (modeldr.operator.runtime.Runtime).
+RUNTIME_KEY: Final = "runtime"
+
 # kopf's bookkeeping on our objects.
 FINALIZER: Final = f"{GROUP}/finalizer"
 KOPF_PREFIX: Final = GROUP
@@ -68,3 +72,9 @@ ACTIVE_CLUSTER_ANNOTATION: Final = f"{GROUP}/active-cluster"
 # GPUs.
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
+
+
+def selector_labels(name: str, hub_namespace: str) -> dict[str, str]:
+    """The labels that select a ModelDeployment's pods in a member cluster."""
+    # Immutable once a Deployment exists: never add the role or anything that changes.
+    return {NAME_LABEL: name, NAMESPACE_LABEL: hub_namespace}

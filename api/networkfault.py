@@ -12,8 +12,9 @@ import ipaddress
 from datetime import datetime
 from typing import Final, Literal
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
+
+from modeldr.api.base import ApiModel
 
 GROUP: Final = "modeldr.io"
 VERSION: Final = "v1alpha1"
@@ -39,10 +40,8 @@ DRILL_RUN_LABEL: Final = "modeldr.io/drill-run"
 FAULT_ID_LABEL: Final = "modeldr.io/fault-id"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=AliasGenerator(alias=to_camel), populate_by_name=True, extra="ignore"
-    )
+class _Model(ApiModel):
+    pass
 
 
 class Target(_Model):

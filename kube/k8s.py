@@ -2,9 +2,9 @@
 conflict (409: exists already, or changed since it was read) means for this call, instead
 of catching ApiException and comparing status codes at every call site.
 
-    existing = kube.call(read, name, namespace, absent=None)   # None when absent
-    kube.call(create, namespace, body, conflict=kube.DONE)      # created meanwhile: fine
-    if kube.call(replace, ..., conflict=kube.LOST) is kube.LOST: ...   # lost the race
+    existing = k8s.call(read, name, namespace, absent=None)   # None when absent
+    k8s.call(create, namespace, body, conflict=k8s.DONE)      # created meanwhile: fine
+    if k8s.call(replace, ..., conflict=k8s.LOST) is k8s.LOST: ...   # lost the race
 
 Every other error is raised as it came (the caller words it for the user).
 """

@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from modeldr.operator.config import OperatorConfig
-from modeldr.operator.errors import MemberError
+from modeldr.kube.config import OperatorConfig
+from modeldr.kube.errors import MemberError
 
 log = logging.getLogger(__name__)
 

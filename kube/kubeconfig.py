@@ -1,6 +1,6 @@
 """The one place the operator loads the hub's client configuration: a kubeconfig (and
 context), or the pod's in-cluster credentials. Member clusters' kubeconfigs come from hub
-Secrets instead (modeldr.operator.members)."""
+Secrets instead (modeldr.kube.members)."""
 
 from __future__ import annotations
 

@@ -9,25 +9,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from modeldr.api.base import ApiModel
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+class _Model(ApiModel):
+    model_config = ConfigDict(frozen=True)
 
 
 class ModelSpec(_Model):
     name: str
     task: Literal["sequence-classification", "feature-extraction"]
     source: str
-    expected_digest: str = Field(alias="expectedDigest")
+    expected_digest: str
     revision: str | None = None
 
 
 class Batching(_Model):
-    max_batch_size: int = Field(32, alias="maxBatchSize")
-    max_batch_delay_ms: int = Field(5, alias="maxBatchDelayMs")
-    max_queue: int = Field(256, alias="maxQueue")
+    max_batch_size: int = 32
+    max_batch_delay_ms: int = 5
+    max_queue: int = 256
 
 
 class EnvVar(_Model):
@@ -38,7 +40,7 @@ class EnvVar(_Model):
 class RuntimeSpec(_Model):
     image: str
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
-        "IfNotPresent", alias="imagePullPolicy"
+        "IfNotPresent",
     )
     port: int = 8080
     batching: Batching = Field(default_factory=lambda: Batching.model_validate({}))
@@ -46,8 +48,8 @@ class RuntimeSpec(_Model):
 
 
 class Resources(_Model):
-    gpus_per_replica: int = Field(1, alias="gpusPerReplica")
-    gpu_product: str | None = Field(None, alias="gpuProduct")
+    gpus_per_replica: int = 1
+    gpu_product: str | None = None
     cpu: str | None = None
     memory: str | None = None
 
@@ -61,7 +63,7 @@ class MemberRuntime(_Model):
 class MemberResources(_Model):
     """spec.clusters.<role>.resources: what differs from spec.resources in one cluster."""
 
-    gpu_product: str | None = Field(None, alias="gpuProduct")
+    gpu_product: str | None = None
 
 
 class MemberRef(_Model):
@@ -83,7 +85,7 @@ class Clusters(_Model):
 
 class Failback(_Model):
     mode: Literal["manual", "automatic"] = "manual"
-    hold_down_seconds: int = Field(300, alias="holdDownSeconds")
+    hold_down_seconds: int = 300
 
 
 class ProbeURLs(_Model):
@@ -105,11 +107,11 @@ class ClientProbe(_Model):
     text: str = "modeldr health probe"
     # 2 s: one lost SYN costs a second of retransmission, which a 1 s deadline would count
     # as a dead server (a lossy path must not fail a cluster over by itself).
-    timeout_milliseconds: int = Field(2000, alias="timeoutMilliseconds")
+    timeout_milliseconds: int = 2000
     # None: every entry address (at most MAX_PROBED of them), so that the traffic lists
     # only addresses that answered; a number: that many drawn at random each check.
-    sample_size: int | None = Field(None, alias="sampleSize")
-    min_success_percent: int = Field(50, alias="minSuccessPercent")
+    sample_size: int | None = None
+    min_success_percent: int = 50
     urls: ProbeURLs = Field(default_factory=lambda: ProbeURLs.model_validate({}))
 
     def url_for(self, role: Literal["primary", "standby"]) -> str | None:
@@ -118,12 +120,12 @@ class ClientProbe(_Model):
 
 class Failover(_Model):
     automatic: bool = True
-    health_interval_seconds: int = Field(5, alias="healthIntervalSeconds")
-    failure_threshold: int = Field(3, alias="failureThreshold")
-    health_query: str | None = Field(None, alias="healthQuery")
+    health_interval_seconds: int = 5
+    failure_threshold: int = 3
+    health_query: str | None = None
     # How long a requested switch (the annotation, a drill's Failover or Failback) waits for
     # its target to answer before it is dropped with a Warning.
-    switch_wait_seconds: int = Field(300, alias="switchWaitSeconds")
+    switch_wait_seconds: int = 300
     probe: ClientProbe = Field(default_factory=lambda: ClientProbe.model_validate({}))
     failback: Failback = Field(default_factory=lambda: Failback.model_validate({}))
 
@@ -136,12 +138,12 @@ class Failover(_Model):
 
 
 class EndpointSliceTraffic(_Model):
-    service_name: str | None = Field(None, alias="serviceName")
+    service_name: str | None = None
     # What the hub slice lists: the active cluster's ready pod addresses (a flat network: the
     # sandbox, a multi-cluster mesh), or the addresses of the member nodes that run a ready
     # pod, on a NodePort of the member Service (pod addresses not routable: kind, most VPCs).
     addresses: Literal["pods", "nodePorts"] = "pods"
-    node_port: int | None = Field(None, alias="nodePort", ge=30000, le=32767)
+    node_port: int | None = Field(None, ge=30000, le=32767)
 
     @property
     def node_ports(self) -> bool:
@@ -154,22 +156,22 @@ class HTTPRouteRef(_Model):
 
 
 class GatewayAPITraffic(_Model):
-    http_route: HTTPRouteRef = Field(alias="httpRoute")
-    primary_backend: str | None = Field(None, alias="primaryBackend")
-    standby_backend: str | None = Field(None, alias="standbyBackend")
+    http_route: HTTPRouteRef
+    primary_backend: str | None = None
+    standby_backend: str | None = None
 
 
 class WebhookTraffic(_Model):
     url: str
-    timeout_seconds: int = Field(5, alias="timeoutSeconds")
+    timeout_seconds: int = 5
 
 
 class Traffic(_Model):
     provider: Literal["endpointslice", "gatewayapi", "webhook"] = "endpointslice"
     endpoint_slice: EndpointSliceTraffic = Field(
-        default_factory=lambda: EndpointSliceTraffic.model_validate({}), alias="endpointSlice"
+        default_factory=lambda: EndpointSliceTraffic.model_validate({}),
     )
-    gateway_api: GatewayAPITraffic | None = Field(None, alias="gatewayAPI")
+    gateway_api: GatewayAPITraffic | None = None
     webhook: WebhookTraffic | None = None
 
 
@@ -194,6 +196,10 @@ class ModelDeploymentSpec(_Model):
         if standby.mode == "cold":
             return 0
         return standby.replicas if standby.replicas is not None else 1
+
+    def service_name(self, name: str) -> str:
+        """The hub Service whose EndpointSlice the endpointslice provider keeps."""
+        return self.traffic.endpoint_slice.service_name or name
 
     def member(self, role: Literal["primary", "standby"]) -> MemberRef:
         return self.clusters.primary if role == "primary" else self.clusters.standby

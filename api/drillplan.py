@@ -1,4 +1,6 @@
-"""Pydantic models of DrillPlan and DrillRun (crds/modeldr.io_drillplans.yaml, _drillruns.yaml).
+"""The DrillPlan's spec (crds/modeldr.io_drillplans.yaml): its enums, bounds, defaults,
+patterns, rule messages and models. The DrillRun's spec is in `drillrun`, the statuses of both
+in `drillstatus`.
 
 The contract is ../shared/DRILLS.md. The apiserver validates and defaults every object with the
 CRD's OpenAPI schema and CEL rules; these models repeat the same rules and defaults so that a
@@ -17,22 +19,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
-from modeldr.drills.phase import Phase
+from modeldr.api.base import SpecModel
+from modeldr.api.phase import Phase
 
 # ----------------------------------------------------------------------------- enums
 
@@ -137,7 +135,6 @@ MAX_FAULT_RECORDS: Final = 64
 MAX_TARGETS: Final = 256
 MAX_MODEL_CHECKS: Final = MAX_STEPS + 2  # the baseline, one per step, the final steady state
 MAX_CONDITIONS: Final = 16
-MESSAGE_MAX_LENGTH: Final = 4096
 MAX_PREFLIGHT: Final = 32
 
 # Patterns (the same strings go into the CRD).
@@ -220,39 +217,15 @@ def _unique(message: str, names: list[str]) -> None:
 # --------------------------------------------------------------------------- spec models
 
 
-def camel(name: str) -> str:
-    """The CRD's (camelCase) name of a model field."""
-    return _CAMEL_EXCEPTIONS.get(name) or to_camel(name)
-
-
-# Acronyms DRILLS.md spells in capitals.
-_CAMEL_EXCEPTIONS: Final = {"max_rto_seconds": "maxRTOSeconds"}
-
-
-class _Spec(BaseModel):
-    # Aliases come from an alias generator rather than Field(alias=...), so type checkers see
-    # the snake_case names in the constructors (the engine builds status models by name) while
-    # documents are read and written in camelCase.
-    # strict: a YAML "5" is not 5 (the apiserver refuses it too); forbid: a typo is an error,
-    # like kubectl's strict field validation, not a silently ignored field.
-    model_config = ConfigDict(
-        alias_generator=camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        strict=True,
-    )
-
-
 InputText = Annotated[str, StringConstraints(min_length=1, max_length=INPUT_MAX_LENGTH)]
 StepName = Annotated[str, StringConstraints(max_length=NAME_MAX, pattern=DNS_LABEL)]
 
 
-class Target(_Spec):
+class Target(SpecModel):
     model_deployment: str = Field(max_length=52, pattern=MODELDEPLOYMENT_NAME)
 
 
-class Traffic(_Spec):
+class Traffic(SpecModel):
     rate_per_second: float = Field(default=DEFAULT_RATE_PER_SECOND, gt=0, le=MAX_RATE_PER_SECOND)
     timeout_milliseconds: int = Field(
         default=DEFAULT_TIMEOUT_MILLISECONDS,
@@ -265,7 +238,7 @@ class Traffic(_Spec):
     url: str | None = Field(default=None, max_length=URL_MAX_LENGTH, pattern=HTTP_URL)
 
 
-class SteadyState(_Spec):
+class SteadyState(SpecModel):
     duration_seconds: int = Field(
         default=DEFAULT_STEADY_STATE_SECONDS, ge=1, le=MAX_DURATION_SECONDS
     )
@@ -279,7 +252,7 @@ class SteadyState(_Spec):
     )
 
 
-class Fault(_Spec):
+class Fault(SpecModel):
     # Each rule is checked on the field the CRD's rule names in its fieldPath (so both say
     # e.g. `spec.steps[0].fault.value`), with the fields declared before it in info.data;
     # validate_default runs it when the field is absent too. A field that failed its own
@@ -356,18 +329,18 @@ class Fault(_Spec):
         return self.type in INFRASTRUCTURE_FAULTS
 
 
-class Action(_Spec):
+class Action(SpecModel):
     type: ActionType
 
 
-class Expect(_Spec):
+class Expect(SpecModel):
     active_cluster: ExpectedCluster | None = None
     max_rto_seconds: float | None = Field(default=None, ge=0, le=MAX_DURATION_SECONDS)
     max_error_ratio: float | None = Field(default=None, ge=0, le=1)
     max_p99_latency_ms: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MILLISECONDS)
 
 
-class Step(_Spec):
+class Step(SpecModel):
     name: StepName
     fault: Fault | None = None
     action: Action | None = None
@@ -381,14 +354,14 @@ class Step(_Spec):
         return self
 
 
-class PrometheusQuery(_Spec):
+class PrometheusQuery(SpecModel):
     query: str = Field(min_length=1, max_length=QUERY_MAX_LENGTH)
     # Default: the Prometheus the operator is configured with.
     url: str | None = Field(default=None, max_length=URL_MAX_LENGTH, pattern=HTTP_URL)
     timeout_seconds: int = Field(default=DEFAULT_PROMETHEUS_TIMEOUT_SECONDS, ge=1, le=60)
 
 
-class Gate(_Spec):
+class Gate(SpecModel):
     name: str = Field(max_length=NAME_MAX, pattern=DNS_LABEL)
     # The windows it measures in; empty: the whole run.
     steps: list[StepName] = Field(default_factory=list, max_length=MAX_STEPS)
@@ -424,7 +397,7 @@ class Gate(_Spec):
         return self
 
 
-class AbortCondition(_Spec):
+class AbortCondition(SpecModel):
     name: str = Field(max_length=NAME_MAX, pattern=DNS_LABEL)
     prometheus: PrometheusQuery | None = None
     condition: str | None = Field(default=None, min_length=1, max_length=CONDITION_MAX_LENGTH)
@@ -440,17 +413,17 @@ class AbortCondition(_Spec):
         return self
 
 
-class ConfigMapKeyRef(_Spec):
+class ConfigMapKeyRef(SpecModel):
     name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN)
     key: str = Field(default=DEFAULT_GOLDEN_SET_KEY, max_length=253, pattern=CONFIGMAP_KEY)
 
 
-class GoldenSetRef(_Spec):
+class GoldenSetRef(SpecModel):
     # A ConfigMap in the plan's namespace: one {"text": ..., "label": ...} JSON object a line.
     config_map_ref: ConfigMapKeyRef
 
 
-class ModelChecks(_Spec):
+class ModelChecks(SpecModel):
     golden_set: GoldenSetRef
     min_agreement: float = Field(default=DEFAULT_MIN_AGREEMENT, ge=0, le=1)
     min_accuracy: float | None = Field(default=None, ge=0, le=1)
@@ -459,11 +432,11 @@ class ModelChecks(_Spec):
     min_f1: float | None = Field(default=None, ge=0, le=1)
 
 
-class BlastRadius(_Spec):
+class BlastRadius(SpecModel):
     max_pods_percent: int = Field(default=DEFAULT_MAX_PODS_PERCENT, ge=1, le=100)
 
 
-class DrillPlanSpec(_Spec):
+class DrillPlanSpec(SpecModel):
     target: Target
     traffic: Traffic = Field(default_factory=lambda: Traffic.model_validate({}))
     steady_state: SteadyState = Field(default_factory=lambda: SteadyState.model_validate({}))
@@ -535,322 +508,3 @@ class DrillPlanSpec(_Spec):
             if step.name == name:
                 return step
         raise KeyError(name)
-
-
-class PlanRef(_Spec):
-    name: str = Field(max_length=52, pattern=PLAN_NAME)
-
-
-class DrillRunSpec(_Spec):
-    plan_ref: PlanRef
-    # The plan's spec, copied when the run is created (or, for a run created by hand with
-    # planRef only, by the operator before it touches anything), so the run executes what it
-    # says even if the plan changes meanwhile.
-    plan: DrillPlanSpec | None = None
-    # The plan's metadata.generation the snapshot was taken from: one run per generation.
-    plan_generation: int | None = Field(default=None, ge=1)
-    # Set by hand (kubectl patch) to stop the run: every fault is undone and the
-    # run ends Aborted.
-    abort: bool = False
-    # Resolve every step's targets, who would act and what preflight finds, record it in
-    # status.dryRun, touch nothing, and end Planned (or Error when the real run could not
-    # start). A plan's spec.dryRun makes every run of it dry.
-    dry_run: bool = False
-    # The due time (RFC 3339) of the plan's schedule this run was started for; absent for a
-    # run started by an apply or by hand.
-    scheduled_time: str | None = Field(default=None, max_length=64)
-
-    @classmethod
-    def parse(cls, spec: Any) -> DrillRunSpec:
-        return cls.model_validate(dict(spec))
-
-
-def run_update_errors(old: DrillRunSpec, new: DrillRunSpec) -> list[str]:
-    """The CRD's transition rules on a DrillRun spec update (the apiserver checks them with
-    oldSelf): what a run executes and which plan it belongs to never change, an abort is
-    final."""
-    errors = []
-    if new.plan_ref != old.plan_ref:
-        errors.append(f"spec.planRef: {Msg.PLAN_REF_IMMUTABLE}")
-    if old.plan is not None and new.plan != old.plan:
-        errors.append(f"spec.plan: {Msg.PLAN_SNAPSHOT_IMMUTABLE}")
-    if old.plan_generation is not None and new.plan_generation != old.plan_generation:
-        errors.append(f"spec.planGeneration: {Msg.PLAN_GENERATION_IMMUTABLE}")
-    if old.abort and not new.abort:
-        errors.append(f"spec.abort: {Msg.ABORT_IRREVERSIBLE}")
-    return errors
-
-
-def spec_errors(exc: ValidationError, prefix: str = "spec") -> list[str]:
-    """A ValidationError as `path: message` lines in the apiserver's notation
-    (`spec.steps[1].fault: ...`), for a CLI dry-run that reads like `kubectl apply`."""
-    lines = []
-    for error in exc.errors():
-        path = prefix
-        for part in error["loc"]:
-            # pydantic names a field that was absent (a rule with validate_default) by its
-            # Python name: spell it as the document does.
-            path += f"[{part}]" if isinstance(part, int) else f".{camel(str(part))}"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"{path}: {message}")
-    return lines
-
-
-# ------------------------------------------------------------------------- status models
-
-
-class _Status(BaseModel):
-    # Lenient: parses what the engine wrote (timestamps come back as strings); unknown keys
-    # are ignored so an older engine can read a newer status.
-    model_config = ConfigDict(alias_generator=camel, populate_by_name=True, extra="ignore")
-
-    def dump(self) -> dict[str, Any]:
-        """The JSON body to write through the status subresource (camelCase, no nulls)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-class Condition(_Status):
-    """metav1.Condition."""
-
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
-    last_transition_time: datetime
-    observed_generation: int | None = None
-
-
-class WindowStatus(_Status):
-    """What the probe measured in one window: a step (from its start to the next step's start)
-    or a steady-state period."""
-
-    phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    # The longest stretch in the window with no successful probe request.
-    rto_seconds: float | None = Field(default=None, ge=0)
-    # Failed / sent probe requests in the window.
-    error_ratio: float | None = Field(default=None, ge=0, le=1)
-    p99_latency_ms: float | None = Field(default=None, ge=0)
-    # The cluster serving at the end of the window.
-    active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
-    requests: int | None = Field(default=None, ge=0)
-    failed_requests: int | None = Field(default=None, ge=0)
-
-
-class StepStatus(WindowStatus):
-    name: str
-
-
-class SteadyStateStatus(_Status):
-    before: WindowStatus | None = None
-    after: WindowStatus | None = None
-
-
-class Measurement(_Status):
-    phase: MeasurementPhase
-    measured_at: datetime
-    # The query's result as text (a NaN or an empty result cannot be a JSON number).
-    value: str | None = Field(default=None, max_length=1024)
-    message: str | None = Field(default=None, max_length=1024)
-
-
-class GateStatus(_Status):
-    name: str
-    phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    successful: int = Field(default=0, ge=0)
-    failed: int = Field(default=0, ge=0)
-    inconclusive: int = Field(default=0, ge=0)
-    error: int = Field(default=0, ge=0)
-    consecutive_errors: int = Field(default=0, ge=0)
-    # The last MAX_MEASUREMENTS measurements, oldest first.
-    measurements: list[Measurement] = Field(default_factory=list, max_length=MAX_MEASUREMENTS)
-
-
-class AbortConditionStatus(_Status):
-    """Passed: it never held; Aborted: it held (and stopped the run); Inconclusive: it could
-    not be evaluated (which keeps the run from ending Passed)."""
-
-    name: str
-    phase: Phase = Phase.PENDING
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    evaluations: int = Field(default=0, ge=0)
-    last_value: str | None = Field(default=None, max_length=1024)
-    last_evaluated_at: datetime | None = None
-
-
-class ModelCheckStatus(_Status):
-    """The golden set answered by one cluster: the baseline (before the first fault) or after
-    a step."""
-
-    name: str  # "baseline", or the step's name
-    step: str | None = None
-    cluster: str | None = Field(default=None, max_length=NAME_MAX)
-    phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    checked_at: datetime | None = None
-    examples: int | None = Field(default=None, ge=0)
-    agreement: float | None = Field(default=None, ge=0, le=1)
-    accuracy: float | None = Field(default=None, ge=0, le=1)
-    precision: float | None = Field(default=None, ge=0, le=1)
-    recall: float | None = Field(default=None, ge=0, le=1)
-    f1: float | None = Field(default=None, ge=0, le=1)
-    served_digest: str | None = Field(default=None, max_length=71)
-    expected_digest: str | None = Field(default=None, max_length=71)
-
-
-class FaultRecord(_Status):
-    """One journal entry: written before the fault is applied, kept after it is undone."""
-
-    id: str = Field(max_length=128)
-    step: str
-    type: FaultType
-    cluster: str = Field(max_length=NAME_MAX)  # resolved: a member cluster's name
-    role: Literal["primary", "standby"] | None = None
-    mode: FaultMode | None = None
-    value: int | None = Field(default=None, ge=0)
-    seed: int | None = None
-    targets: list[str] = Field(default_factory=list, max_length=MAX_TARGETS)
-    # Who makes and undoes it: member-api, agent, or the infrastructure provider's name.
-    provider: str | None = Field(default=None, max_length=NAME_MAX)
-    state: FaultState = "Recorded"
-    recorded_at: datetime | None = None
-    applied_at: datetime | None = None
-    undone_at: datetime | None = None
-    undo_attempts: int = Field(default=0, ge=0)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    # What undo needs beyond the above (grace period, node, a taint's value, ...).
-    parameters: dict[str, str] = Field(default_factory=dict, max_length=16)
-
-
-class ProbeLiveStatus(_Status):
-    """What the traffic probe saw over the last windowSeconds, refreshed every few seconds
-    while the run goes on (the CLI's live display)."""
-
-    at: datetime | None = None
-    window_seconds: float | None = Field(default=None, ge=0)
-    sent: int = Field(default=0, ge=0)
-    succeeded: int = Field(default=0, ge=0)
-    success_ratio: float | None = Field(default=None, ge=0, le=1)
-    p99_latency_ms: float | None = Field(default=None, ge=0)
-    # The member cluster that answered the last successful request.
-    cluster: str | None = Field(default=None, max_length=NAME_MAX)
-
-
-class PlannedStep(_Status):
-    """A dry run's finding for one step: what it would touch, where, and who would act."""
-
-    step: str
-    # "fault" or "action", and its type (PodKill, Failover, ...).
-    kind: Literal["fault", "action"]
-    type: str = Field(max_length=NAME_MAX)
-    cluster: str | None = Field(default=None, max_length=NAME_MAX)
-    role: Literal["primary", "standby"] | None = None
-    # Who would act: member-api, the infrastructure provider's name, or the operator's own
-    # switch for actions.
-    provider: str | None = Field(default=None, max_length=NAME_MAX)
-    targets: list[str] = Field(default_factory=list, max_length=MAX_TARGETS)
-    seed: int | None = None
-    # Set when the step could not be made as planned (the real run's step would end Error).
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-
-
-class PreflightFinding(_Status):
-    check: str = Field(max_length=NAME_MAX)
-    ok: bool
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-
-
-class DryRunStatus(_Status):
-    # The active cluster when the dry run resolved `cluster: active`.
-    active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
-    steps: list[PlannedStep] = Field(default_factory=list, max_length=MAX_STEPS)
-    preflight: list[PreflightFinding] = Field(default_factory=list, max_length=MAX_PREFLIGHT)
-
-
-class DrillRunStatus(_Status):
-    observed_generation: int | None = None
-    phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    # Written by the engine at least every few seconds while it runs: a new leader tells a
-    # run in flight from one whose engine is gone.
-    heartbeat_at: datetime | None = None
-    # The run ends by then whatever happens (the plan's durations plus bounded margins).
-    deadline: datetime | None = None
-    current_step: str | None = None
-    # The worst step's rtoSeconds.
-    rto_seconds: float | None = Field(default=None, ge=0)
-    active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
-    seed: int | None = None
-    steady_state: SteadyStateStatus | None = None
-    steps: list[StepStatus] = Field(default_factory=list, max_length=MAX_STEPS)
-    gates: list[GateStatus] = Field(default_factory=list, max_length=MAX_GATES)
-    abort_conditions: list[AbortConditionStatus] = Field(
-        default_factory=list, max_length=MAX_ABORT_CONDITIONS
-    )
-    model_checks: list[ModelCheckStatus] = Field(default_factory=list, max_length=MAX_MODEL_CHECKS)
-    faults: list[FaultRecord] = Field(default_factory=list, max_length=MAX_FAULT_RECORDS)
-    conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
-    probe: ProbeLiveStatus | None = None
-    dry_run: DryRunStatus | None = None
-    # The ConfigMap (same namespace, owned by the run) that keeps the run's report data.
-    report_config_map: str | None = Field(default=None, max_length=253)
-
-    @classmethod
-    def parse(cls, status: Any) -> DrillRunStatus:
-        return cls.model_validate(dict(status or {}))
-
-
-class LastRun(_Status):
-    name: str
-    phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    plan_generation: int | None = None
-    # The schedule's due time it was started for (absent: an apply or a person started it).
-    scheduled_time: datetime | None = None
-    rto_seconds: float | None = None
-
-
-class MissedSchedule(_Status):
-    scheduled_time: datetime
-    reason: str = Field(max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-
-
-class DrillPlanStatus(_Status):
-    observed_generation: int | None = None
-    last_run: LastRun | None = None
-    # The last run the schedule started (the scheduled-drill alerts read its verdict).
-    last_scheduled_run: LastRun | None = None
-    # What the operator does with spec.schedule (the next run, why none starts): never
-    # silently ignored.
-    schedule_message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
-    # The due time of the last run the schedule started.
-    last_schedule_time: datetime | None = None
-    # When the next one is due (absent while suspended).
-    next_schedule_time: datetime | None = None
-    # Every due time up to this one is dealt with: started, missed, or passed while suspended.
-    scheduled_through: datetime | None = None
-    # Due times skipped (StartingDeadlineExceeded, ConcurrencyForbidden, Superseded), and
-    # the last of them.
-    missed_schedules: int = Field(default=0, ge=0)
-    last_missed_schedule: MissedSchedule | None = None
-    conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
-
-    @classmethod
-    def parse(cls, status: Any) -> DrillPlanStatus:
-        return cls.model_validate(dict(status or {}))

@@ -1,0 +1,31 @@
+"""What the drills need of the process they run in: the hub client, the member registry and
+the record of which run holds which target. The operator's Runtime provides it (kopf's memo,
+`RUNTIME_KEY`); the drills name this protocol only, so they stand beside the operator rather
+than on it, and a test hands them any object with these three parts."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from kubernetes import client
+
+from modeldr.kube.activedrills import ActiveDrills
+from modeldr.kube.constants import RUNTIME_KEY
+from modeldr.kube.members import MemberRegistry
+
+
+@runtime_checkable
+class DrillHost(Protocol):
+    hub: client.ApiClient
+    members: MemberRegistry
+    drills: ActiveDrills
+
+
+def host_of(memo: Any) -> DrillHost:
+    """The host the operator's startup put in kopf's memo."""
+    host = memo.get(RUNTIME_KEY)
+    if not isinstance(host, DrillHost):
+        raise RuntimeError(
+            "the drills' host is not in kopf's memo: did the operator's startup run?"
+        )
+    return host
