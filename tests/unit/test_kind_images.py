@@ -1,8 +1,8 @@
 """scripts/kind-images.sh: how it chooses between the Dockerfiles as they are (a user's Docker)
 and the offline build (the project's engine, which never pulls), and that the offline image
 is the root Dockerfile's in what the charts rely on (user, entrypoint, command, ports). The
-build itself needs the engine and Debian's mirror: measured by hand (README, "kind on these
-machines")."""
+build itself needs the engine and Debian's mirror: measured by hand (docs/kind.md, "kind on
+these machines")."""
 
 from __future__ import annotations
 
