@@ -117,8 +117,9 @@ def stale(kernel_keys: Iterable[str], held: Iterable[str]) -> set[str]:
     return set(kernel_keys) - set(held)
 
 
-def report_needed(current: NodeReport | None, state: NodeState, message: str,
-                  targets: list[str]) -> bool:  # fmt: skip
+def report_needed(
+    current: NodeReport | None, state: NodeState, message: str, targets: list[str]
+) -> bool:
     """Write the node's report only when what it says changed (not on every tick)."""
     return (
         current is None

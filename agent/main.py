@@ -68,9 +68,11 @@ class Agent:
     def run(self) -> None:
         log.info(
             "agent for node %s (address %s, chains %s_*): netem %s",
-            self.node, self.node_ip, self.base,
+            self.node,
+            self.node_ip,
+            self.base,
             "available" if self.latency.available else f"unavailable ({self.latency.why})",
-        )  # fmt: skip
+        )
         self.cleanup_at_start()
         self.cache.start()
         while not self.stop.is_set():
@@ -130,8 +132,12 @@ class Agent:
         outcome = tc.make(want, self.tag)
         if outcome.state == "Applied":
             self._delay, self._delay_failed = want, None
-            log.info("delay %d ms for %s on %s", want.delay_ms, ", ".join(want.ips),
-                     ", ".join(outcome.devices))  # fmt: skip
+            log.info(
+                "delay %d ms for %s on %s",
+                want.delay_ms,
+                ", ".join(want.ips),
+                ", ".join(outcome.devices),
+            )
         else:
             self._delay_failed = (want, outcome)
             log.error("Latency %s: %s: %s", want.key, outcome.state, outcome.message)
@@ -190,8 +196,15 @@ class Agent:
             elif order.key in want.expired and current is not None and current.state != "Removed":
                 self._write(order, current, "Removed", "expired: the agent removed it", [], now)
 
-    def _write(self, order: Order, current: NodeReport | None, state: NodeState,
-               message: str, targets: list[str], now: datetime) -> None:  # fmt: skip
+    def _write(
+        self,
+        order: Order,
+        current: NodeReport | None,
+        state: NodeState,
+        message: str,
+        targets: list[str],
+        now: datetime,
+    ) -> None:
         if not decide.report_needed(current, state, message, targets):
             return
         report = NodeReport(
@@ -220,9 +233,15 @@ class Agent:
     def _patch(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         try:
             self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body,
-                _content_type="application/merge-patch+json", _request_timeout=PATCH_TIMEOUT,
-            )  # fmt: skip
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+                _content_type="application/merge-patch+json",
+                _request_timeout=PATCH_TIMEOUT,
+            )
         except client.ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
                 log.warning("status of %s/%s: %s", namespace, name, exc.reason)
@@ -250,14 +269,18 @@ def main(args: argparse.Namespace) -> int:
     node = args.node or os.environ.get("NODE_NAME", "")
     node_ip = args.node_ip or os.environ.get("NODE_IP", "")
     if not node or not node_ip:
-        log.error("the agent needs its node's name and address (--node/NODE_NAME, "
-                  "--node-ip/NODE_IP; the chart sets them from the downward API)")  # fmt: skip
+        log.error(
+            "the agent needs its node's name and address (--node/NODE_NAME, "
+            "--node-ip/NODE_IP; the chart sets them from the downward API)"
+        )
         return 2
     agent = Agent(
-        _api(args.kubeconfig, args.context), node, node_ip,
+        _api(args.kubeconfig, args.context),
+        node,
+        node_ip,
         cluster=args.cluster or os.environ.get("MODELDR_AGENT_CLUSTER", "member"),
         pod=os.environ.get("POD_NAME", ""),
-    )  # fmt: skip
+    )
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %d: removing this agent's rules and stopping", signum)

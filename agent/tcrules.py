@@ -146,17 +146,30 @@ def device_commands(device: str, delay: Delay, ips: Sequence[str], tag: str) -> 
     if delay.jitter_ms:
         netem.append(f"{delay.jitter_ms}ms")
     commands = [
-        ["tc", "qdisc", "add", *dev, "root", "handle", HANDLE, "prio", "bands", str(BANDS),
-         "priomap", *PRIOMAP],
+        [
+            "tc",
+            "qdisc",
+            "add",
+            *dev,
+            "root",
+            "handle",
+            HANDLE,
+            "prio",
+            "bands",
+            str(BANDS),
+            "priomap",
+            *PRIOMAP,
+        ],
         ["tc", "qdisc", "add", *dev, "parent", BAND_CLASS, "handle", tag, *netem],
-    ]  # fmt: skip
+    ]
     for ip in _by_family(ips):
         if ipaddress.ip_address(ip).version == 4:
             match = ["protocol", "ip", "prio", "1", "u32", "match", "ip", "dst", f"{ip}/32"]
         else:
             match = ["protocol", "ipv6", "prio", "2", "u32", "match", "ip6", "dst", f"{ip}/128"]
-        commands.append(["tc", "filter", "add", *dev, "parent", HANDLE, *match,
-                         "flowid", BAND_CLASS])  # fmt: skip
+        commands.append(
+            ["tc", "filter", "add", *dev, "parent", HANDLE, *match, "flowid", BAND_CLASS]
+        )
     return commands
 
 

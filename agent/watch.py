@@ -82,10 +82,15 @@ class OrderCache:
         stream = watch.Watch()
         started = time.monotonic()
         for event in stream.stream(
-            self.api.list_cluster_custom_object, GROUP, VERSION, PLURAL,
-            resource_version=version, timeout_seconds=WATCH_SECONDS,
-            allow_watch_bookmarks=True, _request_timeout=REQUEST_TIMEOUT,
-        ):  # fmt: skip
+            self.api.list_cluster_custom_object,
+            GROUP,
+            VERSION,
+            PLURAL,
+            resource_version=version,
+            timeout_seconds=WATCH_SECONDS,
+            allow_watch_bookmarks=True,
+            _request_timeout=REQUEST_TIMEOUT,
+        ):
             if self._stop.is_set():
                 stream.stop()
                 return

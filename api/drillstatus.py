@@ -15,7 +15,7 @@ from pydantic import (
     Field,
 )
 
-from modeldr.api.base import MESSAGE_MAX_LENGTH, StatusModel
+from modeldr.api.base import Message, StatusModel
 from modeldr.api.drillplan import (
     MAX_ABORT_CONDITIONS,
     MAX_CONDITIONS,
@@ -55,7 +55,7 @@ class WindowStatus(StatusModel):
 
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     # The longest stretch in the window with no successful probe request.
@@ -90,7 +90,7 @@ class GateStatus(StatusModel):
     name: str
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     successful: int = Field(default=0, ge=0)
@@ -108,7 +108,7 @@ class AbortConditionStatus(StatusModel):
 
     name: str
     phase: Phase = Phase.PENDING
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
     evaluations: int = Field(default=0, ge=0)
     last_value: str | None = Field(default=None, max_length=1024)
     last_evaluated_at: datetime | None = None
@@ -123,7 +123,7 @@ class ModelCheckStatus(StatusModel):
     cluster: str | None = Field(default=None, max_length=NAME_MAX)
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
     checked_at: datetime | None = None
     examples: int | None = Field(default=None, ge=0)
     agreement: float | None = Field(default=None, ge=0, le=1)
@@ -154,7 +154,7 @@ class FaultRecord(StatusModel):
     applied_at: datetime | None = None
     undone_at: datetime | None = None
     undo_attempts: int = Field(default=0, ge=0)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
     # What undo needs beyond the above (grace period, node, a taint's value, ...).
     parameters: dict[str, str] = Field(default_factory=dict, max_length=16)
 
@@ -189,14 +189,14 @@ class PlannedStep(StatusModel):
     seed: int | None = None
     # Set when the step could not be made as planned (the real run's step would end Error).
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
 
 
 class PreflightFinding(StatusModel):
     check: str = Field(max_length=NAME_MAX)
     ok: bool
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
 
 
 class DryRunStatus(StatusModel):
@@ -210,7 +210,7 @@ class DrillRunStatus(StatusModel):
     observed_generation: int | None = None
     phase: Phase = Phase.PENDING
     reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     # Written by the engine at least every few seconds while it runs: a new leader tells a
@@ -257,7 +257,7 @@ class LastRun(StatusModel):
 class MissedSchedule(StatusModel):
     scheduled_time: datetime
     reason: str = Field(max_length=64, pattern=REASON)
-    message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    message: Message | None = None
 
 
 class DrillPlanStatus(StatusModel):
@@ -267,7 +267,7 @@ class DrillPlanStatus(StatusModel):
     last_scheduled_run: LastRun | None = None
     # What the operator does with spec.schedule (the next run, why none starts): never
     # silently ignored.
-    schedule_message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    schedule_message: Message | None = None
     # The due time of the last run the schedule started.
     last_schedule_time: datetime | None = None
     # When the next one is due (absent while suspended).

@@ -40,11 +40,7 @@ DRILL_RUN_LABEL: Final = "modeldr.io/drill-run"
 FAULT_ID_LABEL: Final = "modeldr.io/fault-id"
 
 
-class _Model(ApiModel):
-    pass
-
-
-class Target(_Model):
+class Target(ApiModel):
     """One pod the order is about: its IP and the node it runs on."""
 
     ip: str = Field(max_length=45)
@@ -57,7 +53,7 @@ class Target(_Model):
         return str(ipaddress.ip_address(value))  # raises on anything but one address
 
 
-class NetworkFaultSpec(_Model):
+class NetworkFaultSpec(ApiModel):
     effect: Effect
     targets: list[Target] = Field(min_length=1, max_length=MAX_TARGETS)
     # Empty: every port and protocol (a partition cuts the pod off whole).
@@ -96,7 +92,7 @@ class NetworkFaultSpec(_Model):
         return [t for t in self.targets if t.node == node]
 
 
-class NodeReport(_Model):
+class NodeReport(ApiModel):
     """What one node's agent did with the order."""
 
     state: NodeState
@@ -108,12 +104,12 @@ class NodeReport(_Model):
     agent: str = Field(default="", max_length=NODE_NAME_MAX)  # the reporting agent's pod
 
 
-class NetworkFaultStatus(_Model):
+class NetworkFaultStatus(ApiModel):
     # Keyed by node name, so that each agent merge-patches only its own entry.
     nodes: dict[str, NodeReport] = Field(default_factory=dict)
 
 
-class Order(_Model):
+class Order(ApiModel):
     """A NetworkFault as read from the API: identity, spec, status."""
 
     namespace: str

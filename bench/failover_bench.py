@@ -107,8 +107,9 @@ def delete_and_wait(ns: str, name: str) -> None:
     wait(gone, f"{ns}/{name} deleted", 120)
 
 
-def rto_runs(sandbox: Sandbox, label: str, failover: dict[str, Any], standby: dict[str, Any],
-             runs: int) -> list[dict[str, Any]]:  # fmt: skip
+def rto_runs(
+    sandbox: Sandbox, label: str, failover: dict[str, Any], standby: dict[str, Any], runs: int
+) -> list[dict[str, Any]]:
     ns = f"bench-{label}"
     name = "tiny-bert"
     ensure_namespace("hub", ns)
@@ -147,15 +148,20 @@ def rto_runs(sandbox: Sandbox, label: str, failover: dict[str, Any], standby: di
                 outage_at = time.time()
                 sandbox.outage("primary")
                 try:
-                    wait(lambda p=probe, t=outage_at: p.first_success("127.2.", t) is not None,
-                         "first success on standby", 90)  # fmt: skip
+                    wait(
+                        lambda p=probe, t=outage_at: p.first_success("127.2.", t) is not None,
+                        "first success on standby",
+                        90,
+                    )
                     last = probe.last_success("127.1.", before=outage_at)
                     first = probe.first_success("127.2.", outage_at)
                     last_primary = last.at if last else None
                     first_standby = first.at if first else None
                     if last_primary is None or first_standby is None:
-                        log(f"[{label}] run {run}: no success on primary before the outage; "
-                            "discarded")  # fmt: skip
+                        log(
+                            f"[{label}] run {run}: no success on primary before the outage; "
+                            "discarded"
+                        )
                     else:
                         lf = status(ns, name).get("lastFailover") or {}
                         result = {
@@ -178,9 +184,13 @@ def rto_runs(sandbox: Sandbox, label: str, failover: dict[str, Any], standby: di
             # Fail back by hand (the sandbox example's failback mode is manual).
             wait(lambda: primary_serving(ns, name, replicas), "primary serving after restore", 240)
             custom().patch_namespaced_custom_object(
-                GROUP, VERSION, ns, PLURAL, name,
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+                name,
                 {"metadata": {"annotations": {SWITCH_ANNOTATION: "primary"}}},
-            )  # fmt: skip
+            )
             wait(lambda: status(ns, name).get("activeCluster") == "primary", "failback", 60)
     finally:
         delete_and_wait(ns, name)
@@ -222,8 +232,10 @@ def scale(count: int) -> dict[str, Any]:
     base["spec"]["clusters"]["standby"]["namespace"] = ns
     # kwok pods serve nothing: the client probe would (rightly) find no server answering.
     base["spec"]["failover"] = {
-        "healthIntervalSeconds": 5, "failureThreshold": 3, "probe": {"enabled": False},
-    }  # fmt: skip
+        "healthIntervalSeconds": 5,
+        "failureThreshold": 3,
+        "probe": {"enabled": False},
+    }
     names = [f"scale-{i:03d}" for i in range(count)]
     api = custom()
     pid = operator_pid()
@@ -269,8 +281,11 @@ def scale(count: int) -> dict[str, Any]:
     for name in names:
         with contextlib.suppress(client.ApiException):
             api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
-    wait(lambda: not api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"],
-         "scale ModelDeployments deleted", 600)  # fmt: skip
+    wait(
+        lambda: not api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"],
+        "scale ModelDeployments deleted",
+        600,
+    )
     return result
 
 
@@ -307,9 +322,14 @@ def probe_cost(window_s: float = 30.0, rounds: int = 2) -> dict[str, Any]:
     replicas = int(md["spec"]["replicas"])
     custom().create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, md)
     try:
-        wait(lambda: (status(ns, name).get("phase") == "Ready"
-                      and (status(ns, name).get("standby") or {}).get("readyReplicas") == replicas),
-             "the probe-cost ModelDeployment Ready", 300)  # fmt: skip
+        wait(
+            lambda: (
+                status(ns, name).get("phase") == "Ready"
+                and (status(ns, name).get("standby") or {}).get("readyReplicas") == replicas
+            ),
+            "the probe-cost ModelDeployment Ready",
+            300,
+        )
         pid = operator_pid()
         assert pid, "no operator process"
         windows: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
@@ -356,17 +376,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--default-settings-runs", type=int, default=5)
     parser.add_argument(
-        "--scale", type=int, default=200,
+        "--scale",
+        type=int,
+        default=200,
         help="ModelDeployments for the scale part; 0 keeps the scale figures already saved",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--only-scale", action="store_true",
+        "--only-scale",
+        action="store_true",
         help="measure only the scale part; keep the RTO figures already in the results file",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--only-probe-cost", action="store_true",
+        "--only-probe-cost",
+        action="store_true",
         help="measure only the client probe's cost; keep the other figures in the results file",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     if args.only_probe_cost:
         Sandbox().up()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from junitparser import Error, Failure, Skipped, SystemOut, TestCase, TestSuite
 
+from modeldr.api.base import truncate
 from modeldr.client.reportdata import ReportData
 
 
@@ -33,13 +34,13 @@ def render(data: ReportData) -> str:
     for check in data.checks():
         case = TestCase(check.name, classname=check.group, time=check.seconds or 0.0)
         if check.outcome == "failed":
-            case.result = [Failure(check.message[:4096], "DrillFailure")]
+            case.result = [Failure(truncate(check.message), "DrillFailure")]
             case.result[0].text = check.message
         elif check.outcome == "error":
-            case.result = [Error(check.message[:4096], "DrillError")]
+            case.result = [Error(truncate(check.message), "DrillError")]
             case.result[0].text = check.message
         elif check.outcome == "skipped":
-            case.result = [Skipped(check.message[:4096])]
+            case.result = [Skipped(truncate(check.message))]
         suite.add_testcase(case)
     if data.dry_run and s.dry_run is not None:
         for planned in s.dry_run.steps:

@@ -274,8 +274,15 @@ def judge(data: ReportData) -> list[Check]:
     # failed or errored test in CI too, never a suite of skipped ones.
     outcome = "passed" if status.phase is Phase.PLANNED else OUTCOME_OF_PHASE[status.phase]
     verdict = f"{status.phase}" + (f" ({status.reason})" if status.reason else "")
-    checks.append(Check("run", "verdict", outcome, f"{verdict}: {status.message or ''}".strip(),
-                        data.duration_seconds))  # fmt: skip
+    checks.append(
+        Check(
+            "run",
+            "verdict",
+            outcome,
+            f"{verdict}: {status.message or ''}".strip(),
+            data.duration_seconds,
+        )
+    )
     return checks
 
 

@@ -9,6 +9,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modeldr.api.base import truncate
 from modeldr.api.drillplan import AbortCondition
 from modeldr.api.drillstatus import AbortConditionStatus
 from modeldr.api.phase import Phase
@@ -59,8 +60,11 @@ class AbortWatch:
             if why is not None:
                 d.interrupt.set(Phase.ABORTED, *why)
             if d.clock() - started > deadline_s:
-                d.interrupt.set(Phase.ERROR, "DeadlineExceeded",
-                                f"the run did not end within {deadline_s:.0f} s")  # fmt: skip
+                d.interrupt.set(
+                    Phase.ERROR,
+                    "DeadlineExceeded",
+                    f"the run did not end within {deadline_s:.0f} s",
+                )
             # Judged once the target serves (the engine's wait sets run_started), never
             # against a model that had not started.
             measuring = d.windows.run_started
@@ -74,7 +78,7 @@ class AbortWatch:
             check = await self._check(watched)
             status = watched.status
             status.evaluations += 1
-            status.message, status.last_evaluated_at = check.message[:4096], now()
+            status.message, status.last_evaluated_at = truncate(check.message), now()
             if check.state is AbortState.UNKNOWN:
                 watched.unknown += 1
                 watched.unknown_message = check.message
@@ -88,10 +92,12 @@ class AbortWatch:
         condition = watched.condition
         if condition.max_error_ratio is not None:
             return abort_due(
-                condition.name, d.probe.samples(since=d.windows.run_started),
+                condition.name,
+                d.probe.samples(since=d.windows.run_started),
                 window_seconds=condition.window_seconds,
-                max_error_ratio=condition.max_error_ratio, now=d.clock(),
-            )  # fmt: skip
+                max_error_ratio=condition.max_error_ratio,
+                now=d.clock(),
+            )
         assert condition.prometheus is not None and watched.compiled is not None
         outcome = await d.query(condition.prometheus)
         return check_abort_query(condition.name, outcome, watched.compiled)

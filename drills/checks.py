@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from kubernetes import client
 
+from modeldr.api.base import truncate
 from modeldr.api.drillplan import ModelChecks
 from modeldr.api.drillstatus import ModelCheckStatus
 from modeldr.api.phase import Phase
@@ -85,12 +86,16 @@ class ModelChecker:
         served, expected = await self._digests(endpoints.cluster)
         checks = self.checks
         assessment = assess_model_check(
-            endpoints.cluster or "the serving cluster", self.golden, labels,
+            endpoints.cluster or "the serving cluster",
+            self.golden,
+            labels,
             baseline=self.baseline_labels if step is not None else None,
             min_agreement=checks.min_agreement if step is not None else None,
-            min_accuracy=checks.min_accuracy, min_f1=checks.min_f1,
-            served_digests=served, expected_digest=expected,
-        )  # fmt: skip
+            min_accuracy=checks.min_accuracy,
+            min_f1=checks.min_f1,
+            served_digests=served,
+            expected_digest=expected,
+        )
         scores = score(self.golden, labels, self.baseline_labels if step is not None else None)
         entry.examples, entry.agreement, entry.accuracy = (
             scores.items,
@@ -114,6 +119,6 @@ class ModelChecker:
         return served, d.target.spec.model.expected_digest
 
     async def _end(self, entry: ModelCheckStatus, phase: Phase, reason: str, message: str) -> Part:
-        entry.phase, entry.reason, entry.message = phase, reason, message[:4096]
+        entry.phase, entry.reason, entry.message = phase, reason, truncate(message)
         await self.drill.state.write()
         return Part(PartKind.MODEL_CHECK, entry.name, phase, reason, message)

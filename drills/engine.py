@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from modeldr.api.base import truncate
 from modeldr.api.drillplan import DrillPlanSpec
 from modeldr.api.drillstatus import StepStatus, WindowStatus
 from modeldr.api.phase import Phase
@@ -189,8 +190,9 @@ class Engine:
                 d.windows.run_started = d.clock()
                 waited = d.clock() - started
                 if waited >= SERVING_CHECK_S:
-                    events.run_event(d, "Normal", "TargetServing",
-                                     f"the target serves after {waited:.0f} s")  # fmt: skip
+                    events.run_event(
+                        d, "Normal", "TargetServing", f"the target serves after {waited:.0f} s"
+                    )
                 return True
             if d.clock() - started >= bound:
                 message = f"the target did not serve within {bound} s: {seen.message}"[:1024]
@@ -226,24 +228,32 @@ class Engine:
         start = d.clock()
         held = await d.interrupt.hold(d.plan.steady_state.duration_seconds)
         assessment = assess_steady_state(
-            d.probe.samples(), start, d.clock(), d.plan.steady_state.max_error_ratio,
+            d.probe.samples(),
+            start,
+            d.clock(),
+            d.plan.steady_state.max_error_ratio,
             before_faults=before,
-        )  # fmt: skip
+        )
         failures = failure_summary(d.probe.samples(), start, d.clock())
         message = f"{assessment.message}; {failures}" if failures else assessment.message
         if held:
             window.phase, window.reason, window.message = (
                 assessment.phase,
                 assessment.reason,
-                message[:4096],
+                truncate(message),
             )
         else:
             window.phase, window.reason = Phase.ABORTED, d.interrupt.reason or "Interrupted"
-            window.message = f"interrupted: {d.interrupt.message}"[:4096]
+            window.message = truncate(f"interrupted: {d.interrupt.message}")
         window.error_ratio, window.finished_at = assessment.error_ratio, now()
         await d.state.write()
-        part = Part(PartKind.STEADY_STATE, "before" if before else "after", window.phase,
-                    window.reason or "", window.message or "")  # fmt: skip
+        part = Part(
+            PartKind.STEADY_STATE,
+            "before" if before else "after",
+            window.phase,
+            window.reason or "",
+            window.message or "",
+        )
         if held:
             self._part(part)
         return part
@@ -285,14 +295,15 @@ class Engine:
         )
         self.drill.parts.extend(self.aborts.parts())
         if d.interrupt.phase is not None:
-            d.parts.append(Part(PartKind.RUN, "", d.interrupt.phase, d.interrupt.reason,
-                                d.interrupt.message))  # fmt: skip
+            d.parts.append(
+                Part(PartKind.RUN, "", d.interrupt.phase, d.interrupt.reason, d.interrupt.message)
+            )
         verdict = run_verdict(d.parts)
         status.phase, status.reason = verdict.phase, verdict.reason
         message = verdict.message
         if d.left_behind and d.left_behind not in message:
             message += f"; faults not undone: {d.left_behind}"
-        status.message = message[:4096]
+        status.message = truncate(message)
         status.finished_at, status.current_step = now(), None
         await d.state.write()
         events.finished(d, verdict.phase, verdict.reason, verdict.message)

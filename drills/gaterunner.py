@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from modeldr.api.base import truncate
 from modeldr.api.drillplan import Gate, PrometheusQuery
 from modeldr.api.drillstatus import GateStatus
 from modeldr.api.phase import Phase
@@ -70,10 +71,14 @@ class GateRunner:
 
     def _due(self, window_start: float) -> bool:
         due = next_measurement_at(
-            window_start=window_start, window_end=None, last_measured_at=self.last_at,
-            taken=self.tally.count, interval_seconds=self.gate.interval_seconds,
-            count=self.gate.count, initial_delay_seconds=self.gate.initial_delay_seconds,
-        )  # fmt: skip
+            window_start=window_start,
+            window_end=None,
+            last_measured_at=self.last_at,
+            taken=self.tally.count,
+            interval_seconds=self.gate.interval_seconds,
+            count=self.gate.count,
+            initial_delay_seconds=self.gate.initial_delay_seconds,
+        )
         return due is not None and self.clock() >= due
 
     async def measure(self) -> None:
@@ -88,10 +93,13 @@ class GateRunner:
 
     def assess(self, *, over: bool) -> GateAssessment:
         return assess_gate(
-            self.tally, count=self.gate.count, failure_limit=self.gate.failure_limit,
+            self.tally,
+            count=self.gate.count,
+            failure_limit=self.gate.failure_limit,
             inconclusive_limit=self.gate.inconclusive_limit,
-            consecutive_error_limit=self.gate.consecutive_error_limit, windows_over=over,
-        )  # fmt: skip
+            consecutive_error_limit=self.gate.consecutive_error_limit,
+            windows_over=over,
+        )
 
     def status(self, *, over: bool) -> GateStatus:
         assessment = self.assess(over=over)
@@ -104,7 +112,7 @@ class GateRunner:
                 "name": self.gate.name,
                 "phase": phase,
                 "reason": assessment.reason,
-                "message": assessment.message[:4096],
+                "message": truncate(assessment.message),
                 "startedAt": self.started_at,
                 "finishedAt": datetime.now(UTC) if over else None,
                 "successful": tally.successful,

@@ -60,9 +60,15 @@ async def drillplan_changed(
     """One run per spec generation (none while suspended); status says what was done."""
     assert namespace is not None
     fields = await asyncio.to_thread(
-        plans.reconcile_plan, host_of(memo).hub, namespace, name, uid,
-        int(meta.get("generation") or 0), dict(spec), dict(status),
-    )  # fmt: skip
+        plans.reconcile_plan,
+        host_of(memo).hub,
+        namespace,
+        name,
+        uid,
+        int(meta.get("generation") or 0),
+        dict(spec),
+        dict(status),
+    )
     patch.status.update(fields)
     schedule_wake(memo, namespace, name).set()
 
@@ -164,7 +170,11 @@ async def drillrun_deleted(
         return
     what = ", ".join(left)
     if retry + 1 >= DRILL_DELETE_RETRIES:
-        post_event(ref.body(), "Warning", "FaultsAbandoned",
-                   f"deleted with faults that could not be undone: {what}")  # fmt: skip
+        post_event(
+            ref.body(),
+            "Warning",
+            "FaultsAbandoned",
+            f"deleted with faults that could not be undone: {what}",
+        )
         return
     raise kopf.TemporaryError(f"faults not undone yet: {what}", delay=DRILL_DELETE_RETRY_S)

@@ -76,8 +76,13 @@ class Journal:
                 await asyncio.to_thread(driver.undo, self.members, record)
             except Exception as exc:
                 record.message = f"undo attempt {record.undo_attempts} failed: {exc}"[:1024]
-                log.warning("fault %s (%s in %s): %s", record.id, record.type, record.cluster,
-                            record.message)  # fmt: skip
+                log.warning(
+                    "fault %s (%s in %s): %s",
+                    record.id,
+                    record.type,
+                    record.cluster,
+                    record.message,
+                )
                 await self._write_quietly()
                 if isinstance(exc, FaultError) or attempt == UNDO_ATTEMPTS - 1:
                     return False  # a provider that is not there will not be by retrying now

@@ -72,9 +72,15 @@ def reconcile_plan(
     api = client.CustomObjectsApi(hub)
     manifest = run_manifest(name, uid, generation, spec_raw)
     created = k8s.call(
-        api.create_namespaced_custom_object, GROUP, VERSION, namespace, DRILLRUNS, manifest,
-        _request_timeout=TIMEOUT, conflict=k8s.DONE,
-    )  # fmt: skip
+        api.create_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLRUNS,
+        manifest,
+        _request_timeout=TIMEOUT,
+        conflict=k8s.DONE,
+    )
     if created is not k8s.DONE:
         log.info(
             "DrillPlan %s/%s: started DrillRun %s", namespace, name, run_name(name, generation)
@@ -87,17 +93,27 @@ def prune_history(hub: client.ApiClient, namespace: str, plan: str, limit: int) 
     """Delete the oldest ended runs of the plan beyond `limit`; returns how many."""
     api = client.CustomObjectsApi(hub)
     runs = api.list_namespaced_custom_object(
-        GROUP, VERSION, namespace, DRILLRUNS, label_selector=f"{DRILL_PLAN_LABEL}={plan}",
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLRUNS,
+        label_selector=f"{DRILL_PLAN_LABEL}={plan}",
         _request_timeout=TIMEOUT,
-    )["items"]  # fmt: skip
+    )["items"]
     ended = [r for r in runs if Phase((r.get("status") or {}).get("phase", "Pending")).is_final]
     ended.sort(key=lambda r: r["metadata"]["creationTimestamp"])
     excess = ended[: max(0, len(ended) - limit)]
     for run in excess:
         k8s.call(
-            api.delete_namespaced_custom_object, GROUP, VERSION, namespace, DRILLRUNS,
-            run["metadata"]["name"], _request_timeout=TIMEOUT, absent=k8s.DONE,
-        )  # fmt: skip
+            api.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            DRILLRUNS,
+            run["metadata"]["name"],
+            _request_timeout=TIMEOUT,
+            absent=k8s.DONE,
+        )
     return len(excess)
 
 
@@ -106,9 +122,15 @@ def snapshot_into_run(hub: client.ApiClient, ref: RunRef, spec: DrillRunSpec) ->
     anything is touched, so the run records what it executed."""
     api = client.CustomObjectsApi(hub)
     plan = k8s.call(
-        api.get_namespaced_custom_object, GROUP, VERSION, ref.namespace, DRILLPLANS,
-        spec.plan_ref.name, _request_timeout=TIMEOUT, absent=None,
-    )  # fmt: skip
+        api.get_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        ref.namespace,
+        DRILLPLANS,
+        spec.plan_ref.name,
+        _request_timeout=TIMEOUT,
+        absent=None,
+    )
     if plan is None:
         raise FaultError(
             "PlanNotFound", f"DrillPlan {ref.namespace}/{spec.plan_ref.name} does not exist"
@@ -131,9 +153,15 @@ def record_last_run(hub: client.ApiClient, ref: RunRef, plan: str, status: Drill
     scheduled = None
     try:
         run = k8s.call(
-            api.get_namespaced_custom_object, GROUP, VERSION, ref.namespace, DRILLRUNS, ref.name,
-            _request_timeout=TIMEOUT, absent=None,
-        )  # fmt: skip
+            api.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ref.namespace,
+            DRILLRUNS,
+            ref.name,
+            _request_timeout=TIMEOUT,
+            absent=None,
+        )
         scheduled = parse_time(((run or {}).get("spec") or {}).get("scheduledTime"))
     except Exception as exc:
         log.warning("DrillRun %s/%s not read: %s", ref.namespace, ref.name, exc)
@@ -142,9 +170,14 @@ def record_last_run(hub: client.ApiClient, ref: RunRef, plan: str, status: Drill
     if status.phase.is_final:
         finished = status.finished_at or datetime.now(UTC)
         metrics.run_ended(
-            ref.namespace, plan, "schedule" if scheduled else "manual", phase,
-            status.reason, finished.timestamp(), status.rto_seconds,
-        )  # fmt: skip
+            ref.namespace,
+            plan,
+            "schedule" if scheduled else "manual",
+            phase,
+            status.reason,
+            finished.timestamp(),
+            status.rto_seconds,
+        )
     last = {
         "name": ref.name,
         "phase": phase,
@@ -157,9 +190,16 @@ def record_last_run(hub: client.ApiClient, ref: RunRef, plan: str, status: Drill
     fields = {"lastRun": last, **({"lastScheduledRun": last} if scheduled else {})}
     try:
         k8s.call(
-            api.patch_namespaced_custom_object_status, GROUP, VERSION, ref.namespace, DRILLPLANS,
-            plan, {"status": fields}, _request_timeout=TIMEOUT, absent=k8s.DONE,
-        )  # fmt: skip
+            api.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            ref.namespace,
+            DRILLPLANS,
+            plan,
+            {"status": fields},
+            _request_timeout=TIMEOUT,
+            absent=k8s.DONE,
+        )
     except Exception as exc:
         log.warning("DrillPlan %s/%s: lastRun not written: %s", ref.namespace, plan, exc)
 
@@ -181,9 +221,13 @@ def active_runs(hub: client.ApiClient, namespace: str, plan: str) -> list[str]:
     """The plan's runs not ended yet (a run just created has no phase: Pending)."""
     api = client.CustomObjectsApi(hub)
     runs = api.list_namespaced_custom_object(
-        GROUP, VERSION, namespace, DRILLRUNS, label_selector=f"{DRILL_PLAN_LABEL}={plan}",
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLRUNS,
+        label_selector=f"{DRILL_PLAN_LABEL}={plan}",
         _request_timeout=TIMEOUT,
-    )["items"]  # fmt: skip
+    )["items"]
     return sorted(
         r["metadata"]["name"]
         for r in runs
@@ -199,9 +243,15 @@ def schedule_once(
     Returns the decision (None: the plan is gone or no longer scheduled) and the message."""
     api = client.CustomObjectsApi(hub)
     obj = k8s.call(
-        api.get_namespaced_custom_object, GROUP, VERSION, namespace, DRILLPLANS, name,
-        _request_timeout=TIMEOUT, absent=None,
-    )  # fmt: skip
+        api.get_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLPLANS,
+        name,
+        _request_timeout=TIMEOUT,
+        absent=None,
+    )
     if obj is None or not (obj.get("spec") or {}).get("schedule"):
         return None, None
     spec_raw = dict(obj["spec"])
@@ -214,8 +264,9 @@ def schedule_once(
     except ScheduleError as exc:
         invalid = f"{exc}: no run starts until it is fixed"
         if status.schedule_message != invalid:
-            write_schedule_status(hub, namespace, name, {"scheduleMessage": invalid,
-                                                          "nextScheduleTime": None})  # fmt: skip
+            write_schedule_status(
+                hub, namespace, name, {"scheduleMessage": invalid, "nextScheduleTime": None}
+            )
             post_event(obj, "Warning", "ScheduleInvalid", invalid)
         metrics.next_schedule(namespace, name, None)
         return Decision(), invalid
@@ -226,11 +277,14 @@ def schedule_once(
         or now
     )
     decision = decide(
-        schedule, after=after, now=now,
+        schedule,
+        after=after,
+        now=now,
         starting_deadline_seconds=plan.starting_deadline_seconds,
         active_runs=active_runs(hub, namespace, name) if not plan.suspend else [],
-        concurrency_policy=plan.concurrency_policy, suspended=plan.suspend,
-    )  # fmt: skip
+        concurrency_policy=plan.concurrency_policy,
+        suspended=plan.suspend,
+    )
     fields: dict[str, Any] = {}
     if decision.start is not None:
         run = schedule.run_name(name, decision.start)
@@ -238,9 +292,15 @@ def schedule_once(
             name, meta["uid"], int(meta.get("generation") or 1), spec_raw, run, decision.start
         )
         created = k8s.call(
-            api.create_namespaced_custom_object, GROUP, VERSION, namespace, DRILLRUNS, manifest,
-            _request_timeout=TIMEOUT, conflict=k8s.DONE,
-        )  # fmt: skip
+            api.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            DRILLRUNS,
+            manifest,
+            _request_timeout=TIMEOUT,
+            conflict=k8s.DONE,
+        )
         if created is not k8s.DONE:
             log.info("DrillPlan %s/%s: schedule started DrillRun %s", namespace, name, run)
         fields["lastScheduleTime"] = stamp(decision.start)
@@ -252,10 +312,16 @@ def schedule_once(
         text = last.message + (" (and earlier due times not counted)" if decision.uncounted else "")
         fields["missedSchedules"] = status.missed_schedules + missed
         fields["lastMissedSchedule"] = {
-            "scheduledTime": stamp(last.scheduled), "reason": last.reason, "message": text,
-        }  # fmt: skip
-        post_event(obj, "Warning", "ScheduleMissed",
-                   f"{missed} due time(s) started no run: {last.reason}: {text}")  # fmt: skip
+            "scheduledTime": stamp(last.scheduled),
+            "reason": last.reason,
+            "message": text,
+        }
+        post_event(
+            obj,
+            "Warning",
+            "ScheduleMissed",
+            f"{missed} due time(s) started no run: {last.reason}: {text}",
+        )
     if decision.handled_through is not None:
         fields["scheduledThrough"] = stamp(decision.handled_through)
     nxt = decision.next_time
@@ -276,9 +342,16 @@ def write_schedule_status(
 ) -> None:
     api = client.CustomObjectsApi(hub)
     k8s.call(
-        api.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, DRILLPLANS, name,
-        {"status": fields}, _request_timeout=TIMEOUT, absent=k8s.DONE,
-    )  # fmt: skip
+        api.patch_namespaced_custom_object_status,
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLPLANS,
+        name,
+        {"status": fields},
+        _request_timeout=TIMEOUT,
+        absent=k8s.DONE,
+    )
 
 
 def restore_verdict_metrics(namespace: str, name: str, status_raw: Any) -> None:
@@ -291,9 +364,14 @@ def restore_verdict_metrics(namespace: str, name: str, status_raw: Any) -> None:
         if trigger == "manual" and last.scheduled_time is not None:
             continue  # the scheduled one is restored as such
         metrics.last_verdict(
-            namespace, name, trigger, str(last.phase), last.reason,
-            last.finished_at.timestamp(), last.rto_seconds,
-        )  # fmt: skip
+            namespace,
+            name,
+            trigger,
+            str(last.phase),
+            last.reason,
+            last.finished_at.timestamp(),
+            last.rto_seconds,
+        )
 
 
 async def run_schedule(

@@ -99,9 +99,13 @@ def plan_history(hub: client.ApiClient, namespace: str, plan: str) -> list[dict[
     """The plan's runs (this one included), oldest first: verdict, RTO and times."""
     api = client.CustomObjectsApi(hub)
     runs = api.list_namespaced_custom_object(
-        GROUP, VERSION, namespace, DRILLRUNS, label_selector=f"{DRILL_PLAN_LABEL}={plan}",
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLRUNS,
+        label_selector=f"{DRILL_PLAN_LABEL}={plan}",
         _request_timeout=TIMEOUT,
-    )["items"]  # fmt: skip
+    )["items"]
     runs.sort(key=lambda r: r["metadata"]["creationTimestamp"])
     return [history_entry(r) for r in runs[-HISTORY_RUNS:]]
 
@@ -150,9 +154,12 @@ def write(hub: client.ApiClient, ref: RunRef, plan_name: str, text: str) -> str:
     body = manifest(ref, plan_name, text)
     name: str = body["metadata"]["name"]
     created = k8s.call(
-        core.create_namespaced_config_map, ref.namespace, body, _request_timeout=TIMEOUT,
+        core.create_namespaced_config_map,
+        ref.namespace,
+        body,
+        _request_timeout=TIMEOUT,
         conflict=None,
-    )  # fmt: skip
+    )
     if created is None:  # written before (a retried end): the newer data wins
         core.patch_namespaced_config_map(
             name, ref.namespace, {"data": body["data"]}, _request_timeout=TIMEOUT

@@ -81,13 +81,25 @@ class RunState:
             for attempt in range(WRITE_ATTEMPTS):
                 try:
                     await asyncio.to_thread(
-                        k8s.call, api.patch_namespaced_custom_object_status, GROUP, VERSION,
-                        self.ref.namespace, DRILLRUNS, self.ref.name, body,
-                        _request_timeout=(2, 10), absent=k8s.DONE,
-                    )  # fmt: skip
+                        k8s.call,
+                        api.patch_namespaced_custom_object_status,
+                        GROUP,
+                        VERSION,
+                        self.ref.namespace,
+                        DRILLRUNS,
+                        self.ref.name,
+                        body,
+                        _request_timeout=(2, 10),
+                        absent=k8s.DONE,
+                    )
                     return
                 except Exception as exc:
-                    log.warning("%s/%s: status write failed (attempt %d): %s",
-                                self.ref.namespace, self.ref.name, attempt + 1, exc)  # fmt: skip
+                    log.warning(
+                        "%s/%s: status write failed (attempt %d): %s",
+                        self.ref.namespace,
+                        self.ref.name,
+                        attempt + 1,
+                        exc,
+                    )
                     await self._sleep(min(0.5 * 2**attempt, 4.0))
         raise StatusWriteError(f"the hub did not take the status of DrillRun {self.ref.name}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from modeldr.api.base import truncate
 from modeldr.api.drillplan import Action, Step
 from modeldr.api.drillstatus import FaultRecord, StepStatus
 from modeldr.api.phase import Phase, worst
@@ -130,8 +131,12 @@ class StepRunner:
             raise failure from None
         await d.journal.applied(record)
         targets = ", ".join(record.targets)
-        events.run_event(d, "Warning", "FaultInjected",
-                         f"{fault.type} in {where.cluster}: {targets} ({record.id})")  # fmt: skip
+        events.run_event(
+            d,
+            "Warning",
+            "FaultInjected",
+            f"{fault.type} in {where.cluster}: {targets} ({record.id})",
+        )
         return record
 
     async def _observe(self, record: FaultRecord) -> Observation | None:
@@ -184,9 +189,10 @@ class StepRunner:
         wanted = ExpectedCluster(expect.active_cluster) if expect.active_cluster else None
         expectation = StepExpectation(
             active_cluster=wanted,
-            max_rto_seconds=expect.max_rto_seconds, max_error_ratio=expect.max_error_ratio,
+            max_rto_seconds=expect.max_rto_seconds,
+            max_error_ratio=expect.max_error_ratio,
             max_p99_latency_ms=expect.max_p99_latency_ms,
-        )  # fmt: skip
+        )
         roles = Roles(d.target.cluster("primary"), d.target.cluster("standby"), active_at_start)
         assessment = assess_step(expectation, measured, roles)
         failures = failure_summary(d.probe.samples(), start, d.clock())
@@ -199,7 +205,7 @@ class StepRunner:
     async def _end(self, status: StepStatus, phase: Phase, reason: str, message: str) -> Part:
         d = self.drill
         status.phase, status.reason = phase, reason or None
-        status.message, status.finished_at = message[:4096], now()
+        status.message, status.finished_at = truncate(message), now()
         rtos = [s.rto_seconds for s in d.state.status.steps if s.rto_seconds is not None]
         d.state.status.rto_seconds = max(rtos) if rtos else None
         await d.state.write()

@@ -87,9 +87,15 @@ def resolve_role(target: Target, cluster: str, active: str | None) -> Role:
 def read_object(hub: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     api = client.CustomObjectsApi(hub)
     found: dict[str, Any] | None = k8s.call(
-        api.get_namespaced_custom_object, GROUP, VERSION, namespace, MODELDEPLOYMENTS, name,
-        _request_timeout=TIMEOUT, absent=None,
-    )  # fmt: skip
+        api.get_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        MODELDEPLOYMENTS,
+        name,
+        _request_timeout=TIMEOUT,
+        absent=None,
+    )
     return found
 
 
@@ -122,6 +128,11 @@ def target_status(hub: client.ApiClient, target: Target) -> dict[str, Any]:
 def request_switch(hub: client.ApiClient, target: Target, role: Role) -> None:
     """Ask the operator's own switch to move traffic (a Failover or Failback action)."""
     client.CustomObjectsApi(hub).patch_namespaced_custom_object(
-        GROUP, VERSION, target.namespace, MODELDEPLOYMENTS, target.name,
-        {"metadata": {"annotations": {SWITCH_ANNOTATION: role}}}, _request_timeout=TIMEOUT,
-    )  # fmt: skip
+        GROUP,
+        VERSION,
+        target.namespace,
+        MODELDEPLOYMENTS,
+        target.name,
+        {"metadata": {"annotations": {SWITCH_ANNOTATION: role}}},
+        _request_timeout=TIMEOUT,
+    )

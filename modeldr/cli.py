@@ -24,8 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the modeldr operator (kopf) against a hub cluster. Settings come from "
         "MODELDR_* environment variables (charts/modeldr/README.md).",
     )
-    operator.add_argument("--kubeconfig", help="kubeconfig of the hub (default: in-cluster, "
-                          "then $KUBECONFIG / ~/.kube/config)")  # fmt: skip
+    operator.add_argument(
+        "--kubeconfig",
+        help="kubeconfig of the hub (default: in-cluster, then $KUBECONFIG / ~/.kube/config)",
+    )
     operator.add_argument("--context", help="kubeconfig context of the hub")
     operator.add_argument(
         "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
@@ -47,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--node", help="this node's name (default: $NODE_NAME)")
     agent.add_argument("--node-ip", help="this node's address (default: $NODE_IP)")
     agent.add_argument(
-        "--cluster", help="the member cluster's name, for chain names (default: "
-        "$MODELDR_AGENT_CLUSTER or 'member')"
-    )  # fmt: skip
+        "--cluster",
+        help="the member cluster's name, for chain names (default: "
+        "$MODELDR_AGENT_CLUSTER or 'member')",
+    )
     agent.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(args_in)
     if args.command == "agent":

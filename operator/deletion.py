@@ -63,9 +63,12 @@ def delete_in_cluster(
     monitor.wait_first(3.0)
     snapshot = monitor.snapshot
     if cluster not in placement and not snapshot.ok:
-        logger.warning("%s (named by the last status, no longer by the spec) cannot be "
-                       "read: %s; objects left there are not removed", cluster,
-                       snapshot.error)  # fmt: skip
+        logger.warning(
+            "%s (named by the last status, no longer by the spec) cannot be "
+            "read: %s; objects left there are not removed",
+            cluster,
+            snapshot.error,
+        )
         return
     namespaces = {placement[cluster]} if cluster in placement else set()
     if snapshot.ok:

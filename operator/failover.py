@@ -236,9 +236,13 @@ class FailoverState:
             self.request_waiting_since = None
             decision.drop_request = True
             decision.events.append(
-                ("Warning", "SwitchAbandoned", f"requested switch to {requested} dropped after "
-                 f"{waited:.0f}s: {requested} never answered ({health.reason})"[:1024])
-            )  # fmt: skip
+                (
+                    "Warning",
+                    "SwitchAbandoned",
+                    f"requested switch to {requested} dropped after "
+                    f"{waited:.0f}s: {requested} never answered ({health.reason})"[:1024],
+                )
+            )
             return
         # No running time in it: a steady wait gives a steady status (no write per check).
         decision.waiting = (
@@ -295,9 +299,17 @@ def replicas_for(spec: ModelDeploymentSpec, role: Role, full_size: set[Role]) ->
 # Every key of status.lastFailover: a merge patch keeps keys it does not mention, so a
 # failover without timings must null the previous one's.
 LAST_FAILOVER_KEYS = (
-    "from", "to", "reason", "automatic", "failureTime", "detectedTime", "switchedTime",
-    "detectionSeconds", "switchSeconds", "totalSeconds",
-)  # fmt: skip
+    "from",
+    "to",
+    "reason",
+    "automatic",
+    "failureTime",
+    "detectedTime",
+    "switchedTime",
+    "detectionSeconds",
+    "switchSeconds",
+    "totalSeconds",
+)
 
 
 def failover_record(

@@ -69,9 +69,12 @@ def not_paused(annotations: kopf.Annotations, **_: Any) -> bool:
 
 
 @kopf.daemon(
-    GROUP, VERSION, MODELDEPLOYMENTS,
-    cancellation_timeout=DAEMON_CANCELLATION_TIMEOUT_S, when=not_paused,
-)  # fmt: skip
+    GROUP,
+    VERSION,
+    MODELDEPLOYMENTS,
+    cancellation_timeout=DAEMON_CANCELLATION_TIMEOUT_S,
+    when=not_paused,
+)
 async def modeldeployment_daemon(
     stopped: kopf.DaemonStopped,
     name: str,
@@ -86,9 +89,18 @@ async def modeldeployment_daemon(
 ) -> None:
     assert namespace is not None  # ModelDeployment is namespaced
     await run_daemon(
-        runtime_of(memo), writes_of(memo), wake_event(memo), stopped,
-        name=name, namespace=namespace, uid=uid, body=body, spec=spec, meta=meta, status=status,
-    )  # fmt: skip
+        runtime_of(memo),
+        writes_of(memo),
+        wake_event(memo),
+        stopped,
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        body=body,
+        spec=spec,
+        meta=meta,
+        status=status,
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, MODELDEPLOYMENTS)
@@ -105,6 +117,12 @@ def modeldeployment_deleted(
     """Remove the member objects (retrying while a member is unreachable: nothing leaks)."""
     assert namespace is not None
     delete_modeldeployment(
-        runtime_of(memo), writes_of(memo),
-        name=name, namespace=namespace, uid=uid, spec=spec, status=status, logger=logger,
-    )  # fmt: skip
+        runtime_of(memo),
+        writes_of(memo),
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        spec=spec,
+        status=status,
+        logger=logger,
+    )

@@ -104,9 +104,12 @@ class LeaderElector:
         now = datetime.now(UTC)
         timeout = (2.0, float(self.retry_period_s) + 2)
         lease = k8s.call(
-            api.read_namespaced_lease, self.name, self.namespace, _request_timeout=timeout,
+            api.read_namespaced_lease,
+            self.name,
+            self.namespace,
+            _request_timeout=timeout,
             absent=None,
-        )  # fmt: skip
+        )
         if lease is None:
             created: dict[str, Any] = {
                 "holderIdentity": self.identity,
@@ -117,8 +120,10 @@ class LeaderElector:
             }
             body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": created}
             create = api.create_namespaced_lease
-            if k8s.call(create, self.namespace, body, _request_timeout=timeout,
-                         conflict=k8s.LOST) is k8s.LOST:  # fmt: skip
+            if (
+                k8s.call(create, self.namespace, body, _request_timeout=timeout, conflict=k8s.LOST)
+                is k8s.LOST
+            ):
                 return False  # a peer created it first
             self._observe(created)
             return True
@@ -147,8 +152,17 @@ class LeaderElector:
             "spec": new_spec,
         }
         replace = api.replace_namespaced_lease
-        if k8s.call(replace, self.name, self.namespace, body, _request_timeout=timeout,
-                     conflict=k8s.LOST) is k8s.LOST:  # fmt: skip
+        if (
+            k8s.call(
+                replace,
+                self.name,
+                self.namespace,
+                body,
+                _request_timeout=timeout,
+                conflict=k8s.LOST,
+            )
+            is k8s.LOST
+        ):
             return False  # someone else wrote it meanwhile; the next read tells who
         self._observe(new_spec)
         return True
@@ -162,8 +176,12 @@ class LeaderElector:
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Wait until this process holds the Lease (True) or `stop` is set (False)."""
-        log.info("leader election: waiting for Lease %s/%s as %s", self.namespace, self.name,
-                 self.identity)  # fmt: skip
+        log.info(
+            "leader election: waiting for Lease %s/%s as %s",
+            self.namespace,
+            self.name,
+            self.identity,
+        )
         reported = ""
         while not stop.is_set():
             if await self._attempt():
@@ -173,8 +191,12 @@ class LeaderElector:
                 return True
             if self.observed_holder and self.observed_holder != reported:
                 reported = self.observed_holder
-                log.info("leader election: Lease %s/%s is held by %s", self.namespace,
-                         self.name, reported)  # fmt: skip
+                log.info(
+                    "leader election: Lease %s/%s is held by %s",
+                    self.namespace,
+                    self.name,
+                    reported,
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.retry_period_s)
         return False
@@ -228,15 +250,18 @@ class LeaderElector:
                 except FutureTimeout:
                     renewed = False
                 except Exception as exc:
-                    log.warning("leader election: Lease %s/%s: %s", self.namespace, self.name,
-                                exc)  # fmt: skip
+                    log.warning("leader election: Lease %s/%s: %s", self.namespace, self.name, exc)
             if stopping.is_set():
                 return
             if renewed:
                 last_renewed = time.monotonic()
                 if last_renewed - started > self.renew_deadline_s / 2:
-                    log.warning("leader election: renewing Lease %s/%s took %.1fs",
-                                self.namespace, self.name, last_renewed - started)  # fmt: skip
+                    log.warning(
+                        "leader election: renewing Lease %s/%s took %.1fs",
+                        self.namespace,
+                        self.name,
+                        last_renewed - started,
+                    )
                 continue
             if self.observed_holder not in ("", self.identity):
                 reason = f"it is now held by {self.observed_holder}"
@@ -244,8 +269,12 @@ class LeaderElector:
                 reason = f"could not renew it for {self.renew_deadline_s}s"
             else:
                 continue
-            log.error("leader election: Lease %s/%s: %s: leadership lost", self.namespace,
-                      self.name, reason)  # fmt: skip
+            log.error(
+                "leader election: Lease %s/%s: %s: leadership lost",
+                self.namespace,
+                self.name,
+                reason,
+            )
             self.is_leader = False
             metrics.LEADER.set(0)
             return
@@ -261,10 +290,11 @@ class LeaderElector:
             if (lease.spec.holder_identity or "") != self.identity:
                 return
             api.patch_namespaced_lease(
-                self.name, self.namespace,
+                self.name,
+                self.namespace,
                 {"spec": {"holderIdentity": None, "leaseDurationSeconds": 1}},
                 _request_timeout=(2, 5),
-            )  # fmt: skip
+            )
 
         try:
             await self._in_thread(_release)

@@ -127,17 +127,24 @@ async def run(args: argparse.Namespace) -> int:
     elector = None
     if settings.leader_election:
         elector = LeaderElector(
-            client.ApiClient(cfg), settings.namespace, settings.leader_lease, settings.pod_name,
-            settings.lease_duration_s, settings.renew_deadline_s, settings.retry_period_s,
-        )  # fmt: skip
+            client.ApiClient(cfg),
+            settings.namespace,
+            settings.leader_lease,
+            settings.pod_name,
+            settings.lease_duration_s,
+            settings.renew_deadline_s,
+            settings.retry_period_s,
+        )
     health = await _health_server(settings, elector)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.bind_address)
     log.info(
         "modeldr operator %s starting (health :%d, metrics :%d, leader election %s)",
-        settings.pod_name, settings.health_port, settings.metrics_port,
+        settings.pod_name,
+        settings.health_port,
+        settings.metrics_port,
         "on" if elector else "off",
-    )  # fmt: skip
+    )
     try:
         if elector is not None and not await elector.acquire(stop):
             return 0

@@ -43,8 +43,9 @@ def drifted_objects(
 
 
 def observed_objects(snapshot: Snapshot) -> dict[str, dict[Any, dict[str, Any]]]:
-    return dict(zip(OBSERVED_KINDS, (snapshot.deployments, snapshot.services, snapshot.pdbs),
-                    strict=True))  # fmt: skip
+    return dict(
+        zip(OBSERVED_KINDS, (snapshot.deployments, snapshot.services, snapshot.pdbs), strict=True)
+    )
 
 
 async def reconcile_member(
@@ -86,9 +87,12 @@ async def reconcile_member(
     created = any((namespace, ctl.name) not in observed[o["kind"]] for o in drifted)
     log.info(
         "%s/%s: applied %s to %s (%s)",
-        ctl.namespace, ctl.name, ", ".join(o["kind"] for o in drifted), cluster,
+        ctl.namespace,
+        ctl.name,
+        ", ".join(o["kind"] for o in drifted),
+        cluster,
         "created" if created else "differed from the spec",
-    )  # fmt: skip
+    )
     ctl.runtime.monitors.get(cluster).wake()
     return ""
 
@@ -114,8 +118,9 @@ def apply_member(
     known: set[str],
 ) -> list[str]:
     """Blocking: the member's client (may re-read the hub Secrets) and the writes."""
-    return apply.apply_objects(rt.members.get(cluster).api, objects, name, hub_namespace,
-                               known=known)  # fmt: skip
+    return apply.apply_objects(
+        rt.members.get(cluster).api, objects, name, hub_namespace, known=known
+    )
 
 
 def delete_member_objects(
@@ -149,8 +154,14 @@ async def remove_stale(ctl: Controller, spec: ModelDeploymentSpec, body: kopf.Bo
             except Closing:
                 raise
             except Exception as exc:  # retried next tick
-                log.warning("%s/%s: removing old objects in %s namespace %s failed: %s",
-                            ctl.namespace, ctl.name, cluster, namespace, exc)  # fmt: skip
+                log.warning(
+                    "%s/%s: removing old objects in %s namespace %s failed: %s",
+                    ctl.namespace,
+                    ctl.name,
+                    cluster,
+                    namespace,
+                    exc,
+                )
                 continue
             monitors.get(cluster).wake()
             if deleted:

@@ -179,12 +179,16 @@ def build_status(
     spec, active = seen.spec, seen.active
     per_cluster = {
         role: cluster_status(
-            spec.member(role).cluster, seen.snapshots[role], seen.health[role],
-            spec.member(role).namespace, seen.name,
-            replicas_for(spec, role, seen.decision.full_size), spec.gpu_product_for(role),
+            spec.member(role).cluster,
+            seen.snapshots[role],
+            seen.health[role],
+            spec.member(role).namespace,
+            seen.name,
+            replicas_for(spec, role, seen.decision.full_size),
+            spec.gpu_product_for(role),
         )
         for role in ROLES
-    }  # fmt: skip
+    }
     can_fail_over, why = standby_readiness(seen)
     serving = seen.health[active].healthy and seen.traffic_routed and not seen.traffic_error
     ready = per_cluster[active]["readyReplicas"]
@@ -215,9 +219,13 @@ def standby_readiness(seen: Observed) -> tuple[bool, str]:
     else:
         mode, missing = "hot", 0  # the primary always runs full size
     return failover_ready(
-        mode, seen.health[standby], seen.snapshots[standby], missing,
-        spec.resources.gpus_per_replica, spec.gpu_product_for(standby),
-    )  # fmt: skip
+        mode,
+        seen.health[standby],
+        seen.snapshots[standby],
+        missing,
+        spec.resources.gpus_per_replica,
+        spec.gpu_product_for(standby),
+    )
 
 
 def degraded_reasons(
@@ -251,22 +259,50 @@ def condition_changes(
     active_cluster = seen.spec.member(active).cluster
     errors = seen.reconcile_errors
     changes: list[ConditionChange] = [
-        ("Ready", serving, ready_reason(seen, serving),
-         f"{active_cluster}: {health[active].reason}"
-         + (f"; traffic: {seen.traffic_error}" if seen.traffic_error else "")),
-        ("PrimaryReady", health["primary"].healthy, "Healthy" if health["primary"].healthy
-         else "Unhealthy", health["primary"].reason),
-        ("StandbyReady", health["standby"].healthy, "Healthy" if health["standby"].healthy
-         else "Unhealthy", health["standby"].reason),
-        ("FailoverReady", can_fail_over, "StandbyCanTakeOver" if can_fail_over
-         else "StandbyCannotTakeOver", why),
-        ("FailedOver", active != "primary", "ActiveIsStandby" if active != "primary"
-         else "ActiveIsPrimary", f"traffic goes to {active_cluster}"),
-        ("Degraded", bool(degraded), "Degraded" if degraded else "AsDesired",
-         "; ".join(degraded)[:2000] or "all replicas ready, standby as its mode asks"),
-        ("Reconciled", not errors, "Applied" if not errors else "ApplyFailed",
-         "; ".join(errors)[:2000] or "member objects match the spec"),
-    ]  # fmt: skip
+        (
+            "Ready",
+            serving,
+            ready_reason(seen, serving),
+            f"{active_cluster}: {health[active].reason}"
+            + (f"; traffic: {seen.traffic_error}" if seen.traffic_error else ""),
+        ),
+        (
+            "PrimaryReady",
+            health["primary"].healthy,
+            "Healthy" if health["primary"].healthy else "Unhealthy",
+            health["primary"].reason,
+        ),
+        (
+            "StandbyReady",
+            health["standby"].healthy,
+            "Healthy" if health["standby"].healthy else "Unhealthy",
+            health["standby"].reason,
+        ),
+        (
+            "FailoverReady",
+            can_fail_over,
+            "StandbyCanTakeOver" if can_fail_over else "StandbyCannotTakeOver",
+            why,
+        ),
+        (
+            "FailedOver",
+            active != "primary",
+            "ActiveIsStandby" if active != "primary" else "ActiveIsPrimary",
+            f"traffic goes to {active_cluster}",
+        ),
+        (
+            "Degraded",
+            bool(degraded),
+            "Degraded" if degraded else "AsDesired",
+            "; ".join(degraded)[:2000] or "all replicas ready, standby as its mode asks",
+        ),
+        (
+            "Reconciled",
+            not errors,
+            "Applied" if not errors else "ApplyFailed",
+            "; ".join(errors)[:2000] or "member objects match the spec",
+        ),
+    ]
     if seen.decision.waiting:
         changes.append(("SwitchPending", True, "Waiting", seen.decision.waiting))
     else:

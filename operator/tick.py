@@ -194,8 +194,11 @@ async def with_query(
     cluster = cluster_of(spec, role)
     url = await asyncio.to_thread(prometheus_url, ctl, cluster)
     if not url:
-        return Health(True, f"{health.reason}; health query skipped: no prometheus-url for "
-                      f"{cluster}", health.ready_replicas)  # fmt: skip
+        return Health(
+            True,
+            f"{health.reason}; health query skipped: no prometheus-url for {cluster}",
+            health.ready_replicas,
+        )
     expression = promql.render_query(
         spec.failover.health_query, cluster, spec.member(role).namespace
     )
@@ -221,8 +224,11 @@ async def with_probe(
     if after != before:
         log.info(
             "%s/%s: %s entry points left out of the traffic (no answer to the client probe): %s",
-            ctl.namespace, ctl.name, role, ", ".join(sorted(after)) or "none",
-        )  # fmt: skip
+            ctl.namespace,
+            ctl.name,
+            role,
+            ", ".join(sorted(after)) or "none",
+        )
     return Health(
         outcome.passed,
         f"{health.reason}; {outcome.message}",
@@ -252,9 +258,11 @@ def decide(
     decision = ctl.state.observe(spec, now, seen.health, requested)
     for role in ROLES:
         metrics.HEALTH_CHECKS.labels(
-            ctl.namespace, ctl.name, cluster_of(spec, role),
+            ctl.namespace,
+            ctl.name,
+            cluster_of(spec, role),
             "ok" if seen.health[role].healthy else "failed",
-        ).inc()  # fmt: skip
+        ).inc()
     return decision
 
 
@@ -347,9 +355,12 @@ async def switch_traffic(
 ) -> dict[str, Any] | None:
     from_cluster = cluster_of(spec, ctl.state.active)
     target = target_for(
-        spec, switch.to, ready_addresses(ctl, spec, seen, switch.to), switch.reason,
+        spec,
+        switch.to,
+        ready_addresses(ctl, spec, seen, switch.to),
+        switch.reason,
         extra={"previousCluster": from_cluster},
-    )  # fmt: skip
+    )
     try:
         await send_traffic(ctl, spec, target)
     except TrafficError as exc:
@@ -367,9 +378,11 @@ async def switch_traffic(
     ).inc()
     kind = {"automatic": "FailedOver", "manual": "Switched", "failback": "FailedBack"}
     post_event(
-        body, "Warning" if switch.trigger == "automatic" else "Normal", kind[switch.trigger],
+        body,
+        "Warning" if switch.trigger == "automatic" else "Normal",
+        kind[switch.trigger],
         f"traffic switched from {from_cluster} to {target.active_cluster}: {switch.reason}",
-    )  # fmt: skip
+    )
     return record
 
 
@@ -422,10 +435,14 @@ async def settle_switch_request(
 
 def remove_switch_annotation(ctl: Controller) -> None:
     client.CustomObjectsApi(ctl.runtime.hub).patch_namespaced_custom_object(
-        GROUP, VERSION, ctl.namespace, MODELDEPLOYMENTS, ctl.name,
+        GROUP,
+        VERSION,
+        ctl.namespace,
+        MODELDEPLOYMENTS,
+        ctl.name,
         {"metadata": {"annotations": {SWITCH_ANNOTATION: None}}},
         _request_timeout=(2, 5),
-    )  # fmt: skip
+    )
 
 
 async def report(
@@ -441,12 +458,18 @@ async def report(
 ) -> None:
     """Status, the decision's Events and the per-model gauges."""
     observed = Observed(
-        name=ctl.name, spec=spec, active=ctl.state.active, armed=ctl.state.armed,
-        decision=decision, snapshots=seen.snapshots, health=seen.health,
-        traffic_routed=ctl.last_target is not None, traffic_error=ctl.traffic_error,
+        name=ctl.name,
+        spec=spec,
+        active=ctl.state.active,
+        armed=ctl.state.armed,
+        decision=decision,
+        snapshots=seen.snapshots,
+        health=seen.health,
+        traffic_routed=ctl.last_target is not None,
+        traffic_error=ctl.traffic_error,
         reconcile_errors=tuple(e for e in ctl.reconcile_error.values() if e),
         drill=ctl.runtime.drills.holder(ctl.namespace, ctl.name),
-    )  # fmt: skip
+    )
     built = build_status(observed, generation, last_failover, status_raw)
     for event_type, reason, message in decision.events:
         post_event(body, event_type, reason, message)
@@ -486,12 +509,21 @@ async def write_status(
     patch = client.CustomObjectsApi(ctl.runtime.hub).patch_namespaced_custom_object_status
     try:
         written = await asyncio.to_thread(
-            k8s.call, patch, GROUP, VERSION, ctl.namespace, MODELDEPLOYMENTS, ctl.name,
-            {"status": status}, _request_timeout=(2, 10), absent=k8s.LOST,
-        )  # fmt: skip
+            k8s.call,
+            patch,
+            GROUP,
+            VERSION,
+            ctl.namespace,
+            MODELDEPLOYMENTS,
+            ctl.name,
+            {"status": status},
+            _request_timeout=(2, 10),
+            absent=k8s.LOST,
+        )
     except client.ApiException as exc:
-        log.warning("%s/%s: status write failed: %s %s", ctl.namespace, ctl.name, exc.status,
-                    exc.reason)  # fmt: skip
+        log.warning(
+            "%s/%s: status write failed: %s %s", ctl.namespace, ctl.name, exc.status, exc.reason
+        )
         return
     if written is k8s.LOST:
         return  # deleted meanwhile

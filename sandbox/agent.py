@@ -110,14 +110,25 @@ def install(cluster: str) -> None:
     path = _write_kubeconfig(cluster)
     _run(
         [
-            tool("helm"), "upgrade", "--install", RELEASE, str(CHART),
-            "--kubeconfig", str(sandbox_paths().kubeconfig), "--kube-context", cluster,
-            "--namespace", NAMESPACE,
-            "--set", f"clusterName={cluster}",
-            "--set-json", f'podAnnotations={{"{RUN_ANNOTATION}": "{RUN_PROCESS}"}}',
-            "--set-json", f'extraArgs=["--kubeconfig={path}"]',
+            tool("helm"),
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART),
+            "--kubeconfig",
+            str(sandbox_paths().kubeconfig),
+            "--kube-context",
+            cluster,
+            "--namespace",
+            NAMESPACE,
+            "--set",
+            f"clusterName={cluster}",
+            "--set-json",
+            f'podAnnotations={{"{RUN_ANNOTATION}": "{RUN_PROCESS}"}}',
+            "--set-json",
+            f'extraArgs=["--kubeconfig={path}"]',
         ]
-    )  # fmt: skip
+    )
 
 
 def ready(cluster: str) -> bool:

@@ -430,9 +430,14 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
 
     step(3, f"client: {RATE} req/s, endpoints from the hub EndpointSlice only")
     traffic = HubProbe(
-        NAMESPACE, NAME, rate=RATE, max_seconds=TRAFFIC_MAX_SECONDS, port=PORT,
-        refresh_s=RESOLVE_EVERY, timeout_s=REQUEST_TIMEOUT,
-    )  # fmt: skip
+        NAMESPACE,
+        NAME,
+        rate=RATE,
+        max_seconds=TRAFFIC_MAX_SECONDS,
+        port=PORT,
+        refresh_s=RESOLVE_EVERY,
+        timeout_s=REQUEST_TIMEOUT,
+    )
     report["client"] = traffic
     traffic.start()
     traffic_started = time.time()

@@ -47,8 +47,18 @@ class DrillResult:
 
 
 def kubectl_apply(namespace: str, path: str) -> str:
-    command = [tool("kubectl"), "--kubeconfig", str(sandbox_paths().kubeconfig), "--context",
-               "hub", "-n", namespace, "apply", "-f", path]  # fmt: skip
+    command = [
+        tool("kubectl"),
+        "--kubeconfig",
+        str(sandbox_paths().kubeconfig),
+        "--context",
+        "hub",
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        path,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout.strip()
 
@@ -64,10 +74,27 @@ def run_drill(namespace: str) -> DrillResult:
     plan = PLAN_FILE.relative_to(REPO_ROOT)
     reports = f"--junit {result.junit} --report {result.html} --markdown {result.markdown}"
     print(f"$ modeldr drill run {plan} --context hub -n {namespace} --wait {reports}", flush=True)
-    command = [sys.executable, "-m", "modeldr.cli", "drill", "run", str(PLAN_FILE),
-               "--kubeconfig", str(sandbox_paths().kubeconfig), "--context", "hub",
-               "-n", namespace, "--wait", "--junit", str(result.junit),
-               "--report", str(result.html), "--markdown", str(result.markdown)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "modeldr.cli",
+        "drill",
+        "run",
+        str(PLAN_FILE),
+        "--kubeconfig",
+        str(sandbox_paths().kubeconfig),
+        "--context",
+        "hub",
+        "-n",
+        namespace,
+        "--wait",
+        "--junit",
+        str(result.junit),
+        "--report",
+        str(result.html),
+        "--markdown",
+        str(result.markdown),
+    ]
     try:
         done = subprocess.run(command, timeout=TIMEOUT_S, cwd=REPO_ROOT, check=False)
     except subprocess.TimeoutExpired:

@@ -307,8 +307,11 @@ class Webhook:
                 if fault.get("state") == ACTIVE:
                     if renewed:
                         self._put(fault)
-                        log.info("inject %s: already in effect; expiresAt now %s", fault_id,
-                                 fault["expiresAt"])  # fmt: skip
+                        log.info(
+                            "inject %s: already in effect; expiresAt now %s",
+                            fault_id,
+                            fault["expiresAt"],
+                        )
                     else:
                         log.info("inject %s: already in effect; nothing to do", fault_id)
                     return {"fault": _public(fault), "created": False}
@@ -328,8 +331,13 @@ class Webhook:
             self._put(fault)  # recorded before acting
             what = _describe(fault)
             shared = self._shared(fault)
-            log.info("inject %s: %s (expiresAt %s)%s", fault_id, what, fault["expiresAt"],
-                     f"; already in effect by {', '.join(shared)}" if shared else "")  # fmt: skip
+            log.info(
+                "inject %s: %s (expiresAt %s)%s",
+                fault_id,
+                what,
+                fault["expiresAt"],
+                f"; already in effect by {', '.join(shared)}" if shared else "",
+            )
             try:
                 if not shared:
                     self.actions.inject(fault)
@@ -382,8 +390,13 @@ class Webhook:
         fault["state"] = UNDOING
         self._put(fault)
         shared = self._shared(fault)
-        log.info("undo %s (%s): %s%s", fault_id, why, what,
-                 f"; kept in effect by {', '.join(shared)}" if shared else "")  # fmt: skip
+        log.info(
+            "undo %s (%s): %s%s",
+            fault_id,
+            why,
+            what,
+            f"; kept in effect by {', '.join(shared)}" if shared else "",
+        )
         note = None
         try:
             if not shared:

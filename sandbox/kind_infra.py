@@ -383,8 +383,13 @@ class KindActions:
         self.docker(["exec", node, "sh", "-c", script])
         for peer, moved in plan.peer_fixes.items():
             self.docker(["exec", peer, "sh", "-c", restore_script(moved, [])])
-        log.info("%s: started on %s; %d routes and %d nat rules restored", node, new_ip,
-                 len(plan.node_routes), len(fault.get("natRules") or []))  # fmt: skip
+        log.info(
+            "%s: started on %s; %d routes and %d nat rules restored",
+            node,
+            new_ip,
+            len(plan.node_routes),
+            len(fault.get("natRules") or []),
+        )
         if old_ip and new_ip != old_ip:
             note = (
                 f"node {node} came back with address {new_ip}, not {old_ip}; the routes of "
@@ -571,9 +576,19 @@ def _main(argv: Sequence[str] | None) -> int:
     elif args.command == "start":
         listen = hosts()
         check_hosts(listen)
-        serve = ["--state", str(state), "--port", str(args.port), "--prefix", args.prefix,
-                 "--members", args.members, "--network", args.network,
-                 *(a for h in listen for a in ("--host", h))]  # fmt: skip
+        serve = [
+            "--state",
+            str(state),
+            "--port",
+            str(args.port),
+            "--prefix",
+            args.prefix,
+            "--members",
+            args.members,
+            "--network",
+            args.network,
+            *(a for h in listen for a in ("--host", h)),
+        ]
         started = start_daemon(files, serve, args.port)
         where = f"http://{listen[0]}:{args.port}"
         print(f"kind infrastructure provider (pid {started}) on {where}; log {files.log}")

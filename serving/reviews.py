@@ -198,9 +198,15 @@ def _other(label: Label) -> Label:
     return "positive" if label == "negative" else "negative"
 
 
-def _clause(rng: random.Random, aspects: Sequence[str], subjects: Sequence[str],
-            predicates: dict[Label, tuple[str, ...]], sentiment: Label, predicate_p: float,
-            negate_p: float) -> str:  # fmt: skip
+def _clause(
+    rng: random.Random,
+    aspects: Sequence[str],
+    subjects: Sequence[str],
+    predicates: dict[Label, tuple[str, ...]],
+    sentiment: Label,
+    predicate_p: float,
+    negate_p: float,
+) -> str:
     """A clause about one aspect with the given sentiment (after negation)."""
     kind = rng.random()
     if kind < predicate_p:

@@ -40,14 +40,17 @@ TIMEOUT_S = 90
 def binary() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail("chromium is missing: `make tools` installs it (apt-get install chromium)",
-                    pytrace=False)  # fmt: skip
+        pytest.fail(
+            "chromium is missing: `make tools` installs it (apt-get install chromium)",
+            pytrace=False,
+        )
     return found
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([binary(), *FLAGS, *args], capture_output=True, text=True,
-                          timeout=TIMEOUT_S)  # fmt: skip
+    done = subprocess.run(
+        [binary(), *FLAGS, *args], capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 

@@ -44,9 +44,23 @@ GRAFANA_VARIABLES = {
     "$modeldeployment": ".*",
 }
 KEYWORDS = frozenset(
-    {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-     "bool", "offset", "atan2", "inf", "nan"}
-)  # fmt: skip
+    {
+        "and",
+        "or",
+        "unless",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset",
+        "atan2",
+        "inf",
+        "nan",
+    }
+)
 
 
 def registry_names(registry: CollectorRegistry) -> set[str]:
@@ -132,9 +146,20 @@ def variable_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
 def rendered_rules(helm: str) -> list[dict[str, Any]]:
     """The PrometheusRule's rules as `helm template` renders them with the alerts on."""
     out = subprocess.run(
-        [helm, "template", "rel", str(CHART), "--set", "prometheusRule.enabled=true",
-         "--show-only", "templates/prometheusrule.yaml"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
+        [
+            helm,
+            "template",
+            "rel",
+            str(CHART),
+            "--set",
+            "prometheusRule.enabled=true",
+            "--show-only",
+            "templates/prometheusrule.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     [rule_object] = [d for d in yaml.safe_load_all(out) if d]
     return [rule for group in rule_object["spec"]["groups"] for rule in group["rules"]]

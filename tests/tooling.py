@@ -25,8 +25,12 @@ def run_script(*argv: str, env: dict[str, str] | None = None, timeout: float = 3
     AssertionError that carries the script's stderr."""
     done = subprocess.run(
         ["bash", f"scripts/{argv[0]}", *argv[1:]],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if done.returncode != 0:
         raise AssertionError(f"scripts/{' '.join(argv)} exited {done.returncode}: {done.stderr}")
     return done.stdout

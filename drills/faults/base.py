@@ -106,10 +106,13 @@ def choose_pods(members: MemberRegistry, aim: Aim) -> tuple[str, ...]:
     where, fault = aim.where, aim.fault
     try:
         chosen = select_pods(
-            model_pods(members, where), Mode(fault.mode), fault.value, aim.seed,
+            model_pods(members, where),
+            Mode(fault.mode),
+            fault.value,
+            aim.seed,
             max_pods_percent=aim.max_pods_percent,
             what=f"pods of {where.name} in {where.cluster}",
-        )  # fmt: skip
+        )
     except SelectionError as exc:
         raise FaultError(exc.reason, exc.message) from None
     return chosen.targets

@@ -78,9 +78,16 @@ def corrupted_pod(
         )
     server = list(container.get("command") or []) + list(container.get("args") or [])
     container["command"] = [
-        "python3", "-m", TAMPER_MODULE,
-        "--source", model_dir, "--copy", scratch_dir(pod), "--", *server,
-    ]  # fmt: skip
+        "python3",
+        "-m",
+        TAMPER_MODULE,
+        "--source",
+        model_dir,
+        "--copy",
+        scratch_dir(pod),
+        "--",
+        *server,
+    ]
     container.pop("args", None)
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     # It must never be mistaken for a live replica: no liveness restarts hide its refusal.
@@ -130,16 +137,18 @@ def assess_replica(pod: dict[str, Any] | None, name: str) -> Observation:
     what must happen; anything else is no evidence either way."""
     if pod is None:
         return Observation(
-            Phase.INCONCLUSIVE, "CorruptedReplicaGone",
+            Phase.INCONCLUSIVE,
+            "CorruptedReplicaGone",
             f"corrupted replica {name} was gone before the step ended (deleted by someone "
             "else): no evidence of what the server does with a tampered artifact",
-        )  # fmt: skip
+        )
     if _ready(pod):
         return Observation(
-            Phase.FAILED, "CorruptedReplicaReady",
+            Phase.FAILED,
+            "CorruptedReplicaReady",
             f"corrupted replica {name} turned Ready: the server accepted a tampered artifact "
             f"(copy in {scratch_dir(name)})",
-        )  # fmt: skip
+        )
     terminated = _terminated(pod)
     if terminated is None or int(terminated.get("exitCode") or 0) == 0:
         phase = (pod.get("status") or {}).get("phase") or "Pending"
@@ -149,31 +158,35 @@ def assess_replica(pod: dict[str, Any] | None, name: str) -> Observation:
         ]
         why = ", ".join(w for w in waiting if w) or phase
         return Observation(
-            Phase.INCONCLUSIVE, "CorruptionNotObserved",
+            Phase.INCONCLUSIVE,
+            "CorruptionNotObserved",
             f"corrupted replica {name} neither refused nor turned Ready within the step "
             f"({why}): make the step longer, or check that it can be scheduled",
-        )  # fmt: skip
+        )
     message = str(terminated.get("message") or "")
     code = terminated.get("exitCode")
     match = REFUSAL.search(message)
     if match and match.group(1).startswith(scratch_dir(name) + "/"):
         bad = match.group(1).removeprefix(scratch_dir(name) + "/")
         return Observation(
-            Phase.PASSED, "",
+            Phase.PASSED,
+            "",
             f"corrupted replica {name} refused to serve (exit {code}, never Ready), naming "
             f"the bad file {bad}",
-        )  # fmt: skip
+        )
     if not message:
         return Observation(
-            Phase.INCONCLUSIVE, "CorruptionNotObserved",
+            Phase.INCONCLUSIVE,
+            "CorruptionNotObserved",
             f"corrupted replica {name} exited {code} without a termination message: "
             "cannot tell whether it refused the artifact",
-        )  # fmt: skip
+        )
     last = message.strip().splitlines()[-1][:300]
     return Observation(
-        Phase.FAILED, "CorruptionNotNamed",
+        Phase.FAILED,
+        "CorruptionNotNamed",
         f"corrupted replica {name} exited {code} without naming a corrupted file: {last}",
-    )  # fmt: skip
+    )
 
 
 class ModelCorruption:
@@ -183,9 +196,12 @@ class ModelCorruption:
         where = aim.where
         apps = client.AppsV1Api(member_api(members, where.cluster))
         found = k8s.call(
-            apps.read_namespaced_deployment, where.name, where.namespace,
-            _request_timeout=TIMEOUT, absent=None,
-        )  # fmt: skip
+            apps.read_namespaced_deployment,
+            where.name,
+            where.namespace,
+            _request_timeout=TIMEOUT,
+            absent=None,
+        )
         if found is None:
             raise FaultError(
                 "NoTargets",
@@ -206,16 +222,22 @@ class ModelCorruption:
         )
         # Made already by an earlier attempt of this record: fine.
         k8s.call(
-            client.CoreV1Api(api).create_namespaced_pod, namespace, body,
-            _request_timeout=TIMEOUT, conflict=k8s.DONE,
-        )  # fmt: skip
+            client.CoreV1Api(api).create_namespaced_pod,
+            namespace,
+            body,
+            _request_timeout=TIMEOUT,
+            conflict=k8s.DONE,
+        )
 
     def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
         core = client.CoreV1Api(member_api(members, record.cluster))
         pod = k8s.call(
-            core.read_namespaced_pod, record.targets[0], record.parameters["namespace"],
-            _request_timeout=TIMEOUT, absent=None,
-        )  # fmt: skip
+            core.read_namespaced_pod,
+            record.targets[0],
+            record.parameters["namespace"],
+            _request_timeout=TIMEOUT,
+            absent=None,
+        )
         raw = None if pod is None else core.api_client.sanitize_for_serialization(pod)
         return assess_replica(raw, record.targets[0])
 
@@ -223,16 +245,23 @@ class ModelCorruption:
         core = client.CoreV1Api(member_api(members, record.cluster))
         name, namespace = record.targets[0], record.parameters["namespace"]
         k8s.call(
-            core.delete_namespaced_pod, name, namespace,
-            grace_period_seconds=DELETE_GRACE_S, _request_timeout=TIMEOUT, absent=k8s.DONE,
-        )  # fmt: skip
+            core.delete_namespaced_pod,
+            name,
+            namespace,
+            grace_period_seconds=DELETE_GRACE_S,
+            _request_timeout=TIMEOUT,
+            absent=k8s.DONE,
+        )
         # Undone means gone: the journal retries an undo that raises.
         deadline = time.monotonic() + GONE_TIMEOUT_S
         while time.monotonic() < deadline:
             found = k8s.call(
-                core.read_namespaced_pod, name, namespace,
-                _request_timeout=TIMEOUT, absent=None,
-            )  # fmt: skip
+                core.read_namespaced_pod,
+                name,
+                namespace,
+                _request_timeout=TIMEOUT,
+                absent=None,
+            )
             if found is None:
                 return
             time.sleep(0.5)

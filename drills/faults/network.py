@@ -77,8 +77,9 @@ class NetworkFault:
         namespace = record.parameters["namespace"]
         targets = []
         for name in record.targets:
-            pod = k8s.call(core.read_namespaced_pod, name, namespace,
-                            _request_timeout=TIMEOUT, absent=None)  # fmt: skip
+            pod = k8s.call(
+                core.read_namespaced_pod, name, namespace, _request_timeout=TIMEOUT, absent=None
+            )
             if pod is None or not pod.status.pod_ip or not pod.spec.node_name:
                 raise FaultError(
                     "NoTargets",
@@ -139,9 +140,16 @@ class NetworkFault:
         deadline = time.monotonic() + AGENT_WAIT_S
         reports: dict[str, Any] = {}
         while True:
-            current = k8s.call(api.get_namespaced_custom_object, O.GROUP, O.VERSION,
-                                namespace, O.PLURAL, name, _request_timeout=TIMEOUT,
-                                absent=None)  # fmt: skip
+            current = k8s.call(
+                api.get_namespaced_custom_object,
+                O.GROUP,
+                O.VERSION,
+                namespace,
+                O.PLURAL,
+                name,
+                _request_timeout=TIMEOUT,
+                absent=None,
+            )
             if current is None:
                 raise FaultError("InjectFailed", f"NetworkFault {namespace}/{name} vanished")
             reports = ((current.get("status") or {}).get("nodes")) or {}
@@ -183,10 +191,18 @@ class NetworkFault:
         """Push the order's expiry on; an order already gone stays gone (404 ignored)."""
         api = _custom(members, record.cluster)
         body = {"spec": {"expiresAt": expires_at.astimezone(UTC).isoformat()}}
-        k8s.call(api.patch_namespaced_custom_object, O.GROUP, O.VERSION,
-                  record.parameters["namespace"], O.PLURAL, O.order_name(record.id), body,
-                  _content_type="application/merge-patch+json", _request_timeout=TIMEOUT,
-                  absent=None)  # fmt: skip
+        k8s.call(
+            api.patch_namespaced_custom_object,
+            O.GROUP,
+            O.VERSION,
+            record.parameters["namespace"],
+            O.PLURAL,
+            O.order_name(record.id),
+            body,
+            _content_type="application/merge-patch+json",
+            _request_timeout=TIMEOUT,
+            absent=None,
+        )
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         """Delete the order and wait until it is gone (the agents drop its rules on the
@@ -195,11 +211,12 @@ class NetworkFault:
         namespace, name = record.parameters["namespace"], O.order_name(record.id)
         args = (O.GROUP, O.VERSION, namespace, O.PLURAL, name)
         # 404: the order is gone already (or the CRD never was: nothing was created).
-        k8s.call(api.delete_namespaced_custom_object, *args,
-                  _request_timeout=TIMEOUT, absent=None)  # fmt: skip
+        k8s.call(api.delete_namespaced_custom_object, *args, _request_timeout=TIMEOUT, absent=None)
         deadline = time.monotonic() + DELETE_WAIT_S
-        while k8s.call(api.get_namespaced_custom_object, *args, _request_timeout=TIMEOUT,
-                        absent=None) is not None:  # fmt: skip
+        while (
+            k8s.call(api.get_namespaced_custom_object, *args, _request_timeout=TIMEOUT, absent=None)
+            is not None
+        ):
             if time.monotonic() >= deadline:
                 raise FaultError("UndoFailed", f"NetworkFault {namespace}/{name} is not gone")
             time.sleep(POLL_S)

@@ -60,9 +60,13 @@ def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -
         body["deleteOptions"] = {"gracePeriodSeconds": int(grace)}
     try:
         k8s.call(
-            core.create_namespaced_pod_eviction, pod, namespace, body,
-            _request_timeout=TIMEOUT, absent=k8s.DONE,
-        )  # fmt: skip
+            core.create_namespaced_pod_eviction,
+            pod,
+            namespace,
+            body,
+            _request_timeout=TIMEOUT,
+            absent=k8s.DONE,
+        )
     except client.ApiException as exc:
         if exc.status != 429:  # the PodDisruptionBudget says not now: respected
             raise
@@ -131,9 +135,12 @@ class NodeDrain:
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
         k8s.call(
-            core.patch_node, record.parameters["node"], {"spec": {"unschedulable": False}},
-            _request_timeout=TIMEOUT, absent=k8s.DONE,
-        )  # fmt: skip
+            core.patch_node,
+            record.parameters["node"],
+            {"spec": {"unschedulable": False}},
+            _request_timeout=TIMEOUT,
+            absent=k8s.DONE,
+        )
 
 
 def _taints(node: Any) -> list[dict[str, Any]]:
@@ -160,9 +167,10 @@ class GPULoss:
         core = client.CoreV1Api(member_api(members, aim.where.cluster))
         node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)
         taken = [
-            t for t in _taints(node)
+            t
+            for t in _taints(node)
             if t["key"] == GPU_RESOURCE and t["effect"] == GPU_LOSS_EFFECT and not _is_ours(t)
-        ]  # fmt: skip
+        ]
         if taken:
             # The apiserver refuses a second taint of the same key and effect, and the GPUs
             # are gone already: no fault to make.

@@ -36,10 +36,13 @@ class PodKill:
         for pod in record.targets:
             # Gone already (a retry after a partial inject, or the cluster moved on): fine.
             k8s.call(
-                core.delete_namespaced_pod, pod, record.parameters["namespace"],
+                core.delete_namespaced_pod,
+                pod,
+                record.parameters["namespace"],
                 grace_period_seconds=int(grace) if grace is not None else None,
-                _request_timeout=TIMEOUT, absent=k8s.DONE,
-            )  # fmt: skip
+                _request_timeout=TIMEOUT,
+                absent=k8s.DONE,
+            )
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         return None  # the Deployment replaces deleted pods

@@ -97,15 +97,23 @@ class EndpointSliceProvider:
         eps = render_slice(owner, spec, target)
         try:
             core.patch_namespaced_service(
-                svc["metadata"]["name"], owner.namespace, svc,
-                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                svc["metadata"]["name"],
+                owner.namespace,
+                svc,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
                 _request_timeout=(2, 5),
-            )  # fmt: skip
+            )
             discovery.patch_namespaced_endpoint_slice(
-                eps["metadata"]["name"], owner.namespace, eps,
-                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                eps["metadata"]["name"],
+                owner.namespace,
+                eps,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
                 _request_timeout=(2, 5),
-            )  # fmt: skip
+            )
         except client.ApiException as exc:
             raise TrafficError(
                 f"hub Service/EndpointSlice {owner.namespace}/{svc['metadata']['name']}: "

@@ -120,9 +120,13 @@ def test_pods_unreachable_to_clients_fail_over_only_with_the_client_probe(hub_ns
     # Back on the primary, probe on: a partition now is found by the periodic check alone
     # (the API shows no change to wake it), then confirmed by failureThreshold checks.
     custom().patch_namespaced_custom_object(
-        GROUP, VERSION, hub_ns, PLURAL, NAME,
+        GROUP,
+        VERSION,
+        hub_ns,
+        PLURAL,
+        NAME,
         {"metadata": {"annotations": {SWITCH_ANNOTATION: "primary"}}},
-    )  # fmt: skip
+    )
     wait_status(hub_ns, lambda s: s.get("activeCluster") == "primary", "failback", 60)
     wait_status(hub_ns, primary_answers, "the primary probed healthy", 30)
     with unreachable_to_clients(primary_pod_ips(hub_ns), CLUSTERS["primary"].node_ip):
@@ -168,11 +172,16 @@ def test_a_switch_to_a_cluster_that_never_answers_waits_says_why_and_is_dropped(
     table = kubectl("get", "md", NAME, "-n", hub_ns).stdout
     assert "SERVING" in table.splitlines()[0] and "Serving" in table.splitlines()[1], table
     custom().patch_namespaced_custom_object(
-        GROUP, VERSION, hub_ns, PLURAL, NAME,
+        GROUP,
+        VERSION,
+        hub_ns,
+        PLURAL,
+        NAME,
         {"metadata": {"annotations": {SWITCH_ANNOTATION: "standby"}}},
-    )  # fmt: skip
-    waiting = wait_status(hub_ns, lambda s: condition(hub_ns, "SwitchPending") == "True",
-                          "the switch waiting", 30)  # fmt: skip
+    )
+    waiting = wait_status(
+        hub_ns, lambda s: condition(hub_ns, "SwitchPending") == "True", "the switch waiting", 30
+    )
     assert waiting["activeCluster"] == "primary"
 
     def dropped() -> bool:

@@ -445,9 +445,16 @@ def test_per_cluster_overrides_are_accepted_and_kept(hub_namespace: str) -> None
     manifest["spec"]["clusters"]["standby"].update(copy.deepcopy(overrides))
     manifest["spec"]["clusters"]["primary"]["runtime"] = {"env": []}
     result = kubectl(
-        "apply", "--dry-run=server", "-n", hub_namespace, "-o", "json", "-f", "-",
+        "apply",
+        "--dry-run=server",
+        "-n",
+        hub_namespace,
+        "-o",
+        "json",
+        "-f",
+        "-",
         stdin=json.dumps(manifest),
-    )  # fmt: skip
+    )
     clusters = json.loads(result.stdout)["spec"]["clusters"]
     assert {k: clusters["standby"][k] for k in ("runtime", "resources")} == overrides
     assert clusters["primary"]["runtime"] == {"env": []}
@@ -473,9 +480,16 @@ def test_a_client_probe_is_accepted_and_defaulted(hub_namespace: str) -> None:
     manifest = copy.deepcopy(load(SANDBOX_EXAMPLE))
     manifest["spec"]["failover"]["probe"] = {"urls": {"standby": "https://lb.example.com/bert"}}
     result = kubectl(
-        "apply", "--dry-run=server", "-n", hub_namespace, "-o", "json", "-f", "-",
+        "apply",
+        "--dry-run=server",
+        "-n",
+        hub_namespace,
+        "-o",
+        "json",
+        "-f",
+        "-",
         stdin=json.dumps(manifest),
-    )  # fmt: skip
+    )
     # On by default, the servers' own readiness, every entry address (no sampleSize).
     assert json.loads(result.stdout)["spec"]["failover"]["probe"] == {
         "enabled": True,
@@ -552,8 +566,16 @@ def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
     table = kubectl("get", PLURAL, "-n", hub_namespace).stdout.splitlines()
     header = table[0].split()
     assert header == [
-        "NAME", "ACTIVE", "PRIMARY", "READY", "STANDBY", "READY", "PHASE", "SERVING", "AGE",
-    ]  # fmt: skip
+        "NAME",
+        "ACTIVE",
+        "PRIMARY",
+        "READY",
+        "STANDBY",
+        "READY",
+        "PHASE",
+        "SERVING",
+        "AGE",
+    ]
     row = table[1].split()
     assert row[:6] == [name, "primary", "2", "1", "Ready", "Serving"]
     wide = kubectl("get", "md", "-n", hub_namespace, "-o", "wide").stdout.splitlines()
@@ -574,6 +596,12 @@ def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
     table_json = json.loads(response.data)
     names = [c["name"] for c in table_json["columnDefinitions"]]
     assert names[:7] == [
-        "Name", "Active", "Primary Ready", "Standby Ready", "Phase", "Serving", "Age",
-    ]  # fmt: skip
+        "Name",
+        "Active",
+        "Primary Ready",
+        "Standby Ready",
+        "Phase",
+        "Serving",
+        "Age",
+    ]
     assert table_json["rows"][0]["cells"][1:6] == ["primary", 2, 1, "Ready", "Serving"]

@@ -56,14 +56,24 @@ def served(cli_ns: str) -> Iterator[None]:
 
 
 def cli(*args: str, ns: str | None = None) -> list[str]:
-    command = [sys.executable, "-m", "modeldr.cli", "drill", *args,
-               "--kubeconfig", str(sandbox_paths().kubeconfig), "--context", "hub"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "modeldr.cli",
+        "drill",
+        *args,
+        "--kubeconfig",
+        str(sandbox_paths().kubeconfig),
+        "--context",
+        "hub",
+    ]
     return command + (["-n", ns] if ns else [])
 
 
 def run_cli(*args: str, ns: str | None = None, timeout: float = CLI_TIMEOUT_S) -> tuple[int, str]:
-    done = subprocess.run(cli(*args, ns=ns), capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)  # fmt: skip
+    done = subprocess.run(
+        cli(*args, ns=ns), capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
     return done.returncode, done.stdout + done.stderr
 
 
@@ -102,10 +112,13 @@ def cluster_state(ns: str) -> dict[str, Any]:
             (p.metadata.name, p.metadata.uid, p.spec.node_name) for p in pods
         )
         state[f"{cluster}/nodes"] = sorted(
-            (n.metadata.name, bool(n.spec.unschedulable),
-             sorted((t.key, t.effect) for t in n.spec.taints or []))
+            (
+                n.metadata.name,
+                bool(n.spec.unschedulable),
+                sorted((t.key, t.effect) for t in n.spec.taints or []),
+            )
             for n in core.list_node().items
-        )  # fmt: skip
+        )
     return state
 
 
@@ -113,23 +126,49 @@ def cluster_state(ns: str) -> dict[str, Any]:
 
 
 def test_a_passing_drill_exits_0_with_junit_html_and_markdown(cli_ns: str, tmp_path: Path) -> None:
-    path = plan_file(tmp_path, "cli-pass", [
-        {"name": "standby-pod", "fault": {"type": "PodKill", "cluster": "standby"},
-         "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}}],
-        gates=[{"name": "primary-answers", "steps": ["standby-pod"],
+    path = plan_file(
+        tmp_path,
+        "cli-pass",
+        [
+            {
+                "name": "standby-pod",
+                "fault": {"type": "PodKill", "cluster": "standby"},
+                "durationSeconds": 4,
+                "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0},
+            }
+        ],
+        gates=[
+            {
+                "name": "primary-answers",
+                "steps": ["standby-pod"],
                 "prometheus": {"query": REQUESTS.format(cluster="primary", ns=cli_ns)},
                 # rate() needs two scrapes (2 s apart) of the series this run's probe
                 # creates: measured at once it saw no samples (Inconclusive, once in CI).
-                "initialDelaySeconds": 3, "intervalSeconds": 2, "count": 1,
-                "successCondition": "result[0] > 0"}],
-    )  # fmt: skip
+                "initialDelaySeconds": 3,
+                "intervalSeconds": 2,
+                "count": 1,
+                "successCondition": "result[0] > 0",
+            }
+        ],
+    )
     junit, html, md = tmp_path / "out/drill.xml", tmp_path / "out/drill.html", tmp_path / "d.md"
-    code, out = run_cli("run", str(path), "--wait", "--junit", str(junit), "--report", str(html),
-                        "--markdown", str(md), ns=cli_ns)  # fmt: skip
+    code, out = run_cli(
+        "run",
+        str(path),
+        "--wait",
+        "--junit",
+        str(junit),
+        "--report",
+        str(html),
+        "--markdown",
+        str(md),
+        ns=cli_ns,
+    )
     assert code == 0, out
     # Plain lines (no terminal), timestamped, one per change.
-    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ step standby-pod \(1/1\) started for 4 s$",
-                     out, re.M), out  # fmt: skip
+    assert re.search(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ step standby-pod \(1/1\) started for 4 s$", out, re.M
+    ), out
     assert re.search(r"Z fault in force: PodKill in standby on ", out), out
     assert re.search(r"Z gate primary-answers: ", out), out
     assert "verdict: Passed" in out and f"JUnit XML: {junit}" in out and str(html) in out
@@ -163,8 +202,14 @@ def test_a_passing_drill_exits_0_with_junit_html_and_markdown(cli_ns: str, tmp_p
     assert code == 0 and "FaultInjected" in out and "FaultUndone" in out, out
     # The HTML report opens in headless Chromium with the chart drawn.
     dom = chromium.dump_dom(html)
-    for element in ('id="success-rate"', 'id="p99-latency"', 'id="fault-window-0"',
-                    'id="step-standby-pod"', 'id="timeline-chart"', 'id="verdict"'):  # fmt: skip
+    for element in (
+        'id="success-rate"',
+        'id="p99-latency"',
+        'id="fault-window-0"',
+        'id="step-standby-pod"',
+        'id="timeline-chart"',
+        'id="verdict"',
+    ):
         assert element in dom, element
     assert not FETCHES.search(html.read_text()), "the report fetches nothing"
     shot = chromium.screenshot(html, tmp_path / "report.png")
@@ -182,9 +227,18 @@ def test_a_passing_drill_exits_0_with_junit_html_and_markdown(cli_ns: str, tmp_p
 
 
 def test_each_verdict_has_its_exit_code(cli_ns: str, tmp_path: Path) -> None:
-    failed = plan_file(tmp_path, "cli-failed", [
-        {"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 3,
-         "expect": {"maxP99LatencyMs": 0.001}}])  # fmt: skip
+    failed = plan_file(
+        tmp_path,
+        "cli-failed",
+        [
+            {
+                "name": "hold",
+                "action": {"type": "Wait"},
+                "durationSeconds": 3,
+                "expect": {"maxP99LatencyMs": 0.001},
+            }
+        ],
+    )
     junit = tmp_path / "failed.xml"
     code, out = run_cli("run", str(failed), "--wait", "--junit", str(junit), ns=cli_ns)
     assert code == 1, out
@@ -192,17 +246,34 @@ def test_each_verdict_has_its_exit_code(cli_ns: str, tmp_path: Path) -> None:
     xmlschema.XMLSchema(str(JUNIT_XSD)).validate(str(junit))
     assert re.search(r'<failure message="measured [0-9.e+-]+ ms, max 0.001 ms"', junit.read_text())
 
-    inconclusive = plan_file(tmp_path, "cli-inconclusive",
+    inconclusive = plan_file(
+        tmp_path,
+        "cli-inconclusive",
         [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 3}],
-        gates=[{"name": "nothing", "prometheus": {"query": "no_such_series_anywhere"},
-                "intervalSeconds": 1, "successCondition": "result[0] > 0"}])  # fmt: skip
+        gates=[
+            {
+                "name": "nothing",
+                "prometheus": {"query": "no_such_series_anywhere"},
+                "intervalSeconds": 1,
+                "successCondition": "result[0] > 0",
+            }
+        ],
+    )
     code, out = run_cli("run", str(inconclusive), "--wait", ns=cli_ns)
     assert code == 2 and "verdict: Inconclusive (MetricsMissing)" in out, out
 
     # No verdict within --timeout: the run is aborted (its faults undone), exit 2.
-    slow = plan_file(tmp_path, "cli-timeout", [
-        {"name": "drain", "fault": {"type": "NodeDrain", "cluster": "standby"},
-         "durationSeconds": 120}])  # fmt: skip
+    slow = plan_file(
+        tmp_path,
+        "cli-timeout",
+        [
+            {
+                "name": "drain",
+                "fault": {"type": "NodeDrain", "cluster": "standby"},
+                "durationSeconds": 120,
+            }
+        ],
+    )
     code, out = run_cli("run", str(slow), "--wait", "--timeout", "8s", ns=cli_ns)
     assert code == 2 and "timed out: aborting DrillRun" in out, out
     status = run_object(cli_ns, started_run(out))["status"]
@@ -219,8 +290,10 @@ def test_each_verdict_has_its_exit_code(cli_ns: str, tmp_path: Path) -> None:
 
 def test_usage_and_connection_errors_exit_3(cli_ns: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    body = plan("cli-bad", [{"name": "x", "fault": {"type": "PodKill", "mode": "fixed"},
-                             "durationSeconds": 3}])  # fmt: skip
+    body = plan(
+        "cli-bad",
+        [{"name": "x", "fault": {"type": "PodKill", "mode": "fixed"}, "durationSeconds": 3}],
+    )
     bad.write_text(yaml.safe_dump(body))
     code, out = run_cli("run", str(bad), ns=cli_ns)
     assert code == 3 and "spec.steps[0].fault.value" in out, out
@@ -236,21 +309,48 @@ def test_usage_and_connection_errors_exit_3(cli_ns: str, tmp_path: Path) -> None
     dead.write_text(yaml.safe_dump(config))
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "modeldr.cli", "drill", "list", "--kubeconfig", str(dead),
-         "--context", "hub", "-n", cli_ns],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "modeldr.cli",
+            "drill",
+            "list",
+            "--kubeconfig",
+            str(dead),
+            "--context",
+            "hub",
+            "-n",
+            cli_ns,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert done.returncode == 3 and "cannot be reached" in done.stderr, done.stderr
     assert time.monotonic() - started < 30
 
 
 def test_ctrl_c_mid_drill_rolls_the_run_back_and_exits_1(cli_ns: str, tmp_path: Path) -> None:
     before = cluster_state(cli_ns)["standby/nodes"]
-    path = plan_file(tmp_path, "cli-interrupt", [
-        {"name": "drain", "fault": {"type": "NodeDrain", "cluster": "standby"},
-         "durationSeconds": 120}])  # fmt: skip
-    proc = subprocess.Popen(cli("run", str(path), "--wait", ns=cli_ns), cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    path = plan_file(
+        tmp_path,
+        "cli-interrupt",
+        [
+            {
+                "name": "drain",
+                "fault": {"type": "NodeDrain", "cluster": "standby"},
+                "durationSeconds": 120,
+            }
+        ],
+    )
+    proc = subprocess.Popen(
+        cli("run", str(path), "--wait", ns=cli_ns),
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 90
         applied = False
@@ -278,17 +378,31 @@ def test_ctrl_c_mid_drill_rolls_the_run_back_and_exits_1(cli_ns: str, tmp_path: 
 
 
 def test_a_dry_run_touches_nothing_and_says_what_it_would(cli_ns: str, tmp_path: Path) -> None:
-    path = plan_file(tmp_path, "cli-dry", [
-        {"name": "kill", "fault": {"type": "PodKill", "cluster": "active"}, "durationSeconds": 5},
-        {"name": "drain", "fault": {"type": "NodeDrain", "cluster": "standby"},
-         "durationSeconds": 5},
-        {"name": "outage", "fault": {"type": "ClusterOutage", "cluster": "primary"},
-         "durationSeconds": 5},
-        {"name": "back", "action": {"type": "Failback"}, "durationSeconds": 5}])  # fmt: skip
+    path = plan_file(
+        tmp_path,
+        "cli-dry",
+        [
+            {
+                "name": "kill",
+                "fault": {"type": "PodKill", "cluster": "active"},
+                "durationSeconds": 5,
+            },
+            {
+                "name": "drain",
+                "fault": {"type": "NodeDrain", "cluster": "standby"},
+                "durationSeconds": 5,
+            },
+            {
+                "name": "outage",
+                "fault": {"type": "ClusterOutage", "cluster": "primary"},
+                "durationSeconds": 5,
+            },
+            {"name": "back", "action": {"type": "Failback"}, "durationSeconds": 5},
+        ],
+    )
     before = cluster_state(cli_ns)
     html = tmp_path / "dry.html"
-    code, out = run_cli("run", str(path), "--dry-run", "--wait", "--report", str(html),
-                        ns=cli_ns)  # fmt: skip
+    code, out = run_cli("run", str(path), "--dry-run", "--wait", "--report", str(html), ns=cli_ns)
     assert code == 0, out
     assert "verdict: Planned (DryRun)" in out and "nothing was touched" in out, out
     run = started_run(out)
@@ -322,9 +436,22 @@ def test_the_cli_runs_as_a_kubectl_plugin(cli_ns: str) -> None:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     done = subprocess.run(
-        [tool("kubectl"), "modeldr", "drill", "list", "--kubeconfig",
-         str(sandbox_paths().kubeconfig), "--context", "hub", "-n", cli_ns],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+        [
+            tool("kubectl"),
+            "modeldr",
+            "drill",
+            "list",
+            "--kubeconfig",
+            str(sandbox_paths().kubeconfig),
+            "--context",
+            "hub",
+            "-n",
+            cli_ns,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert f"DrillRuns in {cli_ns}" in done.stdout

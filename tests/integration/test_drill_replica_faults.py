@@ -97,8 +97,12 @@ def plan(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
         "steps": steps,
         "blastRadius": {"maxPodsPercent": 100},
     }
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DrillPlan",
-            "metadata": {"name": name}, "spec": spec}  # fmt: skip
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DrillPlan",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def apply_plan(ns: str, body: dict[str, Any]) -> str:
@@ -140,10 +144,20 @@ def test_a_corrupted_replica_refuses_to_serve_names_the_file_and_leaves_nothing(
     md_ns: str,
 ) -> None:
     wait_status(md_ns, two_ready, "serving", 120)
-    name = apply_plan(md_ns, plan("corrupt", [
-        {"name": "corrupt", "fault": {"type": "ModelCorruption", "cluster": "primary"},
-         "durationSeconds": 8, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
-    ]))  # fmt: skip
+    name = apply_plan(
+        md_ns,
+        plan(
+            "corrupt",
+            [
+                {
+                    "name": "corrupt",
+                    "fault": {"type": "ModelCorruption", "cluster": "primary"},
+                    "durationSeconds": 8,
+                    "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0},
+                },
+            ],
+        ),
+    )
     seen: dict[str, Any] = {"ips": set(), "served": set(), "replicas": set(), "ready": False}
 
     def each() -> None:
@@ -175,18 +189,29 @@ def test_a_drain_respects_the_pod_disruption_budget_and_leaves_no_cordon(md_ns: 
     wait_status(md_ns, two_ready, "serving", 120)
     before = kube.core("primary").read_node(NODE)
     assert not before.spec.unschedulable
-    name = apply_plan(md_ns, plan("drain", [
-        {"name": "drain", "fault": {"type": "NodeDrain", "cluster": "primary", "node": NODE},
-         "durationSeconds": 6, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.1}},
-    ]))  # fmt: skip
+    name = apply_plan(
+        md_ns,
+        plan(
+            "drain",
+            [
+                {
+                    "name": "drain",
+                    "fault": {"type": "NodeDrain", "cluster": "primary", "node": NODE},
+                    "durationSeconds": 6,
+                    "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.1},
+                },
+            ],
+        ),
+    )
     lowest: list[int] = []
 
     def each() -> None:
         available = [
-            p for p in primary_pods(md_ns)
+            p
+            for p in primary_pods(md_ns)
             if p.metadata.deletion_timestamp is None
             and any(c.ready for c in p.status.container_statuses or [])
-        ]  # fmt: skip
+        ]
         lowest.append(len(available))
 
     s = watch_run(md_ns, name, each, timeout=120)

@@ -110,8 +110,12 @@ def plan(name: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
         "blastRadius": {"maxPodsPercent": 100},  # one replica per cluster
     }
     body.update(spec)
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DrillPlan",
-            "metadata": {"name": name}, "spec": body}  # fmt: skip
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DrillPlan",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
 def apply_plan(ns: str, body: dict[str, Any]) -> str:
@@ -148,8 +152,9 @@ def finished(ns: str, name: str, timeout: float = 180) -> dict[str, Any]:
 
 
 def explain(s: dict[str, Any]) -> str:
-    return json.dumps({k: s.get(k) for k in ("phase", "reason", "message", "steps", "faults")},
-                      indent=1)  # fmt: skip
+    return json.dumps(
+        {k: s.get(k) for k in ("phase", "reason", "message", "steps", "faults")}, indent=1
+    )
 
 
 def primary_node(ns: str) -> str:
@@ -195,20 +200,39 @@ def drill_condition(ns: str) -> str | None:
 def test_a_healthy_drill_passes_with_gates_and_model_checks(drill_ns: str) -> None:
     body = plan(
         "healthy",
-        [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 8,
-          "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0,
-                     "maxRTOSeconds": 2, "maxP99LatencyMs": 1500}}],
+        [
+            {
+                "name": "hold",
+                "action": {"type": "Wait"},
+                "durationSeconds": 8,
+                "expect": {
+                    "activeCluster": "unchanged",
+                    "maxErrorRatio": 0.0,
+                    "maxRTOSeconds": 2,
+                    "maxP99LatencyMs": 1500,
+                },
+            }
+        ],
         # The module's first drill: the server's request counter is born with the probe's
         # first request, and rate() needs two scrapes of it (the sandbox scrapes every 2 s):
         # the gate waits that out, as a user's gate on a fresh series would.
-        gates=[{"name": "primary-answers", "steps": ["hold"],
+        gates=[
+            {
+                "name": "primary-answers",
+                "steps": ["hold"],
                 "prometheus": {"query": REQUESTS.format(cluster="primary", ns=drill_ns)},
-                "initialDelaySeconds": 3, "intervalSeconds": 2, "count": 2,
-                "successCondition": "result[0] > 0"}],
+                "initialDelaySeconds": 3,
+                "intervalSeconds": 2,
+                "count": 2,
+                "successCondition": "result[0] > 0",
+            }
+        ],
         abortConditions=[{"name": "all-failing", "maxErrorRatio": 0.9, "windowSeconds": 5}],
-        modelChecks={"goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}},
-                     "minAgreement": 1.0},
-    )  # fmt: skip
+        modelChecks={
+            "goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}},
+            "minAgreement": 1.0,
+        },
+    )
     name = apply_plan(drill_ns, body)
     wait_run(drill_ns, name, lambda s: s.get("phase") == "Running", "Running", 60)
     wait_status(drill_ns, lambda s: drill_condition(drill_ns) == "True", "DrillInProgress", 30)
@@ -234,8 +258,9 @@ def test_a_healthy_drill_passes_with_gates_and_model_checks(drill_ns: str) -> No
         )
         return dict((plan_status.get("status") or {}).get("lastRun") or {})
 
-    kube.wait_for(lambda: last_run().get("phase") == "Passed", timeout=10,
-                  what="the plan's lastRun Passed")  # fmt: skip
+    kube.wait_for(
+        lambda: last_run().get("phase") == "Passed", timeout=10, what="the plan's lastRun Passed"
+    )
     assert last_run()["name"] == name
     wait_status(drill_ns, lambda _: drill_condition(drill_ns) == "False", "DrillInProgress off", 30)
     assert run(drill_ns, name)["metadata"]["labels"][DRILL_PLAN_LABEL] == "healthy"
@@ -247,15 +272,23 @@ def test_a_primary_outage_fails_over_within_the_rto_and_everything_comes_back(
     body = plan(
         "outage",
         [
-            {"name": "primary-outage", "fault": {"type": "ClusterOutage", "cluster": "primary"},
-             "durationSeconds": 15, "expect": {"activeCluster": "standby", "maxRTOSeconds": 10}},
+            {
+                "name": "primary-outage",
+                "fault": {"type": "ClusterOutage", "cluster": "primary"},
+                "durationSeconds": 15,
+                "expect": {"activeCluster": "standby", "maxRTOSeconds": 10},
+            },
             # At once after the restore: the operator holds the switch until the primary's
             # restarted servers answer; clients pay at most 1% of their requests (at 20/s).
-            {"name": "failback", "action": {"type": "Failback"}, "durationSeconds": 20,
-             "expect": {"activeCluster": "primary", "maxErrorRatio": 0.01}},
+            {
+                "name": "failback",
+                "action": {"type": "Failback"},
+                "durationSeconds": 20,
+                "expect": {"activeCluster": "primary", "maxErrorRatio": 0.01},
+            },
         ],
         traffic={"ratePerSecond": 20, "timeoutMilliseconds": 2000},
-    )  # fmt: skip
+    )
     name = apply_plan(drill_ns, body)
     s = finished(drill_ns, name, timeout=240)
     assert s["phase"] == "Passed", explain(s)
@@ -284,11 +317,21 @@ def test_an_abort_condition_stops_the_run_and_undoes_the_drain(drill_ns: str) ->
     at = time.time() + 8
     body = plan(
         "abort",
-        [{"name": "drain", "fault": {"type": "NodeDrain", "cluster": "primary"},
-          "durationSeconds": 120}],
-        abortConditions=[{"name": "clock", "prometheus": {"query": "time()"},
-                          "condition": f"result[0] > {at:.1f}"}],
-    )  # fmt: skip
+        [
+            {
+                "name": "drain",
+                "fault": {"type": "NodeDrain", "cluster": "primary"},
+                "durationSeconds": 120,
+            }
+        ],
+        abortConditions=[
+            {
+                "name": "clock",
+                "prometheus": {"query": "time()"},
+                "condition": f"result[0] > {at:.1f}",
+            }
+        ],
+    )
     name = apply_plan(drill_ns, body)
     _wait_applied(drill_ns, name)
     assert node_state(node)[0], "the node is cordoned while the fault is on"
@@ -307,9 +350,19 @@ def test_an_abort_condition_stops_the_run_and_undoes_the_drain(drill_ns: str) ->
 def test_a_run_stopped_by_hand_undoes_its_fault(drill_ns: str) -> None:
     node = primary_node(drill_ns)
     before = node_state(node)
-    name = apply_plan(drill_ns, plan("by-hand", [
-        {"name": "gpus-gone", "fault": {"type": "GPULoss", "cluster": "primary"},
-         "durationSeconds": 120}]))  # fmt: skip
+    name = apply_plan(
+        drill_ns,
+        plan(
+            "by-hand",
+            [
+                {
+                    "name": "gpus-gone",
+                    "fault": {"type": "GPULoss", "cluster": "primary"},
+                    "durationSeconds": 120,
+                }
+            ],
+        ),
+    )
     _wait_applied(drill_ns, name)
     assert drill_taints(node), "the GPU taint is on while the fault is"
     custom().patch_namespaced_custom_object(
@@ -325,8 +378,13 @@ def test_a_run_is_refused_when_its_target_did_not_opt_in(drill_ns: str) -> None:
     patch = {"metadata": {"labels": {DRILLS_LABEL: None}}}
     custom().patch_namespaced_custom_object(GROUP, VERSION, drill_ns, PLURAL, NAME, patch)
     try:
-        name = apply_plan(drill_ns, plan("not-opted-in", [
-            {"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 5}]))  # fmt: skip
+        name = apply_plan(
+            drill_ns,
+            plan(
+                "not-opted-in",
+                [{"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 5}],
+            ),
+        )
         s = finished(drill_ns, name, timeout=60)
     finally:
         restore = {"metadata": {"labels": {DRILLS_LABEL: "enabled"}}}
@@ -339,28 +397,52 @@ def test_what_cannot_be_tested_is_never_passed(drill_ns: str) -> None:
     """Zero matching targets is Error with nothing injected; a gate on a series that does not
     exist is Inconclusive (an empty result is no evidence). (A fault the cluster cannot make,
     Latency without tc netem, is Error/FaultUnsupported: test_network_faults.py.)"""
-    zero = apply_plan(drill_ns, plan("zero-targets", [
-        {"name": "kill-none", "fault": {"type": "PodKill", "mode": "percent", "value": 0},
-         "durationSeconds": 5}]))  # fmt: skip
+    zero = apply_plan(
+        drill_ns,
+        plan(
+            "zero-targets",
+            [
+                {
+                    "name": "kill-none",
+                    "fault": {"type": "PodKill", "mode": "percent", "value": 0},
+                    "durationSeconds": 5,
+                }
+            ],
+        ),
+    )
     s = finished(drill_ns, zero, timeout=60)
     assert s["phase"] == "Error" and s["reason"] == "NoTargets", explain(s)
     assert s["steps"][0]["reason"] == "NoTargets" and not s.get("faults")
-    empty_gate = apply_plan(drill_ns, plan(
-        "empty-gate", [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 4}],
-        gates=[{"name": "nothing", "prometheus": {"query": "no_such_series_anywhere"},
-                "intervalSeconds": 1, "successCondition": "result[0] > 0"}],
-    ))  # fmt: skip
+    empty_gate = apply_plan(
+        drill_ns,
+        plan(
+            "empty-gate",
+            [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 4}],
+            gates=[
+                {
+                    "name": "nothing",
+                    "prometheus": {"query": "no_such_series_anywhere"},
+                    "intervalSeconds": 1,
+                    "successCondition": "result[0] > 0",
+                }
+            ],
+        ),
+    )
     s = finished(drill_ns, empty_gate, timeout=90)
     assert s["phase"] == "Inconclusive" and s["reason"] == "MetricsMissing", explain(s)
     assert s["gates"][0]["inconclusive"] > 0 and s["gates"][0]["successful"] == 0
 
 
 def test_one_run_per_target_at_a_time(drill_ns: str) -> None:
-    first = apply_plan(drill_ns, plan("long", [
-        {"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 120}]))  # fmt: skip
+    first = apply_plan(
+        drill_ns,
+        plan("long", [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 120}]),
+    )
     wait_run(drill_ns, first, lambda s: s.get("phase") == "Running", "Running", 60)
-    second = apply_plan(drill_ns, plan("second", [
-        {"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 5}]))  # fmt: skip
+    second = apply_plan(
+        drill_ns,
+        plan("second", [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 5}]),
+    )
     s = finished(drill_ns, second, timeout=60)
     assert s["phase"] == "Error" and s["reason"] == "TargetBusy", explain(s)
     assert first in s["message"]
@@ -381,9 +463,19 @@ def _wait_applied(ns: str, name: str) -> dict[str, Any]:
 def test_deleting_a_run_mid_fault_undoes_the_fault(drill_ns: str) -> None:
     node = primary_node(drill_ns)
     before = node_state(node)
-    name = apply_plan(drill_ns, plan("deleted", [
-        {"name": "drain", "fault": {"type": "NodeDrain", "cluster": "primary"},
-         "durationSeconds": 120}]))  # fmt: skip
+    name = apply_plan(
+        drill_ns,
+        plan(
+            "deleted",
+            [
+                {
+                    "name": "drain",
+                    "fault": {"type": "NodeDrain", "cluster": "primary"},
+                    "durationSeconds": 120,
+                }
+            ],
+        ),
+    )
     _wait_applied(drill_ns, name)
     assert node_state(node)[0], "the node is cordoned while the fault is on"
     custom().delete_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLRUNS, name)
@@ -397,9 +489,19 @@ def test_an_operator_killed_during_an_outage_is_rolled_back_by_the_next_one(
     """SIGKILL of the operator while the standby is dark: nothing can undo it but the next
     operator, which finds the run Running, restores the standby through the provider and
     ends the run Aborted."""
-    name = apply_plan(drill_ns, plan("restart", [
-        {"name": "standby-dark", "fault": {"type": "ClusterOutage", "cluster": "standby"},
-         "durationSeconds": 120}]))  # fmt: skip
+    name = apply_plan(
+        drill_ns,
+        plan(
+            "restart",
+            [
+                {
+                    "name": "standby-dark",
+                    "fault": {"type": "ClusterOutage", "cluster": "standby"},
+                    "durationSeconds": 120,
+                }
+            ],
+        ),
+    )
     _wait_applied(drill_ns, name)
     assert not kube.apiserver_ready("standby")
     pid = int((sandbox_paths().state / "operator.pid").read_text())
@@ -430,10 +532,20 @@ def test_a_failover_the_standby_has_no_gpus_for_fails_before_anything_is_touched
         free_before = (status(ns).get("standby") or {}).get("freeGPUs")
         hogs = [_gpu_hog(ns, node) for node in ("gpu-0", "gpu-1")]
         try:
-            name = apply_plan(ns, plan("no-room", [
-                {"name": "primary-outage",
-                 "fault": {"type": "ClusterOutage", "cluster": "primary"},
-                 "durationSeconds": 10, "expect": {"activeCluster": "standby"}}]))  # fmt: skip
+            name = apply_plan(
+                ns,
+                plan(
+                    "no-room",
+                    [
+                        {
+                            "name": "primary-outage",
+                            "fault": {"type": "ClusterOutage", "cluster": "primary"},
+                            "durationSeconds": 10,
+                            "expect": {"activeCluster": "standby"},
+                        }
+                    ],
+                ),
+            )
             s = finished(ns, name, timeout=60)
         finally:
             for hog in hogs:
@@ -449,14 +561,31 @@ def _gpu_hog(namespace: str, node: str) -> str:
     """A pod holding all 8 GPUs of a standby node (kwok runs it; it serves nothing)."""
     name = f"gpu-hog-{node}"
     # A new namespace gets its default ServiceAccount (which admission wants) a moment later.
-    kube.wait_for(lambda: _has_default_account(namespace), timeout=30,
-                  what="the standby namespace's default ServiceAccount")  # fmt: skip
-    kube.core("standby").create_namespaced_pod(namespace, {
-        "metadata": {"name": name},
-        "spec": {"nodeName": node, "containers": [{"name": "hog", "image": "hog:none",
-                 "resources": {"limits": {GPU_RESOURCE: "8"}, "requests": {GPU_RESOURCE: "8"}}}],
-                 "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists"}]},
-    })  # fmt: skip
+    kube.wait_for(
+        lambda: _has_default_account(namespace),
+        timeout=30,
+        what="the standby namespace's default ServiceAccount",
+    )
+    kube.core("standby").create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": node,
+                "containers": [
+                    {
+                        "name": "hog",
+                        "image": "hog:none",
+                        "resources": {
+                            "limits": {GPU_RESOURCE: "8"},
+                            "requests": {GPU_RESOURCE: "8"},
+                        },
+                    }
+                ],
+                "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists"}],
+            },
+        },
+    )
     return name
 
 
@@ -485,22 +614,38 @@ def _alive(pid: int) -> bool:
 def test_faults_on_the_standby_leave_clients_alone_and_are_undone(drill_ns: str) -> None:
     """PodKill and NodeFailure (through the infrastructure webhook) on the standby: clients
     of the primary see nothing, and the standby is whole again afterwards."""
-    name = apply_plan(drill_ns, plan("standby-faults", [
-        {"name": "standby-node-dies", "fault": {"type": "NodeFailure", "cluster": "standby"},
-         "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
-        # The node's pods restart when it recovers: a moment for the standby to be whole.
-        {"name": "standby-recovers", "action": {"type": "Wait"}, "durationSeconds": 8},
-        {"name": "kill-standby-pod", "fault": {"type": "PodKill", "cluster": "standby",
-                                               "gracePeriodSeconds": 0},
-         "durationSeconds": 4, "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}},
-    ]))  # fmt: skip
+    name = apply_plan(
+        drill_ns,
+        plan(
+            "standby-faults",
+            [
+                {
+                    "name": "standby-node-dies",
+                    "fault": {"type": "NodeFailure", "cluster": "standby"},
+                    "durationSeconds": 4,
+                    "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0},
+                },
+                # The node's pods restart when it recovers: a moment for the standby to be whole.
+                {"name": "standby-recovers", "action": {"type": "Wait"}, "durationSeconds": 8},
+                {
+                    "name": "kill-standby-pod",
+                    "fault": {"type": "PodKill", "cluster": "standby", "gracePeriodSeconds": 0},
+                    "durationSeconds": 4,
+                    "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0},
+                },
+            ],
+        ),
+    )
     s = finished(drill_ns, name, timeout=120)
     assert s["phase"] == "Passed", explain(s)
     failure, kill = s["faults"]
     assert (kill["type"], kill["cluster"], kill["state"]) == ("PodKill", "standby", "Undone")
     assert kill["parameters"]["gracePeriodSeconds"] == "0" and len(kill["targets"]) == 1
     assert (failure["type"], failure["provider"], failure["state"]) == (
-        "NodeFailure", "webhook", "Undone")  # fmt: skip
+        "NodeFailure",
+        "webhook",
+        "Undone",
+    )
     node = failure["parameters"]["node"]
     leases = client.CoordinationV1Api(kube.api_client("standby"))
     lease = leases.read_namespaced_lease(node, "kube-node-lease")
@@ -510,9 +655,20 @@ def test_faults_on_the_standby_leave_clients_alone_and_are_undone(drill_ns: str)
 def test_an_expectation_the_system_cannot_meet_fails_with_the_measured_value(
     drill_ns: str,
 ) -> None:
-    name = apply_plan(drill_ns, plan("impossible", [
-        {"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 3,
-         "expect": {"activeCluster": "standby"}}]))  # fmt: skip
+    name = apply_plan(
+        drill_ns,
+        plan(
+            "impossible",
+            [
+                {
+                    "name": "hold",
+                    "action": {"type": "Wait"},
+                    "durationSeconds": 3,
+                    "expect": {"activeCluster": "standby"},
+                }
+            ],
+        ),
+    )
     s = finished(drill_ns, name, timeout=60)
     assert s["phase"] == "Failed" and s["reason"] == "ExpectationFailed", explain(s)
     assert "primary" in s["steps"][0]["message"] and "standby" in s["steps"][0]["message"]
@@ -522,10 +678,15 @@ def test_prometheus_stopped_mid_run_is_inconclusive_never_passed(drill_ns: str) 
     body = plan(
         "prometheus-down",
         [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 14}],
-        gates=[{"name": "primary-answers",
+        gates=[
+            {
+                "name": "primary-answers",
                 "prometheus": {"query": REQUESTS.format(cluster="primary", ns=drill_ns)},
-                "intervalSeconds": 1, "successCondition": "result[0] > 0"}],
-    )  # fmt: skip
+                "intervalSeconds": 1,
+                "successCondition": "result[0] > 0",
+            }
+        ],
+    )
     name = apply_plan(drill_ns, body)
 
     def measured(s: dict[str, Any]) -> bool:
@@ -551,19 +712,32 @@ def test_a_standby_whose_override_changes_its_answers_fails_the_model_check(
     from the baseline, and the run fails with ModelMismatch and the figures."""
 
     def truncating_standby(spec: dict[str, Any]) -> None:
-        spec["clusters"]["standby"]["runtime"] = {"env": [
-            {"name": "MODELDR_SERVE_MAX_SEQ_LENGTH", "value": "6"},
-            {"name": "MODELDR_SERVE_TRUNCATE", "value": "true"},
-        ]}  # fmt: skip
+        spec["clusters"]["standby"]["runtime"] = {
+            "env": [
+                {"name": "MODELDR_SERVE_MAX_SEQ_LENGTH", "value": "6"},
+                {"name": "MODELDR_SERVE_TRUNCATE", "value": "true"},
+            ]
+        }
 
     with own_modeldeployment("m", truncating_standby, serving_everywhere) as ns:
-        name = apply_plan(ns, plan(
-            "standby-differs",
-            [{"name": "primary-outage", "fault": {"type": "ClusterOutage", "cluster": "primary"},
-              "durationSeconds": 12, "expect": {"activeCluster": "standby"}}],
-            modelChecks={"goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}},
-                         "minAgreement": 0.99},
-        ))  # fmt: skip
+        name = apply_plan(
+            ns,
+            plan(
+                "standby-differs",
+                [
+                    {
+                        "name": "primary-outage",
+                        "fault": {"type": "ClusterOutage", "cluster": "primary"},
+                        "durationSeconds": 12,
+                        "expect": {"activeCluster": "standby"},
+                    }
+                ],
+                modelChecks={
+                    "goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}},
+                    "minAgreement": 0.99,
+                },
+            ),
+        )
         s = finished(ns, name, timeout=180)
     assert s["phase"] == "Failed" and s["reason"] == "ModelMismatch", explain(s)
     checks = {c["name"]: c for c in s["modelChecks"]}
@@ -635,10 +809,18 @@ def test_a_scheduled_plan_starts_runs_on_time_respects_forbid_and_trims_history(
     name = "every-10s"
     body = plan(
         name,
-        [{"name": "hold", "action": {"type": "Wait"}, "durationSeconds": 8,
-          "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0}}],
-        schedule="*/10 * * * * *", historyLimit=1, startingDeadlineSeconds=5,
-    )  # fmt: skip
+        [
+            {
+                "name": "hold",
+                "action": {"type": "Wait"},
+                "durationSeconds": 8,
+                "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0},
+            }
+        ],
+        schedule="*/10 * * * * *",
+        historyLimit=1,
+        startingDeadlineSeconds=5,
+    )
     custom().create_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLPLANS, body)
     seen: dict[str, dict[str, Any]] = {}
     overlaps: list[list[str]] = []  # kube.wait_for retries on exceptions: collect, then assert
@@ -679,9 +861,10 @@ def test_a_scheduled_plan_starts_runs_on_time_respects_forbid_and_trims_history(
         s1 = finished(drill_ns, first, timeout=60)
         assert s1["phase"] == "Passed", explain(s1)
         second = kube.wait_for(
-            lambda: [n for n in sorted(watch()) if n != first] or None, timeout=30,
+            lambda: [n for n in sorted(watch()) if n != first] or None,
+            timeout=30,
             what="a second scheduled run",
-        )[0]  # fmt: skip
+        )[0]
         assert seen[second]["metadata"]["creationTimestamp"] >= s1["finishedAt"][:19]
         s2 = finished(drill_ns, second, timeout=60)
         assert s2["phase"] == "Passed", explain(s2)

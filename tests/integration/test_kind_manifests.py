@@ -44,9 +44,17 @@ def crds(sandbox: Sandbox) -> None:
 
 def dry_run(namespace: str, manifest: str) -> subprocess.CompletedProcess[str]:
     return kubectl(
-        "apply", "--server-side", "--field-manager=kind-demo", "--dry-run=server",
-        "-n", namespace, "-f", "-", stdin=manifest, check=False,
-    )  # fmt: skip
+        "apply",
+        "--server-side",
+        "--field-manager=kind-demo",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=manifest,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("path", APPLIED, ids=lambda p: str(p.relative_to(ROOT)))
@@ -58,8 +66,11 @@ def test_the_examples_kind_applies_are_accepted(crds: None, hub_namespace: str, 
 
 
 def test_the_chart_as_kind_demo_installs_it_is_accepted(crds: None, hub_namespace: str) -> None:
-    helm_line = next(line for line in DEMO.read_text().replace("\\\n", " ").splitlines()
-                     if "upgrade --install modeldr charts/modeldr" in line)  # fmt: skip
+    helm_line = next(
+        line
+        for line in DEMO.read_text().replace("\\\n", " ").splitlines()
+        if "upgrade --install modeldr charts/modeldr" in line
+    )
     sets = re.findall(r"--set (\S+)", helm_line)
     assert {"replicaCount=1", "image.tag=dev", "image.pullPolicy=Never"} <= set(sets)
     args = ["template", "modeldr", str(ROOT / "charts/modeldr"), "-n", hub_namespace]
@@ -97,14 +108,32 @@ def test_the_member_secret_as_kind_demo_builds_it_is_accepted(
         "hub",
     ]
     secret = subprocess.run(
-        [*base, "-n", hub_namespace, "create", "secret", "generic", "modeldr-member-primary",
-         f"--from-file={KUBECONFIG_KEY}={member}", "--dry-run=client", "-o", "yaml"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
+        [
+            *base,
+            "-n",
+            hub_namespace,
+            "create",
+            "secret",
+            "generic",
+            "modeldr-member-primary",
+            f"--from-file={KUBECONFIG_KEY}={member}",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     labelled = subprocess.run(
         [*base, "label", "--local", "-f", "-", f"{MEMBER_CLUSTER_LABEL}=primary", "-o", "yaml"],
-        input=secret, capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
+        input=secret,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     doc = yaml.safe_load(labelled)
     assert doc["metadata"]["labels"] == {MEMBER_CLUSTER_LABEL: "primary"}
     assert set(doc["data"]) == {KUBECONFIG_KEY}

@@ -51,8 +51,13 @@ NODE_IP = "127.1.0.1"  # the primary's nodes' address (sandbox/config.py)
 
 
 def ruleset() -> str:
-    done = subprocess.run(["nft", "list", "table", FAMILY, TABLE], capture_output=True,
-                          text=True, check=False, timeout=10)  # fmt: skip
+    done = subprocess.run(
+        ["nft", "list", "table", FAMILY, TABLE],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
     return done.stdout if done.returncode == 0 else ""
 
 
@@ -102,8 +107,12 @@ def applied(ns: str, name: str) -> dict[str, Any]:
 
 
 def network_step(name: str, fault: dict[str, Any], seconds: int, **expect: Any) -> dict[str, Any]:
-    return {"name": name, "fault": {"cluster": "primary", **fault}, "durationSeconds": seconds,
-            "expect": {"activeCluster": "unchanged", **expect}}  # fmt: skip
+    return {
+        "name": name,
+        "fault": {"cluster": "primary", **fault},
+        "durationSeconds": seconds,
+        "expect": {"activeCluster": "unchanged", **expect},
+    }
 
 
 def test_a_partition_cuts_clients_off_while_the_node_still_reaches_the_pod(drill_ns: str) -> None:
@@ -118,8 +127,9 @@ def partition_unseen(drill_ns: str) -> None:
     pod = model_pod(drill_ns)
     ip, (port, path) = pod.status.pod_ip, ready_path(pod)
     assert answers(ip, port, path) and not rules_for(ip)
-    name = apply_plan(drill_ns, plan("partition", [
-        network_step("cut", {"type": "NetworkPartition"}, 6)]))  # fmt: skip
+    name = apply_plan(
+        drill_ns, plan("partition", [network_step("cut", {"type": "NetworkPartition"}, 6)])
+    )
     applied(drill_ns, name)
     in_force = rules_for(ip)
     [nf] = orders(drill_ns)
@@ -131,8 +141,9 @@ def partition_unseen(drill_ns: str) -> None:
     assert not answers(ip, port, path), "a client still reaches the partitioned pod"
     assert answers(ip, port, path, source=NODE_IP), "the node's own address was cut off too"
     assert nf["status"]["nodes"][pod.spec.node_name]["state"] == "Applied"
-    assert nf["spec"]["targets"] == [{"ip": ip, "node": pod.spec.node_name,
-                                      "pod": pod.metadata.name}]  # fmt: skip
+    assert nf["spec"]["targets"] == [
+        {"ip": ip, "node": pod.spec.node_name, "pod": pod.metadata.name}
+    ]
     # The readiness probe (every 2 s, failureThreshold 1) comes from the node: the pod stays
     # Ready, so its endpoint does too, while no client gets through (what only the client
     # probe sees).
@@ -151,17 +162,27 @@ def partition_unseen(drill_ns: str) -> None:
 
 def test_packet_loss_keeps_errors_bounded_and_does_not_fail_over(drill_ns: str) -> None:
     pod = model_pod(drill_ns)
-    name = apply_plan(drill_ns, plan("loss", [
-        network_step("lossy", {"type": "PacketLoss", "lossPercent": 20}, 8,
-                     maxErrorRatio=0.5)]))  # fmt: skip
+    name = apply_plan(
+        drill_ns,
+        plan(
+            "loss",
+            [
+                network_step(
+                    "lossy", {"type": "PacketLoss", "lossPercent": 20}, 8, maxErrorRatio=0.5
+                )
+            ],
+        ),
+    )
     applied(drill_ns, name)
     [rule, *_] = rules_for(pod.status.pod_ip)
     assert "numgen random mod 100 < 20 drop" in rule
     s = finished(drill_ns, name, timeout=90)
     assert s["phase"] == "Passed", explain(s)
     step = s["steps"][0]
-    print(f"\npacket loss 20%: error ratio {step['errorRatio']:.3f}, p99 "
-          f"{step.get('p99LatencyMs')} ms over {step['requests']} requests")  # fmt: skip
+    print(
+        f"\npacket loss 20%: error ratio {step['errorRatio']:.3f}, p99 "
+        f"{step.get('p99LatencyMs')} ms over {step['requests']} requests"
+    )
     assert step["activeCluster"] == "primary" and step["errorRatio"] <= 0.5
     assert step["requests"] >= 40  # 10/s over the 8 s step
     assert not rules_for(pod.status.pod_ip) and orders(drill_ns) == []
@@ -170,8 +191,10 @@ def test_packet_loss_keeps_errors_bounded_and_does_not_fail_over(drill_ns: str) 
 def test_latency_without_netem_ends_error_fault_unsupported_with_nothing_left(
     drill_ns: str,
 ) -> None:
-    name = apply_plan(drill_ns, plan("latency", [
-        network_step("slow", {"type": "Latency", "latencyMilliseconds": 200}, 5)]))  # fmt: skip
+    name = apply_plan(
+        drill_ns,
+        plan("latency", [network_step("slow", {"type": "Latency", "latencyMilliseconds": 200}, 5)]),
+    )
     s = finished(drill_ns, name, timeout=60)
     assert s["phase"] == "Error" and s["reason"] == "FaultUnsupported", explain(s)
     step = s["steps"][0]
@@ -187,8 +210,12 @@ def test_a_killed_operator_s_partition_expires_by_itself(drill_ns: str) -> None:
     then finds the run and ends it Aborted."""
     pod = model_pod(drill_ns)
     ip = pod.status.pod_ip
-    name = apply_plan(drill_ns, plan("orphan", [
-        network_step("cut", {"type": "NetworkPartition"}, 120)], faultExpirySeconds=3))  # fmt: skip
+    name = apply_plan(
+        drill_ns,
+        plan(
+            "orphan", [network_step("cut", {"type": "NetworkPartition"}, 120)], faultExpirySeconds=3
+        ),
+    )
     applied(drill_ns, name)
     time.sleep(2.5)  # a few renewals
     pid = int((sandbox_paths().state / "operator.pid").read_text())
@@ -201,8 +228,10 @@ def test_a_killed_operator_s_partition_expires_by_itself(drill_ns: str) -> None:
     kube.wait_for(lambda: not rules_for(ip), timeout=10, interval=0.05, what="rules expired")
     gone = datetime.now(UTC)
     lag = (gone - expires).total_seconds()
-    print(f"\nexpiry -> rules gone: {lag:.3f} s (operator killed {time.monotonic() - killed:.1f} s"
-          f" before)")  # fmt: skip
+    print(
+        f"\nexpiry -> rules gone: {lag:.3f} s (operator killed {time.monotonic() - killed:.1f} s"
+        f" before)"
+    )
     assert -0.5 <= lag <= 1.5, f"rules gone {lag:.2f} s after expiresAt {expires}"
     assert time.monotonic() - killed <= 3 + 2, "not within one expiry period of the kill"
     [nf] = orders(drill_ns)
@@ -252,11 +281,16 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
     ip, node = "127.1.129.250", "gpu-0"  # gpu-0's process pod range (sandbox/config.py)
     api = client.CustomObjectsApi(kube.api_client("primary"))
     body = {
-        "apiVersion": f"{O.GROUP}/{O.VERSION}", "kind": O.KIND,
+        "apiVersion": f"{O.GROUP}/{O.VERSION}",
+        "kind": O.KIND,
         "metadata": {"name": "orphan"},
-        "spec": {"effect": "NetworkPartition", "targets": [{"ip": ip, "node": node}],
-                 "nodes": [node], "expiresAt": "2099-01-01T00:00:00Z"},
-    }  # fmt: skip
+        "spec": {
+            "effect": "NetworkPartition",
+            "targets": [{"ip": ip, "node": node}],
+            "nodes": [node],
+            "expiresAt": "2099-01-01T00:00:00Z",
+        },
+    }
     with pod_address_server(ip) as port:
         assert answers(ip, port, "/")
         api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, body)
@@ -268,8 +302,12 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
             api.delete_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, "orphan")
             killed = time.monotonic()
             assert rules_for(ip), "a dead agent cannot have removed its rules"
-            kube.wait_for(lambda: not rules_for(ip), timeout=30, interval=0.1,
-                          what="the restarted agent to remove the orphaned rules")  # fmt: skip
+            kube.wait_for(
+                lambda: not rules_for(ip),
+                timeout=30,
+                interval=0.1,
+                what="the restarted agent to remove the orphaned rules",
+            )
             print(
                 f"\nagent killed -> orphaned rules removed by its restart: "
                 f"{time.monotonic() - killed:.2f} s"
@@ -280,8 +318,9 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
             assert agent_pid("primary", node)[1] != pid
         finally:
             with contextlib.suppress(client.ApiException):
-                api.delete_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL,
-                                                    "orphan")  # fmt: skip
+                api.delete_namespaced_custom_object(
+                    O.GROUP, O.VERSION, drill_ns, O.PLURAL, "orphan"
+                )
     log = (sandbox_paths().processes / "primary" / agent.NAMESPACE / f"{pod}.log").read_text()
     assert "removing 1 order(s) left in the kernel" in log.rsplit("--- ", 1)[-1], log[-2000:]
 
@@ -299,8 +338,10 @@ def test_the_packet_loss_example_passes_as_it_stands(drill_ns: str) -> None:
         s = finished(ns, name, timeout=240)
     assert s["phase"] == "Passed", explain(s)
     lossy = s["steps"][0]
-    print(f"\nexample packet loss: error ratio {lossy['errorRatio']:.3f}, p99 "
-          f"{lossy.get('p99LatencyMs')} ms over {lossy['requests']} requests")  # fmt: skip
+    print(
+        f"\nexample packet loss: error ratio {lossy['errorRatio']:.3f}, p99 "
+        f"{lossy.get('p99LatencyMs')} ms over {lossy['requests']} requests"
+    )
     assert lossy["activeCluster"] == "primary"
     assert [f["type"] for f in s["faults"]] == ["PacketLoss"]
     assert s["faults"][0]["state"] == "Undone"

@@ -144,9 +144,13 @@ def test_primary_outage_fails_over_and_back_while_a_client_keeps_going(
         # operator's client probe (on by default) holds the switch until it answers.
         asked = time.time()
         custom().patch_namespaced_custom_object(
-            GROUP, VERSION, hub_ns, PLURAL, NAME,
+            GROUP,
+            VERSION,
+            hub_ns,
+            PLURAL,
+            NAME,
             {"metadata": {"annotations": {SWITCH_ANNOTATION: "primary"}}},
-        )  # fmt: skip
+        )
         s = wait_status(hub_ns, lambda s: s.get("activeCluster") == "primary", "failback", 120)
         assert s["lastFailover"]["to"] == "primary" and s["lastFailover"]["automatic"] is False
         assert SWITCH_ANNOTATION not in (get(hub_ns)["metadata"].get("annotations") or {})
@@ -365,9 +369,13 @@ def test_moving_a_member_namespace_removes_the_old_objects(hub_ns: str) -> None:
     standby_apps = client.AppsV1Api(kube.api_client("standby"))
     try:
         custom().patch_namespaced_custom_object(
-            GROUP, VERSION, hub_ns, PLURAL, NAME,
+            GROUP,
+            VERSION,
+            hub_ns,
+            PLURAL,
+            NAME,
             {"spec": {"clusters": {"standby": {"namespace": moved}}}},
-        )  # fmt: skip
+        )
 
         def old_gone_new_ready() -> bool:
             try:

@@ -143,13 +143,19 @@ def leads(offset: int) -> bool:
 def test_one_leader_and_a_fast_takeover(replicas: StartReplica) -> None:
     operator_up()
     peer = replicas("sandbox-operator-1", 1)
-    kube.wait_for(lambda: healthz(HEALTH_PORT + 1) is not None, timeout=60,
-                  what="the second replica's /healthz")  # fmt: skip
+    kube.wait_for(
+        lambda: healthz(HEALTH_PORT + 1) is not None,
+        timeout=60,
+        what="the second replica's /healthz",
+    )
     time.sleep(3)  # a few retry periods: the peer must keep waiting
     # /healthz answers 200 on both (healthz() is None otherwise), saying who leads.
     assert healthz(HEALTH_PORT + 1) == {
-        "status": "ok", "identity": "sandbox-operator-1", "leader": False, "leaderElection": True,
-    }  # fmt: skip
+        "status": "ok",
+        "identity": "sandbox-operator-1",
+        "leader": False,
+        "leaderElection": True,
+    }
     assert (healthz(HEALTH_PORT) or {}).get("leader") is True
     assert holder() == "sandbox-operator-0"
     assert metric(METRICS_PORT + 1, "modeldr_leader") == 0.0
@@ -172,8 +178,11 @@ def test_a_replica_whose_lease_is_taken_exits_at_once(replicas: StartReplica) ->
     first = replicas("sandbox-operator-a", 2)
     kube.wait_for(lambda: leads(2), timeout=60, what="the first replica leading")
     second = replicas("sandbox-operator-b", 3)
-    kube.wait_for(lambda: healthz(HEALTH_PORT + 3) is not None, timeout=60,
-                  what="the second replica's /healthz")  # fmt: skip
+    kube.wait_for(
+        lambda: healthz(HEALTH_PORT + 3) is not None,
+        timeout=60,
+        what="the second replica's /healthz",
+    )
     assert not leads(3)
 
     # Someone else writes the Lease (as admin): a split brain the holder must not ignore.

@@ -33,8 +33,11 @@ def _own_engine() -> dict[str, str]:
 def _inspect(env: dict[str, str], image: str, template: str) -> str:
     done = subprocess.run(
         ["docker", "image", "inspect", "-f", template, image],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if done.returncode != 0:
         pytest.fail(f"{image} is not in the project's engine: scripts/kind-prepare.sh builds it")
     return done.stdout.strip()
@@ -48,8 +51,12 @@ def test_images_of_an_unchanged_source_are_not_rebuilt() -> None:
         assert _inspect(env, image, '{{index .Config.Labels "modeldr.source"}}') == digest
     done = subprocess.run(
         ["bash", "scripts/kind-images.sh"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "up to date" in done.stderr
     assert done.stdout.split() == list(IMAGES)

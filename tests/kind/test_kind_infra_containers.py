@@ -255,8 +255,10 @@ def test_node_failure_kills_the_container_and_undo_brings_it_back_on_its_address
         assert address(WORKER) == nodes[WORKER]
         assert routes(WORKER) == before
         assert webhook.snapshot() == []
-        print(f"NodeFailure {attempt}: killed in {killed_s:.2f} s; started with its routes in "
-              f"{started_s:.2f} s")  # fmt: skip
+        print(
+            f"NodeFailure {attempt}: killed in {killed_s:.2f} s; started with its routes in "
+            f"{started_s:.2f} s"
+        )
 
 
 def test_a_node_whose_address_was_taken_comes_back_on_another_and_the_routes_follow(
@@ -269,8 +271,20 @@ def test_a_node_whose_address_was_taken_comes_back_on_another_and_the_routes_fol
     fid = fault_id()
     webhook.inject({"id": fid, "type": "NodeFailure", "cluster": "primary", "node": WORKER})
     # Another container meanwhile, on the freed address.
-    docker("run", "-d", "--name", "mdrtest-intruder", "--network", NETWORK,
-           "--ip", nodes[WORKER], "--entrypoint", "sleep", IMAGE, "60")  # fmt: skip
+    docker(
+        "run",
+        "-d",
+        "--name",
+        "mdrtest-intruder",
+        "--network",
+        NETWORK,
+        "--ip",
+        nodes[WORKER],
+        "--entrypoint",
+        "sleep",
+        IMAGE,
+        "60",
+    )
     answer = webhook.undo({"id": fid})
     new = address(WORKER)
     assert new != nodes[WORKER] and state(WORKER)["Running"]
@@ -327,8 +341,13 @@ def test_an_unrenewed_fault_is_undone_by_the_provider_within_a_second_of_its_exp
     now = datetime.now(UTC)
     # A failed node first (no node of a cluster in an outage can fail), the outage over it;
     # the outage expires first (one change at a time: each is timed against its own expiry).
-    client.inject(failure, "NodeFailure", "primary", "mdrtest-primary-worker2",
-                  expires_at=now + timedelta(seconds=4))  # fmt: skip
+    client.inject(
+        failure,
+        "NodeFailure",
+        "primary",
+        "mdrtest-primary-worker2",
+        expires_at=now + timedelta(seconds=4),
+    )
     client.inject(outage, "ClusterOutage", "primary", expires_at=now + timedelta(seconds=3))
     assert state("mdrtest-primary-control-plane")["Paused"]
     assert not state("mdrtest-primary-worker2")["Running"]

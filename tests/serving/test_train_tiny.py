@@ -67,9 +67,19 @@ def test_training_learns_and_is_reproducible(tmp_path: Path) -> None:
 def test_cli_train_tiny_another_seed(tmp_path: Path) -> None:
     golden = tmp_path / "golden.jsonl"
     made = run_cli(
-        "train-tiny", str(tmp_path / "m"), "--seed", "8", "--reviews", "2000", "--epochs", "3",
-        "--golden-set", str(golden), "--golden-size", "10",
-    )  # fmt: skip
+        "train-tiny",
+        str(tmp_path / "m"),
+        "--seed",
+        "8",
+        "--reviews",
+        "2000",
+        "--epochs",
+        "3",
+        "--golden-set",
+        str(golden),
+        "--golden-size",
+        "10",
+    )
     assert made.returncode == 0, made.stderr
     summary = json.loads(made.stdout)
     assert summary["revision"] == "tiny-review-seed8" and summary["seed"] == 8

@@ -220,10 +220,12 @@ def serving_status(ready: bool = True) -> dict[str, Any]:
         {"type": "Ready", "status": "True", "reason": "Serving", "message": "primary: ok"}
         if ready
         else {
-            "type": "Ready", "status": "False", "reason": "ServersNotAnswering",
+            "type": "Ready",
+            "status": "False",
+            "reason": "ServersNotAnswering",
             "message": "primary: client probe: 0 of 1 answered; HTTP 503: model is loading x1",
         }
-    )  # fmt: skip
+    )
     return {"activeCluster": "primary", "conditions": [condition]}
 
 

@@ -108,8 +108,14 @@ def test_owned_keys_reads_this_agents_rule_comments_only() -> None:
 @pytest.mark.skipif(not Path("/usr/sbin/nft").exists(), reason="no nft binary here")
 def test_the_golden_script_is_valid_nftables() -> None:
     """`nft -c` parses and checks the script against the kernel without applying it."""
-    done = subprocess.run(["nft", "-c", "-f", "-"], input=GOLDEN_PARTITION_AND_LOSS,
-                          capture_output=True, text=True, check=False, timeout=10)  # fmt: skip
+    done = subprocess.run(
+        ["nft", "-c", "-f", "-"],
+        input=GOLDEN_PARTITION_AND_LOSS,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -176,8 +182,11 @@ def test_latency_where_netem_is_missing_is_refused_with_the_reason() -> None:
 
 def test_the_agent_looks_again_at_the_earliest_expiry_of_what_it_holds() -> None:
     soon, later = order("soon", expires=NOW + timedelta(seconds=0.2)), order("later")
-    other = order("other", expires=NOW + timedelta(seconds=0.1),
-                  targets=[{"ip": "127.1.130.2", "node": "gpu-1"}])  # fmt: skip
+    other = order(
+        "other",
+        expires=NOW + timedelta(seconds=0.1),
+        targets=[{"ip": "127.1.130.2", "node": "gpu-1"}],
+    )
     held = decide.desired([soon, later, other], "gpu-0", NOW, latency=None)
     expiry = decide.next_expiry([soon, later, other], held)
     assert expiry == NOW + timedelta(seconds=0.2)  # not gpu-1's order
@@ -247,12 +256,18 @@ def test_the_committed_networkfault_crd_is_what_the_generator_writes() -> None:
 
 
 def _render_chart(*sets: str) -> list[dict[str, Any]]:
-    args = ["template", "modeldr-agent", str(ROOT / "charts/modeldr-agent"),
-            "--namespace", "modeldr-agent"]  # fmt: skip
+    args = [
+        "template",
+        "modeldr-agent",
+        str(ROOT / "charts/modeldr-agent"),
+        "--namespace",
+        "modeldr-agent",
+    ]
     for value in sets:
         args += ["--set", value]
-    done = subprocess.run([require_tool("helm"), *args], capture_output=True, text=True,
-                          check=False, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [require_tool("helm"), *args], capture_output=True, text=True, check=False, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -270,8 +285,11 @@ def test_the_agent_chart_runs_one_host_network_pod_per_node_with_net_admin_only(
     assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
     assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
-    assert env == {"NODE_NAME": "spec.nodeName", "NODE_IP": "status.hostIP",
-                   "POD_NAME": "metadata.name"}  # fmt: skip
+    assert env == {
+        "NODE_NAME": "spec.nodeName",
+        "NODE_IP": "status.hostIP",
+        "POD_NAME": "metadata.name",
+    }
 
 
 def test_the_agent_chart_grants_networkfaults_and_their_status_only() -> None:
@@ -279,9 +297,11 @@ def test_the_agent_chart_grants_networkfaults_and_their_status_only() -> None:
     [role] = [d for d in docs if d["kind"] == "ClusterRole"]
     granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {
-        ("networkfaults", "get"), ("networkfaults", "list"), ("networkfaults", "watch"),
+        ("networkfaults", "get"),
+        ("networkfaults", "list"),
+        ("networkfaults", "watch"),
         ("networkfaults/status", "patch"),
-    }  # fmt: skip
+    }
     assert {g for rule in role["rules"] for g in rule["apiGroups"]} == {"modeldr.io"}
     [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert binding["subjects"][0]["name"] == "modeldr-agent"
@@ -294,8 +314,17 @@ def test_the_agent_chart_grants_networkfaults_and_their_status_only() -> None:
 
 def test_the_agent_chart_refuses_unknown_values() -> None:
     done = subprocess.run(
-        [require_tool("helm"), "template", "x", str(ROOT / "charts/modeldr-agent"),
-         "--set", "clusterNam=primary"],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        [
+            require_tool("helm"),
+            "template",
+            "x",
+            str(ROOT / "charts/modeldr-agent"),
+            "--set",
+            "clusterNam=primary",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode != 0 and "clusterNam" in done.stderr

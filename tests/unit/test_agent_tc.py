@@ -30,19 +30,45 @@ from modeldr.api.networkfault import Order
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 TAG = tcrules.netem_tag(rules.chain_base("primary", "gpu-0"))
-PRIO = ["prio", "bands", "4", "priomap", "1", "2", "2", "2", "1", "2", "0", "0",
-        "1", "1", "1", "1", "1", "1", "1", "1"]  # fmt: skip
+PRIO = [
+    "prio",
+    "bands",
+    "4",
+    "priomap",
+    "1",
+    "2",
+    "2",
+    "2",
+    "1",
+    "2",
+    "0",
+    "0",
+    "1",
+    "1",
+    "1",
+    "1",
+    "1",
+    "1",
+    "1",
+    "1",
+]
 
 # `tc -j qdisc show` as iproute2 6.1 prints it (this machine's, trimmed), and ours added.
 DEFAULTS: list[dict[str, Any]] = [
     {"kind": "noqueue", "handle": "0:", "dev": "lo", "root": True, "refcnt": 2, "options": {}},
-    {"kind": "pfifo_fast", "handle": "0:", "dev": "eth0", "root": True, "refcnt": 2,
-     "options": {"bands": 3, "priomap": [1, 2, 2, 2, 1, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]}},
+    {
+        "kind": "pfifo_fast",
+        "handle": "0:",
+        "dev": "eth0",
+        "root": True,
+        "refcnt": 2,
+        "options": {"bands": 3, "priomap": [1, 2, 2, 2, 1, 2, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]},
+    },
     {"kind": "noqueue", "handle": "0:", "dev": "cali1a2b", "root": True, "refcnt": 2},
     {"kind": "noqueue", "handle": "0:", "dev": "cali3c4d", "root": True, "refcnt": 2},
     {"kind": "mq", "handle": "0:", "dev": "ens5", "root": True},
     {"kind": "fq_codel", "handle": "0:", "dev": "ens5", "parent": ":1"},
-]  # fmt: skip
+]
 
 
 def ours(dev: str, leaf: str | None) -> list[dict[str, Any]]:
@@ -62,11 +88,43 @@ def listing_with(*entries: list[dict[str, Any]], drop: tuple[str, ...] = ()) -> 
 
 GOLDEN_ONE_V4 = [
     ["tc", "qdisc", "add", "dev", "lo", "root", "handle", "1a1a:", *PRIO],
-    ["tc", "qdisc", "add", "dev", "lo", "parent", "1a1a:4", "handle", TAG,
-     "netem", "limit", "10000", "delay", "200ms"],
-    ["tc", "filter", "add", "dev", "lo", "parent", "1a1a:", "protocol", "ip", "prio", "1",
-     "u32", "match", "ip", "dst", "127.1.129.3/32", "flowid", "1a1a:4"],
-]  # fmt: skip
+    [
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "lo",
+        "parent",
+        "1a1a:4",
+        "handle",
+        TAG,
+        "netem",
+        "limit",
+        "10000",
+        "delay",
+        "200ms",
+    ],
+    [
+        "tc",
+        "filter",
+        "add",
+        "dev",
+        "lo",
+        "parent",
+        "1a1a:",
+        "protocol",
+        "ip",
+        "prio",
+        "1",
+        "u32",
+        "match",
+        "ip",
+        "dst",
+        "127.1.129.3/32",
+        "flowid",
+        "1a1a:4",
+    ],
+]
 
 
 def test_one_v4_pod_without_jitter_is_golden() -> None:
@@ -77,8 +135,12 @@ def test_one_v4_pod_without_jitter_is_golden() -> None:
 
 def test_several_pods_v4_and_v6_on_two_veths_with_jitter_are_golden() -> None:
     ips = ("fd00::a", "10.244.1.10", "10.244.1.9", "10.244.1.20")
-    routes = {"10.244.1.9": "cali1a2b", "10.244.1.10": "cali1a2b", "fd00::a": "cali1a2b",
-              "10.244.1.20": "cali3c4d"}  # fmt: skip
+    routes = {
+        "10.244.1.9": "cali1a2b",
+        "10.244.1.10": "cali1a2b",
+        "fd00::a": "cali1a2b",
+        "10.244.1.20": "cali3c4d",
+    }
     planned = tcrules.plan(Delay("ml/slow/u1", ips, 150, 30), routes, DEFAULTS, TAG)
     netem = ["netem", "limit", "10000", "delay", "150ms", "30ms"]
 
@@ -96,16 +158,23 @@ def test_several_pods_v4_and_v6_on_two_veths_with_jitter_are_golden() -> None:
         ]
 
     # Devices sorted; per device v4 before v6, addresses by value (.9 before .10).
-    assert planned == Plan({
-        "cali1a2b": [*head("cali1a2b"), filt("cali1a2b", "10.244.1.9"),
-                     filt("cali1a2b", "10.244.1.10"), filt("cali1a2b", "fd00::a")],
-        "cali3c4d": [*head("cali3c4d"), filt("cali3c4d", "10.244.1.20")],
-    })  # fmt: skip
+    assert planned == Plan(
+        {
+            "cali1a2b": [
+                *head("cali1a2b"),
+                filt("cali1a2b", "10.244.1.9"),
+                filt("cali1a2b", "10.244.1.10"),
+                filt("cali1a2b", "fd00::a"),
+            ],
+            "cali3c4d": [*head("cali3c4d"), filt("cali3c4d", "10.244.1.20")],
+        }
+    )
 
 
 def test_jitter_zero_is_no_jitter() -> None:
-    planned = tcrules.plan(Delay("k", ("127.1.129.3",), 200, 0), {"127.1.129.3": "lo"},
-                           DEFAULTS, TAG)  # fmt: skip
+    planned = tcrules.plan(
+        Delay("k", ("127.1.129.3",), 200, 0), {"127.1.129.3": "lo"}, DEFAULTS, TAG
+    )
     assert planned == Plan({"lo": GOLDEN_ONE_V4})
 
 
@@ -118,8 +187,9 @@ def test_jitter_zero_is_no_jitter() -> None:
         ({"kind": "noqueue", "handle": "1:", "dev": "lo", "root": True}, "noqueue 1:"),
     ],
 )
-def test_a_foreign_root_qdisc_is_refused_with_nothing_to_run(root: dict[str, Any],
-                                                             words: str) -> None:  # fmt: skip
+def test_a_foreign_root_qdisc_is_refused_with_nothing_to_run(
+    root: dict[str, Any], words: str
+) -> None:
     listing = listing_with([root], drop=("lo",))
     planned = tcrules.plan(Delay("k", ("127.1.129.3",), 200), {"127.1.129.3": "lo"}, listing, TAG)
     assert isinstance(planned, Refusal)
@@ -128,8 +198,9 @@ def test_a_foreign_root_qdisc_is_refused_with_nothing_to_run(root: dict[str, Any
 
 
 def test_one_foreign_device_refuses_the_whole_order() -> None:
-    listing = listing_with([{"kind": "tbf", "handle": "1:", "dev": "cali3c4d", "root": True}],
-                           drop=("cali3c4d",))  # fmt: skip
+    listing = listing_with(
+        [{"kind": "tbf", "handle": "1:", "dev": "cali3c4d", "root": True}], drop=("cali3c4d",)
+    )
     routes = {"10.244.1.9": "cali1a2b", "10.244.1.20": "cali3c4d"}
     planned = tcrules.plan(Delay("k", ("10.244.1.9", "10.244.1.20"), 50), routes, listing, TAG)
     assert isinstance(planned, Refusal) and "cali3c4d" in planned.why
@@ -146,8 +217,9 @@ def test_another_agents_or_a_half_made_root_is_refused_and_an_own_leftover_repla
     absent = tcrules.plan(delay, {"127.1.129.3": "veth9"}, DEFAULTS, TAG)
     assert isinstance(absent, Refusal) and "veth9 is not in tc's listing" in absent.why
     mine = tcrules.plan(delay, routes, listing_with(ours("lo", TAG), drop=("lo",)), TAG)
-    assert mine == Plan({"lo": [["tc", "qdisc", "del", "dev", "lo", "root", "handle", "1a1a:"],
-                                *GOLDEN_ONE_V4]})  # fmt: skip
+    assert mine == Plan(
+        {"lo": [["tc", "qdisc", "del", "dev", "lo", "root", "handle", "1a1a:"], *GOLDEN_ONE_V4]}
+    )
 
 
 def test_the_netem_tag_is_stable_distinct_and_never_reserved() -> None:
@@ -176,7 +248,15 @@ def test_cleanup_deletes_only_this_agents_unbacked_roots() -> None:
     assert tcrules.stale(listing, TAG, set(), half_made=True) == ["cali1a2b", "cali3c4d", "veth7"]
     assert tcrules.stale(DEFAULTS, TAG, set(), half_made=True) == []
     assert tcrules.delete_command("cali3c4d") == [
-        "tc", "qdisc", "del", "dev", "cali3c4d", "root", "handle", "1a1a:"]  # fmt: skip
+        "tc",
+        "qdisc",
+        "del",
+        "dev",
+        "cali3c4d",
+        "root",
+        "handle",
+        "1a1a:",
+    ]
 
 
 def test_roots_ignore_children_and_junk() -> None:
@@ -192,18 +272,50 @@ def test_roots_ignore_children_and_junk() -> None:
 
 def test_route_lookup_answers_are_parsed() -> None:
     # This machine's answers for a sandbox pod IP and a v6 address on lo, and a real node's.
-    lo = [{"type": "local", "dst": "127.1.129.3", "dev": "lo", "prefsrc": "127.0.0.1",
-           "flags": [], "uid": 0, "cache": ["local"]}]  # fmt: skip
-    v6 = [{"type": "local", "dst": "fd00::4", "from": "::", "dev": "lo", "table": "local",
-           "protocol": "kernel", "prefsrc": "fd00::4", "metric": 0, "flags": [],
-           "pref": "medium"}]  # fmt: skip
-    veth = [{"dst": "10.244.1.9", "dev": "cali1a2b", "prefsrc": "10.0.0.4", "flags": [],
-             "uid": 0, "cache": []}]  # fmt: skip
+    lo = [
+        {
+            "type": "local",
+            "dst": "127.1.129.3",
+            "dev": "lo",
+            "prefsrc": "127.0.0.1",
+            "flags": [],
+            "uid": 0,
+            "cache": ["local"],
+        }
+    ]
+    v6 = [
+        {
+            "type": "local",
+            "dst": "fd00::4",
+            "from": "::",
+            "dev": "lo",
+            "table": "local",
+            "protocol": "kernel",
+            "prefsrc": "fd00::4",
+            "metric": 0,
+            "flags": [],
+            "pref": "medium",
+        }
+    ]
+    veth = [
+        {
+            "dst": "10.244.1.9",
+            "dev": "cali1a2b",
+            "prefsrc": "10.0.0.4",
+            "flags": [],
+            "uid": 0,
+            "cache": [],
+        }
+    ]
     assert tcrules.route_device(lo, "127.1.129.3") == "lo"
     assert tcrules.route_device(v6, "fd00::4") == "lo"
     assert tcrules.route_device(veth, "10.244.1.9") == "cali1a2b"
-    for bad, words in (([], "no route"), ([{"type": "unreachable", "dst": "x"}], "unreachable"),
-                       ([{"dst": "x"}], "names no device"), ({"x": 1}, "no route")):  # fmt: skip
+    for bad, words in (
+        ([], "no route"),
+        ([{"type": "unreachable", "dst": "x"}], "unreachable"),
+        ([{"dst": "x"}], "names no device"),
+        ({"x": 1}, "no route"),
+    ):
         with pytest.raises(ValueError, match=words):
             tcrules.route_device(bad, "10.9.9.9")
 
@@ -213,10 +325,12 @@ def test_route_lookup_answers_are_parsed() -> None:
 
 def latency_order(name: str, ms: int = 100, jitter: int | None = None) -> Order:
     spec: dict[str, Any] = {
-        "effect": "Latency", "latencyMilliseconds": ms,
+        "effect": "Latency",
+        "latencyMilliseconds": ms,
         "targets": [{"ip": "127.1.129.2", "node": "gpu-0"}, {"ip": "127.1.130.2", "node": "gpu-1"}],
-        "nodes": ["gpu-0", "gpu-1"], "expiresAt": (NOW + timedelta(seconds=5)).isoformat(),
-    }  # fmt: skip
+        "nodes": ["gpu-0", "gpu-1"],
+        "expiresAt": (NOW + timedelta(seconds=5)).isoformat(),
+    }
     if jitter is not None:
         spec["jitterMilliseconds"] = jitter
     return Order.model_validate({"namespace": "ml", "name": name, "uid": f"u-{name}", "spec": spec})
@@ -324,8 +438,14 @@ def run_in_namespace() -> dict[str, Any]:
         pytest.fail("unshare (util-linux) is needed to make a scratch network namespace")
     # As root a plain network namespace; else one inside a user namespace (root there).
     argv = [unshare, "-n"] if os.geteuid() == 0 else [unshare, "-r", "-n"]
-    done = subprocess.run([*argv, sys.executable, "-c", NAMESPACE_SCRIPT, TAG], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [*argv, sys.executable, "-c", NAMESPACE_SCRIPT, TAG],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if done.returncode != 0:
         pytest.fail(f"the scratch network namespace could not be made or used: {done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -338,8 +458,13 @@ def namespace() -> dict[str, Any]:
 
 
 def test_the_agent_finds_lo_as_the_device_of_loopback_targets(namespace: dict[str, Any]) -> None:
-    assert namespace["routes"] == {"127.1.129.3": "lo", "127.1.129.5": "lo", "fd00::4": "lo",
-                                   "127.1.129.4": "lo", "::1": "lo"}  # fmt: skip
+    assert namespace["routes"] == {
+        "127.1.129.3": "lo",
+        "127.1.129.5": "lo",
+        "fd00::4": "lo",
+        "127.1.129.4": "lo",
+        "::1": "lo",
+    }
 
 
 def test_make_on_this_kernel_applies_or_leaves_the_device_as_it_was(
@@ -368,13 +493,24 @@ def test_the_builders_filters_are_valid_and_steer_only_the_targets(
     failed = [(argv, why) for *argv, (rc, why) in namespace["commands"] if rc != 0]
     assert failed == [], failed
     # What the kernel holds: one u32 rule per target into band 4 (the match is the address).
-    rules_seen = {(f["protocol"], f["options"]["match"]["value"], f["options"]["flowid"])
-                  for f in namespace["filters"] if "flowid" in f.get("options", {})}  # fmt: skip
-    assert rules_seen == {("ip", "7f018103", "1a1a:4"), ("ip", "7f018105", "1a1a:4"),
-                          ("ipv6", "4", "1a1a:4")}  # fmt: skip
+    rules_seen = {
+        (f["protocol"], f["options"]["match"]["value"], f["options"]["flowid"])
+        for f in namespace["filters"]
+        if "flowid" in f.get("options", {})
+    }
+    assert rules_seen == {
+        ("ip", "7f018103", "1a1a:4"),
+        ("ip", "7f018105", "1a1a:4"),
+        ("ipv6", "4", "1a1a:4"),
+    }
     assert namespace["owner"] == "mine"  # the leaf's handle names this agent
-    assert namespace["received"] == {"127.1.129.3": 5, "127.1.129.5": 5, "fd00::4": 5,
-                                     "127.1.129.4": 5, "::1": 5}  # fmt: skip
+    assert namespace["received"] == {
+        "127.1.129.3": 5,
+        "127.1.129.5": 5,
+        "fd00::4": 5,
+        "127.1.129.4": 5,
+        "::1": 5,
+    }
     # Band 4 (netem's place) saw the targets' 15 datagrams and nothing else.
     assert namespace["band4_packets"] == [15]
     assert namespace["swept"] == ["lo"]
@@ -393,9 +529,16 @@ class FakeApi:
         self.objects: dict[str, dict[str, Any]] = {}
         self.patches: list[dict[str, Any]] = []
 
-    def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str,
-                                              plural: str, name: str, body: dict[str, Any],
-                                              **_: Any) -> None:  # fmt: skip
+    def patch_namespaced_custom_object_status(
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        body: dict[str, Any],
+        **_: Any,
+    ) -> None:
         report = body["status"]["nodes"]
         self.patches.append(report)
         obj = self.objects[name]
@@ -403,8 +546,12 @@ class FakeApi:
 
 
 def raw(name: str, expires: datetime, effect: str = "Latency") -> dict[str, Any]:
-    spec: dict[str, Any] = {"effect": effect, "targets": [{"ip": "127.1.129.2", "node": "gpu-0"}],
-                            "nodes": ["gpu-0"], "expiresAt": expires.isoformat()}  # fmt: skip
+    spec: dict[str, Any] = {
+        "effect": effect,
+        "targets": [{"ip": "127.1.129.2", "node": "gpu-0"}],
+        "nodes": ["gpu-0"],
+        "expiresAt": expires.isoformat(),
+    }
     if effect == "Latency":
         spec["latencyMilliseconds"] = 200
     return {"metadata": {"namespace": "ml", "name": name, "uid": f"u-{name}"}, "spec": spec}
@@ -449,7 +596,8 @@ def test_with_netem_a_latency_order_is_applied_then_removed_at_expiry(agent_with
     agent.tick(NOW)
     agent.tick(NOW + timedelta(seconds=1))  # nothing new: no second make, no second report
     assert [c for c in calls if c[0] == "make"] == [
-        ("make", Delay("ml/slow/u-slow", ("127.1.129.2",), 200))]  # fmt: skip
+        ("make", Delay("ml/slow/u-slow", ("127.1.129.2",), 200))
+    ]
     assert [p["gpu-0"]["state"] for p in api.patches] == ["Applied"]
     assert api.patches[0]["gpu-0"]["targets"] == ["127.1.129.2"]
     agent.tick(NOW + timedelta(seconds=5))  # its expiresAt: the agent undoes it by itself
@@ -461,8 +609,13 @@ def test_with_netem_a_refused_latency_is_reported_and_not_retried(agent_with: An
     from modeldr.agent import tc
 
     build, calls = agent_with
-    agent, api = build(True, tc.Outcome("Unsupported", "device lo has a root qdisc of "
-                                        "someone else (htb 1:); nothing was changed"))  # fmt: skip
+    agent, api = build(
+        True,
+        tc.Outcome(
+            "Unsupported",
+            "device lo has a root qdisc of someone else (htb 1:); nothing was changed",
+        ),
+    )
     api.objects["slow"] = raw("slow", NOW + timedelta(seconds=5))
     agent.tick(NOW)
     agent.tick(NOW + timedelta(seconds=1))

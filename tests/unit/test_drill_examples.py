@@ -58,8 +58,10 @@ def test_the_packet_loss_plan_expects_no_failover_and_a_bounded_error_ratio() ->
     [lossy] = [s for s in spec.steps if s.fault is not None]
     assert lossy.fault is not None
     assert (lossy.fault.type, lossy.fault.cluster, lossy.fault.mode) == (
-        "PacketLoss", "primary", "one",
-    )  # fmt: skip
+        "PacketLoss",
+        "primary",
+        "one",
+    )
     assert lossy.fault.loss_percent is not None and 0 < lossy.fault.loss_percent < 100
     assert lossy.expect.active_cluster == "unchanged"
     assert lossy.expect.max_error_ratio is not None and lossy.expect.max_error_ratio < 0.5

@@ -64,8 +64,9 @@ def follower(hub: Hub) -> tuple[Follower, Console]:
 
 
 def test_a_run_is_followed_to_its_verdict() -> None:
-    hub = Hub([run("Pending", started=False), run("Running", ["Applied"]),
-               run("Passed", ["Undone"])])  # fmt: skip
+    hub = Hub(
+        [run("Pending", started=False), run("Running", ["Applied"]), run("Passed", ["Undone"])]
+    )
     f, console = follower(hub)
     result = f.follow("r", "md", Stop(), None)
     assert result.run["status"]["phase"] == "Passed" and result.settled
@@ -89,8 +90,10 @@ def test_ctrl_c_aborts_and_waits_until_every_fault_is_undone() -> None:
 def test_a_final_phase_with_a_fault_still_in_force_is_waited_for_after_an_abort() -> None:
     stop = Stop()
     stop.handle(signal.SIGTERM, None)
-    hub = Hub([run("Running", ["Applied"])],
-              after_abort=[run("Aborted", ["Applied"]), run("Aborted", ["Undone"])])  # fmt: skip
+    hub = Hub(
+        [run("Running", ["Applied"])],
+        after_abort=[run("Aborted", ["Applied"]), run("Aborted", ["Undone"])],
+    )
     result = follower(hub)[0].follow("r", "md", stop, None)
     assert result.settled and result.run["status"]["faults"][0]["state"] == "Undone"
 

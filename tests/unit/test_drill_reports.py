@@ -47,10 +47,15 @@ def plan_with_a_recovery_wait() -> DrillPlanSpec:
     reports below show four steps, one of them an action without a fault)."""
     doc = yaml.safe_load((ROOT / "examples/sandbox/drillplan.yaml").read_text())["spec"]
     failback = [s["name"] for s in doc["steps"]].index("failback")
-    doc["steps"].insert(failback, {
-        "name": "primary-recovers", "action": {"type": "Wait"}, "durationSeconds": 15,
-        "expect": {"activeCluster": "standby", "maxErrorRatio": 0.0},
-    })  # fmt: skip
+    doc["steps"].insert(
+        failback,
+        {
+            "name": "primary-recovers",
+            "action": {"type": "Wait"},
+            "durationSeconds": 15,
+            "expect": {"activeCluster": "standby", "maxErrorRatio": 0.0},
+        },
+    )
     return DrillPlanSpec.parse(doc)
 
 
@@ -69,42 +74,110 @@ def failed_run() -> DrillRunStatus:
     """The example plan's run where the outage took 12 s (max 10 s), its gate had no data
     once, and the failback's fault was never undone."""
     return DrillRunStatus(
-        phase=Phase.FAILED, reason="ExpectationFailed",
+        phase=Phase.FAILED,
+        reason="ExpectationFailed",
         message="step primary-outage: RTO 12 s > max 10 s",
-        started_at=T0, finished_at=at(120), rto_seconds=12.0, active_cluster="primary", seed=7,
+        started_at=T0,
+        finished_at=at(120),
+        rto_seconds=12.0,
+        active_cluster="primary",
+        seed=7,
         steady_state=SteadyStateStatus(
-            before=WindowStatus(phase=Phase.PASSED, started_at=T0, finished_at=at(5),
-                                error_ratio=0.0, message="error ratio 0"),
+            before=WindowStatus(
+                phase=Phase.PASSED,
+                started_at=T0,
+                finished_at=at(5),
+                error_ratio=0.0,
+                message="error ratio 0",
+            ),
             after=WindowStatus(phase=Phase.PASSED, started_at=at(110), finished_at=at(115)),
         ),
         steps=[
-            step("kill-a-pod", 5, 20, rto_seconds=0.3, error_ratio=0.01, p99_latency_ms=40.0,
-                 requests=300, failed_requests=3, active_cluster="primary"),
-            step("primary-outage", 20, 60, Phase.FAILED, reason="ExpectationFailed",
-                 rto_seconds=12.0, error_ratio=0.3, requests=800, failed_requests=240,
-                 active_cluster="standby", message="RTO 12 s > max 10 s (measured: ...)"),
+            step(
+                "kill-a-pod",
+                5,
+                20,
+                rto_seconds=0.3,
+                error_ratio=0.01,
+                p99_latency_ms=40.0,
+                requests=300,
+                failed_requests=3,
+                active_cluster="primary",
+            ),
+            step(
+                "primary-outage",
+                20,
+                60,
+                Phase.FAILED,
+                reason="ExpectationFailed",
+                rto_seconds=12.0,
+                error_ratio=0.3,
+                requests=800,
+                failed_requests=240,
+                active_cluster="standby",
+                message="RTO 12 s > max 10 s (measured: ...)",
+            ),
             step("primary-recovers", 60, 75, error_ratio=0.0, active_cluster="standby"),
-            step("failback", 75, 105, Phase.FAILED, reason="ExpectationFailed",
-                 error_ratio=0.0, active_cluster="standby",
-                 message="activeCluster primary not reached: standby served at the end"),
+            step(
+                "failback",
+                75,
+                105,
+                Phase.FAILED,
+                reason="ExpectationFailed",
+                error_ratio=0.0,
+                active_cluster="standby",
+                message="activeCluster primary not reached: standby served at the end",
+            ),
         ],
-        gates=[GateStatus(name="standby-answers", phase=Phase.INCONCLUSIVE,
-                          reason="MetricsMissing", message="an empty result", successful=3,
-                          inconclusive=1, measurements=[
-                              Measurement(phase="Successful", measured_at=at(30), value="[3.2]"),
-                              Measurement(phase="Inconclusive", measured_at=at(35),
-                                          message="empty result")])],
-        model_checks=[ModelCheckStatus(name="baseline", cluster="primary", phase=Phase.PASSED,
-                                       agreement=1.0, accuracy=0.98, f1=0.97, examples=48)],
+        gates=[
+            GateStatus(
+                name="standby-answers",
+                phase=Phase.INCONCLUSIVE,
+                reason="MetricsMissing",
+                message="an empty result",
+                successful=3,
+                inconclusive=1,
+                measurements=[
+                    Measurement(phase="Successful", measured_at=at(30), value="[3.2]"),
+                    Measurement(phase="Inconclusive", measured_at=at(35), message="empty result"),
+                ],
+            )
+        ],
+        model_checks=[
+            ModelCheckStatus(
+                name="baseline",
+                cluster="primary",
+                phase=Phase.PASSED,
+                agreement=1.0,
+                accuracy=0.98,
+                f1=0.97,
+                examples=48,
+            )
+        ],
         faults=[
-            FaultRecord(id="f-1", step="kill-a-pod", type="PodKill", cluster="primary",
-                        targets=["tiny-bert-abc"], state="Undone", provider="member-api",
-                        applied_at=at(6), undone_at=at(20)),
-            FaultRecord(id="f-2", step="primary-outage", type="ClusterOutage", cluster="primary",
-                        targets=["primary"], state="Abandoned", provider="webhook",
-                        applied_at=at(21)),
+            FaultRecord(
+                id="f-1",
+                step="kill-a-pod",
+                type="PodKill",
+                cluster="primary",
+                targets=["tiny-bert-abc"],
+                state="Undone",
+                provider="member-api",
+                applied_at=at(6),
+                undone_at=at(20),
+            ),
+            FaultRecord(
+                id="f-2",
+                step="primary-outage",
+                type="ClusterOutage",
+                cluster="primary",
+                targets=["primary"],
+                state="Abandoned",
+                provider="webhook",
+                applied_at=at(21),
+            ),
         ],
-    )  # fmt: skip
+    )
 
 
 def timeline() -> list[Point]:
@@ -112,45 +185,73 @@ def timeline() -> list[Point]:
     for i in range(120):
         down = 22 <= i < 34
         cluster = None if down else ("standby" if 34 <= i < 78 else "primary")
-        points.append(Point(T0.timestamp() + i, 1.0, 20, 0 if down else 20,
-                            None if down else 15.0, cluster))  # fmt: skip
+        points.append(
+            Point(T0.timestamp() + i, 1.0, 20, 0 if down else 20, None if down else 15.0, cluster)
+        )
     return points
 
 
 HISTORY = [
-    {"name": f"primary-outage-{k}", "phase": phase, "rtoSeconds": rto,
-     "startedAt": (T0 - timedelta(days=4 - k)).isoformat(),
-     "finishedAt": (T0 - timedelta(days=4 - k, seconds=-120)).isoformat()}
+    {
+        "name": f"primary-outage-{k}",
+        "phase": phase,
+        "rtoSeconds": rto,
+        "startedAt": (T0 - timedelta(days=4 - k)).isoformat(),
+        "finishedAt": (T0 - timedelta(days=4 - k, seconds=-120)).isoformat(),
+    }
     for k, (phase, rto) in enumerate([("Passed", 3.1), ("Passed", 2.9), ("Failed", 12.0)])
-]  # fmt: skip
+]
 
 
-def data(status: DrillRunStatus | None = None, points: list[Point] | None = None,
-         history: list[dict[str, Any]] | None = None) -> ReportData:  # fmt: skip
+def data(
+    status: DrillRunStatus | None = None,
+    points: list[Point] | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> ReportData:
     doc = report.document(
-        RunRef("modeldr-demo", "primary-outage-3", "uid"), "primary-outage", PLAN,
-        status or failed_run(), {"primary": "primary", "standby": "standby"},
-        timeline() if points is None else points, HISTORY if history is None else history,
-    )  # fmt: skip
+        RunRef("modeldr-demo", "primary-outage-3", "uid"),
+        "primary-outage",
+        PLAN,
+        status or failed_run(),
+        {"primary": "primary", "standby": "standby"},
+        timeline() if points is None else points,
+        HISTORY if history is None else history,
+    )
     # Through the ConfigMap's JSON, as the CLI reads it.
     return parse_document(json.loads(report.encode(doc)))
 
 
 def dry_run() -> DrillRunStatus:
     return DrillRunStatus(
-        phase=Phase.PLANNED, reason="DryRun", message="dry run: 2 steps resolved",
-        started_at=T0, finished_at=at(1), active_cluster="primary",
+        phase=Phase.PLANNED,
+        reason="DryRun",
+        message="dry run: 2 steps resolved",
+        started_at=T0,
+        finished_at=at(1),
+        active_cluster="primary",
         dry_run=DryRunStatus(
             active_cluster="primary",
             steps=[
-                PlannedStep(step="kill-a-pod", kind="fault", type="PodKill", cluster="primary",
-                            role="primary", provider="member-api", targets=["tiny-bert-abc"]),
-                PlannedStep(step="primary-outage", kind="fault", type="ClusterOutage",
-                            reason="NoProvider", message="member cluster primary has none"),
+                PlannedStep(
+                    step="kill-a-pod",
+                    kind="fault",
+                    type="PodKill",
+                    cluster="primary",
+                    role="primary",
+                    provider="member-api",
+                    targets=["tiny-bert-abc"],
+                ),
+                PlannedStep(
+                    step="primary-outage",
+                    kind="fault",
+                    type="ClusterOutage",
+                    reason="NoProvider",
+                    message="member cluster primary has none",
+                ),
             ],
             preflight=[PreflightFinding(check="traffic-entry", ok=True, message="2 endpoints")],
         ),
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------------- report data
@@ -198,9 +299,14 @@ def test_junit_validates_and_carries_the_measured_values() -> None:
     assert "ClusterOutage f-2 in primary on primary: Abandoned" in xml and "NOT UNDONE" in xml
 
 
-@pytest.mark.parametrize("status", [dry_run(), DrillRunStatus(phase=Phase.ERROR,
-                                    reason="TargetNotFound", message="no such model")],
-                         ids=["dry-run", "refused"])  # fmt: skip
+@pytest.mark.parametrize(
+    "status",
+    [
+        dry_run(),
+        DrillRunStatus(phase=Phase.ERROR, reason="TargetNotFound", message="no such model"),
+    ],
+    ids=["dry-run", "refused"],
+)
 def test_junit_of_runs_without_steps_validates(status: DrillRunStatus) -> None:
     xml = junit.render(data(status, points=[], history=[]))
     SCHEMA.validate(xml)
@@ -269,9 +375,11 @@ def test_html_escapes_what_the_cluster_wrote() -> None:
 
 def run_object(status: DrillRunStatus, abort: bool = False) -> dict[str, Any]:
     spec = PLAN.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {"metadata": {"name": "primary-outage-3"},
-            "spec": {"planRef": {"name": "primary-outage"}, "plan": spec, "abort": abort},
-            "status": status.dump()}  # fmt: skip
+    return {
+        "metadata": {"name": "primary-outage-3"},
+        "spec": {"planRef": {"name": "primary-outage"}, "plan": spec, "abort": abort},
+        "status": status.dump(),
+    }
 
 
 def running(seconds: float) -> DrillRunStatus:
@@ -288,9 +396,14 @@ def running(seconds: float) -> DrillRunStatus:
     status.steps[2:] = [StepStatus(name="primary-recovers"), StepStatus(name="failback")]
     status.faults[1].state = "Applied"
     status.probe = ProbeLiveStatus(
-        at=at(seconds), window_seconds=10, sent=200, succeeded=150, success_ratio=0.75,
-        p99_latency_ms=812.0, cluster="standby",
-    )  # fmt: skip
+        at=at(seconds),
+        window_seconds=10,
+        sent=200,
+        succeeded=150,
+        success_ratio=0.75,
+        p99_latency_ms=812.0,
+        cluster="standby",
+    )
     return status
 
 
@@ -312,8 +425,9 @@ def test_live_view_shows_step_time_left_cluster_probe_gates_and_faults() -> None
 
 
 def test_probe_text_does_not_say_a_cluster_answers_when_none_did() -> None:
-    probe = ProbeLiveStatus(sent=120, succeeded=0, success_ratio=0.0, window_seconds=10,
-                            cluster="primary")  # fmt: skip
+    probe = ProbeLiveStatus(
+        sent=120, succeeded=0, success_ratio=0.0, window_seconds=10, cluster="primary"
+    )
     assert display.probe_text(probe) == (
         "0.0% ok (0/120 in the last 10 s), p99 -, none answered (last answer from primary)"
     )
@@ -343,8 +457,9 @@ def test_plain_lines_say_each_change_once_with_a_timestamp() -> None:
     assert "2026-12-01T10:02:00Z run primary-outage-3: Failed (ExpectationFailed)" in lines
     assert "2026-12-01T10:02:00Z fault f-2 undone" in lines
     assert any("abort requested" in line for line in lines)
-    assert lines[-1].endswith("verdict: Failed (ExpectationFailed): step primary-outage: RTO "
-                              "12 s > max 10 s")  # fmt: skip
+    assert lines[-1].endswith(
+        "verdict: Failed (ExpectationFailed): step primary-outage: RTO 12 s > max 10 s"
+    )
 
 
 # -------------------------------------------------------------------- exit codes, args
@@ -352,19 +467,29 @@ def test_plain_lines_say_each_change_once_with_a_timestamp() -> None:
 
 def test_exit_codes_follow_drills_md() -> None:
     assert {p: app.exit_code(p) for p in Phase} == {
-        Phase.PASSED: 0, Phase.PLANNED: 0, Phase.FAILED: 1, Phase.ABORTED: 1,
-        Phase.ERROR: 2, Phase.INCONCLUSIVE: 2, Phase.PENDING: 2, Phase.RUNNING: 2,
-    }  # fmt: skip
+        Phase.PASSED: 0,
+        Phase.PLANNED: 0,
+        Phase.FAILED: 1,
+        Phase.ABORTED: 1,
+        Phase.ERROR: 2,
+        Phase.INCONCLUSIVE: 2,
+        Phase.PENDING: 2,
+        Phase.RUNNING: 2,
+    }
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["drill", "nosuch"], ["drill", "run"], ["drill", "run", "/no/such/plan.yaml"],
-     ["drill", "run", "examples/sandbox/drillplan.yaml", "--wait", "--timeout", "soon"],
-     ["drill", "run", "examples/sandbox/drillplan.yaml", "--junit", "x.xml"],
-     ["drill", "list", "--kubeconfig", "/no/such/kubeconfig"]],
+    [
+        ["drill", "nosuch"],
+        ["drill", "run"],
+        ["drill", "run", "/no/such/plan.yaml"],
+        ["drill", "run", "examples/sandbox/drillplan.yaml", "--wait", "--timeout", "soon"],
+        ["drill", "run", "examples/sandbox/drillplan.yaml", "--junit", "x.xml"],
+        ["drill", "list", "--kubeconfig", "/no/such/kubeconfig"],
+    ],
     ids=["command", "no-plan", "missing-file", "duration", "junit-without-wait", "kubeconfig"],
-)  # fmt: skip
+)
 def test_usage_errors_exit_3(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert app.main(argv) == 3
@@ -381,8 +506,9 @@ def test_an_invalid_plan_is_refused_before_the_hub_with_the_field(
     assert "spec.steps[0].fault.value" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900),
-                                               ("1h30m", 5400), ("2m30s", 150)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h30m", 5400), ("2m30s", 150)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert app.parse_duration(text) == seconds
 

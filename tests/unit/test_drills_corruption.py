@@ -64,9 +64,17 @@ def test_the_replica_is_the_pod_template_that_no_selector_of_the_model_matches()
         assert container[key] == template[key], key
     model_dir = render.model_volume(spec)[2]
     assert container["command"] == [
-        "python3", "-m", "modeldr.drills.faults.tamper",
-        "--source", model_dir, "--copy", scratch_dir(POD), "--", "modeldr-serve", "run",
-    ]  # fmt: skip
+        "python3",
+        "-m",
+        "modeldr.drills.faults.tamper",
+        "--source",
+        model_dir,
+        "--copy",
+        scratch_dir(POD),
+        "--",
+        "modeldr-serve",
+        "run",
+    ]
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert "livenessProbe" not in container
     assert pod["spec"]["restartPolicy"] == "Never"
@@ -89,10 +97,23 @@ def test_the_wrapper_flips_a_weights_byte_and_the_real_server_refuses_naming_it(
     }
     serve = shutil.which("modeldr-serve") or str(Path(sys.executable).parent / "modeldr-serve")
     done = subprocess.run(
-        [sys.executable, "-m", "modeldr.drills.faults.tamper", "--source", str(FIXTURE),
-         "--copy", str(copy), "--", serve, "run"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "modeldr.drills.faults.tamper",
+            "--source",
+            str(FIXTURE),
+            "--copy",
+            str(copy),
+            "--",
+            serve,
+            "run",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 3, done.stderr  # the server's "artifact refused" exit
     assert f"sha256 mismatch for {copy}/model.safetensors" in done.stderr
     assert not copy.exists()  # removed when the server exited

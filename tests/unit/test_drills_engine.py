@@ -138,8 +138,10 @@ def test_interrupt_first_reason_wins() -> None:
     interrupt.set(Phase.ERROR, "UndoFailed", "later")
     assert interrupt.is_set
     assert (interrupt.phase, interrupt.reason, interrupt.message) == (
-        Phase.ABORTED, "AbortConditionMet", "error ratio 1 > 0.9",
-    )  # fmt: skip
+        Phase.ABORTED,
+        "AbortConditionMet",
+        "error ratio 1 > 0.9",
+    )
 
 
 def test_hold_is_true_after_the_time() -> None:
@@ -301,9 +303,12 @@ class RenewingDriver(FakeDriver):
 
 
 def test_a_renewable_fault_expires_a_period_after_each_renewal_and_none_after_undo(
-    monkeypatch: pytest.MonkeyPatch, members: FakeMembers, state: RecordingState,
-    active: dict[str, Any], posted: list[tuple[str, str, str]],
-) -> None:  # fmt: skip
+    monkeypatch: pytest.MonkeyPatch,
+    members: FakeMembers,
+    state: RecordingState,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+) -> None:
     renewing = RenewingDriver(state)
     monkeypatch.setitem(registry.DRIVERS, "PodKill", renewing)
     # A 3 s period renews every second: a 2 s step (held in real time) sees several.
@@ -325,9 +330,12 @@ def test_a_renewable_fault_expires_a_period_after_each_renewal_and_none_after_un
 
 
 def test_a_fault_that_cannot_renew_gets_no_expiry(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
     posted: list[tuple[str, str, str]],
-) -> None:  # fmt: skip
+) -> None:
     drill = ready(make_drill(plan_spec(), state, members))
     asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
     assert EXPIRES_PARAMETER not in state.status.faults[0].parameters
@@ -335,9 +343,12 @@ def test_a_fault_that_cannot_renew_gets_no_expiry(
 
 
 def test_a_step_aimed_at_a_cluster_that_is_no_member_ends_error_with_nothing_done(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
     posted: list[tuple[str, str, str]],
-) -> None:  # fmt: skip
+) -> None:
     plan = plan_spec(
         steps=[
             {"name": "kill", "fault": {"type": "PodKill", "cluster": "north"}, "durationSeconds": 1}
@@ -351,9 +362,12 @@ def test_a_step_aimed_at_a_cluster_that_is_no_member_ends_error_with_nothing_don
 
 
 def test_an_unsupported_fault_ends_its_step_error_before_the_journal(
-    monkeypatch: pytest.MonkeyPatch, members: FakeMembers, state: RecordingState,
-    active: dict[str, Any], posted: list[tuple[str, str, str]],
-) -> None:  # fmt: skip
+    monkeypatch: pytest.MonkeyPatch,
+    members: FakeMembers,
+    state: RecordingState,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+) -> None:
     # Every type is made at present: pretend this version does not make Latency.
     monkeypatch.delitem(registry.DRIVERS, "Latency")
     monkeypatch.setitem(registry.UNSUPPORTED, "Latency", "is not made by this test's version")
@@ -377,15 +391,24 @@ def test_an_unsupported_fault_ends_its_step_error_before_the_journal(
 @pytest.mark.parametrize(
     ("error", "reason", "words"),
     [
-        (FaultError("NodeAlreadyCordoned", "node n1 is cordoned already"), "NodeAlreadyCordoned",
-         "cordoned already"),
+        (
+            FaultError("NodeAlreadyCordoned", "node n1 is cordoned already"),
+            "NodeAlreadyCordoned",
+            "cordoned already",
+        ),
         (RuntimeError("connection reset"), "InjectFailed", "PodKill in primary: connection reset"),
     ],
-)  # fmt: skip
+)
 def test_a_failed_inject_is_undone_at_once_and_ends_the_step_error(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], error: Exception, reason: str, words: str,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    error: Exception,
+    reason: str,
+    words: str,
+) -> None:
     driver.inject_error = error
     drill = ready(make_drill(plan_spec(), state, members))
     part = asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
@@ -399,9 +422,12 @@ def test_a_failed_inject_is_undone_at_once_and_ends_the_step_error(
 
 
 def test_no_fault_is_injected_when_the_hub_refuses_the_journal(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
     posted: list[tuple[str, str, str]],
-) -> None:  # fmt: skip
+) -> None:
     drill = ready(make_drill(plan_spec(), state, members))
     runner = StepRunner(drill, None)
     state.fail_writes = 1  # the journal write (the step's own start write already happened)
@@ -416,9 +442,12 @@ def test_no_fault_is_injected_when_the_hub_refuses_the_journal(
 
 
 def test_an_interrupt_before_the_fault_injects_nothing(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
     posted: list[tuple[str, str, str]],
-) -> None:  # fmt: skip
+) -> None:
     drill = ready(make_drill(plan_spec(), state, members))
     drill.interrupt.set(Phase.ABORTED, "StoppedByHand", "spec.abort was set")
     part = asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
@@ -427,9 +456,13 @@ def test_an_interrupt_before_the_fault_injects_nothing(
 
 
 def test_an_undo_that_keeps_failing_interrupts_the_run(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], no_backoff: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    no_backoff: None,
+) -> None:
     driver.undo_always_fails = True
     drill = ready(make_drill(plan_spec(), state, members))
     asyncio.run(StepRunner(drill, None).run(0, drill.plan.steps[0]))
@@ -447,9 +480,13 @@ def _run(drill: Drill, gates: list[GateRunner] | None = None) -> None:
 
 
 def test_a_clean_run_passes_and_leaves_nothing_in_force(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     probe = FakeProbe()
     drill = make_drill(plan_spec(), state, members, probe=probe)
     _run(drill)
@@ -467,9 +504,13 @@ def test_a_clean_run_passes_and_leaves_nothing_in_force(
 
 
 def test_steady_state_not_met_before_the_first_fault_touches_nothing(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     probe = FakeProbe()
     probe.flaky = True  # it serves (the wait is over at once), half the requests fail
     drill = make_drill(plan_spec(), state, members, probe=probe)
@@ -479,9 +520,13 @@ def test_steady_state_not_met_before_the_first_fault_touches_nothing(
 
 
 def test_a_target_that_never_serves_ends_error_target_not_ready_and_is_never_aborted(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     probe = FakeProbe()
     probe.break_()
     probe.broken_since = time.monotonic() - 60  # every request refused all along
@@ -512,9 +557,13 @@ def test_a_target_that_never_serves_ends_error_target_not_ready_and_is_never_abo
 
 
 def test_a_target_that_starts_serving_is_waited_for_then_judged_from_then_on(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     probe = FakeProbe()
     probe.break_()
     probe.broken_since = time.monotonic() - 60  # loading: every request refused so far
@@ -541,9 +590,13 @@ def test_a_target_that_starts_serving_is_waited_for_then_judged_from_then_on(
 
 
 def test_an_abort_condition_that_holds_mid_step_undoes_the_fault_within_seconds(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     probe = FakeProbe()
     stamps: dict[str, float] = {}
 
@@ -573,16 +626,22 @@ def test_an_abort_condition_that_holds_mid_step_undoes_the_fault_within_seconds(
 
 
 def test_a_run_stopped_by_hand_mid_step_is_aborted_and_undone(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     plan = plan_spec(
         steps=[{"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 1000}]
     )
     drill = make_drill(
-        plan, state, members,
+        plan,
+        state,
+        members,
         stop_reason=lambda: ("StoppedByHand", "spec.abort was set") if driver.calls else None,
-    )  # fmt: skip
+    )
     _run(drill)
     assert (state.status.phase, state.status.reason) == (Phase.ABORTED, "StoppedByHand")
     assert driver.kinds() == ["plan", "inject", "undo"]
@@ -590,10 +649,15 @@ def test_a_run_stopped_by_hand_mid_step_is_aborted_and_undone(
 
 
 def test_a_fault_that_cannot_be_undone_never_passes(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None, no_backoff: None,
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+    no_backoff: None,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     driver.undo_always_fails = True
     monkeypatch.setattr(engine_module, "UNDO_PATIENCE_S", 0.0)  # one more round on the way out
     drill = make_drill(plan_spec(), state, members)
@@ -626,9 +690,13 @@ def test_a_fault_whose_applied_write_failed_is_still_undone_by_the_engine(
 
 
 def test_an_error_in_the_engine_ends_the_run_error_and_stops_the_probe(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     active["raise"] = RuntimeError("hub stopped answering")
     probe = FakeProbe()
     drill = make_drill(plan_spec(), state, members, probe=probe)
@@ -639,16 +707,23 @@ def test_an_error_in_the_engine_ends_the_run_error_and_stops_the_probe(
 
 
 def test_a_step_that_ends_error_skips_the_rest(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     plan = plan_spec(
         steps=[
-            {"name": "nowhere", "fault": {"type": "PodKill", "cluster": "north"},
-             "durationSeconds": 1},
+            {
+                "name": "nowhere",
+                "fault": {"type": "PodKill", "cluster": "north"},
+                "durationSeconds": 1,
+            },
             {"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 1},
         ]
-    )  # fmt: skip
+    )
     drill = make_drill(plan, state, members)
     _run(drill)
     status = state.status
@@ -659,21 +734,35 @@ def test_a_step_that_ends_error_skips_the_rest(
 
 
 def test_gates_measure_only_in_their_windows_and_end_in_the_status(
-    members: FakeMembers, state: RecordingState, driver: FakeDriver, active: dict[str, Any],
-    posted: list[tuple[str, str, str]], fast_watch: None,
-) -> None:  # fmt: skip
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
     plan = plan_spec(
         steps=[
             {"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 5},
             {"name": "wait", "action": {"type": "Wait"}, "durationSeconds": 5},
         ],
         gates=[
-            {"name": "in-wait", "steps": ["wait"], "prometheus": {"query": "in-wait"},
-             "intervalSeconds": 1, "successCondition": "result[0] > 0"},
-            {"name": "never", "steps": ["kill"], "prometheus": {"query": "never"},
-             "initialDelaySeconds": 3600, "successCondition": "result[0] > 0"},
+            {
+                "name": "in-wait",
+                "steps": ["wait"],
+                "prometheus": {"query": "in-wait"},
+                "intervalSeconds": 1,
+                "successCondition": "result[0] > 0",
+            },
+            {
+                "name": "never",
+                "steps": ["kill"],
+                "prometheus": {"query": "never"},
+                "initialDelaySeconds": 3600,
+                "successCondition": "result[0] > 0",
+            },
         ],
-    )  # fmt: skip
+    )
     seen: list[tuple[str, str | None]] = []
     holder: dict[str, Drill] = {}
 
@@ -698,8 +787,10 @@ def test_gates_measure_only_in_their_windows_and_end_in_the_status(
 
 def _gate(**fields: Any) -> Gate:
     doc: dict[str, Any] = {
-        "name": "g", "prometheus": {"query": "up"}, "successCondition": "result[0] > 0",
-    }  # fmt: skip
+        "name": "g",
+        "prometheus": {"query": "up"},
+        "successCondition": "result[0] > 0",
+    }
     doc.update(fields)
     return Gate.model_validate(doc)
 
@@ -790,8 +881,9 @@ def test_missing_evidence_or_a_wrong_gate_never_passes(
 
 
 def test_gate_status_keeps_measurements_bounded() -> None:
-    runner = GateRunner(_gate(inconclusiveLimit=100), Answers(QueryUnavailable("x" * 5000)),
-                        time.monotonic)  # fmt: skip
+    runner = GateRunner(
+        _gate(inconclusiveLimit=100), Answers(QueryUnavailable("x" * 5000)), time.monotonic
+    )
     _measure(runner, 12)
     status = runner.status(over=False)
     assert status.inconclusive == 12
@@ -883,13 +975,16 @@ def test_abort_parts_held_unknown_clean(members: FakeMembers, state: RecordingSt
     parts = {p.name: p for p in watch.parts()}
     assert (parts["held"].phase, parts["held"].reason) == (Phase.ABORTED, "AbortConditionMet")
     assert (parts["unknown"].phase, parts["unknown"].reason) == (
-        Phase.INCONCLUSIVE, "MetricsMissing",
-    )  # fmt: skip
+        Phase.INCONCLUSIVE,
+        "MetricsMissing",
+    )
     assert "1 of 2" in parts["unknown"].message and "Prometheus down" in parts["unknown"].message
     assert (parts["clean"].phase, parts["clean"].reason) == (Phase.PASSED, "NotMet")
     assert {w.status.name: w.status.phase for w in watch.watched} == {
-        "held": Phase.ABORTED, "unknown": Phase.INCONCLUSIVE, "clean": Phase.PASSED,
-    }  # fmt: skip
+        "held": Phase.ABORTED,
+        "unknown": Phase.INCONCLUSIVE,
+        "clean": Phase.PASSED,
+    }
     assert all(w.status.evaluations == 2 for w in watch.watched)
 
 

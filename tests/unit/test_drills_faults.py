@@ -67,8 +67,12 @@ def registry_of(*members: FakeMember) -> MemberRegistry:
 
 def record_of(fault_type: str, **fields: Any) -> FaultRecord:
     doc: dict[str, Any] = {
-        "id": "f-abc", "step": "s", "type": fault_type, "cluster": "primary", "state": "Applied",
-    }  # fmt: skip
+        "id": "f-abc",
+        "step": "s",
+        "type": fault_type,
+        "cluster": "primary",
+        "state": "Applied",
+    }
     doc.update(fields)
     return FaultRecord.model_validate(doc)
 
@@ -96,10 +100,16 @@ def test_driver_for_refuses_unknown_types() -> None:
 def test_who_makes_each_fault() -> None:
     providers = {name: driver.provider for name, driver in registry.DRIVERS.items()}
     assert providers == {
-        "PodKill": "member-api", "NodeDrain": "member-api", "GPULoss": "member-api",
-        "NodeFailure": "webhook", "ClusterOutage": "webhook", "ModelCorruption": "member-api",
-        "NetworkPartition": "agent", "PacketLoss": "agent", "Latency": "agent",
-    }  # fmt: skip
+        "PodKill": "member-api",
+        "NodeDrain": "member-api",
+        "GPULoss": "member-api",
+        "NodeFailure": "webhook",
+        "ClusterOutage": "webhook",
+        "ModelCorruption": "member-api",
+        "NetworkPartition": "agent",
+        "PacketLoss": "agent",
+        "Latency": "agent",
+    }
 
 
 # ----------------------------------------------------------------- planning (selection)
@@ -147,8 +157,12 @@ def test_podkill_plan_records_targets_seed_and_grace(candidates: list[Candidate]
 def test_a_node_fault_targets_a_node_of_the_model_and_its_pods(
     candidates: list[Candidate], core: FakeCore
 ) -> None:
-    candidates += [Candidate("p0", "n1"), Candidate("p1", "n2"), Candidate("p2", "n2"),
-                   Candidate("p3", None)]  # fmt: skip
+    candidates += [
+        Candidate("p0", "n1"),
+        Candidate("p1", "n2"),
+        Candidate("p2", "n2"),
+        Candidate("p3", None),
+    ]
     core.add("n2", [])
     plan = GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 50))
     assert plan.targets == ("p1", "p2")
@@ -177,8 +191,12 @@ class FakeCore:
     def __call__(self, api_client: Any = None) -> FakeCore:
         return self  # stands in for the CoreV1Api class: every "instance" is this one
 
-    def add(self, name: str, taints: list[client.V1Taint] | None = None,
-            unschedulable: bool | None = None) -> None:  # fmt: skip
+    def add(
+        self,
+        name: str,
+        taints: list[client.V1Taint] | None = None,
+        unschedulable: bool | None = None,
+    ) -> None:
         self.nodes[name] = client.V1Node(
             metadata=client.V1ObjectMeta(name=name, resource_version="1"),
             spec=client.V1NodeSpec(taints=taints, unschedulable=unschedulable),
@@ -235,8 +253,9 @@ OURS = (GPU_RESOURCE, GPU_LOSS_TAINT_VALUE, GPU_LOSS_EFFECT)
 
 
 def gpu_record(**parameters: str) -> FaultRecord:
-    return record_of("GPULoss", targets=["p1", "p2"],
-                     parameters={"node": "n1", "namespace": "ml", **parameters})  # fmt: skip
+    return record_of(
+        "GPULoss", targets=["p1", "p2"], parameters={"node": "n1", "namespace": "ml", **parameters}
+    )
 
 
 # -------------------------------------------------------------- taints: the pure parts
@@ -244,10 +263,14 @@ def gpu_record(**parameters: str) -> FaultRecord:
 
 def test_taints_keep_every_field_the_node_has() -> None:
     added = datetime(2030, 1, 1, tzinfo=UTC)
-    node = client.V1Node(spec=client.V1NodeSpec(taints=[
-        client.V1Taint(key="dedicated", value="ml", effect="NoSchedule"),
-        client.V1Taint(key="flaky", effect="NoExecute", time_added=added),
-    ]))  # fmt: skip
+    node = client.V1Node(
+        spec=client.V1NodeSpec(
+            taints=[
+                client.V1Taint(key="dedicated", value="ml", effect="NoSchedule"),
+                client.V1Taint(key="flaky", effect="NoExecute", time_added=added),
+            ]
+        )
+    )
     assert nodes._taints(node) == [
         {"key": "dedicated", "value": "ml", "effect": "NoSchedule"},
         {"key": "flaky", "value": None, "effect": "NoExecute", "timeAdded": added},
@@ -287,15 +310,19 @@ def test_gpu_loss_adds_its_taint_once_keeps_others_and_evicts_the_pods(core: Fak
 
 
 def test_gpu_loss_undo_removes_only_its_taint(core: FakeCore) -> None:
-    core.add("n1", [
-        client.V1Taint(key="dedicated", value="ml", effect="NoSchedule"),
-        client.V1Taint(key=GPU_RESOURCE, value="someone-else", effect="NoSchedule"),
-        client.V1Taint(key=GPU_RESOURCE, value=GPU_LOSS_TAINT_VALUE, effect=GPU_LOSS_EFFECT),
-    ])  # fmt: skip
+    core.add(
+        "n1",
+        [
+            client.V1Taint(key="dedicated", value="ml", effect="NoSchedule"),
+            client.V1Taint(key=GPU_RESOURCE, value="someone-else", effect="NoSchedule"),
+            client.V1Taint(key=GPU_RESOURCE, value=GPU_LOSS_TAINT_VALUE, effect=GPU_LOSS_EFFECT),
+        ],
+    )
     GPULoss().undo(MEMBERS, gpu_record())
     assert core.taints("n1") == [
-        ("dedicated", "ml", "NoSchedule"), (GPU_RESOURCE, "someone-else", "NoSchedule"),
-    ]  # fmt: skip
+        ("dedicated", "ml", "NoSchedule"),
+        (GPU_RESOURCE, "someone-else", "NoSchedule"),
+    ]
     GPULoss().undo(MEMBERS, gpu_record())  # idempotent: nothing of ours left, no patch
     assert len(core.patches) == 1
 
@@ -437,8 +464,9 @@ def url(hook: Webhook) -> Iterator[str]:
 
 
 def with_provider(url: str | None) -> MemberRegistry:
-    return registry_of(FakeMember("primary", infrastructure_url=url),
-                       FakeMember("standby", infrastructure_url=url))  # fmt: skip
+    return registry_of(
+        FakeMember("primary", infrastructure_url=url), FakeMember("standby", infrastructure_url=url)
+    )
 
 
 @pytest.mark.parametrize("driver", [ClusterOutage(), NodeFailure()], ids=["outage", "node"])

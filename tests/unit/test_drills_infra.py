@@ -211,9 +211,15 @@ def test_loopback_providers_are_dialled_without_the_proxy(
 
 @pytest.mark.parametrize(
     "bad",
-    ["ftp://127.0.0.1/x", "127.0.0.1:19200", "http://", "http://127.0.0.1:99999",
-     "http://127.0.0.1:19200/?a=1", "file:///tmp/x"],
-)  # fmt: skip
+    [
+        "ftp://127.0.0.1/x",
+        "127.0.0.1:19200",
+        "http://",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:19200/?a=1",
+        "file:///tmp/x",
+    ],
+)
 def test_only_http_urls_with_a_host_are_accepted(bad: str) -> None:
     with pytest.raises(InfrastructureError) as info:
         InfrastructureProvider(bad)

@@ -65,8 +65,11 @@ def test_new_record_is_recorded_with_the_plan_and_its_own_parameters(
     assert first.state == "Recorded" and first.recorded_at is not None
     assert first.applied_at is None and first.undone_at is None
     assert (first.step, first.type, first.cluster, first.role) == (
-        "kill", "PodKill", "primary", "primary",
-    )  # fmt: skip
+        "kill",
+        "PodKill",
+        "primary",
+        "primary",
+    )
     assert (first.mode, first.value, first.seed) == ("fixed", 2, 42)
     assert first.targets == ["pod-a", "pod-b"]
     assert first.provider == "fake-provider"

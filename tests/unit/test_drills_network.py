@@ -36,8 +36,9 @@ def fault(**fields: Any) -> Fault:
 
 
 def test_packet_loss_plans_its_percent_and_targets_like_pod_kill(pods: list[Candidate]) -> None:
-    plan = NetworkFault().plan(MEMBERS, Aim(WHERE, fault(type="PacketLoss", lossPercent=20,
-                                                          mode="all"), 7, 100))  # fmt: skip
+    plan = NetworkFault().plan(
+        MEMBERS, Aim(WHERE, fault(type="PacketLoss", lossPercent=20, mode="all"), 7, 100)
+    )
     assert plan.targets == ("p1", "p2") and plan.seed == 7
     assert plan.parameters == {"namespace": "ml", "lossPercent": "20"}
 
@@ -46,8 +47,11 @@ def test_latency_plans_its_delay_and_jitter(pods: list[Candidate]) -> None:
     aim = Aim(WHERE, fault(type="Latency", latencyMilliseconds=200, jitterMilliseconds=20), 1, 50)
     plan = NetworkFault().plan(MEMBERS, aim)
     assert len(plan.targets) == 1  # mode one
-    assert plan.parameters == {"namespace": "ml", "latencyMilliseconds": "200",
-                               "jitterMilliseconds": "20"}  # fmt: skip
+    assert plan.parameters == {
+        "namespace": "ml",
+        "latencyMilliseconds": "200",
+        "jitterMilliseconds": "20",
+    }
 
 
 def test_the_blast_radius_is_enforced_before_anything_is_made(pods: list[Candidate]) -> None:

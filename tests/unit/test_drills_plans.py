@@ -51,9 +51,14 @@ class FakeCustomObjects:
             raise self.fail[method]
 
     def create_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any],
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        body: dict[str, Any],
         **kwargs: Any,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         name = body["metadata"]["name"]
         self._check("create", plural, name)
         assert (group, version) == (GROUP, VERSION)
@@ -66,17 +71,24 @@ class FakeCustomObjects:
         return stored
 
     def list_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, *, label_selector: str = "",
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        *,
+        label_selector: str = "",
         **kwargs: Any,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         self._check("list", plural, label_selector)
         wanted = dict(part.split("=", 1) for part in label_selector.split(",") if part)
         items = [
             copy.deepcopy(obj)
             for (p, ns, _), obj in self.objects.items()
-            if p == plural and ns == namespace
+            if p == plural
+            and ns == namespace
             and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
-        ]  # fmt: skip
+        ]
         return {"items": items}
 
     def delete_namespaced_custom_object(
@@ -97,9 +109,15 @@ class FakeCustomObjects:
         return copy.deepcopy(found)
 
     def patch_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str,
-        body: dict[str, Any], **kwargs: Any,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        body: dict[str, Any],
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         self._check("patch", plural, name)
         obj = self.objects.setdefault((plural, namespace, name), {"metadata": {"name": name}})
         for key, value in body.items():
@@ -107,9 +125,15 @@ class FakeCustomObjects:
         return obj
 
     def patch_namespaced_custom_object_status(
-        self, group: str, version: str, namespace: str, plural: str, name: str,
-        body: dict[str, Any], **kwargs: Any,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        body: dict[str, Any],
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         self._check("patch_status", plural, name)
         obj = self.objects.get((plural, namespace, name))
         if obj is None:
@@ -138,11 +162,13 @@ def reconcile(generation: int, spec: dict[str, Any], status: Any = None) -> dict
 def run_obj(name: str, created: str, phase: str | None, plan: str = "nightly") -> dict[str, Any]:
     obj: dict[str, Any] = {
         "metadata": {
-            "name": name, "namespace": "demo", "creationTimestamp": created,
+            "name": name,
+            "namespace": "demo",
+            "creationTimestamp": created,
             "labels": {DRILL_PLAN_LABEL: plan},
         },
         "spec": {"planRef": {"name": plan}},
-    }  # fmt: skip
+    }
     if phase is not None:
         obj["status"] = {"phase": phase}
     return obj
@@ -163,9 +189,13 @@ def test_run_manifest_is_owned_labelled_and_snapshots_the_plan() -> None:
     assert meta["labels"] == {DRILL_PLAN_LABEL: "nightly"}
     [owner] = meta["ownerReferences"]
     assert owner == {
-        "apiVersion": API_VERSION, "kind": DRILLPLAN_KIND, "name": "nightly", "uid": "plan-uid",
-        "controller": True, "blockOwnerDeletion": True,
-    }  # fmt: skip
+        "apiVersion": API_VERSION,
+        "kind": DRILLPLAN_KIND,
+        "name": "nightly",
+        "uid": "plan-uid",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     assert manifest["spec"] == {"planRef": {"name": "nightly"}, "plan": SPEC, "planGeneration": 3}
     # The manifest is a valid DrillRun spec: the snapshot parses as the plan it copies.
     parsed = DrillRunSpec.parse(manifest["spec"])
@@ -306,8 +336,9 @@ def test_a_hand_made_run_gets_the_plans_spec_and_generation(
     api: type[FakeCustomObjects],
 ) -> None:
     api.objects[(DRILLPLANS, "demo", "nightly")] = {
-        "metadata": {"name": "nightly", "generation": 9}, "spec": SPEC,
-    }  # fmt: skip
+        "metadata": {"name": "nightly", "generation": 9},
+        "spec": SPEC,
+    }
     api.objects[(DRILLRUNS, "demo", "by-hand")] = run_obj("by-hand", "2030-01-01T00:00:00Z", None)
     ref = RunRef("demo", "by-hand", "run-uid")
     plan = plans.snapshot_into_run(

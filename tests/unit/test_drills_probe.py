@@ -355,20 +355,38 @@ def slice_(name: str, service: str, ports: list[dict[str, Any]], endpoints: list
 
 
 SLICES = [
-    slice_("tiny-bert-extra", "tiny-bert", [{"name": "http", "port": 8080}],
-           [{"addresses": ["127.1.0.8"], "conditions": {"ready": True}}]),
-    slice_("tiny-bert-other-port", "tiny-bert", [{"name": "http", "port": 9000}],
-           [{"addresses": ["127.1.0.9"]}]),
-    slice_("tiny-bert-modeldr", "tiny-bert",
-           [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
-           [{"addresses": ["127.1.0.5"], "conditions": {"ready": True}},
+    slice_(
+        "tiny-bert-extra",
+        "tiny-bert",
+        [{"name": "http", "port": 8080}],
+        [{"addresses": ["127.1.0.8"], "conditions": {"ready": True}}],
+    ),
+    slice_(
+        "tiny-bert-other-port",
+        "tiny-bert",
+        [{"name": "http", "port": 9000}],
+        [{"addresses": ["127.1.0.9"]}],
+    ),
+    slice_(
+        "tiny-bert-modeldr",
+        "tiny-bert",
+        [{"name": "metrics", "port": 9090}, {"name": "http", "port": 8080}],
+        [
+            {"addresses": ["127.1.0.5"], "conditions": {"ready": True}},
             {"addresses": ["127.1.0.6"], "conditions": {"ready": False}},
-            {"addresses": ["127.1.0.7"]}]),
-    slice_("unready-modeldr", "unready", [{"port": 8080}],
-           [{"addresses": ["127.1.0.10"], "conditions": {"ready": False}}]),
-    slice_("other-modeldr", "other", [{"name": "http", "port": 7000}],
-           [{"addresses": ["127.2.0.5"]}]),
-]  # fmt: skip
+            {"addresses": ["127.1.0.7"]},
+        ],
+    ),
+    slice_(
+        "unready-modeldr",
+        "unready",
+        [{"port": 8080}],
+        [{"addresses": ["127.1.0.10"], "conditions": {"ready": False}}],
+    ),
+    slice_(
+        "other-modeldr", "other", [{"name": "http", "port": 7000}], [{"addresses": ["127.2.0.5"]}]
+    ),
+]
 
 
 class FakeApiserver(BaseHTTPRequestHandler):

@@ -22,8 +22,10 @@ def test_the_ready_condition_and_its_words() -> None:
     assert ready_condition(serving_status()) == (True, "Serving: primary: ok")
     ready, words = ready_condition(serving_status(ready=False))
     assert not ready and words.startswith("ServersNotAnswering: ")
-    assert ready_condition({}) == (False, "no Ready condition yet (the operator has not "
-                                          "reported on it)")  # fmt: skip
+    assert ready_condition({}) == (
+        False,
+        "no Ready condition yet (the operator has not reported on it)",
+    )
 
 
 def test_the_probe_must_have_answers_in_the_last_two_seconds() -> None:

@@ -48,8 +48,10 @@ def nexts(schedule: Schedule, start: datetime, n: int) -> list[datetime]:
 def test_five_fields_in_utc() -> None:
     s = Schedule.parse("*/15 3 * * *")
     assert nexts(s, utc(2030, 1, 1, 3, 0), 3) == [
-        utc(2030, 1, 1, 3, 15), utc(2030, 1, 1, 3, 30), utc(2030, 1, 1, 3, 45),
-    ]  # fmt: skip
+        utc(2030, 1, 1, 3, 15),
+        utc(2030, 1, 1, 3, 30),
+        utc(2030, 1, 1, 3, 45),
+    ]
     # Strictly after: a due time is not its own next.
     assert s.next_after(utc(2030, 1, 1, 3, 45)) == utc(2030, 1, 2, 3, 0)
 
@@ -85,8 +87,10 @@ def test_six_fields_lead_with_seconds() -> None:
     s = Schedule.parse("*/20 * * * * *")
     assert s.with_seconds
     assert nexts(s, utc(2030, 1, 1, 0, 0, 5), 3) == [
-        utc(2030, 1, 1, 0, 0, 20), utc(2030, 1, 1, 0, 0, 40), utc(2030, 1, 1, 0, 1, 0),
-    ]  # fmt: skip
+        utc(2030, 1, 1, 0, 0, 20),
+        utc(2030, 1, 1, 0, 0, 40),
+        utc(2030, 1, 1, 0, 1, 0),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -121,9 +125,12 @@ EVERY_5_MIN = Schedule.parse("*/5 * * * *")
 
 def decide_at(now: datetime, after: datetime, **kw: Any) -> Any:
     args: dict[str, Any] = {
-        "starting_deadline_seconds": None, "active_runs": [], "concurrency_policy": "Forbid",
-        "suspended": False, **kw,
-    }  # fmt: skip
+        "starting_deadline_seconds": None,
+        "active_runs": [],
+        "concurrency_policy": "Forbid",
+        "suspended": False,
+        **kw,
+    }
     return decide(EVERY_5_MIN, after=after, now=now, **args)
 
 
@@ -151,9 +158,11 @@ def test_forbid_skips_a_due_time_while_a_run_is_in_flight_and_says_which() -> No
 
 def test_allow_starts_it_anyway() -> None:
     d = decide_at(
-        utc(2030, 1, 1, 0, 5, 1), after=utc(2030, 1, 1, 0, 0),
-        active_runs=["n-1"], concurrency_policy="Allow",
-    )  # fmt: skip
+        utc(2030, 1, 1, 0, 5, 1),
+        after=utc(2030, 1, 1, 0, 0),
+        active_runs=["n-1"],
+        concurrency_policy="Allow",
+    )
     assert d.start == utc(2030, 1, 1, 0, 5) and not d.misses
 
 
@@ -162,8 +171,10 @@ def test_a_restarted_operator_starts_only_the_latest_missed_time() -> None:
     d = decide_at(utc(2030, 1, 1, 0, 21), after=utc(2030, 1, 1, 0, 0))
     assert d.start == utc(2030, 1, 1, 0, 20)
     assert [(m.reason, m.scheduled.minute) for m in d.misses] == [
-        ("Superseded", 5), ("Superseded", 10), ("Superseded", 15),
-    ]  # fmt: skip
+        ("Superseded", 5),
+        ("Superseded", 10),
+        ("Superseded", 15),
+    ]
 
 
 def test_a_start_later_than_the_deadline_is_skipped_and_recorded() -> None:
@@ -183,9 +194,11 @@ def test_a_start_later_than_the_deadline_is_skipped_and_recorded() -> None:
 
 def test_the_deadline_wins_over_forbid() -> None:
     d = decide_at(
-        utc(2030, 1, 1, 0, 9), after=utc(2030, 1, 1, 0, 0),
-        starting_deadline_seconds=60, active_runs=["n-1"],
-    )  # fmt: skip
+        utc(2030, 1, 1, 0, 9),
+        after=utc(2030, 1, 1, 0, 0),
+        starting_deadline_seconds=60,
+        active_runs=["n-1"],
+    )
     assert [m.reason for m in d.misses] == ["StartingDeadlineExceeded"]
 
 
@@ -201,9 +214,14 @@ def test_a_long_outage_is_counted_boundedly() -> None:
     assert len(times) == MAX_COUNTED + 1 and more
     assert times[-1] == utc(2030, 1, 8)
     d = decide(
-        s, after=utc(2030, 1, 1), now=utc(2030, 1, 8, 0, 0, 30), starting_deadline_seconds=None,
-        active_runs=[], concurrency_policy="Forbid", suspended=False,
-    )  # fmt: skip
+        s,
+        after=utc(2030, 1, 1),
+        now=utc(2030, 1, 8, 0, 0, 30),
+        starting_deadline_seconds=None,
+        active_runs=[],
+        concurrency_policy="Forbid",
+        suspended=False,
+    )
     assert d.start == utc(2030, 1, 8) and d.uncounted and len(d.misses) == MAX_COUNTED
 
 
@@ -214,10 +232,15 @@ T0 = utc(2030, 1, 1, 0, 0)
 
 def scheduled_plan(api: type[FakeCustomObjects], **spec: Any) -> None:
     api.objects[(DRILLPLANS, "demo", "nightly")] = {
-        "metadata": {"name": "nightly", "namespace": "demo", "uid": "plan-uid", "generation": 2,
-                     "creationTimestamp": "2030-01-01T00:00:00Z"},
+        "metadata": {
+            "name": "nightly",
+            "namespace": "demo",
+            "uid": "plan-uid",
+            "generation": 2,
+            "creationTimestamp": "2030-01-01T00:00:00Z",
+        },
         "spec": {**SPEC, "schedule": "*/5 * * * *", **spec},
-    }  # fmt: skip
+    }
 
 
 def plan_status(api: type[FakeCustomObjects]) -> dict[str, Any]:
@@ -320,9 +343,14 @@ def test_a_scheduled_runs_end_is_its_plans_last_scheduled_run_and_counted(
     labels = {"trigger": "schedule", "verdict": "Failed", "reason": "GateFailed"}
     before = sample("modeldr_drill_runs_total", **labels) or 0.0
     status = DrillRunStatus.parse(
-        {"phase": "Failed", "reason": "GateFailed", "rtoSeconds": 4.5,
-         "startedAt": "2030-01-01T00:05:01Z", "finishedAt": "2030-01-01T00:06:00Z"}
-    )  # fmt: skip
+        {
+            "phase": "Failed",
+            "reason": "GateFailed",
+            "rtoSeconds": 4.5,
+            "startedAt": "2030-01-01T00:05:01Z",
+            "finishedAt": "2030-01-01T00:06:00Z",
+        }
+    )
     plans.record_last_run(nowhere(), RunRef("demo", "nightly-1", "u"), "nightly", status)
     st = plan_status(api)
     assert st["lastScheduledRun"] == st["lastRun"]
@@ -337,8 +365,9 @@ def test_a_scheduled_runs_end_is_its_plans_last_scheduled_run_and_counted(
     run2 = run_obj("nightly-2", "2030-01-01T00:10:00Z", "Passed")
     run2["spec"]["scheduledTime"] = "2030-01-01T00:10:00Z"
     api.objects[(DRILLRUNS, "demo", "nightly-2")] = run2
-    passed = DrillRunStatus.parse({"phase": "Passed", "reason": "AllPassed",
-                                   "finishedAt": "2030-01-01T00:11:00Z"})  # fmt: skip
+    passed = DrillRunStatus.parse(
+        {"phase": "Passed", "reason": "AllPassed", "finishedAt": "2030-01-01T00:11:00Z"}
+    )
     plans.record_last_run(nowhere(), RunRef("demo", "nightly-2", "u"), "nightly", passed)
     assert sample("modeldr_drill_last_verdict", **labels) == 0
     ok = {"trigger": "schedule", "verdict": "Passed", "reason": "AllPassed"}
@@ -360,12 +389,20 @@ def test_a_manual_runs_end_leaves_the_scheduled_verdict_alone(
 
 def test_the_last_verdicts_come_back_from_the_plans_status_after_a_restart() -> None:
     last = {
-        "name": "n-9", "phase": "Failed", "reason": "NotRecovered",
-        "finishedAt": "2030-01-02T00:00:00Z", "scheduledTime": "2030-01-01T23:55:00Z",
-    }  # fmt: skip
+        "name": "n-9",
+        "phase": "Failed",
+        "reason": "NotRecovered",
+        "finishedAt": "2030-01-02T00:00:00Z",
+        "scheduledTime": "2030-01-01T23:55:00Z",
+    }
     plans.restore_verdict_metrics("demo", "restored", {"lastRun": last, "lastScheduledRun": last})
-    labels = {"namespace": "demo", "plan": "restored", "trigger": "schedule",
-              "verdict": "Failed", "reason": "NotRecovered"}  # fmt: skip
+    labels = {
+        "namespace": "demo",
+        "plan": "restored",
+        "trigger": "schedule",
+        "verdict": "Failed",
+        "reason": "NotRecovered",
+    }
     assert REGISTRY.get_sample_value("modeldr_drill_last_verdict", labels) == 1
     manual = {**labels, "trigger": "manual"}
     assert REGISTRY.get_sample_value("modeldr_drill_last_verdict", manual) is None
@@ -375,9 +412,10 @@ def test_a_restarted_scheduler_resumes_from_the_status(api: type[FakeCustomObjec
     # The operator was down from 00:06 to 00:21: 00:10 and 00:15 are Superseded, 00:20 starts.
     scheduled_plan(api)
     api.objects[(DRILLPLANS, "demo", "nightly")]["status"] = {
-        "scheduledThrough": "2030-01-01T00:05:00Z", "lastScheduleTime": "2030-01-01T00:05:00Z",
+        "scheduledThrough": "2030-01-01T00:05:00Z",
+        "lastScheduleTime": "2030-01-01T00:05:00Z",
         "missedSchedules": 1,
-    }  # fmt: skip
+    }
     before = missed("Superseded")
     plans.schedule_once(nowhere(), "demo", "nightly", T0 + timedelta(minutes=21))
     assert creates_of(api) == [f"nightly-{int((T0 + timedelta(minutes=20)).timestamp()) // 60}"]

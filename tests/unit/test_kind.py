@@ -114,10 +114,14 @@ def test_files_the_workflow_and_scripts_name_exist() -> None:
     )
     named = {n.rstrip(".") for n in named if "$" not in n}
     assert {
-        "Dockerfile", "serving/Dockerfile.cpu", "charts/modeldr", "examples/kind/drillplan.yaml",
-        "examples/kind/drillplan-outage.yaml", "examples/kind/modeldeployment.yaml",
+        "Dockerfile",
+        "serving/Dockerfile.cpu",
+        "charts/modeldr",
+        "examples/kind/drillplan.yaml",
+        "examples/kind/drillplan-outage.yaml",
+        "examples/kind/modeldeployment.yaml",
         "examples/sandbox/golden-set.yaml",
-    } <= named  # fmt: skip
+    } <= named
     missing = sorted(n for n in named if not (ROOT / n).exists())
     assert not missing, missing
 

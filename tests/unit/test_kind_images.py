@@ -142,8 +142,12 @@ def _source_digest(root: Path) -> str:
     # The copy's own script, run in the copy (tests.tooling.run_script runs this checkout's).
     done = subprocess.run(
         ["bash", "scripts/kind-images.sh", "--source-digest"],
-        cwd=root, capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return done.stdout.strip()
 
 
@@ -187,8 +191,10 @@ def test_the_kind_part_prepares_before_its_first_test() -> None:
     assert -1 < text.find("bash scripts/kind-prepare.sh") < tests_at
     assert -1 < text.find("kind-images.sh --base") < tests_at
     prepare = (ROOT / "scripts/kind-prepare.sh").read_text()
-    order = [prepare.find(s) for s in ("kind-docker.sh start", "kind.sh path",
-                                       "kind-node-image.sh", "kind-images.sh")]  # fmt: skip
+    order = [
+        prepare.find(s)
+        for s in ("kind-docker.sh start", "kind.sh path", "kind-node-image.sh", "kind-images.sh")
+    ]
     assert -1 not in order and order == sorted(order)
 
 

@@ -45,14 +45,16 @@ def test_the_names_come_from_the_registries() -> None:
 @pytest.mark.parametrize(
     ("expr", "names"),
     [
-        ('sum by (cluster, le) (rate(a_bucket{x=~"y|z", route="/predict"}[$__rate_interval]))',
-         {"a_bucket"}),
+        (
+            'sum by (cluster, le) (rate(a_bucket{x=~"y|z", route="/predict"}[$__rate_interval]))',
+            {"a_bucket"},
+        ),
         ("max by (ns) (b) == 1 and on (ns) (c unless ignoring (le) d offset 5m)", {"b", "c", "d"}),
         ("histogram_quantile(0.99, sum by (le) (rate(e[5m]))) > bool 0.5", {"e"}),
         ("time() - f > 300", {"f"}),
         ('absent(up{job="a-metrics"} == 1)', {"up"}),
     ],
-)  # fmt: skip
+)
 def test_metric_names_of_an_expression(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
 
@@ -134,7 +136,7 @@ def test_the_overdue_threshold_is_a_value() -> None:
         for g in d["spec"]["groups"]
         for r in g["rules"]
         if r.get("alert") == "ModelDRScheduledDrillMissed"
-    ]  # fmt: skip
+    ]
     assert "> 900" in missed
 
 
@@ -146,12 +148,15 @@ def test_the_dashboard_configmap_ships_the_json_for_the_sidecar() -> None:
         p.name: p.read_text().rstrip("\n") for p in DASHBOARDS
     }
     [other] = [
-        d for d in render(
-            "grafanaDashboard.enabled=true", "grafanaDashboard.label=dashboards",
-            "grafanaDashboard.labelValue=modeldr", "grafanaDashboard.namespace=monitoring",
+        d
+        for d in render(
+            "grafanaDashboard.enabled=true",
+            "grafanaDashboard.label=dashboards",
+            "grafanaDashboard.labelValue=modeldr",
+            "grafanaDashboard.namespace=monitoring",
         )
         if d["kind"] == "ConfigMap"
-    ]  # fmt: skip
+    ]
     assert other["metadata"]["labels"]["dashboards"] == "modeldr"
     assert other["metadata"]["namespace"] == "monitoring"
 

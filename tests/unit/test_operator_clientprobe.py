@@ -164,8 +164,11 @@ def test_requests_against_real_servers_count_only_timely_well_formed_answers() -
         took = time.monotonic() - started
     assert [a.ok for a in answers] == [True, False, False, False, False]
     assert [a.failure for a in answers[1:]] == [
-        "HTTP 503", "timed out", "bad response", "connection refused",
-    ]  # fmt: skip
+        "HTTP 503",
+        "timed out",
+        "bad response",
+        "connection refused",
+    ]
     assert states["ok"]["seen"] == [("/predict", ["is it up?"])]
     # Concurrent, each bounded by the timeout: one timeout, not the sum.
     assert took < 1.4, took

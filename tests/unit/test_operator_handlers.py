@@ -196,9 +196,11 @@ def test_a_dead_entry_point_leaves_the_traffic_after_one_probe_check_and_comes_b
         )
         ctl = Controller(runtime, "team-a", "bert", "uid-9")
         snapshot = Snapshot(
-            "primary", time.monotonic(), datetime.now(UTC),
+            "primary",
+            time.monotonic(),
+            datetime.now(UTC),
             ready_addresses={("ml", "bert"): ("127.0.0.1", "127.0.0.9")},
-        )  # fmt: skip
+        )
         seen = tick.Seen({"primary": snapshot, "standby": snapshot}, {})
         healthy = Health(True, "2 ready endpoints", 2)
 

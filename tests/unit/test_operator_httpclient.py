@@ -30,8 +30,10 @@ def proxied_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = {"status": "success", "data": {"resultType": "vector", "result": [
-            {"metric": {}, "value": [0, "1"]}]}}  # fmt: skip
+        body = {
+            "status": "success",
+            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "1"]}]},
+        }
         self._answer(json.dumps(body).encode())
 
     def do_POST(self) -> None:

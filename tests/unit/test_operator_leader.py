@@ -56,9 +56,14 @@ class Scripted(LeaderElector):
 
     def __init__(self, outcomes: Iterable[bool | str | Exception]) -> None:
         super().__init__(
-            client.ApiClient(client.Configuration()), "ns", "lease", "me",
-            lease_duration_s=1.5, renew_deadline_s=0.5, retry_period_s=0.05,
-        )  # fmt: skip
+            client.ApiClient(client.Configuration()),
+            "ns",
+            "lease",
+            "me",
+            lease_duration_s=1.5,
+            renew_deadline_s=0.5,
+            retry_period_s=0.05,
+        )
         self.outcomes = list(outcomes)
         self.attempts = 0
 

@@ -151,13 +151,20 @@ def test_ready_nodes_and_node_addresses_give_node_port_entry_points() -> None:
         }
     ]
     nodes = [
-        {"metadata": {"name": "w1"}, "status": {"addresses": [
-            {"type": "Hostname", "address": "w1"}, {"type": "InternalIP", "address": "172.30.0.3"}
-        ]}},
-        {"metadata": {"name": "w2"}, "status": {"addresses": [
-            {"type": "InternalIP", "address": "172.30.0.4"}
-        ]}},
-    ]  # fmt: skip
+        {
+            "metadata": {"name": "w1"},
+            "status": {
+                "addresses": [
+                    {"type": "Hostname", "address": "w1"},
+                    {"type": "InternalIP", "address": "172.30.0.3"},
+                ]
+            },
+        },
+        {
+            "metadata": {"name": "w2"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "172.30.0.4"}]},
+        },
+    ]
     snapshot = Snapshot(
         "primary",
         time.monotonic(),
@@ -169,13 +176,19 @@ def test_ready_nodes_and_node_addresses_give_node_port_entry_points() -> None:
     assert snapshot.ready_nodes[A] == ("w1",)
     assert snapshot.node_addresses == {"w1": "172.30.0.3", "w2": "172.30.0.4"}
     base = {
-        "model": {"name": "m", "task": "sequence-classification", "source": "file:///m",
-                  "expectedDigest": "sha256:" + "0" * 64},
+        "model": {
+            "name": "m",
+            "task": "sequence-classification",
+            "source": "file:///m",
+            "expectedDigest": "sha256:" + "0" * 64,
+        },
         "runtime": {"image": "img", "port": 8080},
         "replicas": 1,
-        "clusters": {"primary": {"cluster": "p", "namespace": "ml"},
-                     "standby": {"cluster": "s", "namespace": "ml", "mode": "hot"}},
-    }  # fmt: skip
+        "clusters": {
+            "primary": {"cluster": "p", "namespace": "ml"},
+            "standby": {"cluster": "s", "namespace": "ml", "mode": "hot"},
+        },
+    }
     pods = ModelDeploymentSpec.parse(base)
     assert entry_addresses(pods, snapshot, A) == ("10.1.0.5", "10.1.0.6")
     assert entry_port(pods) == 8080

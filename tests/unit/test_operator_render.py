@@ -190,8 +190,11 @@ def test_override_env_replaces_by_name_in_place_and_appends_new_names_in_order()
     names = user_env_names(standby)
     assert len(names) == len(set(names))  # one entry per name: no shadowed duplicate
     assert names[-4:] == [
-        "MODELDR_SERVE_CPU_THREADS", "MODELDR_SERVE_DRAIN_DELAY_S", "MODELDR_SERVE_DTYPE", "B_FLAG",
-    ]  # fmt: skip
+        "MODELDR_SERVE_CPU_THREADS",
+        "MODELDR_SERVE_DRAIN_DELAY_S",
+        "MODELDR_SERVE_DTYPE",
+        "B_FLAG",
+    ]
     primary = env_of(render.deployment("tiny-bert", "demo", s, "primary", 2))
     assert primary["MODELDR_SERVE_CPU_THREADS"] == "1" and "MODELDR_SERVE_DTYPE" not in primary
 

@@ -100,8 +100,13 @@ def test_cluster_health() -> None:
     )
     health = cluster_health(ok, "ns", "m")
     assert health.healthy and health.ready_replicas == 2
-    stale = Snapshot("standby", time.monotonic() - 60, NOW, deployments=ok.deployments,
-                     ready_addresses=ok.ready_addresses)  # fmt: skip
+    stale = Snapshot(
+        "standby",
+        time.monotonic() - 60,
+        NOW,
+        deployments=ok.deployments,
+        ready_addresses=ok.ready_addresses,
+    )
     assert "no fresh observation" in cluster_health(stale, "ns", "m").reason
     codes = [
         cluster_health(s, "ns", "m").code
