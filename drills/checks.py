@@ -13,7 +13,6 @@ from modeldr.api.base import truncate
 from modeldr.api.drillplan import ModelChecks
 from modeldr.api.drillstatus import ModelCheckStatus
 from modeldr.api.phase import Phase
-from modeldr.drills.faults.base import FaultError
 from modeldr.drills.model_checks import (
     GoldenItem,
     GoldenSetError,
@@ -22,6 +21,7 @@ from modeldr.drills.model_checks import (
     score,
 )
 from modeldr.drills.probe import Endpoints, ProbeError, Resolver, classify
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import now
 from modeldr.drills.target import target_status
 from modeldr.drills.verdict import Part, PartKind
@@ -35,7 +35,7 @@ TIMEOUT = (2, 10)
 def load_golden_set(
     hub: client.ApiClient, namespace: str, checks: ModelChecks
 ) -> tuple[GoldenItem, ...]:
-    """Blocking: the golden set from its ConfigMap; FaultError(GoldenSetInvalid) when it is
+    """Blocking: the golden set from its ConfigMap; Refusal(GoldenSetInvalid) when it is
     missing or unreadable (the drill cannot check what it was asked to)."""
     ref = checks.golden_set.config_map_ref
     where = f"ConfigMap {namespace}/{ref.name} key {ref.key}"
@@ -44,14 +44,14 @@ def load_golden_set(
             ref.name, namespace, _request_timeout=TIMEOUT
         )
     except client.ApiException as exc:
-        raise FaultError("GoldenSetInvalid", f"{where}: {exc.status} {exc.reason}") from None
+        raise Refusal("GoldenSetInvalid", f"{where}: {exc.status} {exc.reason}") from None
     text = (config_map.data or {}).get(ref.key)
     if text is None:
-        raise FaultError("GoldenSetInvalid", f"{where}: no such key")
+        raise Refusal("GoldenSetInvalid", f"{where}: no such key")
     try:
         return parse_golden_set(text)
     except GoldenSetError as exc:
-        raise FaultError("GoldenSetInvalid", f"{where}: {exc}") from None
+        raise Refusal("GoldenSetInvalid", f"{where}: {exc}") from None
 
 
 class ModelChecker:

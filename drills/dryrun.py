@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from modeldr.api.drillplan import DrillPlanSpec, Step
 from modeldr.api.drillstatus import PlannedStep
-from modeldr.drills.faults.base import Aim, FaultError
+from modeldr.drills.faults.base import Aim
 from modeldr.drills.faults.registry import driver_for
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.target import Target, resolve_role
 from modeldr.kube.constants import Role
 from modeldr.kube.members import MemberRegistry
@@ -57,7 +58,7 @@ def plan_step(
         chosen_seed = fault.seed if fault.seed is not None else seed
         aim = Aim(where, fault, chosen_seed, plan.blast_radius.max_pods_percent)
         result = driver.plan(members, aim)
-    except FaultError as exc:
+    except Refusal as exc:
         planned.reason, planned.message = exc.reason, exc.message[:4096]
         return planned
     except Exception as exc:  # a member unreachable, no member Secret

@@ -11,8 +11,9 @@ import uuid
 
 from modeldr.api.drillplan import Fault
 from modeldr.api.drillstatus import FaultRecord
-from modeldr.drills.faults.base import FaultDriver, FaultError, Plan
+from modeldr.drills.faults.base import FaultDriver, Plan
 from modeldr.drills.faults.registry import DRIVERS
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunState, now
 from modeldr.kube.constants import Role
 from modeldr.kube.members import MemberRegistry
@@ -84,7 +85,7 @@ class Journal:
                     record.message,
                 )
                 await self._write_quietly()
-                if isinstance(exc, FaultError) or attempt == UNDO_ATTEMPTS - 1:
+                if isinstance(exc, Refusal) or attempt == UNDO_ATTEMPTS - 1:
                     return False  # a provider that is not there will not be by retrying now
                 await asyncio.sleep(min(1.0 * 2**attempt, 8.0))
                 continue

@@ -20,8 +20,8 @@ from modeldr.api.drillrun import DrillRunSpec
 from modeldr.api.drillstatus import DrillPlanStatus, DrillRunStatus
 from modeldr.api.phase import Phase
 from modeldr.drills import metrics
-from modeldr.drills.faults.base import FaultError
 from modeldr.drills.manifests import run_manifest, run_name
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef
 from modeldr.drills.schedule import (
     MISS_REASONS,
@@ -132,7 +132,7 @@ def snapshot_into_run(hub: client.ApiClient, ref: RunRef, spec: DrillRunSpec) ->
         absent=None,
     )
     if plan is None:
-        raise FaultError(
+        raise Refusal(
             "PlanNotFound", f"DrillPlan {ref.namespace}/{spec.plan_ref.name} does not exist"
         )
     snapshot = plan.get("spec") or {}

@@ -30,7 +30,6 @@ from modeldr.drills import dryrun, events, metrics, plans, prometheus, report
 from modeldr.drills.checks import ModelChecker, load_golden_set
 from modeldr.drills.conditions import ConditionError
 from modeldr.drills.engine import Drill, Engine, deadline_seconds, new_seed, steps_status
-from modeldr.drills.faults.base import FaultError
 from modeldr.drills.faults.infrastructure import provider_for
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.gaterunner import GateRunner
@@ -39,6 +38,7 @@ from modeldr.drills.host import DrillHost
 from modeldr.drills.journal import Journal
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
 from modeldr.drills.probe_stats import ProbeSample
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, now
 from modeldr.drills.target import Target, read_target, target_status
 from modeldr.drills.timeline import Point, Timeline
@@ -83,7 +83,7 @@ async def execute_run(
         target = await asyncio.to_thread(
             read_target, rt.hub, ref.namespace, plan.target.model_deployment
         )
-    except FaultError as exc:
+    except Refusal as exc:
         await refuse(rt, state, spec.plan_ref.name, exc.reason, exc.message)
         return
     holder = rt.drills.claim(target.namespace, target.name, ref.name)
@@ -137,7 +137,7 @@ async def start(
             )
             checker = ModelChecker(drill, plan.model_checks, golden, resolver)
         engine = Engine(drill, gates, checker)
-    except FaultError as exc:
+    except Refusal as exc:
         await refuse(rt, state, plan_name, exc.reason, exc.message, plan)
         return
     except ConditionError as exc:
@@ -172,7 +172,7 @@ async def start(
 def preflight(rt: DrillHost, plan: DrillPlanSpec, target: Target) -> None:
     """Before anything is touched (blocking): every fault can be made (a driver, and a
     provider for the infrastructure's), and a failover the plan causes has room on the
-    standby. FaultError with the step's reason otherwise."""
+    standby. Refusal with the step's reason otherwise."""
     seen = target_status(rt.hub, target)
     active = target.role_of(seen.get("activeCluster")) or "primary"
     for step in plan.steps:
@@ -211,7 +211,7 @@ def check_standby_capacity(rt: DrillHost, target: Target) -> None:
     try:
         capacity, _ = read_gpu_capacity(rt.members.get(cluster).api)
     except Exception as exc:  # unreachable, no Secret, no rights to list nodes or pods
-        raise FaultError(
+        raise Refusal(
             "CapacityUnknown",
             f"a failover to {cluster} needs {needed} free GPUs to scale its "
             f"{spec.clusters.standby.mode} standby up, and its GPU nodes could not be read: "
@@ -220,7 +220,7 @@ def check_standby_capacity(rt: DrillHost, target: Target) -> None:
     free = capacity.free(product)
     if free >= needed:
         return
-    raise FaultError(
+    raise Refusal(
         "StandbyCapacityInsufficient",
         f"a failover to {cluster} needs {needed} free GPUs"
         + (f" of product {product}" if product else "")
@@ -239,7 +239,7 @@ def traffic_entry(rt: DrillHost, plan: DrillPlanSpec, target: Target) -> Resolve
     if plan.traffic.url:
         return url_resolver(plan.traffic.url)
     if target.spec.traffic.provider != "endpointslice":
-        raise FaultError(
+        raise Refusal(
             "NoTrafficEntry",
             f"{target.name} routes traffic with the {target.spec.traffic.provider} provider: "
             "set spec.traffic.url to the entry point its clients use",
@@ -380,7 +380,7 @@ async def dry_preflight(
         PreflightFinding(check="target", ok=True, message=f"{target.name} is opted in and free")
     ]
 
-    def finding(check: str, exc: FaultError) -> PreflightFinding:
+    def finding(check: str, exc: Refusal) -> PreflightFinding:
         return PreflightFinding(check=check, ok=False, reason=exc.reason, message=exc.message)
 
     try:
@@ -398,7 +398,7 @@ async def dry_preflight(
                 + (f": {endpoints.error}" if endpoints.error else ""),
             )
         )
-    except FaultError as exc:
+    except Refusal as exc:
         findings.append(finding("traffic-entry", exc))
     if causes_failover(plan):
         try:
@@ -408,7 +408,7 @@ async def dry_preflight(
                     check="standby-capacity", ok=True, message="the standby can take the traffic"
                 )
             )
-        except FaultError as exc:
+        except Refusal as exc:
             findings.append(finding("standby-capacity", exc))
     if plan.model_checks is not None:
         try:
@@ -418,7 +418,7 @@ async def dry_preflight(
             findings.append(
                 PreflightFinding(check="golden-set", ok=True, message=f"{len(golden)} examples")
             )
-        except FaultError as exc:
+        except Refusal as exc:
             findings.append(finding("golden-set", exc))
     queries = [g.prometheus for g in plan.gates]
     queries += [a.prometheus for a in plan.abort_conditions if a.prometheus is not None]

@@ -12,7 +12,7 @@ from modeldr.api.drillplan import Action, Step
 from modeldr.api.drillstatus import FaultRecord, StepStatus
 from modeldr.api.phase import Phase, worst
 from modeldr.drills import events
-from modeldr.drills.faults.base import Aim, FaultError, Observation, Observing
+from modeldr.drills.faults.base import Aim, Observation, Observing
 from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER, expiry
 from modeldr.drills.faults.network import AGENT_WAIT_S
 from modeldr.drills.faults.registry import driver_for
@@ -26,6 +26,7 @@ from modeldr.drills.probe_stats import (
     failure_summary,
     measure_step,
 )
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import Renewable, Renewal
 from modeldr.drills.runstate import now
 from modeldr.drills.target import request_switch, resolve_role, target_status
@@ -69,7 +70,7 @@ class StepRunner:
             held = await d.interrupt.hold(step.duration_seconds)
             if held and record is not None:
                 observed = await self._observe(record)
-        except FaultError as exc:
+        except Refusal as exc:
             if d.interrupt.is_set:  # stopped (abort, by hand, deletion) before the fault
                 return await self._end(
                     status, Phase.ABORTED, d.interrupt.reason, d.interrupt.message
@@ -98,7 +99,7 @@ class StepRunner:
         return str(active) if active else None
 
     async def _inject(self, step: Step, active: str | None) -> FaultRecord:
-        """Plan, journal, then apply; FaultError leaves nothing injected."""
+        """Plan, journal, then apply; Refusal leaves nothing injected."""
         d = self.drill
         fault = step.fault
         assert fault is not None
@@ -115,7 +116,7 @@ class StepRunner:
             period = float(d.plan.fault_expiry_seconds)
             record.parameters[EXPIRES_PARAMETER] = expiry(allowance, period)
         if d.interrupt.is_set:
-            raise FaultError(d.interrupt.reason or "Interrupted", "stopped before the fault")
+            raise Refusal(d.interrupt.reason or "Interrupted", "stopped before the fault")
         await d.journal.record(record)  # journal before action: raises if the hub refused
         try:
             await asyncio.to_thread(driver.inject, d.runtime.members, record)
@@ -123,8 +124,8 @@ class StepRunner:
             # Part of it may be in force (some pods deleted, a cordon set): undo at once.
             failure = (
                 exc
-                if isinstance(exc, FaultError)
-                else FaultError("InjectFailed", f"{fault.type} in {where.cluster}: {exc}")
+                if isinstance(exc, Refusal)
+                else Refusal("InjectFailed", f"{fault.type} in {where.cluster}: {exc}")
             )
             record.message = failure.message[:1024]
             await self._undo(record)

@@ -10,7 +10,8 @@ from typing import Any
 from kubernetes import client
 
 from modeldr.api.modeldeployment import ModelDeploymentSpec
-from modeldr.drills.faults.base import FaultError, Placement
+from modeldr.drills.faults.base import Placement
+from modeldr.drills.refusal import Refusal
 from modeldr.kube import k8s
 from modeldr.kube.constants import (
     DRILLS_ENABLED,
@@ -67,15 +68,15 @@ class Target:
 
 def resolve_role(target: Target, cluster: str, active: str | None) -> Role:
     """The role a step's `fault.cluster` names: active (the cluster active now), a role, or
-    a member cluster's name; FaultError when it names none of them."""
+    a member cluster's name; Refusal when it names none of them."""
     if cluster == "active" and active is None:
-        raise FaultError(
+        raise Refusal(
             "ActiveClusterUnknown",
             f"fault.cluster active: {target.name} reports no status.activeCluster yet",
         )
     role = target.role_of(active if cluster == "active" else cluster)
     if role is None:
-        raise FaultError(
+        raise Refusal(
             "UnknownCluster",
             f"fault.cluster {cluster!r} is neither active, primary, standby nor a member "
             f"cluster of {target.name} ({target.cluster('primary')}, "
@@ -100,18 +101,18 @@ def read_object(hub: client.ApiClient, namespace: str, name: str) -> dict[str, A
 
 
 def read_target(hub: client.ApiClient, namespace: str, name: str) -> Target:
-    """The ModelDeployment; FaultError(TargetNotFound / TargetNotOptedIn / TargetInvalid)."""
+    """The ModelDeployment; Refusal(TargetNotFound / TargetNotOptedIn / TargetInvalid)."""
     obj = read_object(hub, namespace, name)
     if obj is None:
-        raise FaultError("TargetNotFound", f"ModelDeployment {namespace}/{name} does not exist")
+        raise Refusal("TargetNotFound", f"ModelDeployment {namespace}/{name} does not exist")
     labels = dict(obj["metadata"].get("labels") or {})
     try:
         spec = ModelDeploymentSpec.parse(obj.get("spec") or {})
     except Exception as exc:
-        raise FaultError("TargetInvalid", f"ModelDeployment {name}: {exc}"[:1024]) from None
+        raise Refusal("TargetInvalid", f"ModelDeployment {name}: {exc}"[:1024]) from None
     target = Target(namespace, name, obj["metadata"]["uid"], spec, labels)
     if not target.opted_in:
-        raise FaultError(
+        raise Refusal(
             "TargetNotOptedIn",
             f"ModelDeployment {name} does not carry the label {DRILLS_LABEL}={DRILLS_ENABLED}: "
             "a drill touches only what opted in",

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from modeldr.kube.errors import Closing
-from modeldr.operator.controller import Controller, Writes
+from modeldr.operator.daemonstate import DaemonState, Writes
 from modeldr.operator.runtime import Runtime
 from modeldr.operator.tick import tick
 
@@ -35,7 +35,7 @@ async def run_daemon(
     meta: kopf.Meta,
     status: kopf.Status,
 ) -> None:
-    ctl = Controller(rt, namespace, name, uid, writes=writes)
+    ctl = DaemonState(rt, namespace, name, uid, writes=writes)
     loop = asyncio.get_running_loop()
 
     def wake_soon() -> None:  # called from the pollers' threads

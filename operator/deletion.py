@@ -13,7 +13,7 @@ from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube.constants import ROLES
 from modeldr.kube.errors import MemberError, TrafficError
 from modeldr.operator import metrics
-from modeldr.operator.controller import Writes, status_clusters
+from modeldr.operator.daemonstate import Writes, status_clusters
 from modeldr.operator.reconcile import delete_member_objects
 from modeldr.operator.runtime import Runtime
 from modeldr.operator.traffic.base import Owner

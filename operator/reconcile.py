@@ -18,7 +18,7 @@ from modeldr.kube.constants import ROLES, Role
 from modeldr.kube.errors import Closing, ConflictError, MemberError
 from modeldr.kube.events import post_event
 from modeldr.operator import apply, metrics, render
-from modeldr.operator.controller import Controller
+from modeldr.operator.daemonstate import DaemonState
 from modeldr.operator.monitor import Snapshot
 from modeldr.operator.runtime import Runtime
 
@@ -49,7 +49,7 @@ def observed_objects(snapshot: Snapshot) -> dict[str, dict[Any, dict[str, Any]]]
 
 
 async def reconcile_member(
-    ctl: Controller,
+    ctl: DaemonState,
     spec: ModelDeploymentSpec,
     role: Role,
     snapshot: Snapshot,
@@ -130,7 +130,7 @@ def delete_member_objects(
     return apply.delete_objects(rt.members.get(cluster).api, namespace, name, hub_namespace)
 
 
-async def remove_stale(ctl: Controller, spec: ModelDeploymentSpec, body: kopf.Body) -> None:
+async def remove_stale(ctl: DaemonState, spec: ModelDeploymentSpec, body: kopf.Body) -> None:
     """Remove this ModelDeployment's member objects outside the spec's placement: left behind
     when `clusters.<role>.namespace` or `.cluster` changed. Only objects with its owner labels
     (managed by modeldr, this name and hub namespace), found in the snapshots of the spec's
@@ -173,7 +173,7 @@ async def remove_stale(ctl: Controller, spec: ModelDeploymentSpec, body: kopf.Bo
                 post_event(body, "Normal", "StaleObjectsRemoved", message)
 
 
-def watch(ctl: Controller, spec: ModelDeploymentSpec) -> None:
+def watch(ctl: DaemonState, spec: ModelDeploymentSpec) -> None:
     """Register the daemon's wake-up with the pollers of the spec's clusters."""
     if ctl.wake is None:
         return

@@ -18,7 +18,7 @@ from modeldr.kube.config import OperatorConfig
 from modeldr.kube.constants import RUNTIME_KEY
 from modeldr.kube.kubeconfig import hub_configuration
 from modeldr.kube.members import MemberRegistry
-from modeldr.operator.controller import Writes
+from modeldr.operator.daemonstate import Writes
 from modeldr.operator.monitor import Monitors
 from modeldr.operator.traffic import TrafficProvider, provider_for
 

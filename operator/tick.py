@@ -6,7 +6,7 @@
 calls of its own); `decide` is the pure failover state machine; `reconcile_members` and
 `route_traffic` are the only writers (inside the object's write guard); `report` builds the
 status with the pure `status.build_status` and writes it only when it changed. Each step is
-a function a unit test calls with a Controller it built.
+a function a unit test calls with a DaemonState it built.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, ROLES, SWITCH_ANNOTA
 from modeldr.kube.errors import MemberError, RenderError, TrafficError
 from modeldr.kube.events import post_event
 from modeldr.operator import clientprobe, metrics, render
-from modeldr.operator.controller import (
-    Controller,
+from modeldr.operator.daemonstate import (
+    DaemonState,
     cluster_of,
     ending,
     role_of,
@@ -70,7 +70,7 @@ class Seen:
 
 
 async def tick(
-    ctl: Controller,
+    ctl: DaemonState,
     body: kopf.Body,
     spec_raw: Any,
     meta: Any,
@@ -101,7 +101,7 @@ async def tick(
 
 
 async def parse(
-    ctl: Controller,
+    ctl: DaemonState,
     body: kopf.Body,
     spec_raw: Any,
     annotations: dict[str, str],
@@ -122,7 +122,7 @@ async def parse(
     return spec
 
 
-def track_placement(ctl: Controller, spec: ModelDeploymentSpec, status_raw: Any) -> None:
+def track_placement(ctl: DaemonState, spec: ModelDeploymentSpec, status_raw: Any) -> None:
     """Remember the clusters the spec no longer names (their objects go once it serves)."""
     clusters = {cluster_of(spec, role) for role in ROLES}
     if not ctl.clusters:
@@ -137,7 +137,7 @@ def track_placement(ctl: Controller, spec: ModelDeploymentSpec, status_raw: Any)
 
 
 async def observe(
-    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, status_raw: Any
+    ctl: DaemonState, body: kopf.Body, spec: ModelDeploymentSpec, status_raw: Any
 ) -> Seen:
     monitors = {role: ctl.runtime.monitors.get(cluster_of(spec, role)) for role in ROLES}
     track_placement(ctl, spec, status_raw)
@@ -170,7 +170,7 @@ async def observe(
 
 
 def report_member_errors(
-    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, snapshots: dict[Role, Snapshot]
+    ctl: DaemonState, body: kopf.Body, spec: ModelDeploymentSpec, snapshots: dict[Role, Snapshot]
 ) -> None:
     """A member that cannot be reached (or read: no Secret, bad kubeconfig) gets an Event
     when that starts and when it ends, from the first check on."""
@@ -186,7 +186,7 @@ def report_member_errors(
 
 
 async def with_query(
-    ctl: Controller, spec: ModelDeploymentSpec, role: Role, health: Health
+    ctl: DaemonState, spec: ModelDeploymentSpec, role: Role, health: Health
 ) -> Health:
     """Add the PromQL part to a passing check (a failing one needs no query)."""
     if not health.healthy or not spec.failover.health_query:
@@ -209,7 +209,7 @@ async def with_query(
 
 
 async def with_probe(
-    ctl: Controller, spec: ModelDeploymentSpec, role: Role, health: Health, snapshot: Snapshot
+    ctl: DaemonState, spec: ModelDeploymentSpec, role: Role, health: Health, snapshot: Snapshot
 ) -> Health:
     """Add the client probe to a passing check (failover.probe): the cluster fails it when
     too few of the requests a client would send answer in time."""
@@ -238,7 +238,7 @@ async def with_probe(
     )
 
 
-def prometheus_url(ctl: Controller, cluster: str) -> str | None:
+def prometheus_url(ctl: DaemonState, cluster: str) -> str | None:
     """Blocking: the member Secret's prometheus-url (None when the member is unusable)."""
     try:
         return ctl.runtime.members.get(cluster).prometheus_url
@@ -247,7 +247,7 @@ def prometheus_url(ctl: Controller, cluster: str) -> str | None:
 
 
 def decide(
-    ctl: Controller,
+    ctl: DaemonState,
     spec: ModelDeploymentSpec,
     seen: Seen,
     annotations: dict[str, str],
@@ -267,7 +267,7 @@ def decide(
 
 
 async def reconcile_members(
-    ctl: Controller,
+    ctl: DaemonState,
     body: kopf.Body,
     spec: ModelDeploymentSpec,
     seen: Seen,
@@ -287,7 +287,7 @@ async def reconcile_members(
 
 
 async def route_traffic(
-    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen, decision: Decision
+    ctl: DaemonState, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen, decision: Decision
 ) -> dict[str, Any] | None:
     """Point traffic at the active cluster; returns the failover record of a switch made."""
     if spec.traffic.provider not in ctl.runtime.config.traffic_providers:
@@ -321,7 +321,7 @@ def target_for(
 
 
 def ready_addresses(
-    ctl: Controller, spec: ModelDeploymentSpec, seen: Seen, role: Role
+    ctl: DaemonState, spec: ModelDeploymentSpec, seen: Seen, role: Role
 ) -> tuple[str, ...]:
     key = (spec.member(role).namespace, ctl.name)
     addresses = entry_addresses(spec, seen.snapshots[role], key)
@@ -351,7 +351,7 @@ def entry_port(spec: ModelDeploymentSpec) -> int:
 
 
 async def switch_traffic(
-    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen, switch: Switch
+    ctl: DaemonState, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen, switch: Switch
 ) -> dict[str, Any] | None:
     from_cluster = cluster_of(spec, ctl.state.active)
     target = target_for(
@@ -387,7 +387,7 @@ async def switch_traffic(
 
 
 async def mirror_active(
-    ctl: Controller, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen
+    ctl: DaemonState, body: kopf.Body, spec: ModelDeploymentSpec, seen: Seen
 ) -> None:
     """Mirror the active cluster's ready pods; while it is unreachable keep what clients
     have (the failover replaces it) instead of publishing an empty set. The last target
@@ -414,7 +414,7 @@ async def mirror_active(
         ctl.traffic_error = str(exc)
 
 
-async def send_traffic(ctl: Controller, spec: ModelDeploymentSpec, target: TrafficTarget) -> None:
+async def send_traffic(ctl: DaemonState, spec: ModelDeploymentSpec, target: TrafficTarget) -> None:
     provider = ctl.runtime.provider(spec.traffic.provider)
     hub = ctl.runtime.hub
     await asyncio.to_thread(ctl.writes.run, lambda: provider.apply(hub, ctl.owner, spec, target))
@@ -422,7 +422,7 @@ async def send_traffic(ctl: Controller, spec: ModelDeploymentSpec, target: Traff
 
 
 async def settle_switch_request(
-    ctl: Controller, spec: ModelDeploymentSpec, annotations: dict[str, str], decision: Decision
+    ctl: DaemonState, spec: ModelDeploymentSpec, annotations: dict[str, str], decision: Decision
 ) -> None:
     """A satisfied switch request is removed so that it does not linger, and so is one that
     waited its whole bound for a target that never answered (decision.drop_request)."""
@@ -433,7 +433,7 @@ async def settle_switch_request(
         await asyncio.to_thread(remove_switch_annotation, ctl)
 
 
-def remove_switch_annotation(ctl: Controller) -> None:
+def remove_switch_annotation(ctl: DaemonState) -> None:
     client.CustomObjectsApi(ctl.runtime.hub).patch_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -446,7 +446,7 @@ def remove_switch_annotation(ctl: Controller) -> None:
 
 
 async def report(
-    ctl: Controller,
+    ctl: DaemonState,
     body: kopf.Body,
     spec: ModelDeploymentSpec,
     seen: Seen,
@@ -487,7 +487,7 @@ async def report(
 
 
 async def write_status(
-    ctl: Controller,
+    ctl: DaemonState,
     body: kopf.Body,
     status: dict[str, Any],
     changes: list[ConditionChange],

@@ -13,22 +13,13 @@ from kubernetes import client
 from modeldr.api.drillplan import Fault
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.select import Candidate, Mode, SelectionError, select_pods
 from modeldr.kube.constants import Role, selector_labels
-from modeldr.kube.errors import OperatorError
 from modeldr.kube.members import MemberRegistry
 
 # Member API calls of a fault: a dead member must fail the call in seconds, not minutes.
 TIMEOUT = (2.0, 10.0)
-
-
-class FaultError(OperatorError):
-    """The fault cannot be made as asked; `reason` is the step's CamelCase reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -91,7 +82,7 @@ class FaultDriver(Protocol):
     provider: str
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
-        """Choose the targets (reads only); FaultError when none or too many match."""
+        """Choose the targets (reads only); Refusal when none or too many match."""
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         """Make the fault as the record says (targets, parameters); idempotent."""
@@ -114,7 +105,7 @@ def choose_pods(members: MemberRegistry, aim: Aim) -> tuple[str, ...]:
             what=f"pods of {where.name} in {where.cluster}",
         )
     except SelectionError as exc:
-        raise FaultError(exc.reason, exc.message) from None
+        raise Refusal(exc.reason, exc.message) from None
     return chosen.targets
 
 

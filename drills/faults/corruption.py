@@ -25,7 +25,8 @@ from kubernetes import client
 
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
-from modeldr.drills.faults.base import TIMEOUT, Aim, FaultError, Observation, Plan, member_api
+from modeldr.drills.faults.base import TIMEOUT, Aim, Observation, Plan, member_api
+from modeldr.drills.refusal import Refusal
 from modeldr.kube import k8s
 from modeldr.kube.constants import GROUP, MANAGED_BY, NAME_LABEL, NAMESPACE_LABEL
 from modeldr.kube.members import MemberRegistry
@@ -72,7 +73,7 @@ def corrupted_pod(
     env = list(container.get("env") or [])
     model_dir = next((e.get("value") for e in env if e.get("name") == MODEL_DIR_ENV), None)
     if not model_dir:
-        raise FaultError(
+        raise Refusal(
             "FaultUnsupported",
             f"the pod template of {model} sets no {MODEL_DIR_ENV}: no artifact to corrupt",
         )
@@ -203,7 +204,7 @@ class ModelCorruption:
             absent=None,
         )
         if found is None:
-            raise FaultError(
+            raise Refusal(
                 "NoTargets",
                 f"no Deployment {where.namespace}/{where.name} in {where.cluster} to copy",
             )
@@ -265,4 +266,4 @@ class ModelCorruption:
             if found is None:
                 return
             time.sleep(0.5)
-        raise FaultError("UndoFailed", f"corrupted replica {name} still exists after deletion")
+        raise Refusal("UndoFailed", f"corrupted replica {name} still exists after deletion")

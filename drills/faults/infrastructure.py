@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from modeldr.api.drillstatus import FaultRecord
-from modeldr.drills.faults.base import Aim, FaultError, Plan
+from modeldr.drills.faults.base import Aim, Plan
 from modeldr.drills.faults.nodes import plan_node
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
+from modeldr.drills.refusal import Refusal
 from modeldr.kube.errors import MemberError
 from modeldr.kube.members import MemberRegistry
 
@@ -27,9 +28,9 @@ def provider_for(members: MemberRegistry, cluster: str) -> InfrastructureProvide
     try:
         url = members.get(cluster).infrastructure_url
     except MemberError as exc:
-        raise FaultError("NoProvider", str(exc)) from None
+        raise Refusal("NoProvider", str(exc)) from None
     if not url:
-        raise FaultError(
+        raise Refusal(
             "NoProvider",
             f"member cluster {cluster!r} has no infrastructure provider: its Secret has no "
             "key infrastructure-webhook-url (docs/infrastructure-webhook.md)",
@@ -37,7 +38,7 @@ def provider_for(members: MemberRegistry, cluster: str) -> InfrastructureProvide
     try:
         return InfrastructureProvider(url)
     except InfrastructureError as exc:  # a malformed URL in the Secret
-        raise FaultError("NoProvider", f"member cluster {cluster!r}: {exc}") from None
+        raise Refusal("NoProvider", f"member cluster {cluster!r}: {exc}") from None
 
 
 def expiry(duration_seconds: float, margin_seconds: float) -> str:
@@ -60,7 +61,7 @@ def _call_inject(
     try:
         provider.inject(record.id, record.type, record.cluster, node=node, expires_at=expires)
     except InfrastructureError as exc:
-        raise FaultError("InjectFailed", f"{record.type} of {record.cluster}: {exc}") from None
+        raise Refusal("InjectFailed", f"{record.type} of {record.cluster}: {exc}") from None
 
 
 def _call_renew(

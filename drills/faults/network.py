@@ -21,14 +21,8 @@ from kubernetes import client
 
 from modeldr.api import networkfault as O
 from modeldr.api.drillstatus import FaultRecord
-from modeldr.drills.faults.base import (
-    TIMEOUT,
-    Aim,
-    FaultError,
-    Plan,
-    choose_pods,
-    member_api,
-)
+from modeldr.drills.faults.base import TIMEOUT, Aim, Plan, choose_pods, member_api
+from modeldr.drills.refusal import Refusal
 from modeldr.kube import k8s
 from modeldr.kube.members import MemberRegistry
 
@@ -81,7 +75,7 @@ class NetworkFault:
                 core.read_namespaced_pod, name, namespace, _request_timeout=TIMEOUT, absent=None
             )
             if pod is None or not pod.status.pod_ip or not pod.spec.node_name:
-                raise FaultError(
+                raise Refusal(
                     "NoTargets",
                     f"pod {namespace}/{name} in {record.cluster} is gone or has no IP yet; "
                     "nothing was injected",
@@ -119,7 +113,7 @@ class NetworkFault:
             )
         except client.ApiException as exc:
             if exc.status == 404:  # the resource type itself is unknown
-                raise FaultError(
+                raise Refusal(
                     "NoAgent",
                     f"member cluster {record.cluster} has no NetworkFault CRD: the modeldr "
                     "node agent chart (charts/modeldr-agent) is not installed there; nothing "
@@ -151,7 +145,7 @@ class NetworkFault:
                 absent=None,
             )
             if current is None:
-                raise FaultError("InjectFailed", f"NetworkFault {namespace}/{name} vanished")
+                raise Refusal("InjectFailed", f"NetworkFault {namespace}/{name} vanished")
             reports = ((current.get("status") or {}).get("nodes")) or {}
             verdict = self._judge(record, nodes, reports)
             if verdict is None:
@@ -161,24 +155,24 @@ class NetworkFault:
             time.sleep(POLL_S)
 
     @staticmethod
-    def _judge(record: FaultRecord, nodes: list[str], reports: dict[str, Any]) -> FaultError | None:
+    def _judge(record: FaultRecord, nodes: list[str], reports: dict[str, Any]) -> Refusal | None:
         """None when every node applied it; the error to raise now or at the deadline."""
         where = f"{record.type} in {record.cluster}"
         for node in nodes:
             report = reports.get(node) or {}
             state, message = report.get("state"), report.get("message") or ""
             if state == "Unsupported":
-                raise FaultError(
+                raise Refusal(
                     "FaultUnsupported",
                     f"{where}: the node agent on {node} cannot make it: {message}; nothing was "
                     "injected",
                 )
             if state == "Error":
-                raise FaultError("InjectFailed", f"{where}: the node agent on {node}: {message}")
+                raise Refusal("InjectFailed", f"{where}: the node agent on {node}: {message}")
         silent = [n for n in nodes if (reports.get(n) or {}).get("state") != "Applied"]
         if not silent:
             return None
-        return FaultError(
+        return Refusal(
             "NoAgent",
             f"{where}: no node agent answered within {AGENT_WAIT_S:g}s for node(s) "
             f"{', '.join(silent)} (is the modeldr-agent DaemonSet running there? "
@@ -218,5 +212,5 @@ class NetworkFault:
             is not None
         ):
             if time.monotonic() >= deadline:
-                raise FaultError("UndoFailed", f"NetworkFault {namespace}/{name} is not gone")
+                raise Refusal("UndoFailed", f"NetworkFault {namespace}/{name} is not gone")
             time.sleep(POLL_S)

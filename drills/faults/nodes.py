@@ -11,15 +11,8 @@ from kubernetes import client
 
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
-from modeldr.drills.faults.base import (
-    TIMEOUT,
-    Aim,
-    FaultError,
-    Observation,
-    Plan,
-    member_api,
-    model_pods,
-)
+from modeldr.drills.faults.base import TIMEOUT, Aim, Observation, Plan, member_api, model_pods
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.select import SelectionError, select_node
 from modeldr.kube import k8s
 from modeldr.kube.constants import GPU_RESOURCE, GROUP
@@ -40,7 +33,7 @@ def plan_node(members: MemberRegistry, aim: Aim) -> Plan:
     try:
         chosen = select_node(pods, aim.seed, node=fault.node, max_pods_percent=aim.max_pods_percent)
     except SelectionError as exc:
-        raise FaultError(exc.reason, exc.message) from None
+        raise Refusal(exc.reason, exc.message) from None
     parameters = {"node": chosen.node, "namespace": where.namespace}
     if fault.grace_period_seconds is not None:
         parameters["gracePeriodSeconds"] = str(fault.grace_period_seconds)
@@ -116,7 +109,7 @@ class NodeDrain:
         if node.spec.unschedulable:
             # Cordoned by someone else: draining it again would be no fault, and undo must
             # not uncordon what the drill did not cordon.
-            raise FaultError(
+            raise Refusal(
                 "NodeAlreadyCordoned",
                 f"node {planned.parameters['node']} in {aim.where.cluster} is cordoned already",
             )
@@ -174,7 +167,7 @@ class GPULoss:
         if taken:
             # The apiserver refuses a second taint of the same key and effect, and the GPUs
             # are gone already: no fault to make.
-            raise FaultError(
+            raise Refusal(
                 "NodeAlreadyTainted",
                 f"node {planned.parameters['node']} in {aim.where.cluster} has a "
                 f"{GPU_RESOURCE}:{GPU_LOSS_EFFECT} taint already",

@@ -3,12 +3,13 @@ would end its step Error (FaultUnsupported) with nothing injected, never a silen
 
 from __future__ import annotations
 
-from modeldr.drills.faults.base import FaultDriver, FaultError
+from modeldr.drills.faults.base import FaultDriver
 from modeldr.drills.faults.corruption import ModelCorruption
 from modeldr.drills.faults.infrastructure import ClusterOutage, NodeFailure
 from modeldr.drills.faults.network import NetworkFault
 from modeldr.drills.faults.nodes import GPULoss, NodeDrain
 from modeldr.drills.faults.pods import PodKill
+from modeldr.drills.refusal import Refusal
 
 DRIVERS: dict[str, FaultDriver] = {
     "PodKill": PodKill(),
@@ -31,4 +32,4 @@ def driver_for(fault_type: str) -> FaultDriver:
     if fault_type in DRIVERS:
         return DRIVERS[fault_type]
     why = UNSUPPORTED.get(fault_type, "is not a known fault type")
-    raise FaultError("FaultUnsupported", f"fault {fault_type} {why}; nothing was injected")
+    raise Refusal("FaultUnsupported", f"fault {fault_type} {why}; nothing was injected")

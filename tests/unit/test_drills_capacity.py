@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
-from modeldr.drills.faults.base import FaultError
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.run import check_standby_capacity
 from modeldr.operator.runtime import Runtime
 from tests.loopback import serve
@@ -87,26 +87,26 @@ def test_the_standby_is_read_as_it_is_now() -> None:
     with serve(Apiserver, state) as url:
         standby = FakeMember("standby", client.ApiClient(client.Configuration(host=url)))
         rt = runtime(standby)
-        with pytest.raises(FaultError) as short:
+        with pytest.raises(Refusal) as short:
             check_standby_capacity(rt, cold_target(replicas=2))  # needs 2, 1 free
         assert short.value.reason == "StandbyCapacityInsufficient"
         assert "needs 2 free GPUs" in short.value.message and "it has 1" in short.value.message
         state["nodes"].append(node("gpu-1", 1))
         check_standby_capacity(rt, cold_target(replicas=2))  # 2 free now: passes
         state["pods"].append(hog("gpu-1", 1))  # taken a moment later: refused at once
-        with pytest.raises(FaultError) as taken:
+        with pytest.raises(Refusal) as taken:
             check_standby_capacity(rt, cold_target(replicas=2))
         assert taken.value.reason == "StandbyCapacityInsufficient"
     assert "/api/v1/pods" in state["asked"]
 
 
 def test_capacity_that_cannot_be_learned_is_not_enough() -> None:
-    with pytest.raises(FaultError) as no_secret:
+    with pytest.raises(Refusal) as no_secret:
         check_standby_capacity(runtime(), cold_target())
     assert no_secret.value.reason == "CapacityUnknown"
     assert "could not be read" in no_secret.value.message
     # A member that does not answer (closed port): the same.
-    with pytest.raises(FaultError) as unreachable:
+    with pytest.raises(Refusal) as unreachable:
         check_standby_capacity(runtime(FakeMember("standby")), cold_target())
     assert unreachable.value.reason == "CapacityUnknown"
 

@@ -30,10 +30,10 @@ from modeldr.drills.engine import (
     steps_status,
 )
 from modeldr.drills.faults import registry
-from modeldr.drills.faults.base import FaultError
 from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER
 from modeldr.drills.gaterunner import GateRunner, Windows
 from modeldr.drills.gates import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import StatusWriteError
 from modeldr.drills.steps import INJECT_TIMEOUT_S, StepRunner
 from modeldr.drills.target import Target, resolve_role
@@ -234,14 +234,14 @@ def test_fault_cluster_resolves_active_roles_and_member_names(
 def test_fault_cluster_refuses_what_is_not_a_member_of_the_target(
     cluster: str, active_now: str | None
 ) -> None:
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         resolve_role(_east_west(), cluster, active_now)
     assert caught.value.reason == "UnknownCluster"
     assert "east" in caught.value.message and "west" in caught.value.message
 
 
 def test_fault_cluster_active_says_when_the_active_cluster_is_not_known_yet() -> None:
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         resolve_role(_east_west(), "active", None)
     assert caught.value.reason == "ActiveClusterUnknown"
 
@@ -392,7 +392,7 @@ def test_an_unsupported_fault_ends_its_step_error_before_the_journal(
     ("error", "reason", "words"),
     [
         (
-            FaultError("NodeAlreadyCordoned", "node n1 is cordoned already"),
+            Refusal("NodeAlreadyCordoned", "node n1 is cordoned already"),
             "NodeAlreadyCordoned",
             "cordoned already",
         ),

@@ -1,5 +1,5 @@
 """Fault drivers (drills/faults/): the registry, target planning (selection errors become the
-step's FaultError), the taint and cordon bookkeeping of the node faults against a small fake
+step's Refusal), the taint and cordon bookkeeping of the node faults against a small fake
 CoreV1Api, and the infrastructure faults against a real webhook on 127.0.0.1 that speaks
 docs/infrastructure-webhook.md. Real member API calls are the integration tests' part."""
 
@@ -23,7 +23,7 @@ from modeldr.api.phase import Phase
 from modeldr.drills import events, steps
 from modeldr.drills.engine import steps_status
 from modeldr.drills.faults import base, infrastructure, nodes, registry
-from modeldr.drills.faults.base import Aim, FaultError, Placement, Plan
+from modeldr.drills.faults.base import Aim, Placement, Plan
 from modeldr.drills.faults.infrastructure import (
     EXPIRES_PARAMETER,
     ClusterOutage,
@@ -41,6 +41,7 @@ from modeldr.drills.faults.nodes import (
 from modeldr.drills.faults.pods import PodKill
 from modeldr.drills.infra import InfrastructureError
 from modeldr.drills.journal import Journal, new_record
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.select import Candidate
 from modeldr.drills.steps import StepRunner
 from modeldr.kube.constants import GPU_RESOURCE
@@ -91,7 +92,7 @@ def test_driver_for_refuses_unknown_types() -> None:
     # The network faults are the node agent's (a kernel without netem refuses Latency at the
     # agent, tests/integration/test_network_faults.py).
     assert registry.driver_for("Latency").provider == "agent"
-    with pytest.raises(FaultError) as unknown:
+    with pytest.raises(Refusal) as unknown:
         registry.driver_for("Meteor")
     assert unknown.value.reason == "FaultUnsupported"
     assert "not a known fault type" in unknown.value.message
@@ -130,7 +131,7 @@ def candidates(monkeypatch: pytest.MonkeyPatch) -> list[Candidate]:
 
 
 def test_podkill_with_no_pods_is_no_targets(candidates: list[Candidate]) -> None:
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         PodKill().plan(registry_of(), Aim(WHERE, fault(type="PodKill"), 1, 50))
     assert caught.value.reason == "NoTargets"
     assert "bert in primary" in caught.value.message
@@ -138,7 +139,7 @@ def test_podkill_with_no_pods_is_no_targets(candidates: list[Candidate]) -> None
 
 def test_podkill_beyond_the_blast_radius_is_refused(candidates: list[Candidate]) -> None:
     candidates += [Candidate(f"p{i}", "n1") for i in range(4)]
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         PodKill().plan(registry_of(), Aim(WHERE, fault(type="PodKill", mode="all"), 1, 50))
     assert caught.value.reason == "BlastRadiusExceeded"
 
@@ -167,10 +168,10 @@ def test_a_node_fault_targets_a_node_of_the_model_and_its_pods(
     plan = GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 50))
     assert plan.targets == ("p1", "p2")
     assert plan.parameters == {"node": "n2", "namespace": "ml"}
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n9"), 3, 50))
     assert caught.value.reason == "NoTargets" and "n9" in caught.value.message
-    with pytest.raises(FaultError) as too_many:
+    with pytest.raises(Refusal) as too_many:
         GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 25))
     assert too_many.value.reason == "BlastRadiusExceeded"
 
@@ -388,7 +389,7 @@ def test_node_drain_refuses_a_node_cordoned_by_someone_else(
 ) -> None:
     candidates.append(Candidate("p1", "n1"))
     core.add("n1", unschedulable=True)
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         NodeDrain().plan(MEMBERS, Aim(WHERE, fault(type="NodeDrain"), 1, 100))
     assert caught.value.reason == "NodeAlreadyCordoned"
     core.nodes["n1"].spec.unschedulable = False
@@ -474,7 +475,7 @@ def test_no_provider_is_no_provider_before_anything_is_sent(
     url: str, hook: Webhook, driver: ClusterOutage | NodeFailure
 ) -> None:
     kind = "ClusterOutage" if isinstance(driver, ClusterOutage) else "NodeFailure"
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         driver.plan(with_provider(None), Aim(WHERE, fault(type=kind), 1, 50))
     assert caught.value.reason == "NoProvider"
     assert "infrastructure-webhook-url" in caught.value.message
@@ -482,10 +483,10 @@ def test_no_provider_is_no_provider_before_anything_is_sent(
 
 
 def test_a_member_without_a_secret_or_with_a_bad_url_has_no_provider(url: str) -> None:
-    with pytest.raises(FaultError) as missing:
+    with pytest.raises(Refusal) as missing:
         provider_for(registry_of(), "primary")
     assert missing.value.reason == "NoProvider" and "primary" in missing.value.message
-    with pytest.raises(FaultError) as bad:
+    with pytest.raises(Refusal) as bad:
         provider_for(with_provider("ftp://somewhere"), "primary")
     assert bad.value.reason == "NoProvider" and "http(s)" in bad.value.message
 
@@ -538,7 +539,7 @@ def test_a_refused_inject_is_inject_failed_with_the_providers_words(
     record = _journalled("ClusterOutage", ClusterOutage())
     record.cluster = "elsewhere"
     members = registry_of(FakeMember("elsewhere", infrastructure_url=url))
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         ClusterOutage().inject(members, record)
     assert caught.value.reason == "InjectFailed"
     assert "unknown cluster 'elsewhere'" in caught.value.message
@@ -634,6 +635,6 @@ def test_gpu_loss_refuses_a_node_whose_gpus_are_tainted_away_already(
     apiserver would refuse a second taint of that key and effect."""
     candidates += [Candidate("p1", "n2")]
     core.add("n2", [client.V1Taint(key=GPU_RESOURCE, value="broken", effect="NoExecute")])
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 100))
     assert caught.value.reason == "NodeAlreadyTainted" and "n2" in caught.value.message

@@ -12,8 +12,9 @@ import pytest
 from modeldr.api.drillplan import Fault
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults import base
-from modeldr.drills.faults.base import Aim, FaultError, Placement
+from modeldr.drills.faults.base import Aim, Placement
 from modeldr.drills.faults.network import NetworkFault
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.select import Candidate
 from modeldr.kube.members import MemberRegistry
 
@@ -55,14 +56,12 @@ def test_latency_plans_its_delay_and_jitter(pods: list[Candidate]) -> None:
 
 
 def test_the_blast_radius_is_enforced_before_anything_is_made(pods: list[Candidate]) -> None:
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         NetworkFault().plan(MEMBERS, Aim(WHERE, fault(type="NetworkPartition", mode="all"), 1, 50))
     assert caught.value.reason == "BlastRadiusExceeded"
 
 
-def judge(
-    reports: dict[str, Any], nodes: tuple[str, ...] = ("gpu-0", "gpu-1")
-) -> FaultError | None:
+def judge(reports: dict[str, Any], nodes: tuple[str, ...] = ("gpu-0", "gpu-1")) -> Refusal | None:
     return NetworkFault._judge(RECORD, list(nodes), reports)
 
 
@@ -71,7 +70,7 @@ def test_every_node_applied_is_done() -> None:
 
 
 def test_a_node_without_netem_makes_it_unsupported_with_the_agents_reason() -> None:
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         judge({"gpu-0": {"state": "Unsupported", "message": "kernel x has no tc netem"}})
     assert caught.value.reason == "FaultUnsupported"
     assert "gpu-0" in caught.value.message and "no tc netem" in caught.value.message
@@ -79,7 +78,7 @@ def test_a_node_without_netem_makes_it_unsupported_with_the_agents_reason() -> N
 
 
 def test_a_failed_apply_is_inject_failed() -> None:
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         judge({"gpu-0": {"state": "Applied"}, "gpu-1": {"state": "Error", "message": "nft: x"}})
     assert caught.value.reason == "InjectFailed" and "gpu-1" in caught.value.message
 

@@ -14,7 +14,7 @@ from modeldr.api.drillrun import DrillRunSpec
 from modeldr.api.drillstatus import DrillRunStatus
 from modeldr.api.phase import Phase
 from modeldr.drills import manifests, plans
-from modeldr.drills.faults.base import FaultError
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef
 from modeldr.kube.constants import (
     API_VERSION,
@@ -351,7 +351,7 @@ def test_a_hand_made_run_gets_the_plans_spec_and_generation(
 
 def test_a_hand_made_run_of_a_missing_plan_is_refused(api: type[FakeCustomObjects]) -> None:
     ref = RunRef("demo", "by-hand", "run-uid")
-    with pytest.raises(FaultError) as caught:
+    with pytest.raises(Refusal) as caught:
         plans.snapshot_into_run(nowhere(), ref, DrillRunSpec.parse({"planRef": {"name": "gone"}}))
     assert caught.value.reason == "PlanNotFound" and "demo/gone" in caught.value.message
     assert not [c for c in api.calls if c[0] == "patch"]

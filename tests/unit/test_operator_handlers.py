@@ -16,7 +16,7 @@ import pytest
 from modeldr.kube.config import OperatorConfig
 from modeldr.kube.errors import Closing, MemberError
 from modeldr.operator import metrics, reconcile
-from modeldr.operator.controller import Controller, Writes, ending, status_clusters
+from modeldr.operator.daemonstate import DaemonState, Writes, ending, status_clusters
 from modeldr.operator.monitor import Monitors, Snapshot
 from modeldr.operator.runtime import Runtime, writes_of
 from tests.specs import minimal_spec
@@ -110,7 +110,7 @@ def _watchers(monitors: Monitors, cluster: str) -> dict[Any, set[Any]]:
 
 def test_watch_follows_the_spec_placement(runtime: Runtime) -> None:
     monitors = runtime.monitors
-    ctl = Controller(runtime, "team-a", "bert", "uid-1")
+    ctl = DaemonState(runtime, "team-a", "bert", "uid-1")
     ctl.wake = lambda: None
     spec = minimal_spec()  # primary and standby clusters, namespace ml in both
     reconcile.watch(ctl, spec)
@@ -153,7 +153,7 @@ def recording() -> Iterator[Runtime]:
 def test_a_member_error_is_its_own_reconcile_error_reason(recording: Runtime) -> None:
     members = recording.members
     assert isinstance(members, _RecordingMembers)
-    ctl = Controller(recording, "team-a", "member-error", "uid-2")
+    ctl = DaemonState(recording, "team-a", "member-error", "uid-2")
     error = asyncio.run(
         reconcile.reconcile_member(ctl, minimal_spec(), "primary", _empty_snapshot(), 1, {})
     )
@@ -169,7 +169,7 @@ def test_a_member_error_is_its_own_reconcile_error_reason(recording: Runtime) ->
 def test_no_member_write_once_the_deletion_handler_closed_the_guard(
     recording: Runtime,
 ) -> None:
-    ctl = Controller(recording, "team-a", "deleting", "uid-3")
+    ctl = DaemonState(recording, "team-a", "deleting", "uid-3")
     ctl.writes.close()
     with pytest.raises(Closing):
         asyncio.run(
@@ -194,7 +194,7 @@ def test_a_dead_entry_point_leaves_the_traffic_after_one_probe_check_and_comes_b
             runtime={"image": "img", "port": port},
             failover={"probe": {"sampleSize": 2, "timeoutMilliseconds": 500}},
         )
-        ctl = Controller(runtime, "team-a", "bert", "uid-9")
+        ctl = DaemonState(runtime, "team-a", "bert", "uid-9")
         snapshot = Snapshot(
             "primary",
             time.monotonic(),

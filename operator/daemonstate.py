@@ -44,7 +44,7 @@ class Writes:
 
 
 @dataclass
-class Controller:
+class DaemonState:
     runtime: Runtime
     namespace: str
     name: str
