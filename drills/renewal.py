@@ -23,13 +23,31 @@ from modeldr.kube.members import MemberRegistry
 log = logging.getLogger("modeldr.drills.renewal")
 
 RENEWALS_PER_PERIOD = 3
+# The record's parameter that says when the fault undoes itself (the agent's order, the
+# infrastructure provider's fault): set by the step before the inject, pushed on by renewals.
+EXPIRES_PARAMETER = "expiresAt"
 
 
 @runtime_checkable
 class Renewable(Protocol):
+    # How long an inject may take: the first expiry counts from its end.
+    inject_allowance_s: float
+
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
         """Push the fault's expiry to `expires_at`; idempotent; never re-creates an undone
         fault."""
+
+
+def first_expiry(allowance_s: float, period_s: float) -> str:
+    """The expiry a renewable fault is injected with: one period after the longest its
+    inject may take."""
+    return (datetime.now(UTC) + timedelta(seconds=allowance_s + period_s)).isoformat()
+
+
+def recorded_expiry(record: FaultRecord) -> datetime | None:
+    """The expiry the record was injected with (None where it has none)."""
+    raw = record.parameters.get(EXPIRES_PARAMETER)
+    return datetime.fromisoformat(raw) if raw else None
 
 
 def next_expiry(period_s: float, at: datetime | None = None) -> datetime:

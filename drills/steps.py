@@ -13,8 +13,6 @@ from modeldr.api.drillstatus import FaultRecord, StepStatus
 from modeldr.api.phase import Phase, worst
 from modeldr.drills import events
 from modeldr.drills.faults.base import Aim, Observation, Observing
-from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER, expiry
-from modeldr.drills.faults.network import AGENT_WAIT_S
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.journal import new_record
 from modeldr.drills.probe_stats import (
@@ -27,7 +25,7 @@ from modeldr.drills.probe_stats import (
     measure_step,
 )
 from modeldr.drills.refusal import Refusal
-from modeldr.drills.renewal import Renewable, Renewal
+from modeldr.drills.renewal import EXPIRES_PARAMETER, Renewable, Renewal, first_expiry
 from modeldr.drills.runstate import now
 from modeldr.drills.target import request_switch, resolve_role, target_status
 from modeldr.drills.verdict import Part, PartKind
@@ -40,7 +38,6 @@ if TYPE_CHECKING:
 # A renewable fault (agent orders, infrastructure injects) expires the plan's
 # faultExpirySeconds after its last renewal (drills/renewal.py); the first expiry also covers
 # the longest inject, so a slow provider cannot undo the fault before the first renewal.
-INJECT_TIMEOUT_S = 90.0  # the infrastructure provider's request timeout (drills.infra)
 
 
 class StepRunner:
@@ -111,10 +108,9 @@ class StepRunner:
         plan = await asyncio.to_thread(driver.plan, d.runtime.members, aim)
         record = new_record(step.name, fault, driver, where.cluster, where.role, plan)
         if isinstance(driver, Renewable):
-            # The inject may take up to its timeout: the first expiry counts from its end.
-            allowance = AGENT_WAIT_S if driver.provider == "agent" else INJECT_TIMEOUT_S
+            # The inject may take up to its allowance: the first expiry counts from its end.
             period = float(d.plan.fault_expiry_seconds)
-            record.parameters[EXPIRES_PARAMETER] = expiry(allowance, period)
+            record.parameters[EXPIRES_PARAMETER] = first_expiry(driver.inject_allowance_s, period)
         if d.interrupt.is_set:
             raise Refusal(d.interrupt.reason or "Interrupted", "stopped before the fault")
         await d.journal.record(record)  # journal before action: raises if the hub refused

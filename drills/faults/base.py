@@ -78,8 +78,13 @@ class Observing(Protocol):
 
 
 class FaultDriver(Protocol):
-    # Who makes and undoes it: "member-api", or the infrastructure provider's name.
+    """A fault type's maker; it owns its facts: who makes it, whether the member's Secret must
+    name an infrastructure provider (checked before anything is touched), and, for a
+    renewable one (drills.renewal.Renewable), how long its inject may take."""
+
+    # Who makes and undoes it: "member-api", "agent", or the infrastructure provider's kind.
     provider: str
+    needs_infrastructure: bool
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         """Choose the targets (reads only); Refusal when none or too many match."""

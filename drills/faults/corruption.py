@@ -192,6 +192,7 @@ def assess_replica(pod: dict[str, Any] | None, name: str) -> Observation:
 
 class ModelCorruption:
     provider = "member-api"
+    needs_infrastructure = False
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         where = aim.where

@@ -6,19 +6,20 @@ things back by itself within one expiry period if the operator dies mid-drill.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import Aim, Plan
 from modeldr.drills.faults.nodes import plan_node
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
 from modeldr.drills.refusal import Refusal
+from modeldr.drills.renewal import recorded_expiry
 from modeldr.kube.errors import MemberError
 from modeldr.kube.members import MemberRegistry
 
 PROVIDER = "webhook"
-# The record's parameters: when the provider may undo it by itself.
-EXPIRES_PARAMETER = "expiresAt"
+# The provider's request timeout (drills.infra): an inject may take this long.
+INJECT_TIMEOUT_S = 90.0
 # A renewal (the inject again) gives up after this; the next one is a third of a period on.
 RENEW_TIMEOUT_S = 5.0
 
@@ -41,10 +42,6 @@ def provider_for(members: MemberRegistry, cluster: str) -> InfrastructureProvide
         raise Refusal("NoProvider", f"member cluster {cluster!r}: {exc}") from None
 
 
-def expiry(duration_seconds: float, margin_seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=duration_seconds + margin_seconds)).isoformat()
-
-
 def _call_inject(
     members: MemberRegistry,
     record: FaultRecord,
@@ -56,8 +53,7 @@ def _call_inject(
     if timeout is not None:
         provider = InfrastructureProvider(provider.url, timeout=timeout)
     if expires is None:
-        raw = record.parameters.get(EXPIRES_PARAMETER)
-        expires = datetime.fromisoformat(raw) if raw else None
+        expires = recorded_expiry(record)
     try:
         provider.inject(record.id, record.type, record.cluster, node=node, expires_at=expires)
     except InfrastructureError as exc:
@@ -80,6 +76,8 @@ def _call_undo(members: MemberRegistry, record: FaultRecord) -> None:
 
 class NodeFailure:
     provider = PROVIDER
+    needs_infrastructure = True
+    inject_allowance_s = INJECT_TIMEOUT_S
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         provider_for(members, aim.where.cluster)  # no provider: Error before anything is chosen
@@ -97,6 +95,8 @@ class NodeFailure:
 
 class ClusterOutage:
     provider = PROVIDER
+    needs_infrastructure = True
+    inject_allowance_s = INJECT_TIMEOUT_S
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         where = aim.where

@@ -23,6 +23,7 @@ from modeldr.api import networkfault as O
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import TIMEOUT, Aim, Plan, choose_pods, member_api
 from modeldr.drills.refusal import Refusal
+from modeldr.drills.renewal import recorded_expiry
 from modeldr.kube import k8s
 from modeldr.kube.members import MemberRegistry
 
@@ -32,7 +33,6 @@ AGENT_WAIT_S = 8.0
 #: How long undo waits for the order to be gone from the API.
 DELETE_WAIT_S = 10.0
 POLL_S = 0.2
-EXPIRES_PARAMETER = "expiresAt"  # as infrastructure faults: set by the step
 
 
 def _custom(members: MemberRegistry, cluster: str) -> client.CustomObjectsApi:
@@ -40,14 +40,15 @@ def _custom(members: MemberRegistry, cluster: str) -> client.CustomObjectsApi:
 
 
 def _parse_expiry(record: FaultRecord) -> datetime:
-    raw = record.parameters.get(EXPIRES_PARAMETER)
-    return datetime.fromisoformat(raw) if raw else datetime.now(UTC) + timedelta(seconds=30)
+    return recorded_expiry(record) or datetime.now(UTC) + timedelta(seconds=30)
 
 
 class NetworkFault:
     """One driver for the three effects: they differ only in the order's parameters."""
 
     provider = PROVIDER
+    needs_infrastructure = False
+    inject_allowance_s = AGENT_WAIT_S
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         where, fault = aim.where, aim.fault

@@ -101,6 +101,7 @@ def eviction_summary(record: FaultRecord) -> Observation:
 
 class NodeDrain:
     provider = "member-api"
+    needs_infrastructure = False
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         planned = plan_node(members, aim)
@@ -154,6 +155,7 @@ def _is_ours(taint: dict[str, Any]) -> bool:
 
 class GPULoss:
     provider = "member-api"
+    needs_infrastructure = False
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         planned = plan_node(members, aim)

@@ -21,6 +21,7 @@ GRACE_PARAMETER = "gracePeriodSeconds"
 
 class PodKill:
     provider = "member-api"
+    needs_infrastructure = False
 
     def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
         where, fault = aim.where, aim.fault

@@ -100,6 +100,7 @@ class FakeDriver:
     told to fail; undo() fails `undo_failures` times (or always)."""
 
     provider = "fake-provider"
+    needs_infrastructure = False
 
     def __init__(self, state: RecordingState, name: str = "fake") -> None:
         self.state = state

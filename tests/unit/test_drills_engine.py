@@ -30,12 +30,13 @@ from modeldr.drills.engine import (
     steps_status,
 )
 from modeldr.drills.faults import registry
-from modeldr.drills.faults.infrastructure import EXPIRES_PARAMETER
+from modeldr.drills.faults.infrastructure import INJECT_TIMEOUT_S
 from modeldr.drills.gaterunner import GateRunner, Windows
 from modeldr.drills.gates import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
 from modeldr.drills.refusal import Refusal
+from modeldr.drills.renewal import EXPIRES_PARAMETER
 from modeldr.drills.runstate import StatusWriteError
-from modeldr.drills.steps import INJECT_TIMEOUT_S, StepRunner
+from modeldr.drills.steps import StepRunner
 from modeldr.drills.target import Target, resolve_role
 from modeldr.drills.verdict import PartKind
 from modeldr.kube.members import MemberRegistry
@@ -291,6 +292,8 @@ def test_a_fault_step_journals_before_it_injects_then_holds_and_undoes(
 
 class RenewingDriver(FakeDriver):
     """A FakeDriver that can renew (as the agent's and the infrastructure drivers can)."""
+
+    inject_allowance_s = INJECT_TIMEOUT_S
 
     def __init__(self, state: RecordingState) -> None:
         super().__init__(state)

@@ -24,13 +24,8 @@ from modeldr.drills import events, steps
 from modeldr.drills.engine import steps_status
 from modeldr.drills.faults import base, infrastructure, nodes, registry
 from modeldr.drills.faults.base import Aim, Placement, Plan
-from modeldr.drills.faults.infrastructure import (
-    EXPIRES_PARAMETER,
-    ClusterOutage,
-    NodeFailure,
-    expiry,
-    provider_for,
-)
+from modeldr.drills.faults.infrastructure import ClusterOutage, NodeFailure, provider_for
+from modeldr.drills.faults.network import AGENT_WAIT_S
 from modeldr.drills.faults.nodes import (
     GPU_LOSS_EFFECT,
     GPU_LOSS_TAINT_VALUE,
@@ -42,6 +37,7 @@ from modeldr.drills.faults.pods import PodKill
 from modeldr.drills.infra import InfrastructureError
 from modeldr.drills.journal import Journal, new_record
 from modeldr.drills.refusal import Refusal
+from modeldr.drills.renewal import EXPIRES_PARAMETER, Renewable, first_expiry
 from modeldr.drills.select import Candidate
 from modeldr.drills.steps import StepRunner
 from modeldr.kube.constants import GPU_RESOURCE
@@ -110,6 +106,25 @@ def test_who_makes_each_fault() -> None:
         "NetworkPartition": "agent",
         "PacketLoss": "agent",
         "Latency": "agent",
+    }
+
+
+def test_each_driver_owns_its_facts() -> None:
+    # Only the infrastructure's faults need a provider named in the member's Secret (the
+    # preflight asks the driver); the renewable ones say how long their inject may take.
+    needs = {name for name, driver in registry.DRIVERS.items() if driver.needs_infrastructure}
+    assert needs == {"NodeFailure", "ClusterOutage"}
+    allowances = {
+        name: driver.inject_allowance_s
+        for name, driver in registry.DRIVERS.items()
+        if isinstance(driver, Renewable)
+    }
+    assert allowances == {
+        "NodeFailure": infrastructure.INJECT_TIMEOUT_S,
+        "ClusterOutage": infrastructure.INJECT_TIMEOUT_S,
+        "NetworkPartition": AGENT_WAIT_S,
+        "PacketLoss": AGENT_WAIT_S,
+        "Latency": AGENT_WAIT_S,
     }
 
 
@@ -501,7 +516,7 @@ def test_a_cluster_outage_plans_the_whole_cluster(url: str, hook: Webhook) -> No
 def _journalled(kind: str, driver: ClusterOutage | NodeFailure, **parameters: str) -> FaultRecord:
     plan = Plan(("primary",), {"namespace": "ml", **parameters}, 5)
     record = new_record("outage", fault(type=kind), driver, "primary", "primary", plan)
-    record.parameters[EXPIRES_PARAMETER] = expiry(40, 60)
+    record.parameters[EXPIRES_PARAMETER] = first_expiry(40, 60)
     return record
 
 

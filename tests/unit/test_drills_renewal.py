@@ -20,6 +20,8 @@ RECORD = FaultRecord.model_validate(
 
 
 class Driver:
+    inject_allowance_s = 1.0
+
     def __init__(self, *, fail: int = 0, slow_s: float = 0.0) -> None:
         self.calls: list[tuple[float, datetime]] = []
         self.fail = fail
