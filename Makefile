@@ -37,7 +37,7 @@ chart-lint: tools ## helm lint --strict the charts (operator, node agent)
 lint: install ## ruff, mypy and the import-linter contracts (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy -p modeldr -p sandbox -p tests -p bench
+	$(VENV)/bin/mypy -p modeldr -p sandbox -p kindtools -p tests -p bench
 	$(VENV)/bin/lint-imports
 
 test: install tools ## Unit and integration tests (brings the sandbox up, tears it down after)

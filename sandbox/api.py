@@ -21,10 +21,12 @@ from pathlib import Path
 
 from kubernetes import client
 
-from sandbox import agent, clusters, daemons, kube, prometheus, runtime
+from sandbox import agent, clusters, daemons, infra_daemon, kube, prometheus, runtime
 from sandbox.config import (
     CLUSTERS,
     FAILED_NODE_ANNOTATION,
+    INFRA_WEBHOOK,
+    INFRA_WEBHOOK_MARKER,
     INFRA_WEBHOOK_PORT,
     MEMBER_CLUSTERS,
     SANDBOX_ROOT_ENV,
@@ -36,9 +38,6 @@ log = logging.getLogger("sandbox")
 
 RUNTIME = "runtime"
 RUNTIME_MARKER = "sandbox runtime"
-#: The infrastructure webhook daemon (sandbox/infra_webhook.py), started by operator-up.
-INFRA_WEBHOOK = "infra-webhook"
-INFRA_WEBHOOK_MARKER = "sandbox infra-webhook"
 #: nftables table the network faults use; sandbox-down removes it.
 NFT_TABLE = "modeldr_sandbox"
 #: Holder the sandbox writes into a failed node's Lease so that kwok stops renewing it.
@@ -91,9 +90,7 @@ class Sandbox:
         kube.wait_for(prometheus.ready, timeout=60, what="Prometheus ready")
         # The members' infrastructure provider (NodeFailure, ClusterOutage of drills);
         # `operator-up` registers it in the member Secrets.
-        from sandbox import infra_webhook  # it imports this module
-
-        webhook = infra_webhook.ensure_running()
+        webhook = infra_daemon.ensure_running()
         # The node agents (network faults of drills): one process per member node.
         agent.install_all()
         log.info(

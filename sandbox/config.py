@@ -102,6 +102,10 @@ OPERATOR_METRICS_PORT = 19190
 #: The sandbox's infrastructure provider (NodeFailure, ClusterOutage) for the drill engine:
 #: `python -m sandbox infra-webhook`, started by operator-up, on 127.0.0.1 only.
 INFRA_WEBHOOK_PORT = 19200
+#: The infrastructure webhook daemon (sandbox/infra_webhook.py): its pid file's name and the
+#: marker in its command line.
+INFRA_WEBHOOK = "infra-webhook"
+INFRA_WEBHOOK_MARKER = "sandbox infra-webhook"
 
 PROMETHEUS_HOST = "127.0.0.1"
 PROMETHEUS_PORT = 19090

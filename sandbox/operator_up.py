@@ -30,7 +30,7 @@ from kubernetes import client
 from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
 from modeldr.kube.members import INFRASTRUCTURE_KEY, KUBECONFIG_KEY, PROMETHEUS_KEY
 from modeldr.serving.manifest import MANIFEST_NAME, ArtifactError, verify_model_dir
-from sandbox import daemons, infra_webhook, kube
+from sandbox import daemons, infra_daemon, kube
 from sandbox.config import (
     MEMBER_CLUSTERS,
     OPERATOR_HEALTH_PORT,
@@ -290,8 +290,8 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 def operator_up(timeout: float = 60.0) -> None:
     # The infrastructure webhook first (idempotent): the operator's drills need it from the
     # start, and an operator already running still gets it registered.
-    webhook_url = infra_webhook.ensure_running()
-    print(f"infrastructure webhook on {webhook_url}; log {infra_webhook.log_file()}")
+    webhook_url = infra_daemon.ensure_running()
+    print(f"infrastructure webhook on {webhook_url}; log {infra_daemon.log_file()}")
     ensure_tiny_model()  # also when the operator runs already: the pods read it at start
     pid = operator_pid()
     if pid and (healthz(HEALTH_PORT) or {}).get("leader"):

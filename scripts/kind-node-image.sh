@@ -46,7 +46,7 @@ DIR=$CACHE/kind-node-$K8S_VERSION-$REV
 BIN=$DIR/bin
 IMAGES=$DIR/images
 if [[ ${1:-} == --name ]]; then echo "$IMAGE"; exit 0; fi
-# The etcd image's tag (kubeadm's ClusterConfiguration etcd.local.imageTag; sandbox/kind_offline.py).
+# The etcd image's tag (kubeadm's ClusterConfiguration etcd.local.imageTag; kindtools/offline.py).
 if [[ ${1:-} == --etcd-tag ]]; then echo "$ETCD_VERSION"; exit 0; fi
 
 eval "$(bash scripts/tools.sh --print-env)"

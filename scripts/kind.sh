@@ -22,7 +22,7 @@ if [[ ${1:-} == path ]]; then echo "$KIND"; exit 0; fi
 # The engine: a user's Docker (upstream kind node images, kind/*.yaml as they are), or, where
 # none answers (these CI machines: no registry, no Docker), the project's own engine
 # (scripts/kind-docker.sh) and the node image built offline (scripts/kind-node-image.sh),
-# with kind/*.yaml rendered for it (sandbox/kind_offline.py). MODELDR_KIND_ENGINE=own|user
+# with kind/*.yaml rendered for it (kindtools/offline.py). MODELDR_KIND_ENGINE=own|user
 # overrides the choice.
 ENGINE=$(bash scripts/kind-docker.sh which)
 PY=${PYTHON:-.venv/bin/python}
@@ -33,7 +33,7 @@ if [[ $ENGINE == own ]]; then
 fi
 if ! docker info >/dev/null 2>&1; then
   if [[ ${1:-} == down ]]; then
-    "${PYTHON:-.venv/bin/python}" -m sandbox.kind_infra stop >/dev/null 2>&1 || true  # the provider
+    "${PYTHON:-.venv/bin/python}" -m kindtools.infra stop >/dev/null 2>&1 || true  # the provider
     rm -rf "$OUT"; echo "no Docker engine running: nothing to delete"; exit 0
   fi
   echo "kind needs a running Docker engine (scripts/kind-docker.sh start); or use the local sandbox (make sandbox-up)" >&2
@@ -53,7 +53,7 @@ offline_config() {  # name -> path of the rendered config
   local image etcd_tag
   image=$(bash scripts/kind-node-image.sh --name)
   etcd_tag=$(bash scripts/kind-node-image.sh --etcd-tag)
-  "$PY" -m sandbox.kind_offline config "kind/$1.yaml" "$image" "$etcd_tag" >"$OUT/$1.kind.yaml"
+  "$PY" -m kindtools.offline config "kind/$1.yaml" "$image" "$etcd_tag" >"$OUT/$1.kind.yaml"
   echo "$OUT/$1.kind.yaml"
 }
 kind_subnet() {  # the IPv4 subnet of the kind nodes' Docker network
@@ -65,7 +65,7 @@ offline_network() {  # name: CNI config and routes on every node, then all nodes
   local kc=$OUT/$1.kubeconfig i rc
   for i in $(seq 60); do
     rc=0; $KUBECTL --kubeconfig "$kc" get nodes -o json \
-      | "$PY" -m sandbox.kind_offline cni "$(kind_subnet)" || rc=$?
+      | "$PY" -m kindtools.offline cni "$(kind_subnet)" || rc=$?
     [[ $rc == 75 ]] || break
     sleep 2
   done
@@ -119,13 +119,13 @@ down() {
   if [[ $ENGINE == own ]]; then bash scripts/kind-docker.sh stop; fi
 }
 
-# --- the kind infrastructure provider (sandbox/kind_infra.py; docs/infrastructure-webhook.md,
+# --- the kind infrastructure provider (kindtools/infra.py; docs/infrastructure-webhook.md,
 # "The kind provider"): NodeFailure = docker kill of the node's container, ClusterOutage =
 # docker pause of the member's nodes. `infra start|stop|url|status|undo-all`; it listens on the
 # kind network's gateway (where the hub's pods reach it) and 127.0.0.1, port $MODELDR_INFRA_PORT
 # (19210); pidfile, log and state: .kind/infra.pid, .kind/infra.log, .kind/infra-state.json.
 infra() {
-  "$PY" -m sandbox.kind_infra --port "${MODELDR_INFRA_PORT:-19210}" "$@"
+  "$PY" -m kindtools.infra --port "${MODELDR_INFRA_PORT:-19210}" "$@"
 }
 # --- end of the kind infrastructure provider
 

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
-from sandbox import infra_webhook, kube
+from sandbox import infra_daemon, kube
 from sandbox.api import FAILED_NODE_LEASE_HOLDER, Sandbox
 from sandbox.config import FAILED_NODE_ANNOTATION, INFRA_WEBHOOK_PORT
 
@@ -34,7 +34,7 @@ def _id(what: str) -> str:
 @pytest.fixture
 def provider(sandbox: Sandbox) -> InfrastructureProvider:
     # The same call operator-up makes: starts the daemon or reuses the running one.
-    url = infra_webhook.ensure_running()
+    url = infra_daemon.ensure_running()
     assert url == f"http://127.0.0.1:{INFRA_WEBHOOK_PORT}"
     assert sandbox.status()["infra-webhook"] == url
     # An outage's restore takes seconds, and up to 150 s in the worst case.
@@ -136,10 +136,10 @@ def test_a_restarted_webhook_remembers_its_faults_and_undoes_the_expired_at_star
             "gpu-1",
             expires_at=datetime.now(UTC) + timedelta(seconds=2),
         )
-        assert infra_webhook.stop()
+        assert infra_daemon.stop()
         time.sleep(3)  # gpu-1's fault expires while no webhook runs
         assert node_failed(CLUSTER, "gpu-1")
-        infra_webhook.ensure_running()
+        infra_daemon.ensure_running()
         kube.wait_for(
             lambda: expiring not in ids(provider) and node_recovered(CLUSTER, "gpu-1"),
             timeout=10,

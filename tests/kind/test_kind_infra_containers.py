@@ -1,4 +1,4 @@
-"""The kind infrastructure provider (sandbox/kind_infra.py) on real containers of the project's
+"""The kind infrastructure provider (kindtools/infra.py) on real containers of the project's
 Docker engine (scripts/kind-docker.sh): a `mdrtest-primary` "cluster" of three node
 containers and a `mdrtest-hub` one, each `sleep 300` on the kind network with kind's labels
 and routes to the others' "pod ranges" as `scripts/kind.sh network` sets them. What is
@@ -28,9 +28,10 @@ from typing import Any
 
 import pytest
 
+from kindtools import infra as kind_infra
+from kindtools.infra import KindActions
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
-from sandbox import infra_webhook, kind_infra
-from sandbox.kind_infra import KindActions
+from sandbox import infra_daemon
 from tests.tooling import run_script
 
 pytestmark = pytest.mark.kind
@@ -178,7 +179,7 @@ def free_port() -> int:
 
 
 class Provider:
-    """`python -m sandbox.kind_infra serve` as a child process, on the gateway and loopback."""
+    """`python -m kindtools.infra serve` as a child process, on the gateway and loopback."""
 
     def __init__(self, state: Path, log: Path) -> None:
         self.state, self.log, self.port = state, log, free_port()
@@ -189,7 +190,7 @@ class Provider:
         argv = [
             sys.executable,
             "-m",
-            "sandbox.kind_infra",
+            "kindtools.infra",
             "serve",
             "--prefix",
             PREFIX,
@@ -206,7 +207,7 @@ class Provider:
         ]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        wait_until("the provider answers", lambda: infra_webhook.answers(self.port), 20, 0.1)
+        wait_until("the provider answers", lambda: infra_daemon.answers(self.port), 20, 0.1)
         return InfrastructureProvider(f"http://127.0.0.1:{self.port}", timeout=60)
 
     def stop(self) -> None:
@@ -233,7 +234,7 @@ def fault_id() -> str:
 def test_node_failure_kills_the_container_and_undo_brings_it_back_on_its_address(
     tmp_path: Path, nodes: dict[str, str]
 ) -> None:
-    from sandbox.infra_webhook import Webhook
+    from sandbox.webhook_server import Webhook
 
     actions = KindActions(prefix=PREFIX, network=NETWORK)
     webhook = Webhook(tmp_path / "state.json", actions, clusters=actions.clusters)
@@ -264,7 +265,7 @@ def test_node_failure_kills_the_container_and_undo_brings_it_back_on_its_address
 def test_a_node_whose_address_was_taken_comes_back_on_another_and_the_routes_follow(
     tmp_path: Path, nodes: dict[str, str]
 ) -> None:
-    from sandbox.infra_webhook import Webhook
+    from sandbox.webhook_server import Webhook
 
     actions = KindActions(prefix=PREFIX, network=NETWORK)
     webhook = Webhook(tmp_path / "state.json", actions, clusters=actions.clusters)
@@ -301,7 +302,7 @@ def test_a_node_whose_address_was_taken_comes_back_on_another_and_the_routes_fol
 def test_cluster_outage_pauses_the_members_nodes_only_and_undo_unpauses_them(
     tmp_path: Path, nodes: dict[str, str]
 ) -> None:
-    from sandbox.infra_webhook import Webhook
+    from sandbox.webhook_server import Webhook
 
     actions = KindActions(prefix=PREFIX, network=NETWORK)
     webhook = Webhook(tmp_path / "state.json", actions, clusters=actions.clusters)

@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 
-from modeldr.drills.infra import rfc3339
-from sandbox import kind_infra
-from sandbox.infra_webhook import RequestError, Webhook
-from sandbox.kind_infra import (
+from kindtools import infra as kind_infra
+from kindtools.infra import (
     SNAPSHOT_SCRIPT,
     Container,
     DockerError,
@@ -30,6 +28,8 @@ from sandbox.kind_infra import (
     ps_args,
     restore_script,
 )
+from modeldr.drills.infra import rfc3339
+from sandbox.webhook_server import RequestError, Webhook
 
 NET = "modeldr-kind"
 

@@ -1,4 +1,4 @@
-"""sandbox/kind_offline.py: the kind configs rendered for the offline node image, and the
+"""kindtools/offline.py: the kind configs rendered for the offline node image, and the
 CNI plan (what kindnet would set up) from the nodes' pod CIDRs and addresses."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox import kind_offline
-from sandbox.kind_offline import NotReadyYet, cni_plan, render_config
+from kindtools import offline as kind_offline
+from kindtools.offline import NotReadyYet, cni_plan, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "kind").glob("*.yaml"))

@@ -12,8 +12,8 @@ Two pure parts, unit-tested, and a small CLI that scripts/kind.sh calls:
   CIDR via that node; pod traffic to the kind network itself (other clusters' nodes, the
   host's side of it) leaves with the node's address. Pods reach nothing outside that network.
 
-    python -m sandbox.kind_offline config kind/hub.yaml IMAGE ETCD_TAG > hub.yaml
-    kubectl get nodes -o json | python -m sandbox.kind_offline cni [SUBNET]  # docker exec
+    python -m kindtools.offline config kind/hub.yaml IMAGE ETCD_TAG > hub.yaml
+    kubectl get nodes -o json | python -m kindtools.offline cni [SUBNET]  # docker exec
     # per node; SUBNET: the kind network's, the one destination pods are masqueraded to
 """
 
@@ -169,7 +169,7 @@ def main(argv: list[str]) -> int:
             print(f"{net.node}: pods {net.pod_cidr}, routes {routes}")
         return 0
     print(
-        "usage: python -m sandbox.kind_offline config CONFIG IMAGE ETCD_TAG | cni [SUBNET]",
+        "usage: python -m kindtools.offline config CONFIG IMAGE ETCD_TAG | cni [SUBNET]",
         file=sys.stderr,
     )
     return 2

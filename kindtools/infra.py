@@ -2,7 +2,7 @@
 made with the node containers themselves (docs/infrastructure-webhook.md, "The kind provider").
 
 The HTTP protocol, the state file, idempotency, renewal, rollback and the expiry loop are the
-sandbox provider's (`sandbox.infra_webhook.Webhook`); only the actions differ:
+sandbox provider's (`sandbox.webhook_server.Webhook`); only the actions differ:
 
 * a member cluster `primary` is the kind cluster `<prefix>primary` (prefix `modeldr-`), its
   nodes the containers labelled `io.x-k8s.kind.cluster=<prefix>primary` (Kubernetes node
@@ -13,7 +13,7 @@ sandbox provider's (`sandbox.infra_webhook.Webhook`); only the actions differ:
   next free one: the other nodes route its pod range via the old one, and kubeadm wrote it into
   the kubelet's flags), then its networking as it was before the kill: the routes to the other
   nodes' pod ranges (`scripts/kind.sh network`, `scripts/kind-demo.sh`) and the pod
-  masquerading rules (`sandbox.kind_offline`), which live in the node's network namespace and
+  masquerading rules (`kindtools.offline`), which live in the node's network namespace and
   die with it; the CNI config lives in the container's /etc and survives. Should the address
   still change (taken meanwhile), the undo's answer and log say so and the other nodes' routes
   to its pod range are moved to the new address.
@@ -21,9 +21,9 @@ sandbox provider's (`sandbox.infra_webhook.Webhook`); only the actions differ:
   the member (apiserver and pods freeze: connections hang and time out). Undo: `docker
   unpause` of every paused one.
 
-    python -m sandbox.kind_infra serve [--host H]... [--port P] [--state FILE]   # foreground
-    python -m sandbox.kind_infra start|stop|url|status                          # the daemon
-    python -m sandbox.kind_infra undo-all        # every fault in the state file (kind.sh down)
+    python -m kindtools.infra serve [--host H]... [--port P] [--state FILE]   # foreground
+    python -m kindtools.infra start|stop|url|status                          # the daemon
+    python -m kindtools.infra undo-all        # every fault in the state file (kind.sh down)
 
 The daemon listens on the kind network's gateway (the host's side of the Docker network, where
 the hub's operator pods reach it) and on 127.0.0.1, never on 0.0.0.0; pidfile, log and state
@@ -51,7 +51,8 @@ from typing import Any
 from modeldr.drills.infra import CLUSTER_OUTAGE, NODE_FAILURE
 from sandbox import daemons
 from sandbox.config import REPO_ROOT
-from sandbox.infra_webhook import RequestError, Webhook, answers, serve_webhook
+from sandbox.infra_daemon import answers
+from sandbox.webhook_server import RequestError, Webhook, serve_webhook
 
 log = logging.getLogger("sandbox.kind-infra")
 
@@ -65,7 +66,7 @@ LABEL_CLUSTER = "io.x-k8s.kind.cluster"
 LABEL_ROLE = "io.x-k8s.kind.role"
 STATE_DIR = REPO_ROOT / ".kind"
 #: The command-line word that marks the serving process (the pidfile is checked against it).
-MARKER = "sandbox.kind_infra"
+MARKER = "kindtools.infra"
 #: How long a killed container may take to stop, a started one to run.
 WAIT_S = 30.0
 DOCKER_TIMEOUT_S = 60.0
@@ -540,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sandbox.kind_infra", description=(__doc__ or "").split("\n\n")[0]
+        prog="python -m kindtools.infra", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("--dir", type=Path, default=STATE_DIR, help="pidfile, log and state")
     parser.add_argument("--state", type=Path, help="the state file (default DIR/infra-state.json)")
