@@ -241,17 +241,7 @@ def schedule_once(
     """One decision of a scheduled plan's scheduler at `now`, carried out: the run started,
     the misses recorded (status, Event, metric), the plan's schedule status written.
     Returns the decision (None: the plan is gone or no longer scheduled) and the message."""
-    api = client.CustomObjectsApi(hub)
-    obj = k8s.call(
-        api.get_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        DRILLPLANS,
-        name,
-        _request_timeout=TIMEOUT,
-        absent=None,
-    )
+    obj = _read_plan(hub, namespace, name)
     if obj is None or not (obj.get("spec") or {}).get("schedule"):
         return None, None
     spec_raw = dict(obj["spec"])
@@ -262,14 +252,7 @@ def schedule_once(
     try:
         schedule = Schedule.parse(plan.schedule, plan.time_zone)
     except ScheduleError as exc:
-        invalid = f"{exc}: no run starts until it is fixed"
-        if status.schedule_message != invalid:
-            write_schedule_status(
-                hub, namespace, name, {"scheduleMessage": invalid, "nextScheduleTime": None}
-            )
-            post_event(obj, "Warning", "ScheduleInvalid", invalid)
-        metrics.next_schedule(namespace, name, None)
-        return Decision(), invalid
+        return Decision(), _schedule_invalid(hub, obj, status, str(exc))
     after = (
         status.scheduled_through
         or status.last_schedule_time
@@ -287,54 +270,113 @@ def schedule_once(
     )
     fields: dict[str, Any] = {}
     if decision.start is not None:
-        run = schedule.run_name(name, decision.start)
-        manifest = run_manifest(
-            name, meta["uid"], int(meta.get("generation") or 1), spec_raw, run, decision.start
-        )
-        created = k8s.call(
-            api.create_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            DRILLRUNS,
-            manifest,
-            _request_timeout=TIMEOUT,
-            conflict=k8s.DONE,
-        )
-        if created is not k8s.DONE:
-            log.info("DrillPlan %s/%s: schedule started DrillRun %s", namespace, name, run)
+        _start_scheduled_run(hub, obj, spec_raw, schedule.run_name(name, decision.start), decision)
         fields["lastScheduleTime"] = stamp(decision.start)
-    for miss in decision.misses:
-        metrics.SCHEDULED_MISSED.labels(namespace, name, miss.reason).inc()
-    if decision.misses:
-        last = decision.misses[-1]
-        missed = len(decision.misses)
-        text = last.message + (" (and earlier due times not counted)" if decision.uncounted else "")
-        fields["missedSchedules"] = status.missed_schedules + missed
-        fields["lastMissedSchedule"] = {
-            "scheduledTime": stamp(last.scheduled),
-            "reason": last.reason,
-            "message": text,
-        }
-        post_event(
-            obj,
-            "Warning",
-            "ScheduleMissed",
-            f"{missed} due time(s) started no run: {last.reason}: {text}",
-        )
+    fields |= _record_misses(obj, status, decision)
     if decision.handled_through is not None:
         fields["scheduledThrough"] = stamp(decision.handled_through)
     nxt = decision.next_time
     fields["nextScheduleTime"] = stamp(nxt) if nxt else None
-    message: str | None = None
-    if plan.suspend:
-        message = "suspended: no run starts until spec.suspend is false"
-    elif nxt is not None:
-        message = f"next run due at {stamp(nxt)} ({plan.schedule}, {plan.time_zone or 'UTC'})"
+    message = _schedule_message(plan, nxt)
     fields["scheduleMessage"] = message
     write_schedule_status(hub, namespace, name, fields)
     metrics.next_schedule(namespace, name, nxt.timestamp() if nxt else None)
     return decision, message
+
+
+def _read_plan(hub: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    api = client.CustomObjectsApi(hub)
+    obj: dict[str, Any] | None = k8s.call(
+        api.get_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLPLANS,
+        name,
+        _request_timeout=TIMEOUT,
+        absent=None,
+    )
+    return obj
+
+
+def _schedule_invalid(
+    hub: client.ApiClient, obj: dict[str, Any], status: DrillPlanStatus, error: str
+) -> str:
+    """A schedule that cannot be read starts nothing; said once (status, Event)."""
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    invalid = f"{error}: no run starts until it is fixed"
+    if status.schedule_message != invalid:
+        write_schedule_status(
+            hub, namespace, name, {"scheduleMessage": invalid, "nextScheduleTime": None}
+        )
+        post_event(obj, "Warning", "ScheduleInvalid", invalid)
+    metrics.next_schedule(namespace, name, None)
+    return invalid
+
+
+def _start_scheduled_run(
+    hub: client.ApiClient,
+    obj: dict[str, Any],
+    spec_raw: dict[str, Any],
+    run: str,
+    decision: Decision,
+) -> None:
+    """Create the run for the due time (named after it: a retry never starts two)."""
+    assert decision.start is not None
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    manifest = run_manifest(
+        name, meta["uid"], int(meta.get("generation") or 1), spec_raw, run, decision.start
+    )
+    created = k8s.call(
+        client.CustomObjectsApi(hub).create_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLRUNS,
+        manifest,
+        _request_timeout=TIMEOUT,
+        conflict=k8s.DONE,
+    )
+    if created is not k8s.DONE:
+        log.info("DrillPlan %s/%s: schedule started DrillRun %s", namespace, name, run)
+
+
+def _record_misses(
+    obj: dict[str, Any], status: DrillPlanStatus, decision: Decision
+) -> dict[str, Any]:
+    """Due times that started no run: counted (metric), said (Event), and the status fields
+    that record them."""
+    meta = obj["metadata"]
+    for miss in decision.misses:
+        metrics.SCHEDULED_MISSED.labels(meta["namespace"], meta["name"], miss.reason).inc()
+    if not decision.misses:
+        return {}
+    last = decision.misses[-1]
+    missed = len(decision.misses)
+    text = last.message + (" (and earlier due times not counted)" if decision.uncounted else "")
+    post_event(
+        obj,
+        "Warning",
+        "ScheduleMissed",
+        f"{missed} due time(s) started no run: {last.reason}: {text}",
+    )
+    return {
+        "missedSchedules": status.missed_schedules + missed,
+        "lastMissedSchedule": {
+            "scheduledTime": stamp(last.scheduled),
+            "reason": last.reason,
+            "message": text,
+        },
+    }
+
+
+def _schedule_message(plan: DrillPlanSpec, nxt: datetime | None) -> str | None:
+    if plan.suspend:
+        return "suspended: no run starts until spec.suspend is false"
+    if nxt is not None:
+        return f"next run due at {stamp(nxt)} ({plan.schedule}, {plan.time_zone or 'UTC'})"
+    return None
 
 
 def write_schedule_status(

@@ -111,26 +111,45 @@ class LeaderElector:
             absent=None,
         )
         if lease is None:
-            created: dict[str, Any] = {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": max(1, int(self.lease_duration_s)),
-                "acquireTime": _micro(now),
-                "renewTime": _micro(now),
-                "leaseTransitions": 0,
-            }
-            body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": created}
-            create = api.create_namespaced_lease
-            if (
-                k8s.call(create, self.namespace, body, _request_timeout=timeout, conflict=k8s.LOST)
-                is k8s.LOST
-            ):
-                return False  # a peer created it first
-            self._observe(created)
-            return True
+            return self._create(api, now, timeout)
         spec = self.api.sanitize_for_serialization(lease.spec) or {}
         self._observe(spec)
         if not may_acquire(spec, self.identity, self.observed_at, time.monotonic()):
             return False
+        return self._take_or_renew(api, lease, spec, now, timeout)
+
+    def _create(
+        self, api: client.CoordinationV1Api, now: datetime, timeout: tuple[float, float]
+    ) -> bool:
+        """No Lease yet: create it held by this process; False when a peer created it first."""
+        created: dict[str, Any] = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, int(self.lease_duration_s)),
+            "acquireTime": _micro(now),
+            "renewTime": _micro(now),
+            "leaseTransitions": 0,
+        }
+        body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": created}
+        create = api.create_namespaced_lease
+        if (
+            k8s.call(create, self.namespace, body, _request_timeout=timeout, conflict=k8s.LOST)
+            is k8s.LOST
+        ):
+            return False
+        self._observe(created)
+        return True
+
+    def _take_or_renew(
+        self,
+        api: client.CoordinationV1Api,
+        lease: Any,
+        spec: dict[str, Any],
+        now: datetime,
+        timeout: tuple[float, float],
+    ) -> bool:
+        """Write this process into the Lease (a renewal, or a takeover counted as a
+        transition) at the version read; False when someone else wrote it meanwhile (the
+        next read tells who)."""
         holder = spec.get("holderIdentity") or ""
         new_spec = dict(spec)
         new_spec.update(
@@ -152,18 +171,11 @@ class LeaderElector:
             "spec": new_spec,
         }
         replace = api.replace_namespaced_lease
-        if (
-            k8s.call(
-                replace,
-                self.name,
-                self.namespace,
-                body,
-                _request_timeout=timeout,
-                conflict=k8s.LOST,
-            )
-            is k8s.LOST
-        ):
-            return False  # someone else wrote it meanwhile; the next read tells who
+        lost = k8s.call(
+            replace, self.name, self.namespace, body, _request_timeout=timeout, conflict=k8s.LOST
+        )
+        if lost is k8s.LOST:
+            return False
         self._observe(new_spec)
         return True
 

@@ -50,26 +50,9 @@ def scratch_dir(pod: str) -> str:
     return f"{SCRATCH}/modeldr-corrupted-{pod}"
 
 
-def corrupted_pod(
-    deployment: dict[str, Any], pod: str, fault_id: str, model: str
-) -> dict[str, Any]:
-    """The Deployment's pod template as one bare Pod serving a corrupted copy (pure)."""
-    template = copy.deepcopy(deployment["spec"]["template"])
-    metadata = template.get("metadata") or {}
-    labels = {
-        k: v
-        for k, v in (metadata.get("labels") or {}).items()
-        if k not in (NAME_LABEL, NAMESPACE_LABEL, MANAGED_BY)
-    }
-    labels |= {FAULT_LABEL: fault_id, CORRUPTED_OF_LABEL: model}
-    # No scraping: it never serves, so its metrics would be a target that is always down.
-    annotations = {
-        k: v
-        for k, v in (metadata.get("annotations") or {}).items()
-        if not k.startswith("prometheus.io/")
-    }
-    spec = template["spec"]
-    container = spec["containers"][0]
+def _serve_a_corrupted_copy(container: dict[str, Any], pod: str, model: str) -> None:
+    """The server's container, changed to start its server through the tamper wrapper on a
+    corrupted copy of the model directory (pure, in place)."""
     env = list(container.get("env") or [])
     model_dir = next((e.get("value") for e in env if e.get("name") == MODEL_DIR_ENV), None)
     if not model_dir:
@@ -93,6 +76,28 @@ def corrupted_pod(
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     # It must never be mistaken for a live replica: no liveness restarts hide its refusal.
     container.pop("livenessProbe", None)
+
+
+def corrupted_pod(
+    deployment: dict[str, Any], pod: str, fault_id: str, model: str
+) -> dict[str, Any]:
+    """The Deployment's pod template as one bare Pod serving a corrupted copy (pure)."""
+    template = copy.deepcopy(deployment["spec"]["template"])
+    metadata = template.get("metadata") or {}
+    labels = {
+        k: v
+        for k, v in (metadata.get("labels") or {}).items()
+        if k not in (NAME_LABEL, NAMESPACE_LABEL, MANAGED_BY)
+    }
+    labels |= {FAULT_LABEL: fault_id, CORRUPTED_OF_LABEL: model}
+    # No scraping: it never serves, so its metrics would be a target that is always down.
+    annotations = {
+        k: v
+        for k, v in (metadata.get("annotations") or {}).items()
+        if not k.startswith("prometheus.io/")
+    }
+    spec = template["spec"]
+    _serve_a_corrupted_copy(spec["containers"][0], pod, model)
     # The copy is the model's size: the scratch emptyDir's limit (sized for torch's files)
     # must not evict the replica before its server gets to refuse it.
     for volume in spec.get("volumes") or []:
