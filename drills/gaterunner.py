@@ -17,11 +17,11 @@ from modeldr.drills.conditions import CompiledCondition, compile_condition
 from modeldr.drills.gates import (
     GateAssessment,
     GateTally,
-    QueryOutcome,
     assess_gate,
     classify_measurement,
     next_measurement_at,
 )
+from modeldr.kube.promql import QueryOutcome
 
 # How often a gate looks whether a measurement is due.
 TICK_S = 0.25

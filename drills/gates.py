@@ -17,7 +17,6 @@ Everything here is pure: the engine does the HTTP and the clock.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 from modeldr.api.phase import Phase
 from modeldr.drills.conditions import CompiledCondition, ConditionEvalError
 from modeldr.drills.probe_stats import AbortCheck, AbortState
+from modeldr.kube.promql import QueryOutcome, QueryRejected, QueryUnavailable
 
 # What status keeps: the newest measurements of a gate, and the first values of each.
 MAX_MEASUREMENTS_KEPT = 10
@@ -39,81 +39,6 @@ class MeasurementPhase(StrEnum):
     FAILED = "Failed"
     INCONCLUSIVE = "Inconclusive"
     ERROR = "Error"
-
-
-# --- what a query gave ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueryValues:
-    """Prometheus answered: the sample values of an instant vector (or the one of a scalar).
-    May be empty and may hold NaN or ±Inf."""
-
-    values: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class QueryUnavailable:
-    """No usable answer: connection refused, timeout, a 5xx, a body that is not Prometheus's.
-    Evidence missing: Inconclusive."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class QueryRejected:
-    """Prometheus refused the query itself (400 bad_data, 422 execution, a range vector where
-    an instant one is needed): the gate is wrong, Error."""
-
-    message: str
-
-
-QueryOutcome = QueryValues | QueryUnavailable | QueryRejected
-
-# Prometheus errorType values that say the query is wrong; the others (timeout, canceled,
-# internal, unavailable) say Prometheus could not answer now.
-_REJECTING_ERROR_TYPES = frozenset({"bad_data", "execution", "not_found"})
-
-
-def parse_prometheus_response(status_code: int, body: str | bytes) -> QueryOutcome:
-    """The outcome of GET /api/v1/query from its HTTP status and body. Transport failures
-    (no response at all) are the caller's QueryUnavailable."""
-    try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    if not isinstance(payload, dict) or "status" not in payload:
-        # Not Prometheus's JSON (a proxy's error page, a wrong URL): Prometheus was not heard.
-        return QueryUnavailable(f"HTTP {status_code}, not a Prometheus API answer")
-    if payload["status"] != "success":
-        error_type = str(payload.get("errorType") or "")
-        error = " ".join(str(payload.get("error") or "no error message").split())[:300]
-        detail = f"{error_type}: {error}" if error_type else error
-        says_wrong = error_type in _REJECTING_ERROR_TYPES or (
-            not error_type and 400 <= status_code < 500
-        )
-        if says_wrong and status_code < 500:
-            return QueryRejected(f"Prometheus rejected the query (HTTP {status_code}, {detail})")
-        return QueryUnavailable(f"Prometheus could not answer (HTTP {status_code}, {detail})")
-    data = payload.get("data")
-    if status_code >= 300 or not isinstance(data, dict):
-        return QueryUnavailable(f"HTTP {status_code} from Prometheus without a usable result")
-    kind, result = data.get("resultType"), data.get("result")
-    try:
-        if kind == "vector":
-            return QueryValues(tuple(_sample(item["value"][1]) for item in result or ()))
-        if kind == "scalar":
-            return QueryValues((_sample(result[1]),) if result else ())
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        return QueryUnavailable(f"Prometheus answered a malformed {kind}: {exc!r}"[:300])
-    return QueryRejected(f"the query gives a {kind}; a gate needs an instant vector or a scalar")
-
-
-def _sample(value: object) -> float:
-    # Prometheus encodes samples as strings: "1.5", "NaN", "+Inf", "-Inf"; float() reads all.
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"sample value {value!r}")
-    return float(value)
 
 
 # --- one measurement --------------------------------------------------------------------

@@ -26,14 +26,13 @@ from modeldr.api.drillstatus import (
     SteadyStateStatus,
 )
 from modeldr.api.phase import Phase
-from modeldr.drills import dryrun, events, metrics, plans, prometheus, report
+from modeldr.drills import dryrun, events, metrics, plans, report
 from modeldr.drills.checks import ModelChecker, load_golden_set
 from modeldr.drills.conditions import ConditionError
 from modeldr.drills.engine import Drill, Engine, deadline_seconds, new_seed, steps_status
 from modeldr.drills.faults.infrastructure import provider_for
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.gaterunner import GateRunner
-from modeldr.drills.gates import QueryOutcome, QueryRejected
 from modeldr.drills.host import DrillHost
 from modeldr.drills.journal import Journal
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
@@ -42,9 +41,11 @@ from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, now
 from modeldr.drills.target import Target, read_target, target_status
 from modeldr.drills.timeline import Point, Timeline
+from modeldr.kube import promql
 from modeldr.kube.capacity import read_gpu_capacity
 from modeldr.kube.constants import ROLES
 from modeldr.kube.errors import MemberError
+from modeldr.kube.promql import QueryOutcome, QueryRejected
 
 log = logging.getLogger(__name__)
 # How long a rollback keeps retrying faults it could not undo (a member still unreachable)
@@ -258,7 +259,7 @@ def prometheus_query(rt: DrillHost, target: Target) -> Callable[[PrometheusQuery
                 "no Prometheus to ask: set prometheus.url, or prometheus-url in the member "
                 f"Secret of {target.cluster('primary')}"
             )
-        return await asyncio.to_thread(prometheus.query, url, q.query, float(q.timeout_seconds))
+        return await asyncio.to_thread(promql.query, url, q.query, float(q.timeout_seconds))
 
     return query
 

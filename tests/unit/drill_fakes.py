@@ -21,7 +21,6 @@ from modeldr.api.drillstatus import DrillRunStatus, FaultRecord
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.drills.engine import Drill, Interrupt
 from modeldr.drills.faults.base import Aim, Plan
-from modeldr.drills.gates import QueryOutcome, QueryValues
 from modeldr.drills.journal import Journal
 from modeldr.drills.probe import TrafficProbe
 from modeldr.drills.probe_stats import ProbeSample
@@ -30,6 +29,7 @@ from modeldr.drills.target import Target
 from modeldr.kube.constants import DRILLS_ENABLED, DRILLS_LABEL
 from modeldr.kube.errors import MemberError
 from modeldr.kube.members import MemberRegistry
+from modeldr.kube.promql import QueryOutcome, QueryValues
 from modeldr.operator.runtime import Runtime
 from tests.specs import minimal_spec
 

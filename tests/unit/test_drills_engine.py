@@ -32,7 +32,6 @@ from modeldr.drills.engine import (
 from modeldr.drills.faults import registry
 from modeldr.drills.faults.infrastructure import INJECT_TIMEOUT_S
 from modeldr.drills.gaterunner import GateRunner, Windows
-from modeldr.drills.gates import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import EXPIRES_PARAMETER
 from modeldr.drills.runstate import StatusWriteError
@@ -40,6 +39,7 @@ from modeldr.drills.steps import StepRunner
 from modeldr.drills.target import Target, resolve_role
 from modeldr.drills.verdict import PartKind
 from modeldr.kube.members import MemberRegistry
+from modeldr.kube.promql import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
 from tests.specs import minimal_spec
 from tests.unit.drill_fakes import (
     FakeDriver,

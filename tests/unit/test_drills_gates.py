@@ -20,18 +20,20 @@ from modeldr.drills.gates import (
     GateTally,
     Measurement,
     MeasurementPhase,
-    QueryRejected,
-    QueryUnavailable,
-    QueryValues,
     assess_gate,
     check_abort_query,
     classify_measurement,
     format_values,
     measurement_due,
     next_measurement_at,
-    parse_prometheus_response,
 )
 from modeldr.drills.probe_stats import AbortState
+from modeldr.kube.promql import (
+    QueryRejected,
+    QueryUnavailable,
+    QueryValues,
+    parse_prometheus_response,
+)
 
 AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 M = MeasurementPhase

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from modeldr.kube.promql import judge, render_query
+import json
+
+from modeldr.kube.promql import QueryResult, health, parse_prometheus_response, render_query
+
+
+def judge(payload: dict[str, object]) -> QueryResult:
+    """The health reading of Prometheus's answer `payload` (HTTP 200)."""
+    return health(parse_prometheus_response(200, json.dumps(payload)))
 
 
 def vector(*values: str) -> dict[str, object]:
