@@ -57,7 +57,7 @@ def plan_step(
         planned.cluster, planned.role = where.cluster, role
         chosen_seed = fault.seed if fault.seed is not None else seed
         aim = Aim(where, fault, chosen_seed, plan.blast_radius.max_pods_percent)
-        result = driver.plan(members, aim)
+        result = driver.choose(members, aim)
     except Refusal as exc:
         planned.reason, planned.message = exc.reason, exc.message[:4096]
         return planned

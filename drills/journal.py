@@ -11,7 +11,7 @@ import uuid
 
 from modeldr.api.drillplan import Fault
 from modeldr.api.drillstatus import FaultRecord
-from modeldr.drills.faults.base import FaultDriver, Plan
+from modeldr.drills.faults.base import Choice, FaultDriver
 from modeldr.drills.faults.registry import DRIVERS
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunState, now
@@ -26,7 +26,7 @@ OUTSTANDING = ("Recorded", "Applied")
 
 
 def new_record(
-    step: str, fault: Fault, driver: FaultDriver, cluster: str, role: Role, plan: Plan
+    step: str, fault: Fault, driver: FaultDriver, cluster: str, role: Role, plan: Choice
 ) -> FaultRecord:
     return FaultRecord.model_validate(
         {

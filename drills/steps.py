@@ -96,7 +96,7 @@ class StepRunner:
         return str(active) if active else None
 
     async def _inject(self, step: Step, active: str | None) -> FaultRecord:
-        """Plan, journal, then apply; Refusal leaves nothing injected."""
+        """Choose the targets, journal, then apply; Refusal leaves nothing injected."""
         d = self.drill
         fault = step.fault
         assert fault is not None
@@ -105,7 +105,7 @@ class StepRunner:
         seed = fault.seed if fault.seed is not None else d.seed
         percent = d.plan.blast_radius.max_pods_percent
         aim = Aim(where, fault, seed, percent)
-        plan = await asyncio.to_thread(driver.plan, d.runtime.members, aim)
+        plan = await asyncio.to_thread(driver.choose, d.runtime.members, aim)
         record = new_record(step.name, fault, driver, where.cluster, where.role, plan)
         if isinstance(driver, Renewable):
             # The inject may take up to its allowance: the first expiry counts from its end.

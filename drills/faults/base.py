@@ -40,7 +40,7 @@ class Placement:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Choice:
     """What a fault will do: its targets and what undo needs besides the record."""
 
     targets: tuple[str, ...]
@@ -86,7 +86,7 @@ class FaultDriver(Protocol):
     provider: str
     needs_infrastructure: bool
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         """Choose the targets (reads only); Refusal when none or too many match."""
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:

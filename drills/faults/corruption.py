@@ -25,7 +25,7 @@ from kubernetes import client
 
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
-from modeldr.drills.faults.base import TIMEOUT, Aim, Observation, Plan, member_api
+from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, Observation, member_api
 from modeldr.drills.refusal import Refusal
 from modeldr.kube import k8s
 from modeldr.kube.constants import GROUP, MANAGED_BY, NAME_LABEL, NAMESPACE_LABEL
@@ -199,7 +199,7 @@ class ModelCorruption:
     provider = "member-api"
     needs_infrastructure = False
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where = aim.where
         apps = client.AppsV1Api(member_api(members, where.cluster))
         found = k8s.call(
@@ -216,7 +216,7 @@ class ModelCorruption:
             )
         # A name of its own (not drawn from the seed: a rerun must not meet a leftover).
         pod = f"{where.name}-corrupted-{secrets.token_hex(3)}"[:253]
-        return Plan((pod,), {"namespace": where.namespace, "model": where.name}, aim.seed)
+        return Choice((pod,), {"namespace": where.namespace, "model": where.name}, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         api = member_api(members, record.cluster)

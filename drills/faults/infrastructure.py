@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from modeldr.api.drillstatus import FaultRecord
-from modeldr.drills.faults.base import Aim, Plan
+from modeldr.drills.faults.base import Aim, Choice
 from modeldr.drills.faults.nodes import plan_node
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
 from modeldr.drills.refusal import Refusal
@@ -79,7 +79,7 @@ class NodeFailure:
     needs_infrastructure = True
     inject_allowance_s = INJECT_TIMEOUT_S
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         provider_for(members, aim.where.cluster)  # no provider: Error before anything is chosen
         return plan_node(members, aim)
 
@@ -98,11 +98,11 @@ class ClusterOutage:
     needs_infrastructure = True
     inject_allowance_s = INJECT_TIMEOUT_S
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where = aim.where
         provider_for(members, where.cluster)
         # The whole cluster is the target (its blast radius is the cluster, as asked).
-        return Plan((where.cluster,), {"namespace": where.namespace}, aim.seed)
+        return Choice((where.cluster,), {"namespace": where.namespace}, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_inject(members, record, None)

@@ -21,7 +21,7 @@ from kubernetes import client
 
 from modeldr.api import networkfault as O
 from modeldr.api.drillstatus import FaultRecord
-from modeldr.drills.faults.base import TIMEOUT, Aim, Plan, choose_pods, member_api
+from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, choose_pods, member_api
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import recorded_expiry
 from modeldr.kube import k8s
@@ -50,7 +50,7 @@ class NetworkFault:
     needs_infrastructure = False
     inject_allowance_s = AGENT_WAIT_S
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where, fault = aim.where, aim.fault
         targets = choose_pods(members, aim)
         parameters = {"namespace": where.namespace}
@@ -61,7 +61,7 @@ class NetworkFault:
         ):
             if value is not None:
                 parameters[key] = str(value)
-        return Plan(targets, parameters, aim.seed)
+        return Choice(targets, parameters, aim.seed)
 
     # -- inject ---------------------------------------------------------------------------
 

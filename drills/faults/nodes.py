@@ -11,7 +11,7 @@ from kubernetes import client
 
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
-from modeldr.drills.faults.base import TIMEOUT, Aim, Observation, Plan, member_api, model_pods
+from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, Observation, member_api, model_pods
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.select import SelectionError, select_node
 from modeldr.kube import k8s
@@ -25,7 +25,7 @@ GPU_LOSS_EFFECT = "NoExecute"
 REFUSED_PARAMETER = "refusedByPodDisruptionBudget"
 
 
-def plan_node(members: MemberRegistry, aim: Aim) -> Plan:
+def plan_node(members: MemberRegistry, aim: Aim) -> Choice:
     """A node that runs the model's pods (the named one, or one drawn by the seed); its pods
     on it count against the blast radius."""
     where, fault = aim.where, aim.fault
@@ -37,7 +37,7 @@ def plan_node(members: MemberRegistry, aim: Aim) -> Plan:
     parameters = {"node": chosen.node, "namespace": where.namespace}
     if fault.grace_period_seconds is not None:
         parameters["gracePeriodSeconds"] = str(fault.grace_period_seconds)
-    return Plan(chosen.pods, parameters, aim.seed)
+    return Choice(chosen.pods, parameters, aim.seed)
 
 
 def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -> bool:
@@ -103,7 +103,7 @@ class NodeDrain:
     provider = "member-api"
     needs_infrastructure = False
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         planned = plan_node(members, aim)
         core = client.CoreV1Api(member_api(members, aim.where.cluster))
         node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)
@@ -157,7 +157,7 @@ class GPULoss:
     provider = "member-api"
     needs_infrastructure = False
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         planned = plan_node(members, aim)
         core = client.CoreV1Api(member_api(members, aim.where.cluster))
         node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)

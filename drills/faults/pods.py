@@ -9,7 +9,7 @@ from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import (
     TIMEOUT,
     Aim,
-    Plan,
+    Choice,
     choose_pods,
     member_api,
 )
@@ -23,13 +23,13 @@ class PodKill:
     provider = "member-api"
     needs_infrastructure = False
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where, fault = aim.where, aim.fault
         targets = choose_pods(members, aim)
         parameters = {"namespace": where.namespace}
         if fault.grace_period_seconds is not None:
             parameters[GRACE_PARAMETER] = str(fault.grace_period_seconds)
-        return Plan(targets, parameters, aim.seed)
+        return Choice(targets, parameters, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))

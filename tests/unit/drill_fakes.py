@@ -20,7 +20,7 @@ from modeldr.api.drillplan import DrillPlanSpec, PrometheusQuery
 from modeldr.api.drillstatus import DrillRunStatus, FaultRecord
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.drills.engine import Drill, Interrupt
-from modeldr.drills.faults.base import Aim, Plan
+from modeldr.drills.faults.base import Aim, Choice
 from modeldr.drills.journal import Journal
 from modeldr.drills.probe import TrafficProbe
 from modeldr.drills.probe_stats import ProbeSample
@@ -115,10 +115,10 @@ class FakeDriver:
         self.on_undo: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
-    def plan(self, members: MemberRegistry, aim: Aim) -> Plan:
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         with self._lock:
             self.calls.append(("plan", aim.where.cluster))
-        return Plan(self.targets, {"namespace": aim.where.namespace}, aim.seed)
+        return Choice(self.targets, {"namespace": aim.where.namespace}, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         with self._lock:

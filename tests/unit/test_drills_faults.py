@@ -23,7 +23,7 @@ from modeldr.api.phase import Phase
 from modeldr.drills import events, steps
 from modeldr.drills.engine import steps_status
 from modeldr.drills.faults import base, infrastructure, nodes, registry
-from modeldr.drills.faults.base import Aim, Placement, Plan
+from modeldr.drills.faults.base import Aim, Choice, Placement
 from modeldr.drills.faults.infrastructure import ClusterOutage, NodeFailure, provider_for
 from modeldr.drills.faults.network import AGENT_WAIT_S
 from modeldr.drills.faults.nodes import (
@@ -147,7 +147,7 @@ def candidates(monkeypatch: pytest.MonkeyPatch) -> list[Candidate]:
 
 def test_podkill_with_no_pods_is_no_targets(candidates: list[Candidate]) -> None:
     with pytest.raises(Refusal) as caught:
-        PodKill().plan(registry_of(), Aim(WHERE, fault(type="PodKill"), 1, 50))
+        PodKill().choose(registry_of(), Aim(WHERE, fault(type="PodKill"), 1, 50))
     assert caught.value.reason == "NoTargets"
     assert "bert in primary" in caught.value.message
 
@@ -155,15 +155,15 @@ def test_podkill_with_no_pods_is_no_targets(candidates: list[Candidate]) -> None
 def test_podkill_beyond_the_blast_radius_is_refused(candidates: list[Candidate]) -> None:
     candidates += [Candidate(f"p{i}", "n1") for i in range(4)]
     with pytest.raises(Refusal) as caught:
-        PodKill().plan(registry_of(), Aim(WHERE, fault(type="PodKill", mode="all"), 1, 50))
+        PodKill().choose(registry_of(), Aim(WHERE, fault(type="PodKill", mode="all"), 1, 50))
     assert caught.value.reason == "BlastRadiusExceeded"
 
 
 def test_podkill_plan_records_targets_seed_and_grace(candidates: list[Candidate]) -> None:
     candidates += [Candidate(f"p{i}", "n1") for i in range(4)]
     f = fault(type="PodKill", mode="fixed", value=2, gracePeriodSeconds=0)
-    plan = PodKill().plan(registry_of(), Aim(WHERE, f, 11, 50))
-    again = PodKill().plan(registry_of(), Aim(WHERE, f, 11, 50))
+    plan = PodKill().choose(registry_of(), Aim(WHERE, f, 11, 50))
+    again = PodKill().choose(registry_of(), Aim(WHERE, f, 11, 50))
     assert len(plan.targets) == 2 and set(plan.targets) <= {"p0", "p1", "p2", "p3"}
     assert plan.targets == again.targets  # the seed chooses them again
     assert plan.seed == 11
@@ -180,14 +180,14 @@ def test_a_node_fault_targets_a_node_of_the_model_and_its_pods(
         Candidate("p3", None),
     ]
     core.add("n2", [])
-    plan = GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 50))
+    plan = GPULoss().choose(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 50))
     assert plan.targets == ("p1", "p2")
     assert plan.parameters == {"node": "n2", "namespace": "ml"}
     with pytest.raises(Refusal) as caught:
-        GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n9"), 3, 50))
+        GPULoss().choose(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n9"), 3, 50))
     assert caught.value.reason == "NoTargets" and "n9" in caught.value.message
     with pytest.raises(Refusal) as too_many:
-        GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 25))
+        GPULoss().choose(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 25))
     assert too_many.value.reason == "BlastRadiusExceeded"
 
 
@@ -405,10 +405,12 @@ def test_node_drain_refuses_a_node_cordoned_by_someone_else(
     candidates.append(Candidate("p1", "n1"))
     core.add("n1", unschedulable=True)
     with pytest.raises(Refusal) as caught:
-        NodeDrain().plan(MEMBERS, Aim(WHERE, fault(type="NodeDrain"), 1, 100))
+        NodeDrain().choose(MEMBERS, Aim(WHERE, fault(type="NodeDrain"), 1, 100))
     assert caught.value.reason == "NodeAlreadyCordoned"
     core.nodes["n1"].spec.unschedulable = False
-    assert NodeDrain().plan(MEMBERS, Aim(WHERE, fault(type="NodeDrain"), 1, 100)).targets == ("p1",)
+    assert NodeDrain().choose(MEMBERS, Aim(WHERE, fault(type="NodeDrain"), 1, 100)).targets == (
+        "p1",
+    )
 
 
 # ------------------------------------------------ the infrastructure webhook, for real
@@ -491,7 +493,7 @@ def test_no_provider_is_no_provider_before_anything_is_sent(
 ) -> None:
     kind = "ClusterOutage" if isinstance(driver, ClusterOutage) else "NodeFailure"
     with pytest.raises(Refusal) as caught:
-        driver.plan(with_provider(None), Aim(WHERE, fault(type=kind), 1, 50))
+        driver.choose(with_provider(None), Aim(WHERE, fault(type=kind), 1, 50))
     assert caught.value.reason == "NoProvider"
     assert "infrastructure-webhook-url" in caught.value.message
     assert hook.seen == []
@@ -507,14 +509,16 @@ def test_a_member_without_a_secret_or_with_a_bad_url_has_no_provider(url: str) -
 
 
 def test_a_cluster_outage_plans_the_whole_cluster(url: str, hook: Webhook) -> None:
-    plan = ClusterOutage().plan(with_provider(url), Aim(WHERE, fault(type="ClusterOutage"), 5, 50))
+    plan = ClusterOutage().choose(
+        with_provider(url), Aim(WHERE, fault(type="ClusterOutage"), 5, 50)
+    )
     assert plan.targets == ("primary",)
     assert plan.parameters == {"namespace": "ml"} and plan.seed == 5
     assert hook.seen == []  # planning asks the provider nothing
 
 
 def _journalled(kind: str, driver: ClusterOutage | NodeFailure, **parameters: str) -> FaultRecord:
-    plan = Plan(("primary",), {"namespace": "ml", **parameters}, 5)
+    plan = Choice(("primary",), {"namespace": "ml", **parameters}, 5)
     record = new_record("outage", fault(type=kind), driver, "primary", "primary", plan)
     record.parameters[EXPIRES_PARAMETER] = first_expiry(40, 60)
     return record
@@ -651,5 +655,5 @@ def test_gpu_loss_refuses_a_node_whose_gpus_are_tainted_away_already(
     candidates += [Candidate("p1", "n2")]
     core.add("n2", [client.V1Taint(key=GPU_RESOURCE, value="broken", effect="NoExecute")])
     with pytest.raises(Refusal) as caught:
-        GPULoss().plan(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 100))
+        GPULoss().choose(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 100))
     assert caught.value.reason == "NodeAlreadyTainted" and "n2" in caught.value.message

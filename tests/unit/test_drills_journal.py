@@ -14,7 +14,7 @@ from modeldr.api.drillstatus import DrillRunStatus, FaultRecord
 from modeldr.api.phase import Phase
 from modeldr.drills import journal as journal_module
 from modeldr.drills.faults import registry
-from modeldr.drills.faults.base import Plan
+from modeldr.drills.faults.base import Choice
 from modeldr.drills.journal import OUTSTANDING, UNDO_ATTEMPTS, Journal, new_record
 from modeldr.drills.runstate import WRITE_ATTEMPTS, RunRef, RunState, StatusWriteError
 from tests.unit.drill_fakes import FakeDriver, FakeMember, FakeMembers, RecordingState, nowhere
@@ -59,7 +59,7 @@ def test_new_record_is_recorded_with_the_plan_and_its_own_parameters(
     state: RecordingState,
 ) -> None:
     fault = Fault.model_validate({"type": "PodKill", "mode": "fixed", "value": 2})
-    plan = Plan(("pod-a", "pod-b"), {"namespace": "ml"}, seed=42)
+    plan = Choice(("pod-a", "pod-b"), {"namespace": "ml"}, seed=42)
     first = new_record("kill", fault, FakeDriver(state), "primary", "primary", plan)
     second = new_record("kill", fault, FakeDriver(state), "primary", "primary", plan)
     assert first.state == "Recorded" and first.recorded_at is not None

@@ -37,7 +37,7 @@ def fault(**fields: Any) -> Fault:
 
 
 def test_packet_loss_plans_its_percent_and_targets_like_pod_kill(pods: list[Candidate]) -> None:
-    plan = NetworkFault().plan(
+    plan = NetworkFault().choose(
         MEMBERS, Aim(WHERE, fault(type="PacketLoss", lossPercent=20, mode="all"), 7, 100)
     )
     assert plan.targets == ("p1", "p2") and plan.seed == 7
@@ -46,7 +46,7 @@ def test_packet_loss_plans_its_percent_and_targets_like_pod_kill(pods: list[Cand
 
 def test_latency_plans_its_delay_and_jitter(pods: list[Candidate]) -> None:
     aim = Aim(WHERE, fault(type="Latency", latencyMilliseconds=200, jitterMilliseconds=20), 1, 50)
-    plan = NetworkFault().plan(MEMBERS, aim)
+    plan = NetworkFault().choose(MEMBERS, aim)
     assert len(plan.targets) == 1  # mode one
     assert plan.parameters == {
         "namespace": "ml",
@@ -57,7 +57,9 @@ def test_latency_plans_its_delay_and_jitter(pods: list[Candidate]) -> None:
 
 def test_the_blast_radius_is_enforced_before_anything_is_made(pods: list[Candidate]) -> None:
     with pytest.raises(Refusal) as caught:
-        NetworkFault().plan(MEMBERS, Aim(WHERE, fault(type="NetworkPartition", mode="all"), 1, 50))
+        NetworkFault().choose(
+            MEMBERS, Aim(WHERE, fault(type="NetworkPartition", mode="all"), 1, 50)
+        )
     assert caught.value.reason == "BlastRadiusExceeded"
 
 
