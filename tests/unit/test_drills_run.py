@@ -27,6 +27,7 @@ from modeldr.drills.engine import Drill, Engine
 from modeldr.drills.faults import registry
 from modeldr.drills.faults.base import FaultError
 from modeldr.drills.host import DrillHost
+from modeldr.drills.probe import Endpoints, Resolver
 from modeldr.drills.runstate import RunRef, RunState, status_body
 from modeldr.kube.activedrills import ActiveDrills
 from tests.specs import minimal_spec
@@ -88,6 +89,8 @@ class World:
     golden_error: FaultError | None = None
     engine_error: Exception | None = None
     engine_built: list[Any] = field(default_factory=list)
+    # Who held the target when the report was written (the run lets it go after its end).
+    held_at_report: list[str | None] = field(default_factory=list)
 
     def read(self, what: str) -> None:
         self.reads.append((what, threading.current_thread() is threading.main_thread()))
@@ -151,6 +154,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
 
     def write_report(hub: Any, ref: RunRef, plan_name: str, text: str) -> str:
         w.log.append(("report", report.config_map_name(ref.name)))
+        w.held_at_report.append(w.drills.holder("ns", "bert"))
         return report.config_map_name(ref.name)
 
     def prune_history(hub: Any, namespace: str, plan: str, limit: int) -> int:
@@ -420,6 +424,7 @@ def test_a_run_that_passes_preflight_runs_the_engine_and_ends_once(world: World)
     assert world.log[3] == ("last_run", "plan", "Passed", "AllPassed")
     assert world.log[5] == ("document", True, ["primary", "standby"], 0)
     assert world.log[-1] == ("prune", "plan", 4)
+    assert world.held_at_report == ["run-1"]
     assert [what for what, _ in world.reads] == [
         "read_target", "target_status", "load_golden_set", "target_status",  # preflight, active
         "record_last_run", "record_last_run",
@@ -437,6 +442,7 @@ def test_an_engine_that_raises_still_ends_the_run_and_lets_the_target_go(world: 
         "write", "last_run", "last_run", "history", "document", "report", "write", "prune",
     ]  # fmt: skip
     assert world.log[2] == ("last_run", "plan", "Running", None)
+    assert world.held_at_report == ["run-1"]
     assert world.drills.holder("ns", "bert") is None
 
 
@@ -480,7 +486,8 @@ def test_a_clean_dry_run_is_planned_and_lists_every_check(world: World) -> None:
         "record_last_run",
     ]
     assert world.log[4] == ("document", True, ["primary", "standby"], 0)
-    assert world.engine_built == [] and world.drills.holder("ns", "bert") is None
+    assert world.engine_built == [] and world.held_at_report == ["run-1"]
+    assert world.drills.holder("ns", "bert") is None
 
 
 def test_a_dry_run_lists_every_failed_check_and_ends_on_the_first(world: World) -> None:
@@ -544,3 +551,147 @@ def test_a_dry_run_the_hub_stops_answering_ends_dry_run_failed(world: World) -> 
     assert s["dryRun"] == {"steps": [], "preflight": []}
     assert world.log[4] == ("document", True, [], 0)  # the plan, no target
     assert world.drills.holder("ns", "bert") is None
+
+
+# ------------------------------------------------------------------ one preflight, off the loop
+
+
+class ReadMembers(FakeMembers):
+    """Members whose Secret reads (get) the world notes, with the thread they ran on."""
+
+    def __init__(self, world: World, *members: FakeMember) -> None:
+        super().__init__(*members)
+        self.world = world
+
+    def get(self, cluster: str) -> FakeMember:
+        self.world.read(f"member {cluster}")
+        return super().get(cluster)
+
+
+def slice_resolver(world: World) -> Callable[..., Resolver]:
+    """hub_slice_resolver's stand-in: the hub EndpointSlice read notes its thread."""
+
+    def make(hub: Any, namespace: str, service: str) -> Resolver:
+        def resolve() -> Endpoints:
+            world.read("endpoint slices")
+            return Endpoints(("10.0.0.1",), 8080, "primary")
+
+        return resolve
+
+    return make
+
+
+def two_failures(world: World) -> dict[str, Any]:
+    """A plan with two failed checks: no traffic entry, and a standby of unknown capacity."""
+    world.the_target = cold_target(traffic=WEBHOOK)
+    world.capacity = RuntimeError("no nodes for you")
+    return plan_doc(traffic={}, steps=[FAILOVER])
+
+
+def test_the_real_run_and_the_dry_run_take_their_findings_from_one_preflight(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[bool, list[dict[str, Any]]]] = []
+    real_preflight = run_module.preflight
+
+    def preflight(*args: Any, dry_run: bool) -> run_module.Preflight:
+        checked = real_preflight(*args, dry_run=dry_run)
+        made.append((dry_run, [f.dump() for f in checked.findings]))
+        return checked
+
+    monkeypatch.setattr(run_module, "preflight", preflight)
+    doc = two_failures(world)
+    execute(world, doc)
+    refused = last(world)
+    world.log.clear()
+    execute(world, doc, dry_run=True)
+    listed = last(world)
+
+    entry = {"check": "traffic-entry", "ok": False, "reason": "NoTrafficEntry", "message": NO_ENTRY}
+    capacity = {"check": "standby-capacity", "ok": False, "reason": "CapacityUnknown",
+                "message": UNKNOWN}  # fmt: skip
+    (real, real_findings), (dry, dry_findings) = made
+    assert (real, dry) == (False, True)
+    # The real run stops at the first failed finding and is refused with it...
+    assert real_findings[-1] == entry and capacity not in real_findings
+    assert (refused["phase"], refused["reason"], refused["message"]) == (
+        "Error", "NoTrafficEntry", NO_ENTRY,
+    )  # fmt: skip
+    # ... the dry run lists both, the same findings, and ends on the first.
+    assert entry in dry_findings and capacity in dry_findings
+    assert listed["dryRun"]["preflight"] == dry_findings
+    assert (listed["phase"], listed["reason"]) == ("Error", "NoTrafficEntry")
+
+
+def test_preflight_makes_each_check_for_the_runs_that_need_it(world: World) -> None:
+    world.members = FakeMembers(
+        FakeMember("primary", prometheus_url="http://prom.example", infrastructure_url=URL),
+        FakeMember("standby"),
+    )
+    plan = DrillPlanSpec.parse(
+        plan_doc(steps=[NODE_FAILURE, FAILOVER], gates=[gate()], abortConditions=[abort()])
+    )
+    hot = target()  # a hot standby needs no GPUs: its capacity is not read
+    real = run_module.preflight(world.host(), plan, hot, dry_run=False)
+    dry = run_module.preflight(world.host(), plan, hot, dry_run=True)
+    # The dry run resolves faults step by step (status.dryRun.steps) and does not compile
+    # conditions; the real run learns of a missing Prometheus when its gates measure.
+    assert [f.check for f in real.findings] == [
+        "target", "traffic-entry", "faults", "standby-capacity", "gate-conditions",
+        "abort-conditions",
+    ]  # fmt: skip
+    assert [f.check for f in dry.findings] == [
+        "target", "traffic-entry", "standby-capacity", "prometheus",
+    ]  # fmt: skip
+    assert all(f.ok for f in real.findings + dry.findings)
+    assert real.first_failure() is None and real.resolver is not None
+
+
+def test_a_failed_check_stops_the_real_runs_preflight_not_the_dry_runs(world: World) -> None:
+    plan = DrillPlanSpec.parse(two_failures(world))
+    real = run_module.preflight(world.host(), plan, world.the_target, dry_run=False)
+    dry = run_module.preflight(world.host(), plan, world.the_target, dry_run=True)
+    assert [(f.check, f.ok) for f in real.findings] == [("target", True), ("traffic-entry", False)]
+    assert [(f.check, f.ok) for f in dry.findings] == [
+        ("target", True), ("traffic-entry", False), ("standby-capacity", False),
+    ]  # fmt: skip
+    assert real.first_failure() == dry.first_failure() == dry.findings[1]
+    assert [what for what, _ in world.reads].count("read_gpu_capacity") == 1
+
+
+def test_the_real_runs_preflight_reads_nothing_on_the_event_loop(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.members = ReadMembers(
+        world, FakeMember("primary", infrastructure_url=URL), FakeMember("standby")
+    )
+    world.the_target, world.capacity = cold_target(), 2
+    monkeypatch.setattr(run_module, "hub_slice_resolver", slice_resolver(world))
+    doc = plan_doc(traffic={}, steps=[NODE_FAILURE, FAILOVER], modelChecks=GOLDEN)
+    execute(world, doc)
+    assert last(world)["phase"] == "Passed"
+    assert [what for what, _ in world.reads] == [
+        "read_target", "target_status", "member primary", "member standby", "read_gpu_capacity",
+        "load_golden_set", "target_status", "record_last_run", "record_last_run",
+    ]  # fmt: skip
+    assert world.read_on_the_loop() == []
+
+
+def test_the_dry_runs_preflight_reads_nothing_on_the_event_loop(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.members = ReadMembers(
+        world, FakeMember("primary", prometheus_url="http://prom.example"), FakeMember("standby")
+    )
+    world.the_target, world.capacity = cold_target(), 2
+    monkeypatch.setattr(run_module, "hub_slice_resolver", slice_resolver(world))
+    doc = plan_doc(traffic={}, steps=[FAILOVER], modelChecks=GOLDEN, gates=[gate()])
+    execute(world, doc, dry_run=True)
+    s = last(world)
+    assert s["phase"] == "Planned", s
+    assert s["dryRun"]["preflight"][1]["message"] == "1 ready endpoints in primary"
+    assert [what for what, _ in world.reads] == [
+        "read_target", "target_status", "endpoint slices", "member standby",
+        "read_gpu_capacity", "load_golden_set", "member primary", "record_last_run",
+    ]  # fmt: skip
+    assert world.read_on_the_loop() == []
