@@ -9,6 +9,7 @@ aim at the cluster active then, which the step's message says.
 
 from __future__ import annotations
 
+from modeldr.api.base import truncate
 from modeldr.api.drillplan import DrillPlanSpec, Step
 from modeldr.api.drillstatus import PlannedStep
 from modeldr.drills.faults.base import Aim
@@ -59,10 +60,13 @@ def plan_step(
         aim = Aim(where, fault, chosen_seed, plan.blast_radius.max_pods_percent)
         result = driver.choose(members, aim)
     except Refusal as exc:
-        planned.reason, planned.message = exc.reason, exc.message[:4096]
+        planned.reason, planned.message = exc.reason, truncate(exc.message)
         return planned
     except Exception as exc:  # a member unreachable, no member Secret
-        planned.reason, planned.message = "MemberUnavailable", f"{type(exc).__name__}: {exc}"[:4096]
+        planned.reason, planned.message = (
+            "MemberUnavailable",
+            truncate(f"{type(exc).__name__}: {exc}"),
+        )
         return planned
     planned.targets = list(result.targets)
     planned.seed = result.seed if result.seed is not None else chosen_seed
@@ -71,10 +75,10 @@ def plan_step(
         note = f" (cluster active resolved now: {where.cluster}; at the step's start it may differ)"
     node = result.parameters.get("node")
     on_node = f" on node {node}" if node and node not in result.targets else ""
-    planned.message = (
+    planned.message = truncate(
         f"{fault.type} would act on {', '.join(result.targets) or 'nothing'}{on_node} in "
         f"{where.cluster} ({role}) through {driver.provider}{note}"
-    )[:4096]
+    )
     return planned
 
 

@@ -1,10 +1,19 @@
 """A DrillRun's life in the operator (leader only), called by the kopf handlers:
 
-- `execute_run`: a run that has not started: preflight (the plan snapshot, the target and its
-  opt-in, one run per target, conditions, golden set, traffic entry), then the engine.
+- `execute_run`: a run that has not started: its plan snapshot and its target (opted in, one
+  run per target), then `preflight` and the engine; or, for a dry run, every step resolved
+  and every preflight check listed in status.dryRun, nothing touched.
 - the same call on a run found Running: its engine is gone (the operator restarted, or a
   new leader took over), so `rollback` undoes its journal and ends it Aborted.
 - `undo_on_delete`: the finalizer's part: every outstanding fault of a deleted run undone.
+
+Whichever way a run ends (the engine's verdict, refused before it started, a dry run done,
+rolled back, an error in the engine), the way there sets its status and says how it ended
+(an `Ending`); `end`, the one exit, writes that out, then lets the target go.
+
+`preflight` is the one list of checks made before anything is touched, each a finding, in a
+worker thread (they read the hub and the members): the real run stops at the first that
+fails and is refused with it; the dry run makes them all and lists them.
 """
 
 from __future__ import annotations
@@ -14,9 +23,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
 
-from modeldr.api.drillplan import INFRASTRUCTURE_FAULTS, DrillPlanSpec, PrometheusQuery
+from modeldr.api.base import truncate
+from modeldr.api.drillplan import DrillPlanSpec, PrometheusQuery
 from modeldr.api.drillrun import DrillRunSpec
 from modeldr.api.drillstatus import (
     DrillRunStatus,
@@ -28,13 +39,14 @@ from modeldr.api.drillstatus import (
 from modeldr.api.phase import Phase
 from modeldr.drills import dryrun, events, metrics, plans, report
 from modeldr.drills.checks import ModelChecker, load_golden_set
-from modeldr.drills.conditions import ConditionError
+from modeldr.drills.conditions import ConditionError, compile_condition
 from modeldr.drills.engine import Drill, Engine, deadline_seconds, new_seed, steps_status
 from modeldr.drills.faults.infrastructure import provider_for
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.gaterunner import GateRunner
 from modeldr.drills.host import DrillHost
 from modeldr.drills.journal import Journal
+from modeldr.drills.model_checks import GoldenItem
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
 from modeldr.drills.probe_stats import ProbeSample
 from modeldr.drills.refusal import Refusal
@@ -61,6 +73,35 @@ LIVE_INTERVAL_S = 2.0
 TIMELINE_MARGIN_S = 1.0
 
 
+@dataclass
+class Ending:
+    """How a run ended, for `end` to write out (the run's status says what happened)."""
+
+    # What the report names: the plan, and the target's clusters.
+    plan: DrillPlanSpec | None = None
+    target: Target | None = None
+    # The probe's timeline, for the report.
+    timeline: Timeline | None = None
+    # The engine ran: it wrote the final status itself, and the plan's history is bounded.
+    engine_ran: bool = False
+    # A run refused before it started: (reason, message), logged.
+    refused: tuple[str, str] | None = None
+
+
+@dataclass
+class Run:
+    """One call of execute_run: what the run works with, and how it ended."""
+
+    rt: DrillHost
+    state: RunState
+    plan_name: str
+    stop_reason: Callable[[], tuple[str, str] | None]
+    # The target this run holds (rt.drills), let go once the end is written.
+    held: Target | None = None
+    # None until the run reaches an end; an exception before that writes none.
+    ending: Ending | None = None
+
+
 async def execute_run(
     rt: DrillHost,
     ref: RunRef,
@@ -69,14 +110,24 @@ async def execute_run(
     stop_reason: Callable[[], tuple[str, str] | None],
 ) -> None:
     status = DrillRunStatus.parse(status_raw)
-    state = RunState(rt.hub, ref, status)
     spec = DrillRunSpec.parse(spec_raw)
-    if status.phase is Phase.RUNNING:
-        why = "the operator restarted mid-run and rolled the run back"
-        await rollback(rt, state, spec.plan_ref.name, "OperatorRestarted", why)
-        return
-    if status.phase is not Phase.PENDING:
+    if status.phase not in (Phase.PENDING, Phase.RUNNING):
         return  # ended already
+    run = Run(rt, RunState(rt.hub, ref, status), spec.plan_ref.name, stop_reason)
+    try:
+        if status.phase is Phase.RUNNING:
+            why = "the operator restarted mid-run and rolled the run back"
+            await rollback(run, "OperatorRestarted", why)
+        else:
+            await begin(run, spec)
+    finally:
+        await end(run)
+
+
+async def begin(run: Run, spec: DrillRunSpec) -> None:
+    """A Pending run: its plan (a snapshot) and target, the target held, then the dry run or
+    the real one. Refused when the target is missing, not opted in, or busy."""
+    rt, ref = run.rt, run.state.ref
     try:
         plan = spec.plan
         if plan is None:
@@ -85,75 +136,39 @@ async def execute_run(
             read_target, rt.hub, ref.namespace, plan.target.model_deployment
         )
     except Refusal as exc:
-        await refuse(rt, state, spec.plan_ref.name, exc.reason, exc.message)
+        refuse(run, exc.reason, exc.message)
         return
     holder = rt.drills.claim(target.namespace, target.name, ref.name)
     if holder is not None:
-        await refuse(rt, state, spec.plan_ref.name, "TargetBusy",
-                     f"DrillRun {holder} is running against {target.name}")  # fmt: skip
+        refuse(run, "TargetBusy", f"DrillRun {holder} is running against {target.name}")
         return
-    try:
-        if spec.dry_run or plan.dry_run:
-            await dry_run(rt, state, spec.plan_ref.name, plan, target)
-            return
-        await start(rt, state, spec.plan_ref.name, plan, target, stop_reason)
-    finally:
-        rt.drills.release(target.namespace, target.name, ref.name)
+    run.held = target
+    if spec.dry_run or plan.dry_run:
+        await dry_run(run, plan, target)
+    else:
+        await start(run, plan, target)
 
 
-async def start(
-    rt: DrillHost,
-    state: RunState,
-    plan_name: str,
-    plan: DrillPlanSpec,
-    target: Target,
-    stop_reason: Callable[[], tuple[str, str] | None],
-) -> None:
-    """Preflight what the run needs, then run it."""
-    try:
-        resolver = traffic_entry(rt, plan, target)
-        await asyncio.to_thread(preflight, rt, plan, target)  # blocking reads, off the loop
-        timeout_s = plan.traffic.timeout_milliseconds / 1000
-        timeline = Timeline(wall_offset=time.time() - time.monotonic(),
-                            open_seconds=timeout_s + TIMELINE_MARGIN_S)  # fmt: skip
-        record = metrics.sample_recorder(state.ref.namespace, plan_name, state.ref.name)
-
-        def on_sample(sample: ProbeSample) -> None:
-            timeline.add(sample)
-            record(sample)
-
-        probe = TrafficProbe(
-            resolver, rate_per_second=plan.traffic.rate_per_second, timeout_s=timeout_s,
-            inputs=plan.traffic.inputs, max_seconds=deadline_seconds(plan), on_sample=on_sample,
-        )  # fmt: skip
-        drill = Drill(
-            rt, state, plan, plan_name, target, new_seed(), probe, Journal(state, rt.members),
-            query=prometheus_query(rt, target), stop_reason=stop_reason,
-        )  # fmt: skip
-        gates = [GateRunner(gate, drill.query, drill.clock) for gate in plan.gates]
-        checker = None
-        if plan.model_checks is not None:
-            golden = await asyncio.to_thread(
-                load_golden_set, rt.hub, state.ref.namespace, plan.model_checks
-            )
-            checker = ModelChecker(drill, plan.model_checks, golden, resolver)
-        engine = Engine(drill, gates, checker)
-    except Refusal as exc:
-        await refuse(rt, state, plan_name, exc.reason, exc.message, plan)
+async def start(run: Run, plan: DrillPlanSpec, target: Target) -> None:
+    """Preflight (refused on the first check that fails), then the engine."""
+    rt, state = run.rt, run.state
+    checked = await asyncio.to_thread(preflight, rt, plan, target, dry_run=False)
+    failed = checked.first_failure()
+    if failed is not None:
+        refuse(run, failed.reason or "PreflightFailed", failed.message or "", plan)
         return
-    except ConditionError as exc:
-        await refuse(rt, state, plan_name, "InvalidCondition", str(exc), plan)
-        return
+    engine, timeline = assemble(run, plan, target, checked)
     status = state.status
-    status.phase, status.started_at, status.seed = Phase.RUNNING, now(), drill.seed
+    status.phase, status.started_at, status.seed = Phase.RUNNING, now(), engine.drill.seed
     status.active_cluster = await asyncio.to_thread(active_cluster, rt, target)
     status.steps, status.steady_state = steps_status(plan), SteadyStateStatus()
     await state.write()
-    await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
-    events.started(drill)
-    labels = (state.ref.namespace, plan_name, state.ref.name)
+    await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, run.plan_name, status)
+    events.started(engine.drill)
+    labels = (state.ref.namespace, run.plan_name, state.ref.name)
     metrics.RUNS_IN_PROGRESS.labels(*labels).set(1)
     live = asyncio.create_task(live_probe(state, timeline))
+    run.ending = Ending(plan, target, timeline, engine_ran=True)
     try:
         await engine.execute()
     finally:
@@ -161,33 +176,232 @@ async def start(
         await asyncio.gather(live, return_exceptions=True)
         metrics.RUNS_IN_PROGRESS.labels(*labels).set(0)
         asyncio.get_running_loop().call_later(metrics.FORGET_AFTER_S, metrics.forget, *labels)
-        await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
-        await keep_report(rt, state, plan_name, plan, target, timeline.points())
-        # History is bounded when a run ends, whoever started it (a plan or a person).
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(
-                plans.prune_history, rt.hub, state.ref.namespace, plan_name, plan.history_limit
-            )
 
 
-def preflight(rt: DrillHost, plan: DrillPlanSpec, target: Target) -> None:
-    """Before anything is touched (blocking): every fault can be made (a driver, and a
-    provider for the infrastructure's), and a failover the plan causes has room on the
-    standby. Refusal with the step's reason otherwise."""
-    seen = target_status(rt.hub, target)
-    active = target.role_of(seen.get("activeCluster")) or "primary"
-    for step in plan.steps:
-        if step.fault is None:
+def assemble(
+    run: Run, plan: DrillPlanSpec, target: Target, checked: Preflight
+) -> tuple[Engine, Timeline]:
+    """The engine of a run that passed preflight, on what preflight resolved (the probe's
+    entry, the golden set), and the timeline its probe feeds."""
+    assert checked.resolver is not None
+    state = run.state
+    timeout_s = plan.traffic.timeout_milliseconds / 1000
+    timeline = Timeline(
+        wall_offset=time.time() - time.monotonic(), open_seconds=timeout_s + TIMELINE_MARGIN_S
+    )
+    record = metrics.sample_recorder(state.ref.namespace, run.plan_name, state.ref.name)
+
+    def on_sample(sample: ProbeSample) -> None:
+        timeline.add(sample)
+        record(sample)
+
+    probe = TrafficProbe(
+        checked.resolver,
+        rate_per_second=plan.traffic.rate_per_second,
+        timeout_s=timeout_s,
+        inputs=plan.traffic.inputs,
+        max_seconds=deadline_seconds(plan),
+        on_sample=on_sample,
+    )
+    drill = Drill(
+        run.rt,
+        state,
+        plan,
+        run.plan_name,
+        target,
+        new_seed(),
+        probe,
+        Journal(state, run.rt.members),
+        query=prometheus_query(run.rt, target),
+        stop_reason=run.stop_reason,
+    )
+    gates = [GateRunner(gate, drill.query, drill.clock) for gate in plan.gates]
+    checker = None
+    if plan.model_checks is not None:
+        assert checked.golden is not None
+        checker = ModelChecker(drill, plan.model_checks, checked.golden, checked.resolver)
+    return Engine(drill, gates, checker), timeline
+
+
+# ------------------------------------------------------------------------------ preflight
+
+
+@dataclass
+class Preflight:
+    """One preflight: what it looks at, what it found (in order), and what its checks
+    resolved on the way for the run (the probe's entry, the golden set)."""
+
+    rt: DrillHost
+    plan: DrillPlanSpec
+    target: Target
+    dry_run: bool
+    findings: list[PreflightFinding] = field(default_factory=list)
+    resolver: Resolver | None = None
+    golden: tuple[GoldenItem, ...] | None = None
+
+    def first_failure(self) -> PreflightFinding | None:
+        return next((finding for finding in self.findings if not finding.ok), None)
+
+
+def preflight(rt: DrillHost, plan: DrillPlanSpec, target: Target, *, dry_run: bool) -> Preflight:
+    """Blocking (hub and member reads): call it in a worker thread. The checks of CHECKS, in
+    order, before anything is touched, each a finding. The real run (dry_run False) stops at
+    the first that fails: it is refused with that one, and the checks after it would read
+    for nothing. The dry run makes every check it lists. What a check raises besides the
+    error it reports (a hub that does not answer) propagates."""
+    checked = Preflight(rt, plan, target, dry_run)
+    for check in CHECKS:
+        if not (check.dry if dry_run else check.real):
             continue
-        driver_for(step.fault.type)  # FaultUnsupported
-        if step.fault.type not in INFRASTRUCTURE_FAULTS:
+        finding = check.run(checked)
+        if finding is None:  # nothing of the kind in this plan
             continue
-        cluster = step.fault.cluster
-        role = active if cluster == "active" else target.role_of(cluster)
-        if role is not None:
-            provider_for(rt.members, target.cluster(role))  # NoProvider
-    if causes_failover(plan):
-        check_standby_capacity(rt, target)
+        checked.findings.append(finding)
+        if not finding.ok and not dry_run:
+            break
+    return checked
+
+
+def failed(check: str, reason: str, message: str) -> PreflightFinding:
+    return PreflightFinding(check=check, ok=False, reason=reason, message=truncate(message))
+
+
+def passed(check: str, message: str) -> PreflightFinding:
+    return PreflightFinding(check=check, ok=True, message=message)
+
+
+def target_check(p: Preflight) -> PreflightFinding:
+    """execute_run read the target (opted in) and holds it for this run."""
+    return passed("target", f"{p.target.name} is opted in and free")
+
+
+def traffic_entry_check(p: Preflight) -> PreflightFinding:
+    """Where the probe sends (NoTrafficEntry when nowhere); the dry run also counts the
+    entry's ready endpoints now (the real run's engine waits for the target to serve)."""
+    try:
+        p.resolver = traffic_entry(p.rt, p.plan, p.target)
+    except Refusal as exc:
+        return failed("traffic-entry", exc.reason, exc.message)
+    if not p.dry_run:
+        return passed("traffic-entry", "the probe's entry point is known")
+    endpoints = p.resolver()
+    ready = len(endpoints.addresses)
+    ok = ready > 0 and not endpoints.read_failed
+    return PreflightFinding(
+        check="traffic-entry",
+        ok=ok,
+        reason=None if ok else "NoTrafficEntry",
+        message=f"{ready} ready endpoints"
+        + (f" in {endpoints.cluster}" if endpoints.cluster else "")
+        + (f": {endpoints.error}" if endpoints.error else ""),
+    )
+
+
+def faults_check(p: Preflight) -> PreflightFinding:
+    """Every fault can be made: a driver (FaultUnsupported), and a provider for the
+    infrastructure's (NoProvider). The real run's: the dry run says so step by step
+    instead (status.dryRun.steps, drills/dryrun.py)."""
+    try:
+        seen = target_status(p.rt.hub, p.target)
+        active = p.target.role_of(seen.get("activeCluster")) or "primary"
+        for step in p.plan.steps:
+            if step.fault is None:
+                continue
+            if not driver_for(step.fault.type).needs_infrastructure:  # FaultUnsupported
+                continue
+            cluster = step.fault.cluster
+            role = active if cluster == "active" else p.target.role_of(cluster)
+            if role is not None:
+                provider_for(p.rt.members, p.target.cluster(role))  # NoProvider
+    except Refusal as exc:
+        return failed("faults", exc.reason, exc.message)
+    return passed("faults", "every fault has a driver, and a provider where it needs one")
+
+
+def standby_capacity_check(p: Preflight) -> PreflightFinding | None:
+    """A failover the plan causes has room on the standby (check_standby_capacity)."""
+    if not causes_failover(p.plan):
+        return None
+    try:
+        check_standby_capacity(p.rt, p.target)
+    except Refusal as exc:
+        return failed("standby-capacity", exc.reason, exc.message)
+    return passed("standby-capacity", "the standby can take the traffic")
+
+
+def conditions_check(check: str, conditions: list[str | None]) -> PreflightFinding | None:
+    """Every condition compiles (InvalidCondition). The real run's: its gates and its abort
+    watch compile them again when they are made."""
+    expressions = [condition for condition in conditions if condition]
+    if not expressions:
+        return None
+    try:
+        for expression in expressions:
+            compile_condition(expression)
+    except ConditionError as exc:
+        return failed(check, "InvalidCondition", str(exc))
+    return passed(check, f"{len(expressions)} conditions compile")
+
+
+def gate_conditions_check(p: Preflight) -> PreflightFinding | None:
+    conditions = [c for g in p.plan.gates for c in (g.success_condition, g.failure_condition)]
+    return conditions_check("gate-conditions", conditions)
+
+
+def abort_conditions_check(p: Preflight) -> PreflightFinding | None:
+    return conditions_check("abort-conditions", [a.condition for a in p.plan.abort_conditions])
+
+
+def golden_set_check(p: Preflight) -> PreflightFinding | None:
+    """The golden set the model checks need (GoldenSetInvalid), kept for the run."""
+    if p.plan.model_checks is None:
+        return None
+    try:
+        p.golden = load_golden_set(p.rt.hub, p.target.namespace, p.plan.model_checks)
+    except Refusal as exc:
+        return failed("golden-set", exc.reason, exc.message)
+    return passed("golden-set", f"{len(p.golden)} examples")
+
+
+def prometheus_check(p: Preflight) -> PreflightFinding | None:
+    """Every query of a gate or an abort condition has a Prometheus to ask (MetricsMissing).
+    The dry run's: the real run learns it when it measures (missing evidence never passes)."""
+    queries = [g.prometheus for g in p.plan.gates]
+    queries += [a.prometheus for a in p.plan.abort_conditions if a.prometheus is not None]
+    if not queries:
+        return None
+    default = member_prometheus(p.rt, p.target)
+    missing = [q.query for q in queries if not (q.url or default)]
+    return PreflightFinding(
+        check="prometheus",
+        ok=not missing,
+        reason="MetricsMissing" if missing else None,
+        message=(
+            f"no Prometheus to ask for {len(missing)} queries"
+            if missing
+            else f"{len(queries)} queries on {default or 'their own prometheus.url'}"
+        ),
+    )
+
+
+class Check(NamedTuple):
+    run: Callable[[Preflight], PreflightFinding | None]  # None: nothing to check
+    real: bool  # the real run makes it, and is refused when it fails
+    dry: bool  # the dry run makes it, and lists it in status.dryRun.preflight
+
+
+# The preflight's checks, in the order they are made: a real run's reason is the first that
+# fails. A check only one kind of run makes, the other learns elsewhere (its docstring says).
+CHECKS: Final = (
+    Check(target_check, real=True, dry=True),
+    Check(traffic_entry_check, real=True, dry=True),
+    Check(faults_check, real=True, dry=False),
+    Check(standby_capacity_check, real=True, dry=True),
+    Check(gate_conditions_check, real=True, dry=False),
+    Check(golden_set_check, real=True, dry=True),
+    Check(abort_conditions_check, real=True, dry=False),
+    Check(prometheus_check, real=False, dry=True),
+)
 
 
 def causes_failover(plan: DrillPlanSpec) -> bool:
@@ -328,12 +542,14 @@ async def keep_report(
         await state.write()
 
 
-async def dry_run(
-    rt: DrillHost, state: RunState, plan_name: str, plan: DrillPlanSpec, target: Target
-) -> None:
-    """Resolve every step and run the preflight with nothing touched; status.dryRun says
-    what the run would do. Planned when the real run could start, Error (the first finding's
-    reason) when it could not."""
+# --------------------------------------------------------------------------------- the ends
+
+
+async def dry_run(run: Run, plan: DrillPlanSpec, target: Target) -> None:
+    """Resolve every step and make every preflight check with nothing touched; status.dryRun
+    says what the run would do. Planned when the real run could start, Error (the first
+    finding's reason) when it could not."""
+    rt, state = run.rt, run.state
     status = state.status
     status.phase, status.started_at, status.seed = Phase.RUNNING, now(), new_seed()
     status.dry_run = DryRunStatus()
@@ -345,11 +561,12 @@ async def dry_run(
         steps = await asyncio.to_thread(
             dryrun.plan_steps, rt.members, plan, target, status.seed, active
         )
-        findings = await dry_preflight(rt, plan, target)
+        checked = await asyncio.to_thread(preflight, rt, plan, target, dry_run=True)
     except Exception as exc:  # the hub stopped answering: say so, nothing was touched
         log.exception("%s: the dry run failed", state.ref.name)
-        await refuse(rt, state, plan_name, "DryRunFailed", f"the dry run stopped: {exc}", plan)
+        refuse(run, "DryRunFailed", f"the dry run stopped: {exc}", plan)
         return
+    findings = checked.findings
     status.dry_run.steps, status.dry_run.preflight = steps, findings
     blocked = [(s.reason, f"step {s.step}: {s.message}") for s in steps if s.reason]
     blocked += [
@@ -364,109 +581,28 @@ async def dry_run(
         reason, first = blocked[0]
         phase = Phase.FAILED if reason in FAILED_BEFORE_START else Phase.ERROR
         status.phase, status.reason = phase, reason
-        status.message = f"{summary}; the run could not go as planned: {first}"[:4096]
+        status.message = truncate(f"{summary}; the run could not go as planned: {first}")
     else:
         status.phase, status.reason, status.message = Phase.PLANNED, "DryRun", summary
     status.finished_at = now()
-    await state.write()
-    await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
-    await keep_report(rt, state, plan_name, plan, target, [])
+    run.ending = Ending(plan, target)
 
 
-async def dry_preflight(
-    rt: DrillHost, plan: DrillPlanSpec, target: Target
-) -> list[PreflightFinding]:
-    """The preflight checks of a real run, each recorded instead of stopping at the first."""
-    findings = [
-        PreflightFinding(check="target", ok=True, message=f"{target.name} is opted in and free")
-    ]
-
-    def finding(check: str, exc: Refusal) -> PreflightFinding:
-        return PreflightFinding(check=check, ok=False, reason=exc.reason, message=exc.message)
-
-    try:
-        resolver = traffic_entry(rt, plan, target)
-        endpoints = await asyncio.to_thread(resolver)
-        ready = len(endpoints.addresses)
-        ok = ready > 0 and not endpoints.read_failed
-        findings.append(
-            PreflightFinding(
-                check="traffic-entry",
-                ok=ok,
-                reason=None if ok else "NoTrafficEntry",
-                message=f"{ready} ready endpoints"
-                + (f" in {endpoints.cluster}" if endpoints.cluster else "")
-                + (f": {endpoints.error}" if endpoints.error else ""),
-            )
-        )
-    except Refusal as exc:
-        findings.append(finding("traffic-entry", exc))
-    if causes_failover(plan):
-        try:
-            await asyncio.to_thread(check_standby_capacity, rt, target)
-            findings.append(
-                PreflightFinding(
-                    check="standby-capacity", ok=True, message="the standby can take the traffic"
-                )
-            )
-        except Refusal as exc:
-            findings.append(finding("standby-capacity", exc))
-    if plan.model_checks is not None:
-        try:
-            golden = await asyncio.to_thread(
-                load_golden_set, rt.hub, target.namespace, plan.model_checks
-            )
-            findings.append(
-                PreflightFinding(check="golden-set", ok=True, message=f"{len(golden)} examples")
-            )
-        except Refusal as exc:
-            findings.append(finding("golden-set", exc))
-    queries = [g.prometheus for g in plan.gates]
-    queries += [a.prometheus for a in plan.abort_conditions if a.prometheus is not None]
-    if queries:
-        default = await asyncio.to_thread(member_prometheus, rt, target)
-        missing = [q.query for q in queries if not (q.url or default)]
-        findings.append(
-            PreflightFinding(
-                check="prometheus",
-                ok=not missing,
-                reason="MetricsMissing" if missing else None,
-                message=(
-                    f"no Prometheus to ask for {len(missing)} queries"
-                    if missing
-                    else f"{len(queries)} queries on {default or 'their own prometheus.url'}"
-                ),
-            )
-        )
-    return findings
-
-
-async def refuse(
-    rt: DrillHost,
-    state: RunState,
-    plan_name: str,
-    reason: str,
-    message: str,
-    plan: DrillPlanSpec | None = None,
-) -> None:
+def refuse(run: Run, reason: str, message: str, plan: DrillPlanSpec | None = None) -> None:
     """End a run that could not start, nothing touched: Error (the drill could not do what
     the plan asked), or Failed when preflight already shows the system would not hold."""
-    status = state.status
+    status = run.state.status
     phase = Phase.FAILED if reason in FAILED_BEFORE_START else Phase.ERROR
-    status.phase, status.reason, status.message = phase, reason, message[:4096]
+    status.phase, status.reason, status.message = phase, reason, truncate(message)
     status.started_at = status.started_at or now()
     status.finished_at = now()
-    await state.write()
-    await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
-    await keep_report(rt, state, plan_name, plan, None, [])
-    log.warning("DrillRun %s/%s: %s: %s", state.ref.namespace, state.ref.name, reason, message)
+    run.ending = Ending(plan, refused=(reason, message))
 
 
-async def rollback(
-    rt: DrillHost, state: RunState, plan_name: str, reason: str, message: str
-) -> None:
+async def rollback(run: Run, reason: str, message: str) -> None:
     """Undo every outstanding fault of a run whose engine is gone, and end it Aborted."""
-    journal = Journal(state, rt.members)
+    state = run.state
+    journal = Journal(state, run.rt.members)
     loop = asyncio.get_running_loop()
     started = loop.time()
     left = await journal.undo_all()
@@ -487,9 +623,43 @@ async def rollback(
         if left
         else ""
     )
-    await state.write()
-    await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, plan_name, status)
-    await keep_report(rt, state, plan_name, None, None, [])
+    run.ending = Ending()
+
+
+async def end(run: Run) -> None:
+    """The one exit of every run, whichever way it ended: its status written (the engine
+    writes its verdict itself), the plan's lastRun, the report, the plan's history bounded
+    after the engine ran, a refusal logged; then the target let go. A run that reached no
+    end (an exception first) writes nothing: its status stays as it was."""
+    rt, state, ending = run.rt, run.state, run.ending
+    try:
+        if ending is None:
+            return
+        if not ending.engine_ran:
+            await state.write()
+        await asyncio.to_thread(
+            plans.record_last_run, rt.hub, state.ref, run.plan_name, state.status
+        )
+        points = ending.timeline.points() if ending.timeline is not None else []
+        await keep_report(rt, state, run.plan_name, ending.plan, ending.target, points)
+        if ending.engine_ran and ending.plan is not None:
+            # History is bounded when a run ends, whoever started it (a plan or a person).
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    plans.prune_history,
+                    rt.hub,
+                    state.ref.namespace,
+                    run.plan_name,
+                    ending.plan.history_limit,
+                )
+        if ending.refused is not None:
+            reason, message = ending.refused
+            log.warning(
+                "DrillRun %s/%s: %s: %s", state.ref.namespace, state.ref.name, reason, message
+            )
+    finally:
+        if run.held is not None:
+            rt.drills.release(run.held.namespace, run.held.name, state.ref.name)
 
 
 async def undo_on_delete(rt: DrillHost, ref: RunRef, status_raw: Any) -> list[str]:
