@@ -9,7 +9,7 @@ timestamps as strings included.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import (
     Field,
@@ -34,6 +34,10 @@ from modeldr.api.drillplan import (
     MeasurementPhase,
 )
 from modeldr.api.phase import Phase
+
+# Journal states whose fault may be in force: Recorded too (the operator may have died
+# mid-inject). A run that ends with one of them names it in its message.
+OUTSTANDING: Final[tuple[FaultState, ...]] = ("Recorded", "Applied")
 
 # ------------------------------------------------------------------------- status models
 
@@ -67,6 +71,12 @@ class WindowStatus(StatusModel):
     active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
     requests: int | None = Field(default=None, ge=0)
     failed_requests: int | None = Field(default=None, ge=0)
+    # True when the run's interrupt (DrillRunStatus.interrupt) cut the window short, or the
+    # run stopped before the window could measure (the target never served): its phase,
+    # reason and message are the interrupt's, not a measurement's. A steady-state window cut
+    # short is not assessed (the verdict counts the interrupt once, as the run's); a step cut
+    # short counts, Aborted.
+    interrupted: bool | None = None
 
 
 class StepStatus(WindowStatus):
@@ -104,10 +114,14 @@ class GateStatus(StatusModel):
 
 class AbortConditionStatus(StatusModel):
     """Passed: it never held; Aborted: it held (and stopped the run); Inconclusive: it could
-    not be evaluated (which keeps the run from ending Passed)."""
+    not be evaluated (which keeps the run from ending Passed). While the run goes on,
+    `message` is the last evaluation's; once the run ended, phase, reason and message are the
+    condition's conclusion (what the verdict reads)."""
 
     name: str
     phase: Phase = Phase.PENDING
+    # AbortConditionMet (it held), MetricsMissing (it could not be evaluated), NotMet.
+    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
     message: Message | None = None
     evaluations: int = Field(default=0, ge=0)
     last_value: str | None = Field(default=None, max_length=1024)
@@ -199,6 +213,18 @@ class PreflightFinding(StatusModel):
     message: Message | None = None
 
 
+class InterruptStatus(StatusModel):
+    """Why the run stopped early, the first reason: an abort condition held, it was stopped
+    by hand or deleted, the operator stopped or restarted mid-run, the deadline passed, a
+    fault could not be undone, the target never served, or the engine failed. The verdict
+    counts it as the run's own part."""
+
+    phase: Phase
+    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
+    message: Message | None = None
+    at: datetime | None = None
+
+
 class DryRunStatus(StatusModel):
     # The active cluster when the dry run resolved `cluster: active`.
     active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
@@ -218,6 +244,8 @@ class DrillRunStatus(StatusModel):
     heartbeat_at: datetime | None = None
     # The run ends by then whatever happens (the plan's durations plus bounded margins).
     deadline: datetime | None = None
+    # Why the run stopped early (absent: it ran its course).
+    interrupt: InterruptStatus | None = None
     current_step: str | None = None
     # The worst step's rtoSeconds.
     rto_seconds: float | None = Field(default=None, ge=0)

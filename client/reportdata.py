@@ -5,8 +5,9 @@ timeline). Pure: no cluster access here.
 
 Derived here, once for every format: the fault windows (journal appliedAt to undoneAt), the
 traffic switches (the cluster that answered most requests changing from one second to a
-later one: failover to the standby, failback to the primary), and the expectations of each
-step judged one by one against the step's measured values.
+later one: failover to the standby, failback to the primary), and the checks: each part of
+the run as the verdict reads it from the status (drills.verdict.assessed, the engine's own
+reading), a step's expectations shown one by one against its measured values.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from modeldr.api.drillplan import DrillPlanSpec
 from modeldr.api.drillstatus import DrillRunStatus, FaultRecord, StepStatus
 from modeldr.api.phase import Phase
 from modeldr.drills.timeline import Point
+from modeldr.drills.verdict import Entry, Part, assessed
 
 
 @dataclass(frozen=True)
@@ -206,8 +208,17 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def judge(data: ReportData) -> list[Check]:
-    """Every check of the run, in the order the run met them."""
+    """Every check of the run, in the order the run met them. The outcome of each part the
+    verdict counts is the one the engine counted (`assessed`: the same reading of the same
+    status), so the report and the verdict never disagree on what passed; what the verdict
+    does not count (not reached, cut short by the run's interrupt) keeps its own phase."""
     status = data.status
+    parts: dict[int, Part] = {id(entry): part for entry, part in assessed(status)}
+
+    def outcome_of(entry: Entry) -> str:
+        part = parts.get(id(entry))
+        return OUTCOME_OF_PHASE[part.phase if part is not None else entry.phase]
+
     checks: list[Check] = []
     steady = status.steady_state
     for when, window in (
@@ -221,14 +232,14 @@ def judge(data: ReportData) -> list[Check]:
             Check(
                 "steadyState",
                 when,
-                OUTCOME_OF_PHASE[window.phase],
+                outcome_of(window),
                 window.message or window.phase.value,
                 _seconds(window.started_at, window.finished_at),
             )
         )
     plan_steps = {s.name: s for s in data.plan.steps} if data.plan else {}
     for step in status.steps:
-        checks.extend(_step_checks(step, plan_steps.get(step.name)))
+        checks.extend(_step_checks(step, plan_steps.get(step.name), parts.get(id(step))))
     for gate in status.gates:
         values = ", ".join(
             f"{m.phase} {m.value if m.value is not None else m.message or ''}".strip()
@@ -245,7 +256,7 @@ def judge(data: ReportData) -> list[Check]:
             Check(
                 "gates",
                 gate.name,
-                OUTCOME_OF_PHASE[gate.phase],
+                outcome_of(gate),
                 message + counts,
                 _seconds(gate.started_at, gate.finished_at),
             )
@@ -254,7 +265,7 @@ def judge(data: ReportData) -> list[Check]:
         message = abort.message or abort.phase.value
         if abort.last_value is not None:
             message += f"; last value {abort.last_value} after {abort.evaluations} evaluations"
-        checks.append(Check("abortConditions", abort.name, OUTCOME_OF_PHASE[abort.phase], message))
+        checks.append(Check("abortConditions", abort.name, outcome_of(abort), message))
     for check in status.model_checks:
         figures = ", ".join(
             f"{name} {value:.3f}"
@@ -269,7 +280,7 @@ def judge(data: ReportData) -> list[Check]:
         )
         where = f"{check.cluster}: " if check.cluster else ""
         message = f"{where}{figures}" + (f"; {check.message}" if check.message else "")
-        checks.append(Check("modelChecks", check.name, OUTCOME_OF_PHASE[check.phase], message))
+        checks.append(Check("modelChecks", check.name, outcome_of(check), message))
     # The verdict itself, so that a run refused before any step (or stopped by hand) is a
     # failed or errored test in CI too, never a suite of skipped ones.
     outcome = "passed" if status.phase is Phase.PLANNED else OUTCOME_OF_PHASE[status.phase]
@@ -286,26 +297,31 @@ def judge(data: ReportData) -> list[Check]:
     return checks
 
 
-def _step_checks(step: StepStatus, planned: Any) -> list[Check]:
+def _step_checks(step: StepStatus, planned: Any, part: Part | None) -> list[Check]:
+    """The step's checks: one per expectation of the plan, judged against the measured
+    values; never better than the step's part (the engine's assessment, which may fail on
+    more than the expectations: a fault's own observation), which gets a check of its own
+    when no expectation shows its outcome."""
     group = f"steps.{step.name}"
     seconds = _seconds(step.started_at, step.finished_at)
-    if step.phase in (Phase.PENDING, Phase.RUNNING):
+    if part is None or not part.phase.is_final:  # not reached, or cut short while running
         return [Check(group, "step", "skipped", step.message or "not run")]
-    if step.phase in (Phase.ERROR, Phase.ABORTED) or (
-        step.phase is Phase.INCONCLUSIVE and step.reason != "ActiveClusterUnknown"
+    phase = part.phase
+    if phase in (Phase.ERROR, Phase.ABORTED) or (
+        phase is Phase.INCONCLUSIVE and part.reason != "ActiveClusterUnknown"
     ):
-        outcome = OUTCOME_OF_PHASE[step.phase]
+        outcome = OUTCOME_OF_PHASE[phase]
         return [Check(group, "step", outcome, f"{step.reason}: {step.message}", seconds)]
     expect = planned.expect if planned is not None else None
     out: list[Check] = []
     if expect is None:
-        return [Check(group, "step", OUTCOME_OF_PHASE[step.phase], step.message or "", seconds)]
+        return [Check(group, "step", OUTCOME_OF_PHASE[phase], step.message or "", seconds)]
     if expect.active_cluster is not None:
         label = f"activeCluster {expect.active_cluster}"
         text = step.message or ""
-        if step.reason == "ActiveClusterUnknown":
+        if part.reason == "ActiveClusterUnknown":
             out.append(Check(group, "activeCluster", "error", text, seconds))
-        elif step.phase is Phase.FAILED and label in text:
+        elif phase is Phase.FAILED and label in text:
             out.append(Check(group, "activeCluster", "failed", text, seconds))
         else:
             out.append(
@@ -333,6 +349,9 @@ def _step_checks(step: StepStatus, planned: Any) -> list[Check]:
             out.append(Check(group, name, "error", f"{what}: nothing measured", seconds))
         else:
             out.append(Check(group, name, "failed" if failed else "passed", what, seconds))
+    outcome = OUTCOME_OF_PHASE[phase]
     if not out:
-        out.append(Check(group, "step", OUTCOME_OF_PHASE[step.phase], step.message or "", seconds))
+        out.append(Check(group, "step", outcome, step.message or "", seconds))
+    elif outcome != "passed" and outcome not in {c.outcome for c in out}:
+        out.append(Check(group, "step", outcome, f"{step.reason}: {step.message}", seconds))
     return out

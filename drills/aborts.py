@@ -17,7 +17,6 @@ from modeldr.drills.conditions import CompiledCondition, compile_condition
 from modeldr.drills.gates import check_abort_query
 from modeldr.drills.probe_stats import AbortCheck, AbortState, abort_due
 from modeldr.drills.runstate import now
-from modeldr.drills.verdict import Part, PartKind
 
 if TYPE_CHECKING:
     from modeldr.drills.engine import Drill
@@ -84,7 +83,7 @@ class AbortWatch:
                 watched.unknown_message = check.message
             if check.holds and not watched.held:
                 watched.held = check.message
-                status.phase = Phase.ABORTED
+                status.phase, status.reason = Phase.ABORTED, "AbortConditionMet"
                 d.interrupt.set(Phase.ABORTED, "AbortConditionMet", check.message)
 
     async def _check(self, watched: Watched) -> AbortCheck:
@@ -102,10 +101,11 @@ class AbortWatch:
         outcome = await d.query(condition.prometheus)
         return check_abort_query(condition.name, outcome, watched.compiled)
 
-    def parts(self) -> list[Part]:
-        """One part per condition: Aborted when it held, Inconclusive when it could not be
-        evaluated (at some point, or never), Passed otherwise."""
-        out = []
+    def conclude(self) -> None:
+        """Each condition's conclusion, in its status (what the verdict reads): Aborted when
+        it held, Inconclusive when it could not be evaluated (at some point, or never),
+        Passed otherwise."""
+        self.drill.state.status.abort_conditions = [w.status for w in self.watched]
         for w in self.watched:
             if w.held:
                 phase, reason, message = Phase.ABORTED, "AbortConditionMet", w.held
@@ -120,6 +120,4 @@ class AbortWatch:
             else:
                 phase, reason = Phase.PASSED, "NotMet"
                 message = f"did not hold in {w.status.evaluations} evaluations"
-            w.status.phase = phase
-            out.append(Part(PartKind.ABORT_CONDITION, w.condition.name, phase, reason, message))
-        return out
+            w.status.phase, w.status.reason, w.status.message = phase, reason, truncate(message)

@@ -20,12 +20,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from modeldr.api.base import truncate
 from modeldr.api.drillplan import DrillPlanSpec
-from modeldr.api.drillstatus import StepStatus, WindowStatus
+from modeldr.api.drillstatus import InterruptStatus, StepStatus, WindowStatus
 from modeldr.api.phase import Phase
 from modeldr.drills import events
 from modeldr.drills.aborts import AbortWatch
@@ -39,7 +39,7 @@ from modeldr.drills.readiness import target_serving
 from modeldr.drills.runstate import RunState, now
 from modeldr.drills.steps import StepRunner
 from modeldr.drills.target import Target, target_status
-from modeldr.drills.verdict import Part, PartKind, run_verdict
+from modeldr.drills.verdict import verdict_message, verdict_of
 
 log = logging.getLogger(__name__)
 # Margins of the run's deadline on top of the plan's durations: setup and checks, and each
@@ -64,17 +64,26 @@ def deadline_seconds(plan: DrillPlanSpec) -> float:
 @dataclass
 class Interrupt:
     """Why the run stops early: an abort condition, a stop by hand, deletion, the operator
-    stopping, the deadline. The first reason wins."""
+    stopping, the deadline. The first reason wins (the run's end records it in
+    status.interrupt)."""
 
     event: asyncio.Event = field(default_factory=asyncio.Event)
     phase: Phase | None = None
     reason: str = ""
     message: str = ""
+    at: datetime | None = None
 
     def set(self, phase: Phase, reason: str, message: str) -> None:
         if self.phase is None:
-            self.phase, self.reason, self.message = phase, reason, message
+            self.phase, self.reason, self.message, self.at = phase, reason, message, now()
         self.event.set()
+
+    def status(self) -> InterruptStatus | None:
+        if self.phase is None:
+            return None
+        return InterruptStatus(
+            phase=self.phase, reason=self.reason or None, message=self.message, at=self.at
+        )
 
     @property
     def is_set(self) -> bool:
@@ -109,9 +118,6 @@ class Drill:
     interrupt: Interrupt = field(default_factory=Interrupt)
     windows: Windows = field(default_factory=Windows)
     clock: Callable[[], float] = time.monotonic
-    parts: list[Part] = field(default_factory=list)
-    # Faults the run could not undo (named in the verdict's message whatever else happened).
-    left_behind: str = ""
     # The target ModelDeployment's status now (blocking); None: read it from the hub.
     read_target_status: Callable[[], dict[str, Any]] | None = None
 
@@ -162,12 +168,11 @@ class Engine:
         if before.phase is not Phase.PASSED or d.interrupt.is_set:
             return
         if self.checker is not None:
-            self._part(await self.checker.baseline())
+            await self.checker.baseline()
         for index, step in enumerate(d.plan.steps):
             if d.interrupt.is_set:
                 break
             part = await self.steps.run(index, step)
-            self._part(part)
             if part.phase is Phase.ERROR:
                 self.steps.skip_rest(index + 1, f"not run: step {step.name} ended Error")
                 return
@@ -202,6 +207,7 @@ class Engine:
                     message=message,
                     started_at=now(),
                     finished_at=now(),
+                    interrupted=True,  # never measured: the run's interrupt says why
                 )
                 assert status.steady_state is not None
                 status.steady_state.before = window
@@ -214,7 +220,9 @@ class Engine:
             if not await d.interrupt.hold(SERVING_CHECK_S):
                 return False
 
-    async def _steady_state(self, *, before: bool) -> Part:
+    async def _steady_state(self, *, before: bool) -> WindowStatus:
+        """One steady-state window; one the interrupt cut short is marked `interrupted` (the
+        verdict counts the interrupt instead)."""
         d = self.drill
         d.windows.step = None
         window = WindowStatus(phase=Phase.RUNNING, started_at=now())
@@ -245,21 +253,10 @@ class Engine:
         else:
             window.phase, window.reason = Phase.ABORTED, d.interrupt.reason or "Interrupted"
             window.message = truncate(f"interrupted: {d.interrupt.message}")
+            window.interrupted = True
         window.error_ratio, window.finished_at = assessment.error_ratio, now()
         await d.state.write()
-        part = Part(
-            PartKind.STEADY_STATE,
-            "before" if before else "after",
-            window.phase,
-            window.reason or "",
-            window.message or "",
-        )
-        if held:
-            self._part(part)
-        return part
-
-    def _part(self, part: Part) -> None:
-        self.drill.parts.append(part)
+        return window
 
     async def _write_gates(self) -> None:
         self.drill.state.status.gates = [g.status(over=False) for g in self.gates]
@@ -283,27 +280,18 @@ class Engine:
         if left:
             names = ", ".join(f"{r.type} {r.id} in {r.cluster}" for r in left)
             d.interrupt.set(Phase.ERROR, "UndoFailed", f"faults not undone: {names}")
-            d.left_behind = names
 
     async def _finish(self) -> None:
+        """End every part in the status, then read the verdict from it (drills/verdict.py):
+        what the apiserver holds is the whole record, the verdict included."""
         d = self.drill
         status = d.state.status
         status.gates = [g.status(over=True) for g in self.gates]
-        self.drill.parts.extend(
-            Part(PartKind.GATE, g.name, g.phase, g.reason or "", g.message or "")
-            for g in status.gates
-        )
-        self.drill.parts.extend(self.aborts.parts())
-        if d.interrupt.phase is not None:
-            d.parts.append(
-                Part(PartKind.RUN, "", d.interrupt.phase, d.interrupt.reason, d.interrupt.message)
-            )
-        verdict = run_verdict(d.parts)
+        self.aborts.conclude()
+        status.interrupt = d.interrupt.status()
+        verdict = verdict_of(status)
         status.phase, status.reason = verdict.phase, verdict.reason
-        message = verdict.message
-        if d.left_behind and d.left_behind not in message:
-            message += f"; faults not undone: {d.left_behind}"
-        status.message = truncate(message)
+        status.message = verdict_message(verdict, status)
         status.finished_at, status.current_step = now(), None
         await d.state.write()
         events.finished(d, verdict.phase, verdict.reason, verdict.message)

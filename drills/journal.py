@@ -10,7 +10,7 @@ import logging
 import uuid
 
 from modeldr.api.drillplan import Fault
-from modeldr.api.drillstatus import FaultRecord
+from modeldr.api.drillstatus import OUTSTANDING, FaultRecord
 from modeldr.drills.faults.base import Choice, FaultDriver
 from modeldr.drills.faults.registry import DRIVERS
 from modeldr.drills.refusal import Refusal
@@ -21,8 +21,6 @@ from modeldr.kube.members import MemberRegistry
 log = logging.getLogger(__name__)
 # Undo is retried this many times (with back-off) before the record says it failed.
 UNDO_ATTEMPTS = 5
-# States whose fault may be in force: Recorded too (the operator may have died mid-inject).
-OUTSTANDING = ("Recorded", "Applied")
 
 
 def new_record(

@@ -53,6 +53,7 @@ from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, now
 from modeldr.drills.target import Target, read_target, target_status
 from modeldr.drills.timeline import Point, Timeline
+from modeldr.drills.verdict import cut_short, verdict_of
 from modeldr.kube import promql
 from modeldr.kube.capacity import read_gpu_capacity
 from modeldr.kube.constants import ROLES
@@ -613,15 +614,19 @@ async def rollback(run: Run, reason: str, message: str) -> None:
         record.state = "Abandoned"
     undone = sum(1 for r in state.status.faults if r.state == "Undone")
     status = state.status
-    for step in status.steps:
-        if step.phase is Phase.RUNNING:
-            step.phase, step.reason, step.finished_at = Phase.ABORTED, reason, now()
-    status.phase, status.reason, status.finished_at = Phase.ABORTED, reason, now()
+    # The verdict read from the status, as the engine's is: the interrupt recorded, what was
+    # still running cut short (Aborted outranks every other phase).
+    cut_short(status, Phase.ABORTED, reason, message)
+    verdict = verdict_of(status)
+    status.phase, status.reason, status.finished_at = verdict.phase, verdict.reason, now()
     status.current_step = None
-    status.message = f"{message}; {undone} faults of the journal undone" + (
-        f"; NOT undone: {', '.join(f'{r.type} {r.id} in {r.cluster}' for r in left)}"
-        if left
-        else ""
+    status.message = truncate(
+        f"{message}; {undone} faults of the journal undone"
+        + (
+            f"; NOT undone: {', '.join(f'{r.type} {r.id} in {r.cluster}' for r in left)}"
+            if left
+            else ""
+        )
     )
     run.ending = Ending()
 

@@ -69,6 +69,7 @@ class StepRunner:
                 observed = await self._observe(record)
         except Refusal as exc:
             if d.interrupt.is_set:  # stopped (abort, by hand, deletion) before the fault
+                status.interrupted = True
                 return await self._end(
                     status, Phase.ABORTED, d.interrupt.reason, d.interrupt.message
                 )
@@ -79,9 +80,10 @@ class StepRunner:
             if record is not None:
                 await self._undo(record)
         if not held:
+            status.interrupted = True
             return await self._end(status, Phase.ABORTED, d.interrupt.reason, d.interrupt.message)
         if self.checker is not None:
-            d.parts.append(await self.checker.after(step.name))
+            await self.checker.after(step.name)
         assessment = self._assess(step, status, start, active_at_start)
         if observed is not None:
             assessment = joined(assessment, observed)

@@ -763,6 +763,12 @@ def window_properties() -> dict[str, Schema]:
         ),
         "requests": integer("Probe requests sent in the window.", minimum=0, int64=True),
         "failedRequests": integer(minimum=0, int64=True),
+        "interrupted": boolean(
+            "The run's interrupt (status.interrupt) cut the window short, or the run stopped "
+            "before it could measure: phase, reason and message are the interrupt's. A "
+            "steady-state window cut short is not assessed (the verdict counts the interrupt "
+            "once); a step cut short counts, Aborted."
+        ),
     }
 
 
@@ -784,6 +790,19 @@ def run_status_schema() -> Schema:
             "finishedAt": timestamp(),
             "heartbeatAt": timestamp("Last progress write of the engine running it."),
             "deadline": timestamp("The run ends by then, whatever happens."),
+            "interrupt": obj(
+                "Why the run stopped early, the first reason (an abort condition held, stopped "
+                "by hand or deleted, the operator stopped or restarted, the deadline, a fault "
+                "not undone, the target never served, an engine error); absent when it ran its "
+                "course. The verdict counts it as the run's own part.",
+                {
+                    "phase": phase(),
+                    "reason": reason(),
+                    "message": message(),
+                    "at": timestamp(),
+                },
+                required=["phase"],
+            ),
             "currentStep": string(max_length=SP.NAME_MAX),
             "rtoSeconds": number("The worst step's rtoSeconds.", minimum=0),
             "activeCluster": string("Cluster serving now.", max_length=SP.NAME_MAX),
@@ -842,10 +861,13 @@ def run_status_schema() -> Schema:
             "abortConditions": array(
                 None,
                 obj(
-                    "Passed: never held; Aborted: held; Inconclusive: could not be evaluated.",
+                    "Passed: never held; Aborted: held; Inconclusive: could not be evaluated. "
+                    "While the run goes on, message is the last evaluation's; once it ended, "
+                    "phase, reason and message are the condition's conclusion.",
                     {
                         "name": string(max_length=SP.NAME_MAX),
                         "phase": phase(),
+                        "reason": reason(),
                         "message": message(),
                         "evaluations": integer(minimum=0, int64=True),
                         "lastValue": string(max_length=1024),

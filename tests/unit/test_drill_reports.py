@@ -17,6 +17,7 @@ from rich.console import Console
 
 from modeldr.api.drillplan import DrillPlanSpec
 from modeldr.api.drillstatus import (
+    AbortConditionStatus,
     DrillRunStatus,
     DryRunStatus,
     FaultRecord,
@@ -32,10 +33,11 @@ from modeldr.api.drillstatus import (
 )
 from modeldr.api.phase import Phase
 from modeldr.client import app, display, junit, render
-from modeldr.client.reportdata import ReportData, parse_document
+from modeldr.client.reportdata import OUTCOME_OF_PHASE, Check, ReportData, parse_document
 from modeldr.drills import report
 from modeldr.drills.runstate import RunRef
 from modeldr.drills.timeline import Point
+from modeldr.drills.verdict import Part, PartKind, parts_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = xmlschema.XMLSchema(str(ROOT / "tests/fixtures/junit-10.xsd"))
@@ -283,6 +285,63 @@ def test_a_limit_with_nothing_measured_never_passes() -> None:
     status.steps[2] = step("primary-recovers", 60, 75)  # no error ratio, no p99
     checks = {(c.group, c.name): c for c in data(status).checks()}
     assert checks[("steps.primary-recovers", "maxErrorRatio")].outcome == "error"
+
+
+SEVERITY = ("passed", "skipped", "error", "failed")
+GROUPS = {
+    PartKind.STEADY_STATE: "steadyState",
+    PartKind.GATE: "gates",
+    PartKind.ABORT_CONDITION: "abortConditions",
+    PartKind.MODEL_CHECK: "modelChecks",
+}
+
+
+def checks_of(part: Part, checks: list[Check]) -> list[Check]:
+    if part.kind is PartKind.STEP:
+        return [c for c in checks if c.group == f"steps.{part.name}"]
+    return [c for c in checks if (c.group, c.name) == (GROUPS[part.kind], part.name)]
+
+
+def observed_failure() -> DrillRunStatus:
+    """A step that met its expectations but failed on its fault's own observation (a
+    corrupted replica turned Ready), and an abort condition that could not be evaluated."""
+    status = failed_run()
+    status.steps[0].phase, status.steps[0].reason = Phase.FAILED, "CorruptedReplicaReady"
+    status.steps[0].message = "corrupted replica x turned Ready"
+    status.abort_conditions = [
+        AbortConditionStatus(
+            name="everything-failing",
+            phase=Phase.INCONCLUSIVE,
+            reason="MetricsMissing",
+            message="never evaluated",
+        )
+    ]
+    return status
+
+
+@pytest.mark.parametrize("status", [failed_run(), observed_failure()], ids=["failed", "observed"])
+def test_the_checks_show_each_part_with_the_outcome_the_verdict_counted(
+    status: DrillRunStatus,
+) -> None:
+    read = data(status)
+    checks = read.checks()
+    parts = [p for p in parts_of(read.status) if p.kind is not PartKind.RUN]
+    # 2 steady states, 4 steps, 1 gate, 1 model check, the abort conditions.
+    assert len(parts) == 8 + len(status.abort_conditions)
+    for part in parts:
+        shown = [c.outcome for c in checks_of(part, checks)]
+        assert shown, part
+        assert max(shown, key=SEVERITY.index) == OUTCOME_OF_PHASE[part.phase], (part, shown)
+
+
+def test_a_step_failed_on_more_than_its_expectations_is_a_failed_check() -> None:
+    checks = [c for c in data(observed_failure()).checks() if c.group == "steps.kill-a-pod"]
+    assert [(c.name, c.outcome) for c in checks] == [
+        ("activeCluster", "passed"),
+        ("maxErrorRatio", "passed"),
+        ("step", "failed"),
+    ]
+    assert checks[-1].message == "CorruptedReplicaReady: corrupted replica x turned Ready"
 
 
 # ------------------------------------------------------------------------------ JUnit

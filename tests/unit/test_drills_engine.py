@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from modeldr.api.drillplan import DrillPlanSpec, Gate, PrometheusQuery
-from modeldr.api.drillstatus import FaultRecord, SteadyStateStatus
+from modeldr.api.drillstatus import DrillRunStatus, FaultRecord, SteadyStateStatus
 from modeldr.api.phase import Phase
-from modeldr.drills import aborts, events, gaterunner, steps
+from modeldr.drills import aborts, checks, events, gaterunner, steps
 from modeldr.drills import engine as engine_module
 from modeldr.drills import journal as journal_module
 from modeldr.drills.aborts import AbortWatch
+from modeldr.drills.checks import ModelChecker
 from modeldr.drills.engine import (
     SETUP_MARGIN_S,
     STEP_MARGIN_S,
@@ -32,12 +33,14 @@ from modeldr.drills.engine import (
 from modeldr.drills.faults import registry
 from modeldr.drills.faults.infrastructure import INJECT_TIMEOUT_S
 from modeldr.drills.gaterunner import GateRunner, Windows
+from modeldr.drills.model_checks import GoldenItem
+from modeldr.drills.probe import Endpoints
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import EXPIRES_PARAMETER
 from modeldr.drills.runstate import StatusWriteError
 from modeldr.drills.steps import StepRunner
 from modeldr.drills.target import Target, resolve_role
-from modeldr.drills.verdict import PartKind
+from modeldr.drills.verdict import PartKind, parts_of, verdict_message, verdict_of
 from modeldr.kube.members import MemberRegistry
 from modeldr.kube.promql import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
 from tests.specs import minimal_spec
@@ -478,8 +481,26 @@ def test_an_undo_that_keeps_failing_interrupts_the_run(
 # ---------------------------------------------------------------------------- Engine
 
 
-def _run(drill: Drill, gates: list[GateRunner] | None = None) -> None:
-    asyncio.run(asyncio.wait_for(Engine(ready(drill), gates or [], None).execute(), 30))
+def _run(
+    drill: Drill, gates: list[GateRunner] | None = None, checker: ModelChecker | None = None
+) -> None:
+    """Drive a whole run, then check its verdict is a function of its status: of the status
+    in memory and of the last one written (what the apiserver holds, read back)."""
+    asyncio.run(asyncio.wait_for(Engine(ready(drill), gates or [], checker).execute(), 30))
+    assert isinstance(drill.state, RecordingState)
+    assert_verdict_read_from_status(drill.state)
+
+
+def assert_verdict_read_from_status(state: RecordingState) -> None:
+    status = state.status
+    written = DrillRunStatus.model_validate(state.writes[-1])
+    for seen in (status, written):
+        verdict = verdict_of(seen)
+        assert (verdict.phase, verdict.reason, verdict_message(verdict, seen)) == (
+            status.phase,
+            status.reason,
+            status.message,
+        ), parts_of(seen)
 
 
 def test_a_clean_run_passes_and_leaves_nothing_in_force(
@@ -673,6 +694,33 @@ def test_a_fault_that_cannot_be_undone_never_passes(
     assert driver.kinds().count("undo") >= 2 * journal_module.UNDO_ATTEMPTS
 
 
+def test_a_fault_left_behind_is_named_whatever_else_ended_the_run(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+    no_backoff: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    driver.undo_always_fails = True
+    monkeypatch.setattr(engine_module, "UNDO_PATIENCE_S", 0.0)
+    plan = plan_spec(
+        steps=[{"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 1000}]
+    )
+    stop = ("StoppedByHand", "spec.abort was set")
+    drill = make_drill(plan, state, members, stop_reason=lambda: stop if driver.calls else None)
+    _run(drill)
+    status = state.status
+    [record] = status.faults
+    assert (status.phase, status.reason) == (Phase.ABORTED, "StoppedByHand")
+    assert status.message == (
+        "step kill: spec.abort was set; also Aborted: run; "
+        f"faults not undone: PodKill {record.id} in primary"
+    )
+
+
 def test_a_fault_whose_applied_write_failed_is_still_undone_by_the_engine(
     members: FakeMembers,
     state: RecordingState,
@@ -783,6 +831,152 @@ def test_gates_measure_only_in_their_windows_and_end_in_the_status(
     assert by_name["in-wait"].phase is Phase.PASSED and by_name["in-wait"].successful >= 1
     assert by_name["never"].phase is Phase.INCONCLUSIVE  # never measured: never a pass
     assert (state.status.phase, state.status.reason) == (Phase.INCONCLUSIVE, "MetricsMissing")
+
+
+DIGEST = "sha256:" + "0" * 64  # minimal_spec's expectedDigest
+GOLDEN = (GoldenItem("great", "pos"), GoldenItem("broken", "neg"))
+
+
+def test_a_model_check_counts_before_its_step_and_both_failures_are_named(
+    monkeypatch: pytest.MonkeyPatch,
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
+    probe = FakeProbe()
+    # The fault fails the step's requests; after its undo they answer again (those that
+    # failed stay failed in the step's window).
+    driver.on_inject, driver.on_undo = probe.break_, probe.answer_from_now
+    plan = plan_spec(
+        steps=[
+            {
+                "name": "kill",
+                "fault": {"type": "PodKill"},
+                "durationSeconds": 1,
+                "expect": {"maxErrorRatio": 0.0},
+            }
+        ],
+        modelChecks={"goldenSet": {"configMapRef": {"name": "golden", "key": "golden.jsonl"}}},
+    )
+    answers = iter([["pos", "neg"], ["neg", "pos"]])  # after the step: every answer flipped
+    monkeypatch.setattr(checks, "classify", lambda endpoints, texts: next(answers))
+    served = {"primary": {"observedDigest": DIGEST}}
+    monkeypatch.setattr(checks, "target_status", lambda hub, t: served)
+    drill = make_drill(plan, state, members, probe=probe)
+    assert plan.model_checks is not None
+    checker = ModelChecker(
+        drill, plan.model_checks, GOLDEN, lambda: Endpoints(("10.0.0.1",), 8080, "primary")
+    )
+    _run(drill, checker=checker)
+    status = state.status
+    assert [(c.name, c.phase) for c in status.model_checks] == [
+        ("baseline", Phase.PASSED),
+        ("kill", Phase.FAILED),
+    ]
+    assert status.steps[0].phase is Phase.FAILED
+    assert (status.phase, status.reason) == (Phase.FAILED, "ModelMismatch"), status.message
+    assert (status.message or "").startswith("model check kill: agreement 0 < min")
+    assert (status.message or "").endswith("; also Failed: step kill")
+    assert [(p.kind, p.name) for p in parts_of(status)] == [
+        (PartKind.STEADY_STATE, "before"),
+        (PartKind.MODEL_CHECK, "baseline"),
+        (PartKind.MODEL_CHECK, "kill"),
+        (PartKind.STEP, "kill"),
+        (PartKind.STEADY_STATE, "after"),
+    ]
+
+
+def test_a_system_that_does_not_recover_fails_the_steady_state_after(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
+    probe = FakeProbe()
+    driver.on_inject = probe.break_  # the undo does not bring the answers back
+    drill = make_drill(plan_spec(), state, members, probe=probe)
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.FAILED, "NotRecovered"), status.message
+    assert (status.message or "").startswith("steady state after: steady state not met")
+    assert status.steps[0].phase is Phase.PASSED and status.interrupt is None
+
+
+def test_a_stop_in_the_steady_state_before_counts_once_as_the_runs(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
+    stop = ("StoppedByHand", "spec.abort was set")
+    drill = make_drill(plan_spec(), state, members, stop_reason=lambda: stop)
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.ABORTED, "StoppedByHand")
+    assert status.message == "run: spec.abort was set"
+    assert status.steady_state is not None and status.steady_state.before is not None
+    before = status.steady_state.before
+    assert (before.phase, before.interrupted) == (Phase.ABORTED, True)
+    assert status.interrupt is not None
+    assert (status.interrupt.phase, status.interrupt.reason) == (Phase.ABORTED, "StoppedByHand")
+    assert status.interrupt.at is not None
+    assert driver.calls == [] and status.steps[0].phase is Phase.PENDING
+
+
+def test_the_deadline_mid_step_aborts_the_step_and_errors_the_run(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
+    # The clock jumps past the deadline once the fault is in: the watch interrupts, Error.
+    def clock() -> float:
+        return time.monotonic() + (100_000.0 if "inject" in driver.kinds() else 0.0)
+
+    plan = plan_spec(
+        steps=[{"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 1000}]
+    )
+    drill = make_drill(plan, state, members, clock=clock)
+    _run(drill)
+    status = state.status
+    assert status.interrupt is not None
+    assert (status.interrupt.phase, status.interrupt.reason) == (Phase.ERROR, "DeadlineExceeded")
+    # The step cut short counts Aborted (the worst), naming the interrupt's reason.
+    assert (status.steps[0].phase, status.steps[0].interrupted) == (Phase.ABORTED, True)
+    assert (status.phase, status.reason) == (Phase.ABORTED, "DeadlineExceeded")
+    assert [f.state for f in status.faults] == ["Undone"]
+
+
+def test_an_abort_condition_that_cannot_be_evaluated_keeps_the_run_from_passing(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
+    plan = plan_spec(
+        abortConditions=[
+            {"name": "errors", "prometheus": {"query": "errors"}, "condition": "result[0] > 5"}
+        ]
+    )
+    drill = make_drill(plan, state, members)  # its Prometheus answers with no samples
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.INCONCLUSIVE, "MetricsMissing")
+    [condition] = status.abort_conditions
+    assert (condition.phase, condition.reason) == (Phase.INCONCLUSIVE, "MetricsMissing")
+    assert (condition.message or "").startswith("could not be evaluated")
+    assert status.message == f"abort condition errors: {condition.message}"
 
 
 # --------------------------------------------------------------------------- Windows
@@ -955,7 +1149,7 @@ def _abort_plan() -> DrillPlanSpec:
     return plan_spec(abortConditions=conditions)
 
 
-def test_abort_parts_held_unknown_clean(members: FakeMembers, state: RecordingState) -> None:
+def test_abort_conclusions_held_unknown_clean(members: FakeMembers, state: RecordingState) -> None:
     unknown = Answers(QueryUnavailable("Prometheus down"), QueryValues((1.0,)))
 
     async def query(q: PrometheusQuery) -> QueryOutcome:
@@ -975,29 +1169,33 @@ def test_abort_parts_held_unknown_clean(members: FakeMembers, state: RecordingSt
     asyncio.run(twice())
     assert (drill.interrupt.phase, drill.interrupt.reason) == (Phase.ABORTED, "AbortConditionMet")
     assert "held" in drill.interrupt.message
-    parts = {p.name: p for p in watch.parts()}
+    # Held: Aborted at once, while the run goes on.
+    held = watch.watched[0].status
+    assert (held.phase, held.reason) == (Phase.ABORTED, "AbortConditionMet")
+    watch.conclude()
+    # The conclusions are in the status, where the verdict reads them.
+    assert state.status.abort_conditions == [w.status for w in watch.watched]
+    parts = {p.name: p for p in parts_of(state.status)}
     assert (parts["held"].phase, parts["held"].reason) == (Phase.ABORTED, "AbortConditionMet")
+    assert "held" in parts["held"].message
     assert (parts["unknown"].phase, parts["unknown"].reason) == (
         Phase.INCONCLUSIVE,
         "MetricsMissing",
     )
     assert "1 of 2" in parts["unknown"].message and "Prometheus down" in parts["unknown"].message
     assert (parts["clean"].phase, parts["clean"].reason) == (Phase.PASSED, "NotMet")
-    assert {w.status.name: w.status.phase for w in watch.watched} == {
-        "held": Phase.ABORTED,
-        "unknown": Phase.INCONCLUSIVE,
-        "clean": Phase.PASSED,
-    }
+    assert parts["clean"].message == "did not hold in 2 evaluations"
     assert all(w.status.evaluations == 2 for w in watch.watched)
 
 
 def test_abort_conditions_never_evaluated_are_inconclusive(
     members: FakeMembers, state: RecordingState
 ) -> None:
-    watch = AbortWatch(make_drill(_abort_plan(), state, members))
-    parts = watch.parts()
-    assert [p.phase for p in parts] == [Phase.INCONCLUSIVE] * 3
-    assert all(p.message == "never evaluated" for p in parts)
+    # Not even started: the conclusion still lands in the status (no evidence, no pass).
+    AbortWatch(make_drill(_abort_plan(), state, members)).conclude()
+    conditions = state.status.abort_conditions
+    assert [c.phase for c in conditions] == [Phase.INCONCLUSIVE] * 3
+    assert all(c.message == "never evaluated" for c in conditions)
 
 
 def test_the_watch_interrupts_on_a_stop_by_hand(

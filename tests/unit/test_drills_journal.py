@@ -10,12 +10,12 @@ import pytest
 from kubernetes import client
 
 from modeldr.api.drillplan import Fault
-from modeldr.api.drillstatus import DrillRunStatus, FaultRecord
+from modeldr.api.drillstatus import OUTSTANDING, DrillRunStatus, FaultRecord
 from modeldr.api.phase import Phase
 from modeldr.drills import journal as journal_module
 from modeldr.drills.faults import registry
 from modeldr.drills.faults.base import Choice
-from modeldr.drills.journal import OUTSTANDING, UNDO_ATTEMPTS, Journal, new_record
+from modeldr.drills.journal import UNDO_ATTEMPTS, Journal, new_record
 from modeldr.drills.runstate import WRITE_ATTEMPTS, RunRef, RunState, StatusWriteError
 from tests.unit.drill_fakes import FakeDriver, FakeMember, FakeMembers, RecordingState, nowhere
 
