@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status operator-up operator-down sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-node-image kind-images kind-down kind-demo test-kind chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo
+        kind-up kind-node-image kind-images kind-down kind-demo test-kind chart-lint bench bench-sandbox bench-serving bench-failover bench-drills clean demo crds
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -33,6 +33,10 @@ tools: ## Build/install the pinned sandbox tools into ~/.cache/modeldr (idempote
 
 chart-lint: tools ## helm lint --strict the charts (operator, node agent)
 	@$(TOOLS_ENV); $$MODELDR_HELM lint --strict charts/modeldr charts/modeldr-agent
+
+crds: install ## Regenerate the CRDs made from the models (DrillPlan, DrillRun, NetworkFault)
+	$(PY) scripts/gen_drill_crds.py
+	$(PY) scripts/gen_agent_crd.py
 
 lint: install ## ruff, mypy and the import-linter contracts (pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check .

@@ -5,6 +5,10 @@ snake_case names in constructors while documents are read and written in camelCa
 user writes are strict and frozen (`SpecModel`); statuses the operator writes are lenient
 (`StatusModel`: they parse what an older or newer operator wrote, timestamps as strings).
 A status message is a `Message`, cut to the CRDs' bound (`truncate` where it is assigned).
+
+The generated CRDs (DrillPlan, DrillRun, NetworkFault) are derived from these models by
+modeldr.api.schema: a field's `description` and a nested model's docstring are what `kubectl
+explain` prints, so write them for the CRD's reader.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+from modeldr.api.schema import OpenAPI
 
 MESSAGE_MAX_LENGTH: Final = 4096
 # Acronyms the contracts spell in capitals (DRILLS.md's RTO, Gateway API's API).
@@ -29,7 +35,8 @@ def truncate(message: str) -> str:
     return message[:MESSAGE_MAX_LENGTH]
 
 
-Message = Annotated[str, AfterValidator(truncate)]
+# Cut, not refused: a message too long for the CRD is cut where it is assigned.
+Message = Annotated[str, AfterValidator(truncate), OpenAPI(maxLength=MESSAGE_MAX_LENGTH)]
 
 
 class ApiModel(BaseModel):

@@ -1,5 +1,6 @@
-"""The DrillRun's spec (crds/modeldr.io_drillruns.yaml): the plan it belongs to, the plan's
-spec copied at creation, abort and dry run; the CRD's transition rules on an update; and a
+"""The DrillRun's spec (crds/modeldr.io_drillruns.yaml is generated from it and `drillstatus`):
+the plan it belongs to, the plan's spec copied at creation, abort and dry run; the CRD's
+transition rules on an update (CEL on the models, `run_update_errors` off-cluster); and a
 ValidationError worded in the apiserver's notation.
 
 Strict like the plan's spec (modeldr.api.base.SpecModel).
@@ -9,37 +10,76 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import (
-    Field,
-    ValidationError,
-)
+from pydantic import ConfigDict, Field, ValidationError
 
 from modeldr.api.base import SpecModel, camel
 from modeldr.api.drillplan import PLAN_NAME, DrillPlanSpec, Msg
+from modeldr.api.schema import Int64, Rule, validations
 
 
 class PlanRef(SpecModel):
-    name: str = Field(max_length=52, pattern=PLAN_NAME)
+    """The DrillPlan, in the run's namespace."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(Rule("self == oldSelf", Msg.PLAN_REF_IMMUTABLE))
+    )
+
+    name: str = Field(max_length=52, pattern=PLAN_NAME, description="The DrillPlan's name.")
 
 
 class DrillRunSpec(SpecModel):
+    """Which plan it runs, and the snapshot of that plan's spec it executes."""
+
+    # The transition rules (oldSelf: on an update); run_update_errors below applies them.
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            Rule(
+                "!has(oldSelf.plan) || (has(self.plan) && self.plan == oldSelf.plan)",
+                Msg.PLAN_SNAPSHOT_IMMUTABLE,
+                field_path=".plan",
+            ),
+            Rule(
+                "!has(oldSelf.planGeneration)"
+                " || (has(self.planGeneration) && self.planGeneration == oldSelf.planGeneration)",
+                Msg.PLAN_GENERATION_IMMUTABLE,
+                field_path=".planGeneration",
+            ),
+            Rule("!oldSelf.abort || self.abort", Msg.ABORT_IRREVERSIBLE, field_path=".abort"),
+        )
+    )
+
     plan_ref: PlanRef
-    # The plan's spec, copied when the run is created (or, for a run created by hand with
-    # planRef only, by the operator before it touches anything), so the run executes what it
-    # says even if the plan changes meanwhile.
-    plan: DrillPlanSpec | None = None
-    # The plan's metadata.generation the snapshot was taken from: one run per generation.
-    plan_generation: int | None = Field(default=None, ge=1)
-    # Set by hand (kubectl patch) to stop the run: every fault is undone and the
-    # run ends Aborted.
-    abort: bool = False
-    # Resolve every step's targets, who would act and what preflight finds, record it in
-    # status.dryRun, touch nothing, and end Planned (or Error when the real run could not
-    # start). A plan's spec.dryRun makes every run of it dry.
-    dry_run: bool = False
-    # The due time (RFC 3339) of the plan's schedule this run was started for; absent for a
-    # run started by an apply or by hand.
-    scheduled_time: str | None = Field(default=None, max_length=64)
+    plan: DrillPlanSpec | None = Field(
+        default=None,
+        description="The plan's spec, copied when the run is created (for a run created by "
+        "hand with planRef only, by the operator before it touches anything), so the run "
+        "executes what it says even if the plan changes.",
+    )
+    # One run per plan generation.
+    plan_generation: Int64 | None = Field(
+        default=None,
+        ge=1,
+        description="The plan's metadata.generation the snapshot was taken from.",
+    )
+    # Set by hand (kubectl patch).
+    abort: bool = Field(
+        default=False,
+        description="Set to true to stop the run: every fault is undone and the run ends "
+        "Aborted. Final.",
+    )
+    # A plan's spec.dryRun makes every run of it dry.
+    dry_run: bool = Field(
+        default=False,
+        description="true: resolve every step's targets, who would act and what the preflight "
+        "finds (status.dryRun), touch nothing, and end Planned (Error when the real run could "
+        "not start).",
+    )
+    scheduled_time: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The due time (RFC 3339) of the plan's schedule this run was started for; "
+        "absent for a run started by an apply or by hand.",
+    )
 
     @classmethod
     def parse(cls, spec: Any) -> DrillRunSpec:

@@ -9,11 +9,9 @@ timestamps as strings included.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import (
-    Field,
-)
+from pydantic import Field, StringConstraints
 
 from modeldr.api.base import Message, StatusModel
 from modeldr.api.drillplan import (
@@ -34,23 +32,47 @@ from modeldr.api.drillplan import (
     MeasurementPhase,
 )
 from modeldr.api.phase import Phase
+from modeldr.api.schema import Int64, OpenAPI
 
 # Journal states whose fault may be in force: Recorded too (the operator may have died
 # mid-inject). A run that ends with one of them names it in its message.
 OUTSTANDING: Final[tuple[FaultState, ...]] = ("Recorded", "Applied")
 
 # ------------------------------------------------------------------------- status models
+# Each field's description and each model's docstring is the CRD's (`kubectl explain`). No
+# defaults go into the CRD (modeldr.api.schema.schema_of): the engine writes what it means.
+
+Reason = Annotated[
+    str,
+    StringConstraints(max_length=64, pattern=REASON),
+    OpenAPI(description="One CamelCase word."),
+]
+StatusMessage = Annotated[Message, OpenAPI(description="A sentence with the measured values.")]
+Name = Annotated[str, StringConstraints(max_length=NAME_MAX)]
+# A pod, a node, a cluster, a ConfigMap (DNS-1123 subdomains).
+ObjectName = Annotated[str, StringConstraints(max_length=253)]
+Conditions = Annotated[
+    list["Condition"],
+    Field(max_length=MAX_CONDITIONS, description="metav1.Conditions."),
+    OpenAPI({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+]
 
 
 class Condition(StatusModel):
     """metav1.Condition."""
 
-    type: str
+    type: str = Field(
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+    )
     status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
+    observed_generation: Int64 | None = Field(default=None, ge=0)
     last_transition_time: datetime
-    observed_generation: int | None = None
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+    )
+    message: str = Field(max_length=32768)  # required, possibly empty
 
 
 class WindowStatus(StatusModel):
@@ -58,49 +80,63 @@ class WindowStatus(StatusModel):
     or a steady-state period."""
 
     phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: Message | None = None
+    reason: Reason | None = None
+    message: StatusMessage | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    # The longest stretch in the window with no successful probe request.
-    rto_seconds: float | None = Field(default=None, ge=0)
-    # Failed / sent probe requests in the window.
-    error_ratio: float | None = Field(default=None, ge=0, le=1)
-    p99_latency_ms: float | None = Field(default=None, ge=0)
-    # The cluster serving at the end of the window.
-    active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
-    requests: int | None = Field(default=None, ge=0)
-    failed_requests: int | None = Field(default=None, ge=0)
-    # True when the run's interrupt (DrillRunStatus.interrupt) cut the window short, or the
-    # run stopped before the window could measure (the target never served): its phase,
-    # reason and message are the interrupt's, not a measurement's. A steady-state window cut
-    # short is not assessed (the verdict counts the interrupt once, as the run's); a step cut
-    # short counts, Aborted.
-    interrupted: bool | None = None
+    rto_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Longest stretch in the window with no successful probe request.",
+    )
+    error_ratio: float | None = Field(
+        default=None, ge=0, le=1, description="Failed / sent probe requests in the window."
+    )
+    p99_latency_ms: float | None = Field(
+        default=None, ge=0, description="p99 latency of the probe's requests."
+    )
+    active_cluster: Name | None = Field(
+        default=None, description="Cluster serving at the end of the window."
+    )
+    requests: Int64 | None = Field(
+        default=None, ge=0, description="Probe requests sent in the window."
+    )
+    failed_requests: Int64 | None = Field(default=None, ge=0)
+    interrupted: bool | None = Field(
+        default=None,
+        description=(
+            "The run's interrupt (status.interrupt) cut the window short, or came before it "
+            "could measure: its phase, reason and message are the interrupt's. A steady-state "
+            "window cut short is not assessed; a step cut short counts, Aborted."
+        ),
+    )
 
 
 class StepStatus(WindowStatus):
-    name: str
+    name: Name
 
 
 class SteadyStateStatus(StatusModel):
-    before: WindowStatus | None = None
-    after: WindowStatus | None = None
+    before: WindowStatus | None = Field(default=None, description="Before the first step.")
+    after: WindowStatus | None = Field(default=None, description="After the last step.")
 
 
 class Measurement(StatusModel):
     phase: MeasurementPhase
     measured_at: datetime
-    # The query's result as text (a NaN or an empty result cannot be a JSON number).
-    value: str | None = Field(default=None, max_length=1024)
+    value: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="The result as text (NaN and empty results are not JSON numbers).",
+    )
     message: str | None = Field(default=None, max_length=1024)
 
 
 class GateStatus(StatusModel):
-    name: str
+    name: Name
     phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: Message | None = None
+    reason: Reason | None = None
+    message: StatusMessage | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     successful: int = Field(default=0, ge=0)
@@ -108,8 +144,11 @@ class GateStatus(StatusModel):
     inconclusive: int = Field(default=0, ge=0)
     error: int = Field(default=0, ge=0)
     consecutive_errors: int = Field(default=0, ge=0)
-    # The last MAX_MEASUREMENTS measurements, oldest first.
-    measurements: list[Measurement] = Field(default_factory=list, max_length=MAX_MEASUREMENTS)
+    measurements: list[Measurement] = Field(
+        default_factory=list,
+        max_length=MAX_MEASUREMENTS,
+        description="The last measurements, oldest first.",
+    )
 
 
 class AbortConditionStatus(StatusModel):
@@ -118,12 +157,18 @@ class AbortConditionStatus(StatusModel):
     `message` is the last evaluation's; once the run ended, phase, reason and message are the
     condition's conclusion (what the verdict reads)."""
 
-    name: str
+    name: Name
     phase: Phase = Phase.PENDING
-    # AbortConditionMet (it held), MetricsMissing (it could not be evaluated), NotMet.
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: Message | None = None
-    evaluations: int = Field(default=0, ge=0)
+    reason: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=REASON,
+        description=(
+            "AbortConditionMet (it held), MetricsMissing (it could not be evaluated), NotMet."
+        ),
+    )
+    message: StatusMessage | None = None
+    evaluations: Int64 = Field(default=0, ge=0)
     last_value: str | None = Field(default=None, max_length=1024)
     last_evaluated_at: datetime | None = None
 
@@ -132,19 +177,23 @@ class ModelCheckStatus(StatusModel):
     """The golden set answered by one cluster: the baseline (before the first fault) or after
     a step."""
 
-    name: str  # "baseline", or the step's name
-    step: str | None = None
-    cluster: str | None = Field(default=None, max_length=NAME_MAX)
+    name: Name = Field(description="baseline, or the step's name.")
+    step: Name | None = None
+    cluster: Name | None = None
     phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: Message | None = None
+    reason: Reason | None = None
+    message: StatusMessage | None = None
     checked_at: datetime | None = None
     examples: int | None = Field(default=None, ge=0)
-    agreement: float | None = Field(default=None, ge=0, le=1)
-    accuracy: float | None = Field(default=None, ge=0, le=1)
-    precision: float | None = Field(default=None, ge=0, le=1)
-    recall: float | None = Field(default=None, ge=0, le=1)
-    f1: float | None = Field(default=None, ge=0, le=1)
+    agreement: float | None = Field(
+        default=None, ge=0, le=1, description="Same label as the baseline."
+    )
+    accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Against the golden labels."
+    )
+    precision: float | None = Field(default=None, ge=0, le=1, description="Macro.")
+    recall: float | None = Field(default=None, ge=0, le=1, description="Macro.")
+    f1: float | None = Field(default=None, ge=0, le=1, description="Macro.")
     served_digest: str | None = Field(default=None, max_length=71)
     expected_digest: str | None = Field(default=None, max_length=71)
 
@@ -153,24 +202,37 @@ class FaultRecord(StatusModel):
     """One journal entry: written before the fault is applied, kept after it is undone."""
 
     id: str = Field(max_length=128)
-    step: str
+    step: Name
     type: FaultType
-    cluster: str = Field(max_length=NAME_MAX)  # resolved: a member cluster's name
+    cluster: Name = Field(description="The member cluster, resolved.")
     role: Literal["primary", "standby"] | None = None
     mode: FaultMode | None = None
     value: int | None = Field(default=None, ge=0)
-    seed: int | None = None
-    targets: list[str] = Field(default_factory=list, max_length=MAX_TARGETS)
-    # Who makes and undoes it: member-api, agent, or the infrastructure provider's name.
-    provider: str | None = Field(default=None, max_length=NAME_MAX)
-    state: FaultState = "Recorded"
+    seed: Int64 | None = None
+    targets: list[ObjectName] = Field(
+        default_factory=list,
+        max_length=MAX_TARGETS,
+        description="Pods, nodes or the cluster chosen.",
+    )
+    provider: Name | None = Field(
+        default=None,
+        description="Who makes and undoes it: member-api, agent, or the infrastructure "
+        "provider's name.",
+    )
+    state: FaultState = Field(
+        default="Recorded",
+        description="Recorded (not yet known applied: undo anyway), Applied, Undone, Abandoned "
+        "(its cluster is gone for good).",
+    )
     recorded_at: datetime | None = None
     applied_at: datetime | None = None
     undone_at: datetime | None = None
     undo_attempts: int = Field(default=0, ge=0)
-    message: Message | None = None
-    # What undo needs beyond the above (grace period, node, a taint's value, ...).
-    parameters: dict[str, str] = Field(default_factory=dict, max_length=16)
+    message: StatusMessage | None = None
+    # Grace period, node, a taint's value, ...
+    parameters: dict[str, Annotated[str, StringConstraints(max_length=1024)]] = Field(
+        default_factory=dict, max_length=16, description="What undo needs beyond the above."
+    )
 
 
 class ProbeLiveStatus(StatusModel):
@@ -179,38 +241,39 @@ class ProbeLiveStatus(StatusModel):
 
     at: datetime | None = None
     window_seconds: float | None = Field(default=None, ge=0)
-    sent: int = Field(default=0, ge=0)
-    succeeded: int = Field(default=0, ge=0)
-    success_ratio: float | None = Field(default=None, ge=0, le=1)
+    sent: Int64 = Field(default=0, ge=0)
+    succeeded: Int64 = Field(default=0, ge=0)
+    success_ratio: float | None = Field(default=None, ge=0, le=1, description="Succeeded / sent.")
     p99_latency_ms: float | None = Field(default=None, ge=0)
-    # The member cluster that answered the last successful request.
-    cluster: str | None = Field(default=None, max_length=NAME_MAX)
+    cluster: Name | None = Field(
+        default=None, description="Member cluster of the last successful answer."
+    )
 
 
 class PlannedStep(StatusModel):
     """A dry run's finding for one step: what it would touch, where, and who would act."""
 
-    step: str
-    # "fault" or "action", and its type (PodKill, Failover, ...).
+    step: Name
     kind: Literal["fault", "action"]
-    type: str = Field(max_length=NAME_MAX)
-    cluster: str | None = Field(default=None, max_length=NAME_MAX)
+    # Its type: PodKill, Failover, ...
+    type: Name
+    cluster: Name | None = None
     role: Literal["primary", "standby"] | None = None
-    # Who would act: member-api, the infrastructure provider's name, or the operator's own
-    # switch for actions.
-    provider: str | None = Field(default=None, max_length=NAME_MAX)
-    targets: list[str] = Field(default_factory=list, max_length=MAX_TARGETS)
-    seed: int | None = None
+    provider: Name | None = Field(
+        default=None, description="member-api, the infrastructure provider, or operator."
+    )
+    targets: list[ObjectName] = Field(default_factory=list, max_length=MAX_TARGETS)
+    seed: Int64 | None = None
     # Set when the step could not be made as planned (the real run's step would end Error).
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: Message | None = None
+    reason: Reason | None = None
+    message: StatusMessage | None = None
 
 
 class PreflightFinding(StatusModel):
-    check: str = Field(max_length=NAME_MAX)
-    ok: bool
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: Message | None = None
+    check: Name
+    ok: bool = Field(description="The check found nothing in the way.")
+    reason: Reason | None = None
+    message: StatusMessage | None = None
 
 
 class InterruptStatus(StatusModel):
@@ -226,31 +289,48 @@ class InterruptStatus(StatusModel):
 
 
 class DryRunStatus(StatusModel):
+    """A dry run's findings: what each step would touch, where, who would act, and the
+    preflight."""
+
     # The active cluster when the dry run resolved `cluster: active`.
-    active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
+    active_cluster: Name | None = None
     steps: list[PlannedStep] = Field(default_factory=list, max_length=MAX_STEPS)
     preflight: list[PreflightFinding] = Field(default_factory=list, max_length=MAX_PREFLIGHT)
 
 
 class DrillRunStatus(StatusModel):
-    observed_generation: int | None = None
-    phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
-    message: Message | None = None
+    """The whole record of the run, written by the operator only (status subresource); a new
+    leader continues or rolls back a run in flight from it."""
+
+    observed_generation: Int64 | None = None
+    phase: Phase = Field(
+        default=Phase.PENDING,
+        description="Pending, Running, then the verdict: Passed, Failed, Aborted, Error or "
+        "Inconclusive (precedence in that order: Aborted, Failed, Error, Inconclusive, Passed); "
+        "a clean dry run ends Planned (nothing tested).",
+    )
+    reason: Reason | None = None
+    message: StatusMessage | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    # Written by the engine at least every few seconds while it runs: a new leader tells a
-    # run in flight from one whose engine is gone.
-    heartbeat_at: datetime | None = None
-    # The run ends by then whatever happens (the plan's durations plus bounded margins).
-    deadline: datetime | None = None
-    # Why the run stopped early (absent: it ran its course).
-    interrupt: InterruptStatus | None = None
-    current_step: str | None = None
-    # The worst step's rtoSeconds.
-    rto_seconds: float | None = Field(default=None, ge=0)
-    active_cluster: str | None = Field(default=None, max_length=NAME_MAX)
-    seed: int | None = None
+    # Written at least every few seconds while the run goes on: a new leader tells a run in
+    # flight from one whose engine is gone.
+    heartbeat_at: datetime | None = Field(
+        default=None, description="Last progress write of the engine running it."
+    )
+    # The plan's durations plus bounded margins.
+    deadline: datetime | None = Field(
+        default=None, description="The run ends by then, whatever happens."
+    )
+    interrupt: InterruptStatus | None = Field(
+        default=None, description="Why the run stopped early (absent: it ran its course)."
+    )
+    current_step: Name | None = None
+    rto_seconds: float | None = Field(
+        default=None, ge=0, description="The worst step's rtoSeconds."
+    )
+    active_cluster: Name | None = Field(default=None, description="Cluster serving now.")
+    seed: Int64 | None = Field(default=None, description="The run's random seed (target choices).")
     steady_state: SteadyStateStatus | None = None
     steps: list[StepStatus] = Field(default_factory=list, max_length=MAX_STEPS)
     gates: list[GateStatus] = Field(default_factory=list, max_length=MAX_GATES)
@@ -258,12 +338,21 @@ class DrillRunStatus(StatusModel):
         default_factory=list, max_length=MAX_ABORT_CONDITIONS
     )
     model_checks: list[ModelCheckStatus] = Field(default_factory=list, max_length=MAX_MODEL_CHECKS)
-    faults: list[FaultRecord] = Field(default_factory=list, max_length=MAX_FAULT_RECORDS)
-    conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
+    faults: list[FaultRecord] = Field(
+        default_factory=list,
+        max_length=MAX_FAULT_RECORDS,
+        description="The journal: each fault is written here before it is applied, and undone "
+        "on every path (step end, failure, abort, deletion, operator restart).",
+    )
+    conditions: Conditions = Field(default_factory=list)
     probe: ProbeLiveStatus | None = None
     dry_run: DryRunStatus | None = None
-    # The ConfigMap (same namespace, owned by the run) that keeps the run's report data.
-    report_config_map: str | None = Field(default=None, max_length=253)
+    # Same namespace as the run.
+    report_config_map: ObjectName | None = Field(
+        default=None,
+        description="The ConfigMap (owned by the run) keeping its report data: `modeldr drill "
+        "report` renders it.",
+    )
 
     @classmethod
     def parse(cls, status: Any) -> DrillRunStatus:
@@ -271,42 +360,66 @@ class DrillRunStatus(StatusModel):
 
 
 class LastRun(StatusModel):
-    name: str
-    phase: Phase = Phase.PENDING
-    reason: str | None = Field(default=None, max_length=64, pattern=REASON)
+    name: ObjectName
+    phase: Phase = Field(
+        default=Phase.PENDING, description="The run's phase: its verdict once it ended."
+    )
+    reason: Reason | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    plan_generation: int | None = None
-    # The schedule's due time it was started for (absent: an apply or a person started it).
-    scheduled_time: datetime | None = None
-    rto_seconds: float | None = None
+    plan_generation: Int64 | None = Field(
+        default=None, description="The plan generation the run executes."
+    )
+    # Absent: an apply or a person started it.
+    scheduled_time: datetime | None = Field(
+        default=None, description="The schedule's due time it was started for."
+    )
+    rto_seconds: float | None = Field(default=None, ge=0, description="The run's worst step RTO.")
 
 
 class MissedSchedule(StatusModel):
+    """The last due time skipped, and why."""
+
     scheduled_time: datetime
-    reason: str = Field(max_length=64, pattern=REASON)
+    reason: Reason
     message: Message | None = None
 
 
 class DrillPlanStatus(StatusModel):
-    observed_generation: int | None = None
-    last_run: LastRun | None = None
-    # The last run the schedule started (the scheduled-drill alerts read its verdict).
-    last_scheduled_run: LastRun | None = None
-    # What the operator does with spec.schedule (the next run, why none starts): never
-    # silently ignored.
-    schedule_message: Message | None = None
-    # The due time of the last run the schedule started.
-    last_schedule_time: datetime | None = None
-    # When the next one is due (absent while suspended).
-    next_schedule_time: datetime | None = None
-    # Every due time up to this one is dealt with: started, missed, or passed while suspended.
-    scheduled_through: datetime | None = None
-    # Due times skipped (StartingDeadlineExceeded, ConcurrencyForbidden, Superseded), and
-    # the last of them.
-    missed_schedules: int = Field(default=0, ge=0)
+    """Written by the operator only (status subresource)."""
+
+    observed_generation: Int64 | None = None
+    last_run: LastRun | None = Field(
+        default=None, description="The most recent DrillRun of this plan."
+    )
+    # The scheduled-drill alerts read its verdict.
+    last_scheduled_run: LastRun | None = Field(
+        default=None, description="The most recent DrillRun the schedule started."
+    )
+    schedule_message: Message | None = Field(
+        default=None,
+        description="What the operator does with spec.schedule (the next due time, or why no "
+        "run starts): never silently ignored.",
+    )
+    last_schedule_time: datetime | None = Field(
+        default=None, description="Due time of the last run the schedule started."
+    )
+    next_schedule_time: datetime | None = Field(
+        default=None, description="When the next run is due (absent while suspended)."
+    )
+    scheduled_through: datetime | None = Field(
+        default=None,
+        description="Every due time up to this one was dealt with: started, missed, or passed "
+        "while suspended.",
+    )
+    missed_schedules: Int64 = Field(
+        default=0,
+        ge=0,
+        description="Due times skipped: StartingDeadlineExceeded, ConcurrencyForbidden, "
+        "Superseded (an earlier due time a later one replaced).",
+    )
     last_missed_schedule: MissedSchedule | None = None
-    conditions: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
+    conditions: Conditions = Field(default_factory=list)
 
     @classmethod
     def parse(cls, status: Any) -> DrillPlanStatus:

@@ -1,7 +1,8 @@
 """The node agent's order: a namespaced `NetworkFault` (modeldr.io/v1alpha1) in a member
 cluster. The operator writes the spec (targets, effect, expiry); each agent writes its own
-node's entry of `status.nodes`. The CRD (crds/modeldr.io_networkfaults.yaml, and the agent
-chart's copy) is generated from these models by scripts/gen_agent_crd.py.
+node's entry of `status.nodes`. The CRD (charts/modeldr-agent/crds/modeldr.io_networkfaults.yaml)
+is generated from these models (modeldr/kube/crds.py, scripts/gen_agent_crd.py): each field's
+description is the CRD's, and the spec's CEL rules sit beside the validator that applies them.
 
 Pure: models, names and the expiry rule; no I/O.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from modeldr.api.base import ApiModel
+from modeldr.api.schema import OpenAPI, Rule, validations
 
 GROUP: Final = "modeldr.io"
 VERSION: Final = "v1alpha1"
@@ -40,12 +42,25 @@ DRILL_RUN_LABEL: Final = "modeldr.io/drill-run"
 FAULT_ID_LABEL: Final = "modeldr.io/fault-id"
 
 
+# The CEL rules of the spec, word for word the validator's messages.
+LOSS_PERCENT_RULE: Final = "lossPercent is required for PacketLoss and only for it"
+LATENCY_RULE: Final = "latencyMilliseconds is required for Latency and only for it"
+JITTER_RULE: Final = "jitterMilliseconds is only for Latency"
+NODES_RULE: Final = "every target's node must be listed in nodes"
+
+NodeName = Annotated[str, StringConstraints(min_length=1, max_length=NODE_NAME_MAX)]
+# _ports checks the range off-cluster, with its own message.
+Port = Annotated[int, OpenAPI(minimum=1, maximum=65535)]
+
+
 class Target(ApiModel):
     """One pod the order is about: its IP and the node it runs on."""
 
-    ip: str = Field(max_length=45)
-    node: str = Field(min_length=1, max_length=NODE_NAME_MAX)
-    pod: str | None = Field(default=None, max_length=253)
+    ip: str = Field(min_length=2, max_length=45, description="The pod's IP.")
+    node: NodeName = Field(description="The node it runs on.")
+    pod: str | None = Field(
+        default=None, max_length=253, description="The pod's name, for people reading the order."
+    )
 
     @field_validator("ip")
     @classmethod
@@ -54,17 +69,61 @@ class Target(ApiModel):
 
 
 class NetworkFaultSpec(ApiModel):
-    effect: Effect
-    targets: list[Target] = Field(min_length=1, max_length=MAX_TARGETS)
+    """The order, written by the operator."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            Rule(
+                "(self.effect == 'PacketLoss') == has(self.lossPercent)",
+                LOSS_PERCENT_RULE,
+                field_path=".lossPercent",
+            ),
+            Rule(
+                "(self.effect == 'Latency') == has(self.latencyMilliseconds)",
+                LATENCY_RULE,
+                field_path=".latencyMilliseconds",
+            ),
+            Rule(
+                "!has(self.jitterMilliseconds) || self.effect == 'Latency'",
+                JITTER_RULE,
+                field_path=".jitterMilliseconds",
+            ),
+            Rule("self.targets.all(t, t.node in self.nodes)", NODES_RULE, field_path=".nodes"),
+        )
+    )
+
+    effect: Effect = Field(
+        description="NetworkPartition: all traffic to and from the targets dropped (the node's "
+        "own address exempt); PacketLoss: lossPercent of it dropped; Latency: delayed (tc "
+        "netem, where the kernel has it)."
+    )
+    targets: list[Target] = Field(
+        min_length=1, max_length=MAX_TARGETS, description="The pods the order is about."
+    )
     # Empty: every port and protocol (a partition cuts the pod off whole).
-    ports: list[int] = Field(default_factory=list, max_length=MAX_PORTS)
-    loss_percent: int | None = Field(default=None, ge=1, le=100)
-    latency_milliseconds: int | None = Field(default=None, ge=1, le=MAX_LATENCY_MS)
-    jitter_milliseconds: int | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
-    # The nodes whose agents must answer (the targets' nodes).
-    nodes: list[str] = Field(min_length=1, max_length=MAX_NODES)
-    # After this instant every agent undoes the order by itself; the operator renews it.
-    expires_at: datetime
+    ports: list[Port] = Field(
+        default_factory=list,
+        max_length=MAX_PORTS,
+        description="Only these ports (TCP and UDP, either direction); empty: all traffic.",
+    )
+    loss_percent: int | None = Field(
+        default=None, ge=1, le=100, description="PacketLoss: percent of packets dropped."
+    )
+    latency_milliseconds: int | None = Field(
+        default=None, ge=1, le=MAX_LATENCY_MS, description="Latency: delay added to each packet."
+    )
+    jitter_milliseconds: int | None = Field(
+        default=None, ge=0, le=MAX_LATENCY_MS, description="Latency: jitter around the delay."
+    )
+    nodes: list[NodeName] = Field(
+        min_length=1,
+        max_length=MAX_NODES,
+        description="The nodes whose agents must report (the targets' nodes).",
+    )
+    expires_at: datetime = Field(
+        description="After this instant every agent undoes the order by itself; the operator "
+        "renews it while the drill step runs."
+    )
 
     @field_validator("ports")
     @classmethod
@@ -76,11 +135,11 @@ class NetworkFaultSpec(ApiModel):
     @model_validator(mode="after")
     def _parameters(self) -> NetworkFaultSpec:
         if (self.effect == "PacketLoss") != (self.loss_percent is not None):
-            raise ValueError("lossPercent is required for PacketLoss and only for it")
+            raise ValueError(LOSS_PERCENT_RULE)
         if (self.effect == "Latency") != (self.latency_milliseconds is not None):
-            raise ValueError("latencyMilliseconds is required for Latency and only for it")
+            raise ValueError(LATENCY_RULE)
         if self.jitter_milliseconds is not None and self.effect != "Latency":
-            raise ValueError("jitterMilliseconds is only for Latency")
+            raise ValueError(JITTER_RULE)
         if self.expires_at.tzinfo is None:
             raise ValueError("expiresAt needs a time zone")
         missing = {t.node for t in self.targets} - set(self.nodes)
@@ -95,18 +154,32 @@ class NetworkFaultSpec(ApiModel):
 class NodeReport(ApiModel):
     """What one node's agent did with the order."""
 
-    state: NodeState
+    state: NodeState = Field(
+        description="Applied: in force on this node; Unsupported: cannot be made here (message "
+        "says why; nothing applied); Error: applying failed; Removed: the agent removed it when "
+        "it expired."
+    )
     message: str = Field(default="", max_length=MESSAGE_MAX)
-    targets: list[str] = Field(default_factory=list, max_length=MAX_TARGETS)  # IPs applied
+    targets: list[Annotated[str, StringConstraints(max_length=45)]] = Field(
+        default_factory=list,
+        max_length=MAX_TARGETS,
+        description="The target addresses in force on this node.",
+    )
     applied_at: datetime | None = None
-    removed_at: datetime | None = None
+    removed_at: datetime | None = Field(
+        default=None, description="When the agent removed the expired order's rules."
+    )
     updated_at: datetime | None = None
-    agent: str = Field(default="", max_length=NODE_NAME_MAX)  # the reporting agent's pod
+    agent: str = Field(
+        default="", max_length=NODE_NAME_MAX, description="The reporting agent's pod."
+    )
 
 
 class NetworkFaultStatus(ApiModel):
     # Keyed by node name, so that each agent merge-patches only its own entry.
-    nodes: dict[str, NodeReport] = Field(default_factory=dict)
+    nodes: dict[str, NodeReport] = Field(
+        default_factory=dict, max_length=MAX_NODES, description="Per node name: its agent's report."
+    )
 
 
 class Order(ApiModel):

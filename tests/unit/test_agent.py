@@ -5,8 +5,9 @@ tests/integration/test_network_faults.py."""
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from modeldr.agent import decide, rules
 from modeldr.agent.rules import Rule
 from modeldr.api.networkfault import NetworkFaultSpec, NodeReport, Order, order_name
+from modeldr.kube.crds import AGENT_CRDS, render, write_or_check
 from tests.tooling import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,14 +247,13 @@ def test_order_names_follow_the_journal_id() -> None:
 
 
 def test_the_committed_networkfault_crd_is_what_the_generator_writes() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "gen_agent_crd", ROOT / "scripts/gen_agent_crd.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for path, text in module.render().items():
-        assert path.read_text() == text, "run .venv/bin/python scripts/gen_agent_crd.py"
+    for name, text in render(AGENT_CRDS).items():
+        assert (ROOT / name).read_text() == text, "run .venv/bin/python scripts/gen_agent_crd.py"
+    assert write_or_check(ROOT, AGENT_CRDS, "gen_agent_crd.py", ["--check"]) == 0
+    script = [sys.executable, str(ROOT / "scripts" / "gen_agent_crd.py"), "--check"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(script, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _render_chart(*sets: str) -> list[dict[str, Any]]:

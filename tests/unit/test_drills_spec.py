@@ -1,32 +1,35 @@
-"""DrillPlan / DrillRun models (modeldr.api.drillplan) and their CRDs, without a cluster.
+"""DrillPlan / DrillRun models (modeldr.api.drillplan) and the CRDs generated from them,
+without a cluster.
 
 The apiserver side of the same cases is tests/integration/test_drill_crds.py; both use the
 bad plans of tests/drill_plans.py. Here: the models accept what DRILLS.md promises, refuse
-every bad plan with a message naming the field, default exactly as the CRDs do, have the same
-fields as the CRDs, and the committed CRDs are what scripts/gen_drill_crds.py writes.
+every bad plan with a message naming the field, default exactly as the CRDs do; every rule
+message is a CEL rule of the CRDs, every spec field is described, every list bounded; and the
+committed CRDs are what the generator (modeldr/kube/crds.py) writes.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
+import os
 import re
-import types
-import typing
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from modeldr.api import drillplan as SP
 from modeldr.api import drillrun as SR
 from modeldr.api import drillstatus as ST
 from modeldr.api.phase import Phase
 from modeldr.kube.constants import DRILLPLANS, DRILLRUNS, DRILLS_ENABLED, DRILLS_LABEL, GROUP
+from modeldr.kube.crds import AGENT_CRDS, DRILL_CRDS, Crd, render, write_or_check
 from tests.drill_plans import (
     BAD_PLANS,
     DRILLS_MD,
@@ -41,7 +44,6 @@ from tests.drill_plans import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATOR = ROOT / "scripts" / "gen_drill_crds.py"
 PLAN_CRD = ROOT / "crds" / f"{GROUP}_{DRILLPLANS}.yaml"
 RUN_CRD = ROOT / "crds" / f"{GROUP}_{DRILLRUNS}.yaml"
 MODELDEPLOYMENT_EXAMPLE = ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
@@ -295,87 +297,75 @@ def test_run_update_rules() -> None:
     assert SR.run_update_errors(aborted, by_hand) == [f"spec.abort: {SP.Msg.ABORT_IRREVERSIBLE}"]
 
 
-# ------------------------------------------------------------ models and CRDs agree
+# ------------------------------------------------------------------ the generated CRDs
 
 
-def model_fields(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
-    """camelCase field name -> the nested model it holds (in a list, optional or not)."""
-    out: dict[str, type[BaseModel] | None] = {}
-    for name, field in model.model_fields.items():
-        nested: type[BaseModel] | None = None
-        stack: list[Any] = [field.annotation]
-        while stack:
-            annotation = stack.pop()
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                nested = annotation
-            else:
-                stack.extend(typing.get_args(annotation))
-        out[field.alias or name] = nested
-    return out
+def test_committed_crds_are_the_generators_output() -> None:
+    rendered = render(DRILL_CRDS)
+    assert sorted(ROOT / name for name in rendered) == [PLAN_CRD, RUN_CRD]
+    for name, text in rendered.items():
+        assert (ROOT / name).read_text() == text, (
+            f"{name} is out of date: run .venv/bin/python scripts/gen_drill_crds.py"
+        )
+    assert write_or_check(ROOT, DRILL_CRDS, "gen_drill_crds.py", ["--check"]) == 0
 
 
-def schema_diff(model: type[BaseModel], schema: Schema, path: str) -> list[str]:
-    """Fields in one and not the other, recursively (status.kopf is kopf's own)."""
-    if schema.get("type") == "array":
-        schema = schema["items"]
-    properties = {k: v for k, v in schema.get("properties", {}).items() if k != "kopf"}
-    fields = model_fields(model)
-    diff = [f"{path}.{k}: only in the CRD" for k in properties.keys() - fields.keys()]
-    diff += [f"{path}.{k}: only in {model.__name__}" for k in fields.keys() - properties.keys()]
-    for key in fields.keys() & properties.keys():
-        nested = fields[key]
-        if nested is not None:
-            diff += schema_diff(nested, properties[key], f"{path}.{key}")
-    return diff
+def test_the_generator_command_checks(tmp_path: Path) -> None:
+    # The command line, as a developer and CI run it; a stale file fails --check.
+    script = [sys.executable, str(ROOT / "scripts" / "gen_drill_crds.py"), "--check"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(script, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (tmp_path / "crds").mkdir()
+    (tmp_path / PLAN_CRD.relative_to(ROOT)).write_text("stale")
+    assert write_or_check(tmp_path, DRILL_CRDS, "gen_drill_crds.py", ["--check"]) == 1
+    assert write_or_check(tmp_path, DRILL_CRDS, "gen_drill_crds.py", []) == 0
+    assert write_or_check(tmp_path, DRILL_CRDS, "gen_drill_crds.py", ["--check"]) == 0
 
 
-@pytest.mark.parametrize(
-    ("model", "crd", "part"),
-    [
-        (SP.DrillPlanSpec, PLAN_CRD, "spec"),
-        (ST.DrillPlanStatus, PLAN_CRD, "status"),
-        (SR.DrillRunSpec, RUN_CRD, "spec"),
-        (ST.DrillRunStatus, RUN_CRD, "status"),
-    ],
-    ids=["plan-spec", "plan-status", "run-spec", "run-status"],
-)
-def test_models_have_the_fields_of_the_crd(model: type[BaseModel], crd: Path, part: str) -> None:
-    assert schema_diff(model, crd_schema(crd)["properties"][part], part) == []
+def undescribed(node: Schema, path: str) -> list[str]:
+    """Fields below `node` with no description."""
+    found = []
+    for key, child in node.get("properties", {}).items():
+        if "description" not in child:
+            found.append(f"{path}.{key}")
+        found += undescribed(child, f"{path}.{key}")
+    if "items" in node:
+        found += undescribed(node["items"], f"{path}[]")
+    return found
 
 
-def test_run_snapshot_schema_is_the_plan_spec_schema() -> None:
-    snapshot = crd_schema(RUN_CRD)["properties"]["spec"]["properties"]["plan"]
-    plan = plan_spec_schema()
-    assert {k: v for k, v in snapshot.items() if k != "description"} == {
-        k: v for k, v in plan.items() if k != "description"
-    }
+@pytest.mark.parametrize("crd", [*DRILL_CRDS, *AGENT_CRDS], ids=lambda crd: crd.kind)
+def test_every_spec_field_has_a_description(crd: Crd) -> None:
+    # `kubectl explain` prints them: a field added to a model without one fails here.
+    spec = crd.schema()["properties"]["spec"]
+    assert "description" in spec
+    assert undescribed(spec, "spec") == []
 
 
-def test_status_enums_are_the_models_enums() -> None:
-    status = crd_schema(RUN_CRD)["properties"]["status"]["properties"]
-    assert status["phase"]["enum"] == [p.value for p in Phase]
-    assert status["steps"]["items"]["properties"]["phase"]["enum"] == [p.value for p in Phase]
-    faults = status["faults"]["items"]["properties"]
-    assert faults["type"]["enum"] == list(SP.FAULT_TYPES)
-    assert faults["state"]["enum"] == list(SP.FAULT_STATES)
-    measurement = status["gates"]["items"]["properties"]["measurements"]
-    assert measurement["maxItems"] == SP.MAX_MEASUREMENTS
-    assert measurement["items"]["properties"]["phase"]["enum"] == list(SP.MEASUREMENT_PHASES)
-    steps = plan_spec_schema()["properties"]["steps"]
-    fault = steps["items"]["properties"]["fault"]["properties"]
-    assert fault["type"]["enum"] == [
-        "PodKill",
-        "NodeDrain",
-        "GPULoss",
-        "NodeFailure",
-        "ClusterOutage",
-        "NetworkPartition",
-        "PacketLoss",
-        "Latency",
-        "ModelCorruption",
-    ]
-    assert fault["mode"]["enum"] == ["one", "all", "fixed", "percent"]
-    assert fault["mode"]["default"] == "one" and fault["cluster"]["default"] == "active"
+def cel_messages(node: Any) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        found += [rule["message"] for rule in node.get("x-kubernetes-validations", [])]
+        for child in node.values():
+            found += cel_messages(child)
+    elif isinstance(node, list):
+        for child in node:
+            found += cel_messages(child)
+    return found
+
+
+def test_every_rule_message_is_a_cel_rule_of_the_crds() -> None:
+    # Each Msg is said by the apiserver (a CEL rule) and by the models; no CEL rule says
+    # anything the models cannot.
+    messages = {v for k, v in vars(SP.Msg).items() if k.isupper()}
+    plan, run = (crd.schema() for crd in DRILL_CRDS)
+    said = set(cel_messages(plan)) | set(cel_messages(run))
+    assert said == messages
+    # The plan's rules hold in a run's snapshot too.
+    assert cel_messages(run["properties"]["spec"]["properties"]["plan"]) == cel_messages(
+        plan["properties"]["spec"]
+    )
 
 
 def test_every_list_is_bounded() -> None:
@@ -454,24 +444,3 @@ def test_status_models_round_trip() -> None:
     )
     assert ST.DrillPlanStatus.parse(plan_status.dump()) == plan_status
     assert ST.DrillRunStatus.parse(None) == ST.DrillRunStatus()
-
-
-# ---------------------------------------------------------------------------- generator
-
-
-def generator() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_drill_crds", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_committed_crds_are_the_generators_output() -> None:
-    rendered: dict[Path, str] = generator().render()
-    assert sorted(rendered) == [PLAN_CRD, RUN_CRD]
-    for path, text in rendered.items():
-        assert path.read_text() == text, (
-            f"{path.name} is out of date: run .venv/bin/python scripts/gen_drill_crds.py"
-        )
-    assert generator().main(["--check"]) == 0
