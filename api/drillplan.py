@@ -50,10 +50,6 @@ FAULT_TYPES: Final[tuple[str, ...]] = get_args(FaultType)
 # Faults whose `mode` selects among the nodes that run the model (not among its pods), and
 # the only ones a `node` may be named for.
 NODE_FAULTS: Final = ("NodeDrain", "GPULoss", "NodeFailure")
-# Faults only the infrastructure can make: they need a provider for their cluster.
-INFRASTRUCTURE_FAULTS: Final = ("NodeFailure", "ClusterOutage")
-# Faults the node agent makes on the model's pods.
-NETWORK_FAULTS: Final = ("NetworkPartition", "PacketLoss", "Latency")
 # Faults that end their pods gracefully or not: a grace period means something for them.
 GRACE_PERIOD_FAULTS: Final = ("PodKill", "NodeDrain")
 
@@ -493,11 +489,6 @@ class Fault(SpecModel):
         ):
             raise ValueError(Msg.LATENCY_ONLY)
         return self
-
-    @property
-    def needs_provider(self) -> bool:
-        """Only an infrastructure provider can make this fault (DRILLS.md)."""
-        return self.type in INFRASTRUCTURE_FAULTS
 
 
 class Action(SpecModel):

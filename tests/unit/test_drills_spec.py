@@ -88,7 +88,8 @@ def test_drills_md_sample_is_accepted() -> None:
     kill, outage, failback = plan.steps
     assert kill.fault is not None and kill.fault.type == "PodKill" and kill.fault.mode == "one"
     assert outage.fault is not None and outage.fault.cluster == "primary"
-    assert outage.fault.needs_provider and not kill.fault.needs_provider
+    # Who makes each fault (and whether it needs a provider) is its driver's fact:
+    # tests/unit/test_drills_faults.py::test_each_driver_owns_its_facts.
     assert outage.expect.active_cluster == "standby" and outage.expect.max_rto_seconds == 10
     assert failback.action is not None and failback.action.type == "Failback"
     assert plan.step("failback") is failback
