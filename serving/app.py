@@ -12,7 +12,7 @@ import logging
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
 from typing import Any
 
@@ -46,7 +46,7 @@ from modeldr.serving.protocol import (
     parse_predict,
     require_model,
 )
-from modeldr.serving.runtime import Runtime
+from modeldr.serving.runtime import ModelCard, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -152,64 +152,97 @@ def _tensors(runtime: Runtime, texts: list[str], output: FloatArray) -> list[Out
     return [OutputTensor("embedding", "FP32", [count, output.shape[1]], output)]
 
 
-def create_app(runtime: Runtime) -> Starlette:
-    card = runtime.card
-    config = runtime.config
+def _model_outputs(card: ModelCard) -> list[dict[str, Any]]:
+    """The V2 metadata's output tensors: what /infer can answer for this model's task."""
+    if card.task == "sequence-classification":
+        return [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(card.labels)]},
+        ]
+    return [{"name": "embedding", "datatype": "FP32", "shape": [-1, card.hidden_size]}]
 
-    async def server_live(request: Request) -> Response:
+
+def _predict_result(card: ModelCard, output: FloatArray) -> dict[str, Any]:
+    """/predict's plain JSON: one prediction per text for a classifier, else the embeddings."""
+    result: dict[str, Any] = {"model": card.name, "version": card.version}
+    if card.task == "sequence-classification":
+        predictions = []
+        for row in output.tolist():
+            best = int(np.argmax(row))
+            predictions.append(
+                {
+                    "label": card.labels[best],
+                    "score": row[best],
+                    "probabilities": dict(zip(card.labels, row, strict=True)),
+                }
+            )
+        result["predictions"] = predictions
+    else:
+        result["embeddings"] = output.tolist()
+    return result
+
+
+class _Endpoints:
+    """The request handlers of one server, all answering for the runtime's one model.
+
+    Methods rather than closures so each handler can be read (and named in a route) on
+    its own; the method names are the routes' names, as the closures' names were.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.card = runtime.card
+        self.config = runtime.config
+
+    async def server_live(self, request: Request) -> Response:
         return JSONResponse({"live": True})
 
-    async def server_ready(request: Request) -> Response:
-        reason = runtime.health.not_ready_reason()
+    async def server_ready(self, request: Request) -> Response:
+        reason = self.runtime.health.not_ready_reason()
         if reason is None:
             return JSONResponse({"ready": True})
         return JSONResponse({"ready": False, "reason": reason}, status_code=503)
 
-    async def server_metadata(request: Request) -> Response:
+    async def server_metadata(self, request: Request) -> Response:
         return JSONResponse(
             {"name": "modeldr-serve", "version": _version(), "extensions": ["binary_tensor_data"]}
         )
 
-    def _check_model(request: Request) -> None:
+    def _check_model(self, request: Request) -> None:
         params = request.path_params
-        require_model(params["name"], card.name, params.get("version"), card.version)
+        require_model(params["name"], self.card.name, params.get("version"), self.card.version)
 
-    async def model_metadata(request: Request) -> Response:
-        _check_model(request)
-        if card.task == "sequence-classification":
-            outputs = [
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(card.labels)]},
-            ]
-        else:
-            outputs = [{"name": "embedding", "datatype": "FP32", "shape": [-1, card.hidden_size]}]
+    async def model_metadata(self, request: Request) -> Response:
+        self._check_model(request)
+        card = self.card
         return JSONResponse(
             {
                 "name": card.name,
                 "versions": [card.version],
                 "platform": "pytorch_safetensors",
                 "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
-                "outputs": outputs,
+                "outputs": _model_outputs(card),
             }
         )
 
-    async def model_ready(request: Request) -> Response:
-        _check_model(request)
-        reason = runtime.health.not_ready_reason()
+    async def model_ready(self, request: Request) -> Response:
+        self._check_model(request)
+        reason = self.runtime.health.not_ready_reason()
         if reason is None:
-            return JSONResponse({"name": card.name, "ready": True})
-        return JSONResponse({"name": card.name, "ready": False, "reason": reason}, 503)
+            return JSONResponse({"name": self.card.name, "ready": True})
+        return JSONResponse({"name": self.card.name, "ready": False, "reason": reason}, 503)
 
-    async def infer(request: Request) -> Response:
-        _check_model(request)
-        body = await read_body(request, config.max_body_bytes)
+    async def infer(self, request: Request) -> Response:
+        self._check_model(request)
+        card = self.card
+        body = await read_body(request, self.config.max_body_bytes)
         parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), card.output_names)
-        output = await runtime.infer(parsed.texts)
+        output = await self.runtime.infer(parsed.texts)
         payload, header_length = encode_infer_response(
             card.name,
             card.version,
             parsed.request_id,
-            _tensors(runtime, parsed.texts, output),
+            _tensors(self.runtime, parsed.texts, output),
             parsed,
         )
         if header_length is None:
@@ -220,64 +253,66 @@ def create_app(runtime: Runtime) -> Starlette:
             headers={"Inference-Header-Content-Length": str(header_length)},
         )
 
-    async def predict(request: Request) -> Response:
-        body = await read_body(request, config.max_body_bytes)
+    async def predict(self, request: Request) -> Response:
+        body = await read_body(request, self.config.max_body_bytes)
         texts = parse_predict(body)
-        output = await runtime.infer(texts)
-        result: dict[str, Any] = {"model": card.name, "version": card.version}
-        if card.task == "sequence-classification":
-            predictions = []
-            for row in output.tolist():
-                best = int(np.argmax(row))
-                predictions.append(
-                    {
-                        "label": card.labels[best],
-                        "score": row[best],
-                        "probabilities": dict(zip(card.labels, row, strict=True)),
-                    }
-                )
-            result["predictions"] = predictions
-        else:
-            result["embeddings"] = output.tolist()
-        return JSONResponse(result)
+        output = await self.runtime.infer(texts)
+        return JSONResponse(_predict_result(self.card, output))
 
-    async def metrics(request: Request) -> Response:
-        payload, content_type = runtime.metrics.exposition()
+    async def metrics(self, request: Request) -> Response:
+        payload, content_type = self.runtime.metrics.exposition()
         return Response(payload, headers={"Content-Type": content_type})
 
+
+def _route_table(endpoints: _Endpoints) -> list[tuple[str, Handler, str, str]]:
+    """(path, handler, method, route template): the versioned paths share their unversioned
+    template, so the request metrics' route label stays one value per endpoint."""
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
-    table: list[tuple[str, Handler, str, str]] = [
-        ("/v2", server_metadata, "GET", "/v2"),
-        ("/v2/health/live", server_live, "GET", "/v2/health/live"),
-        ("/v2/health/ready", server_ready, "GET", "/v2/health/ready"),
-        (model, model_metadata, "GET", model),
-        (versioned, model_metadata, "GET", model),
-        (f"{model}/ready", model_ready, "GET", f"{model}/ready"),
-        (f"{versioned}/ready", model_ready, "GET", f"{model}/ready"),
-        (f"{model}/infer", infer, "POST", f"{model}/infer"),
-        (f"{versioned}/infer", infer, "POST", f"{model}/infer"),
-        ("/predict", predict, "POST", "/predict"),
-        ("/metrics", metrics, "GET", "/metrics"),
+    e = endpoints
+    return [
+        ("/v2", e.server_metadata, "GET", "/v2"),
+        ("/v2/health/live", e.server_live, "GET", "/v2/health/live"),
+        ("/v2/health/ready", e.server_ready, "GET", "/v2/health/ready"),
+        (model, e.model_metadata, "GET", model),
+        (versioned, e.model_metadata, "GET", model),
+        (f"{model}/ready", e.model_ready, "GET", f"{model}/ready"),
+        (f"{versioned}/ready", e.model_ready, "GET", f"{model}/ready"),
+        (f"{model}/infer", e.infer, "POST", f"{model}/infer"),
+        (f"{versioned}/infer", e.infer, "POST", f"{model}/infer"),
+        ("/predict", e.predict, "POST", "/predict"),
+        ("/metrics", e.metrics, "GET", "/metrics"),
     ]
+
+
+def _routes(runtime: Runtime) -> tuple[list[Route], dict[str, str]]:
+    """The app's routes, every handler guarded, and each path's route template."""
     routes = []
     templates: dict[str, str] = {}
-    for path, handler, method, template in table:
+    for path, handler, method, template in _route_table(_Endpoints(runtime)):
         endpoint = guarded(handler)
         routes.append(Route(path, endpoint, methods=[method]))
         templates[path] = template
+    return routes, templates
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return JSONResponse(
-            {"error": f"{exc.detail}: {request.method} {request.url.path}"},
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
 
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error: %r", exc)
-        return error_response(exc)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (404 no route, 405 method) in the same ``{"error"}`` shape."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"error": f"{exc.detail}: {request.method} {request.url.path}"},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error: %r", exc)
+    return error_response(exc)
+
+
+def _lifespan(runtime: Runtime) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Load the model when the server starts, stop the batcher when it shuts down."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -287,10 +322,15 @@ def create_app(runtime: Runtime) -> Starlette:
         finally:
             await runtime.stop()
 
+    return lifespan
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    routes, templates = _routes(runtime)
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, Exception: internal_error},
-        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        lifespan=_lifespan(runtime),
     )
     app.add_middleware(MetricsMiddleware, runtime=runtime, templates=templates)
     return app

@@ -55,6 +55,14 @@ class ServeMetrics:
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes, cpu seconds, fds
         PlatformCollector(registry=r)
+        # Registration order is the exposition's order: keep it when adding a metric.
+        self._register_http(r)
+        self._register_batching(r)
+        self._register_load(r)
+        self._register_model_state(r)
+
+    def _register_http(self, r: CollectorRegistry) -> None:
+        """Every HTTP request, by route template (MetricsMiddleware in app.py)."""
         self.requests = Counter(
             f"{PREFIX}_requests",
             "HTTP requests answered, by route template, method and status code",
@@ -68,6 +76,9 @@ class ServeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    def _register_batching(self, r: CollectorRegistry) -> None:
+        """The batcher's queue and the model's batches (batcher.py)."""
         self.queue_wait = Histogram(
             f"{PREFIX}_queue_wait_seconds",
             "Time an accepted request waited in the batch queue before its first batch ran",
@@ -98,6 +109,9 @@ class ServeMetrics:
             registry=r,
         )
         self.texts = Counter(f"{PREFIX}_texts", "Texts inferred", registry=r)
+
+    def _register_load(self, r: CollectorRegistry) -> None:
+        """How much work the server holds or refuses right now."""
         self.rejected = Counter(
             f"{PREFIX}_rejected_requests",
             "Requests refused before inference, by reason",
@@ -114,6 +128,9 @@ class ServeMetrics:
             "Texts accepted and waiting for a batch",
             registry=r,
         )
+
+    def _register_model_state(self, r: CollectorRegistry) -> None:
+        """What is served and whether it serves: the info gauge and the health gauges."""
         self.model_info = Gauge(
             f"{PREFIX}_model_info",
             "The served model (always 1): name, revision, manifest digest, device, dtype, backend",

@@ -178,16 +178,19 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def parse_infer(body: bytes, header_length: str | None, output_names: list[str]) -> ParsedInfer:
-    header, binary = split_binary(body, header_length)
+def _parse_infer_request(header: bytes) -> InferRequest:
+    """The JSON header as an InferRequest, its schema errors named field by field."""
     document = parse_json(header)
     if not isinstance(document, dict):
         raise InvalidInput("inference request must be a JSON object with an 'inputs' list")
     try:
-        request = InferRequest.model_validate(document)
+        return InferRequest.model_validate(document)
     except ValidationError as exc:
         raise InvalidInput(f"invalid inference request: {describe_validation(exc)}") from None
 
+
+def _text_input(request: InferRequest) -> TensorInput:
+    """The request's one input, checked to be the model's BYTES input of shape [N] or [N, 1]."""
     if len(request.inputs) != 1:
         raise InvalidInput(
             f"expected exactly 1 input ({INPUT_NAME!r}, BYTES, shape [N]), "
@@ -208,51 +211,75 @@ def parse_infer(body: bytes, header_length: str | None, output_names: list[str])
         raise InvalidInput(
             f"input {INPUT_NAME!r} has shape {shape}; expected [N] or [N, 1] with N >= 1"
         )
-    count = math.prod(shape)
+    return tensor
 
+
+def _binary_texts(binary_size: Any, tensor: TensorInput, binary: bytes, count: int) -> list[str]:
+    """The texts of an input sent in binary form: binary_data_size bytes after the header."""
+    if tensor.data is not None:
+        raise InvalidInput(f"input {INPUT_NAME!r} has both 'data' and binary_data_size")
+    if not isinstance(binary_size, int) or binary_size < 0 or binary_size > len(binary):
+        raise InvalidInput(
+            f"input {INPUT_NAME!r}: binary_data_size {binary_size!r} does not match the "
+            f"{len(binary)} bytes after the JSON header"
+        )
+    texts = decode_bytes_tensor(binary[:binary_size], count, INPUT_NAME)
+    if binary_size != len(binary):
+        raise InvalidInput(f"{len(binary) - binary_size} unexpected bytes after the tensors")
+    return texts
+
+
+def _json_texts(tensor: TensorInput, binary: bytes, count: int) -> list[str]:
+    """The texts of an input sent as JSON 'data': count strings, nested or flat."""
+    if tensor.data is None:
+        raise InvalidInput(f"input {INPUT_NAME!r} has no 'data' (and no binary_data_size)")
+    if binary:
+        raise InvalidInput("binary data present but no input declares binary_data_size")
+    flat = _flatten(tensor.data)
+    if len(flat) != count:
+        raise InvalidInput(
+            f"input {INPUT_NAME!r} has shape {tensor.shape} ({count} elements) but data holds "
+            f"{len(flat)}"
+        )
+    for index, item in enumerate(flat):
+        if not isinstance(item, str):
+            raise InvalidInput(
+                f"input {INPUT_NAME!r} element {index} is {type(item).__name__}; BYTES "
+                "elements must be strings in JSON"
+            )
+    return flat
+
+
+def _requested_outputs(
+    request: InferRequest, output_names: list[str], binary_default: bool
+) -> dict[str, bool] | None:
+    """Each requested output's binary choice (its own, else the request's); None: all."""
+    if request.outputs is None:
+        return None
+    outputs: dict[str, bool] = {}
+    for wanted in request.outputs:
+        if wanted.name not in output_names:
+            raise InvalidInput(
+                f"unknown output {wanted.name!r}; this model's outputs are "
+                f"{', '.join(output_names)}"
+            )
+        as_binary = _bool_param(wanted.parameters, "binary_data", f"output {wanted.name!r}")
+        outputs[wanted.name] = binary_default if as_binary is None else as_binary
+    return outputs
+
+
+def parse_infer(body: bytes, header_length: str | None, output_names: list[str]) -> ParsedInfer:
+    header, binary = split_binary(body, header_length)
+    request = _parse_infer_request(header)
+    tensor = _text_input(request)
+    count = math.prod(tensor.shape)
     binary_size = tensor.parameters.get("binary_data_size") if tensor.parameters else None
     if binary_size is not None:
-        if tensor.data is not None:
-            raise InvalidInput(f"input {INPUT_NAME!r} has both 'data' and binary_data_size")
-        if not isinstance(binary_size, int) or binary_size < 0 or binary_size > len(binary):
-            raise InvalidInput(
-                f"input {INPUT_NAME!r}: binary_data_size {binary_size!r} does not match the "
-                f"{len(binary)} bytes after the JSON header"
-            )
-        texts = decode_bytes_tensor(binary[:binary_size], count, INPUT_NAME)
-        if binary_size != len(binary):
-            raise InvalidInput(f"{len(binary) - binary_size} unexpected bytes after the tensors")
+        texts = _binary_texts(binary_size, tensor, binary, count)
     else:
-        if tensor.data is None:
-            raise InvalidInput(f"input {INPUT_NAME!r} has no 'data' (and no binary_data_size)")
-        if binary:
-            raise InvalidInput("binary data present but no input declares binary_data_size")
-        flat = _flatten(tensor.data)
-        if len(flat) != count:
-            raise InvalidInput(
-                f"input {INPUT_NAME!r} has shape {shape} ({count} elements) but data holds "
-                f"{len(flat)}"
-            )
-        for index, item in enumerate(flat):
-            if not isinstance(item, str):
-                raise InvalidInput(
-                    f"input {INPUT_NAME!r} element {index} is {type(item).__name__}; BYTES "
-                    "elements must be strings in JSON"
-                )
-        texts = flat
-
+        texts = _json_texts(tensor, binary, count)
     binary_default = bool(_bool_param(request.parameters, "binary_data_output", "request"))
-    outputs: dict[str, bool] | None = None
-    if request.outputs is not None:
-        outputs = {}
-        for wanted in request.outputs:
-            if wanted.name not in output_names:
-                raise InvalidInput(
-                    f"unknown output {wanted.name!r}; this model's outputs are "
-                    f"{', '.join(output_names)}"
-                )
-            as_binary = _bool_param(wanted.parameters, "binary_data", f"output {wanted.name!r}")
-            outputs[wanted.name] = binary_default if as_binary is None else as_binary
+    outputs = _requested_outputs(request, output_names, binary_default)
     return ParsedInfer(request.id, texts, outputs, binary_default)
 
 

@@ -25,7 +25,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -139,29 +140,29 @@ def _predict(model: Any, tokenizer: Any, reviews: Sequence[Review]) -> list[str]
     return guesses
 
 
-def train(
-    directory: Path,
-    seed: int = 0,
-    settings: TrainSettings | None = None,
-    golden_size: int = 48,
-) -> TrainResult:
-    """Train on the seed's data set, write the model into directory (must be empty or new)."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    settings = settings or TrainSettings()
+def _empty_directory(directory: Path) -> None:
+    """Create directory if need be; refuse one with files, never to mix two models."""
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise FileExistsError(f"{directory} is not empty")
-    started = time.monotonic()
-    data = split(seed, settings.reviews)
-    tokens = build_vocabulary(words=words(data.train))
-    tokenizer = BertTokenizer(
+
+
+def _tokenizer(tokens: Sequence[str]) -> Any:
+    """A WordPiece tokenizer of exactly these tokens, lower-casing like the reviews' words."""
+    from transformers import BertTokenizer
+
+    return BertTokenizer(
         vocab={token: index for index, token in enumerate(tokens)},
         do_lower_case=True,
         model_max_length=MAX_POSITIONS,
     )
-    config = BertConfig(
+
+
+def _bert_config(tokens: Sequence[str], settings: TrainSettings) -> Any:
+    """The classifier's BertConfig; its labels and architecture are what the server loads."""
+    from transformers import BertConfig
+
+    return BertConfig(
         vocab_size=len(tokens),
         hidden_size=settings.hidden_size,
         num_hidden_layers=settings.num_hidden_layers,
@@ -174,38 +175,113 @@ def train(
         architectures=["BertForSequenceClassification"],
     )
 
+
+@contextmanager
+def _reproducible_torch() -> Iterator[None]:
+    """One CPU thread and deterministic algorithms, so a seed gives the same bytes;
+    the caller's torch settings come back afterwards, even if training fails."""
+    import torch
+
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+
+
+def _optimizer_and_schedule(model: Any, settings: TrainSettings, total: int) -> tuple[Any, Any]:
+    """AdamW with a linear warm-up over warmup_fraction of the steps, then linear decay."""
+    import torch
+
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    warmup = max(1, int(total * settings.warmup_fraction))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, max(0.0, (total - step) / (total - warmup))),
+    )
+    return optimizer, schedule
+
+
+def _fit(
+    model: Any, tokenizer: Any, reviews: Sequence[Review], seed: int, settings: TrainSettings
+) -> None:
+    """settings.epochs passes over reviews, each in an order drawn from the seed."""
+    import torch
+
+    steps_per_epoch = -(-len(reviews) // settings.batch_size)
+    optimizer, schedule = _optimizer_and_schedule(
+        model, settings, steps_per_epoch * settings.epochs
+    )
+    shuffler = random.Random(seed)
+    for epoch in range(settings.epochs):
+        model.train()
+        order = list(range(len(reviews)))
+        shuffler.shuffle(order)
+        running = 0.0
+        for encoded, targets in _batches(tokenizer, reviews, order, settings.batch_size):
+            loss = model(**encoded, labels=targets).loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            running += float(loss.detach())
+        log.info("epoch %d: mean training loss %.4f", epoch + 1, running / steps_per_epoch)
+
+
+def _log_result(
+    directory: Path,
+    digest: str,
+    metrics: Metrics,
+    parameters: int,
+    train_examples: int,
+    seconds: float,
+) -> None:
+    log.info(
+        "trained %d parameters on %d reviews in %.1fs; held-out (%d): accuracy %.3f, "
+        "precision %.3f, recall %.3f, macro F1 %.3f; wrote %s (digest sha256:%s)",
+        parameters,
+        train_examples,
+        seconds,
+        metrics.examples,
+        metrics.accuracy,
+        metrics.precision,
+        metrics.recall,
+        metrics.f1,
+        directory,
+        digest,
+    )
+
+
+def train(
+    directory: Path,
+    seed: int = 0,
+    settings: TrainSettings | None = None,
+    golden_size: int = 48,
+) -> TrainResult:
+    """Train on the seed's data set, write the model into directory (must be empty or new)."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    settings = settings or TrainSettings()
+    _empty_directory(directory)
+    started = time.monotonic()
+    data = split(seed, settings.reviews)
+    tokens = build_vocabulary(words=words(data.train))
+    tokenizer = _tokenizer(tokens)
+    config = _bert_config(tokens, settings)
+    with _reproducible_torch():
+        # Seeded right before the model is built: its initial weights and then dropout
+        # draw from torch's generator in this order, so nothing may draw in between.
         torch.manual_seed(seed)
         model = BertForSequenceClassification(config)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-        )
-        steps_per_epoch = -(-len(data.train) // settings.batch_size)
-        total = steps_per_epoch * settings.epochs
-        warmup = max(1, int(total * settings.warmup_fraction))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: min((step + 1) / warmup, max(0.0, (total - step) / (total - warmup))),
-        )
-        shuffler = random.Random(seed)
-        for epoch in range(settings.epochs):
-            model.train()
-            order = list(range(len(data.train)))
-            shuffler.shuffle(order)
-            running = 0.0
-            for encoded, targets in _batches(tokenizer, data.train, order, settings.batch_size):
-                loss = model(**encoded, labels=targets).loss
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()
-                schedule.step()
-                running += float(loss.detach())
-            log.info("epoch %d: mean training loss %.4f", epoch + 1, running / steps_per_epoch)
+        _fit(model, tokenizer, data.train, seed, settings)
         metrics = score(
             [review.label for review in data.held_out], _predict(model, tokenizer, data.held_out)
         )
@@ -218,24 +294,8 @@ def train(
             REVISION.format(seed=seed),
             MAX_POSITIONS,
         )
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        torch.set_num_threads(threads)
     seconds = time.monotonic() - started
-    log.info(
-        "trained %d parameters on %d reviews in %.1fs; held-out (%d): accuracy %.3f, "
-        "precision %.3f, recall %.3f, macro F1 %.3f; wrote %s (digest sha256:%s)",
-        parameters,
-        len(data.train),
-        seconds,
-        metrics.examples,
-        metrics.accuracy,
-        metrics.precision,
-        metrics.recall,
-        metrics.f1,
-        directory,
-        digest,
-    )
+    _log_result(directory, digest, metrics, parameters, len(data.train), seconds)
     return TrainResult(
         seed=seed,
         settings=settings,
