@@ -1,16 +1,23 @@
 """The drills' kopf registrations, and nothing else: each handler takes what it needs from
-kopf's memo (the operator's startup puts the host there, `drills.host`) and delegates.
+kopf's memo (the operator's startup puts the host there, `drills.host`; the drills' startup
+the plans' wakes, `drills.plandaemon.PlanWakes`) and delegates.
 
 | handler | what | where |
 | --- | --- | --- |
-| DrillPlan create/update/resume | one DrillRun per spec generation, plan status | drills.plans |
-| DrillPlan daemon | one per scheduled plan: runs start on time | drills.plans.run_schedule |
-| DrillPlan delete | drops the plan's metrics (no finalizer) | drills.metrics |
+| startup | the plans' wakes, in the operator memo | drills.plandaemon |
+| DrillPlan create/update/resume | a DrillRun per generation; observedGeneration | drills.plans |
+| DrillPlan daemon | one per plan: its schedule, the rest of its status | drills.plandaemon |
+| DrillPlan delete | drops the plan's metrics | drills.metrics |
+| DrillRun event | its phase changed, or it went: wakes its plan's daemon | drills.plandaemon |
 | DrillRun daemon | runs the drill, or rolls back a run a dead leader left Running | drills.run |
 | DrillRun delete | undoes what a deleted run left | drills.run |
 
 DrillPlans start DrillRuns; a daemon per unfinished DrillRun runs the drill engine; the
-DrillRun's finalizer undoes what a deleted run left.
+DrillRun's finalizer undoes what a deleted run left. A plan's status has one writer, the
+plan's own handlers: its daemon writes the schedule's fields (a scheduled plan's runs start
+on time), lastRun and lastScheduledRun (derived from its runs), the create/update handler
+observedGeneration: disjoint fields, each written as a merge patch of its own. A run writes
+only itself; its events wake its plan's daemon.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import kopf
 
 from modeldr.api.phase import Phase
 from modeldr.drills import metrics as drill_metrics
-from modeldr.drills import plans
+from modeldr.drills import plandaemon, plans
 from modeldr.drills import run as drill_run
 from modeldr.drills.host import host_of
 from modeldr.drills.runstate import RunRef
@@ -35,12 +42,29 @@ DRILL_CANCELLATION_TIMEOUT_S = 300.0
 # The deletion handler waits this long for a running engine to finish undoing.
 DRILL_DELETE_WAIT_S = 240.0
 DRILL_DONE_KEY = "drill-done"
-# Per scheduled plan, an asyncio.Event its scheduler waits on: set when the spec changes.
-SCHEDULE_WAKES_KEY = "drill-schedule-wakes"
+# The operator memo's PlanWakes: every plan daemon's wake, set by the plan's spec changes and
+# by its runs' events.
+PLAN_WAKES_KEY = "drill-plan-wakes"
+# A stopping plan daemon returns at once (it holds nothing to undo).
+PLAN_CANCELLATION_TIMEOUT_S = 5.0
 # A deleted run whose faults cannot be undone is retried this often, this many times
 # (about 5 minutes), then let go with a Warning Event naming what is left.
 DRILL_DELETE_RETRY_S = 10
 DRILL_DELETE_RETRIES = 30
+
+
+@kopf.on.startup()
+async def drills_startup(memo: kopf.Memo, **_: Any) -> None:
+    """The plans' wakes, in the operator memo (before any object's memo copies it)."""
+    if not isinstance(memo.get(PLAN_WAKES_KEY), plandaemon.PlanWakes):
+        memo[PLAN_WAKES_KEY] = plandaemon.PlanWakes()
+
+
+def plan_wakes(memo: Any) -> plandaemon.PlanWakes:
+    wakes = memo.get(PLAN_WAKES_KEY)
+    if not isinstance(wakes, plandaemon.PlanWakes):
+        raise RuntimeError("the plans' wakes are not in kopf's memo: did the drills' startup run?")
+    return wakes
 
 
 @kopf.on.create(GROUP, VERSION, DRILLPLANS)
@@ -57,7 +81,8 @@ async def drillplan_changed(
     patch: kopf.Patch,
     **_: Any,
 ) -> None:
-    """One run per spec generation (none while suspended); status says what was done."""
+    """One run per spec generation (none while suspended); observedGeneration says which
+    generation was handled. The plan's daemon decides its schedule again."""
     assert namespace is not None
     fields = await asyncio.to_thread(
         plans.reconcile_plan,
@@ -70,39 +95,40 @@ async def drillplan_changed(
         dict(status),
     )
     patch.status.update(fields)
-    schedule_wake(memo, namespace, name).set()
+    plan_wakes(memo).spec_changed(namespace, name)
 
 
-def schedule_wake(memo: kopf.Memo, namespace: str, name: str) -> asyncio.Event:
-    wakes: dict[tuple[str, str], asyncio.Event] = memo.setdefault(SCHEDULE_WAKES_KEY, {})
-    return wakes.setdefault((namespace, name), asyncio.Event())
-
-
-def scheduled(spec: kopf.Spec, **_: Any) -> bool:
-    return bool(spec.get("schedule"))
-
-
-@kopf.daemon(GROUP, VERSION, DRILLPLANS, when=scheduled, cancellation_timeout=5.0)
-async def drillplan_scheduler(
-    name: str, namespace: str | None, status: kopf.Status, memo: kopf.Memo, **_: Any
+@kopf.daemon(GROUP, VERSION, DRILLPLANS, cancellation_timeout=PLAN_CANCELLATION_TIMEOUT_S)
+async def drillplan_daemon(
+    stopped: kopf.DaemonStopped,
+    name: str,
+    namespace: str | None,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
-    """Runs of a scheduled plan start on time (kopf stops it when the schedule goes)."""
+    """Every plan's: its schedule, its last runs; the writer of its status (but
+    observedGeneration). Returns as soon as kopf stops it (plan deleted, operator stopping)."""
     assert namespace is not None
+    wakes = plan_wakes(memo)
+    wake = wakes.register(namespace, name)
+
+    async def stop_when_stopped() -> None:
+        await stopped.wait()
+        wake.stop()
+
+    watch = asyncio.create_task(stop_when_stopped())
     try:
-        await plans.run_schedule(
-            host_of(memo).hub,
-            namespace,
-            name,
-            dict(status),
-            schedule_wake(memo, namespace, name),
-        )
+        await plandaemon.run_plan(host_of(memo).hub, namespace, name, dict(status), wake)
     finally:
-        memo.get(SCHEDULE_WAKES_KEY, {}).pop((namespace, name), None)
+        watch.cancel()
+        wakes.drop(namespace, name, wake)
 
 
 @kopf.on.delete(GROUP, VERSION, DRILLPLANS, optional=True)
 def drillplan_deleted(name: str, namespace: str | None, **_: Any) -> None:
-    """No finalizer (optional): the plan's runs go by garbage collection; its gauges here."""
+    """The plan's runs go by garbage collection; its gauges here. Optional: it needs no
+    finalizer of its own (the daemon's holds the plan until the daemon stopped)."""
     assert namespace is not None
     drill_metrics.forget_plan(namespace, name)
 
@@ -111,8 +137,16 @@ def drillrun_finished(status: kopf.Status) -> bool:
     return Phase(status.get("phase") or "Pending").is_final
 
 
+@kopf.on.event(GROUP, VERSION, DRILLRUNS)
+async def drillrun_moved(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A run started, ended or went: its plan's daemon derives lastRun at once. Writes
+    nothing. Async: it runs on the event loop, where the daemon waits on its wake."""
+    plan_wakes(memo).run_event(event.get("type"), event.get("object") or {})
+
+
 # No `when` filter: kopf would stop the daemon the moment the run writes its verdict, while
-# it still records the plan's lastRun. A daemon of a finished run returns at once instead.
+# it still writes its report and bounds the plan's history. A daemon of a finished run
+# returns at once instead.
 @kopf.daemon(GROUP, VERSION, DRILLRUNS, cancellation_timeout=DRILL_CANCELLATION_TIMEOUT_S)
 async def drillrun_daemon(
     stopped: kopf.DaemonStopped,

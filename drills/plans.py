@@ -1,15 +1,18 @@
 """DrillPlans: one DrillRun per spec generation for a plan without a schedule, runs on time
-for a plan with one (`run_schedule`, one scheduler per scheduled plan, on the leader; the
-decisions are drills/schedule.py's), none while suspended; history bounded by historyLimit;
-the plan's status showing its last run and verdict, and the drill metrics of each run's end.
-Blocking calls run in worker threads; `run_schedule` is the scheduler's async loop."""
+for a plan with one (the decisions are drills/schedule.py's), none while suspended; history
+bounded by historyLimit; the plan's status derived from its runs (drills/lastrun.py).
+
+The plan's status has one writer, the plan's own handlers (drills/handlers.py): its
+create/update handler writes `observedGeneration` (through kopf, after `reconcile_plan`),
+its daemon (drills/plandaemon.py) every other field, through the blocking calls here
+(`schedule_once`, `derive_last_runs`), each a merge patch of its own fields only. Runs
+never write their plan. Blocking calls: run them in worker threads.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,9 +20,9 @@ from kubernetes import client
 
 from modeldr.api.drillplan import DrillPlanSpec
 from modeldr.api.drillrun import DrillRunSpec
-from modeldr.api.drillstatus import DrillPlanStatus, DrillRunStatus
+from modeldr.api.drillstatus import DrillPlanStatus
 from modeldr.api.phase import Phase
-from modeldr.drills import metrics
+from modeldr.drills import lastrun, metrics
 from modeldr.drills.manifests import run_manifest, run_name
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef
@@ -43,10 +46,6 @@ from modeldr.kube.events import post_event
 
 log = logging.getLogger(__name__)
 TIMEOUT = (2, 10)
-# The scheduler decides again at least this often (a changed spec also wakes it at once).
-MAX_SCHEDULER_SLEEP_S = 60.0
-# A hub that cannot be read is tried again this soon.
-SCHEDULER_RETRY_S = 5.0
 
 
 def reconcile_plan(
@@ -58,16 +57,13 @@ def reconcile_plan(
     spec_raw: dict[str, Any],
     status_raw: Any,
 ) -> dict[str, Any]:
-    """Start the generation's run if it is due; returns the plan status fields to write. A
-    scheduled plan starts its runs on time instead (`run_schedule` writes its status)."""
+    """Start the generation's run if it is due; returns the plan status fields to write (the
+    handler's own: observedGeneration). A scheduled plan starts its runs on time instead;
+    the daemon writes the schedule's fields (set or cleared) and the last runs."""
     plan = DrillPlanSpec.parse(spec_raw)
     status: dict[str, Any] = {"observedGeneration": generation}
-    if plan.schedule:
-        return status
-    status["scheduleMessage"] = None
-    status["nextScheduleTime"] = None
     observed = (status_raw or {}).get("observedGeneration")
-    if plan.suspend or observed == generation:
+    if plan.schedule or plan.suspend or observed == generation:
         return status
     api = client.CustomObjectsApi(hub)
     manifest = run_manifest(name, uid, generation, spec_raw)
@@ -143,67 +139,6 @@ def snapshot_into_run(hub: client.ApiClient, ref: RunRef, spec: DrillRunSpec) ->
     return DrillPlanSpec.parse(snapshot)
 
 
-def record_last_run(hub: client.ApiClient, ref: RunRef, plan: str, status: DrillRunStatus) -> None:
-    """The plan's status.lastRun (and lastScheduledRun for a run its schedule started): this
-    run and its phase; at a run's end, the drill metrics. Best-effort: the run's own status
-    is the record."""
-    if not plan:
-        return
-    api = client.CustomObjectsApi(hub)
-    scheduled = None
-    try:
-        run = k8s.call(
-            api.get_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ref.namespace,
-            DRILLRUNS,
-            ref.name,
-            _request_timeout=TIMEOUT,
-            absent=None,
-        )
-        scheduled = parse_time(((run or {}).get("spec") or {}).get("scheduledTime"))
-    except Exception as exc:
-        log.warning("DrillRun %s/%s not read: %s", ref.namespace, ref.name, exc)
-    phase = str(status.phase)
-    metrics.run_phase(ref.namespace, plan, ref.name, phase)
-    if status.phase.is_final:
-        finished = status.finished_at or datetime.now(UTC)
-        metrics.run_ended(
-            ref.namespace,
-            plan,
-            "schedule" if scheduled else "manual",
-            phase,
-            status.reason,
-            finished.timestamp(),
-            status.rto_seconds,
-        )
-    last = {
-        "name": ref.name,
-        "phase": phase,
-        "reason": status.reason,
-        "startedAt": status.started_at.isoformat() if status.started_at else None,
-        "finishedAt": status.finished_at.isoformat() if status.finished_at else None,
-        "scheduledTime": stamp(scheduled) if scheduled else None,
-        "rtoSeconds": status.rto_seconds,
-    }
-    fields = {"lastRun": last, **({"lastScheduledRun": last} if scheduled else {})}
-    try:
-        k8s.call(
-            api.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            ref.namespace,
-            DRILLPLANS,
-            plan,
-            {"status": fields},
-            _request_timeout=TIMEOUT,
-            absent=k8s.DONE,
-        )
-    except Exception as exc:
-        log.warning("DrillPlan %s/%s: lastRun not written: %s", ref.namespace, plan, exc)
-
-
 def parse_time(value: Any) -> datetime | None:
     if not value:
         return None
@@ -240,10 +175,15 @@ def schedule_once(
 ) -> tuple[Decision | None, str | None]:
     """One decision of a scheduled plan's scheduler at `now`, carried out: the run started,
     the misses recorded (status, Event, metric), the plan's schedule status written.
-    Returns the decision (None: the plan is gone or no longer scheduled) and the message."""
+    Returns the decision (None: the plan is gone, or has no schedule: what its schedule
+    said is cleared) and the message."""
     obj = _read_plan(hub, namespace, name)
-    if obj is None or not (obj.get("spec") or {}).get("schedule"):
+    if obj is None:
         return None, None
+    if not (obj.get("spec") or {}).get("schedule"):
+        _unscheduled(hub, namespace, name, obj.get("status") or {})
+        return None, None
+    metrics.schedule_started(namespace, name, MISS_REASONS)
     spec_raw = dict(obj["spec"])
     plan = DrillPlanSpec.parse(spec_raw)
     assert plan.schedule is not None
@@ -279,9 +219,17 @@ def schedule_once(
     fields["nextScheduleTime"] = stamp(nxt) if nxt else None
     message = _schedule_message(plan, nxt)
     fields["scheduleMessage"] = message
-    write_schedule_status(hub, namespace, name, fields)
+    write_status(hub, namespace, name, fields)
     metrics.next_schedule(namespace, name, nxt.timestamp() if nxt else None)
     return decision, message
+
+
+def _unscheduled(hub: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """A plan without a schedule (or whose schedule was removed): no next due time, no
+    schedule message (written only when there is one to clear)."""
+    if status.get("scheduleMessage") is not None or status.get("nextScheduleTime") is not None:
+        write_status(hub, namespace, name, {"scheduleMessage": None, "nextScheduleTime": None})
+    metrics.next_schedule(namespace, name, None)
 
 
 def _read_plan(hub: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
@@ -306,9 +254,7 @@ def _schedule_invalid(
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     invalid = f"{error}: no run starts until it is fixed"
     if status.schedule_message != invalid:
-        write_schedule_status(
-            hub, namespace, name, {"scheduleMessage": invalid, "nextScheduleTime": None}
-        )
+        write_status(hub, namespace, name, {"scheduleMessage": invalid, "nextScheduleTime": None})
         post_event(obj, "Warning", "ScheduleInvalid", invalid)
     metrics.next_schedule(namespace, name, None)
     return invalid
@@ -379,9 +325,9 @@ def _schedule_message(plan: DrillPlanSpec, nxt: datetime | None) -> str | None:
     return None
 
 
-def write_schedule_status(
-    hub: client.ApiClient, namespace: str, name: str, fields: dict[str, Any]
-) -> None:
+def write_status(hub: client.ApiClient, namespace: str, name: str, fields: dict[str, Any]) -> None:
+    """A merge patch of the plan's status with these fields only (the daemon's; the
+    create/update handler writes observedGeneration, through kopf)."""
     api = client.CustomObjectsApi(hub)
     k8s.call(
         api.patch_namespaced_custom_object_status,
@@ -394,6 +340,33 @@ def write_schedule_status(
         _request_timeout=TIMEOUT,
         absent=k8s.DONE,
     )
+
+
+# ----------------------------------------------------------------------- the last runs
+
+
+def derive_last_runs(
+    hub: client.ApiClient, namespace: str, name: str, seen: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The plan's lastRun and lastScheduledRun derived from its runs (drills/lastrun.py) and
+    written when they changed; returns what was written ({}: nothing changed, or the plan is
+    gone). `seen`: runs as their last watch events showed them, for those the list no longer
+    has (deleted between the event and the list: their end still counts)."""
+    obj = _read_plan(hub, namespace, name)
+    if obj is None:
+        return {}
+    api = client.CustomObjectsApi(hub)
+    runs: list[Mapping[str, Any]] = list(
+        api.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, DRILLRUNS, _request_timeout=TIMEOUT
+        )["items"]
+    )
+    listed = {run["metadata"]["name"] for run in runs}
+    runs += [run for run in seen if (run.get("metadata") or {}).get("name") not in listed]
+    fields = lastrun.derive(runs, name, obj.get("status"))
+    if fields:
+        write_status(hub, namespace, name, fields)
+    return fields
 
 
 def restore_verdict_metrics(namespace: str, name: str, status_raw: Any) -> None:
@@ -414,39 +387,3 @@ def restore_verdict_metrics(namespace: str, name: str, status_raw: Any) -> None:
             last.finished_at.timestamp(),
             last.rto_seconds,
         )
-
-
-async def run_schedule(
-    hub: client.ApiClient,
-    namespace: str,
-    name: str,
-    status_raw: Any,
-    wake: asyncio.Event,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> None:
-    """A scheduled plan's scheduler (the leader runs one per scheduled plan, as a kopf
-    daemon): decide, act, sleep until the next due time or until the plan changes. Returns
-    when the plan is gone or has no schedule any more; cancelled when kopf stops it."""
-    restore_verdict_metrics(namespace, name, status_raw)
-    metrics.schedule_started(namespace, name, MISS_REASONS)
-    try:
-        while True:
-            wake.clear()  # a change from here on wakes the next sleep
-            try:
-                decision, _ = await asyncio.to_thread(schedule_once, hub, namespace, name, clock())
-            except Exception as exc:  # the hub unreachable, a 5xx: try again soon
-                log.warning("DrillPlan %s/%s: scheduler: %s", namespace, name, exc)
-                decision = Decision(next_time=None)
-                delay = SCHEDULER_RETRY_S
-            else:
-                if decision is None:
-                    return
-                delay = MAX_SCHEDULER_SLEEP_S
-                if decision.next_time is not None:
-                    # Wake just after the due time, so the decision sees it due.
-                    until = (decision.next_time - clock()).total_seconds() + 0.05
-                    delay = min(max(until, 0.05), MAX_SCHEDULER_SLEEP_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=delay)
-    finally:
-        metrics.next_schedule(namespace, name, None)

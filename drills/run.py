@@ -97,6 +97,8 @@ class Run:
     state: RunState
     plan_name: str
     stop_reason: Callable[[], tuple[str, str] | None]
+    # Started for a due time of its plan's schedule (spec.scheduledTime).
+    scheduled: bool = False
     # The target this run holds (rt.drills), let go once the end is written.
     held: Target | None = None
     # None until the run reaches an end; an exception before that writes none.
@@ -114,7 +116,8 @@ async def execute_run(
     spec = DrillRunSpec.parse(spec_raw)
     if status.phase not in (Phase.PENDING, Phase.RUNNING):
         return  # ended already
-    run = Run(rt, RunState(rt.hub, ref, status), spec.plan_ref.name, stop_reason)
+    scheduled = plans.parse_time(spec.scheduled_time) is not None
+    run = Run(rt, RunState(rt.hub, ref, status), spec.plan_ref.name, stop_reason, scheduled)
     try:
         if status.phase is Phase.RUNNING:
             why = "the operator restarted mid-run and rolled the run back"
@@ -164,7 +167,7 @@ async def start(run: Run, plan: DrillPlanSpec, target: Target) -> None:
     status.active_cluster = await asyncio.to_thread(active_cluster, rt, target)
     status.steps, status.steady_state = steps_status(plan), SteadyStateStatus()
     await state.write()
-    await asyncio.to_thread(plans.record_last_run, rt.hub, state.ref, run.plan_name, status)
+    record_metrics(run)
     events.started(engine.drill)
     labels = (state.ref.namespace, run.plan_name, state.ref.name)
     metrics.RUNS_IN_PROGRESS.labels(*labels).set(1)
@@ -633,18 +636,17 @@ async def rollback(run: Run, reason: str, message: str) -> None:
 
 async def end(run: Run) -> None:
     """The one exit of every run, whichever way it ended: its status written (the engine
-    writes its verdict itself), the plan's lastRun, the report, the plan's history bounded
-    after the engine ran, a refusal logged; then the target let go. A run that reached no
-    end (an exception first) writes nothing: its status stays as it was."""
+    writes its verdict itself), its metrics, the report, the plan's history bounded after
+    the engine ran, a refusal logged; then the target let go. A run that reached no end (an
+    exception first) writes nothing: its status stays as it was. The run never writes its
+    plan: the plan's daemon derives lastRun from the status written here."""
     rt, state, ending = run.rt, run.state, run.ending
     try:
         if ending is None:
             return
         if not ending.engine_ran:
             await state.write()
-        await asyncio.to_thread(
-            plans.record_last_run, rt.hub, state.ref, run.plan_name, state.status
-        )
+        record_metrics(run)
         points = ending.timeline.points() if ending.timeline is not None else []
         await keep_report(rt, state, run.plan_name, ending.plan, ending.target, points)
         if ending.engine_ran and ending.plan is not None:
@@ -665,6 +667,29 @@ async def end(run: Run) -> None:
     finally:
         if run.held is not None:
             rt.drills.release(run.held.namespace, run.held.name, state.ref.name)
+
+
+def record_metrics(run: Run) -> None:
+    """The run's phase gauge; at its end, the plan's verdict series, counted once (by trigger:
+    the schedule's due time, or an apply or a person). A run of no plan has none."""
+    state = run.state
+    ref, status = state.ref, state.status
+    if not run.plan_name:
+        return
+    phase = str(status.phase)
+    metrics.run_phase(ref.namespace, run.plan_name, ref.name, phase)
+    if not status.phase.is_final:
+        return
+    finished = status.finished_at or now()
+    metrics.run_ended(
+        ref.namespace,
+        run.plan_name,
+        "schedule" if run.scheduled else "manual",
+        phase,
+        status.reason,
+        finished.timestamp(),
+        status.rto_seconds,
+    )
 
 
 async def undo_on_delete(rt: DrillHost, ref: RunRef, status_raw: Any) -> list[str]:

@@ -1,17 +1,19 @@
 """DrillPlans (drills/plans.py): the run a generation starts, when none is started, history
-pruning, the snapshot of a hand-made run and the plan's lastRun — against a fake
-CustomObjectsApi that keeps objects in memory and answers 404/409 as the apiserver does."""
+pruning, the snapshot of a hand-made run and the plan's lastRun derived from its runs and
+written by the plan's daemon — against a fake CustomObjectsApi that keeps objects in memory
+and answers 404/409 as the apiserver does."""
 
 from __future__ import annotations
 
+import ast
 import copy
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from kubernetes import client
 
 from modeldr.api.drillrun import DrillRunSpec
-from modeldr.api.drillstatus import DrillRunStatus
 from modeldr.api.phase import Phase
 from modeldr.drills import manifests, plans
 from modeldr.drills.refusal import Refusal
@@ -209,7 +211,8 @@ def test_run_manifest_is_owned_labelled_and_snapshots_the_plan() -> None:
 def test_a_new_generation_without_a_schedule_starts_one_run(api: type[FakeCustomObjects]) -> None:
     status = reconcile(2, SPEC, {"observedGeneration": 1})
     assert creates(api) == ["nightly-2"]
-    assert status == {"observedGeneration": 2, "scheduleMessage": None, "nextScheduleTime": None}
+    # The handler's one field: the schedule's are the daemon's (it clears them).
+    assert status == {"observedGeneration": 2}
     created = api.objects[(DRILLRUNS, "demo", "nightly-2")]
     assert created["spec"]["plan"] == SPEC and created["spec"]["planGeneration"] == 2
     # History is pruned with the plan's limit once the run exists.
@@ -230,11 +233,11 @@ def test_the_same_generation_starts_nothing(api: type[FakeCustomObjects]) -> Non
 def test_a_suspended_plan_starts_nothing(api: type[FakeCustomObjects]) -> None:
     status = reconcile(5, {**SPEC, "suspend": True}, {"observedGeneration": 4})
     assert api.calls == []
-    assert status == {"observedGeneration": 5, "scheduleMessage": None, "nextScheduleTime": None}
+    assert status == {"observedGeneration": 5}
 
 
 def test_a_scheduled_plan_starts_no_run_on_apply(api: type[FakeCustomObjects]) -> None:
-    # Its schedule starts its runs (run_schedule), and writes its schedule status.
+    # Its schedule starts its runs (the plan's daemon), and writes its schedule status.
     status = reconcile(6, {**SPEC, "schedule": "0 3 * * *"}, {"observedGeneration": 5})
     assert api.calls == []
     assert status == {"observedGeneration": 6}
@@ -357,30 +360,104 @@ def test_a_hand_made_run_of_a_missing_plan_is_refused(api: type[FakeCustomObject
     assert not [c for c in api.calls if c[0] == "patch"]
 
 
-# ------------------------------------------------------------------- record_last_run
+# ------------------------------------------------------------------ derive_last_runs
 
 
-def test_record_last_run_writes_the_plans_last_run(api: type[FakeCustomObjects]) -> None:
-    api.objects[(DRILLPLANS, "demo", "nightly")] = {"metadata": {"name": "nightly"}}
-    status = DrillRunStatus.parse(
-        {"phase": "Failed", "reason": "GateFailed", "startedAt": "2030-01-01T00:00:00Z"}
-    )
-    plans.record_last_run(nowhere(), RunRef("demo", "nightly-3", "u"), "nightly", status)
-    last = api.objects[(DRILLPLANS, "demo", "nightly")]["status"]["lastRun"]
-    assert last["name"] == "nightly-3"
-    assert last["phase"] == "Failed" and last["reason"] == "GateFailed"
-    assert last["startedAt"].startswith("2030-01-01T00:00:00") and last["finishedAt"] is None
-    assert Phase(last["phase"]) is Phase.FAILED
+def plan_with_runs(api: type[FakeCustomObjects], *runs: dict[str, Any]) -> None:
+    api.objects[(DRILLPLANS, "demo", "nightly")] = {
+        "metadata": {"name": "nightly", "namespace": "demo"},
+        "spec": SPEC,
+    }
+    for run in runs:
+        api.objects[(DRILLRUNS, "demo", run["metadata"]["name"])] = run
 
 
-def test_record_last_run_is_best_effort_and_skips_a_run_without_a_plan(
+def ended(name: str, phase: str, finished: str, plan: str = "nightly") -> dict[str, Any]:
+    run = run_obj(name, "2030-01-01T00:00:00Z", phase, plan)
+    run["status"] |= {"startedAt": "2030-01-01T00:00:00Z", "finishedAt": finished}
+    return run
+
+
+def plan_writes(api: type[FakeCustomObjects]) -> int:
+    return len([c for c in api.calls if c[:2] == ("patch_status", DRILLPLANS)])
+
+
+def test_the_plans_last_run_is_derived_from_its_runs_and_written_once(
     api: type[FakeCustomObjects],
 ) -> None:
-    status = DrillRunStatus.parse({"phase": "Passed"})
-    plans.record_last_run(nowhere(), RunRef("demo", "r", "u"), "", status)
-    assert api.calls == []
-    api.fail["patch_status"] = client.ApiException(status=500, reason="boom")
-    plans.record_last_run(nowhere(), RunRef("demo", "r", "u"), "nightly", status)  # no raise
-    # A plan deleted meanwhile is no error either.
-    api.fail.clear()
-    plans.record_last_run(nowhere(), RunRef("demo", "r", "u"), "gone", status)
+    plan_with_runs(
+        api,
+        ended("nightly-1", "Passed", "2030-01-01T00:02:00Z"),
+        ended("nightly-2", "Failed", "2030-01-01T00:03:00Z"),
+        ended("other-1", "Passed", "2030-01-01T00:09:00Z", plan="other"),
+        run_obj("nightly-3", "2030-01-01T00:04:00Z", None),  # Pending
+    )
+    written = plans.derive_last_runs(nowhere(), "demo", "nightly")
+    last = api.objects[(DRILLPLANS, "demo", "nightly")]["status"]["lastRun"]
+    assert written == {"lastRun": last}
+    assert last["name"] == "nightly-2" and Phase(last["phase"]) is Phase.FAILED
+    assert last["finishedAt"] == "2030-01-01T00:03:00Z" and last["rtoSeconds"] is None
+    # The runs are read once, the whole namespace (a run made by hand may carry no label).
+    assert ("list", DRILLRUNS, "") in api.calls
+    # Nothing changed: nothing written.
+    assert plans.derive_last_runs(nowhere(), "demo", "nightly") == {}
+    assert plan_writes(api) == 1
+    # Its other fields are left alone (a merge patch of lastRun only).
+    assert set(api.objects[(DRILLPLANS, "demo", "nightly")]["status"]) == {"lastRun"}
+
+
+def test_a_run_deleted_before_the_list_still_counts_as_its_event_showed_it(
+    api: type[FakeCustomObjects],
+) -> None:
+    plan_with_runs(api, ended("nightly-1", "Passed", "2030-01-01T00:02:00Z"))
+    # nightly-2 ended, then went (pruned, deleted) before the daemon listed the runs.
+    seen = [ended("nightly-2", "Aborted", "2030-01-01T00:05:00Z")]
+    plans.derive_last_runs(nowhere(), "demo", "nightly", seen)
+    last = api.objects[(DRILLPLANS, "demo", "nightly")]["status"]["lastRun"]
+    assert (last["name"], last["phase"]) == ("nightly-2", "Aborted")
+    # The next derivation (no event) keeps the record: nightly-1 is older.
+    assert plans.derive_last_runs(nowhere(), "demo", "nightly") == {}
+    # A listed run wins over what an event showed of it earlier.
+    stale = [run_obj("nightly-1", "2030-01-01T00:00:00Z", "Running")]
+    assert plans.derive_last_runs(nowhere(), "demo", "nightly", stale) == {}
+
+
+def test_the_last_run_of_a_plan_gone_is_not_written(api: type[FakeCustomObjects]) -> None:
+    api.objects[(DRILLRUNS, "demo", "nightly-1")] = ended(
+        "nightly-1", "Passed", "2030-01-01T00:02:00Z"
+    )
+    assert plans.derive_last_runs(nowhere(), "demo", "nightly") == {}
+    assert plan_writes(api) == 0
+
+
+def test_a_failed_read_raises_for_the_daemon_to_retry(api: type[FakeCustomObjects]) -> None:
+    plan_with_runs(api, ended("nightly-1", "Passed", "2030-01-01T00:02:00Z"))
+    api.fail["list"] = client.ApiException(status=500, reason="boom")
+    with pytest.raises(client.ApiException):
+        plans.derive_last_runs(nowhere(), "demo", "nightly")
+    assert plan_writes(api) == 0
+
+
+# ------------------------------------------------------------------ one writer
+
+
+def test_the_plans_status_is_written_in_one_place() -> None:
+    """Every status write of a DrillPlan in the drills goes through plans.write_status (the
+    daemon's merge patches); the create/update handler's observedGeneration goes through
+    kopf's patch. No run, engine or report code writes a plan."""
+    drills = Path(plans.__file__).resolve().parent
+    writers = []
+    for path in sorted(drills.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for call in ast.walk(fn):
+                if (
+                    isinstance(call, ast.Attribute)
+                    and call.attr == "patch_namespaced_custom_object_status"
+                    and "DRILLPLANS" in ast.unparse(fn)
+                ):
+                    writers.append(f"{path.name}:{fn.name}")
+    assert writers == ["plans.py:write_status"]
+    assert not hasattr(plans, "record_last_run")

@@ -1,6 +1,6 @@
 """A DrillRun's life in the operator (drills/run.py), through `execute_run` as the daemon calls
 it: every way a run ends (a verdict, refused before it starts, a dry run, rolled back, an
-error) writes the same end in the same order (the status, the plan's lastRun, the report,
+error) writes the same end in the same order (the status, its metrics, the report,
 the plan's history after the engine ran), and the preflight's findings: the real run refuses
 on the first failed one, the dry run lists them all. The hub, the members and the engine are
 stand-ins (tests/unit/drill_fakes.py); the order of what the run writes is recorded."""
@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 
 from modeldr.api.drillplan import DrillPlanSpec
 from modeldr.api.drillstatus import DrillRunStatus
@@ -34,6 +35,8 @@ from tests.specs import minimal_spec
 from tests.unit.drill_fakes import FakeDriver, FakeMember, FakeMembers, nowhere, target
 
 REF = RunRef("ns", "run-1", "uid-1")
+# The real one, before the fixture replaces it with a recorder.
+RECORD_METRICS = run_module.record_metrics
 URL = "http://entry.example:8080"
 COLD = {
     "primary": {"cluster": "primary", "namespace": "ml"},
@@ -135,9 +138,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     async def write(self: RunState) -> None:
         w.log.append(("write", copy.deepcopy(status_body(self.status))))
 
-    def record_last_run(hub: Any, ref: RunRef, plan: str, status: DrillRunStatus) -> None:
-        w.read("record_last_run")
-        w.log.append(("last_run", plan, str(status.phase), status.reason))
+    def record_metrics(run: run_module.Run) -> None:
+        status = run.state.status
+        w.log.append(("metrics", run.plan_name, str(status.phase), status.reason))
 
     def plan_history(hub: Any, namespace: str, plan: str) -> list[dict[str, Any]]:
         w.log.append(("history", plan))
@@ -191,7 +194,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         return ({"text": "x", "label": "y"},)
 
     monkeypatch.setattr(RunState, "write", write)
-    monkeypatch.setattr(plans, "record_last_run", record_last_run)
+    monkeypatch.setattr(run_module, "record_metrics", record_metrics)
     monkeypatch.setattr(plans, "prune_history", prune_history)
     monkeypatch.setattr(report, "plan_history", plan_history)
     monkeypatch.setattr(report, "document", document)
@@ -213,8 +216,11 @@ def execute(
     dry_run: bool = False,
     status: dict[str, Any] | None = None,
     stop_reason: Callable[[], tuple[str, str] | None] = lambda: None,
+    scheduled_time: str | None = None,
 ) -> None:
     spec = {"planRef": {"name": "plan"}, "plan": plan or plan_doc(), "dryRun": dry_run}
+    if scheduled_time is not None:
+        spec["scheduledTime"] = scheduled_time
     coro = run_module.execute_run(world.host(), REF, spec, status or {}, stop_reason)
     asyncio.run(asyncio.wait_for(coro, 30))
 
@@ -223,9 +229,9 @@ def last(world: World) -> dict[str, Any]:
     return world.writes()[-2]  # the status the run ended with (the last write names the report)
 
 
-# The end of a run that never started: its status, lastRun, the report (no target: no
+# The end of a run that never started: its status, metrics, the report (no target: no
 # clusters in it), the report's name in the status.
-REFUSED_END = ["write", "last_run", "history", "document", "report", "write"]
+REFUSED_END = ["write", "metrics", "history", "document", "report", "write"]
 
 
 # ------------------------------------------------------------------ runs that never start
@@ -250,7 +256,7 @@ def test_a_run_refused_before_its_target_is_known_writes_its_end_once(
         "ModelDeployment bert: no label",
     )
     assert "startedAt" in s and "finishedAt" in s
-    assert world.log[1] == ("last_run", "plan", "Error", "TargetNotOptedIn")
+    assert world.log[1] == ("metrics", "plan", "Error", "TargetNotOptedIn")
     assert world.log[3] == ("document", False, [], 0)  # neither plan nor target in the report
     assert world.writes()[-1]["reportConfigMap"] == report.config_map_name(REF.name)
     assert "TargetNotOptedIn: ModelDeployment bert: no label" in caplog.text
@@ -454,7 +460,7 @@ def test_the_real_run_refuses_on_the_first_failed_check_with_nothing_touched(
     assert (s["phase"], s["reason"], s["message"]) == refusal
     phase, reason, _ = refusal
     assert "dryRun" not in s and "seed" not in s
-    assert world.log[1] == ("last_run", "plan", phase, reason)
+    assert world.log[1] == ("metrics", "plan", phase, reason)
     assert world.log[3] == ("document", True, [], 0)  # the plan in the report, no target
     assert world.engine_built == []
     assert world.drills.holder("ns", "bert") is None
@@ -467,7 +473,7 @@ def test_a_refused_preflight_reads_nothing_past_its_first_failure(world: World) 
     world.the_target = cold_target(traffic=WEBHOOK)
     execute(world, plan_doc(traffic={}, steps=[FAILOVER], modelChecks=GOLDEN))
     assert last(world)["reason"] == "NoTrafficEntry"
-    assert [what for what, _ in world.reads] == ["read_target", "record_last_run"]
+    assert [what for what, _ in world.reads] == ["read_target"]
 
 
 def test_a_run_that_passes_preflight_runs_the_engine_and_ends_once(world: World) -> None:
@@ -475,9 +481,9 @@ def test_a_run_that_passes_preflight_runs_the_engine_and_ends_once(world: World)
     execute(world, doc)
     assert world.kinds() == [
         "write",
-        "last_run",  # Running
+        "metrics",  # Running
         "write",  # the engine's verdict
-        "last_run",
+        "metrics",
         "history",
         "document",
         "report",
@@ -487,9 +493,9 @@ def test_a_run_that_passes_preflight_runs_the_engine_and_ends_once(world: World)
     running, verdict = world.writes()[0], world.writes()[1]
     assert running["phase"] == "Running" and running["activeCluster"] == "primary"
     assert [s["name"] for s in running["steps"]] == ["kill"] and "seed" in running
-    assert world.log[1] == ("last_run", "plan", "Running", None)
+    assert world.log[1] == ("metrics", "plan", "Running", None)
     assert verdict["phase"] == "Passed"
-    assert world.log[3] == ("last_run", "plan", "Passed", "AllPassed")
+    assert world.log[3] == ("metrics", "plan", "Passed", "AllPassed")
     assert world.log[5] == ("document", True, ["primary", "standby"], 0)
     assert world.log[-1] == ("prune", "plan", 4)
     assert world.held_at_report == ["run-1"]
@@ -498,12 +504,29 @@ def test_a_run_that_passes_preflight_runs_the_engine_and_ends_once(world: World)
         "target_status",
         "load_golden_set",
         "target_status",  # preflight, active
-        "record_last_run",
-        "record_last_run",
     ]
     drill, gates, checker = world.engine_built[0]
     assert len(gates) == 1 and checker is not None and drill.seed == running["seed"]
     assert world.drills.holder("ns", "bert") is None
+
+
+@pytest.mark.parametrize(
+    ("scheduled_time", "trigger"), [("2030-01-01T00:05:00Z", "schedule"), (None, "manual")]
+)
+def test_a_runs_end_counts_its_verdict_by_who_started_it(
+    world: World, monkeypatch: pytest.MonkeyPatch, scheduled_time: str | None, trigger: str
+) -> None:
+    # The run's own metrics (the real ones here); its plan's lastRun is the plan's daemon's.
+    monkeypatch.setattr(run_module, "record_metrics", RECORD_METRICS)
+    labels = {"namespace": "ns", "plan": "plan", "trigger": trigger, "verdict": "Passed"}
+    ended = {**labels, "reason": "AllPassed"}
+    before = REGISTRY.get_sample_value("modeldr_drill_runs_total", ended) or 0.0
+    execute(world, scheduled_time=scheduled_time)
+    assert REGISTRY.get_sample_value("modeldr_drill_runs_total", ended) == before + 1
+    assert REGISTRY.get_sample_value("modeldr_drill_last_verdict", ended) == 1
+    phase = {"namespace": "ns", "plan": "plan", "run": "run-1"}
+    assert REGISTRY.get_sample_value("modeldr_drill_run_phase", {**phase, "phase": "Passed"}) == 1
+    assert REGISTRY.get_sample_value("modeldr_drill_run_phase", {**phase, "phase": "Running"}) == 0
 
 
 def test_an_engine_that_raises_still_ends_the_run_and_lets_the_target_go(world: World) -> None:
@@ -512,15 +535,15 @@ def test_an_engine_that_raises_still_ends_the_run_and_lets_the_target_go(world: 
         execute(world)
     assert world.kinds() == [
         "write",
-        "last_run",
-        "last_run",
+        "metrics",
+        "metrics",
         "history",
         "document",
         "report",
         "write",
         "prune",
     ]
-    assert world.log[2] == ("last_run", "plan", "Running", None)
+    assert world.log[2] == ("metrics", "plan", "Running", None)
     assert world.held_at_report == ["run-1"]
     assert world.drills.holder("ns", "bert") is None
 
@@ -556,13 +579,12 @@ def test_a_clean_dry_run_is_planned_and_lists_every_check(world: World) -> None:
         {"check": "prometheus", "ok": True, "message": "1 queries on http://prom.example"},
     ]
     assert [p["step"] for p in s["dryRun"]["steps"]] == ["kill", "failover"]
-    assert world.log[2] == ("last_run", "plan", "Planned", "DryRun")
+    assert world.log[2] == ("metrics", "plan", "Planned", "DryRun")
     assert [what for what, _ in world.reads] == [
         "read_target",
         "target_status",
         "read_gpu_capacity",
         "load_golden_set",
-        "record_last_run",
     ]
     assert world.log[4] == ("document", True, ["primary", "standby"], 0)
     assert world.engine_built == [] and world.held_at_report == ["run-1"]
@@ -777,8 +799,6 @@ def test_the_real_runs_preflight_reads_nothing_on_the_event_loop(
         "read_gpu_capacity",
         "load_golden_set",
         "target_status",
-        "record_last_run",
-        "record_last_run",
     ]
     assert world.read_on_the_loop() == []
 
@@ -804,6 +824,5 @@ def test_the_dry_runs_preflight_reads_nothing_on_the_event_loop(
         "read_gpu_capacity",
         "load_golden_set",
         "member primary",
-        "record_last_run",
     ]
     assert world.read_on_the_loop() == []

@@ -1,14 +1,14 @@
 """DrillPlan schedules (drills/schedule.py, pure): next due times in time zones across DST,
 missed starts (deadline, a restarted operator), Forbid and Allow, suspend, run names; and
 the scheduler's one decision carried out against the in-memory CustomObjectsApi of
-test_drills_plans (drills/plans.schedule_once), with the scheduler's clock driven by the
-test."""
+test_drills_plans (drills/plans.schedule_once), with the plan daemon's clock driven by the
+test; a run's end: its metrics (the run's) and its plan's last runs (the plan daemon's)."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,8 +16,9 @@ from prometheus_client import REGISTRY
 
 from modeldr.api.drillrun import DrillRunSpec
 from modeldr.api.drillstatus import DrillRunStatus
-from modeldr.drills import plans
-from modeldr.drills.runstate import RunRef
+from modeldr.drills import plandaemon, plans
+from modeldr.drills import run as run_module
+from modeldr.drills.runstate import RunRef, RunState
 from modeldr.drills.schedule import MAX_COUNTED, Schedule, ScheduleError, decide
 from modeldr.kube.constants import DRILL_PLAN_LABEL, DRILLPLANS, DRILLRUNS
 from tests.unit.drill_fakes import nowhere
@@ -309,12 +310,32 @@ def test_the_scheduler_says_why_an_unevaluable_schedule_starts_nothing(
     assert plan_status(api)["scheduleMessage"] == message
 
 
-def test_the_scheduler_stops_for_a_plan_gone_or_unscheduled(
+def test_the_scheduler_decides_nothing_for_a_plan_gone_or_unscheduled(
     api: type[FakeCustomObjects],
 ) -> None:
     assert plans.schedule_once(nowhere(), "demo", "nightly", T0) == (None, None)
-    api.objects[(DRILLPLANS, "demo", "nightly")] = {"metadata": {"name": "nightly"}, "spec": SPEC}
+    api.objects[(DRILLPLANS, "demo", "nightly")] = {
+        "metadata": {"name": "nightly", "namespace": "demo"},
+        "spec": SPEC,
+    }
     assert plans.schedule_once(nowhere(), "demo", "nightly", T0) == (None, None)
+    assert not [c for c in api.calls if c[0] == "patch_status"]  # nothing to clear
+
+
+def test_a_schedule_removed_clears_what_it_said(api: type[FakeCustomObjects]) -> None:
+    # The daemon's own fields: the create/update handler writes observedGeneration only.
+    scheduled_plan(api)
+    plans.schedule_once(nowhere(), "demo", "nightly", T0 + timedelta(minutes=2))
+    assert plan_status(api)["nextScheduleTime"] == "2030-01-01T00:05:00Z"
+    del api.objects[(DRILLPLANS, "demo", "nightly")]["spec"]["schedule"]
+    assert plans.schedule_once(nowhere(), "demo", "nightly", T0 + timedelta(minutes=3)) == (
+        None,
+        None,
+    )
+    status = plan_status(api)
+    assert status["nextScheduleTime"] is None and status["scheduleMessage"] is None
+    gauge = {"namespace": "demo", "plan": "nightly"}
+    assert REGISTRY.get_sample_value("modeldr_drill_next_schedule_timestamp_seconds", gauge) is None
 
 
 def test_a_suspended_scheduled_plan_says_so(api: type[FakeCustomObjects]) -> None:
@@ -333,25 +354,31 @@ def sample(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, {"namespace": "demo", "plan": "nightly", **labels})
 
 
+def run_ends(name: str, status: DrillRunStatus, *, scheduled: bool) -> None:
+    """What the run's own `end` records of itself: its metrics (never its plan)."""
+    state = RunState(nowhere(), RunRef("demo", name, "u"), status)
+    run_module.record_metrics(
+        run_module.Run(cast(Any, None), state, "nightly", lambda: None, scheduled)
+    )
+
+
 def test_a_scheduled_runs_end_is_its_plans_last_scheduled_run_and_counted(
     api: type[FakeCustomObjects],
 ) -> None:
     scheduled_plan(api)
     run = run_obj("nightly-1", "2030-01-01T00:05:00Z", "Failed")
     run["spec"]["scheduledTime"] = "2030-01-01T00:05:00Z"
+    run["status"] |= {
+        "reason": "GateFailed",
+        "rtoSeconds": 4.5,
+        "startedAt": "2030-01-01T00:05:01Z",
+        "finishedAt": "2030-01-01T00:06:00Z",
+    }
     api.objects[(DRILLRUNS, "demo", "nightly-1")] = run
     labels = {"trigger": "schedule", "verdict": "Failed", "reason": "GateFailed"}
     before = sample("modeldr_drill_runs_total", **labels) or 0.0
-    status = DrillRunStatus.parse(
-        {
-            "phase": "Failed",
-            "reason": "GateFailed",
-            "rtoSeconds": 4.5,
-            "startedAt": "2030-01-01T00:05:01Z",
-            "finishedAt": "2030-01-01T00:06:00Z",
-        }
-    )
-    plans.record_last_run(nowhere(), RunRef("demo", "nightly-1", "u"), "nightly", status)
+    run_ends("nightly-1", DrillRunStatus.parse(run["status"]), scheduled=True)
+    plans.derive_last_runs(nowhere(), "demo", "nightly")  # the plan's daemon, woken
     st = plan_status(api)
     assert st["lastScheduledRun"] == st["lastRun"]
     assert st["lastRun"]["scheduledTime"] == "2030-01-01T00:05:00Z"
@@ -364,27 +391,45 @@ def test_a_scheduled_runs_end_is_its_plans_last_scheduled_run_and_counted(
     # The next scheduled run passes: the failed verdict's series turns 0 (the alert clears).
     run2 = run_obj("nightly-2", "2030-01-01T00:10:00Z", "Passed")
     run2["spec"]["scheduledTime"] = "2030-01-01T00:10:00Z"
+    run2["status"] |= {"reason": "AllPassed", "finishedAt": "2030-01-01T00:11:00Z"}
     api.objects[(DRILLRUNS, "demo", "nightly-2")] = run2
-    passed = DrillRunStatus.parse(
-        {"phase": "Passed", "reason": "AllPassed", "finishedAt": "2030-01-01T00:11:00Z"}
-    )
-    plans.record_last_run(nowhere(), RunRef("demo", "nightly-2", "u"), "nightly", passed)
+    run_ends("nightly-2", DrillRunStatus.parse(run2["status"]), scheduled=True)
+    plans.derive_last_runs(nowhere(), "demo", "nightly")
     assert sample("modeldr_drill_last_verdict", **labels) == 0
     ok = {"trigger": "schedule", "verdict": "Passed", "reason": "AllPassed"}
     assert sample("modeldr_drill_last_verdict", **ok) == 1
+    assert plan_status(api)["lastScheduledRun"]["name"] == "nightly-2"
 
 
 def test_a_manual_runs_end_leaves_the_scheduled_verdict_alone(
     api: type[FakeCustomObjects],
 ) -> None:
     scheduled_plan(api)
-    api.objects[(DRILLRUNS, "demo", "by-hand")] = run_obj("by-hand", "2030-01-01T00:00:00Z", None)
-    status = DrillRunStatus.parse({"phase": "Error", "reason": "TargetBusy"})
-    plans.record_last_run(nowhere(), RunRef("demo", "by-hand", "u"), "nightly", status)
+    api.objects[(DRILLPLANS, "demo", "nightly")]["status"] = {
+        "lastScheduledRun": {"name": "nightly-1", "phase": "Passed"}
+    }
+    by_hand = run_obj("by-hand", "2030-01-01T00:00:00Z", "Error")
+    by_hand["status"] |= {
+        "reason": "TargetBusy",
+        "startedAt": "2030-01-01T00:00:01Z",
+        "finishedAt": "2030-01-01T00:00:01Z",
+    }
+    api.objects[(DRILLRUNS, "demo", "by-hand")] = by_hand
+    run_ends("by-hand", DrillRunStatus.parse(by_hand["status"]), scheduled=False)
+    plans.derive_last_runs(nowhere(), "demo", "nightly")
     st = plan_status(api)
-    assert st["lastRun"]["name"] == "by-hand" and "lastScheduledRun" not in st
+    assert st["lastRun"]["name"] == "by-hand"
+    assert st["lastScheduledRun"] == {"name": "nightly-1", "phase": "Passed"}  # untouched
     manual = {"trigger": "manual", "verdict": "Error", "reason": "TargetBusy"}
     assert sample("modeldr_drill_last_verdict", **manual) == 1
+
+
+def test_a_run_of_no_plan_records_no_metrics() -> None:
+    state = RunState(nowhere(), RunRef("demo", "orphan", "u"), DrillRunStatus.parse({}))
+    state.status = DrillRunStatus.parse({"phase": "Error", "reason": "PlanNotFound"})
+    run_module.record_metrics(run_module.Run(cast(Any, None), state, "", lambda: None))
+    labels = {"namespace": "demo", "plan": "", "run": "orphan", "phase": "Error"}
+    assert REGISTRY.get_sample_value("modeldr_drill_run_phase", labels) is None
 
 
 def test_the_last_verdicts_come_back_from_the_plans_status_after_a_restart() -> None:
@@ -441,16 +486,17 @@ def creates_of(api: type[FakeCustomObjects]) -> list[str]:
     return [name for method, _, name in api.calls if method == "create"]
 
 
-def test_the_scheduler_loop_starts_each_due_time_and_ends_with_its_plan(
+def test_the_plans_daemon_starts_each_due_time_and_stops_when_told(
     api: type[FakeCustomObjects], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """run_schedule with the scheduler's clock driven by the test (a minute a reading) and
-    its sleeps shortened: runs start, never twice for a due time, and it returns once the
-    plan is gone."""
+    """run_plan with the scheduler's clock driven by the test (a minute a reading) and its
+    sleeps shortened: runs start, never twice for a due time, and it returns once stopped
+    (kopf stops it when the plan is deleted)."""
     scheduled_plan(api, schedule="* * * * *")
-    monkeypatch.setattr(plans, "MAX_SCHEDULER_SLEEP_S", 0.01)
+    monkeypatch.setattr(plandaemon, "MAX_SCHEDULER_SLEEP_S", 0.01)
     ticks = iter(T0 + timedelta(minutes=m, seconds=1) for m in range(1, 1000))
     decisions = 0
+    wake = plandaemon.PlanWake()
 
     def clock() -> datetime:
         nonlocal decisions
@@ -458,15 +504,16 @@ def test_the_scheduler_loop_starts_each_due_time_and_ends_with_its_plan(
         for (plural, _, _), obj in api.objects.items():
             if plural == DRILLRUNS:
                 obj["status"] = {"phase": "Passed"}  # each run over before the next is due
-        if decisions == 8:  # the plan is deleted after a few due times
+        if decisions == 8:  # the plan is deleted after a few due times: kopf stops it
             del api.objects[(DRILLPLANS, "demo", "nightly")]
+            wake.stop()
         return next(ticks)
 
-    async def scheduler() -> None:
-        loop = plans.run_schedule(nowhere(), "demo", "nightly", {}, asyncio.Event(), clock)
+    async def daemon() -> None:
+        loop = plandaemon.run_plan(nowhere(), "demo", "nightly", {}, wake, clock)
         await asyncio.wait_for(loop, timeout=5)
 
-    asyncio.run(scheduler())
+    asyncio.run(daemon())
     created = creates_of(api)
     assert len(created) >= 3 and len(created) == len(set(created))
     assert (
@@ -475,4 +522,4 @@ def test_the_scheduler_loop_starts_each_due_time_and_ends_with_its_plan(
             {"namespace": "demo", "plan": "nightly"},
         )
         is None
-    )  # dropped when the scheduler ends
+    )  # dropped when the daemon ends
