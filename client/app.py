@@ -28,7 +28,7 @@ from modeldr.api.drillrun import spec_errors
 from modeldr.api.phase import EXIT_CODES, Phase
 from modeldr.client import junit, render
 from modeldr.client.display import STYLE, live_view, snapshot
-from modeldr.client.follow import Follower, Stop
+from modeldr.client.follow import Followed, Follower, Stop
 from modeldr.client.hub import Hub, HubUnavailable, Rejected
 from modeldr.client.reportdata import ReportData, from_run_object, parse_document
 from modeldr.client.reportdata import history_entry as parse_history
@@ -157,13 +157,8 @@ def run_cmd(
     if (junit_out or html_out or markdown_out) and not wait:
         raise fail_usage("--junit, --report and --markdown need --wait")
     body = load_plan(plan_file)
-    meta = body.setdefault("metadata", {})
-    ns_in_file = meta.get("namespace")
     hub = hub_for(kubeconfig, context)
-    ns = namespace or ns_in_file or hub.context_namespace
-    if ns_in_file and namespace and ns_in_file != namespace:
-        raise fail_usage(f"the plan says namespace {ns_in_file}, -n says {namespace}")
-    meta["namespace"] = ns
+    ns = plan_namespace(body, namespace, hub)
     out = console()
     run = start_dry_run(hub, ns, body) if dry_run else start_run(hub, ns, body)
     run_id = run["metadata"]["name"]
@@ -176,21 +171,42 @@ def run_cmd(
     with Stop().installed() as stop:
         followed = follower.follow(run_id, target, stop, timeout_s)
     phase = Phase(((followed.run.get("status") or {}).get("phase")) or "Pending")
+    # The operator writes the report ConfigMap once the run ended: worth waiting for only then.
     data = report_data(hub, ns, run_id, wait_s=REPORT_WAIT_S if phase.is_final else 0.0)
     write_reports(out, data, junit_out, html_out, markdown_out)
     print_verdict(out, data)
     if dry_run:
         print_dry_run(out, data)
+    raise followed_exit(out, followed, phase, run_id)
+
+
+def plan_namespace(body: dict[str, Any], namespace: str | None, hub: Hub) -> str:
+    """The run's namespace: -n, else the plan file's, else the context's; written into the
+    plan's metadata (what gets applied). A file and a -n that disagree are a usage error,
+    not a guess."""
+    meta = body.setdefault("metadata", {})
+    ns_in_file = meta.get("namespace")
+    ns: str = namespace or ns_in_file or hub.context_namespace
+    if ns_in_file and namespace and ns_in_file != namespace:
+        raise fail_usage(f"the plan says namespace {ns_in_file}, -n says {namespace}")
+    meta["namespace"] = ns
+    return ns
+
+
+def followed_exit(out: Console, followed: Followed, phase: Phase, run_id: str) -> typer.Exit:
+    """The exit of `run --wait` (DRILLS.md's codes), saying what the verdict alone does not:
+    faults still in force, no verdict in time."""
     if not followed.settled:
         out.print(
             Text("faults NOT all undone yet: see modeldr drill status " + run_id, style="bold red")
         )
+    # Interrupted (Ctrl-C, SIGTERM): 1, as for an Aborted run, whatever phase it reached.
     if followed.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        return typer.Exit(EXIT_INTERRUPTED)
     if followed.timed_out or not phase.is_final:
         out.print(f"no verdict within the timeout: run {run_id} was aborted")
-        raise typer.Exit(EXIT_NO_VERDICT)
-    raise typer.Exit(exit_code(phase))
+        return typer.Exit(EXIT_NO_VERDICT)
+    return typer.Exit(exit_code(phase))
 
 
 def start_run(hub: Hub, ns: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import re
 from datetime import datetime
 
 import matplotlib
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from modeldr.client.reportdata import ReportData
@@ -50,23 +51,45 @@ def timeline_svg(data: ReportData) -> str | None:
     """None when there is no timeline to draw (a dry run, a run refused before traffic)."""
     if not data.points:
         return None
+    # x is seconds since the run started (its first point when it has no start time), so
+    # the axis reads the same whatever the wall-clock time of the run.
     origin = data.status.started_at.timestamp() if data.status.started_at else data.points[0].t
-
-    def rel(t: float | datetime) -> float:
-        return (t.timestamp() if isinstance(t, datetime) else t) - origin
-
     fig = Figure(figsize=(11, 4.2), dpi=100)
     ax = fig.add_subplot()
-    xs = [rel(p.t + p.width / 2) for p in data.points]
-    success = [None if p.success_ratio is None else 100 * p.success_ratio for p in data.points]
-    p99 = [p.p99_ms for p in data.points]
+    # The order of the drawing calls is the order of the SVG's elements (and their z-order):
+    # markers first, the series over them.
+    _shade_fault_windows(ax, data, origin)
+    _mark_steps(ax, data, origin)
+    _mark_switches(ax, data, origin)
+    # A point stands for its bucket: drawn at the bucket's middle.
+    xs = [_since(p.t + p.width / 2, origin) for p in data.points]
+    _plot_success_rate(ax, data, xs)
+    ax2 = _plot_p99_latency(ax, data, xs)
+    ax.grid(True, alpha=0.25)
+    _legend(ax, ax2)
+    ax.set_title(f"{data.name}: {data.status.phase}", loc="left", fontsize=10)
+    return _svg(fig)
+
+
+def _since(t: float | datetime, origin: float) -> float:
+    """t (Unix seconds or a datetime) as seconds after origin (Unix seconds)."""
+    return (t.timestamp() if isinstance(t, datetime) else t) - origin
+
+
+def _shade_fault_windows(ax: Axes, data: ReportData, origin: float) -> None:
     for i, window in enumerate(data.fault_windows()):
+        # A fault never undone is shaded to the run's end (or not at all while it runs).
         end = window.end or (data.status.finished_at or window.start)
         ax.axvspan(
-            rel(window.start), rel(end), color=FAULT, alpha=0.15, lw=0, gid=f"fault-window-{i}"
+            _since(window.start, origin),
+            _since(end, origin),
+            color=FAULT,
+            alpha=0.15,
+            lw=0,
+            gid=f"fault-window-{i}",
         )
         ax.text(
-            rel(window.start),
+            _since(window.start, origin),
             103,
             f" {window.record.type}",
             fontsize=8,
@@ -74,17 +97,26 @@ def timeline_svg(data: ReportData) -> str | None:
             va="bottom",
             ha="left",
         )
+
+
+def _mark_steps(ax: Axes, data: ReportData, origin: float) -> None:
     for step, start, _ in data.step_windows():
-        ax.axvline(rel(start), color="#9e9e9e", ls=":", lw=1, gid=f"step-{step.name}")
-        ax.text(rel(start), -4, f" {step.name}", fontsize=7, color="#616161", va="top", rotation=0)
+        x = _since(start, origin)
+        ax.axvline(x, color="#9e9e9e", ls=":", lw=1, gid=f"step-{step.name}")
+        ax.text(x, -4, f" {step.name}", fontsize=7, color="#616161", va="top", rotation=0)
+
+
+def _mark_switches(ax: Axes, data: ReportData, origin: float) -> None:
+    # Numbered per kind (failover-0, failback-0, ...): the ids the module docstring names.
     counts = {"failover": 0, "failback": 0, "switch": 0}
     for switch in data.switches():
         i = counts[switch.kind]
         counts[switch.kind] += 1
         colour = "#6a1b9a" if switch.kind == "failover" else "#2e7d32"
-        ax.axvline(rel(switch.at), color=colour, lw=2, ls="--", gid=f"{switch.kind}-{i}")
+        x = _since(switch.at, origin)
+        ax.axvline(x, color=colour, lw=2, ls="--", gid=f"{switch.kind}-{i}")
         ax.text(
-            rel(switch.at),
+            x,
             50,
             f" {switch.kind} → {switch.to_cluster}",
             fontsize=8,
@@ -92,21 +124,33 @@ def timeline_svg(data: ReportData) -> str | None:
             rotation=90,
             va="center",
         )
+
+
+def _plot_success_rate(ax: Axes, data: ReportData, xs: list[float]) -> None:
+    # A bucket in which no probe request was sent is a gap in the line (NaN), not 0 %.
+    success = [
+        float("nan") if p.success_ratio is None else 100 * p.success_ratio for p in data.points
+    ]
     ax.plot(
         xs,
-        [float("nan") if v is None else v for v in success],
+        success,
         color=SUCCESS,
         lw=1.5,
         label="probe success rate (%)",
         gid="success-rate",
     )
+    # Below 0 and above 100: room for the step names and the fault labels.
     ax.set_ylim(-8, 110)
     ax.set_ylabel("success rate (%)", color=SUCCESS)
     ax.set_xlabel(f"seconds since the run started ({data.resolution_seconds:g} s per point)")
+
+
+def _plot_p99_latency(ax: Axes, data: ReportData, xs: list[float]) -> Axes:
+    """The p99 latency on a right-hand axis of its own (ms, not %); returns that axis."""
     ax2 = ax.twinx()
     ax2.plot(
         xs,
-        [float("nan") if v is None else v for v in p99],
+        [float("nan") if p.p99_ms is None else p.p99_ms for p in data.points],
         color=LATENCY,
         lw=1.2,
         label="p99 latency (ms)",
@@ -114,7 +158,12 @@ def timeline_svg(data: ReportData) -> str | None:
     )
     ax2.set_ylabel("p99 latency (ms)", color=LATENCY)
     ax2.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.25)
+    return ax2
+
+
+def _legend(ax: Axes, ax2: Axes) -> None:
+    # The two series only: the success rate is ax's last line (the step and switch markers
+    # before it are lines too), the latency ax2's only one.
     lines = ax.get_lines()[-1:] + ax2.get_lines()
     ax.legend(
         handles=lines,
@@ -125,8 +174,6 @@ def timeline_svg(data: ReportData) -> str | None:
         fontsize=8,
         frameon=False,
     )
-    ax.set_title(f"{data.name}: {data.status.phase}", loc="left", fontsize=10)
-    return _svg(fig)
 
 
 def trend_svg(data: ReportData) -> str | None:

@@ -131,48 +131,83 @@ class Follower:
                     deadline = _deadline(run)
                 never_started = not (run.get("status") or {}).get("startedAt")
                 unpicked = never_started and time.monotonic() - started > PENDING_PATIENCE_S
+                # Abort once (the first signal, the timeout, or no operator), then keep
+                # following: the verdict and the undoing of the faults are still to come.
                 if aborted_at is None and (
                     stop.requested or unpicked or self._past(deadline, started)
                 ):
-                    result.interrupted = stop.requested
-                    result.timed_out = not stop.requested
-                    why = "interrupted" if stop.requested else "timed out"
-                    if unpicked and not stop.requested:
-                        orphan = True
-                        why = (
-                            f"still Pending after {PENDING_PATIENCE_S:.0f} s (is the "
-                            "modeldr operator running?)"
-                        )
-                    self._say(
-                        f"{why}: aborting DrillRun {run_name} (spec.abort: true); waiting "
-                        "until its faults are undone (Ctrl-C again to stop waiting)"
-                    )
-                    self.hub.abort_run(self.namespace, run_name)
+                    orphan = self._abort(run_name, result, stop, unpicked=unpicked)
                     aborted_at = time.monotonic()
                     continue
                 now = datetime.now(UTC)
                 snap = snapshot(run, md, now)
-                if view is not None:
-                    view.update(live_view(snap))
-                else:
-                    lines = changes(prev, snap, last_probe)
-                    if any(" probe: " in line for line in lines):
-                        last_probe = now
-                    for line in lines:
-                        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+                last_probe = self._show(view, prev, snap, last_probe, now)
                 prev = snap
                 settled = faults_settled(run)
-                if snap.final and (settled or aborted_at is None):
-                    result.settled = settled
-                    return result
-                if aborted_at is not None and (
-                    stop.hard
-                    or time.monotonic() - aborted_at > ROLLBACK_WAIT_S
-                    or (orphan and never_started)  # nothing was touched: nothing to wait for
-                ):
+                if self._done(snap, settled, aborted_at, stop, orphan and never_started):
                     result.settled = settled
                     return result
                 stop.event.wait(POLL_S) if aborted_at is None else time.sleep(POLL_S)
+
+    def _abort(self, run_name: str, result: Followed, stop: Stop, *, unpicked: bool) -> bool:
+        """Ask the operator to abort the run, saying why; `result` records why. True when the
+        abort is for want of an operator (the run stayed Pending): an orphan, whose abort
+        need not be waited for while it has not started."""
+        result.interrupted = stop.requested
+        result.timed_out = not stop.requested
+        why = "interrupted" if stop.requested else "timed out"
+        orphan = False
+        # With a signal the abort is the user's, even of a run still Pending: interrupted.
+        if unpicked and not stop.requested:
+            orphan = True
+            why = (
+                f"still Pending after {PENDING_PATIENCE_S:.0f} s (is the modeldr operator running?)"
+            )
+        self._say(
+            f"{why}: aborting DrillRun {run_name} (spec.abort: true); waiting "
+            "until its faults are undone (Ctrl-C again to stop waiting)"
+        )
+        self.hub.abort_run(self.namespace, run_name)
+        return orphan
+
+    def _show(
+        self,
+        view: Live | None,
+        prev: Snapshot | None,
+        snap: Snapshot,
+        last_probe: datetime | None,
+        now: datetime,
+    ) -> datetime | None:
+        """Show the run now: redraw the live view, or print the lines of what changed since
+        `prev`. Returns when a probe line was last printed (changes() repeats the probe's
+        figures only now and then, not every poll)."""
+        if view is not None:
+            view.update(live_view(snap))
+            return last_probe
+        lines = changes(prev, snap, last_probe)
+        if any(" probe: " in line for line in lines):
+            last_probe = now
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return last_probe
+
+    @staticmethod
+    def _done(
+        snap: Snapshot,
+        settled: bool,
+        aborted_at: float | None,
+        stop: Stop,
+        orphan_unstarted: bool,
+    ) -> bool:
+        """Whether to stop following: the run has its verdict (and, after our abort, every
+        fault is undone or abandoned); or, after our abort, a second signal, the rollback
+        wait ran out, or the run no operator picked up never started (nothing was touched:
+        nothing to wait for)."""
+        if snap.final and (settled or aborted_at is None):
+            return True
+        return aborted_at is not None and (
+            stop.hard or time.monotonic() - aborted_at > ROLLBACK_WAIT_S or orphan_unstarted
+        )
 
     def _past(self, deadline: float | None, started: float) -> bool:
         if deadline is None:

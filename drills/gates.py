@@ -79,61 +79,84 @@ def classify_measurement(
     - only a failure condition, false → Successful;
     - no condition at all: Successful (Argo's "the query returned data"); there is data here.
     """
-
-    def measured(
-        phase: MeasurementPhase, message: str, values: Sequence[float] = ()
-    ) -> Measurement:
-        return Measurement(phase, tuple(values[:MAX_VALUES_KEPT]), message, at)
-
     if isinstance(outcome, QueryUnavailable):
-        return measured(MeasurementPhase.INCONCLUSIVE, f"no evidence: {outcome.message}")
+        return _measured(MeasurementPhase.INCONCLUSIVE, f"no evidence: {outcome.message}", at)
     if isinstance(outcome, QueryRejected):
-        return measured(MeasurementPhase.ERROR, outcome.message)
+        return _measured(MeasurementPhase.ERROR, outcome.message, at)
     values = outcome.values
-    shown = format_values(values)
-    if not values:
-        return measured(MeasurementPhase.INCONCLUSIVE, "no evidence: the query returned no samples")
-    if any(math.isnan(v) for v in values):
-        return measured(
-            MeasurementPhase.INCONCLUSIVE, f"no evidence: the result holds NaN: {shown}", values
-        )
+    # Missing evidence is settled before any condition runs (see the module's docstring).
+    missing = _missing_evidence(values)
+    if missing is not None:
+        return _measured(MeasurementPhase.INCONCLUSIVE, missing, at, values)
     try:
-        failed = failure.evaluate(values) if failure else None
-        succeeded = success.evaluate(values) if success else None
+        phase, message = _judge_conditions(values, success=success, failure=failure)
     except ConditionEvalError as exc:
-        return measured(MeasurementPhase.ERROR, str(exc), values)
+        return _measured(MeasurementPhase.ERROR, str(exc), at, values)
+    return _measured(phase, message, at, values)
+
+
+def _measured(
+    phase: MeasurementPhase, message: str, at: datetime, values: Sequence[float] = ()
+) -> Measurement:
+    # Status keeps only the first values: a vector of thousands of series must not bloat it.
+    return Measurement(phase, tuple(values[:MAX_VALUES_KEPT]), message, at)
+
+
+def _missing_evidence(values: tuple[float, ...]) -> str | None:
+    """Why the samples are no evidence (an empty result, a NaN among them), else None.
+
+    Prometheus answers an empty vector when the series does not exist (a typo in a label, a
+    target not scraped) and NaN for 0/0 (a rate over no requests): neither says the service
+    is healthy, so neither may reach a condition that could call it Successful."""
+    if not values:
+        return "no evidence: the query returned no samples"
+    if any(math.isnan(v) for v in values):
+        return f"no evidence: the result holds NaN: {format_values(values)}"
+    return None
+
+
+def _judge_conditions(
+    values: tuple[float, ...],
+    *,
+    success: CompiledCondition | None,
+    failure: CompiledCondition | None,
+) -> tuple[MeasurementPhase, str]:
+    """The phase and message of a measurement with evidence, from its conditions.
+
+    Raises ConditionEvalError when either condition does not evaluate. Both are evaluated
+    before either is judged, so a broken success condition is an Error even when the failure
+    condition holds: a gate that is wrong is reported as wrong, not hidden by the other."""
+    failed = failure.evaluate(values) if failure else None
+    succeeded = success.evaluate(values) if success else None
+    shown = format_values(values)
     if failure and failed:
-        return measured(
+        return (
             MeasurementPhase.FAILED,
             f"failureCondition {failure.expression!r} holds for {shown}",
-            values,
         )
     if success:
         if succeeded:
-            return measured(
+            return (
                 MeasurementPhase.SUCCESSFUL,
                 f"successCondition {success.expression!r} holds for {shown}",
-                values,
             )
         if failure is None:
-            return measured(
+            return (
                 MeasurementPhase.FAILED,
                 f"successCondition {success.expression!r} does not hold for {shown}",
-                values,
             )
-        return measured(
+        # Both conditions given and neither holds: the value is between them, no verdict.
+        return (
             MeasurementPhase.INCONCLUSIVE,
             f"neither successCondition {success.expression!r} nor failureCondition"
             f" {failure.expression!r} holds for {shown}",
-            values,
         )
     if failure:
-        return measured(
+        return (
             MeasurementPhase.SUCCESSFUL,
             f"failureCondition {failure.expression!r} does not hold for {shown}",
-            values,
         )
-    return measured(MeasurementPhase.SUCCESSFUL, f"the query returned {shown}", values)
+    return MeasurementPhase.SUCCESSFUL, f"the query returned {shown}"
 
 
 def format_values(values: Sequence[float], total: int | None = None) -> str:
@@ -249,6 +272,34 @@ def assess_gate(
     otherwise takes the worst phase among its measurements (a gate that only ever failed
     within its failureLimit has not passed), or Inconclusive when it took none.
     """
+    _check_gate_settings(count, failure_limit, inconclusive_limit, consecutive_error_limit)
+    tally = measurements if isinstance(measurements, GateTally) else GateTally.of(measurements)
+    last = f"; last: {tally.last[-1].message}" if tally.last else ""
+    exceeded = _limit_exceeded(
+        tally,
+        failure_limit=failure_limit,
+        inconclusive_limit=inconclusive_limit,
+        consecutive_error_limit=consecutive_error_limit,
+        last=last,
+    )
+    if exceeded is not None:
+        return exceeded
+    done = windows_over or (count is not None and tally.count >= count)
+    if not done:
+        wanted = f" of {count}" if count is not None else ""
+        return GateAssessment(
+            Phase.RUNNING,
+            "Measuring",
+            f"{tally.count}{wanted} measurements taken: {_summary(tally)}",
+        )
+    return _gate_verdict(tally, last)
+
+
+def _check_gate_settings(
+    count: int | None, failure_limit: int, inconclusive_limit: int, consecutive_error_limit: int
+) -> None:
+    """ValueError for settings no gate can have. The plan's model (api.drillplan.Gate)
+    refuses them already; this keeps a caller that bypassed it from judging with them."""
     for name, limit in (
         ("failureLimit", failure_limit),
         ("inconclusiveLimit", inconclusive_limit),
@@ -258,10 +309,19 @@ def assess_gate(
             raise ValueError(f"{name} must be >= 0, got {limit}")
     if count is not None and count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    tally = measurements if isinstance(measurements, GateTally) else GateTally.of(measurements)
-    last = f"; last: {tally.last[-1].message}" if tally.last else ""
-    summary = _summary(tally)
 
+
+def _limit_exceeded(
+    tally: GateTally,
+    *,
+    failure_limit: int,
+    inconclusive_limit: int,
+    consecutive_error_limit: int,
+    last: str,
+) -> GateAssessment | None:
+    """The verdict of the first limit exceeded, else None. The order is the run verdict's
+    precedence (Failed before Error before Inconclusive): a gate over two limits reports the
+    worse one."""
     if tally.failed > failure_limit:
         return GateAssessment(
             Phase.FAILED,
@@ -283,18 +343,21 @@ def assess_gate(
             f"{tally.inconclusive} of {tally.count} measurements were inconclusive"
             f" (inconclusiveLimit {inconclusive_limit}){last}",
         )
-    done = windows_over or (count is not None and tally.count >= count)
-    if not done:
-        wanted = f" of {count}" if count is not None else ""
-        return GateAssessment(
-            Phase.RUNNING, "Measuring", f"{tally.count}{wanted} measurements taken: {summary}"
-        )
+    return None
+
+
+def _gate_verdict(tally: GateTally, last: str) -> GateAssessment:
+    """The verdict of a gate that is done within its limits. Passed needs a Successful
+    measurement: measurements that all failed, erred or missed evidence within the limits
+    are not a pass, and neither is a gate whose windows ended before it measured at all."""
+    summary = _summary(tally)
     if tally.successful:
         return GateAssessment(Phase.PASSED, "GatePassed", f"{summary}{last}")
     if tally.count == 0:
         return GateAssessment(
             Phase.INCONCLUSIVE, "MetricsMissing", "no measurement was taken in the gate's windows"
         )
+    # The worst phase among the measurements, in the run verdict's precedence.
     if tally.failed:
         return GateAssessment(
             Phase.FAILED, "GateFailed", f"no successful measurement: {summary}{last}"

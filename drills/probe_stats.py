@@ -189,13 +189,31 @@ def assess_step(expect: StepExpectation, measured: StepMeasured, roles: Roles) -
     misses: list[str] = []
     unknowns: list[str] = []
     figures: list[str] = []
+    # Each check adds its measured figure and, when its limit is missed, the miss; the order
+    # here is the order the message reads.
+    _check_rto(expect, measured, figures, misses)
+    _check_error_ratio(expect, measured, figures, misses)
+    _check_p99_latency(expect, measured, figures, misses)
+    if measured.active_cluster is not None:
+        figures.append(f"active cluster {measured.active_cluster}")
+    if expect.active_cluster is not None:
+        _check_cluster(expect.active_cluster, measured, roles, misses, unknowns)
+    return _step_verdict(misses, unknowns, figures)
 
+
+def _check_rto(
+    expect: StepExpectation, measured: StepMeasured, figures: list[str], misses: list[str]
+) -> None:
     if measured.rto_seconds is not None:
         figures.append(f"RTO {fmt(measured.rto_seconds)} s")
         limit = expect.max_rto_seconds
         if limit is not None and measured.rto_seconds > limit:
             misses.append(f"RTO {fmt(measured.rto_seconds)} s > max {fmt(limit)} s")
 
+
+def _check_error_ratio(
+    expect: StepExpectation, measured: StepMeasured, figures: list[str], misses: list[str]
+) -> None:
     if measured.error_ratio is not None:
         ratio = (
             f"error ratio {fmt(measured.error_ratio)} ({measured.failed} of {measured.sent} failed)"
@@ -205,10 +223,16 @@ def assess_step(expect: StepExpectation, measured: StepMeasured, roles: Roles) -
         if limit is not None and measured.error_ratio > limit:
             misses.append(f"{ratio} > max {fmt(limit)}")
 
+
+def _check_p99_latency(
+    expect: StepExpectation, measured: StepMeasured, figures: list[str], misses: list[str]
+) -> None:
     if measured.p99_latency_ms is not None:
         figures.append(f"p99 latency {fmt(measured.p99_latency_ms)} ms")
     if expect.max_p99_latency_ms is not None:
         limit = expect.max_p99_latency_ms
+        # No request succeeded, so there is no latency to compare: the limit is missed, not
+        # skipped (clients saw no answer at all, which is worse than a slow one).
         if measured.p99_latency_ms is None:
             misses.append(
                 f"p99 latency unmeasurable: none of {measured.sent} probe requests succeeded"
@@ -217,11 +241,9 @@ def assess_step(expect: StepExpectation, measured: StepMeasured, roles: Roles) -
         elif measured.p99_latency_ms > limit:
             misses.append(f"p99 latency {fmt(measured.p99_latency_ms)} ms > max {fmt(limit)} ms")
 
-    if measured.active_cluster is not None:
-        figures.append(f"active cluster {measured.active_cluster}")
-    if expect.active_cluster is not None:
-        _check_cluster(expect.active_cluster, measured, roles, misses, unknowns)
 
+def _step_verdict(misses: list[str], unknowns: list[str], figures: list[str]) -> StepAssessment:
+    # A miss outweighs an unknown: what was measured already fails the step.
     measured_text = ", ".join(figures)
     if misses:
         return StepAssessment(
