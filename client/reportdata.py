@@ -12,12 +12,20 @@ reading), a step's expectations shown one by one against its measured values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from modeldr.api.drillplan import DrillPlanSpec
-from modeldr.api.drillstatus import DrillRunStatus, FaultRecord, StepStatus
+from modeldr.api.drillstatus import (
+    AbortConditionStatus,
+    DrillRunStatus,
+    FaultRecord,
+    GateStatus,
+    ModelCheckStatus,
+    StepStatus,
+)
 from modeldr.api.phase import Phase
 from modeldr.drills.timeline import Point
 from modeldr.drills.verdict import Entry, Part, assessed
@@ -219,7 +227,19 @@ def judge(data: ReportData) -> list[Check]:
         part = parts.get(id(entry))
         return OUTCOME_OF_PHASE[part.phase if part is not None else entry.phase]
 
-    checks: list[Check] = []
+    checks = _steady_state_checks(status, outcome_of)
+    plan_steps = {s.name: s for s in data.plan.steps} if data.plan else {}
+    for step in status.steps:
+        checks.extend(_step_checks(step, plan_steps.get(step.name), parts.get(id(step))))
+    checks += [_gate_check(gate, outcome_of(gate)) for gate in status.gates]
+    checks += [_abort_check(abort, outcome_of(abort)) for abort in status.abort_conditions]
+    checks += [_model_check(check, outcome_of(check)) for check in status.model_checks]
+    checks.append(_verdict_check(status, data.duration_seconds))
+    return checks
+
+
+def _steady_state_checks(status: DrillRunStatus, outcome_of: Callable[[Entry], str]) -> list[Check]:
+    checks = []
     steady = status.steady_state
     for when, window in (
         ("before", steady.before if steady else None),
@@ -237,64 +257,58 @@ def judge(data: ReportData) -> list[Check]:
                 _seconds(window.started_at, window.finished_at),
             )
         )
-    plan_steps = {s.name: s for s in data.plan.steps} if data.plan else {}
-    for step in status.steps:
-        checks.extend(_step_checks(step, plan_steps.get(step.name), parts.get(id(step))))
-    for gate in status.gates:
-        values = ", ".join(
-            f"{m.phase} {m.value if m.value is not None else m.message or ''}".strip()
-            for m in gate.measurements
+    return checks
+
+
+def _gate_check(gate: GateStatus, outcome: str) -> Check:
+    values = ", ".join(
+        f"{m.phase} {m.value if m.value is not None else m.message or ''}".strip()
+        for m in gate.measurements
+    )
+    message = gate.message or gate.phase.value
+    if values:
+        message += f"; measurements: {values}"
+    counts = (
+        f" ({gate.successful} successful, {gate.failed} failed, {gate.inconclusive} "
+        f"inconclusive, {gate.error} error)"
+    )
+    return Check(
+        "gates", gate.name, outcome, message + counts, _seconds(gate.started_at, gate.finished_at)
+    )
+
+
+def _abort_check(abort: AbortConditionStatus, outcome: str) -> Check:
+    message = abort.message or abort.phase.value
+    if abort.last_value is not None:
+        message += f"; last value {abort.last_value} after {abort.evaluations} evaluations"
+    return Check("abortConditions", abort.name, outcome, message)
+
+
+def _model_check(check: ModelCheckStatus, outcome: str) -> Check:
+    figures = ", ".join(
+        f"{name} {value:.3f}"
+        for name, value in (
+            ("agreement", check.agreement),
+            ("accuracy", check.accuracy),
+            ("precision", check.precision),
+            ("recall", check.recall),
+            ("F1", check.f1),
         )
-        message = gate.message or gate.phase.value
-        if values:
-            message += f"; measurements: {values}"
-        counts = (
-            f" ({gate.successful} successful, {gate.failed} failed, {gate.inconclusive} "
-            f"inconclusive, {gate.error} error)"
-        )
-        checks.append(
-            Check(
-                "gates",
-                gate.name,
-                outcome_of(gate),
-                message + counts,
-                _seconds(gate.started_at, gate.finished_at),
-            )
-        )
-    for abort in status.abort_conditions:
-        message = abort.message or abort.phase.value
-        if abort.last_value is not None:
-            message += f"; last value {abort.last_value} after {abort.evaluations} evaluations"
-        checks.append(Check("abortConditions", abort.name, outcome_of(abort), message))
-    for check in status.model_checks:
-        figures = ", ".join(
-            f"{name} {value:.3f}"
-            for name, value in (
-                ("agreement", check.agreement),
-                ("accuracy", check.accuracy),
-                ("precision", check.precision),
-                ("recall", check.recall),
-                ("F1", check.f1),
-            )
-            if value is not None
-        )
-        where = f"{check.cluster}: " if check.cluster else ""
-        message = f"{where}{figures}" + (f"; {check.message}" if check.message else "")
-        checks.append(Check("modelChecks", check.name, outcome_of(check), message))
+        if value is not None
+    )
+    where = f"{check.cluster}: " if check.cluster else ""
+    message = f"{where}{figures}" + (f"; {check.message}" if check.message else "")
+    return Check("modelChecks", check.name, outcome, message)
+
+
+def _verdict_check(status: DrillRunStatus, duration_seconds: float | None) -> Check:
     # The verdict itself, so that a run refused before any step (or stopped by hand) is a
     # failed or errored test in CI too, never a suite of skipped ones.
     outcome = "passed" if status.phase is Phase.PLANNED else OUTCOME_OF_PHASE[status.phase]
     verdict = f"{status.phase}" + (f" ({status.reason})" if status.reason else "")
-    checks.append(
-        Check(
-            "run",
-            "verdict",
-            outcome,
-            f"{verdict}: {status.message or ''}".strip(),
-            data.duration_seconds,
-        )
+    return Check(
+        "run", "verdict", outcome, f"{verdict}: {status.message or ''}".strip(), duration_seconds
     )
-    return checks
 
 
 def _step_checks(step: StepStatus, planned: Any, part: Part | None) -> list[Check]:
