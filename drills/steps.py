@@ -12,7 +12,7 @@ from modeldr.api.drillplan import Action, Step
 from modeldr.api.drillstatus import FaultRecord, StepStatus
 from modeldr.api.phase import Phase, worst
 from modeldr.drills import events
-from modeldr.drills.faults.base import Aim, Observation, Observing
+from modeldr.drills.faults.base import Aim, FaultDriver, Observation, Observing
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.journal import new_record
 from modeldr.drills.probe_stats import (
@@ -56,17 +56,20 @@ class StepRunner:
         await d.state.write()
         events.run_event(d, "Normal", "StepStarted", f"step {step.name} started")
         record: FaultRecord | None = None
+        driver: FaultDriver | None = None
         renewal: Renewal | None = None
         observed: Observation | None = None
         try:
             if step.fault is not None:
-                record = await self._inject(step, active_at_start)
-                renewal = self._renew(record)
+                # Resolved once: the step's inject, renewals and observation ask this driver.
+                driver = driver_for(step.fault.type)  # FaultUnsupported
+                record = await self._inject(step, driver, active_at_start)
+                renewal = self._renew(driver, record)
             elif step.action is not None:
                 await self._act(step.action)
             held = await d.interrupt.hold(step.duration_seconds)
-            if held and record is not None:
-                observed = await self._observe(record)
+            if held and driver is not None and record is not None:
+                observed = await self._observe(driver, record)
         except Refusal as exc:
             if d.interrupt.is_set:  # stopped (abort, by hand, deletion) before the fault
                 status.interrupted = True
@@ -97,12 +100,11 @@ class StepRunner:
         active = seen.get("activeCluster")
         return str(active) if active else None
 
-    async def _inject(self, step: Step, active: str | None) -> FaultRecord:
+    async def _inject(self, step: Step, driver: FaultDriver, active: str | None) -> FaultRecord:
         """Choose the targets, journal, then apply; Refusal leaves nothing injected."""
         d = self.drill
         fault = step.fault
         assert fault is not None
-        driver = driver_for(fault.type)
         where = d.target.placement(resolve_role(d.target, fault.cluster, active))
         seed = fault.seed if fault.seed is not None else d.seed
         percent = d.plan.blast_radius.max_pods_percent
@@ -138,10 +140,9 @@ class StepRunner:
         )
         return record
 
-    async def _observe(self, record: FaultRecord) -> Observation | None:
+    async def _observe(self, driver: FaultDriver, record: FaultRecord) -> Observation | None:
         """The fault's own expected answer (ModelCorruption: the replica refused), read
         before undo takes the evidence away; a read that fails is no evidence."""
-        driver = driver_for(record.type)
         if not isinstance(driver, Observing):
             return None
         try:
@@ -150,9 +151,8 @@ class StepRunner:
             what = f"{record.type} {record.id}: could not read its targets: {exc}"
             return Observation(Phase.INCONCLUSIVE, "ObservationFailed", what[:1024])
 
-    def _renew(self, record: FaultRecord) -> Renewal | None:
+    def _renew(self, driver: FaultDriver, record: FaultRecord) -> Renewal | None:
         """Keep the fault's expiry ahead while the step holds it (drills/renewal.py)."""
-        driver = driver_for(record.type)
         if not isinstance(driver, Renewable):
             return None
         period = float(self.drill.plan.fault_expiry_seconds)

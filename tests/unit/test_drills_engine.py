@@ -440,7 +440,7 @@ def test_no_fault_is_injected_when_the_hub_refuses_the_journal(
 
     async def scenario() -> None:
         await drill.state.write()  # as run() does first
-        await runner._inject(drill.plan.steps[0], "primary")
+        await runner._inject(drill.plan.steps[0], driver, "primary")
 
     with pytest.raises(StatusWriteError):
         asyncio.run(scenario())
