@@ -4,7 +4,7 @@ in `drillstatus`.
 
 The contract is ../shared/DRILLS.md. The apiserver validates and defaults every object with the
 CRD's OpenAPI schema and CEL rules; the CRD is generated from these models (modeldr.api.schema,
-modeldr/kube/crds.py): fields, types, enums, bounds, patterns, defaults and descriptions from
+modeldr/drills/crds.py): fields, types, enums, bounds, patterns, defaults and descriptions from
 the fields, the CEL rules from each model's `validations(...)`. The models apply the same rules
 in Python, beside the CEL they mirror and with the same `Msg` messages, so that a plan is
 judged identically off-cluster (a CLI dry-run, a unit test) and the engine reads typed values.

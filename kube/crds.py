@@ -1,5 +1,7 @@
-"""The CRDs generated from the models of modeldr.api: DrillPlan and DrillRun (crds/, which the
-hub chart installs) and the node agent's NetworkFault (the agent chart's crds/).
+"""The CRDs generated from the models of modeldr.api: the machinery (`Crd`: schema from the
+models, names, printer columns, the status subresource, rendering, `--check`) and the node
+agent's NetworkFault (the agent chart's crds/); the DrillPlan and DrillRun CRDs (crds/, which
+the hub chart installs) are declared beside their fault drivers, in modeldr.drills.crds.
 
 The models are the only source: each CRD's schema, descriptions, defaults and CEL rules come
 from its spec and status models (modeldr.api.schema); this module adds what is about the
@@ -21,16 +23,8 @@ import yaml
 from pydantic import BaseModel
 
 from modeldr.api import networkfault as NF
-from modeldr.api.drillplan import PLAN_NAME, DrillPlanSpec, Msg
-from modeldr.api.drillrun import DrillRunSpec
-from modeldr.api.drillstatus import DrillPlanStatus, DrillRunStatus
 from modeldr.api.schema import Rule, Schema, schema_of
 from modeldr.kube.constants import (
-    DRILL_PLAN_LABEL,
-    DRILLPLAN_KIND,
-    DRILLPLANS,
-    DRILLRUN_KIND,
-    DRILLRUNS,
     GROUP,
     VERSION,
 )
@@ -81,9 +75,19 @@ class Crd:
     kopf: bool = True  # kopf handles it: status.kopf is kopf's
     group: str = GROUP
     version: str = VERSION
+    # Descriptions the models cannot give themselves (what a component below them knows,
+    # e.g. the fault drivers' prose): a dotted path from the object's root ("[]": the items
+    # of an array) -> its description.
+    describe: tuple[tuple[str, str], ...] = ()
 
     def schema(self) -> Schema:
         """The openAPIV3Schema."""
+        node = self._schema()
+        for path, text in self.describe:
+            _at(node, path)["description"] = text
+        return node
+
+    def _schema(self) -> Schema:
         status = schema_of(self.status, defaults=False)
         if self.kopf:
             status["properties"]["kopf"] = KOPF_STATUS
@@ -153,65 +157,6 @@ class _Dumper(yaml.SafeDumper):
         return True  # a schema used twice is written twice, never as a YAML anchor
 
 
-DRILL_HEADER: Final = """\
-# {kind}: {what}
-# Field reference and validation rules: docs/crds.md; the contract: DRILLS.md.
-#
-# GENERATED from the models of modeldr.api (modeldr/kube/crds.py): do not edit by hand, change
-# the models and run `.venv/bin/python scripts/gen_drill_crds.py` (`--check` in the tests).
-# Like the ModelDeployment CRD, this file is the single source of truth: charts/modeldr/crds is
-# a symlink to this directory. Cross-field rules are CEL x-kubernetes-validations whose
-# messages name the field; every list is bounded so their cost is too.
-"""
-
-DRILLPLAN: Final = Crd(
-    path=f"crds/{GROUP}_{DRILLPLANS}.yaml",
-    header=DRILL_HEADER.format(
-        kind=DRILLPLAN_KIND, what="what a drill of a ModelDeployment breaks and what must hold."
-    ),
-    kind=DRILLPLAN_KIND,
-    plural=DRILLPLANS,
-    short_names=("dp",),
-    columns=(
-        Column("Target", "string", ".spec.target.modelDeployment", "ModelDeployment drilled"),
-        Column("Last Run", "string", ".status.lastRun.name", "Most recent DrillRun"),
-        Column("Verdict", "string", ".status.lastRun.phase", "Phase of the most recent run"),
-        AGE,
-        Column("Schedule", "string", ".spec.schedule", priority=1),
-        Column("Suspend", "boolean", ".spec.suspend", priority=1),
-    ),
-    spec=DrillPlanSpec,
-    status=DrillPlanStatus,
-    description="DrillPlan: what to break in a ModelDeployment, for how long, and what must "
-    "hold. Applying a plan without a schedule starts one DrillRun per spec generation.",
-    rules=(Rule(f"self.metadata.name.matches('{PLAN_NAME}')", Msg.PLAN_NAME),),
-)
-
-DRILLRUN: Final = Crd(
-    path=f"crds/{GROUP}_{DRILLRUNS}.yaml",
-    header=DRILL_HEADER.format(
-        kind=DRILLRUN_KIND, what="one execution of a DrillPlan and its whole record."
-    ),
-    kind=DRILLRUN_KIND,
-    plural=DRILLRUNS,
-    short_names=("drun",),
-    columns=(
-        Column("Plan", "string", ".spec.planRef.name", "DrillPlan executed"),
-        Column("Phase", "string", ".status.phase", "Pending, Running or the verdict"),
-        Column("Step", "string", ".status.currentStep", "Step in progress"),
-        Column("RTO", "number", ".status.rtoSeconds", "Worst client-observed RTO, seconds"),
-        AGE,
-        Column("Reason", "string", ".status.reason", priority=1),
-        Column("Active", "string", ".status.activeCluster", priority=1),
-    ),
-    spec=DrillRunSpec,
-    status=DrillRunStatus,
-    description=f"DrillRun: one execution of a DrillPlan, like a Job under a CronJob; labelled "
-    f"{DRILL_PLAN_LABEL}=<plan> and owned by the plan. Its status is the whole record of the run.",
-)
-
-DRILL_CRDS: Final = (DRILLPLAN, DRILLRUN)
-
 # A member cluster's CRD, so in the agent chart only: crds/ is the hub chart's CRD directory
 # (charts/modeldr/crds links to it, and helm installs every file below it).
 NETWORKFAULT: Final = Crd(
@@ -240,6 +185,16 @@ NETWORKFAULT: Final = Crd(
 )
 
 AGENT_CRDS: Final = (NETWORKFAULT,)
+
+
+def _at(node: Schema, path: str) -> Schema:
+    """The schema node at a dotted path ("spec.steps[].fault.type"); KeyError if absent."""
+    for part in path.split("."):
+        array = part.endswith("[]")
+        node = node["properties"][part.removesuffix("[]")]
+        if array:
+            node = node["items"]
+    return node
 
 
 def render(crds: Iterable[Crd]) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """Write the DrillPlan and DrillRun CRDs (crds/modeldr.io_drillplans.yaml, _drillruns.yaml)
-from their models: modeldr/kube/crds.py does the work, this is its command line.
+from their models and the fault drivers (modeldr/drills/crds.py); this is the command line.
 
     .venv/bin/python scripts/gen_drill_crds.py           # (re)write both files
     .venv/bin/python scripts/gen_drill_crds.py --check   # exit 1 if they are out of date
@@ -8,7 +8,8 @@ from their models: modeldr/kube/crds.py does the work, this is its command line.
 import sys
 from pathlib import Path
 
-from modeldr.kube.crds import DRILL_CRDS, write_or_check
+from modeldr.drills.crds import DRILL_CRDS
+from modeldr.kube.crds import write_or_check
 
 if __name__ == "__main__":
     root = Path(__file__).resolve().parents[1]

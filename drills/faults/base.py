@@ -86,6 +86,9 @@ class FaultDriver(Protocol):
     provider: str
     needs_infrastructure: bool
 
+    def describe(self, fault_type: str) -> str:
+        """What the fault does and how it is undone, in a clause (the CRD's prose)."""
+
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         """Choose the targets (reads only); Refusal when none or too many match."""
 

@@ -199,6 +199,12 @@ class ModelCorruption:
     provider = "member-api"
     needs_infrastructure = False
 
+    def describe(self, fault_type: str) -> str:
+        return (
+            "one extra replica serves a copy of the artifact with one byte of its weights "
+            "flipped: its server must refuse it; undo deletes the replica"
+        )
+
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where = aim.where
         apps = client.AppsV1Api(member_api(members, where.cluster))

@@ -77,6 +77,13 @@ def _call_undo(members: MemberRegistry, record: FaultRecord) -> None:
 class NodeFailure:
     provider = PROVIDER
     needs_infrastructure = True
+
+    def describe(self, fault_type: str) -> str:
+        return (
+            "the member's infrastructure provider powers a node that runs the model off, "
+            "and on again at undo (docs/infrastructure-webhook.md)"
+        )
+
     inject_allowance_s = INJECT_TIMEOUT_S
 
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
@@ -96,6 +103,13 @@ class NodeFailure:
 class ClusterOutage:
     provider = PROVIDER
     needs_infrastructure = True
+
+    def describe(self, fault_type: str) -> str:
+        return (
+            "the member's infrastructure provider takes the whole cluster dark, and restores "
+            "it at undo"
+        )
+
     inject_allowance_s = INJECT_TIMEOUT_S
 
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:

@@ -50,6 +50,16 @@ class NetworkFault:
     needs_infrastructure = False
     inject_allowance_s = AGENT_WAIT_S
 
+    def describe(self, fault_type: str) -> str:
+        effect = {
+            "NetworkPartition": "drop all traffic to and from the chosen pods (but their node's "
+            "own, so the pods stay Ready)",
+            "PacketLoss": "drop lossPercent of the packets to and from the chosen pods",
+            "Latency": "delay what the node sends toward the chosen pods by "
+            "latencyMilliseconds with tc netem (refused where the kernel has no netem)",
+        }[fault_type]
+        return f"the node agents {effect}; their order expires by itself and is deleted at undo"
+
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where, fault = aim.where, aim.fault
         targets = choose_pods(members, aim)

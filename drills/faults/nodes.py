@@ -103,6 +103,12 @@ class NodeDrain:
     provider = "member-api"
     needs_infrastructure = False
 
+    def describe(self, fault_type: str) -> str:
+        return (
+            "cordons a node that runs the model and evicts the model's pods on it through "
+            "the Eviction API (the PodDisruptionBudget is respected); undo uncordons it"
+        )
+
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         planned = plan_node(members, aim)
         core = client.CoreV1Api(member_api(members, aim.where.cluster))
@@ -156,6 +162,12 @@ def _is_ours(taint: dict[str, Any]) -> bool:
 class GPULoss:
     provider = "member-api"
     needs_infrastructure = False
+
+    def describe(self, fault_type: str) -> str:
+        return (
+            "taints a node that runs the model nvidia.com/gpu=modeldr.io-drill:NoExecute and "
+            "evicts the model's pods on it; undo removes exactly that taint"
+        )
 
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         planned = plan_node(members, aim)

@@ -23,6 +23,12 @@ class PodKill:
     provider = "member-api"
     needs_infrastructure = False
 
+    def describe(self, fault_type: str) -> str:
+        return (
+            "deletes the model's pods in `cluster` (gracePeriodSeconds 0 is a crash); "
+            "the Deployment replaces them"
+        )
+
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where, fault = aim.where, aim.fault
         targets = choose_pods(members, aim)

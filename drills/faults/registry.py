@@ -28,6 +28,11 @@ DRIVERS: dict[str, FaultDriver] = {
 UNSUPPORTED: dict[str, str] = {}
 
 
+def fault_type_prose() -> str:
+    """What each fault type does, from its driver: the CRD's description of `fault.type`."""
+    return " ".join(f"{name}: {driver.describe(name)}." for name, driver in DRIVERS.items())
+
+
 def driver_for(fault_type: str) -> FaultDriver:
     if fault_type in DRIVERS:
         return DRIVERS[fault_type]

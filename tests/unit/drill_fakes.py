@@ -102,6 +102,9 @@ class FakeDriver:
     provider = "fake-provider"
     needs_infrastructure = False
 
+    def describe(self, fault_type: str) -> str:
+        return "a fake fault that records its calls"
+
     def __init__(self, state: RecordingState, name: str = "fake") -> None:
         self.state = state
         self.name = name

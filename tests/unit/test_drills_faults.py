@@ -21,6 +21,7 @@ from modeldr.api.drillplan import FAULT_TYPES, Fault
 from modeldr.api.drillstatus import FaultRecord, SteadyStateStatus
 from modeldr.api.phase import Phase
 from modeldr.drills import events, steps
+from modeldr.drills.crds import DRILL_CRDS
 from modeldr.drills.engine import steps_status
 from modeldr.drills.faults import base, infrastructure, nodes, registry
 from modeldr.drills.faults.base import Aim, Choice, Placement
@@ -92,6 +93,18 @@ def test_driver_for_refuses_unknown_types() -> None:
         registry.driver_for("Meteor")
     assert unknown.value.reason == "FaultUnsupported"
     assert "not a known fault type" in unknown.value.message
+
+
+def test_the_crds_fault_prose_comes_from_the_drivers() -> None:
+    # Each type is described where it is made; the CRD's `fault.type` says what every one does.
+    prose = registry.fault_type_prose()
+    for name, driver in registry.DRIVERS.items():
+        assert f"{name}: {driver.describe(name)}." in prose
+    plan, run = (crd.schema() for crd in DRILL_CRDS)
+    fault = plan["properties"]["spec"]["properties"]["steps"]["items"]["properties"]["fault"]
+    assert fault["properties"]["type"]["description"] == prose
+    snapshot = run["properties"]["spec"]["properties"]["plan"]["properties"]["steps"]
+    assert snapshot["items"]["properties"]["fault"]["properties"]["type"]["description"] == prose
 
 
 def test_who_makes_each_fault() -> None:

@@ -5,7 +5,7 @@ The apiserver side of the same cases is tests/integration/test_drill_crds.py; bo
 bad plans of tests/drill_plans.py. Here: the models accept what DRILLS.md promises, refuse
 every bad plan with a message naming the field, default exactly as the CRDs do; every rule
 message is a CEL rule of the CRDs, every spec field is described, every list bounded; and the
-committed CRDs are what the generator (modeldr/kube/crds.py) writes.
+committed CRDs are what the generator (modeldr/drills/crds.py) writes.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from modeldr.api import drillplan as SP
 from modeldr.api import drillrun as SR
 from modeldr.api import drillstatus as ST
 from modeldr.api.phase import Phase
+from modeldr.drills.crds import DRILL_CRDS
 from modeldr.kube.constants import DRILLPLANS, DRILLRUNS, DRILLS_ENABLED, DRILLS_LABEL, GROUP
-from modeldr.kube.crds import AGENT_CRDS, DRILL_CRDS, Crd, render, write_or_check
+from modeldr.kube.crds import AGENT_CRDS, Crd, render, write_or_check
 from tests.drill_plans import (
     BAD_PLANS,
     DRILLS_MD,
