@@ -13,6 +13,7 @@ from modeldr.api.base import truncate
 from modeldr.api.drillplan import DrillPlanSpec, Step
 from modeldr.api.drillstatus import PlannedStep
 from modeldr.drills.faults.base import Aim
+from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.target import Target, resolve_role
@@ -73,7 +74,7 @@ def plan_step(
     note = ""
     if fault.cluster == "active":
         note = f" (cluster active resolved now: {where.cluster}; at the step's start it may differ)"
-    node = result.parameters.get("node")
+    node = FaultParameters.of(result.parameters).node
     on_node = f" on node {node}" if node and node not in result.targets else ""
     planned.message = truncate(
         f"{fault.type} would act on {', '.join(result.targets) or 'nothing'}{on_node} in "

@@ -26,6 +26,7 @@ from kubernetes import client
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
 from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, Observation, member_api
+from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.refusal import Refusal
 from modeldr.kube import k8s
 from modeldr.kube.constants import GROUP, MANAGED_BY, NAME_LABEL, NAMESPACE_LABEL
@@ -222,11 +223,15 @@ class ModelCorruption:
             )
         # A name of its own (not drawn from the seed: a rerun must not meet a leftover).
         pod = f"{where.name}-corrupted-{secrets.token_hex(3)}"[:253]
-        return Choice((pod,), {"namespace": where.namespace, "model": where.name}, aim.seed)
+        parameters = FaultParameters(namespace=where.namespace, model=where.name)
+        return Choice((pod,), parameters.record(), aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         api = member_api(members, record.cluster)
-        namespace, model = record.parameters["namespace"], record.parameters["model"]
+        parameters = FaultParameters.of(record)
+        namespace, model = parameters.member_namespace, parameters.model
+        if model is None:
+            raise KeyError("model")
         deployment = client.AppsV1Api(api).read_namespaced_deployment(
             model, namespace, _request_timeout=TIMEOUT
         )
@@ -247,7 +252,7 @@ class ModelCorruption:
         pod = k8s.call(
             core.read_namespaced_pod,
             record.targets[0],
-            record.parameters["namespace"],
+            FaultParameters.of(record).member_namespace,
             _request_timeout=TIMEOUT,
             absent=None,
         )
@@ -256,7 +261,7 @@ class ModelCorruption:
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
-        name, namespace = record.targets[0], record.parameters["namespace"]
+        name, namespace = record.targets[0], FaultParameters.of(record).member_namespace
         k8s.call(
             core.delete_namespaced_pod,
             name,

@@ -11,6 +11,7 @@ from datetime import datetime
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import Aim, Choice
 from modeldr.drills.faults.nodes import plan_node
+from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import recorded_expiry
@@ -91,10 +92,10 @@ class NodeFailure:
         return plan_node(members, aim)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
-        _call_inject(members, record, record.parameters["node"])
+        _call_inject(members, record, FaultParameters.of(record).node_name)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
-        _call_renew(members, record, record.parameters["node"], expires_at)
+        _call_renew(members, record, FaultParameters.of(record).node_name, expires_at)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_undo(members, record)
@@ -116,7 +117,8 @@ class ClusterOutage:
         where = aim.where
         provider_for(members, where.cluster)
         # The whole cluster is the target (its blast radius is the cluster, as asked).
-        return Choice((where.cluster,), {"namespace": where.namespace}, aim.seed)
+        parameters = FaultParameters(namespace=where.namespace)
+        return Choice((where.cluster,), parameters.record(), aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_inject(members, record, None)

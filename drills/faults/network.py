@@ -22,6 +22,7 @@ from kubernetes import client
 from modeldr.api import networkfault as O
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, choose_pods, member_api
+from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import recorded_expiry
 from modeldr.kube import k8s
@@ -63,15 +64,13 @@ class NetworkFault:
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where, fault = aim.where, aim.fault
         targets = choose_pods(members, aim)
-        parameters = {"namespace": where.namespace}
-        for key, value in (
-            ("lossPercent", fault.loss_percent),
-            ("latencyMilliseconds", fault.latency_milliseconds),
-            ("jitterMilliseconds", fault.jitter_milliseconds),
-        ):
-            if value is not None:
-                parameters[key] = str(value)
-        return Choice(targets, parameters, aim.seed)
+        parameters = FaultParameters(
+            namespace=where.namespace,
+            loss_percent=fault.loss_percent,
+            latency_milliseconds=fault.latency_milliseconds,
+            jitter_milliseconds=fault.jitter_milliseconds,
+        )
+        return Choice(targets, parameters.record(), aim.seed)
 
     # -- inject ---------------------------------------------------------------------------
 
@@ -79,7 +78,7 @@ class NetworkFault:
         """The order's spec: the targets' current IPs and nodes (read now: a pod's IP is
         known once it runs), the effect's parameters, the record's expiry."""
         core = client.CoreV1Api(member_api(members, record.cluster))
-        namespace = record.parameters["namespace"]
+        namespace = FaultParameters.of(record).member_namespace
         targets = []
         for name in record.targets:
             pod = k8s.call(
@@ -98,15 +97,18 @@ class NetworkFault:
             "nodes": sorted({t["node"] for t in targets}),
             "expiresAt": _parse_expiry(record).astimezone(UTC).isoformat(),
         }
-        for key in ("lossPercent", "latencyMilliseconds", "jitterMilliseconds"):
-            if key in record.parameters:
-                spec[key] = int(record.parameters[key])
+        effect = FaultParameters.of(record).model_dump(
+            by_alias=True,
+            exclude_none=True,
+            include={"loss_percent", "latency_milliseconds", "jitter_milliseconds"},
+        )
+        spec.update(effect)
         O.NetworkFaultSpec.model_validate(spec)  # what the CRD would refuse, refused here
         return spec
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         api = _custom(members, record.cluster)
-        namespace, name = record.parameters["namespace"], O.order_name(record.id)
+        namespace, name = FaultParameters.of(record).member_namespace, O.order_name(record.id)
         spec = self.order_spec(members, record)
         body = {
             "apiVersion": f"{O.GROUP}/{O.VERSION}",
@@ -200,7 +202,7 @@ class NetworkFault:
             api.patch_namespaced_custom_object,
             O.GROUP,
             O.VERSION,
-            record.parameters["namespace"],
+            FaultParameters.of(record).member_namespace,
             O.PLURAL,
             O.order_name(record.id),
             body,
@@ -213,7 +215,7 @@ class NetworkFault:
         """Delete the order and wait until it is gone (the agents drop its rules on the
         watch event; an agent that misses it drops them at expiry or at its restart)."""
         api = _custom(members, record.cluster)
-        namespace, name = record.parameters["namespace"], O.order_name(record.id)
+        namespace, name = FaultParameters.of(record).member_namespace, O.order_name(record.id)
         args = (O.GROUP, O.VERSION, namespace, O.PLURAL, name)
         # 404: the order is gone already (or the CRD never was: nothing was created).
         k8s.call(api.delete_namespaced_custom_object, *args, _request_timeout=TIMEOUT, absent=None)

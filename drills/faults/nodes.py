@@ -12,6 +12,7 @@ from kubernetes import client
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
 from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, Observation, member_api, model_pods
+from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.select import SelectionError, select_node
 from modeldr.kube import k8s
@@ -21,8 +22,6 @@ from modeldr.kube.members import MemberRegistry
 # The taint GPULoss adds; its value marks it as the drill's (undo removes only this one).
 GPU_LOSS_TAINT_VALUE = f"{GROUP}-drill"
 GPU_LOSS_EFFECT = "NoExecute"
-# The record's parameter naming the pods whose eviction the PodDisruptionBudget refused.
-REFUSED_PARAMETER = "refusedByPodDisruptionBudget"
 
 
 def plan_node(members: MemberRegistry, aim: Aim) -> Choice:
@@ -34,13 +33,13 @@ def plan_node(members: MemberRegistry, aim: Aim) -> Choice:
         chosen = select_node(pods, aim.seed, node=fault.node, max_pods_percent=aim.max_pods_percent)
     except SelectionError as exc:
         raise Refusal(exc.reason, exc.message) from None
-    parameters = {"node": chosen.node, "namespace": where.namespace}
-    if fault.grace_period_seconds is not None:
-        parameters["gracePeriodSeconds"] = str(fault.grace_period_seconds)
-    return Choice(chosen.pods, parameters, aim.seed)
+    parameters = FaultParameters(
+        node=chosen.node, namespace=where.namespace, grace_period_seconds=fault.grace_period_seconds
+    )
+    return Choice(chosen.pods, parameters.record(), aim.seed)
 
 
-def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -> bool:
+def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: int | None) -> bool:
     """Evict one pod; gone already is fine. False when the PodDisruptionBudget refused
     (429: evicting it now would leave fewer pods available than the budget allows): the
     refusal is respected, the pod stays on the cordoned node, and the step says so."""
@@ -50,7 +49,7 @@ def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -
         "metadata": {"name": pod, "namespace": namespace},
     }
     if grace is not None:
-        body["deleteOptions"] = {"gracePeriodSeconds": int(grace)}
+        body["deleteOptions"] = {"gracePeriodSeconds": grace}
     try:
         k8s.call(
             core.create_namespaced_pod_eviction,
@@ -69,27 +68,27 @@ def evict(core: client.CoreV1Api, namespace: str, pod: str, grace: str | None) -
 
 def evict_all(members: MemberRegistry, record: FaultRecord) -> None:
     """Evict the record's pods in order; those the budget refused are named in the record's
-    parameters (REFUSED_PARAMETER), written with its applied state."""
+    parameters (refusedByPodDisruptionBudget), written with its applied state."""
     core = client.CoreV1Api(member_api(members, record.cluster))
+    parameters = FaultParameters.of(record)
+    assert parameters.namespace is not None
     refused = [
         pod
         for pod in record.targets
-        if not evict(
-            core, record.parameters["namespace"], pod, record.parameters.get("gracePeriodSeconds")
-        )
+        if not evict(core, parameters.namespace, pod, parameters.grace_period_seconds)
     ]
-    if refused:
-        record.parameters[REFUSED_PARAMETER] = ",".join(refused)
-    else:
-        record.parameters.pop(REFUSED_PARAMETER, None)
+    kept = ",".join(refused) or None
+    record.parameters = parameters.model_copy(
+        update={"refused_by_pod_disruption_budget": kept}
+    ).record()
 
 
 def eviction_summary(record: FaultRecord) -> Observation:
     """What the evictions did, for the step's message (the budget's refusals are the
     system holding, not a failure)."""
-    raw = record.parameters.get(REFUSED_PARAMETER, "")
-    refused = [p for p in raw.split(",") if p]
-    node, total = record.parameters.get("node", "?"), len(record.targets)
+    parameters = FaultParameters.of(record)
+    refused = [p for p in (parameters.refused_by_pod_disruption_budget or "").split(",") if p]
+    node, total = parameters.node or "?", len(record.targets)
     message = f"{record.type} of {node}: {total - len(refused)} of {total} pods evicted"
     if refused:
         message += (
@@ -111,21 +110,24 @@ class NodeDrain:
 
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         planned = plan_node(members, aim)
+        name = FaultParameters.of(planned.parameters).node_name
         core = client.CoreV1Api(member_api(members, aim.where.cluster))
-        node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)
+        node = core.read_node(name, _request_timeout=TIMEOUT)
         if node.spec.unschedulable:
             # Cordoned by someone else: draining it again would be no fault, and undo must
             # not uncordon what the drill did not cordon.
             raise Refusal(
                 "NodeAlreadyCordoned",
-                f"node {planned.parameters['node']} in {aim.where.cluster} is cordoned already",
+                f"node {name} in {aim.where.cluster} is cordoned already",
             )
         return planned
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
         core.patch_node(
-            record.parameters["node"], {"spec": {"unschedulable": True}}, _request_timeout=TIMEOUT
+            FaultParameters.of(record).node_name,
+            {"spec": {"unschedulable": True}},
+            _request_timeout=TIMEOUT,
         )
         evict_all(members, record)
 
@@ -136,7 +138,7 @@ class NodeDrain:
         core = client.CoreV1Api(member_api(members, record.cluster))
         k8s.call(
             core.patch_node,
-            record.parameters["node"],
+            FaultParameters.of(record).node_name,
             {"spec": {"unschedulable": False}},
             _request_timeout=TIMEOUT,
             absent=k8s.DONE,
@@ -171,8 +173,9 @@ class GPULoss:
 
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         planned = plan_node(members, aim)
+        name = FaultParameters.of(planned.parameters).node_name
         core = client.CoreV1Api(member_api(members, aim.where.cluster))
-        node = core.read_node(planned.parameters["node"], _request_timeout=TIMEOUT)
+        node = core.read_node(name, _request_timeout=TIMEOUT)
         taken = [
             t
             for t in _taints(node)
@@ -183,14 +186,14 @@ class GPULoss:
             # are gone already: no fault to make.
             raise Refusal(
                 "NodeAlreadyTainted",
-                f"node {planned.parameters['node']} in {aim.where.cluster} has a "
+                f"node {name} in {aim.where.cluster} has a "
                 f"{GPU_RESOURCE}:{GPU_LOSS_EFFECT} taint already",
             )
         return planned
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
-        name = record.parameters["node"]
+        name = FaultParameters.of(record).node_name
         node = core.read_node(name, _request_timeout=TIMEOUT)
         taints = _taints(node)
         if not any(_is_ours(t) for t in taints):
@@ -210,7 +213,7 @@ class GPULoss:
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
-        name = record.parameters["node"]
+        name = FaultParameters.of(record).node_name
         node = k8s.call(core.read_node, name, _request_timeout=TIMEOUT, absent=None)
         if node is None:
             return

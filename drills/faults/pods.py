@@ -13,10 +13,9 @@ from modeldr.drills.faults.base import (
     choose_pods,
     member_api,
 )
+from modeldr.drills.faults.params import FaultParameters
 from modeldr.kube import k8s
 from modeldr.kube.members import MemberRegistry
-
-GRACE_PARAMETER = "gracePeriodSeconds"
 
 
 class PodKill:
@@ -32,21 +31,21 @@ class PodKill:
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         where, fault = aim.where, aim.fault
         targets = choose_pods(members, aim)
-        parameters = {"namespace": where.namespace}
-        if fault.grace_period_seconds is not None:
-            parameters[GRACE_PARAMETER] = str(fault.grace_period_seconds)
-        return Choice(targets, parameters, aim.seed)
+        parameters = FaultParameters(
+            namespace=where.namespace, grace_period_seconds=fault.grace_period_seconds
+        )
+        return Choice(targets, parameters.record(), aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
-        grace = record.parameters.get(GRACE_PARAMETER)
+        parameters = FaultParameters.of(record)
         for pod in record.targets:
             # Gone already (a retry after a partial inject, or the cluster moved on): fine.
             k8s.call(
                 core.delete_namespaced_pod,
                 pod,
-                record.parameters["namespace"],
-                grace_period_seconds=int(grace) if grace is not None else None,
+                parameters.namespace,
+                grace_period_seconds=parameters.grace_period_seconds,
                 _request_timeout=TIMEOUT,
                 absent=k8s.DONE,
             )

@@ -23,7 +23,6 @@ import pytest
 from kubernetes import client
 
 from modeldr.drills.faults.corruption import FAULT_LABEL
-from modeldr.drills.faults.nodes import REFUSED_PARAMETER
 from modeldr.kube.constants import DRILLPLANS, DRILLRUNS, GROUP, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
@@ -219,7 +218,7 @@ def test_a_drain_respects_the_pod_disruption_budget_and_leaves_no_cordon(md_ns: 
     (fault,) = s["faults"]
     assert fault["state"] == "Undone" and len(fault["targets"]) == 2, fault
     # maxUnavailable 1: the first eviction went through, the second was refused.
-    refused = fault["parameters"][REFUSED_PARAMETER].split(",")
+    refused = fault["parameters"]["refusedByPodDisruptionBudget"].split(",")
     assert len(refused) == 1 and refused[0] in fault["targets"], fault
     assert "1 of 2 pods evicted; the PodDisruptionBudget refused 1" in s["steps"][0]["message"]
     # A replica served throughout (the budget's whole point).

@@ -30,10 +30,10 @@ from modeldr.drills.faults.network import AGENT_WAIT_S
 from modeldr.drills.faults.nodes import (
     GPU_LOSS_EFFECT,
     GPU_LOSS_TAINT_VALUE,
-    REFUSED_PARAMETER,
     GPULoss,
     NodeDrain,
 )
+from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.faults.pods import PodKill
 from modeldr.drills.infra import InfrastructureError
 from modeldr.drills.journal import Journal, new_record
@@ -386,10 +386,10 @@ def test_an_eviction_refused_by_a_pdb_or_of_a_pod_gone_is_fine(core: FakeCore, s
     summary = GPULoss().observe(MEMBERS, record)
     assert summary.phase is Phase.PASSED
     if status == 429:
-        assert record.parameters[REFUSED_PARAMETER] == "p1"
+        assert record.parameters["refusedByPodDisruptionBudget"] == "p1"
         assert "1 of 2 pods evicted; the PodDisruptionBudget refused 1 (p1)" in summary.message
     else:
-        assert REFUSED_PARAMETER not in record.parameters
+        assert "refusedByPodDisruptionBudget" not in record.parameters
         assert summary.message.endswith("2 of 2 pods evicted")
 
 
@@ -670,3 +670,23 @@ def test_gpu_loss_refuses_a_node_whose_gpus_are_tainted_away_already(
     with pytest.raises(Refusal) as caught:
         GPULoss().choose(MEMBERS, Aim(WHERE, fault(type="GPULoss", node="n2"), 3, 100))
     assert caught.value.reason == "NodeAlreadyTainted" and "n2" in caught.value.message
+
+
+def test_fault_parameters_are_named_once_and_read_back_typed() -> None:
+    written = FaultParameters(
+        namespace="ml", node="n1", grace_period_seconds=0, loss_percent=30, expires_at="t"
+    ).record()
+    # The journal's keys: what status.faults[].parameters held before the model existed, so
+    # a new leader reads an old leader's records.
+    assert written == {
+        "namespace": "ml",
+        "node": "n1",
+        "gracePeriodSeconds": "0",
+        "lossPercent": "30",
+        "expiresAt": "t",
+    }
+    read = FaultParameters.of(written)
+    assert read.grace_period_seconds == 0 and read.loss_percent == 30 and read.node_name == "n1"
+    assert FaultParameters.of({"namespace": "ml", "fromANewerOperator": "x"}).namespace == "ml"
+    with pytest.raises(KeyError):
+        _ = FaultParameters.of({"namespace": "ml"}).node_name
