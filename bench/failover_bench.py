@@ -1,8 +1,9 @@
 """`make bench-failover`: failover timings and operator scale, on the sandbox.
 
 1. Client-observed RTO for a whole-primary outage (apiserver stopped, pod processes killed):
-   a probe sends 20 requests/s through the hub entry point (the endpointslice provider's
-   EndpointSlice); RTO = last success on primary to first success on standby. Hot and warm
+   the product's traffic probe (the one a drill runs) sends 20 requests/s through the hub
+   entry point (the endpointslice provider's EndpointSlice); RTO = last success on primary to
+   first success on standby (sent times; the cluster is the slice's active-cluster). Hot and warm
    standby with the sandbox example's failover settings (health interval 1 s, threshold 3),
    and hot standby with the CRD's defaults (5 s, 3). The operator's own detection and switch
    durations come from status.lastFailover.
@@ -44,7 +45,14 @@ from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import OPERATOR_METRICS_PORT, REPO_ROOT
 from sandbox.operator_up import ensure_tiny_model, operator_pid, operator_up
-from sandbox.probe import HubProbe, server_ready, serving_addresses
+from sandbox.probe import (
+    failures,
+    first_success,
+    hub_traffic,
+    last_success,
+    server_ready,
+    serving_addresses,
+)
 
 RESULTS = REPO_ROOT / "bench" / "results" / "failover.json"
 EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
@@ -140,7 +148,7 @@ def rto_runs(
         for run in range(1, runs + 1):
             log(f"[{label}] run {run}/{runs}: waiting for a steady state")
             wait(settled, "primary active with all replicas ready", 240)
-            probe = HubProbe(ns, name, rate=20, max_seconds=120).begin()
+            probe = hub_traffic(ns, name, rate=20, max_seconds=120).start()
             try:
                 # 3 s of traffic, then the outage at a random point of the check interval: a
                 # fixed delay would line the failure up with the operator's tick every run.
@@ -149,14 +157,17 @@ def rto_runs(
                 sandbox.outage("primary")
                 try:
                     wait(
-                        lambda p=probe, t=outage_at: p.first_success("127.2.", t) is not None,
+                        lambda p=probe, t=outage_at: (
+                            first_success(p.samples(), "standby", t) is not None
+                        ),
                         "first success on standby",
                         90,
                     )
-                    last = probe.last_success("127.1.", before=outage_at)
-                    first = probe.first_success("127.2.", outage_at)
-                    last_primary = last.at if last else None
-                    first_standby = first.at if first else None
+                    samples = probe.samples()
+                    last = last_success(samples, "primary", before=outage_at)
+                    first = first_success(samples, "standby", outage_at)
+                    last_primary = last.sent_at if last else None
+                    first_standby = first.sent_at if first else None
                     if last_primary is None or first_standby is None:
                         log(
                             f"[{label}] run {run}: no success on primary before the outage; "
@@ -170,7 +181,7 @@ def rto_runs(
                             "outage_to_first_standby_success_s": round(
                                 first_standby - outage_at, 3
                             ),
-                            "failed_requests": probe.failures(since=outage_at),
+                            "failed_requests": failures(probe.samples(), since=outage_at),
                             "operator_detection_s": lf.get("detectionSeconds"),
                             "operator_switch_s": lf.get("switchSeconds"),
                             "operator_total_s": lf.get("totalSeconds"),
@@ -429,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "benchmark": "failover",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "probe": "20 requests/s through the hub EndpointSlice; RTO = last success on primary "
-        "to first success on standby",
+        "probe": "the drills' TrafficProbe, 20 requests/s through the hub EndpointSlice; RTO = "
+        "last success on primary to first success on standby",
         "settings": {
             "hot": example_failover | {"replicas": 2, "standby": "hot"},
             "warm": example_failover | {"replicas": 2, "standby": "warm, 1 replica"},

@@ -56,8 +56,10 @@ from urllib.parse import urlencode
 
 from kubernetes import client
 
+from modeldr.drills.probe import TrafficProbe
+from modeldr.drills.probe_stats import ProbeSample
 from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
-from sandbox import demo_drill, kube, prometheus
+from sandbox import demo_drill, kube, probe, prometheus
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT, sandbox_paths
 from sandbox.operator_up import (
@@ -67,7 +69,7 @@ from sandbox.operator_up import (
     operator_log,
     operator_up,
 )
-from sandbox.probe import HubProbe, Result, infer, serving_addresses
+from sandbox.probe import hub_traffic, infer, serving_addresses
 
 log = logging.getLogger("demo")
 
@@ -78,7 +80,6 @@ EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
 PLURAL = MODELDEPLOYMENTS
 PORT = 8080
 REPLICAS = 2
-PREFIX = {"primary": "127.1.", "standby": "127.2."}  # pod CIDRs of the member clusters
 
 RATE = 20  # client requests per second
 TRAFFIC_MAX_SECONDS = 120.0  # the client stops by itself after this, whatever happens
@@ -241,7 +242,7 @@ def is_condition_event(reason: str) -> bool:
     return reason.endswith(("True", "False"))
 
 
-# --- the client: sandbox.probe.HubProbe (the hub EndpointSlice is the only way to pods) ---
+# --- the client: the drills' TrafficProbe (the hub EndpointSlice is the only way to pods) ---
 
 
 def resolve() -> list[str]:
@@ -256,8 +257,8 @@ def serving(cluster: str) -> list[str]:
     return serving_addresses(cluster, NAMESPACE, NAME, PORT)
 
 
-def first_success(traffic: HubProbe, prefix: str, after: float) -> Result | None:
-    found = traffic.first_success(prefix, after)
+def first_success(traffic: TrafficProbe, cluster: str, after: float) -> ProbeSample | None:
+    found = probe.first_success(traffic.samples(), cluster, after)
     if found is None and traffic.stopped_by_itself:
         raise DemoTimeout(f"the client stopped by itself after {TRAFFIC_MAX_SECONDS:.0f} s")
     return found
@@ -429,12 +430,11 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
     print(f"sample answer: {json.dumps(answer)[:160]}")
 
     step(3, f"client: {RATE} req/s, endpoints from the hub EndpointSlice only")
-    traffic = HubProbe(
+    traffic = hub_traffic(
         NAMESPACE,
         NAME,
         rate=RATE,
         max_seconds=TRAFFIC_MAX_SECONDS,
-        port=PORT,
         refresh_s=RESOLVE_EVERY,
         timeout_s=REQUEST_TIMEOUT,
     )
@@ -455,16 +455,17 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
         lambda md: active_cluster(md) == "standby",
         timeout=FAILOVER_TIMEOUT,
         what="the operator to fail over to standby (status.activeCluster == standby)",
-        extra=lambda: first_success(traffic, PREFIX["standby"], outage_at) is not None,
+        extra=lambda: first_success(traffic, "standby", outage_at) is not None,
     )
-    last_primary = traffic.last_success(PREFIX["primary"], outage_at + FAILOVER_TIMEOUT)
-    first_standby = traffic.first_success(PREFIX["standby"], outage_at)
+    samples = traffic.samples()
+    last_primary = probe.last_success(samples, "primary", outage_at + FAILOVER_TIMEOUT)
+    first_standby = probe.first_success(samples, "standby", outage_at)
     assert first_standby is not None  # watch_md waited for it
     if last_primary is not None:
-        timeline.add(last_primary.at, f"last success on primary ({last_primary.address})")
-        report["rto"] = first_standby.at - last_primary.at
-    timeline.add(first_standby.at, f"first success on standby ({first_standby.address})")
-    report["outage_to_standby"] = first_standby.at - outage_at
+        timeline.add(last_primary.sent_at, "last success on primary (request sent)")
+        report["rto"] = first_standby.sent_at - last_primary.sent_at
+    timeline.add(first_standby.sent_at, "first success on standby (request sent)")
+    report["outage_to_standby"] = first_standby.sent_at - outage_at
     last_failover = dict((md.get("status") or {}).get("lastFailover") or {})
     report["last_failover"] = last_failover
     for key, label in (
@@ -476,7 +477,7 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
         if at is not None:
             timeline.add(at, label)
     failed_during = [
-        s for s in traffic.results if not s.ok and outage_at <= s.at <= first_standby.at
+        s for s in samples if not s.ok and outage_at <= s.sent_at <= first_standby.sent_at
     ]
     report["failed_during_outage"] = len(failed_during)
     print("\nTimeline (relative to the outage):")
@@ -531,12 +532,12 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
         ),
         timeout=FAILBACK_TIMEOUT,
         what="fail back: activeCluster primary and the switch-to annotation removed",
-        extra=lambda: first_success(traffic, PREFIX["primary"], failback_at) is not None,
+        extra=lambda: first_success(traffic, "primary", failback_at) is not None,
     )
-    back = traffic.first_success(PREFIX["primary"], failback_at)
+    back = probe.first_success(traffic.samples(), "primary", failback_at)
     assert back is not None
-    timeline.add(back.at, f"first success on primary again ({back.address})")
-    report["failback_to_primary"] = back.at - failback_at
+    timeline.add(back.sent_at, "first success on primary again (request sent)")
+    report["failback_to_primary"] = back.sent_at - failback_at
     failback = dict((md.get("status") or {}).get("lastFailover") or {})
     report["last_failback"] = failback
     if failback.get("failureTime") and failback.get("failureTime") == last_failover.get(
@@ -547,7 +548,7 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
             "the operator carried them over into this manual switch"
         )
         print(f"note: status.lastFailover after the fail back: {report['failback_note']}")
-    print(f"fail back: annotation -> first success on primary: {back.at - failback_at:.2f} s")
+    print(f"fail back: annotation -> first success on primary: {back.sent_at - failback_at:.2f} s")
     time.sleep(8)  # traffic on primary again, long enough for Prometheus to see it
     traffic.stop()
     timeline.add(time.time(), "client stopped")
@@ -581,8 +582,8 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
 
 
 def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
-    traffic: HubProbe | None = report.get("client")
-    samples = traffic.results if traffic else []
+    traffic: TrafficProbe | None = report.get("client")
+    samples = traffic.samples() if traffic else []
     outage_at: float | None = report.get("outage_at")
     timeline: Timeline | None = report.get("timeline")
     lf: dict[str, Any] = report.get("last_failover") or {}
@@ -617,8 +618,8 @@ def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
     figure("fail back: annotation -> first success on primary", report.get("failback_to_primary"))
     ok = sum(s.ok for s in samples)
     by_cluster = {
-        role: sum(s.ok and s.address.startswith(prefix) for s in samples)
-        for role, prefix in PREFIX.items()
+        cluster: sum(s.ok and s.cluster == cluster for s in samples)
+        for cluster in ("primary", "standby")
     }
     figure("requests sent", len(samples))
     figure(
@@ -639,7 +640,8 @@ def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
     errors: dict[str, int] = {}
     for s in samples:
         if not s.ok:
-            errors[s.error[:120]] = errors.get(s.error[:120], 0) + 1
+            error = (s.error or "failed")[:120]
+            errors[error] = errors.get(error, 0) + 1
     if errors:
         out += ["", "## Client errors", "", "| count | error |", "| --- | --- |"]
         out += [f"| {n} | `{e}` |" for e, n in sorted(errors.items(), key=lambda x: -x[1])]
@@ -682,8 +684,8 @@ def main() -> int:
         traceback.print_exc()
         error = f"{type(exc).__name__}: {exc}"
     finally:
-        traffic: HubProbe | None = report.get("client")
-        if traffic is not None and traffic.is_alive():
+        traffic: TrafficProbe | None = report.get("client")
+        if traffic is not None and traffic.running:
             traffic.stop()
         if report.get("outage_started"):
             print("restoring primary (the demo stopped during its outage)", flush=True)
@@ -694,8 +696,9 @@ def main() -> int:
     path = sandbox_paths().root / "demo-report.md"
     if report.get("timeline") is not None:
         write_report(report, path, error)
-    ok = sum(s.ok for s in traffic.results) if traffic else 0
-    total = len(traffic.results) if traffic else 0
+    samples = traffic.samples() if traffic else []
+    ok = sum(s.ok for s in samples)
+    total = len(samples)
     if total:
         print(f"\nrequests: {total} sent, {ok} ok, {total - ok} failed")
     if report.get("timeline") is not None:

@@ -1,23 +1,31 @@
-"""A synthetic inference client of the hub entry point (tests, benchmarks, the demo).
+"""The harness's inference client of the hub entry point (tests, benchmarks, the demo).
 
-It finds model servers only through the hub's EndpointSlice of the ModelDeployment's
-Service (what the endpointslice traffic provider maintains), sends `POST /predict` at a fixed
-rate, and re-reads the slice every `refresh_s` (as a watching client such as a mesh sidecar
-would see changes) and at once after an error. Bounded: it stops by itself after
-`max_seconds`. Every address it dials must be loopback.
+They measure with the product's own traffic probe, `drills.probe.TrafficProbe` fed by
+`hub_slice_resolver`: what a drill measures is what the demo and `make bench-failover` report.
+It finds model servers only through the hub's EndpointSlices of the ModelDeployment's Service
+(what the endpointslice traffic provider keeps), sends `POST /predict` at a fixed rate, open
+loop, re-reads the slices every `refresh_s` and soon after an error, and stops by itself after
+`max_seconds`. A sample's cluster is the slices' `modeldr.io/active-cluster` annotation at the
+time the request was sent. The harness adds the network rule: only loopback addresses are
+dialled (`loopback_only`), and the samples carry wall-clock times (`clock=time.time`) so that
+they line up with the harness's own marks (the outage, the demo's timeline).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
-import threading
+import math
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
+from modeldr.drills.probe import Endpoints, Resolver, TrafficProbe, hub_slice_resolver
+from modeldr.drills.probe_stats import ProbeSample
 from sandbox import kube
+
+PROBE_TEXTS = ("the service answers every request", "a failover should go unnoticed")
 
 
 def _loopback(address: str) -> str:
@@ -53,108 +61,65 @@ def serving_addresses(cluster: str, namespace: str, service: str, port: int = 80
     return [a for a in listed if a.startswith("127.") and server_ready(a, port)]
 
 
-@dataclass(frozen=True)
-class Result:
-    at: float  # time.time() when the request was sent
-    address: str  # "" when the hub listed no address
-    ok: bool
-    error: str = ""
+def loopback_only(resolver: Resolver) -> Resolver:
+    """The resolver's endpoints less any address outside 127.0.0.0/8 (the network rule)."""
+
+    def resolve() -> Endpoints:
+        endpoints = resolver()
+        kept = tuple(a for a in endpoints.addresses if a.startswith("127."))
+        if kept == endpoints.addresses:
+            return endpoints
+        dropped = ", ".join(a for a in endpoints.addresses if a not in kept)
+        error = endpoints.error or (None if kept else f"only non-loopback addresses: {dropped}")
+        return dataclasses.replace(endpoints, addresses=kept, error=error)
+
+    return resolve
 
 
-class HubProbe(threading.Thread):
-    def __init__(
-        self,
-        namespace: str,
-        service: str,
-        *,
-        rate: float = 20.0,
-        max_seconds: float = 120.0,
-        port: int = 8080,
-        refresh_s: float = 1.0,
-        timeout_s: float = 2.0,
-    ) -> None:
-        super().__init__(name="hub-probe", daemon=True)
-        self.namespace, self.service = namespace, service
-        self.rate, self.max_seconds, self.port = rate, max_seconds, port
-        self.refresh_s, self.timeout_s = refresh_s, timeout_s
-        self._results: list[Result] = []
-        self._lock = threading.Lock()
-        self._stop_requested = threading.Event()
+def hub_traffic(
+    namespace: str,
+    service: str,
+    *,
+    rate: float = 20.0,
+    max_seconds: float = 120.0,
+    refresh_s: float = 1.0,
+    timeout_s: float = 2.0,
+) -> TrafficProbe:
+    """The product's traffic probe on the hub Service `namespace/service`; call `start()`."""
+    resolver = hub_slice_resolver(kube.api_client("hub"), namespace, service)
+    return TrafficProbe(
+        loopback_only(resolver),
+        rate_per_second=rate,
+        timeout_s=timeout_s,
+        inputs=PROBE_TEXTS,
+        max_seconds=max_seconds,
+        refresh_s=refresh_s,
+        clock=time.time,
+    )
 
-    def begin(self) -> HubProbe:
-        self.start()
-        return self
 
-    def stop(self) -> None:
-        self._stop_requested.set()
-        if self.is_alive():
-            self.join(timeout=self.timeout_s + 5)
+# --- reading the samples (their times are time.time(): see the module's docstring) ---------
 
-    @property
-    def stopped_by_itself(self) -> bool:
-        return not self.is_alive() and not self._stop_requested.is_set()
 
-    @property
-    def results(self) -> list[Result]:
-        with self._lock:
-            return list(self._results)
+def successes(samples: Iterable[ProbeSample], cluster: str, since: float = -math.inf) -> int:
+    return sum(1 for s in samples if s.ok and s.cluster == cluster and s.sent_at >= since)
 
-    def _record(self, result: Result) -> None:
-        with self._lock:
-            self._results.append(result)
 
-    def _resolve(self) -> list[str]:
-        addresses = kube.ready_endpoint_addresses("hub", self.namespace, self.service)
-        return [a for a in addresses if a.startswith("127.")]  # the network rule
+def failures(
+    samples: Iterable[ProbeSample], since: float = -math.inf, until: float = math.inf
+) -> int:
+    return sum(1 for s in samples if not s.ok and since <= s.sent_at <= until)
 
-    def run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        schedule = time.monotonic()  # request n is due at schedule + n / rate
-        addresses: list[str] = []
-        resolved_at = float("-inf")
-        n = 0
-        while not self._stop_requested.is_set() and time.monotonic() < deadline:
-            if time.monotonic() - resolved_at >= self.refresh_s:
-                # Hub unreachable: keep the last addresses (stale ones fail fast).
-                with contextlib.suppress(Exception):
-                    addresses = self._resolve()
-                resolved_at = time.monotonic()
-            sent = time.time()
-            if not addresses:
-                self._record(Result(sent, "", False, "no ready address in the hub EndpointSlice"))
-                resolved_at = float("-inf")
-            else:
-                address = addresses[n % len(addresses)]
-                try:
-                    infer(address, f"probe {n}", self.port, timeout=self.timeout_s)
-                    self._record(Result(sent, address, True))
-                except Exception as exc:
-                    self._record(Result(sent, address, False, f"{type(exc).__name__}: {exc}"))
-                    resolved_at = float("-inf")  # re-read the hub EndpointSlice at once
-            n += 1
-            delay = schedule + n / self.rate - time.monotonic()
-            if delay < -1.0:  # fell behind (slow errors): do not burst to catch up
-                schedule -= delay
-                delay = 0.0
-            self._stop_requested.wait(max(0.0, delay))
 
-    def successes(self, prefix: str = "", since: float = 0.0) -> int:
-        return sum(
-            1 for r in self.results if r.ok and r.address.startswith(prefix) and r.at >= since
-        )
+def first_success(samples: Iterable[ProbeSample], cluster: str, after: float) -> ProbeSample | None:
+    """The first request sent at or after `after` that `cluster` answered."""
+    found = [s for s in samples if s.ok and s.cluster == cluster and s.sent_at >= after]
+    return min(found, key=lambda s: s.sent_at, default=None)
 
-    def failures(self, since: float = 0.0, until: float = float("inf")) -> int:
-        return sum(1 for r in self.results if not r.ok and since <= r.at <= until)
 
-    def first_success(self, prefix: str, after: float) -> Result | None:
-        return next(
-            (r for r in self.results if r.ok and r.at >= after and r.address.startswith(prefix)),
-            None,
-        )
-
-    def last_success(self, prefix: str, before: float = float("inf")) -> Result | None:
-        found = None
-        for r in self.results:
-            if r.ok and r.at < before and r.address.startswith(prefix):
-                found = r
-        return found
+def last_success(
+    samples: Iterable[ProbeSample], cluster: str, before: float = math.inf
+) -> ProbeSample | None:
+    """The last request sent before `before` that `cluster` answered."""
+    found = [s for s in samples if s.ok and s.cluster == cluster and s.sent_at < before]
+    return max(found, key=lambda s: s.sent_at, default=None)

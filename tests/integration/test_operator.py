@@ -23,7 +23,7 @@ from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
 from sandbox.operator_up import operator_down, operator_up
-from sandbox.probe import HubProbe, infer, server_ready
+from sandbox.probe import hub_traffic, infer, server_ready, successes
 from tests.integration.modeldeployments import (
     EXAMPLE,
     NAME,
@@ -102,13 +102,13 @@ def test_primary_outage_fails_over_and_back_while_a_client_keeps_going(
 ) -> None:
     create(hub_ns, manifest(hub_ns))
     wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
-    probe = HubProbe(hub_ns, NAME, rate=20, max_seconds=240).begin()
+    probe = hub_traffic(hub_ns, NAME, rate=20, max_seconds=240).start()
     try:
         deadline = time.monotonic() + 30
-        while probe.successes("127.1.") < 5 and time.monotonic() < deadline:
+        while successes(probe.samples(), "primary") < 5 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert probe.successes("127.1.") >= 5, (
-            f"no success through the hub before the outage: {probe.results[-5:]}"
+        assert successes(probe.samples(), "primary") >= 5, (
+            f"no success through the hub before the outage: {probe.samples()[-5:]}"
         )
         sandbox.outage("primary")
         try:
@@ -124,9 +124,11 @@ def test_primary_outage_fails_over_and_back_while_a_client_keeps_going(
             assert failover["detectionSeconds"] >= 0 and failover["totalSeconds"] >= 0
             assert all(a.startswith("127.2.") for a in hub_addresses(hub_ns))
             deadline = time.monotonic() + 30
-            while probe.successes("127.2.") < 5 and time.monotonic() < deadline:
+            while successes(probe.samples(), "standby") < 5 and time.monotonic() < deadline:
                 time.sleep(0.5)
-            assert probe.successes("127.2.") >= 5, "the client did not recover on standby"
+            assert successes(probe.samples(), "standby") >= 5, (
+                "the client did not recover on standby"
+            )
 
             # An operator restart in the middle of the outage resumes from the status: it
             # stays on standby and does not flap, and clients keep succeeding.
@@ -136,7 +138,7 @@ def test_primary_outage_fails_over_and_back_while_a_client_keeps_going(
             time.sleep(5)
             assert status(hub_ns)["activeCluster"] == "standby"
             assert all(a.startswith("127.2.") for a in hub_addresses(hub_ns))
-            assert probe.successes("127.2.", since=restarted) >= 10
+            assert successes(probe.samples(), "standby", since=restarted) >= 10
         finally:
             sandbox.restore("primary")
         # Manual failback (the default mode), asked for at once: the restored control plane
@@ -155,16 +157,16 @@ def test_primary_outage_fails_over_and_back_while_a_client_keeps_going(
         assert s["lastFailover"]["to"] == "primary" and s["lastFailover"]["automatic"] is False
         assert SWITCH_ANNOTATION not in (get(hub_ns)["metadata"].get("annotations") or {})
         deadline = time.monotonic() + 20
-        before = probe.successes("127.1.")
-        while probe.successes("127.1.") <= before + 3 and time.monotonic() < deadline:
+        before = successes(probe.samples(), "primary")
+        while successes(probe.samples(), "primary") <= before + 3 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert probe.successes("127.1.") > before + 3, (
-            f"the client did not follow the failback: {probe.results[-5:]}, hub: "
+        assert successes(probe.samples(), "primary") > before + 3, (
+            f"the client did not follow the failback: {probe.samples()[-5:]}, hub: "
             f"{hub_addresses(hub_ns)}, primary: "
             f"{kube.ready_endpoint_addresses('primary', hub_ns, NAME)}"
         )
         # What the clients paid for the immediate failback: at most 1% of their requests.
-        since = [r for r in probe.results if r.at >= asked]
+        since = probe.samples(since=asked)
         failed = [r for r in since if not r.ok]
         print(
             f"\nimmediate failback after a restore: {len(failed)} of {len(since)} requests "
