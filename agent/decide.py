@@ -6,18 +6,26 @@ operator renews `expiresAt` while its step runs; a dead or partitioned operator 
 renewing, so the fault ends within one expiry period). A Latency order where the kernel has
 no netem is never held: it is reported Unsupported, with the reason, and nothing is applied.
 Where it has netem, an agent holds one Latency order at a time (tc, not nftables: `delay`);
-a second one on the same node is refused while the first holds, with its name.
+a second one on the same node is refused while the first holds, with its name. An order that
+expires more than MAX_EXPIRY_AHEAD_S ahead of the agent's clock is refused (`refused`,
+reported Error): no order outlives its operator by more than that.
+
+When the kernel refuses the one transaction of all rules, `isolate` finds the orders whose
+rules the kernel refuses on their own, so that one bad order never keeps the others out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Final
 
 from modeldr.agent.rules import Rule
 from modeldr.agent.tcrules import Delay
-from modeldr.api.networkfault import NodeReport, NodeState, Order
+from modeldr.api.networkfault import MAX_EXPIRY_AHEAD_S, NodeReport, NodeState, Order
+
+MAX_AHEAD: Final = timedelta(seconds=MAX_EXPIRY_AHEAD_S)
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,8 @@ class Desired:
     unsupported: dict[str, str] = field(default_factory=dict)
     expired: tuple[str, ...] = ()
     delay: Delay | None = None  # the Latency order held (tc netem), where netem exists
+    # order key -> why it is refused (reported Error; nothing applied)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def rule_of(order: Order, node: str) -> Rule:
@@ -60,6 +70,7 @@ def desired(
     (else the first by key is taken), so a second order never displaces the first."""
     rules: list[Rule] = []
     unsupported: dict[str, str] = {}
+    refused: dict[str, str] = {}
     expired: list[str] = []
     delays: list[Order] = []
     for order in orders:
@@ -67,6 +78,9 @@ def desired(
             continue
         if order.expired(now):
             expired.append(order.key)
+            continue
+        if order.spec.expires_at - now > MAX_AHEAD:
+            refused[order.key] = too_far_ahead(order, now)
             continue
         if order.spec.effect == "Latency" and latency is not None:
             unsupported[order.key] = latency
@@ -93,8 +107,38 @@ def desired(
                 f"{delay.key} holds it; nothing was applied for this one"
             )
     return Desired(
-        tuple(sorted(rules, key=lambda r: r.key)), unsupported, tuple(sorted(expired)), delay
+        tuple(sorted(rules, key=lambda r: r.key)),
+        unsupported,
+        tuple(sorted(expired)),
+        delay,
+        refused,
     )
+
+
+def too_far_ahead(order: Order, now: datetime) -> str:
+    ahead = (order.spec.expires_at - now).total_seconds()
+    return (
+        f"expiresAt is {ahead:.0f} s ahead of this agent's clock; an agent holds an order at "
+        f"most {MAX_EXPIRY_AHEAD_S} s ahead (the operator renews it while its step runs); "
+        "nothing was applied"
+    )
+
+
+def isolate(
+    rules: Sequence[Rule], refusal: Callable[[tuple[Rule, ...]], str | None]
+) -> tuple[tuple[Rule, ...], dict[str, str]]:
+    """After the kernel refused the transaction of all `rules`: the rules it takes, and per
+    order key why it refuses that order's rules on their own. `refusal(rules)` checks a
+    transaction without applying it: None when the kernel would take it, else why not."""
+    good: list[Rule] = []
+    bad: dict[str, str] = {}
+    for rule in rules:
+        why = refusal((rule,))
+        if why is None:
+            good.append(rule)
+        else:
+            bad[rule.key] = why
+    return tuple(good), bad
 
 
 def next_expiry(orders: Iterable[Order], held: Desired) -> datetime | None:

@@ -61,6 +61,9 @@ class Agent:
         self._delay_dirty = False  # a removal failed: swept again each tick
         self._applied: str | None = None  # the last script the kernel took
         self._error: str = ""  # why the last apply failed
+        # Orders the kernel refused on their own when the whole transaction failed: key ->
+        # nft's reason (the others were applied without them).
+        self._refused_by_kernel: dict[str, str] = {}
         self._next_expiry: datetime | None = None  # the earliest expiry of a held order
 
     # -- the loop ------------------------------------------------------------------------
@@ -155,16 +158,38 @@ class Agent:
         self._next_expiry = decide.next_expiry(orders, want)
         text = rules.script(self.base, self.node_ip, want.rules)
         if text != self._applied:
-            try:
-                nft.apply(text)
-                self._applied, self._error = text, ""
-                log.info("chains now hold %d order(s)", len(want.rules))
-            except nft.NftError as exc:
-                self._error = str(exc)
-                log.error("%s", exc)
+            self._apply(text, want.rules)
         if self.latency.available:
             self._sync_delay(want.delay)
         self._report(orders, want, now)
+
+    def _apply(self, text: str, held: tuple[rules.Rule, ...]) -> None:
+        """One transaction of every held rule; when the kernel refuses it, the orders it
+        refuses on their own are left out and the others applied."""
+        try:
+            nft.apply(text)
+            self._applied, self._error, self._refused_by_kernel = text, "", {}
+            log.info("chains now hold %d order(s)", len(held))
+            return
+        except nft.NftError as exc:
+            self._error = str(exc)
+            log.error("%s", exc)
+        if len(held) < 2:
+            self._refused_by_kernel = {}
+            return
+        good, bad = decide.isolate(
+            held, lambda some: nft.refusal(rules.script(self.base, self.node_ip, some))
+        )
+        try:
+            nft.apply(rules.script(self.base, self.node_ip, good))
+        except nft.NftError as exc:
+            self._error = str(exc)
+            log.error("without the orders the kernel refuses: %s", exc)
+            return
+        # The applied text stays the whole one: retried only when the orders change.
+        self._applied, self._error, self._refused_by_kernel = text, "", bad
+        for key, why in bad.items():
+            log.error("order %s refused by the kernel, the others applied: %s", key, why)
 
     # -- reports -------------------------------------------------------------------------
 
@@ -185,12 +210,17 @@ class Agent:
                 elif self._delay_dirty:
                     why = "an earlier delay of this agent could not be removed yet (tc)"
                     self._write(order, current, "Error", why, [], now)
+            elif order.key in self._refused_by_kernel:
+                why = f"the kernel refused this order's rules: {self._refused_by_kernel[order.key]}"
+                self._write(order, current, "Error", why, [], now)
             elif order.key in held:
                 ips = list(held[order.key].ips)
                 if self._error:
                     self._write(order, current, "Error", self._error, ips, now)
                 else:
                     self._write(order, current, "Applied", "", ips, now)
+            elif order.key in want.refused:
+                self._write(order, current, "Error", want.refused[order.key], [], now)
             elif order.key in want.unsupported:
                 self._write(order, current, "Unsupported", want.unsupported[order.key], [], now)
             elif order.key in want.expired and current is not None and current.state != "Removed":

@@ -25,16 +25,27 @@ def binary() -> str:
 
 def apply(script: str) -> None:
     """`nft -f -`: the whole script is one transaction (all of it or nothing)."""
+    why = _run_script(script)
+    if why is not None:
+        raise NftError(f"nft -f failed: {why}")
+
+
+def refusal(script: str) -> str | None:
+    """`nft -c -f -`: checks the transaction against the kernel without applying it; None
+    when the kernel would take it, else nft's reason."""
+    return _run_script(script, "-c")
+
+
+def _run_script(script: str, *flags: str) -> str | None:
     done = subprocess.run(
-        [binary(), "-f", "-"],
+        [binary(), *flags, "-f", "-"],
         input=script,
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
         check=False,
     )
-    if done.returncode != 0:
-        raise NftError(f"nft -f failed: {done.stderr.strip()[:800]}")
+    return None if done.returncode == 0 else done.stderr.strip()[:800]
 
 
 def list_table() -> dict[str, Any]:

@@ -36,6 +36,10 @@ MAX_NODES: Final = 256
 MAX_LATENCY_MS: Final = 60_000
 NODE_NAME_MAX: Final = 253
 MESSAGE_MAX: Final = 1024
+#: An agent holds an order only while its expiresAt is at most this far ahead of the agent's
+#: clock: an order cannot outlive a dead operator by more than this, whatever it says. The
+#: operator's orders are at most its inject allowance plus faultExpirySeconds ahead (38 s).
+MAX_EXPIRY_AHEAD_S: Final = 300
 
 #: Labels the operator puts on its orders (who made it; the agent does not read them).
 DRILL_RUN_LABEL: Final = "modeldr.io/drill-run"
@@ -47,6 +51,13 @@ LOSS_PERCENT_RULE: Final = "lossPercent is required for PacketLoss and only for 
 LATENCY_RULE: Final = "latencyMilliseconds is required for Latency and only for it"
 JITTER_RULE: Final = "jitterMilliseconds is only for Latency"
 NODES_RULE: Final = "every target's node must be listed in nodes"
+# One address as nft and the apiserver's CEL `ip()` read it: a zone (`fe80::1%eth0`) or a
+# second spelling of the same address would reach the kernel as something else, or fail the
+# agent's one transaction for every order of the node.
+IP_RULE: Final = (
+    "ip must be one IP address in canonical form, without a zone and not IPv4-mapped "
+    "(e.g. 10.1.2.3, fd00::5)"
+)
 
 NodeName = Annotated[str, StringConstraints(min_length=1, max_length=NODE_NAME_MAX)]
 # _ports checks the range off-cluster, with its own message.
@@ -55,6 +66,12 @@ Port = Annotated[int, OpenAPI(minimum=1, maximum=65535)]
 
 class Target(ApiModel):
     """One pod the order is about: its IP and the node it runs on."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            Rule("isIP(self.ip) && ip.isCanonical(self.ip)", IP_RULE, field_path=".ip")
+        )
+    )
 
     ip: str = Field(min_length=2, max_length=45, description="The pod's IP.")
     node: NodeName = Field(description="The node it runs on.")
@@ -65,7 +82,19 @@ class Target(ApiModel):
     @field_validator("ip")
     @classmethod
     def _ip(cls, value: str) -> str:
-        return str(ipaddress.ip_address(value))  # raises on anything but one address
+        return canonical_ip(value)
+
+
+def canonical_ip(value: str) -> str:
+    """`value` when it is one address in canonical form (IP_RULE), else ValueError."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{IP_RULE}; got {value!r}") from None
+    mapped = isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None
+    if "%" in value or mapped or str(address) != value:
+        raise ValueError(f"{IP_RULE}; got {value!r}")
+    return value
 
 
 class NetworkFaultSpec(ApiModel):
@@ -122,7 +151,8 @@ class NetworkFaultSpec(ApiModel):
     )
     expires_at: datetime = Field(
         description="After this instant every agent undoes the order by itself; the operator "
-        "renews it while the drill step runs."
+        f"renews it while the drill step runs. An agent refuses an order that expires more "
+        f"than {MAX_EXPIRY_AHEAD_S} s ahead of its clock."
     )
 
     @field_validator("ports")

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -288,7 +288,8 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
             "effect": "NetworkPartition",
             "targets": [{"ip": ip, "node": node}],
             "nodes": [node],
-            "expiresAt": "2099-01-01T00:00:00Z",
+            # Within the agents' cap (MAX_EXPIRY_AHEAD_S), longer than the test.
+            "expiresAt": (datetime.now(UTC) + timedelta(seconds=120)).isoformat(),
         },
     }
     with pod_address_server(ip) as port:
@@ -323,6 +324,66 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
                 )
     log = (sandbox_paths().processes / "primary" / agent.NAMESPACE / f"{pod}.log").read_text()
     assert "removing 1 order(s) left in the kernel" in log.rsplit("--- ", 1)[-1], log[-2000:]
+
+
+def raw_order(name: str, ip: str, node: str, expires_in_s: float) -> dict[str, Any]:
+    expires = datetime.now(UTC) + timedelta(seconds=expires_in_s)
+    return {
+        "apiVersion": f"{O.GROUP}/{O.VERSION}",
+        "kind": O.KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "effect": "NetworkPartition",
+            "targets": [{"ip": ip, "node": node}],
+            "nodes": [node],
+            "expiresAt": expires.isoformat(),
+        },
+    }
+
+
+def node_report(api: client.CustomObjectsApi, ns: str, name: str, node: str) -> dict[str, Any]:
+    nf = api.get_namespaced_custom_object(O.GROUP, O.VERSION, ns, O.PLURAL, name)
+    return dict(((nf.get("status") or {}).get("nodes") or {}).get(node) or {})
+
+
+def test_orders_an_agent_must_refuse_never_reach_the_kernel_nor_block_the_others(
+    drill_ns: str,
+) -> None:
+    """A zoned or non-canonical address is refused by the apiserver (the CRD's CEL rule: it
+    used to fail every order's nft transaction on the node); an order that expires beyond
+    the agents' cap is refused by the agent, reported Error, never in the ruleset, while a
+    good order beside it on the same node is applied."""
+    node = "gpu-0"
+    api = client.CustomObjectsApi(kube.api_client("primary"))
+    for bad_ip in ("fe80::1%x", "FD00::5", "::ffff:127.1.129.251"):
+        with pytest.raises(client.ApiException) as refused:
+            api.create_namespaced_custom_object(
+                O.GROUP, O.VERSION, drill_ns, O.PLURAL, raw_order("zoned", bad_ip, node, 20)
+            )
+        assert refused.value.status == 422, refused.value.body
+        assert O.IP_RULE in refused.value.body and "spec.targets[0].ip" in refused.value.body
+    far, near = "127.1.129.251", "127.1.129.252"  # gpu-0's process pod range
+    too_long = raw_order("too-long", far, node, O.MAX_EXPIRY_AHEAD_S + 600)
+    fine = raw_order("fine", near, node, 30)
+    try:
+        api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, too_long)
+        api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, fine)
+        kube.wait_for(
+            lambda: (
+                node_report(api, drill_ns, "fine", node).get("state") == "Applied"
+                and node_report(api, drill_ns, "too-long", node).get("state") == "Error"
+            ),
+            timeout=15,
+            what="the good order applied and the long one refused",
+        )
+        message = node_report(api, drill_ns, "too-long", node)["message"]
+        assert f"at most {O.MAX_EXPIRY_AHEAD_S} s ahead" in message, message
+        assert rules_for(near) and not rules_for(far), ruleset()
+    finally:
+        for name in ("too-long", "fine"):
+            with contextlib.suppress(client.ApiException):
+                api.delete_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, name)
+    kube.wait_for(lambda: not rules_for(near), timeout=10, what="the good order's rules gone")
 
 
 def test_the_packet_loss_example_passes_as_it_stands(drill_ns: str) -> None:

@@ -18,7 +18,13 @@ from pydantic import ValidationError
 
 from modeldr.agent import decide, rules
 from modeldr.agent.rules import Rule
-from modeldr.api.networkfault import NetworkFaultSpec, NodeReport, Order, order_name
+from modeldr.api.networkfault import (
+    MAX_EXPIRY_AHEAD_S,
+    NetworkFaultSpec,
+    NodeReport,
+    Order,
+    order_name,
+)
 from modeldr.kube.crds import AGENT_CRDS, render, write_or_check
 from tests.tooling import require_tool
 
@@ -224,6 +230,11 @@ def test_a_report_is_written_only_when_it_changes() -> None:
         ({"expiresAt": "2030-01-02T03:04:05"}, "time zone"),
         ({"ports": [0]}, "between 1 and 65535"),
         ({"targets": [{"ip": "not-an-ip", "node": "gpu-0"}]}, "IP"),
+        # A zone reached nft as a parse error that failed every order's transaction.
+        ({"targets": [{"ip": "fe80::1%x", "node": "gpu-0"}]}, "without a zone"),
+        ({"targets": [{"ip": "FD00::5", "node": "gpu-0"}]}, "canonical form"),
+        ({"targets": [{"ip": "fd00:0::5", "node": "gpu-0"}]}, "canonical form"),
+        ({"targets": [{"ip": "::ffff:127.1.129.2", "node": "gpu-0"}]}, "not IPv4-mapped"),
     ],
 )
 def test_invalid_orders_are_refused(changes: dict[str, Any], words: str) -> None:
@@ -237,6 +248,63 @@ def test_invalid_orders_are_refused(changes: dict[str, Any], words: str) -> None
     with pytest.raises(ValidationError) as caught:
         NetworkFaultSpec.model_validate(spec)
     assert words.lower() in str(caught.value).lower()
+
+
+def test_canonical_addresses_of_both_families_are_orders() -> None:
+    both = [{"ip": "127.1.129.2", "node": "gpu-0"}, {"ip": "fd00::5", "node": "gpu-0"}]
+    assert [t.ip for t in order(targets=both).spec.targets] == ["127.1.129.2", "fd00::5"]
+
+
+def test_an_order_expiring_beyond_the_cap_is_refused_and_never_held() -> None:
+    cap = timedelta(seconds=MAX_EXPIRY_AHEAD_S)
+    at_cap = order("at-cap", expires=NOW + cap)
+    beyond = order("beyond", expires=NOW + cap + timedelta(seconds=1))
+    forever = order("forever", expires=datetime(3000, 1, 1, tzinfo=UTC))
+    want = decide.desired([at_cap, beyond, forever], "gpu-0", NOW, latency=None)
+    assert [r.key for r in want.rules] == ["ml/at-cap/uid-at-cap"]
+    assert set(want.refused) == {"ml/beyond/uid-beyond", "ml/forever/uid-forever"}
+    assert f"at most {MAX_EXPIRY_AHEAD_S} s ahead" in want.refused["ml/beyond/uid-beyond"]
+    assert "301 s ahead" in want.refused["ml/beyond/uid-beyond"]
+    # Renewed by the operator (expiresAt pushed on as time passes) it is held again.
+    later = NOW + timedelta(seconds=200)
+    assert [r.key for r in decide.desired([beyond], "gpu-0", later, latency=None).rules] == [
+        "ml/beyond/uid-beyond"
+    ]
+
+
+def test_isolate_keeps_the_rules_the_kernel_takes_and_names_the_others() -> None:
+    a, b, c = (
+        Rule(f"ml/{n}/u", "NetworkPartition", (f"127.1.129.{i}",)) for i, n in enumerate("abc")
+    )
+    checked: list[tuple[Rule, ...]] = []
+
+    def refusal(some: tuple[Rule, ...]) -> str | None:
+        checked.append(some)
+        return "syntax error" if b in some else None
+
+    good, bad = decide.isolate([a, b, c], refusal)
+    assert good == (a, c) and bad == {"ml/b/u": "syntax error"}
+    assert checked == [(a,), (b,), (c,)]  # each order on its own
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/nft").exists(), reason="no nft binary here")
+def test_the_kernel_refusing_one_order_leaves_the_others_in_the_transaction() -> None:
+    """With the real `nft -c`: a rule the kernel refuses (a zoned address, which the model
+    and the CRD now refuse too) is isolated; the rest is one transaction the kernel takes."""
+    from modeldr.agent import nft
+
+    partition = Rule("ml/part/u1", "NetworkPartition", ("127.1.129.2",))
+    zoned = Rule("ml/zoned/u2", "NetworkPartition", ("fe80::1%x",))
+    loss = Rule("ml/loss/u3", "PacketLoss", ("127.1.129.3",), (8080,), 30)
+
+    def refusal(some: tuple[Rule, ...]) -> str | None:
+        return nft.refusal(rules.script(BASE, "127.1.0.1", some))
+
+    assert refusal((partition, zoned, loss)) is not None  # the whole transaction fails
+    good, bad = decide.isolate([partition, zoned, loss], refusal)
+    assert good == (partition, loss) and list(bad) == ["ml/zoned/u2"]
+    assert bad["ml/zoned/u2"]  # nft's own words
+    assert refusal(good) is None
 
 
 def test_order_names_follow_the_journal_id() -> None:
