@@ -40,6 +40,10 @@ class OperatorConfig:
     member_secret_label: str = MEMBER_CLUSTER_LABEL
     # When set, member Secrets are read by name only (no list/watch RBAC needed).
     member_secret_names: tuple[str, ...] = ()
+    # Member kubeconfigs with exec plugins, auth providers, file references or skipped TLS
+    # verification are refused unless the admin allows them (they run code or read files
+    # inside the operator, and anyone who may write a member Secret writes them).
+    member_allow_unsafe_credentials: bool = False
     traffic_providers: tuple[str, ...] = KNOWN_PROVIDERS
     leader_election: bool = True
     leader_lease: str = "modeldr-leader"
@@ -75,6 +79,12 @@ class OperatorConfig:
             member_secret_label=env.get("MODELDR_MEMBER_SECRET_LABEL", "").strip()
             or cls.member_secret_label,
             member_secret_names=_list(env, "MODELDR_MEMBER_SECRET_NAMES"),
+            member_allow_unsafe_credentials=env.get(
+                "MODELDR_MEMBER_ALLOW_UNSAFE_CREDENTIALS", "false"
+            )
+            .strip()
+            .lower()
+            in ("true", "1", "yes"),
             traffic_providers=providers,
             leader_election=env.get("MODELDR_LEADER_ELECTION", "true").strip().lower()
             not in ("false", "0", "no"),

@@ -33,6 +33,17 @@ INFRASTRUCTURE_KEY = "infrastructure-webhook-url"
 CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 5.0
 SECRETS_TTL_S = 10.0
+# Kubeconfig fields that run a program or read the operator's own files as soon as the
+# kubeconfig is loaded (the kubernetes client honours them all): refused in member Secrets
+# unless the admin allows them (chart value memberClusters.allowUnsafeCredentials).
+UNSAFE_USER_FIELDS = ("exec", "auth-provider", "tokenFile", "client-certificate", "client-key")
+UNSAFE_CLUSTER_FIELDS = ("certificate-authority", "insecure-skip-tls-verify")
+UNSAFE_HINT = (
+    "exec plugins, auth providers, file references and skipped TLS verification run code or "
+    "read files inside the operator; embed the credentials (token, client-certificate-data, "
+    "client-key-data, certificate-authority-data), or have the admin set the chart value "
+    "memberClusters.allowUnsafeCredentials"
+)
 
 
 @dataclass
@@ -51,7 +62,27 @@ def _decode(data: dict[str, str] | None, key: str) -> str | None:
     return base64.b64decode(data[key]).decode()
 
 
-def api_client_from_kubeconfig(cluster: str, text: str) -> client.ApiClient:
+def unsafe_credentials(kubeconfig: dict[str, Any]) -> list[str]:
+    """The fields of any user or cluster of the kubeconfig that run code or read files when
+    it is loaded (`users[<name>].exec`, ...), in the kubeconfig's order."""
+    found: list[str] = []
+    for kind, key, fields in (
+        ("users", "user", UNSAFE_USER_FIELDS),
+        ("clusters", "cluster", UNSAFE_CLUSTER_FIELDS),
+    ):
+        for entry in kubeconfig.get(kind) or []:
+            if not isinstance(entry, dict):
+                continue
+            body = entry.get(key)
+            if not isinstance(body, dict):
+                continue
+            found += [f"{kind}[{entry.get('name', '?')}].{f}" for f in fields if body.get(f)]
+    return found
+
+
+def api_client_from_kubeconfig(
+    cluster: str, text: str, *, allow_unsafe: bool = False
+) -> client.ApiClient:
     try:
         kubeconfig = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -60,6 +91,10 @@ def api_client_from_kubeconfig(cluster: str, text: str) -> client.ApiClient:
         ) from None
     if not isinstance(kubeconfig, dict) or not kubeconfig.get("contexts"):
         raise MemberError(cluster, f"key {KUBECONFIG_KEY!r} holds no kubeconfig contexts")
+    unsafe = [] if allow_unsafe else unsafe_credentials(kubeconfig)
+    if unsafe:
+        # Refused before the client loads it: an exec plugin would run at load time.
+        raise MemberError(cluster, f"kubeconfig refused: {', '.join(unsafe)} ({UNSAFE_HINT})")
     cfg = client.Configuration()
     try:
         config.load_kube_config_from_dict(kubeconfig, client_configuration=cfg)
@@ -130,7 +165,9 @@ class MemberRegistry:
                     self._members.pop(cluster, None)
                     continue
                 try:
-                    api = api_client_from_kubeconfig(cluster, text)
+                    api = api_client_from_kubeconfig(
+                        cluster, text, allow_unsafe=self._settings.member_allow_unsafe_credentials
+                    )
                 except MemberError as exc:
                     where = f"Secret {secret.metadata.namespace}/{secret.metadata.name}"
                     self._errors[cluster] = f"{where}: {exc.detail}"

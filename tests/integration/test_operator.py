@@ -13,6 +13,9 @@ import contextlib
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -328,19 +331,22 @@ def test_a_cold_standby_is_scaled_up_before_traffic_switches(hub_ns: str) -> Non
     assert all(server_ready(a) for a in addresses), "the hub lists a standby that does not serve"
 
 
-def test_a_garbage_member_kubeconfig_is_reported_and_the_operator_stays_up(hub_ns: str) -> None:
-    broken = f"broken-{hub_ns[2:]}"
-    secret_name = f"member-{broken}"
+@contextlib.contextmanager
+def standby_in_a_member_with(hub_ns: str, kubeconfig: str, what: str) -> Iterator[dict[str, Any]]:
+    """The ModelDeployment with its standby in a member whose Secret holds `kubeconfig`;
+    yields the status once the primary serves and the member is reported unreachable."""
+    member = f"{what}-{hub_ns[2:]}"
+    secret_name = f"member-{member}"
     kube.core("hub").create_namespaced_secret(
         SECRETS_NAMESPACE,
         {
-            "metadata": {"name": secret_name, "labels": {MEMBER_CLUSTER_LABEL: broken}},
-            "stringData": {"kubeconfig": "this: is: not [a kubeconfig"},
+            "metadata": {"name": secret_name, "labels": {MEMBER_CLUSTER_LABEL: member}},
+            "stringData": {"kubeconfig": kubeconfig},
         },
     )
     try:
-        create_with_standby_in(hub_ns, broken)
-        s = wait_status(
+        create_with_standby_in(hub_ns, member)
+        yield wait_status(
             hub_ns,
             lambda s: (
                 (s.get("primary") or {}).get("readyReplicas") == 1
@@ -349,19 +355,59 @@ def test_a_garbage_member_kubeconfig_is_reported_and_the_operator_stays_up(hub_n
             ),
             "primary serving, the broken member reported",
         )
-        assert "key 'kubeconfig' is not YAML" in s["standby"]["message"]
-        assert "not [a kubeconfig" not in s["standby"]["message"]  # Secret text never shown
-        assert condition(hub_ns, "FailoverReady") == "False"
         events = kube.core("hub").list_namespaced_event(hub_ns).items
-        assert any(e.reason == "MemberUnavailable" and broken in e.message for e in events)
-        # Still the same healthy, leading operator process: no crash loop.
-        with urllib.request.urlopen("http://127.0.0.1:19180/healthz", timeout=5) as response:
-            assert json.loads(response.read())["leader"] is True
+        assert any(e.reason == "MemberUnavailable" and member in e.message for e in events)
     finally:
         with contextlib.suppress(client.ApiException):
             custom().delete_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME)
         # The finalizer cannot clean the broken member: let it go once primary is clean.
         kube.core("hub").delete_namespaced_secret(secret_name, SECRETS_NAMESPACE)
+
+
+def test_a_garbage_member_kubeconfig_is_reported_and_the_operator_stays_up(hub_ns: str) -> None:
+    with standby_in_a_member_with(hub_ns, "this: is: not [a kubeconfig", "broken") as s:
+        assert "key 'kubeconfig' is not YAML" in s["standby"]["message"]
+        assert "not [a kubeconfig" not in s["standby"]["message"]  # Secret text never shown
+        assert condition(hub_ns, "FailoverReady") == "False"
+        # Still the same healthy, leading operator process: no crash loop.
+        with urllib.request.urlopen("http://127.0.0.1:19180/healthz", timeout=5) as response:
+            assert json.loads(response.read())["leader"] is True
+
+
+def test_a_member_kubeconfig_that_would_run_a_program_is_refused_and_never_run(
+    hub_ns: str, tmp_path: Path
+) -> None:
+    """Whoever may write a member Secret must not run code inside the operator: an exec
+    credential plugin (the operator is a process on this machine: it would touch the
+    marker) is refused before the kubeconfig is loaded, and said so in the status."""
+    marker = tmp_path / "the-plugin-ran"
+    plugin = tmp_path / "plugin.sh"
+    plugin.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    plugin.chmod(0o755)
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        # Never dialled: the refusal comes before the client exists.
+        "clusters": [{"name": "m", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [
+            {
+                "name": "u",
+                "user": {
+                    "exec": {
+                        "apiVersion": "client.authentication.k8s.io/v1",
+                        "command": str(plugin),
+                        "interactiveMode": "Never",
+                    }
+                },
+            }
+        ],
+        "contexts": [{"name": "m", "context": {"cluster": "m", "user": "u"}}],
+        "current-context": "m",
+    }
+    with standby_in_a_member_with(hub_ns, yaml.safe_dump(kubeconfig), "execd") as s:
+        assert "kubeconfig refused: users[u].exec" in s["standby"]["message"], s["standby"]
+        time.sleep(2)  # a few more of the operator's looks at the member
+        assert not marker.exists(), "the operator ran the member kubeconfig's exec plugin"
 
 
 def test_moving_a_member_namespace_removes_the_old_objects(hub_ns: str) -> None:

@@ -222,6 +222,18 @@ def test_deployment_is_hardened_and_probed() -> None:
     assert env["MODELDR_TRAFFIC_PROVIDERS"] == "endpointslice,webhook"
 
 
+def operator_env(*sets: str) -> dict[str, str | None]:
+    deployment = find(render(*sets), "Deployment", FULLNAME)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_unsafe_member_credentials_stay_refused_unless_the_admin_allows_them() -> None:
+    assert "MODELDR_MEMBER_ALLOW_UNSAFE_CREDENTIALS" not in operator_env()
+    allowed = operator_env("memberClusters.allowUnsafeCredentials=true")
+    assert allowed["MODELDR_MEMBER_ALLOW_UNSAFE_CREDENTIALS"] == "true"
+
+
 def test_image_digest_wins_over_tag() -> None:
     digest = "sha256:" + "a" * 64
     deployment = find(render(f"image.digest={digest}", "image.tag=9.9.9"), "Deployment")

@@ -16,6 +16,7 @@ def test_defaults_without_environment() -> None:
     assert cfg.member_secrets_namespace == "modeldr-system"
     assert cfg.traffic_providers == ("endpointslice", "gatewayapi", "webhook")
     assert cfg.leader_election and cfg.health_port == 8080 and cfg.metrics_port == 9090
+    assert not cfg.member_allow_unsafe_credentials
 
 
 def test_chart_environment() -> None:
@@ -29,6 +30,7 @@ def test_chart_environment() -> None:
             "MODELDR_LEADER_ELECTION_LEASE_DURATION_S": "20",
             "MODELDR_METRICS_PORT": "0",
             "MODELDR_LOG_FORMAT": "text",
+            "MODELDR_MEMBER_ALLOW_UNSAFE_CREDENTIALS": "true",
         }
     )
     assert cfg.namespace == "ops" and cfg.member_secrets_namespace == "ops"
@@ -37,6 +39,7 @@ def test_chart_environment() -> None:
     assert cfg.traffic_providers == ("endpointslice", "webhook")
     assert not cfg.leader_election and cfg.lease_duration_s == 20
     assert cfg.metrics_port == 0 and cfg.log_format == "text"
+    assert cfg.member_allow_unsafe_credentials
 
 
 @pytest.mark.parametrize(

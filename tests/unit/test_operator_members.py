@@ -12,7 +12,12 @@ import yaml
 from modeldr.kube.config import OperatorConfig
 from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
 from modeldr.kube.errors import MemberError
-from modeldr.kube.members import INFRASTRUCTURE_KEY, MemberRegistry, api_client_from_kubeconfig
+from modeldr.kube.members import (
+    INFRASTRUCTURE_KEY,
+    MemberRegistry,
+    api_client_from_kubeconfig,
+    unsafe_credentials,
+)
 
 KUBECONFIG = {
     "apiVersion": "v1",
@@ -50,6 +55,80 @@ def test_bad_kubeconfigs_are_member_errors_naming_the_cluster(text: str, fragmen
     assert fragment in str(info.value)
     assert "member cluster 'primary'" in str(info.value)
     assert info.value.cluster == "primary"
+
+
+def with_user(**user: Any) -> dict[str, Any]:
+    return {**KUBECONFIG, "users": [{"name": "u", "user": user}]}
+
+
+def with_cluster(**cluster: Any) -> dict[str, Any]:
+    body = {"server": "https://127.1.0.1:6443", **cluster}
+    return {**KUBECONFIG, "clusters": [{"name": "c", "cluster": body}]}
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig", "field"),
+    [
+        (
+            with_user(exec={"apiVersion": "client.authentication.k8s.io/v1", "command": "sh"}),
+            "users[u].exec",
+        ),
+        (with_user(**{"auth-provider": {"name": "oidc", "config": {}}}), "users[u].auth-provider"),
+        (
+            with_user(tokenFile="/var/run/secrets/kubernetes.io/serviceaccount/token"),
+            "users[u].tokenFile",
+        ),
+        (
+            with_user(**{"client-certificate": "/etc/c.crt", "client-key": "/etc/c.key"}),
+            "users[u].client-certificate",
+        ),
+        (
+            with_cluster(**{"certificate-authority": "/etc/ca.crt"}),
+            "clusters[c].certificate-authority",
+        ),
+        (
+            with_cluster(**{"insecure-skip-tls-verify": True}),
+            "clusters[c].insecure-skip-tls-verify",
+        ),
+    ],
+    ids=["exec", "auth-provider", "tokenFile", "client-cert-files", "ca-file", "insecure"],
+)
+def test_credentials_that_run_code_or_read_files_are_refused_unless_allowed(
+    kubeconfig: dict[str, Any], field: str, tmp_path: Any
+) -> None:
+    with pytest.raises(MemberError) as info:
+        api_client_from_kubeconfig("primary", yaml.safe_dump(kubeconfig))
+    assert f"kubeconfig refused: {field}" in str(info.value)
+    assert "memberClusters.allowUnsafeCredentials" in str(info.value)
+    assert field in unsafe_credentials(kubeconfig)
+
+
+def test_an_exec_plugin_is_never_run_when_refused_and_runs_when_the_admin_allows_it(
+    tmp_path: Any,
+) -> None:
+    marker = tmp_path / "ran"
+    plugin = tmp_path / "plugin.sh"
+    plugin.write_text(
+        f"#!/bin/sh\ntouch {marker}\n"
+        'echo \'{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", '
+        '"status": {"token": "t"}}\'\n'
+    )
+    plugin.chmod(0o755)
+    kubeconfig = yaml.safe_dump(
+        with_user(exec={"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin)})
+    )
+    with pytest.raises(MemberError):
+        api_client_from_kubeconfig("primary", kubeconfig)
+    assert not marker.exists(), "the refused plugin ran"
+    api = api_client_from_kubeconfig("primary", kubeconfig, allow_unsafe=True)
+    assert marker.exists() and api.configuration.host == "https://127.1.0.1:6443"
+
+
+def test_embedded_credentials_are_safe() -> None:
+    embedded = with_user(**{"client-certificate-data": "Y2VydA==", "client-key-data": "a2V5"})
+    embedded["clusters"][0]["cluster"]["certificate-authority-data"] = "Y2E="
+    assert unsafe_credentials(embedded) == []
+    assert unsafe_credentials(KUBECONFIG) == []
 
 
 def _secret(name: str, cluster: str, version: str = "1", **data: str) -> Any:
