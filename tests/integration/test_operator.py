@@ -233,6 +233,9 @@ def test_deletion_removes_member_objects_and_waits_for_an_unreachable_member(
     context = next(c for c in config["contexts"] if c["name"] == "standby")
     cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
     user = next(u for u in config["users"] if u["name"] == context["context"]["user"])
+    # Embedded, as a member Secret must hold them (file paths are refused).
+    embed(cluster["cluster"], "certificate-authority")
+    embed(user["user"], "client-certificate", "client-key")
     one = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -329,6 +332,14 @@ def test_a_cold_standby_is_scaled_up_before_traffic_switches(hub_ns: str) -> Non
     addresses = hub_addresses(hub_ns)
     assert addresses and all(a.startswith("127.2.") for a in addresses)
     assert all(server_ready(a) for a in addresses), "the hub lists a standby that does not serve"
+
+
+def embed(entry: dict[str, Any], *fields: str) -> None:
+    """Replace the kubeconfig entry's file paths by their contents (`<field>-data`)."""
+    for field in fields:
+        if field in entry:
+            data = Path(entry.pop(field)).read_bytes()
+            entry[f"{field}-data"] = base64.b64encode(data).decode()
 
 
 @contextlib.contextmanager
