@@ -38,10 +38,16 @@ class Health:
     reason: str  # why not healthy, or a short "ok" summary
     ready_replicas: int = 0
     # Why, as a word for the Ready condition's reason: Healthy, Unreachable, NotObserved,
-    # NoDeployment, NoReadyEndpoints, ServersNotAnswering, HealthQueryFailed.
+    # NoDeployment, NoReadyEndpoints, ServersNotAnswering, HealthQueryFailed,
+    # CredentialsRejected (never counted toward a failover: see _track_streak).
     code: str = "Healthy"
     # "answered/asked" of the client probe's last check ("" when it did not run).
     answering: str = ""
+
+
+# The member's apiserver answered 401/403: it is up and our credentials are refused. Nothing
+# says its servers stopped serving, so it never counts toward a failover; it is reported.
+CREDENTIALS_REJECTED = "CredentialsRejected"
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class FailoverState:
     last_counted: datetime | None = None
     # When the requested switch that is waiting began to wait (None: none waits).
     request_waiting_since: datetime | None = None
+    # The active cluster's apiserver refuses our credentials (reported once, never a failure).
+    credentials_rejected: bool = False
 
     def next_interval(self, spec: ModelDeploymentSpec) -> float:
         interval = float(spec.failover.health_interval_seconds)
@@ -138,6 +146,21 @@ class FailoverState:
     ) -> None:
         """The active cluster's failure streak (once it has served), on a counted check."""
         active = self.active
+        rejected = active_health.code == CREDENTIALS_REJECTED
+        newly_rejected = rejected and not self.credentials_rejected
+        self.credentials_rejected = rejected
+        if rejected:
+            if newly_rejected:
+                decision.events.append(
+                    (
+                        "Warning",
+                        CREDENTIALS_REJECTED,
+                        f"{active}'s apiserver answers but refuses the operator's credentials "
+                        f"({active_health.reason}): not a failure of the cluster, no failover",
+                    )
+                )
+            self.streak, self.first_failure, self.detected = 0, None, None
+            return
         if active_health.healthy:
             if self.detected is not None:
                 decision.events.append(

@@ -5,12 +5,13 @@ Service there has at least one ready, non-terminating endpoint (a pod whose serv
 /v2/health/ready, i.e. model loaded, digest verified, warmed up, not draining). These are
 the member's own signals; the client probe (`tick.with_probe`, on by default) then asks the
 servers themselves, because a control plane that has just restarted reports its pods'
-stale Ready state.
+stale Ready state. A member whose apiserver answers 401 or 403 is up and refuses our
+credentials: `CredentialsRejected`, which the failover decision never counts as a failure.
 """
 
 from __future__ import annotations
 
-from modeldr.operator.failover import Health
+from modeldr.operator.failover import CREDENTIALS_REJECTED, Health
 from modeldr.operator.monitor import TICK_S, Snapshot
 
 # A snapshot older than this is no observation at all (the poller is stuck or slow).
@@ -19,6 +20,10 @@ MAX_SNAPSHOT_AGE_S = 5 * TICK_S
 
 def cluster_health(snapshot: Snapshot, namespace: str, name: str) -> Health:
     if not snapshot.ok:
+        if snapshot.credentials_rejected:
+            return Health(
+                False, snapshot.error or "credentials rejected", code=CREDENTIALS_REJECTED
+            )
         return Health(False, snapshot.error or "unreachable", code="Unreachable")
     age = snapshot.age()
     if age > MAX_SNAPSHOT_AGE_S:

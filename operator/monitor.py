@@ -52,6 +52,9 @@ class Snapshot:
     taken_at: float  # time.monotonic()
     time: datetime
     error: str | None = None
+    # The apiserver answered 401 or 403: it is up, our credentials are not accepted (never a
+    # reason to fail over: the servers behind it may be serving).
+    credentials_rejected: bool = False
     deployments: dict[Key, dict[str, Any]] = field(default_factory=dict)
     services: dict[Key, dict[str, Any]] = field(default_factory=dict)
     pdbs: dict[Key, dict[str, Any]] = field(default_factory=dict)
@@ -245,7 +248,12 @@ class ClusterMonitor:
             except MemberError as exc:
                 self._fail(str(exc))
             except client.ApiException as exc:
-                self._fail(f"apiserver answered {exc.status} {exc.reason}")
+                rejected = exc.status in (401, 403)
+                self._fail(
+                    f"{'credentials rejected: ' if rejected else ''}apiserver answered "
+                    f"{exc.status} {exc.reason}",
+                    credentials_rejected=rejected,
+                )
             except Exception as exc:  # connection refused, timeouts, TLS errors
                 self._fail(f"apiserver unreachable: {_short(exc)}")
             self._ready.set()
@@ -253,7 +261,7 @@ class ClusterMonitor:
             self._wake.wait(max(0.0, TICK_S - (time.monotonic() - started)))
             self._wake.clear()
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, error: str, *, credentials_rejected: bool = False) -> None:
         previous = self._snapshot
         if previous.ok:
             log.warning("member cluster %s: %s", self.cluster, error)
@@ -265,6 +273,7 @@ class ClusterMonitor:
                 time.monotonic(),
                 datetime.now(UTC),
                 error=error,
+                credentials_rejected=credentials_rejected,
                 deployments=previous.deployments,
                 services=previous.services,
                 pdbs=previous.pdbs,

@@ -421,6 +421,55 @@ def test_a_member_kubeconfig_that_would_run_a_program_is_refused_and_never_run(
         assert not marker.exists(), "the operator ran the member kubeconfig's exec plugin"
 
 
+def test_rejected_member_credentials_are_reported_and_never_fail_over(hub_ns: str) -> None:
+    """The primary's apiserver answers 401/403 to the operator (its member Secret now holds
+    a token the apiserver does not know): the cluster is up and its servers serve, so this
+    is `CredentialsRejected` in the status and an Event, never a failover."""
+    create(hub_ns, manifest(hub_ns))
+    wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
+    core = kube.core("hub")
+    secret = core.read_namespaced_secret("member-primary", SECRETS_NAMESPACE)
+    original = secret.data["kubeconfig"]
+    config = yaml.safe_load(base64.b64decode(original))
+    for user in config["users"]:
+        user["user"] = {"token": "a-token-this-apiserver-never-issued"}
+    wrong = base64.b64encode(yaml.safe_dump(config).encode()).decode()
+    core.patch_namespaced_secret(
+        "member-primary", SECRETS_NAMESPACE, {"data": {"kubeconfig": wrong}}
+    )
+    try:
+        s = wait_status(
+            hub_ns,
+            lambda s: "credentials rejected" in ((s.get("primary") or {}).get("message") or ""),
+            "the primary's credentials reported rejected",
+            60,
+        )
+        assert s["activeCluster"] == "primary"
+        # Well past failureThreshold x healthIntervalSeconds (3 x 1 s): still no failover.
+        time.sleep(8)
+        s = status(hub_ns)
+        assert s["activeCluster"] == "primary" and not s.get("lastFailover"), s
+        ready = next(c for c in s["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "CredentialsRejected", ready
+        events = kube.core("hub").list_namespaced_event(hub_ns).items
+        assert any(e.reason == "CredentialsRejected" for e in events), [
+            (e.reason, e.message) for e in events
+        ]
+    finally:
+        core.patch_namespaced_secret(
+            "member-primary", SECRETS_NAMESPACE, {"data": {"kubeconfig": original}}
+        )
+    wait_status(
+        hub_ns,
+        lambda s: (
+            "credentials" not in ((s.get("primary") or {}).get("message") or "")
+            and serving_everywhere(s)
+        ),
+        "the primary's credentials accepted again",
+        60,
+    )
+
+
 def test_moving_a_member_namespace_removes_the_old_objects(hub_ns: str) -> None:
     create(hub_ns, manifest(hub_ns))
     wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")

@@ -8,6 +8,7 @@ from typing import Any
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube.constants import Role
 from modeldr.operator.failover import (
+    CREDENTIALS_REJECTED,
     Decision,
     FailoverState,
     Health,
@@ -18,6 +19,9 @@ from tests.specs import minimal_spec
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 UP = Health(True, "2 ready endpoints", 2)
 DOWN = Health(False, "apiserver unreachable: connection refused")
+REJECTED = Health(
+    False, "credentials rejected: apiserver answered 401 Unauthorized", code=CREDENTIALS_REJECTED
+)
 
 
 def spec(mode: str = "hot", **failover: Any) -> ModelDeploymentSpec:
@@ -57,6 +61,30 @@ def test_fails_over_after_threshold_consecutive_failures_with_timings() -> None:
     assert "ActiveClusterDown" in reasons
     state.switched("standby")
     assert state.active == "standby" and state.streak == 0
+
+
+def test_rejected_credentials_never_fail_over_are_reported_once_and_end_a_streak() -> None:
+    s, state = spec(), FailoverState(armed=True)
+    tick(state, s, 1, DOWN, UP)
+    tick(state, s, 2, DOWN, UP)  # one check from the threshold
+    decisions = [tick(state, s, n, REJECTED, UP) for n in range(3, 20)]
+    assert all(d.switch is None and not d.failing_over for d in decisions)
+    events = [e for d in decisions for e in d.events]
+    assert [e[1] for e in events] == [CREDENTIALS_REJECTED]  # once, not per check
+    assert "no failover" in events[0][2] and "401" in events[0][2]
+    assert state.streak == 0 and state.detected is None
+    # The apiserver then really goes away: a fresh streak, and the failover it warrants.
+    assert tick(state, s, 20, DOWN, UP).switch is None
+    assert tick(state, s, 21, DOWN, UP).switch is None
+    decision = tick(state, s, 22, DOWN, UP)
+    assert decision.switch is not None and decision.switch.to == "standby"
+
+
+def test_a_standby_that_rejects_the_credentials_is_no_switch_target() -> None:
+    s, state = spec(), FailoverState(armed=True)
+    decisions = [tick(state, s, n, DOWN, REJECTED) for n in range(1, 10)]
+    assert all(d.switch is None for d in decisions)
+    assert "standby is not ready" in decisions[-1].waiting
 
 
 def test_a_success_resets_the_streak() -> None:

@@ -113,6 +113,12 @@ def test_cluster_health() -> None:
         for s in (_snapshot(error="x"), stale, _snapshot(), no_endpoints, ok)
     ]
     assert codes == ["Unreachable", "NotObserved", "NoDeployment", "NoReadyEndpoints", "Healthy"]
+    rejected = _snapshot(
+        error="credentials rejected: apiserver answered 401 Unauthorized", credentials_rejected=True
+    )
+    health = cluster_health(rejected, "ns", "m")
+    assert (health.healthy, health.code) == (False, "CredentialsRejected")
+    assert "401" in health.reason
 
 
 def test_observed_digest_only_once_rolled_out() -> None:
