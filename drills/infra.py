@@ -124,12 +124,6 @@ def _error_message(body: bytes) -> str:
     return _excerpt(body)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirected POST becomes a body-less GET in urllib: the fault would seem injected.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 class InfrastructureProvider:
     """Client of one infrastructure webhook (one per member cluster, or shared)."""
 
@@ -204,7 +198,7 @@ class InfrastructureProvider:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         what = f"infrastructure webhook {method} {url}"
         try:
-            with opener(url, _NoRedirect).open(request, timeout=self.timeout) as response:
+            with opener(url).open(request, timeout=self.timeout) as response:
                 status = int(response.status)
                 body = response.read(MAX_BODY)
         except urllib.error.HTTPError as exc:

@@ -12,9 +12,12 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from modeldr.kube.httpclient import opener
+from modeldr.kube.httpclient import AnswerTooLarge, opener, read_bounded
 
 TIMEOUT_S = 2.0  # the health check's; gates set their own
+# An instant query's answer for a gate or a health check is a few KiB; a Prometheus URL is
+# the user's, so what it answers is read up to this and no further.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,31 @@ def query(base_url: str, expression: str, timeout_s: float) -> QueryOutcome:
     url = f"{base_url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': expression})}"
     try:
         with opener(url).open(url, timeout=timeout_s) as response:
-            return parse_prometheus_response(response.status, response.read())
+            return parse_prometheus_response(
+                response.status, read_bounded(response, MAX_ANSWER_BYTES)
+            )
     except urllib.error.HTTPError as exc:
-        return parse_prometheus_response(exc.code, exc.read())
+        if 300 <= exc.code < 400:
+            return redirected(base_url, exc)
+        try:
+            body = read_bounded(exc, MAX_ANSWER_BYTES) if exc.fp is not None else b""
+        except AnswerTooLarge as too_large:
+            return QueryUnavailable(f"Prometheus at {base_url}: {too_large}; not read")
+        return parse_prometheus_response(exc.code, body)
+    except AnswerTooLarge as exc:
+        return QueryUnavailable(f"Prometheus at {base_url}: {exc}; not read")
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return QueryUnavailable(f"Prometheus at {base_url} did not answer: {reason}")
+
+
+def redirected(base_url: str, exc: urllib.error.HTTPError) -> QueryUnavailable:
+    location = exc.headers.get("Location") if exc.headers else None
+    where = f" to {location}" if location else ""
+    return QueryUnavailable(
+        f"Prometheus at {base_url} answered HTTP {exc.code}, a redirect{where}: modeldr "
+        "follows none; configure the final URL"
+    )
 
 
 # --- the health check's reading -------------------------------------------------------------

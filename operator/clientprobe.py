@@ -179,7 +179,10 @@ async def send_one(session: aiohttp.ClientSession, base: str, probe: ClientProbe
     if body is not None:
         headers["Content-Type"] = "application/json"
     try:
-        async with session.request(method, base + path, data=body, headers=headers) as response:
+        # No redirect is followed (the URLs are the user's): a 3xx is a failed answer.
+        async with session.request(
+            method, base + path, data=body, headers=headers, allow_redirects=False
+        ) as response:
             content = await response.content.read(MAX_BODY_BYTES)
             seconds = time.monotonic() - started
             if response.status // 100 != 2:

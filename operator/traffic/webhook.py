@@ -66,13 +66,6 @@ def excerpt(body: bytes) -> str:
     return text + ("..." if len(body) > BODY_EXCERPT else "")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib turns a redirected POST into a body-less GET: the switch would seem delivered
-    # when it was not. A redirect is an error the user fixes by configuring the final URL.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
     """POST `payload`; the HTTP status if 2xx, else TrafficError with the status and body."""
     data = json.dumps(payload).encode()
@@ -83,7 +76,7 @@ def post_json(url: str, payload: dict[str, Any], timeout: float) -> int:
         headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
     )
     try:
-        with opener(url, _NoRedirect).open(request, timeout=timeout) as response:
+        with opener(url).open(request, timeout=timeout) as response:
             status = int(response.status)
             body = response.read(BODY_EXCERPT + 1)
     except urllib.error.HTTPError as exc:

@@ -130,6 +130,12 @@ class Model(BaseHTTPRequestHandler):
         if mode == "empty":
             self._send(200, {})
             return
+        if mode == "redirect":
+            self.send_response(307)
+            self.send_header("Location", self.server.state["to"] + self.path)  # type: ignore[attr-defined]
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self._send(200, {"predictions": [{"label": "positive", "score": 0.9}]})
 
     def do_GET(self) -> None:
@@ -172,6 +178,17 @@ def test_requests_against_real_servers_count_only_timely_well_formed_answers() -
     assert states["ok"]["seen"] == [("/predict", ["is it up?"])]
     # Concurrent, each bounded by the timeout: one timeout, not the sum.
     assert took < 1.4, took
+
+
+def test_a_redirect_is_a_failed_answer_and_never_followed() -> None:
+    target: dict[str, Any] = {"mode": "ok", "seen": []}
+    p = probe(request="inference", timeoutMilliseconds=500, text="is it up?")
+    with serve(Model, target) as ok:
+        redirecting: dict[str, Any] = {"mode": "redirect", "seen": [], "to": ok}
+        with serve(Model, redirecting) as elsewhere:
+            [answer] = asyncio.run(send_all(p, Targets((elsewhere,), "url")))
+    assert (answer.ok, answer.failure) == (False, "HTTP 307")
+    assert target["seen"] == []  # the server the redirect named was never asked
 
 
 def test_readiness_probe_gets_the_ready_path_and_a_cluster_is_probed_end_to_end() -> None:

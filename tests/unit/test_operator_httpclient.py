@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from modeldr.kube import httpclient, promql
+from modeldr.kube.errors import TrafficError
 from modeldr.operator.traffic.webhook import post_json
 
 # A proxy that refuses every connection: a request sent through it fails.
@@ -98,3 +102,67 @@ def test_other_hosts_still_use_the_proxy_variables() -> None:
 
     assert proxies("http://prometheus.monitoring:9090").get("http") == DEAD_PROXY
     assert proxies("http://127.0.0.1:9090") == {}
+
+
+class _Tricky(BaseHTTPRequestHandler):
+    """A user-given URL that answers a redirect (to the `server` fixture) or too much."""
+
+    target = ""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/huge"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(promql.MAX_ANSWER_BYTES + 10))
+            self.end_headers()
+            chunk = b"x" * 65536
+            with contextlib.suppress(OSError):  # the reader stops early: its side closes
+                for _ in range(promql.MAX_ANSWER_BYTES // len(chunk) + 1):
+                    self.wfile.write(chunk)
+            return
+        self.send_response(302)
+        self.send_header("Location", self.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def tricky(server: str) -> Iterator[str]:
+    handler = type("Handler", (_Tricky,), {"target": server})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_no_operator_call_follows_a_redirect(tricky: str, server: str) -> None:
+    # The server behind the redirect would answer a passing query: it must not be asked.
+    outcome = promql.query(tricky, "up", 2.0)
+    assert isinstance(outcome, promql.QueryUnavailable), outcome
+    assert "HTTP 302, a redirect to " + server in outcome.message
+    assert "follows none" in outcome.message
+    with pytest.raises(TrafficError, match="HTTP 302 to " + server):
+        post_json(tricky + "/switch", {"activeCluster": "standby"}, 2.0)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        httpclient.opener(tricky).open(tricky + "/predict", timeout=2.0)
+    assert caught.value.code == 302
+
+
+def test_a_prometheus_answer_over_the_limit_is_not_read_whole(tricky: str) -> None:
+    outcome = promql.query(tricky + "/huge", "up", 5.0)
+    assert isinstance(outcome, promql.QueryUnavailable), outcome
+    assert f"over {promql.MAX_ANSWER_BYTES // 1024} KiB" in outcome.message
+
+
+def test_read_bounded_reads_up_to_the_limit() -> None:
+    assert httpclient.read_bounded(io.BytesIO(b"abc"), 3) == b"abc"
+    with pytest.raises(httpclient.AnswerTooLarge):
+        httpclient.read_bounded(io.BytesIO(b"abcd"), 3)
