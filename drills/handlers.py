@@ -29,8 +29,8 @@ from typing import Any
 import kopf
 
 from modeldr.api.phase import Phase
+from modeldr.drills import lastrun, plandaemon, plans
 from modeldr.drills import metrics as drill_metrics
-from modeldr.drills import plandaemon, plans
 from modeldr.drills import run as drill_run
 from modeldr.drills.host import host_of
 from modeldr.drills.runstate import RunRef
@@ -139,9 +139,15 @@ def drillrun_finished(status: kopf.Status) -> bool:
 
 @kopf.on.event(GROUP, VERSION, DRILLRUNS)
 async def drillrun_moved(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """A run started, ended or went: its plan's daemon derives lastRun at once. Writes
-    nothing. Async: it runs on the event loop, where the daemon waits on its wake."""
-    plan_wakes(memo).run_event(event.get("type"), event.get("object") or {})
+    """A run started, ended or went: its plan's daemon derives lastRun at once. A run that
+    went (pruned by the history limit, deleted by hand) takes its metric series with it.
+    Writes nothing. Async: it runs on the event loop, where the daemon waits on its wake."""
+    run = event.get("object") or {}
+    plan_wakes(memo).run_event(event.get("type"), run)
+    meta = run.get("metadata") or {}
+    plan = lastrun.plan_of(run)
+    if event.get("type") == "DELETED" and plan and meta.get("namespace") and meta.get("name"):
+        drill_metrics.forget(str(meta["namespace"]), plan, str(meta["name"]))
 
 
 # No `when` filter: kopf would stop the daemon the moment the run writes its verdict, while

@@ -132,7 +132,12 @@ def snapshot_into_run(hub: client.ApiClient, ref: RunRef, spec: DrillRunSpec) ->
             "PlanNotFound", f"DrillPlan {ref.namespace}/{spec.plan_ref.name} does not exist"
         )
     snapshot = plan.get("spec") or {}
-    patch = {"spec": {"plan": snapshot, "planGeneration": plan["metadata"].get("generation")}}
+    # The plan's label, as the runs the operator and the CLI make carry it: the run then
+    # counts in the plan's history (pruned by the same historyLimit) and its lists.
+    patch = {
+        "metadata": {"labels": {DRILL_PLAN_LABEL: spec.plan_ref.name}},
+        "spec": {"plan": snapshot, "planGeneration": plan["metadata"].get("generation")},
+    }
     api.patch_namespaced_custom_object(
         GROUP, VERSION, ref.namespace, DRILLRUNS, ref.name, patch, _request_timeout=TIMEOUT
     )

@@ -265,3 +265,22 @@ def test_the_handlers_wake_the_plans_daemon_from_a_runs_event(
 def test_the_handlers_need_the_drills_startup() -> None:
     with pytest.raises(RuntimeError, match="startup"):
         handlers.plan_wakes(kopf.Memo())
+
+
+def test_a_deleted_run_takes_its_metric_series_with_it() -> None:
+    """A run pruned by the history limit or deleted by hand leaves no
+    modeldr_drill_run_phase series behind (those of the other runs stay)."""
+    from modeldr.drills import handlers
+    from modeldr.drills import metrics as drill_metrics
+
+    def series(run: str) -> list[object]:
+        return [k for k in drill_metrics.RUN_PHASE._metrics if k[:3] == ("demo", "nightly", run)]
+
+    drill_metrics.run_phase("demo", "nightly", "nightly-1", "Passed")
+    drill_metrics.run_phase("demo", "nightly", "nightly-2", "Running")
+    memo: dict[str, object] = {handlers.PLAN_WAKES_KEY: plandaemon.PlanWakes()}
+    gone = a_run("nightly-1", "Passed")
+    moved: Any = handlers.drillrun_moved  # kopf's decorator types it as a full handler
+    asyncio.run(moved(event={"type": "DELETED", "object": gone}, memo=memo))
+    assert series("nightly-1") == [] and series("nightly-2") != []
+    drill_metrics.forget("demo", "nightly", "nightly-2")

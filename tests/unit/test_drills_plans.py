@@ -342,7 +342,9 @@ def test_a_hand_made_run_gets_the_plans_spec_and_generation(
         "metadata": {"name": "nightly", "generation": 9},
         "spec": SPEC,
     }
-    api.objects[(DRILLRUNS, "demo", "by-hand")] = run_obj("by-hand", "2030-01-01T00:00:00Z", None)
+    by_hand = run_obj("by-hand", "2030-01-01T00:00:00Z", None)
+    del by_hand["metadata"]["labels"]  # kubectl apply of a run that names only its plan
+    api.objects[(DRILLRUNS, "demo", "by-hand")] = by_hand
     ref = RunRef("demo", "by-hand", "run-uid")
     plan = plans.snapshot_into_run(
         nowhere(), ref, DrillRunSpec.parse({"planRef": {"name": "nightly"}})
@@ -350,6 +352,8 @@ def test_a_hand_made_run_gets_the_plans_spec_and_generation(
     assert plan.target.model_deployment == "tiny-bert" and plan.step_names == ["kill"]
     run = api.objects[(DRILLRUNS, "demo", "by-hand")]
     assert run["spec"]["plan"] == SPEC and run["spec"]["planGeneration"] == 9
+    # Labelled as the plan's: it counts in the history its historyLimit bounds.
+    assert run["metadata"]["labels"] == {DRILL_PLAN_LABEL: "nightly"}
 
 
 def test_a_hand_made_run_of_a_missing_plan_is_refused(api: type[FakeCustomObjects]) -> None:
