@@ -1,7 +1,8 @@
 """The run's watch while it goes on, every second: its abort conditions (probe-based or
 PromQL), a stop asked by hand (`spec.abort`), and its deadline. An abort condition that
 holds interrupts the run at once (the engine undoes every fault within seconds); one that
-cannot be evaluated keeps the run from ending Passed."""
+cannot be evaluated keeps the run from ending Passed. The conditions are evaluated together,
+in the background of the stop and deadline checks: a hung Prometheus delays neither."""
 
 from __future__ import annotations
 
@@ -54,27 +55,45 @@ class AbortWatch:
         d = self.drill
         started = d.clock()
         d.state.status.abort_conditions = [w.status for w in self.watched]
-        while not d.windows.over:
-            why = d.stop_reason()
-            if why is not None:
-                d.interrupt.set(Phase.ABORTED, *why)
-            if d.clock() - started > deadline_s:
-                d.interrupt.set(
-                    Phase.ERROR,
-                    "DeadlineExceeded",
-                    f"the run did not end within {deadline_s:.0f} s",
-                )
-            # Judged once the target serves (the engine's wait sets run_started), never
-            # against a model that had not started.
-            measuring = d.windows.run_started
-            if measuring is not None and d.clock() - measuring >= PROBE_WARMUP_S:
-                await self._evaluate_all()
-            await asyncio.sleep(EVERY_S)
+        # One round of evaluations at a time, in a task of its own: a slow or hung
+        # Prometheus (each query is bounded by its own timeoutSeconds, up to 60 s) never
+        # delays the stop by hand, the deletion or the deadline, checked every EVERY_S.
+        evaluating: asyncio.Task[None] | None = None
+        try:
+            while not d.windows.over:
+                self._stop_or_deadline(started, deadline_s)
+                if evaluating is not None and evaluating.done():
+                    evaluating.result()  # a bug in a round surfaces here, as before
+                    evaluating = None
+                # Judged once the target serves (the engine's wait sets run_started), never
+                # against a model that had not started.
+                measuring = d.windows.run_started
+                warm = measuring is not None and d.clock() - measuring >= PROBE_WARMUP_S
+                if warm and evaluating is None:
+                    evaluating = asyncio.create_task(self._evaluate_all())
+                await asyncio.sleep(EVERY_S)
+        finally:
+            if evaluating is not None and not evaluating.done():
+                evaluating.cancel()
+                await asyncio.gather(evaluating, return_exceptions=True)
+
+    def _stop_or_deadline(self, started: float, deadline_s: float) -> None:
+        d = self.drill
+        why = d.stop_reason()
+        if why is not None:
+            d.interrupt.set(Phase.ABORTED, *why)
+        if d.clock() - started > deadline_s:
+            d.interrupt.set(
+                Phase.ERROR,
+                "DeadlineExceeded",
+                f"the run did not end within {deadline_s:.0f} s",
+            )
 
     async def _evaluate_all(self) -> None:
+        """Every condition at once (a slow query holds up none of the others)."""
         d = self.drill
-        for watched in self.watched:
-            check = await self._check(watched)
+        checks = await asyncio.gather(*(self._check(w) for w in self.watched))
+        for watched, check in zip(self.watched, checks, strict=True):
             status = watched.status
             status.evaluations += 1
             status.message, status.last_evaluated_at = truncate(check.message), now()

@@ -1227,3 +1227,53 @@ def test_the_watch_ends_a_run_past_its_deadline(
 
     asyncio.run(scenario())
     assert (drill.interrupt.phase, drill.interrupt.reason) == (Phase.ERROR, "DeadlineExceeded")
+
+
+def test_a_hung_prometheus_never_delays_a_stop_by_hand(
+    members: FakeMembers, state: RecordingState, fast_watch: None
+) -> None:
+    """DRILLS.md: a manual abort acts within seconds. Every query hangs (a SIGSTOPped
+    Prometheus answers nothing until the query's own timeout, up to 60 s): the stop by hand
+    still interrupts the run within a few of the watch's looks."""
+    hung = asyncio.Event()
+
+    async def query(q: PrometheusQuery) -> QueryOutcome:
+        hung.set()
+        await asyncio.sleep(60)
+        return QueryValues((1.0,))
+
+    asked: list[float] = []
+
+    def stop_reason() -> tuple[str, str] | None:
+        return ("StoppedByHand", "spec.abort was set") if asked else None
+
+    drill = make_drill(_abort_plan(), state, members, query=query, stop_reason=stop_reason)
+    drill.windows.run_started = drill.clock()
+
+    async def scenario() -> float:
+        task = asyncio.create_task(AbortWatch(drill).run(3600))
+        await asyncio.wait_for(hung.wait(), 5)  # a round of queries is in flight, hanging
+        asked.append(time.monotonic())
+        await asyncio.wait_for(drill.interrupt.event.wait(), 5)
+        took = time.monotonic() - asked[0]
+        drill.windows.over = True
+        await asyncio.wait_for(task, 5)  # the hanging round is cancelled, not waited for
+        return took
+
+    took = asyncio.run(scenario())
+    assert (drill.interrupt.phase, drill.interrupt.reason) == (Phase.ABORTED, "StoppedByHand")
+    assert took < 1.0, took
+
+
+def test_abort_conditions_are_evaluated_together(
+    members: FakeMembers, state: RecordingState
+) -> None:
+    async def query(q: PrometheusQuery) -> QueryOutcome:
+        await asyncio.sleep(0.3)
+        return QueryValues((1.0,))
+
+    watch = AbortWatch(make_drill(_abort_plan(), state, members, query=query))
+    started = time.monotonic()
+    asyncio.run(watch._evaluate_all())
+    assert time.monotonic() - started < 0.6  # three slow queries at once, not one by one
+    assert all(w.status.evaluations == 1 for w in watch.watched)
