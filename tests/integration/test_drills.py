@@ -35,7 +35,7 @@ from modeldr.kube.constants import (
     SWITCH_ANNOTATION,
     VERSION,
 )
-from sandbox import kube, prometheus
+from sandbox import daemons, kube, prometheus
 from sandbox.api import FAILED_NODE_LEASE_HOLDER, Sandbox
 from sandbox.config import OPERATOR_METRICS_PORT, sandbox_paths
 from sandbox.operator_up import operator_up
@@ -371,6 +371,58 @@ def test_a_run_stopped_by_hand_undoes_its_fault(drill_ns: str) -> None:
     s = finished(drill_ns, name, timeout=60)
     assert s["phase"] == "Aborted" and s["reason"] == "StoppedByHand", explain(s)
     assert [f["state"] for f in s["faults"]] == ["Undone"]
+    assert node_state(node) == before
+
+
+@contextlib.contextmanager
+def prometheus_frozen() -> Iterator[None]:
+    """Prometheus SIGSTOPped: its port still accepts connections, nothing answers (a hung
+    Prometheus, the worst case for a caller: it waits out its timeout)."""
+    pid = daemons.running_pid(prometheus.NAME, "prometheus")
+    assert pid, "the sandbox's Prometheus is not running"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        kube.wait_for(prometheus.ready, timeout=30, what="Prometheus answering again")
+
+
+def test_a_stop_by_hand_acts_within_seconds_while_prometheus_hangs(drill_ns: str) -> None:
+    """Two PromQL abort conditions with 30 s timeouts and Prometheus frozen: the stop by
+    hand still ends the run within seconds, its fault undone (DRILLS.md: a manual abort
+    acts at once; the conditions' queries are not waited for)."""
+    node = primary_node(drill_ns)
+    before = node_state(node)
+    slow = {"query": "vector(0)", "timeoutSeconds": 30}
+    conditions = [
+        {"name": f"never-{n}", "prometheus": slow, "condition": "result[0] > 5"} for n in (1, 2)
+    ]
+    body = plan(
+        "hung-prometheus",
+        [
+            {
+                "name": "gpus-gone",
+                "fault": {"type": "GPULoss", "cluster": "primary"},
+                "durationSeconds": 120,
+            }
+        ],
+        abortConditions=conditions,
+    )
+    name = apply_plan(drill_ns, body)
+    _wait_applied(drill_ns, name)
+    with prometheus_frozen():
+        time.sleep(3)  # the watch's next round of queries is now waiting on Prometheus
+        asked = time.monotonic()
+        custom().patch_namespaced_custom_object(
+            GROUP, VERSION, drill_ns, DRILLRUNS, name, {"spec": {"abort": True}}
+        )
+        s = finished(drill_ns, name, timeout=30)
+        took = time.monotonic() - asked
+    print(f"\nstop by hand -> run ended, Prometheus frozen: {took:.2f} s")
+    assert s["phase"] == "Aborted" and s["reason"] == "StoppedByHand", explain(s)
+    assert [f["state"] for f in s["faults"]] == ["Undone"]
+    assert took < 10, f"the stop by hand waited on Prometheus: {took:.1f} s"
     assert node_state(node) == before
 
 
