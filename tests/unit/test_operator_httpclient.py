@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from modeldr.kube import httpclient, promql
 from modeldr.kube.errors import TrafficError
 from modeldr.operator.traffic.webhook import post_json
+from tests.loopback import serve
 
 # A proxy that refuses every connection: a request sent through it fails.
 DEAD_PROXY = "http://127.0.0.1:9"
@@ -56,12 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(_Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
@@ -134,13 +130,8 @@ class _Tricky(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def tricky(server: str) -> Iterator[str]:
-    handler = type("Handler", (_Tricky,), {"target": server})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(type("Handler", (_Tricky,), {"target": server})) as url:
+        yield url
 
 
 def test_no_operator_call_follows_a_redirect(tricky: str, server: str) -> None:
