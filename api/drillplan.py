@@ -96,9 +96,6 @@ QUERY_MAX_LENGTH: Final = 4096
 CONDITION_MAX_LENGTH: Final = 1024
 URL_MAX_LENGTH: Final = 2048
 MAX_RATE_PER_SECOND: Final = 1000
-# A run's synthetic traffic, ratePerSecond x its planned seconds (steady states and steps),
-# is bounded too: the probe aims at production. 1,000,000 is 20/s for almost 14 h.
-MAX_PROBE_REQUESTS: Final = 1_000_000
 MAX_DURATION_SECONDS: Final = 3600
 MAX_TIMEOUT_MILLISECONDS: Final = 60_000
 MAX_MEASUREMENT_COUNT: Final = 1000
@@ -891,23 +888,6 @@ class DrillPlanSpec(SpecModel):
         if zone is not None and "schedule" in info.data and info.data["schedule"] is None:
             raise ValueError(Msg.TIME_ZONE_NEEDS_SCHEDULE)
         return zone
-
-    @model_validator(mode="after")
-    def _traffic_bounded(self) -> DrillPlanSpec:
-        requests = self.traffic.rate_per_second * self.planned_seconds
-        if requests > MAX_PROBE_REQUESTS:
-            raise ValueError(
-                f"traffic.ratePerSecond x the planned seconds (steady states and steps, "
-                f"{self.planned_seconds} s) is {requests:,.0f} probe requests; a run sends at "
-                f"most {MAX_PROBE_REQUESTS:,}: lower the rate or the durations"
-            )
-        return self
-
-    @property
-    def planned_seconds(self) -> int:
-        """The steady states (before and after) and every step, as planned."""
-        steps = sum(step.duration_seconds for step in self.steps)
-        return 2 * self.steady_state.duration_seconds + steps
 
     @classmethod
     def parse(cls, spec: Any) -> DrillPlanSpec:
