@@ -48,6 +48,7 @@ def rule_of(order: Order, node: str) -> Rule:
         ips=ips,
         ports=tuple(spec.ports),
         loss_percent=spec.loss_percent,
+        expires_at=spec.expires_at,
     )
 
 

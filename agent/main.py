@@ -8,8 +8,10 @@ The loop (at least every TICK_S, at once on a watch event): decide what the chai
 transaction when that changed, and write this node's report where it changed. So an order
 that expires is undone by the agent itself within a tick, a deleted one as soon as the watch
 says so, and at start every rule no live order backs is gone with the first transaction.
-On SIGTERM (the pod deleted, the chart uninstalled) the agent removes its rules; after a
-SIGKILL they stay until the agent runs again, which removes those no live order backs.
+On SIGTERM (the pod deleted, the chart uninstalled) the agent removes its rules. After a
+SIGKILL the kernel still ends each fault at its expiry (the addresses are set elements with
+timeouts: rules.py); the inert rules and sets stay until the agent runs again and removes
+those no live order backs. A renewal (a later expiresAt) re-applies the transaction.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class Agent:
         self._delay: tcrules.Delay | None = None  # the Latency the kernel holds
         self._delay_failed: tuple[tcrules.Delay, tc.Outcome] | None = None  # not retried
         self._delay_dirty = False  # a removal failed: swept again each tick
-        self._applied: str | None = None  # the last script the kernel took
+        # The rules the kernel took last (with their expiries: a renewal re-applies).
+        self._applied: tuple[rules.Rule, ...] | None = None
         self._error: str = ""  # why the last apply failed
         # Orders the kernel refused on their own when the whole transaction failed: key ->
         # nft's reason (the others were applied without them).
@@ -101,9 +104,15 @@ class Agent:
             log.info("removing %d order(s) left in the kernel: %s", len(left), sorted(left))
         self.remove_all(half_made=True)
 
+    def _script(self, held: tuple[rules.Rule, ...]) -> str:
+        """The transaction that makes the kernel hold `held`, built now (set timeouts count
+        from now), deleting this agent's sets that the kernel holds and `held` does not."""
+        present = rules.owned_sets(nft.list_table(), self.base)
+        return rules.script(self.base, self.node_ip, held, _now(), present)
+
     def remove_all(self, half_made: bool = False) -> None:
         try:
-            nft.apply(rules.script(self.base, self.node_ip, ()))
+            nft.apply(self._script(()))
             self._applied = None
         except nft.NftError as exc:
             log.error("could not remove this agent's chains: %s", exc)
@@ -156,19 +165,18 @@ class Agent:
         holding = self._delay.key if self._delay else None
         want = decide.desired(orders, self.node, now, self.latency_unsupported, holding)
         self._next_expiry = decide.next_expiry(orders, want)
-        text = rules.script(self.base, self.node_ip, want.rules)
-        if text != self._applied:
-            self._apply(text, want.rules)
+        if want.rules != self._applied:
+            self._apply(want.rules)
         if self.latency.available:
             self._sync_delay(want.delay)
         self._report(orders, want, now)
 
-    def _apply(self, text: str, held: tuple[rules.Rule, ...]) -> None:
+    def _apply(self, held: tuple[rules.Rule, ...]) -> None:
         """One transaction of every held rule; when the kernel refuses it, the orders it
         refuses on their own are left out and the others applied."""
         try:
-            nft.apply(text)
-            self._applied, self._error, self._refused_by_kernel = text, "", {}
+            nft.apply(self._script(held))
+            self._applied, self._error, self._refused_by_kernel = held, "", {}
             log.info("chains now hold %d order(s)", len(held))
             return
         except nft.NftError as exc:
@@ -177,17 +185,15 @@ class Agent:
         if len(held) < 2:
             self._refused_by_kernel = {}
             return
-        good, bad = decide.isolate(
-            held, lambda some: nft.refusal(rules.script(self.base, self.node_ip, some))
-        )
         try:
-            nft.apply(rules.script(self.base, self.node_ip, good))
+            good, bad = decide.isolate(held, lambda some: nft.refusal(self._script(some)))
+            nft.apply(self._script(good))
         except nft.NftError as exc:
             self._error = str(exc)
             log.error("without the orders the kernel refuses: %s", exc)
             return
-        # The applied text stays the whole one: retried only when the orders change.
-        self._applied, self._error, self._refused_by_kernel = text, "", bad
+        # What counts as applied stays the whole set: retried only when the orders change.
+        self._applied, self._error, self._refused_by_kernel = held, "", bad
         for key, why in bad.items():
             log.error("order %s refused by the kernel, the others applied: %s", key, why)
 
@@ -195,6 +201,7 @@ class Agent:
 
     def _report(self, orders: list[Order], want: decide.Desired, now: datetime) -> None:
         held = {r.key: r for r in want.rules}
+        in_kernel = {r.key for r in self._applied or ()}
         for order in orders:
             if order.deleting or not order.spec.targets_on(self.node):
                 continue
@@ -223,8 +230,21 @@ class Agent:
                 self._write(order, current, "Error", want.refused[order.key], [], now)
             elif order.key in want.unsupported:
                 self._write(order, current, "Unsupported", want.unsupported[order.key], [], now)
-            elif order.key in want.expired and current is not None and current.state != "Removed":
+            elif (
+                order.key in want.expired
+                and current is not None
+                and current.state != "Removed"
+                and self._gone_from_kernel(order.key, in_kernel)
+            ):
+                # Also how a drill's undo ends an order: expiresAt set to now, then it waits
+                # for every node's Removed before deleting the order.
                 self._write(order, current, "Removed", "expired: the agent removed it", [], now)
+
+    def _gone_from_kernel(self, key: str, in_kernel: set[str]) -> bool:
+        """This order's rules are out of the kernel: the last transaction left them out."""
+        if key in in_kernel:
+            return False
+        return self._delay is None or self._delay.key != key
 
     def _write(
         self,

@@ -16,15 +16,24 @@ what a real partition between clients and pods looks like (issue 11: failover.pr
 
 A packet between two targets on the same loopback passes output and input, so a PacketLoss
 between two target pods of one sandbox node is applied twice (a partition is unaffected).
+
+The kernel ends every fault at its expiry by itself: an order's addresses are elements of
+named sets (`<base>_<8 hex of the key>_4` / `_6`, `flags timeout`) whose elements carry the
+time left until the order's `expiresAt`, and the rules match those sets. When an element's
+timeout runs out the kernel drops it and the rules match nothing, even with the agent dead
+(SIGKILLed, its node cut from the apiserver). A renewal re-applies the transaction, which
+flushes each set and adds its elements again with the new time left.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 TABLE: Final = "modeldr_agent"
@@ -47,6 +56,8 @@ class Rule:
     ips: tuple[str, ...]
     ports: tuple[int, ...] = ()
     loss_percent: int | None = None
+    # The order's expiresAt: the kernel drops the addresses then (set element timeouts).
+    expires_at: datetime = field(kw_only=True)
 
 
 def chain_base(cluster: str, node: str) -> str:
@@ -62,6 +73,22 @@ def chain_base(cluster: str, node: str) -> str:
 def chains(base: str) -> dict[str, str]:
     """hook -> chain name."""
     return {hook: f"{base}_{hook}" for hook in HOOKS}
+
+
+def set_name(base: str, key: str, family: str) -> str:
+    """The named set holding one order's addresses of one family (`ip` -> _4, `ip6` -> _6)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{base}_{digest}_{'4' if family == 'ip' else '6'}"
+
+
+def _set_pattern(base: str) -> re.Pattern[str]:
+    # Whole-name match: an agent whose base is a prefix of another's never claims its sets.
+    return re.compile(rf"{re.escape(base)}_[0-9a-f]{{8}}_[46]")
+
+
+def timeout_ms(expires_at: datetime, now: datetime) -> int:
+    """The time left until expiry, rounded up to the millisecond (at least 1)."""
+    return max(1, math.ceil((expires_at - now).total_seconds() * 1000))
 
 
 def comment(key: str) -> str:
@@ -105,9 +132,10 @@ def rule_lines(rule: Rule, base: str, node_ip: str) -> list[str]:
         return f" meta l4proto {{ tcp, udp }} th {direction} {_set(rule.ports)}"
 
     lines: list[str] = []
-    for family, ips in _families(rule.ips).items():
-        to = f"{family} daddr {_set(ips)}"
-        back = f"{family} saddr {_set(ips)}"
+    for family in _families(rule.ips):
+        named = f"@{set_name(base, rule.key, family)}"
+        to = f"{family} daddr {named}"
+        back = f"{family} saddr {named}"
         # The node's own address talks to its pods unhindered (the kubelet's probes).
         mine = family == node_family
         exempt_src = f" {family} saddr != {node_ip}" if mine else ""
@@ -123,9 +151,45 @@ def rule_lines(rule: Rule, base: str, node_ip: str) -> list[str]:
     return lines
 
 
-def script(base: str, node_ip: str, rules: Sequence[Rule]) -> str:
-    """The nft script that makes this agent's chains hold exactly `rules` (none: the chains
-    are deleted). Other agents' chains in the table are left alone."""
+def _declare(name: str) -> str:
+    kind = "ipv4_addr" if name.endswith("_4") else "ipv6_addr"
+    return f"add set {FAMILY} {TABLE} {name} {{ type {kind}; flags timeout; }}"
+
+
+def _delete_sets(names: Iterable[str]) -> list[str]:
+    # Declared first, so that a delete cannot fail on a set that is already gone.
+    lines: list[str] = []
+    for name in sorted(names):
+        lines += [_declare(name), f"delete set {FAMILY} {TABLE} {name}"]
+    return lines
+
+
+def set_lines(rule: Rule, base: str, now: datetime) -> list[str]:
+    """The sets of one order, emptied and filled again with the time left until expiry."""
+    left = timeout_ms(rule.expires_at, now)
+    lines: list[str] = []
+    for family, ips in _families(rule.ips).items():
+        name = set_name(base, rule.key, family)
+        elements = ", ".join(f"{ip} timeout {left}ms" for ip in ips)
+        lines += [
+            _declare(name),
+            f"flush set {FAMILY} {TABLE} {name}",
+            f"add element {FAMILY} {TABLE} {name} {{ {elements} }}",
+        ]
+    return lines
+
+
+def script(
+    base: str,
+    node_ip: str,
+    rules: Sequence[Rule],
+    now: datetime,
+    present_sets: Iterable[str] = (),
+) -> str:
+    """The nft script that makes this agent's chains and sets hold exactly `rules` (none:
+    the chains are deleted). `present_sets`: this agent's sets the kernel holds now
+    (`owned_sets`); those no rule needs are deleted, after the chains that named them were
+    flushed in the same transaction. Other agents' chains and sets are left alone."""
     names = chains(base)
     lines = [f"add table {FAMILY} {TABLE}"]
     for hook, name in names.items():
@@ -133,12 +197,17 @@ def script(base: str, node_ip: str, rules: Sequence[Rule]) -> str:
             f"add chain {FAMILY} {TABLE} {name} "
             f"{{ type filter hook {hook} priority {PRIORITY}; policy accept; }}"
         )
+    wanted = {set_name(base, r.key, f) for r in rules for f in _families(r.ips)}
+    gone = set(present_sets) - wanted
     if not rules:
         # Created above so that the deletes cannot fail on a chain that was never there.
         lines += [f"delete chain {FAMILY} {TABLE} {name}" for name in names.values()]
+        lines += _delete_sets(gone)
         return "\n".join(lines) + "\n"
     lines += [f"flush chain {FAMILY} {TABLE} {name}" for name in names.values()]
+    lines += _delete_sets(gone)
     for rule in sorted(rules, key=lambda r: r.key):
+        lines += set_lines(rule, base, now)
         lines += rule_lines(rule, base, node_ip)
     return "\n".join(lines) + "\n"
 
@@ -146,6 +215,19 @@ def script(base: str, node_ip: str, rules: Sequence[Rule]) -> str:
 def delete_table_script() -> str:
     """What `sandbox down` (and an uninstall) runs: the whole table, every agent's chains."""
     return f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n"
+
+
+def owned_sets(listing: Mapping[str, Any], base: str) -> set[str]:
+    """The names of this agent's sets in `nft -j list table`."""
+    pattern = _set_pattern(base)
+    names: set[str] = set()
+    items = listing.get("nftables") if isinstance(listing, dict) else None
+    for item in items if isinstance(items, list) else []:
+        found = item.get("set") if isinstance(item, dict) else None
+        name = found.get("name") if isinstance(found, dict) else None
+        if isinstance(name, str) and pattern.fullmatch(name):
+            names.add(name)
+    return names
 
 
 def owned_keys(listing: Mapping[str, Any], base: str) -> set[str]:

@@ -96,6 +96,9 @@ QUERY_MAX_LENGTH: Final = 4096
 CONDITION_MAX_LENGTH: Final = 1024
 URL_MAX_LENGTH: Final = 2048
 MAX_RATE_PER_SECOND: Final = 1000
+# A run's synthetic traffic, ratePerSecond x its planned seconds (both steady states and every
+# step), is bounded too: the probe aims at production. 1,000,000 is 20/s for almost 14 h.
+MAX_PROBE_REQUESTS: Final = 1_000_000
 MAX_DURATION_SECONDS: Final = 3600
 MAX_TIMEOUT_MILLISECONDS: Final = 60_000
 MAX_MEASUREMENT_COUNT: Final = 1000
@@ -193,6 +196,11 @@ class Msg:
         "condition) or abortConditions[].maxErrorRatio"
     )
     TIME_ZONE_NEEDS_SCHEDULE = "timeZone needs schedule (a cron expression)"
+    PROBE_TRAFFIC_CAP = (
+        f"traffic.ratePerSecond x the planned seconds (2 x steadyState.durationSeconds + every "
+        f"step's durationSeconds) must be at most {MAX_PROBE_REQUESTS} probe requests: lower "
+        "the rate or the durations"
+    )
     PLAN_REF_IMMUTABLE = "spec.planRef is immutable: create another DrillRun"
     PLAN_GENERATION_IMMUTABLE = "spec.planGeneration cannot change or go once set"
     PLAN_SNAPSHOT_IMMUTABLE = (
@@ -789,6 +797,15 @@ class DrillPlanSpec(SpecModel):
                 field_path=".timeZone",
                 reason="FieldValueRequired",
             ),
+            Rule(
+                "(has(self.traffic) && has(self.traffic.ratePerSecond) ? "
+                f"self.traffic.ratePerSecond : {float(DEFAULT_RATE_PER_SECOND)}) * double(2 * "
+                "(has(self.steadyState) && has(self.steadyState.durationSeconds) ? "
+                f"self.steadyState.durationSeconds : {DEFAULT_STEADY_STATE_SECONDS}) + "
+                f"self.steps.map(s, s.durationSeconds).sum()) <= {float(MAX_PROBE_REQUESTS)}",
+                Msg.PROBE_TRAFFIC_CAP,
+                field_path=".steps",
+            ),
         )
     )
 
@@ -881,6 +898,21 @@ class DrillPlanSpec(SpecModel):
     def _abort_names_unique(cls, conditions: list[AbortCondition]) -> list[AbortCondition]:
         _unique(Msg.ABORT_NAMES_UNIQUE, [a.name for a in conditions])
         return conditions
+
+    @field_validator("steps")
+    @classmethod
+    def _probe_traffic_bounded(cls, steps: list[Step], info: ValidationInfo) -> list[Step]:
+        if "traffic" not in info.data or "steady_state" not in info.data:
+            return steps  # failed on their own; the rule needs both
+        rate = info.data["traffic"].rate_per_second
+        planned = 2 * info.data["steady_state"].duration_seconds + sum(
+            step.duration_seconds for step in steps
+        )
+        if rate * planned > MAX_PROBE_REQUESTS:
+            raise ValueError(
+                f"{Msg.PROBE_TRAFFIC_CAP} (here {rate:g}/s x {planned} s = {rate * planned:,.0f})"
+            )
+        return steps
 
     @field_validator("time_zone")
     @classmethod

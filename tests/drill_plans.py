@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from modeldr.api.drillplan import Msg
+from modeldr.api.drillplan import MAX_PROBE_REQUESTS, Msg
 
 ROOT = Path(__file__).resolve().parents[1]
 DRILLS_MD = ROOT.parent / "shared" / "DRILLS.md"
@@ -140,6 +140,20 @@ def all_(*edits: Edit) -> Edit:
 
 def _many_steps(n: int) -> list[Doc]:
     return [{"name": f"s{i}", "action": {"type": "Wait"}, "durationSeconds": 1} for i in range(n)]
+
+
+def probe_requests(total: float) -> Edit:
+    """Rate 1000/s, steady states 100 s each, and step durations adding up so that the
+    run's planned probe requests come to `total` (a multiple of 1000 above 200,000)."""
+
+    def edit(doc: Doc) -> None:
+        spec = doc["spec"]
+        spec.setdefault("traffic", {})["ratePerSecond"] = 1000
+        spec.setdefault("steadyState", {})["durationSeconds"] = 100
+        others = sum(step["durationSeconds"] for step in spec["steps"][1:])
+        spec["steps"][0]["durationSeconds"] = int(total / 1000) - 200 - others
+
+    return edit
 
 
 def edited(edit: Edit) -> Doc:
@@ -462,6 +476,12 @@ BAD_PLANS: list[BadPlan] = [
         set_("spec.timeZone", "Europe/Berlin"),
         ("spec", Msg.TIME_ZONE_NEEDS_SCHEDULE),
     ),
+    BadPlan(
+        "probe-traffic-over-the-cap",
+        probe_requests(MAX_PROBE_REQUESTS + 1000),
+        ("spec.steps", Msg.PROBE_TRAFFIC_CAP),
+        model=("1000/s x 1001 s = 1,001,000",),
+    ),
 ]
 
 
@@ -514,6 +534,7 @@ def accepted_edge_cases() -> list[tuple[str, Doc]]:
         ("suspended", set_("spec.suspend", True)),
         ("twenty-steps", all_(set_("spec.steps", _many_steps(20)), delete("spec.gates"))),
         ("no-gates-no-checks", all_(delete("spec.gates"), delete("spec.modelChecks"))),
+        ("probe-traffic-at-the-cap", probe_requests(MAX_PROBE_REQUESTS)),
     ]
     return [(name, edited(edit)) for name, edit in cases]
 

@@ -34,6 +34,11 @@ AGENT_WAIT_S = 8.0
 #: How long undo waits for the order to be gone from the API.
 DELETE_WAIT_S = 10.0
 POLL_S = 0.2
+#: Undo polls faster: the agents answer within milliseconds, and the step's window (its
+#: error ratio) lasts until its fault is undone.
+UNDO_POLL_S = 0.05
+#: Undo ends an order by moving its expiresAt this far into the past.
+ENDED_AGO_S = 60
 
 
 def _custom(members: MemberRegistry, cluster: str) -> client.CustomObjectsApi:
@@ -212,12 +217,27 @@ class NetworkFault:
         )
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
-        """Delete the order and wait until it is gone (the agents drop its rules on the
-        watch event; an agent that misses it drops them at expiry or at its restart)."""
+        """End the order (expiresAt set to now: every agent drops its rules at once and
+        reports Removed), wait until no node reports it Applied, then delete it and wait
+        until it is gone. A node that does not confirm within DELETE_WAIT_S fails the undo,
+        naming it (its kernel drops the addresses at the expiry it was last given; its
+        agent, back, removes what no live order backs)."""
         api = _custom(members, record.cluster)
         namespace, name = FaultParameters.of(record).member_namespace, O.order_name(record.id)
         args = (O.GROUP, O.VERSION, namespace, O.PLURAL, name)
-        # 404: the order is gone already (or the CRD never was: nothing was created).
+        deadline = time.monotonic() + DELETE_WAIT_S
+        # In the past by more than any sane clock skew between the hub and the nodes.
+        ended = datetime.now(UTC) - timedelta(seconds=ENDED_AGO_S)
+        self.renew(members, record, ended)  # 404: gone already, nothing to end
+        holding: list[str] = []
+        while True:
+            current = k8s.call(
+                api.get_namespaced_custom_object, *args, _request_timeout=TIMEOUT, absent=None
+            )
+            holding = still_applied(current) if current is not None else []
+            if not holding or time.monotonic() >= deadline:
+                break
+            time.sleep(UNDO_POLL_S)
         k8s.call(api.delete_namespaced_custom_object, *args, _request_timeout=TIMEOUT, absent=None)
         deadline = time.monotonic() + DELETE_WAIT_S
         while (
@@ -226,4 +246,19 @@ class NetworkFault:
         ):
             if time.monotonic() >= deadline:
                 raise Refusal("UndoFailed", f"NetworkFault {namespace}/{name} is not gone")
-            time.sleep(POLL_S)
+            time.sleep(UNDO_POLL_S)
+        if holding:
+            raise Refusal(
+                "UndoFailed",
+                f"NetworkFault {namespace}/{name}: the node agent(s) on {', '.join(holding)} "
+                f"did not report the rules removed within {DELETE_WAIT_S:g}s (the order is "
+                "deleted; their kernels drop the addresses at the expiry last given)",
+            )
+
+
+def still_applied(order: dict[str, Any]) -> list[str]:
+    """The nodes whose agent reports this order's rules in force (Applied)."""
+    nodes = ((order.get("status") or {}).get("nodes")) or {}
+    return sorted(
+        n for n, r in nodes.items() if isinstance(r, dict) and r.get("state") == "Applied"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -61,8 +62,34 @@ def ruleset() -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
+def sets_holding(ip: str) -> set[str]:
+    """The agents' sets that hold `ip` now (an element that timed out is gone from them)."""
+    done = subprocess.run(
+        ["nft", "-j", "list", "table", FAMILY, TABLE],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    items = json.loads(done.stdout)["nftables"] if done.returncode == 0 else []
+    names: set[str] = set()
+    for item in items:
+        found = item.get("set") or {}
+        for element in found.get("elem") or []:
+            value = element["elem"]["val"] if isinstance(element, dict) else element
+            if value == ip:
+                names.add(found["name"])
+    return names
+
+
 def rules_for(ip: str) -> list[str]:
-    return [line.strip() for line in ruleset().splitlines() if f" {ip} " in f" {line} "]
+    """The rule lines in force for `ip`: those matching a set that holds it."""
+    named = {f"@{name}" for name in sets_holding(ip)}
+    return [
+        line.strip()
+        for line in ruleset().splitlines()
+        if any(f" {n} " in f" {line} " for n in named)
+    ]
 
 
 def model_pod(ns: str) -> client.V1Pod:
@@ -324,6 +351,62 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
                 )
     log = (sandbox_paths().processes / "primary" / agent.NAMESPACE / f"{pod}.log").read_text()
     assert "removing 1 order(s) left in the kernel" in log.rsplit("--- ", 1)[-1], log[-2000:]
+
+
+def test_the_kernel_ends_a_partition_at_expiry_while_its_agent_is_stopped(
+    drill_ns: str,
+) -> None:
+    """No agent acting at all (its process stopped with SIGSTOP: the runtime, like a
+    kubelet, would restart a SIGKILLed one, and a stopped one cannot act either): the
+    partition's addresses are set elements with the order's time left, so the kernel itself
+    lets traffic through again at expiresAt. The agent, let go on, removes the inert chains
+    and sets and reports the order Removed."""
+    ip, node = "127.1.129.249", "gpu-0"  # gpu-0's process pod range (sandbox/config.py)
+    api = client.CustomObjectsApi(kube.api_client("primary"))
+    body = raw_order("no-agent", ip, node, 8)
+    expires = datetime.fromisoformat(body["spec"]["expiresAt"])
+    pod, pid = agent_pid("primary", node)
+    with pod_address_server(ip) as port:
+        assert answers(ip, port, "/")
+        api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, body)
+        stopped = False
+        try:
+            kube.wait_for(
+                lambda: node_report(api, drill_ns, "no-agent", node).get("state") == "Applied",
+                timeout=10,
+                what="the partition applied",
+            )
+            os.killpg(pid, signal.SIGSTOP)
+            stopped = True
+            assert not answers(ip, port, "/")
+            assert "timeout" in ruleset() and rules_for(ip), ruleset()
+            kube.wait_for(
+                lambda: answers(ip, port, "/", timeout=0.3),
+                timeout=20,
+                interval=0.05,
+                what="the kernel to let traffic through at expiry",
+            )
+            after = (datetime.now(UTC) - expires).total_seconds()
+            print(f"\nexpiresAt -> traffic through, agent stopped: {after:+.2f} s")
+            # Not before its time (the check above polls every 50 ms, answers time out at 0.3).
+            assert -0.5 < after < 2.0, after
+            # The agent did nothing: its chains are still there, inert, with no element.
+            assert f'comment "{"modeldr:"}{drill_ns}/no-agent/' in ruleset(), ruleset()
+            assert not rules_for(ip), ruleset()
+        finally:
+            if stopped:
+                os.killpg(pid, signal.SIGCONT)
+            with contextlib.suppress(client.ApiException):
+                kube.wait_for(
+                    lambda: node_report(api, drill_ns, "no-agent", node).get("state") == "Removed",
+                    timeout=15,
+                    what="the agent, let go on, to report the expired order Removed",
+                )
+                api.delete_namespaced_custom_object(
+                    O.GROUP, O.VERSION, drill_ns, O.PLURAL, "no-agent"
+                )
+    assert "no-agent" not in ruleset(), ruleset()
+    assert agent_pid("primary", node) == (pod, pid)  # the same agent: never restarted
 
 
 def raw_order(name: str, ip: str, node: str, expires_in_s: float) -> dict[str, Any]:

@@ -43,18 +43,29 @@ add chain inet modeldr_agent primary_gpu_0_input { type filter hook input priori
 flush chain inet modeldr_agent primary_gpu_0_forward
 flush chain inet modeldr_agent primary_gpu_0_output
 flush chain inet modeldr_agent primary_gpu_0_input
-add rule inet modeldr_agent primary_gpu_0_output ip daddr { 127.1.129.2, 127.1.129.10 } ip saddr != 127.1.0.1 meta l4proto { tcp, udp } th dport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
-add rule inet modeldr_agent primary_gpu_0_input ip saddr { 127.1.129.2, 127.1.129.10 } ip daddr != 127.1.0.1 meta l4proto { tcp, udp } th sport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
-add rule inet modeldr_agent primary_gpu_0_forward ip daddr { 127.1.129.2, 127.1.129.10 } meta l4proto { tcp, udp } th dport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
-add rule inet modeldr_agent primary_gpu_0_forward ip saddr { 127.1.129.2, 127.1.129.10 } meta l4proto { tcp, udp } th sport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
-add rule inet modeldr_agent primary_gpu_0_output ip daddr { 127.1.129.4 } ip saddr != 127.1.0.1 drop comment "modeldr:ml/part/u2"
-add rule inet modeldr_agent primary_gpu_0_input ip saddr { 127.1.129.4 } ip daddr != 127.1.0.1 drop comment "modeldr:ml/part/u2"
-add rule inet modeldr_agent primary_gpu_0_forward ip daddr { 127.1.129.4 } drop comment "modeldr:ml/part/u2"
-add rule inet modeldr_agent primary_gpu_0_forward ip saddr { 127.1.129.4 } drop comment "modeldr:ml/part/u2"
-add rule inet modeldr_agent primary_gpu_0_output ip6 daddr { fd00::4 } drop comment "modeldr:ml/part/u2"
-add rule inet modeldr_agent primary_gpu_0_input ip6 saddr { fd00::4 } drop comment "modeldr:ml/part/u2"
-add rule inet modeldr_agent primary_gpu_0_forward ip6 daddr { fd00::4 } drop comment "modeldr:ml/part/u2"
-add rule inet modeldr_agent primary_gpu_0_forward ip6 saddr { fd00::4 } drop comment "modeldr:ml/part/u2"
+add set inet modeldr_agent primary_gpu_0_0123abcd_4 { type ipv4_addr; flags timeout; }
+delete set inet modeldr_agent primary_gpu_0_0123abcd_4
+add set inet modeldr_agent primary_gpu_0_6dea6145_4 { type ipv4_addr; flags timeout; }
+flush set inet modeldr_agent primary_gpu_0_6dea6145_4
+add element inet modeldr_agent primary_gpu_0_6dea6145_4 { 127.1.129.2 timeout 30000ms, 127.1.129.10 timeout 30000ms }
+add rule inet modeldr_agent primary_gpu_0_output ip daddr @primary_gpu_0_6dea6145_4 ip saddr != 127.1.0.1 meta l4proto { tcp, udp } th dport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
+add rule inet modeldr_agent primary_gpu_0_input ip saddr @primary_gpu_0_6dea6145_4 ip daddr != 127.1.0.1 meta l4proto { tcp, udp } th sport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
+add rule inet modeldr_agent primary_gpu_0_forward ip daddr @primary_gpu_0_6dea6145_4 meta l4proto { tcp, udp } th dport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
+add rule inet modeldr_agent primary_gpu_0_forward ip saddr @primary_gpu_0_6dea6145_4 meta l4proto { tcp, udp } th sport { 8080, 9090 } numgen random mod 100 < 30 drop comment "modeldr:ml/loss/u1"
+add set inet modeldr_agent primary_gpu_0_8abdb7d1_4 { type ipv4_addr; flags timeout; }
+flush set inet modeldr_agent primary_gpu_0_8abdb7d1_4
+add element inet modeldr_agent primary_gpu_0_8abdb7d1_4 { 127.1.129.4 timeout 12346ms }
+add set inet modeldr_agent primary_gpu_0_8abdb7d1_6 { type ipv6_addr; flags timeout; }
+flush set inet modeldr_agent primary_gpu_0_8abdb7d1_6
+add element inet modeldr_agent primary_gpu_0_8abdb7d1_6 { fd00::4 timeout 12346ms }
+add rule inet modeldr_agent primary_gpu_0_output ip daddr @primary_gpu_0_8abdb7d1_4 ip saddr != 127.1.0.1 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_input ip saddr @primary_gpu_0_8abdb7d1_4 ip daddr != 127.1.0.1 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_forward ip daddr @primary_gpu_0_8abdb7d1_4 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_forward ip saddr @primary_gpu_0_8abdb7d1_4 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_output ip6 daddr @primary_gpu_0_8abdb7d1_6 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_input ip6 saddr @primary_gpu_0_8abdb7d1_6 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_forward ip6 daddr @primary_gpu_0_8abdb7d1_6 drop comment "modeldr:ml/part/u2"
+add rule inet modeldr_agent primary_gpu_0_forward ip6 saddr @primary_gpu_0_8abdb7d1_6 drop comment "modeldr:ml/part/u2"
 """  # noqa: E501
 
 GOLDEN_NOTHING = """\
@@ -65,27 +76,101 @@ add chain inet modeldr_agent primary_gpu_0_input { type filter hook input priori
 delete chain inet modeldr_agent primary_gpu_0_forward
 delete chain inet modeldr_agent primary_gpu_0_output
 delete chain inet modeldr_agent primary_gpu_0_input
+add set inet modeldr_agent primary_gpu_0_0123abcd_4 { type ipv4_addr; flags timeout; }
+delete set inet modeldr_agent primary_gpu_0_0123abcd_4
 """  # noqa: E501
+
+STALE_SET = "primary_gpu_0_0123abcd_4"  # an order's set the kernel holds, no order needs
+
+
+def golden_rules() -> list[Rule]:
+    loss = Rule(
+        "ml/loss/u1",
+        "PacketLoss",
+        ("127.1.129.2", "127.1.129.10"),
+        (8080, 9090),
+        30,
+        expires_at=NOW + timedelta(seconds=30),
+    )
+    partition = Rule(
+        "ml/part/u2",
+        "NetworkPartition",
+        ("fd00::4", "127.1.129.4"),
+        expires_at=NOW + timedelta(seconds=12.3456),
+    )
+    return [partition, loss]
 
 
 def test_rule_text_for_a_partition_and_a_packet_loss_is_golden() -> None:
-    loss = Rule("ml/loss/u1", "PacketLoss", ("127.1.129.2", "127.1.129.10"), (8080, 9090), 30)
-    partition = Rule("ml/part/u2", "NetworkPartition", ("fd00::4", "127.1.129.4"))
-    # Orders sorted by key, addresses by family and value (127.1.129.2 before .10).
-    assert rules.script(BASE, "127.1.0.1", [partition, loss]) == GOLDEN_PARTITION_AND_LOSS
+    # Orders sorted by key, addresses by family and value (127.1.129.2 before .10); each
+    # order's addresses in a set per family whose elements time out at its expiry (12.3456 s
+    # left: 12346 ms, rounded up); the stale set deleted after the chains were flushed.
+    text = rules.script(BASE, "127.1.0.1", golden_rules(), NOW, {STALE_SET})
+    assert text == GOLDEN_PARTITION_AND_LOSS
 
 
-def test_no_order_deletes_the_agents_chains_and_nothing_else() -> None:
-    text = rules.script(BASE, "127.1.0.1", [])
+def test_no_order_deletes_the_agents_chains_and_sets_and_nothing_else() -> None:
+    text = rules.script(BASE, "127.1.0.1", [], NOW, {STALE_SET})
     assert text == GOLDEN_NOTHING
     assert "delete table" not in text  # other agents' chains in the same table stay
+
+
+def test_a_renewal_changes_only_the_time_left() -> None:
+    renewed = [
+        Rule(
+            r.key,
+            r.effect,
+            r.ips,
+            r.ports,
+            r.loss_percent,
+            expires_at=r.expires_at + timedelta(seconds=20),
+        )
+        for r in golden_rules()
+    ]
+    before = rules.script(BASE, "127.1.0.1", golden_rules(), NOW)
+    after = rules.script(BASE, "127.1.0.1", renewed, NOW)
+    changed = [
+        (a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b
+    ]
+    assert [b for _, b in changed] == [
+        "add element inet modeldr_agent primary_gpu_0_6dea6145_4 "
+        "{ 127.1.129.2 timeout 50000ms, 127.1.129.10 timeout 50000ms }",
+        "add element inet modeldr_agent primary_gpu_0_8abdb7d1_4 { 127.1.129.4 timeout 32346ms }",
+        "add element inet modeldr_agent primary_gpu_0_8abdb7d1_6 { fd00::4 timeout 32346ms }",
+    ]
+
+
+def test_the_time_left_is_rounded_up_and_never_zero() -> None:
+    assert rules.timeout_ms(NOW + timedelta(microseconds=1), NOW) == 1
+    assert rules.timeout_ms(NOW - timedelta(seconds=1), NOW) == 1
+    assert rules.timeout_ms(NOW + timedelta(seconds=2), NOW) == 2000
+
+
+def test_owned_sets_are_this_agents_only_even_when_its_name_prefixes_another() -> None:
+    listing = {
+        "nftables": [
+            {"set": {"name": "primary_gpu_0_0123abcd_4"}},
+            {"set": {"name": "primary_gpu_0_89abcdef_6"}},
+            # primary_gpu's agent must not take primary_gpu_0's sets, nor anyone's else
+            {"set": {"name": "primary_gpu_0_0_0123abcd_4"}},
+            {"set": {"name": "primary_gpu_1_0123abcd_4"}},
+            {"set": {"name": "primary_gpu_0_0123abcd_4x"}},
+            {"chain": {"name": "primary_gpu_0_output"}},
+        ]
+    }
+    assert rules.owned_sets(listing, BASE) == {
+        "primary_gpu_0_0123abcd_4",
+        "primary_gpu_0_89abcdef_6",
+    }
+    assert rules.owned_sets(listing, "primary_gpu") == set()
+    assert rules.owned_sets({}, BASE) == set()
 
 
 def test_latency_is_never_an_nftables_rule() -> None:
     # tc netem makes it (tests/unit/test_agent_tc.py); no packet mark a CNI relies on is
     # rewritten.
     with pytest.raises(ValueError, match="unknown effect 'Latency'"):
-        rules.rule_lines(Rule("a/b/c", "Latency", ("10.0.0.5",)), BASE, "10.0.0.1")
+        rules.rule_lines(Rule("a/b/c", "Latency", ("10.0.0.5",), expires_at=NOW), BASE, "10.0.0.1")
 
 
 def test_chain_names_are_short_safe_and_distinct() -> None:
@@ -118,7 +203,7 @@ def test_the_golden_script_is_valid_nftables() -> None:
     """`nft -c` parses and checks the script against the kernel without applying it."""
     done = subprocess.run(
         ["nft", "-c", "-f", "-"],
-        input=GOLDEN_PARTITION_AND_LOSS,
+        input=GOLDEN_PARTITION_AND_LOSS + GOLDEN_NOTHING,
         capture_output=True,
         text=True,
         check=False,
@@ -163,6 +248,8 @@ def test_an_order_holds_on_its_nodes_until_it_expires() -> None:
     live = order("live", targets=both)
     want = decide.desired([live], "gpu-0", NOW, latency=None)
     assert [(r.key, r.ips) for r in want.rules] == [("ml/live/uid-live", ("127.1.129.2",))]
+    # The kernel is told the order's own expiry too (set element timeouts).
+    assert want.rules[0].expires_at == NOW + timedelta(seconds=10)
     # Expiry is the order's own: at expiresAt exactly it is over, without the operator.
     at_expiry = decide.desired([live], "gpu-0", NOW + timedelta(seconds=10), latency=None)
     assert at_expiry.rules == () and at_expiry.expired == ("ml/live/uid-live",)
@@ -274,7 +361,8 @@ def test_an_order_expiring_beyond_the_cap_is_refused_and_never_held() -> None:
 
 def test_isolate_keeps_the_rules_the_kernel_takes_and_names_the_others() -> None:
     a, b, c = (
-        Rule(f"ml/{n}/u", "NetworkPartition", (f"127.1.129.{i}",)) for i, n in enumerate("abc")
+        Rule(f"ml/{n}/u", "NetworkPartition", (f"127.1.129.{i}",), expires_at=NOW)
+        for i, n in enumerate("abc")
     )
     checked: list[tuple[Rule, ...]] = []
 
@@ -293,12 +381,13 @@ def test_the_kernel_refusing_one_order_leaves_the_others_in_the_transaction() ->
     and the CRD now refuse too) is isolated; the rest is one transaction the kernel takes."""
     from modeldr.agent import nft
 
-    partition = Rule("ml/part/u1", "NetworkPartition", ("127.1.129.2",))
-    zoned = Rule("ml/zoned/u2", "NetworkPartition", ("fe80::1%x",))
-    loss = Rule("ml/loss/u3", "PacketLoss", ("127.1.129.3",), (8080,), 30)
+    later = NOW + timedelta(seconds=30)
+    partition = Rule("ml/part/u1", "NetworkPartition", ("127.1.129.2",), expires_at=later)
+    zoned = Rule("ml/zoned/u2", "NetworkPartition", ("fe80::1%x",), expires_at=later)
+    loss = Rule("ml/loss/u3", "PacketLoss", ("127.1.129.3",), (8080,), 30, expires_at=later)
 
     def refusal(some: tuple[Rule, ...]) -> str | None:
-        return nft.refusal(rules.script(BASE, "127.1.0.1", some))
+        return nft.refusal(rules.script(BASE, "127.1.0.1", some, NOW))
 
     assert refusal((partition, zoned, loss)) is not None  # the whole transaction fails
     good, bad = decide.isolate([partition, zoned, loss], refusal)

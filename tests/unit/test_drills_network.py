@@ -92,3 +92,72 @@ def test_a_silent_node_is_no_agent_naming_it() -> None:
     # A report of an expired order (Removed) is no answer for a new inject either.
     removed = judge({"gpu-0": {"state": "Removed"}}, ("gpu-0",))
     assert removed is not None and removed.reason == "NoAgent"
+
+
+class FakeOrders:
+    """The member API as undo sees it: one order whose nodes report Removed after
+    `confirm_after` reads once its expiry was moved into the past (or never)."""
+
+    def __init__(self, nodes: dict[str, str], confirm_after: int | None) -> None:
+        self.order: dict[str, Any] | None = {
+            "spec": {"expiresAt": "2030-01-01T00:00:00+00:00"},
+            "status": {"nodes": {n: {"state": s} for n, s in nodes.items()}},
+        }
+        self.confirm_after = confirm_after
+        self.calls: list[str] = []
+        self.reads_since_end = 0
+
+    def patch_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(f"patch expiresAt={args[5]['spec']['expiresAt'][:4]}")
+
+    def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        self.calls.append("get")
+        self.reads_since_end += 1
+        if self.order is not None and self.reads_since_end == self.confirm_after:
+            for report in self.order["status"]["nodes"].values():
+                report["state"] = "Removed"
+        return self.order
+
+    def delete_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append("delete")
+        self.order = None
+
+
+def undo_with(monkeypatch: pytest.MonkeyPatch, api: FakeOrders) -> None:
+    from modeldr.drills.faults import network
+
+    monkeypatch.setattr(network, "_custom", lambda members, cluster: api)
+    monkeypatch.setattr("modeldr.drills.faults.network.time.sleep", lambda s: None)
+    record = RECORD.model_copy(update={"parameters": {"namespace": "ml"}})
+    NetworkFault().undo(MEMBERS, record)
+
+
+def test_undo_ends_the_order_waits_for_every_node_s_removed_then_deletes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = FakeOrders({"gpu-0": "Applied", "gpu-1": "Applied"}, confirm_after=3)
+    undo_with(monkeypatch, api)
+    # expiresAt moved into the past first, the delete only once no node reports Applied.
+    assert api.calls[0].startswith("patch expiresAt=20")
+    assert api.calls[1:] == ["get", "get", "get", "delete", "get"]
+
+
+def test_undo_names_the_nodes_that_never_confirm_and_still_deletes_the_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = iter(range(0, 10_000, 5))
+    monkeypatch.setattr("modeldr.drills.faults.network.time.monotonic", lambda: float(next(clock)))
+    api = FakeOrders({"gpu-0": "Removed", "gpu-1": "Applied"}, confirm_after=None)
+    with pytest.raises(Refusal) as failed:
+        undo_with(monkeypatch, api)
+    assert failed.value.reason == "UndoFailed"
+    assert "gpu-1" in str(failed.value) and "gpu-0" not in str(failed.value)
+    assert "delete" in api.calls and api.order is None
+
+
+def test_nodes_that_never_applied_an_order_are_not_waited_for() -> None:
+    from modeldr.drills.faults.network import still_applied
+
+    order = {"status": {"nodes": {"a": {"state": "Error"}, "b": {"state": "Applied"}}}}
+    assert still_applied(order) == ["b"]
+    assert still_applied({}) == []
