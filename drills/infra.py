@@ -6,10 +6,16 @@ The provider is an HTTP endpoint the user's automation serves, registered per me
 in the member's hub Secret under key `infrastructure-webhook-url`; the sandbox serves one on
 loopback. The protocol, in full, is docs/infrastructure-webhook.md:
 
-- `POST {url}/inject` `{"id", "type", "cluster", "node"?, "expiresAt"?}`: 2xx once the fault
-  is in effect; idempotent by `id` (a repeat changes nothing but may extend `expiresAt`).
+- `POST {url}/inject` `{"id", "type", "cluster", "node"?, "expiresAt"}`: 2xx once the fault
+  is in effect; idempotent by `id` (a repeat changes nothing); `expiresAt` mandatory, at most
+  MAX_EXPIRY_AHEAD_S ahead.
+- `POST {url}/renew` `{"id", "expiresAt"}`: pushes the expiry of a fault in force; never
+  re-creates one (404 for a fault undone or expired).
 - `POST {url}/undo` `{"id"}`: 2xx once undone; an unknown id is 2xx too.
 - `GET {url}/faults`: `{"faults": [...]}`, what is in force.
+
+Every call carries `Authorization: Bearer <token>` (the member Secret's
+`infrastructure-webhook-token`); a 401/403 is a permanent error saying so.
 
 Errors: a 4xx (the request is wrong: unknown cluster, unsupported type; body
 `{"error": "..."}`) is a permanent InfrastructureError quoting the provider's message; a 5xx,
@@ -46,6 +52,9 @@ TRANSIENT_4XX: Final = frozenset({408, 425, 429})
 BODY_EXCERPT = 300
 #: Largest response body read (the fault list of a busy provider stays far below).
 MAX_BODY = 4 * 1024 * 1024
+#: The farthest ahead an expiry may be: a provider refuses more (the engine's first inject is
+#: at most its 90 s inject allowance + faultExpirySeconds, at most 30, ahead).
+MAX_EXPIRY_AHEAD_S: Final = 300
 
 
 class InfrastructureError(OperatorError):
@@ -127,14 +136,24 @@ def _error_message(body: bytes) -> str:
 class InfrastructureProvider:
     """Client of one infrastructure webhook (one per member cluster, or shared)."""
 
-    def __init__(self, url: str, timeout: float = 90.0) -> None:
+    def __init__(self, url: str, token: str, timeout: float = 90.0) -> None:
         if not timeout > 0:
             raise InfrastructureError(f"timeout must be positive, not {timeout!r}", permanent=True)
+        if not token.strip() or any(c.isspace() for c in token.strip()):
+            raise InfrastructureError(
+                "the provider's bearer token must be one non-empty word (the member Secret's "
+                "key infrastructure-webhook-token)",
+                permanent=True,
+            )
         self.url = validate_url(url)
+        self.token = token.strip()
         self.timeout = timeout
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never the token
         return f"InfrastructureProvider({self.url!r}, timeout={self.timeout:g})"
+
+    def with_timeout(self, timeout: float) -> InfrastructureProvider:
+        return InfrastructureProvider(self.url, self.token, timeout)
 
     def inject(
         self,
@@ -142,9 +161,11 @@ class InfrastructureProvider:
         fault_type: str,
         cluster: str,
         node: str | None = None,
-        expires_at: datetime | None = None,
+        *,
+        expires_at: datetime,
     ) -> None:
-        """Put the fault in effect; returns once the provider says it is (2xx)."""
+        """Put the fault in effect until `expires_at` at the latest (the provider undoes it
+        then by itself); returns once the provider says it is in effect (2xx)."""
         if not fault_id:
             raise InfrastructureError("a fault needs a non-empty id", permanent=True)
         if fault_type not in FAULT_TYPES:
@@ -165,9 +186,15 @@ class InfrastructureProvider:
         payload: dict[str, Any] = {"id": fault_id, "type": fault_type, "cluster": cluster}
         if node:
             payload["node"] = node
-        if expires_at is not None:
-            payload["expiresAt"] = rfc3339(expires_at)
+        payload["expiresAt"] = rfc3339(expires_at)
         self._request("POST", "/inject", payload)
+
+    def renew(self, fault_id: str, expires_at: datetime) -> None:
+        """Push the expiry of a fault in force; a provider that no longer has it in force
+        (undone, expired) answers 404, a permanent error: a renewal never re-creates it."""
+        if not fault_id:
+            raise InfrastructureError("a fault needs a non-empty id", permanent=True)
+        self._request("POST", "/renew", {"id": fault_id, "expiresAt": rfc3339(expires_at)})
 
     def undo(self, fault_id: str) -> None:
         """Undo the fault; returns once the provider says it is undone (unknown ids too)."""
@@ -190,7 +217,11 @@ class InfrastructureProvider:
 
     def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> Any:
         url = self.url + path
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            "Authorization": f"Bearer {self.token}",
+        }
         data = None
         if payload is not None:
             data = json.dumps(payload).encode()
@@ -240,6 +271,11 @@ class InfrastructureProvider:
                 status=status,
             )
         message = _error_message(body)
+        if status in (401, 403):
+            message = (
+                f"{message} (the provider refused the operator's credentials: check the member "
+                "Secret's infrastructure-webhook-token against the provider's)"
+            )
         permanent = 400 <= status < 500 and status not in TRANSIENT_4XX
         return InfrastructureError(
             f"{what} answered HTTP {status}: {message}",

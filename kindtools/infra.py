@@ -23,7 +23,13 @@ sandbox provider's (`sandbox.webhook_server.Webhook`); only the actions differ:
 
     python -m kindtools.infra serve [--host H]... [--port P] [--state FILE]   # foreground
     python -m kindtools.infra start|stop|url|status                          # the daemon
+    python -m kindtools.infra token           # the bearer token (for the member Secrets)
     python -m kindtools.infra undo-all        # every fault in the state file (kind.sh down)
+
+Every call but GET /healthz needs `Authorization: Bearer <token>`, the token of
+`.kind/infra.token` (made on first use, mode 0600): every pod of every kind cluster reaches the
+gateway, so none of them may make a fault without it. Requests are audited in
+`.kind/infra-state-audit.jsonl`.
 
 The daemon listens on the kind network's gateway (the host's side of the Docker network, where
 the hub's operator pods reach it) and on 127.0.0.1, never on 0.0.0.0; pidfile, log and state
@@ -52,7 +58,7 @@ from modeldr.drills.infra import CLUSTER_OUTAGE, NODE_FAILURE
 from sandbox import daemons
 from sandbox.config import REPO_ROOT
 from sandbox.infra_daemon import answers
-from sandbox.webhook_server import RequestError, Webhook, serve_webhook
+from sandbox.webhook_server import RequestError, Webhook, serve_webhook, token_from
 
 log = logging.getLogger("sandbox.kind-infra")
 
@@ -484,10 +490,16 @@ class Files:
     state: Path
     pid: Path
     log: Path
+    token: Path
 
     @classmethod
     def under(cls, directory: Path) -> Files:
-        return cls(directory / "infra-state.json", directory / "infra.pid", directory / "infra.log")
+        return cls(
+            directory / "infra-state.json",
+            directory / "infra.pid",
+            directory / "infra.log",
+            directory / "infra.token",
+        )
 
 
 def running_pid(files: Files) -> int | None:
@@ -554,13 +566,17 @@ def _main(argv: Sequence[str] | None) -> int:
         action="append",
         help="listen here (repeatable; default: the network's gateway and 127.0.0.1)",
     )
-    parser.add_argument("command", choices=["serve", "start", "stop", "url", "status", "undo-all"])
+    parser.add_argument("--token-file", type=Path, help="default DIR/infra.token")
+    parser.add_argument(
+        "command", choices=["serve", "start", "stop", "url", "token", "status", "undo-all"]
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout
     )
     files = Files.under(args.dir)
     state = args.state or files.state
+    token_file = args.token_file or files.token
     members = tuple(m for m in args.members.split(",") if m)
 
     def actions() -> KindActions:
@@ -571,9 +587,12 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if args.command == "url":
         print(f"http://{hosts()[0]}:{args.port}")
+    elif args.command == "token":
+        print(token_from(token_file))
     elif args.command == "serve":
         check_hosts(hosts())
-        serve_webhook(Webhook(state, actions(), clusters=members), hosts(), args.port)
+        webhook = Webhook(state, actions(), clusters=members)
+        serve_webhook(webhook, hosts(), args.port, token_from(token_file))
     elif args.command == "start":
         listen = hosts()
         check_hosts(listen)
@@ -588,8 +607,11 @@ def _main(argv: Sequence[str] | None) -> int:
             args.members,
             "--network",
             args.network,
+            "--token-file",
+            str(token_file),
             *(a for h in listen for a in ("--host", h)),
         ]
+        token_from(token_file)  # made now, so that `token` and the daemon agree
         started = start_daemon(files, serve, args.port)
         where = f"http://{listen[0]}:{args.port}"
         print(f"kind infrastructure provider (pid {started}) on {where}; log {files.log}")

@@ -1,10 +1,11 @@
 """Member clusters: kubeconfigs kept in hub Secrets, turned into Kubernetes API clients.
 
 A Secret labelled `modeldr.io/member-cluster=<name>` (in the operator's member-secrets
-namespace) holds key `kubeconfig` and optionally `prometheus-url` and
+namespace) holds key `kubeconfig` and optionally `prometheus-url`,
 `infrastructure-webhook-url` (the infrastructure provider the drill engine asks for the faults
 only the infrastructure can make: NodeFailure, ClusterOutage; see
-docs/infrastructure-webhook.md). A missing, unreadable or invalid Secret is a `MemberError`
+docs/infrastructure-webhook.md) and `infrastructure-webhook-token` (the bearer token every call
+to that provider carries). A missing, unreadable or invalid Secret is a `MemberError`
 with a message that says what to fix; it never crashes the operator.
 """
 
@@ -14,7 +15,7 @@ import base64
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 KUBECONFIG_KEY = "kubeconfig"
 PROMETHEUS_KEY = "prometheus-url"
 INFRASTRUCTURE_KEY = "infrastructure-webhook-url"
+INFRASTRUCTURE_TOKEN_KEY = "infrastructure-webhook-token"
 # Member apiservers are dialled with short timeouts: a dead cluster must fail a health check
 # in about a second, not in urllib3's default retries.
 CONNECT_TIMEOUT_S = 1.0
@@ -54,6 +56,8 @@ class Member:
     secret_version: str
     #: Base URL of the member's infrastructure webhook (None: no provider registered).
     infrastructure_url: str | None = None
+    #: The bearer token for that webhook (None: none given; the provider is not called).
+    infrastructure_token: str | None = field(default=None, repr=False)
 
 
 def _decode(data: dict[str, str] | None, key: str) -> str | None:
@@ -177,8 +181,14 @@ class MemberRegistry:
                 infrastructure_url = (
                     _decode(secret.data, INFRASTRUCTURE_KEY) or ""
                 ).strip() or None
+                token = (_decode(secret.data, INFRASTRUCTURE_TOKEN_KEY) or "").strip() or None
                 self._members[cluster] = Member(
-                    cluster, api, prometheus_url, version, infrastructure_url=infrastructure_url
+                    cluster,
+                    api,
+                    prometheus_url,
+                    version,
+                    infrastructure_url=infrastructure_url,
+                    infrastructure_token=token,
                 )
                 log.info(
                     "member cluster %s registered from Secret %s", cluster, secret.metadata.name

@@ -18,8 +18,10 @@ from sandbox.config import (
     INFRA_WEBHOOK_MARKER,
     INFRA_WEBHOOK_PORT,
     SANDBOX_ROOT_ENV,
+    Paths,
     sandbox_paths,
 )
+from sandbox.webhook_server import token_from
 
 log = logging.getLogger("sandbox.infra-webhook")
 HOST = "127.0.0.1"
@@ -31,6 +33,16 @@ def url(port: int = INFRA_WEBHOOK_PORT) -> str:
 
 def log_file() -> Path:
     return sandbox_paths().logs / f"{INFRA_WEBHOOK}.log"
+
+
+def token_file(paths: Paths | None = None) -> Path:
+    """The bearer token the webhook accepts (made on first use, mode 0600); the operator
+    gets it in the member Secrets (`infrastructure-webhook-token`)."""
+    return (paths or sandbox_paths()).state / f"{INFRA_WEBHOOK}.token"
+
+
+def token(paths: Paths | None = None) -> str:
+    return token_from(token_file(paths))
 
 
 def answers(port: int = INFRA_WEBHOOK_PORT) -> bool:

@@ -4,8 +4,10 @@ and `ClusterOutage` (docs/infrastructure-webhook.md is the protocol), served on
 
 `python -m sandbox infra-webhook` runs it in the foreground; `ensure_running()` starts it as
 a sandbox daemon (pid file `.sandbox/state/infra-webhook.pid`, log
-`.sandbox/logs/infra-webhook.log`), reusing a running one. `make operator-up` starts it and
-registers its URL in both member Secrets; it outlives `make operator-down` (a restarted
+`.sandbox/logs/infra-webhook.log`), reusing a running one. Every call but GET /healthz needs
+the bearer token of `.sandbox/state/infra-webhook.token` (made on first use); every request is
+audited in `.sandbox/state/infra-faults-audit.jsonl`. `make operator-up` starts it and
+registers its URL and token in both member Secrets; it outlives `make operator-down` (a restarted
 operator must be able to undo what a drill injected) and `make sandbox-down` stops it.
 
 What each fault does: ClusterOutage → `Sandbox.outage(cluster)`, undone by `restore`;
@@ -27,10 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from modeldr.drills.infra import CLUSTER_OUTAGE, NODE_FAILURE
-from sandbox import kube
+from sandbox import infra_daemon, kube
 from sandbox.api import Sandbox
 from sandbox.config import CLUSTERS, INFRA_WEBHOOK_PORT, Paths, sandbox_paths
-from sandbox.webhook_server import HOST, RequestError, Webhook, accepts, serve_webhook
+from sandbox.webhook_server import (
+    HOST,
+    RequestError,
+    Webhook,
+    accepts,
+    serve_webhook,
+    token_from,
+)
 
 STATE_FILE = "infra-faults.json"
 #: How long an outage may take to close its apiserver's port.
@@ -96,7 +105,7 @@ def serve(port: int = INFRA_WEBHOOK_PORT, paths: Paths | None = None) -> None:
     """Serve the webhook in the foreground until SIGTERM/SIGINT."""
     paths = paths or sandbox_paths()
     webhook = Webhook(state_file(paths), SandboxActions(Sandbox(paths)))
-    serve_webhook(webhook, [HOST], port)
+    serve_webhook(webhook, [HOST], port, token_from(infra_daemon.token_file(paths)))
 
 
 def main() -> None:

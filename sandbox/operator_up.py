@@ -5,9 +5,9 @@ operator running against it as a local process, with the chart's ServiceAccount 
 The chart is installed with replicaCount=0 (CRDs, ServiceAccount and RBAC; the hub's kwok
 node could not run the operator image anyway). The member clusters are registered the way a
 user would: one hub Secret per member, labelled modeldr.io/member-cluster=<name>, holding
-its kubeconfig, the sandbox Prometheus URL and the URL of the sandbox's infrastructure webhook
-(sandbox/infra_webhook.py, started here before the operator and kept running when the
-operator stops, so that a restarted operator can still undo a drill's faults).
+its kubeconfig, the sandbox Prometheus URL and the URL and bearer token of the sandbox's
+infrastructure webhook (sandbox/infra_webhook.py, started here before the operator and kept
+running when the operator stops, so that a restarted operator can still undo a drill's faults).
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ import yaml
 from kubernetes import client
 
 from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
-from modeldr.kube.members import INFRASTRUCTURE_KEY, KUBECONFIG_KEY, PROMETHEUS_KEY
+from modeldr.kube.members import (
+    INFRASTRUCTURE_KEY,
+    INFRASTRUCTURE_TOKEN_KEY,
+    KUBECONFIG_KEY,
+    PROMETHEUS_KEY,
+)
 from modeldr.serving.manifest import MANIFEST_NAME, ArtifactError, verify_model_dir
 from sandbox import daemons, infra_daemon, kube
 from sandbox.config import (
@@ -119,7 +124,9 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def register_members(infrastructure_url: str | None = None) -> None:
+def register_members(
+    infrastructure_url: str | None = None, infrastructure_token: str | None = None
+) -> None:
     """One Secret per member; one already holding the same data is left as it is (a rewrite
     would make the operator rebuild its member clients for nothing)."""
     core = kube.core("hub")
@@ -129,6 +136,8 @@ def register_members(infrastructure_url: str | None = None) -> None:
         data = {KUBECONFIG_KEY: _b64(kubeconfig), PROMETHEUS_KEY: _b64(prometheus_url)}
         if infrastructure_url:
             data[INFRASTRUCTURE_KEY] = _b64(infrastructure_url)
+        if infrastructure_token:
+            data[INFRASTRUCTURE_TOKEN_KEY] = _b64(infrastructure_token)
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -295,11 +304,11 @@ def operator_up(timeout: float = 60.0) -> None:
     ensure_tiny_model()  # also when the operator runs already: the pods read it at start
     pid = operator_pid()
     if pid and (healthz(HEALTH_PORT) or {}).get("leader"):
-        register_members(webhook_url)
+        register_members(webhook_url, infra_daemon.token())
         print(f"operator already running (pid {pid}); log {operator_log()}")
         return
     install_chart()
-    register_members(webhook_url)
+    register_members(webhook_url, infra_daemon.token())
     write_operator_kubeconfig()
     pid = daemons.start(
         NAME,

@@ -1,7 +1,9 @@
 """The infrastructure webhook's server core, whatever makes the faults: the protocol of
-docs/infrastructure-webhook.md over HTTP (inject, undo, list, health), the journal of faults
-on disk (written before acting), expiry (a fault past its `expiresAt` is undone by the server
-itself), retries of failed undos, one change at a time. The backends (the sandbox's
+docs/infrastructure-webhook.md over HTTP (inject, renew, undo, list, health), every call but
+the health check authenticated with a bearer token, an audit log of every request, the
+journal of faults on disk (written before acting), expiry (mandatory and capped: a fault past
+its `expiresAt` is undone by the server itself), tombstones (an id once undone is never made
+again), retries of failed undos, one change at a time. The backends (the sandbox's
 `sandbox.infra_webhook.SandboxActions`, kind's `kindtools.infra`) only make and undo the
 faults.
 """
@@ -9,20 +11,22 @@ faults.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
-from modeldr.drills.infra import FAULT_TYPES, NODE_FAILURE, rfc3339
+from modeldr.drills.infra import FAULT_TYPES, MAX_EXPIRY_AHEAD_S, NODE_FAILURE, rfc3339
 from sandbox.config import MEMBER_CLUSTERS
 
 log = logging.getLogger("sandbox.infra-webhook")
@@ -33,6 +37,10 @@ RETRY_S = 10.0
 EXPIRY_CHECK_S = 1.0
 MAX_BODY = 64 * 1024
 MAX_ID = 256
+#: How long an undone id is remembered (a late inject of it is refused meanwhile).
+TOMBSTONE_TTL = timedelta(days=1)
+#: The audit log is moved aside (one old file kept) past this size.
+AUDIT_MAX_BYTES = 16 * 1024 * 1024
 
 INJECTING = "injecting"
 ACTIVE = "active"
@@ -113,6 +121,8 @@ class Webhook:
         self._change = threading.Lock()  # one inject or undo at a time (held while acting)
         self._state = threading.Lock()  # the dict and its file
         self._retry_at: dict[str, float] = {}
+        #: id -> when it was undone: never made again under that id (a late inject or renew).
+        self.undone: dict[str, str] = {}
         self.faults: dict[str, dict[str, Any]] = self._load()
 
     # persistence
@@ -129,14 +139,20 @@ class Webhook:
             log.error("state file %s unreadable (%s): moved to %s", self.path, exc, aside)
             return {}
         faults = {f["id"]: f for f in document.get("faults", []) if isinstance(f, dict)}
+        undone = document.get("undone")
+        if isinstance(undone, dict):
+            self.undone = {str(k): str(v) for k, v in undone.items()}
         if faults:
             log.info("known faults from %s: %s", self.path, ", ".join(sorted(faults)))
         return faults
 
     def _save_locked(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        oldest = _format(_now() - TOMBSTONE_TTL)
+        self.undone = {k: v for k, v in self.undone.items() if v >= oldest}
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"faults": list(self.faults.values())}, indent=2) + "\n")
+        document = {"faults": list(self.faults.values()), "undone": self.undone}
+        tmp.write_text(json.dumps(document, indent=2) + "\n")
         os.replace(tmp, self.path)
 
     def _put(self, fault: dict[str, Any]) -> None:
@@ -144,10 +160,12 @@ class Webhook:
             self.faults[fault["id"]] = fault
             self._save_locked()
 
-    def _drop(self, fault_id: str) -> None:
+    def _drop(self, fault_id: str, tombstone: bool = False) -> None:
         with self._state:
             self.faults.pop(fault_id, None)
             self._retry_at.pop(fault_id, None)
+            if tombstone:
+                self.undone[fault_id] = _format(_now())
             self._save_locked()
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -167,9 +185,7 @@ class Webhook:
 
     # requests
 
-    def _validate_inject(
-        self, body: dict[str, Any]
-    ) -> tuple[str, str, str, str | None, datetime | None]:
+    def _validate_inject(self, body: dict[str, Any]) -> tuple[str, str, str, str | None, datetime]:
         fault_id = Webhook._validate_id(body)
         fault_type = body.get("type")
         if fault_type not in FAULT_TYPES:
@@ -191,18 +207,35 @@ class Webhook:
                 raise RequestError(400, "NodeFailure needs a node (a node name in `node`)")
         elif node is not None:
             raise RequestError(400, f"ClusterOutage takes a whole cluster, not node {node!r}")
+        return fault_id, str(fault_type), str(cluster), node, Webhook._validate_expiry(body)
+
+    @staticmethod
+    def _validate_expiry(body: dict[str, Any]) -> datetime:
+        """`expiresAt`: mandatory, in the future, at most MAX_EXPIRY_AHEAD_S ahead."""
         expires = body.get("expiresAt")
-        expires_at = None
-        if expires is not None:
-            try:
-                expires_at = _parse_time(str(expires))
-            except ValueError as exc:
-                raise RequestError(
-                    400, f"expiresAt {expires!r} is not an RFC 3339 time with a zone: {exc}"
-                ) from None
-            if expires_at <= _now():
-                raise RequestError(400, f"expiresAt {expires!r} has already passed")
-        return fault_id, str(fault_type), str(cluster), node, expires_at
+        if expires is None:
+            raise RequestError(
+                400,
+                "expiresAt is required: every fault undoes itself by then unless renewed "
+                f"(at most {MAX_EXPIRY_AHEAD_S} s ahead)",
+            )
+        try:
+            expires_at = _parse_time(str(expires))
+        except ValueError as exc:
+            raise RequestError(
+                400, f"expiresAt {expires!r} is not an RFC 3339 time with a zone: {exc}"
+            ) from None
+        now = _now()
+        if expires_at <= now:
+            raise RequestError(400, f"expiresAt {expires!r} has already passed")
+        # A second of slack: the client rounds a deadline up to the whole second.
+        if (expires_at - now).total_seconds() > MAX_EXPIRY_AHEAD_S + 1:
+            raise RequestError(
+                400,
+                f"expiresAt {expires!r} is {(expires_at - now).total_seconds():.0f} s ahead; "
+                f"this provider takes at most {MAX_EXPIRY_AHEAD_S} s (renew to go on)",
+            )
+        return expires_at
 
     @staticmethod
     def _validate_id(body: dict[str, Any]) -> str:
@@ -214,6 +247,7 @@ class Webhook:
     def inject(self, body: dict[str, Any]) -> dict[str, Any]:
         fault_id, fault_type, cluster, node, expires_at = self._validate_inject(body)
         with self._change:
+            self._refuse_undone(fault_id, "injected")
             existing = self.faults.get(fault_id)
             if existing is not None:
                 if _target(existing) != (fault_type, cluster, node):
@@ -221,19 +255,13 @@ class Webhook:
                         409, f"id {fault_id!r} is already used for {_describe(existing)}"
                     )
                 fault = dict(existing)
-                renewed = self._renew(fault, expires_at)
                 if fault.get("state") == ACTIVE:
-                    if renewed:
-                        self._put(fault)
-                        log.info(
-                            "inject %s: already in effect; expiresAt now %s",
-                            fault_id,
-                            fault["expiresAt"],
-                        )
-                    else:
-                        log.info("inject %s: already in effect; nothing to do", fault_id)
+                    # A repeat changes nothing, its expiry included: /renew does that.
+                    log.info("inject %s: already in effect; nothing to do", fault_id)
                     return {"fault": _public(fault), "created": False}
-                # A previous attempt stopped half-way (injecting or undoing): act again.
+                if fault.get("state") == UNDOING:
+                    raise RequestError(409, f"fault {fault_id!r} is being undone")
+                # A previous attempt stopped half-way (injecting): act again.
             else:
                 self.actions.check(fault_type, cluster, node)
                 fault = {
@@ -242,7 +270,7 @@ class Webhook:
                     "cluster": cluster,
                     "node": node,
                     "injectedAt": _format(_now()),
-                    "expiresAt": _format(expires_at) if expires_at else None,
+                    "expiresAt": _format(expires_at),
                 }
             fault["state"] = INJECTING
             fault.pop("lastError", None)
@@ -268,17 +296,39 @@ class Webhook:
             log.info("inject %s: %s in effect", fault_id, what)
             return {"fault": _public(fault), "created": existing is None}
 
-    @staticmethod
-    def _renew(fault: dict[str, Any], expires_at: datetime | None) -> bool:
-        """A repeat's expiresAt replaces the fault's (the engine renews with now + its expiry
-        period, which may be sooner than the first inject's allowance); none, or a fault
-        without one, changes nothing. A passed one was refused already."""
-        if expires_at is None or fault.get("expiresAt") is None:
-            return False
-        if _format(expires_at) == fault["expiresAt"]:
-            return False
-        fault["expiresAt"] = _format(expires_at)
-        return True
+    def _refuse_undone(self, fault_id: str, verb: str) -> None:
+        with self._state:
+            undone_at = self.undone.get(fault_id)
+        if undone_at is not None:
+            raise RequestError(
+                409 if verb == "injected" else 404,
+                f"fault {fault_id!r} was undone at {undone_at}: an id once undone is never "
+                f"{verb} again (a new fault needs a new id)",
+            )
+
+    def renew(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Push the expiry of a fault in force. Never re-creates one: an id undone (asked or
+        expired) or unknown is a 404, one being undone a 409, and nothing changes."""
+        fault_id = self._validate_id(body)
+        expires_at = self._validate_expiry(body)
+        with self._change:  # after an undo in progress, which then leaves a tombstone
+            self._refuse_undone(fault_id, "renewed")
+            fault = self.faults.get(fault_id)
+            if fault is None:
+                raise RequestError(
+                    404,
+                    f"no fault {fault_id!r} in force (never injected, or undone): a renewal "
+                    "never makes one",
+                )
+            if fault.get("state") != ACTIVE:
+                raise RequestError(
+                    409, f"fault {fault_id!r} is {fault.get('state')}, not in force: not renewed"
+                )
+            fault = dict(fault)
+            fault["expiresAt"] = _format(expires_at)
+            self._put(fault)
+            log.info("renew %s: expiresAt now %s", fault_id, fault["expiresAt"])
+            return {"fault": _public(fault)}
 
     def _rollback(self, fault: dict[str, Any], cause: Exception) -> None:
         try:
@@ -324,7 +374,7 @@ class Webhook:
             self._put(fault)
             log.error("undo %s: %s failed: %s", fault_id, what, exc)
             raise RequestError(503, f"{what} could not be undone: {exc}") from None
-        self._drop(fault_id)
+        self._drop(fault_id, tombstone=True)
         if shared:
             log.info("undo %s: released (%s stays in effect)", fault_id, what)
         else:
@@ -356,35 +406,123 @@ class Webhook:
 # -- HTTP --------------------------------------------------------------------------------------
 
 
+def new_token() -> str:
+    """A bearer token for a provider: 256 random bits, URL-safe text."""
+    return secrets.token_urlsafe(32)
+
+
+def token_from(path: Path) -> str:
+    """The token kept in `path`, made (mode 0600) on first use."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(new_token() + "\n")
+    token = path.read_text().strip()
+    if not token or any(c.isspace() for c in token):
+        raise SystemExit(f"the token file {path} must hold one non-empty word")
+    return token
+
+
+class Audit:
+    """One JSON line per request, answered or refused, authenticated or not: who asked what
+    and what came of it. Appended (and flushed) before the answer is sent."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        line = json.dumps({"time": _format(_now()), **entry}, sort_keys=True) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if self.path.stat().st_size > AUDIT_MAX_BYTES:
+                    os.replace(self.path, self.path.with_suffix(self.path.suffix + ".1"))
+            with self.path.open("a") as out:
+                out.write(line)
+
+
+def audit_path(state: Path) -> Path:
+    return state.with_name(state.stem + "-audit.jsonl")
+
+
+_AUDITED = ("id", "type", "cluster", "node", "expiresAt")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "modeldr-sandbox-infra-webhook"
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
-        if path == "/faults":
-            self._answer(200, {"faults": self.server.webhook.snapshot()})
-        elif path == "/healthz":
+        if path == "/healthz":  # says nothing but "up": the one call without a token
             self._answer(200, {"ok": True})
-        else:
-            self._answer(404, {"error": f"no such path {path!r}; GET /faults"})
+            return
+        self._serve(path, lambda: self._get(path))
+
+    def _get(self, path: str) -> dict[str, Any]:
+        if path == "/faults":
+            return {"faults": self.server.webhook.snapshot()}
+        raise RequestError(404, f"no such path {path!r}; GET /faults")
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
+        # Read (bounded) before the token is checked, so that the audit log says what an
+        # unauthenticated caller tried too; nothing acts on it unless authenticated.
+        try:
+            body: dict[str, Any] | RequestError = self._body()
+        except RequestError as exc:
+            body = exc
+        self._serve(path, lambda: self._post(path, body), body)
+
+    def _post(self, path: str, body: dict[str, Any] | RequestError) -> dict[str, Any]:
         routes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "/inject": self.server.webhook.inject,
+            "/renew": self.server.webhook.renew,
             "/undo": self.server.webhook.undo,
         }
+        route = routes.get(path)
+        if route is None:
+            raise RequestError(404, f"no such path {path!r}; POST /inject, /renew or /undo")
+        if isinstance(body, RequestError):
+            raise body
+        return route(body)
+
+    def _serve(
+        self,
+        path: str,
+        answer: Callable[[], dict[str, Any]],
+        body: dict[str, Any] | RequestError | None = None,
+    ) -> None:
+        self._entry: dict[str, Any] = {
+            "remote": self.client_address[0],
+            "method": self.command,
+            "path": path,
+            "authenticated": self._authenticated(),
+        }
+        if isinstance(body, dict):
+            self._entry.update({k: body[k] for k in _AUDITED if isinstance(body.get(k), str)})
         try:
-            route = routes.get(path)
-            if route is None:
-                raise RequestError(404, f"no such path {path!r}; POST /inject or /undo")
-            self._answer(200, route(self._body()))
+            if not self._entry["authenticated"]:
+                raise RequestError(
+                    401,
+                    "no valid bearer token: every call but GET /healthz needs "
+                    "`Authorization: Bearer <token>` (docs/infrastructure-webhook.md#security)",
+                )
+            self._answer(200, answer())
         except RequestError as exc:
             self._answer(exc.status, {"error": exc.message})
         except Exception as exc:  # a bug: say so rather than drop the connection
             log.exception("%s %s failed", self.command, path)
             self._answer(500, {"error": f"internal error: {exc}"})
+
+    def _authenticated(self) -> bool:
+        given = self.headers.get("Authorization") or ""
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        return hmac.compare_digest(token.strip().encode(), self.server.token.encode())
 
     def _body(self) -> dict[str, Any]:
         try:
@@ -402,9 +540,17 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _answer(self, status: int, document: dict[str, Any]) -> None:
+        entry = getattr(self, "_entry", None)
+        if entry is not None:
+            entry["status"] = status
+            if "error" in document:
+                entry["error"] = str(document["error"])[:500]
+            self.server.audit.write(entry)
         data = json.dumps(document).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if status == 401:
+            self.send_header("WWW-Authenticate", "Bearer")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -416,9 +562,13 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, webhook: Webhook, host: str = HOST) -> None:
+    def __init__(
+        self, port: int, webhook: Webhook, token: str, audit: Audit, host: str = HOST
+    ) -> None:
         super().__init__((host, port), _Handler)
         self.webhook = webhook
+        self.token = token
+        self.audit = audit
 
 
 def _expiry_loop(webhook: Webhook, stop: threading.Event) -> None:
@@ -432,10 +582,13 @@ def _expiry_loop(webhook: Webhook, stop: threading.Event) -> None:
             return
 
 
-def serve_webhook(webhook: Webhook, hosts: Sequence[str], port: int) -> None:
+def serve_webhook(webhook: Webhook, hosts: Sequence[str], port: int, token: str) -> None:
     """Serve `webhook` on each of `hosts` (same port) with its expiry loop, in the foreground
-    until SIGTERM/SIGINT (the sandbox's provider and the kind provider share this)."""
-    servers = [_Server(port, webhook, host) for host in hosts]
+    until SIGTERM/SIGINT (the sandbox's provider and the kind provider share this). Every
+    call but GET /healthz must carry `Authorization: Bearer <token>`; every request is
+    written to the audit log beside the state file (`<state>-audit.jsonl`)."""
+    audit = Audit(audit_path(webhook.path))
+    servers = [_Server(port, webhook, token, audit, host) for host in hosts]
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
@@ -452,7 +605,7 @@ def serve_webhook(webhook: Webhook, hosts: Sequence[str], port: int) -> None:
             target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True
         ).start()
     where = ", ".join(f"http://{host}:{port}" for host in hosts)
-    log.info("infrastructure webhook on %s (state %s)", where, webhook.path)
+    log.info("infrastructure webhook on %s (state %s, audit %s)", where, webhook.path, audit.path)
     try:
         servers[0].serve_forever(poll_interval=0.5)
     finally:

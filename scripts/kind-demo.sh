@@ -89,6 +89,9 @@ echo "images loaded in $((SECONDS - t0)) s"
 step "the kind infrastructure provider"
 bash scripts/kind.sh infra start
 INFRA_URL=$(bash scripts/kind.sh infra url)
+# Its bearer token, made at its start: into the member Secrets from the file (never on a
+# command line, where `ps` would show it).
+INFRA_TOKEN_FILE=.kind/infra.token
 
 step "the chart in the hub, member clusters registered"
 "$HELM" upgrade --install modeldr charts/modeldr --kube-context hub -n "$SYSTEM_NS" \
@@ -111,7 +114,8 @@ for member in primary standby; do
     >"$OUT/$member.internal.kubeconfig"
   k --context hub -n "$SYSTEM_NS" create secret generic "modeldr-member-$member" \
     --from-file=kubeconfig="$OUT/$member.internal.kubeconfig" \
-    --from-literal=infrastructure-webhook-url="$INFRA_URL" --dry-run=client -o yaml \
+    --from-literal=infrastructure-webhook-url="$INFRA_URL" \
+    --from-file=infrastructure-webhook-token="$INFRA_TOKEN_FILE" --dry-run=client -o yaml \
     | k --context hub label --local -f - "modeldr.io/member-cluster=$member" -o yaml \
     | k --context hub apply -f -
 done

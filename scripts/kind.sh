@@ -121,9 +121,10 @@ down() {
 
 # --- the kind infrastructure provider (kindtools/infra.py; docs/infrastructure-webhook.md,
 # "The kind provider"): NodeFailure = docker kill of the node's container, ClusterOutage =
-# docker pause of the member's nodes. `infra start|stop|url|status|undo-all`; it listens on the
+# docker pause of the member's nodes. `infra start|stop|url|token|status|undo-all`; it listens on the
 # kind network's gateway (where the hub's pods reach it) and 127.0.0.1, port $MODELDR_INFRA_PORT
-# (19210); pidfile, log and state: .kind/infra.pid, .kind/infra.log, .kind/infra-state.json.
+# (19210); pidfile, log, state and bearer token: .kind/infra.pid, .kind/infra.log,
+# .kind/infra-state.json, .kind/infra.token.
 infra() {
   "$PY" -m kindtools.infra --port "${MODELDR_INFRA_PORT:-19210}" "$@"
 }

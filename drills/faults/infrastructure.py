@@ -1,8 +1,9 @@
 """Faults only the infrastructure can make: NodeFailure (a node dies) and ClusterOutage (a
 whole member cluster goes dark). Asked of the member's infrastructure provider (a webhook;
-docs/infrastructure-webhook.md), idempotent by the journal id. Each inject carries an
-expiry that the step renews (the same inject again, drills/renewal.py), so the provider puts
-things back by itself within one expiry period if the operator dies mid-drill."""
+docs/infrastructure-webhook.md), idempotent by the journal id, every call authenticated with
+the member Secret's bearer token. Each inject carries an expiry that the step renews (a
+separate `/renew`, which never re-creates an undone fault; drills/renewal.py), so the provider
+puts things back by itself within one expiry period if the operator dies mid-drill."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import recorded_expiry
 from modeldr.kube.errors import MemberError
-from modeldr.kube.members import MemberRegistry
+from modeldr.kube.members import INFRASTRUCTURE_TOKEN_KEY, MemberRegistry
 
 PROVIDER = "webhook"
 # The provider's request timeout (drills.infra): an inject may take this long.
@@ -26,48 +27,49 @@ RENEW_TIMEOUT_S = 5.0
 
 
 def provider_for(members: MemberRegistry, cluster: str) -> InfrastructureProvider:
-    """The cluster's provider; NoProvider (nothing injected) when its Secret names none."""
+    """The cluster's provider; NoProvider (nothing injected) when its Secret names none, or
+    gives no token for it (every call is authenticated)."""
     try:
-        url = members.get(cluster).infrastructure_url
+        member = members.get(cluster)
     except MemberError as exc:
         raise Refusal("NoProvider", str(exc)) from None
+    url, token = member.infrastructure_url, member.infrastructure_token
     if not url:
         raise Refusal(
             "NoProvider",
             f"member cluster {cluster!r} has no infrastructure provider: its Secret has no "
             "key infrastructure-webhook-url (docs/infrastructure-webhook.md)",
         )
+    if not token:
+        raise Refusal(
+            "NoProvider",
+            f"member cluster {cluster!r}: its Secret names an infrastructure provider but no "
+            f"key {INFRASTRUCTURE_TOKEN_KEY}: every call to a provider is authenticated "
+            "(docs/infrastructure-webhook.md#security)",
+        )
     try:
-        return InfrastructureProvider(url)
+        return InfrastructureProvider(url, token)
     except InfrastructureError as exc:  # a malformed URL in the Secret
         raise Refusal("NoProvider", f"member cluster {cluster!r}: {exc}") from None
 
 
-def _call_inject(
-    members: MemberRegistry,
-    record: FaultRecord,
-    node: str | None,
-    expires: datetime | None = None,
-    timeout: float | None = None,
-) -> None:
+def _call_inject(members: MemberRegistry, record: FaultRecord, node: str | None) -> None:
     provider = provider_for(members, record.cluster)
-    if timeout is not None:
-        provider = InfrastructureProvider(provider.url, timeout=timeout)
-    if expires is None:
-        expires = recorded_expiry(record)
+    expires = recorded_expiry(record)
+    if expires is None:  # the step records one before every inject (drills/renewal.py)
+        raise Refusal("InjectFailed", f"{record.type} {record.id} has no expiry recorded")
     try:
         provider.inject(record.id, record.type, record.cluster, node=node, expires_at=expires)
     except InfrastructureError as exc:
         raise Refusal("InjectFailed", f"{record.type} of {record.cluster}: {exc}") from None
 
 
-def _call_renew(
-    members: MemberRegistry, record: FaultRecord, node: str | None, expires: datetime
-) -> None:
-    """The same inject again with a later expiry: the provider's renewal (idempotent by id;
-    docs/infrastructure-webhook.md). Bounded by a short timeout, so a hung provider cannot
-    hold the step's undo for the full inject timeout."""
-    _call_inject(members, record, node, expires, timeout=RENEW_TIMEOUT_S)
+def _call_renew(members: MemberRegistry, record: FaultRecord, expires: datetime) -> None:
+    """The provider's `/renew`: pushes the expiry of the fault in force, never re-creates
+    it (docs/infrastructure-webhook.md). Bounded by a short timeout, so a hung provider
+    cannot hold the step's undo for the full inject timeout."""
+    provider = provider_for(members, record.cluster).with_timeout(RENEW_TIMEOUT_S)
+    provider.renew(record.id, expires)
 
 
 def _call_undo(members: MemberRegistry, record: FaultRecord) -> None:
@@ -95,7 +97,7 @@ class NodeFailure:
         _call_inject(members, record, FaultParameters.of(record).node_name)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
-        _call_renew(members, record, FaultParameters.of(record).node_name, expires_at)
+        _call_renew(members, record, expires_at)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_undo(members, record)
@@ -124,7 +126,7 @@ class ClusterOutage:
         _call_inject(members, record, None)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
-        _call_renew(members, record, None, expires_at)
+        _call_renew(members, record, expires_at)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_undo(members, record)

@@ -30,8 +30,9 @@ import pytest
 
 from kindtools import infra as kind_infra
 from kindtools.infra import KindActions
-from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
+from modeldr.drills.infra import InfrastructureError, InfrastructureProvider, rfc3339
 from sandbox import infra_daemon
+from sandbox.webhook_server import token_from
 from tests.tooling import run_script
 
 pytestmark = pytest.mark.kind
@@ -183,6 +184,7 @@ class Provider:
 
     def __init__(self, state: Path, log: Path) -> None:
         self.state, self.log, self.port = state, log, free_port()
+        self.token_file = state.with_name("token")
         self.gateway = kind_infra.network_gateway(NETWORK)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -204,11 +206,14 @@ class Provider:
             self.gateway,
             "--host",
             "127.0.0.1",
+            "--token-file",
+            str(self.token_file),
         ]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         wait_until("the provider answers", lambda: infra_daemon.answers(self.port), 20, 0.1)
-        return InfrastructureProvider(f"http://127.0.0.1:{self.port}", timeout=60)
+        token = token_from(self.token_file)
+        return InfrastructureProvider(f"http://127.0.0.1:{self.port}", token, timeout=60)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -227,6 +232,14 @@ def provider(tmp_path: Path, nodes: dict[str, str]) -> Iterator[Provider]:
         print((tmp_path / "provider.log").read_text(errors="replace")[-3000:])
 
 
+def soon(seconds: float = 120) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def later(seconds: float = 120) -> str:
+    return rfc3339(soon(seconds))
+
+
 def fault_id() -> str:
     return f"mdrtest/{uuid.uuid4().hex[:8]}"
 
@@ -243,7 +256,15 @@ def test_node_failure_kills_the_container_and_undo_brings_it_back_on_its_address
     for attempt in range(2):  # the second time Docker's allocator has moved on further
         fid = fault_id()
         t0 = time.monotonic()
-        webhook.inject({"id": fid, "type": "NodeFailure", "cluster": "primary", "node": WORKER})
+        webhook.inject(
+            {
+                "id": fid,
+                "type": "NodeFailure",
+                "cluster": "primary",
+                "node": WORKER,
+                "expiresAt": later(),
+            }
+        )
         killed_s = time.monotonic() - t0
         # Killed, not stopped: SIGKILL's exit code (128 + 9), no grace period.
         assert not state(WORKER)["Running"] and state(WORKER)["ExitCode"] == 137
@@ -270,7 +291,15 @@ def test_a_node_whose_address_was_taken_comes_back_on_another_and_the_routes_fol
     actions = KindActions(prefix=PREFIX, network=NETWORK)
     webhook = Webhook(tmp_path / "state.json", actions, clusters=actions.clusters)
     fid = fault_id()
-    webhook.inject({"id": fid, "type": "NodeFailure", "cluster": "primary", "node": WORKER})
+    webhook.inject(
+        {
+            "id": fid,
+            "type": "NodeFailure",
+            "cluster": "primary",
+            "node": WORKER,
+            "expiresAt": later(),
+        }
+    )
     # Another container meanwhile, on the freed address.
     docker(
         "run",
@@ -308,13 +337,15 @@ def test_cluster_outage_pauses_the_members_nodes_only_and_undo_unpauses_them(
     webhook = Webhook(tmp_path / "state.json", actions, clusters=actions.clusters)
     fid = fault_id()
     t0 = time.monotonic()
-    webhook.inject({"id": fid, "type": "ClusterOutage", "cluster": "primary"})
+    webhook.inject({"id": fid, "type": "ClusterOutage", "cluster": "primary", "expiresAt": later()})
     paused_s = time.monotonic() - t0
     primary = [n for n, (c, _, _) in NODES.items() if c == "mdrtest-primary"]
     assert all(state(n)["Paused"] for n in primary)
     assert not state("mdrtest-hub-control-plane")["Paused"]
     # The same id again changes nothing.
-    again = webhook.inject({"id": fid, "type": "ClusterOutage", "cluster": "primary"})
+    again = webhook.inject(
+        {"id": fid, "type": "ClusterOutage", "cluster": "primary", "expiresAt": later()}
+    )
     assert again["created"] is False
     t0 = time.monotonic()
     webhook.undo({"id": fid})
@@ -329,7 +360,7 @@ def test_unknown_nodes_and_the_hub_are_refused(provider: Provider) -> None:
     refused = [("primary", "mdrtest-hub-control-plane"), ("hub", "x"), ("primary", "nope")]
     for cluster, node in refused:
         with pytest.raises(InfrastructureError) as e:
-            client.inject(fault_id(), "NodeFailure", cluster, node)
+            client.inject(fault_id(), "NodeFailure", cluster, node, expires_at=soon())
         assert e.value.permanent and e.value.status == 400, e.value
     assert all(state(n)["Running"] and not state(n)["Paused"] for n in NODES)
 

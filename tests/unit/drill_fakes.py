@@ -77,6 +77,7 @@ class FakeMember:
     api: client.ApiClient = field(default_factory=nowhere)
     prometheus_url: str | None = None
     infrastructure_url: str | None = None
+    infrastructure_token: str | None = "test-token"  # what the fake providers accept
 
 
 class FakeMembers:

@@ -35,7 +35,7 @@ from modeldr.drills.faults.nodes import (
 )
 from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.faults.pods import PodKill
-from modeldr.drills.infra import InfrastructureError
+from modeldr.drills.infra import InfrastructureError, rfc3339
 from modeldr.drills.journal import Journal, new_record
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import EXPIRES_PARAMETER, Renewable, first_expiry
@@ -454,6 +454,9 @@ class _Handler(BaseHTTPRequestHandler):
         hook = self.server.state
         with hook.lock:
             hook.seen.append(("POST", self.path, body))
+            if self.headers.get("Authorization") != "Bearer test-token":
+                self._answer(401, {"error": "no valid bearer token"})
+                return
             pending = hook.fail.get(self.path)
             if pending:
                 status = pending.pop(0)
@@ -463,10 +466,16 @@ class _Handler(BaseHTTPRequestHandler):
                 if body.get("cluster") not in ("primary", "standby"):
                     self._answer(400, {"error": f"unknown cluster {body.get('cluster')!r}"})
                     return
-                hook.faults.setdefault(body["id"], body)
+                hook.faults.setdefault(body["id"], dict(body))
                 self._answer(200, {"ok": True})
             elif self.path == "/undo":
                 hook.faults.pop(body["id"], None)  # unknown ids are fine
+                self._answer(200, {"ok": True})
+            elif self.path == "/renew":
+                if body["id"] not in hook.faults:
+                    self._answer(404, {"error": f"no fault {body['id']!r} in force"})
+                    return
+                hook.faults[body["id"]]["expiresAt"] = body["expiresAt"]
                 self._answer(200, {"ok": True})
             else:
                 self._answer(404, {"error": "no such path"})
@@ -519,6 +528,30 @@ def test_a_member_without_a_secret_or_with_a_bad_url_has_no_provider(url: str) -
     with pytest.raises(Refusal) as bad:
         provider_for(with_provider("ftp://somewhere"), "primary")
     assert bad.value.reason == "NoProvider" and "http(s)" in bad.value.message
+
+
+def test_a_provider_without_a_token_is_never_called(url: str, hook: Webhook) -> None:
+    members = registry_of(FakeMember("primary", infrastructure_url=url, infrastructure_token=None))
+    with pytest.raises(Refusal) as caught:
+        ClusterOutage().choose(members, Aim(WHERE, fault(type="ClusterOutage"), 1, 50))
+    assert caught.value.reason == "NoProvider"
+    assert "infrastructure-webhook-token" in caught.value.message
+    assert hook.seen == []
+
+
+def test_renewal_is_the_providers_renew_and_never_an_inject(url: str, hook: Webhook) -> None:
+    members = with_provider(url)
+    record = _journalled("ClusterOutage", ClusterOutage())
+    ClusterOutage().inject(members, record)
+    later = datetime.now(UTC) + timedelta(seconds=20)
+    ClusterOutage().renew(members, record, later)
+    assert [(m, p) for m, p, _ in hook.seen] == [("POST", "/inject"), ("POST", "/renew")]
+    assert hook.seen[-1][2] == {"id": record.id, "expiresAt": rfc3339(later)}
+    ClusterOutage().undo(members, record)
+    # A renewal after the undo: refused by the provider, nothing made again.
+    with pytest.raises(InfrastructureError) as late:
+        ClusterOutage().renew(members, record, later)
+    assert late.value.status == 404 and hook.faults == {}
 
 
 def test_a_cluster_outage_plans_the_whole_cluster(url: str, hook: Webhook) -> None:
@@ -646,11 +679,11 @@ def test_a_cluster_outage_step_with_a_provider_goes_dark_and_comes_back(
     state.status.steps, state.status.steady_state = steps_status(plan), SteadyStateStatus()
     asyncio.run(StepRunner(drill, None).run(0, plan.steps[0]))
     [record] = state.status.faults
-    # The inject, its renewal (the same inject, at once after it, with now + the plan's
-    # expiry period), then the undo; no renewal after the undo.
+    # The inject, its renewals (/renew, at once after it, with now + the plan's expiry
+    # period), then the undo; no renewal after the undo.
     calls = [(m, p) for m, p, _ in hook.seen]
     assert calls[0] == ("POST", "/inject") and calls[-1] == ("POST", "/undo"), calls
-    assert set(calls[1:-1]) == {("POST", "/inject")}, calls
+    assert set(calls[1:-1]) == {("POST", "/renew")}, calls
     assert {body["id"] for _, _, body in hook.seen} == {record.id}
     first, renewed = (datetime.fromisoformat(hook.seen[i][2]["expiresAt"]) for i in (0, 1))
     period = timedelta(seconds=plan.fault_expiry_seconds)

@@ -76,17 +76,24 @@ def url(script: Script) -> Iterator[str]:
         yield base
 
 
+TOKEN = "s3cret-t0ken"
+SOON = datetime(2030, 1, 1, tzinfo=UTC)
+
+
 def _error(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
 def test_inject_of_a_node_failure_posts_the_documented_document(url: str, script: Script) -> None:
     expires = datetime(2030, 1, 2, 4, 4, 5, 900000, tzinfo=timezone(timedelta(hours=1)))
-    InfrastructureProvider(url).inject("run-1/step-0", "NodeFailure", "primary", "gpu-0", expires)
+    InfrastructureProvider(url, TOKEN).inject(
+        "run-1/step-0", "NodeFailure", "primary", "gpu-0", expires_at=expires
+    )
     [seen] = script.seen
     assert (seen.method, seen.path) == ("POST", "/inject")
     assert seen.headers["Content-Type"] == "application/json"
     assert seen.headers["User-Agent"].startswith("modeldr/")
+    assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
     assert seen.body == {
         "id": "run-1/step-0",
         "type": "NodeFailure",
@@ -96,23 +103,63 @@ def test_inject_of_a_node_failure_posts_the_documented_document(url: str, script
     }
 
 
-def test_inject_of_a_cluster_outage_has_no_node_and_no_expiry_unless_given(
-    url: str, script: Script
-) -> None:
-    InfrastructureProvider(url + "/").inject("f-2", "ClusterOutage", "standby")
+def test_inject_of_a_cluster_outage_has_no_node(url: str, script: Script) -> None:
+    InfrastructureProvider(url + "/", TOKEN).inject(
+        "f-2", "ClusterOutage", "standby", expires_at=SOON
+    )
     assert script.seen[0].path == "/inject"  # the trailing slash of the base URL is dropped
-    assert script.seen[0].body == {"id": "f-2", "type": "ClusterOutage", "cluster": "standby"}
+    assert script.seen[0].body == {
+        "id": "f-2",
+        "type": "ClusterOutage",
+        "cluster": "standby",
+        "expiresAt": "2030-01-01T00:00:00Z",
+    }
+
+
+def test_renew_is_its_own_call_with_the_id_and_the_new_expiry(url: str, script: Script) -> None:
+    InfrastructureProvider(url, TOKEN).renew("f-2", SOON)
+    [seen] = script.seen
+    assert (seen.method, seen.path) == ("POST", "/renew")
+    assert seen.body == {"id": "f-2", "expiresAt": "2030-01-01T00:00:00Z"}
+    assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_renewal_the_provider_no_longer_has_is_a_permanent_404(url: str, script: Script) -> None:
+    script.answers["/renew"] = (404, _error("no fault 'f-2' in force"))
+    with pytest.raises(InfrastructureError, match="no fault 'f-2' in force") as info:
+        InfrastructureProvider(url, TOKEN).renew("f-2", SOON)
+    assert info.value.permanent and info.value.status == 404
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_permanent_and_say_which_key_to_check(
+    url: str, script: Script, status: int
+) -> None:
+    script.answers["/undo"] = (status, _error("no valid bearer token"))
+    with pytest.raises(InfrastructureError, match="infrastructure-webhook-token") as info:
+        InfrastructureProvider(url, TOKEN).undo("f")
+    assert info.value.permanent and info.value.status == status
+
+
+@pytest.mark.parametrize("token", ["", "  ", "two words"])
+def test_a_provider_needs_a_one_word_token(token: str) -> None:
+    with pytest.raises(InfrastructureError, match="one non-empty word"):
+        InfrastructureProvider("http://127.0.0.1:9", token)
+
+
+def test_the_token_never_shows_in_the_providers_repr() -> None:
+    assert TOKEN not in repr(InfrastructureProvider("http://127.0.0.1:9", TOKEN))
 
 
 def test_undo_posts_the_id(url: str, script: Script) -> None:
-    InfrastructureProvider(url).undo("f-2")
+    InfrastructureProvider(url, TOKEN).undo("f-2")
     [seen] = script.seen
     assert (seen.method, seen.path, seen.body) == ("POST", "/undo", {"id": "f-2"})
 
 
 def test_a_base_url_with_a_path_prefixes_every_request(url: str, script: Script) -> None:
     script.answers["/infra/v1/faults"] = (200, b'{"faults": []}')
-    provider = InfrastructureProvider(url + "/infra/v1/")
+    provider = InfrastructureProvider(url + "/infra/v1/", TOKEN)
     provider.undo("x")
     provider.faults()
     assert [s.path for s in script.seen] == ["/infra/v1/undo", "/infra/v1/faults"]
@@ -128,21 +175,21 @@ def test_faults_lists_what_the_provider_has_in_force(url: str, script: Script) -
         "expiresAt": None,
     }
     script.answers["/faults"] = (200, json.dumps({"faults": [fault]}).encode())
-    assert InfrastructureProvider(url).faults() == [fault]
+    assert InfrastructureProvider(url, TOKEN).faults() == [fault]
     assert script.seen[0].method == "GET" and script.seen[0].body is None
 
 
 def test_faults_that_are_no_list_are_a_permanent_error(url: str, script: Script) -> None:
     script.answers["/faults"] = (200, b'{"faults": "none"}')
     with pytest.raises(InfrastructureError, match="no list of faults") as info:
-        InfrastructureProvider(url).faults()
+        InfrastructureProvider(url, TOKEN).faults()
     assert info.value.permanent
 
 
 def test_a_4xx_is_permanent_and_carries_the_providers_message(url: str, script: Script) -> None:
     script.answers["/inject"] = (400, _error("unknown cluster 'nope'"))
     with pytest.raises(InfrastructureError) as info:
-        InfrastructureProvider(url).inject("f-3", "ClusterOutage", "nope")
+        InfrastructureProvider(url, TOKEN).inject("f-3", "ClusterOutage", "nope", expires_at=SOON)
     error = info.value
     assert isinstance(error, OperatorError)
     assert error.permanent and error.status == 400
@@ -153,7 +200,7 @@ def test_a_4xx_is_permanent_and_carries_the_providers_message(url: str, script: 
 def test_a_4xx_without_a_json_error_quotes_the_start_of_the_body(url: str, script: Script) -> None:
     script.answers["/undo"] = (404, b"no such route " * 100)
     with pytest.raises(InfrastructureError) as info:
-        InfrastructureProvider(url).undo("f-4")
+        InfrastructureProvider(url, TOKEN).undo("f-4")
     assert info.value.permanent and info.value.status == 404
     assert "no such route" in str(info.value) and str(info.value).endswith("...")
 
@@ -162,7 +209,9 @@ def test_a_4xx_without_a_json_error_quotes_the_start_of_the_body(url: str, scrip
 def test_a_5xx_or_a_try_later_4xx_is_transient(url: str, script: Script, status: int) -> None:
     script.answers["/inject"] = (status, _error("cloud API throttled"))
     with pytest.raises(InfrastructureError) as info:
-        InfrastructureProvider(url).inject("f-5", "NodeFailure", "primary", "gpu-0")
+        InfrastructureProvider(url, TOKEN).inject(
+            "f-5", "NodeFailure", "primary", "gpu-0", expires_at=SOON
+        )
     assert not info.value.permanent and info.value.status == status
     assert "cloud API throttled" in str(info.value)
 
@@ -170,7 +219,9 @@ def test_a_5xx_or_a_try_later_4xx_is_transient(url: str, script: Script, status:
 def test_a_redirect_is_not_followed_and_is_permanent(url: str, script: Script) -> None:
     script.answers["/inject"] = (307, b"")
     with pytest.raises(InfrastructureError, match="redirect") as info:
-        InfrastructureProvider(url).inject("f-6", "ClusterOutage", "primary")
+        InfrastructureProvider(url, TOKEN).inject(
+            "f-6", "ClusterOutage", "primary", expires_at=SOON
+        )
     assert info.value.permanent
     assert len(script.seen) == 1  # nothing was sent to the Location
 
@@ -181,7 +232,7 @@ def test_a_refused_connection_is_transient() -> None:
         port = sock.getsockname()[1]
     # Nothing listens on the port now.
     with pytest.raises(InfrastructureError) as info:
-        InfrastructureProvider(f"http://127.0.0.1:{port}", timeout=2).undo("f-7")
+        InfrastructureProvider(f"http://127.0.0.1:{port}", TOKEN, timeout=2).undo("f-7")
     assert not info.value.permanent and info.value.status is None
 
 
@@ -189,7 +240,9 @@ def test_a_provider_slower_than_the_timeout_is_transient(url: str, script: Scrip
     script.delay = 1.0
     started = time.monotonic()
     with pytest.raises(InfrastructureError, match=r"timeout 0\.2s") as info:
-        InfrastructureProvider(url, timeout=0.2).inject("f-8", "ClusterOutage", "primary")
+        InfrastructureProvider(url, TOKEN, timeout=0.2).inject(
+            "f-8", "ClusterOutage", "primary", expires_at=SOON
+        )
     assert not info.value.permanent
     assert time.monotonic() - started < 1.0
 
@@ -203,7 +256,7 @@ def test_loopback_providers_are_dialled_without_the_proxy(
         monkeypatch.setenv(name, "http://127.0.0.1:9")
     httpclient._opener.cache_clear()
     try:
-        InfrastructureProvider(url).undo("f-9")
+        InfrastructureProvider(url, TOKEN).undo("f-9")
     finally:
         httpclient._opener.cache_clear()
     assert script.seen[0].path == "/undo"
@@ -222,12 +275,12 @@ def test_loopback_providers_are_dialled_without_the_proxy(
 )
 def test_only_http_urls_with_a_host_are_accepted(bad: str) -> None:
     with pytest.raises(InfrastructureError) as info:
-        InfrastructureProvider(bad)
+        InfrastructureProvider(bad, TOKEN)
     assert info.value.permanent
 
 
 def test_https_is_accepted() -> None:
-    assert InfrastructureProvider("https://infra.example.com/hooks/").url == (
+    assert InfrastructureProvider("https://infra.example.com/hooks/", TOKEN).url == (
         "https://infra.example.com/hooks"
     )
 
@@ -246,18 +299,18 @@ def test_requests_the_protocol_cannot_express_are_refused_before_sending(
     url: str, script: Script, args: tuple[Any, ...], fragment: str
 ) -> None:
     with pytest.raises(InfrastructureError, match=fragment) as info:
-        InfrastructureProvider(url).inject(*args)
+        InfrastructureProvider(url, TOKEN).inject(*args, expires_at=SOON)
     assert info.value.permanent
     assert script.seen == []
 
 
 def test_a_naive_expiry_is_refused(url: str, script: Script) -> None:
     with pytest.raises(InfrastructureError, match="no time zone"):
-        InfrastructureProvider(url).inject(
+        InfrastructureProvider(url, TOKEN).inject(
             "f", "ClusterOutage", "primary", expires_at=datetime(2030, 1, 1)
         )
     assert script.seen == []
-    InfrastructureProvider(url).inject(
+    InfrastructureProvider(url, TOKEN).inject(
         "f", "ClusterOutage", "primary", expires_at=datetime(2030, 1, 1, tzinfo=UTC)
     )
     assert script.seen[0].body["expiresAt"] == "2030-01-01T00:00:00Z"

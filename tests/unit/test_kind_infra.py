@@ -172,12 +172,13 @@ def make(tmp_path: Path, docker: FakeDocker) -> Webhook:
     return Webhook(tmp_path / "state.json", actions, clusters=actions.clusters)
 
 
-def later(seconds: float = 300) -> str:
+def later(seconds: float = 120) -> str:
     return rfc3339(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
 def node_failure(node: str = "modeldr-primary-worker", **kw: Any) -> dict[str, Any]:
-    return {"id": "run/step-0", "type": "NodeFailure", "cluster": "primary", "node": node, **kw}
+    fault = {"id": "run/step-0", "type": "NodeFailure", "cluster": "primary", "node": node}
+    return {**fault, "expiresAt": later(), **kw}
 
 
 # -- pure parts --------------------------------------------------------------------------------
@@ -299,7 +300,9 @@ def test_unknown_clusters_and_nodes_are_refused_with_the_contracts_answers(
     assert e.value.status == 400 and "modeldr-primary-worker2" in e.value.message
     docker.containers = {n: c for n, c in docker.containers.items() if "standby" not in n}
     with pytest.raises(RequestError, match="no kind nodes") as e:
-        webhook.inject({"id": "x", "type": "ClusterOutage", "cluster": "standby"})
+        webhook.inject(
+            {"id": "x", "type": "ClusterOutage", "cluster": "standby", "expiresAt": later()}
+        )
     assert e.value.status == 400
     docker.fail = {f"ps {ps_args('modeldr-primary')[-1]}": "Cannot connect to the Docker daemon"}
     with pytest.raises(RequestError, match="Cannot connect") as e:
@@ -310,7 +313,9 @@ def test_unknown_clusters_and_nodes_are_refused_with_the_contracts_answers(
 
 def test_no_node_of_a_cluster_in_an_outage_can_fail(tmp_path: Path, docker: FakeDocker) -> None:
     webhook = make(tmp_path, docker)
-    webhook.inject({"id": "out", "type": "ClusterOutage", "cluster": "primary"})
+    webhook.inject(
+        {"id": "out", "type": "ClusterOutage", "cluster": "primary", "expiresAt": later()}
+    )
     with pytest.raises(RequestError, match="in an outage") as e:
         webhook.inject(node_failure())
     assert e.value.status == 409
@@ -333,10 +338,11 @@ def test_node_failure_kills_only_the_named_node_and_records_its_network_first(
     assert saved["address"] == "172.30.213.3"
     assert ["10.241.0.0/24", "172.30.213.2"] in saved["routes"]
     assert saved["natRules"] == ["-A POSTROUTING -s 10.241.1.0/24 -d 172.30.213.0/24 -j MASQUERADE"]
-    # A repeat (the engine's renewal) changes nothing but the expiry.
+    # A repeat (a retried inject) changes nothing, its expiry neither (/renew does that).
     calls = len(docker.calls)
-    again = webhook.inject(node_failure(expiresAt=later(600)))
+    again = webhook.inject(node_failure(expiresAt=later(200)))
     assert not again["created"] and len(docker.calls) == calls
+    assert again["fault"]["expiresAt"] == answer["fault"]["expiresAt"]
 
 
 def test_undo_starts_the_node_on_its_old_address_and_puts_its_routes_back(
@@ -401,7 +407,9 @@ def test_cluster_outage_pauses_every_running_node_of_the_member_and_undo_unpause
 ) -> None:
     webhook = make(tmp_path, docker)
     webhook.inject(node_failure("modeldr-primary-worker2"))  # a dead node stays dead
-    webhook.inject({"id": "out", "type": "ClusterOutage", "cluster": "primary"})
+    webhook.inject(
+        {"id": "out", "type": "ClusterOutage", "cluster": "primary", "expiresAt": later()}
+    )
     assert [c[1] for c in docker.verbs("pause")] == [
         "modeldr-primary-control-plane",
         "modeldr-primary-worker",
@@ -420,7 +428,9 @@ def test_an_outage_that_fails_half_way_is_rolled_back(tmp_path: Path, docker: Fa
     webhook = make(tmp_path, docker)
     docker.fail["pause modeldr-primary-worker"] = "cgroup freeze failed"
     with pytest.raises(RequestError, match="cgroup freeze failed") as e:
-        webhook.inject({"id": "out", "type": "ClusterOutage", "cluster": "primary"})
+        webhook.inject(
+            {"id": "out", "type": "ClusterOutage", "cluster": "primary", "expiresAt": later()}
+        )
     assert e.value.status == 503
     assert all(c["status"] != "paused" for c in docker.containers.values())
     assert webhook.snapshot() == []
@@ -431,7 +441,9 @@ def test_two_outages_of_one_member_release_it_with_the_last(
 ) -> None:
     webhook = make(tmp_path, docker)
     for fault_id in ("a", "b"):
-        webhook.inject({"id": fault_id, "type": "ClusterOutage", "cluster": "primary"})
+        webhook.inject(
+            {"id": fault_id, "type": "ClusterOutage", "cluster": "primary", "expiresAt": later()}
+        )
     webhook.undo({"id": "a"})
     assert docker.containers["modeldr-primary-worker"]["status"] == "paused"
     webhook.undo({"id": "b"})
@@ -465,7 +477,9 @@ def test_an_expired_fault_is_undone_by_the_expiry_check_also_after_a_restart(
 def test_undo_all_undoes_every_fault_of_the_state_file(tmp_path: Path, docker: FakeDocker) -> None:
     webhook = make(tmp_path, docker)
     webhook.inject(node_failure())
-    webhook.inject({"id": "out", "type": "ClusterOutage", "cluster": "standby"})
+    webhook.inject(
+        {"id": "out", "type": "ClusterOutage", "cluster": "standby", "expiresAt": later()}
+    )
     assert sorted(kind_infra.undo_all(make(tmp_path, docker))) == ["out", "run/step-0"]
     assert all(c["status"] == "running" for c in docker.containers.values())
     docker.containers["modeldr-standby-control-plane"]["status"] = "paused"
