@@ -12,18 +12,30 @@ reported Error): no order outlives its operator by more than that.
 
 When the kernel refuses the one transaction of all rules, `isolate` finds the orders whose
 rules the kernel refuses on their own, so that one bad order never keeps the others out.
+
+An order is applied only when every target on this node is a pod running here, in the
+order's namespace, carrying a ModelDeployment's label and not on the host's network
+(`refused_targets`): an order naming the node's own address, a host-network pod (the
+control plane, the agent itself), a pod of another namespace (DNS in kube-system, another
+team's) or an address no pod here has is refused whole, with the reason per target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
 from modeldr.agent.rules import Rule
 from modeldr.agent.tcrules import Delay
-from modeldr.api.networkfault import MAX_EXPIRY_AHEAD_S, NodeReport, NodeState, Order
+from modeldr.api.networkfault import (
+    MAX_EXPIRY_AHEAD_S,
+    MODEL_POD_LABEL,
+    NodeReport,
+    NodeState,
+    Order,
+)
 
 MAX_AHEAD: Final = timedelta(seconds=MAX_EXPIRY_AHEAD_S)
 
@@ -37,6 +49,50 @@ class Desired:
     delay: Delay | None = None  # the Latency order held (tc netem), where netem exists
     # order key -> why it is refused (reported Error; nothing applied)
     refused: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """What the agent reads of a pod on its node to judge a target."""
+
+    namespace: str
+    name: str
+    ips: tuple[str, ...]
+    host_network: bool
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def refused_targets(
+    order: Order, node: str, node_ip: str, pods: Sequence[PodFacts]
+) -> dict[str, str]:
+    """Target address on this node -> why the agent refuses it (empty: all are fine)."""
+    by_ip: dict[str, list[PodFacts]] = {}
+    for pod in pods:
+        for ip in pod.ips:
+            by_ip.setdefault(ip, []).append(pod)
+    refused: dict[str, str] = {}
+    for target in order.spec.targets_on(node):
+        found = by_ip.get(target.ip, [])
+        host = [p for p in found if p.host_network]
+        if target.ip == node_ip or host:
+            refused[target.ip] = f"the address of node {node} itself (host network), not a pod's"
+        elif not found:
+            refused[target.ip] = f"no pod running on node {node} has this address"
+        else:
+            pod = found[0]
+            where = f"pod {pod.namespace}/{pod.name}"
+            if pod.namespace != order.namespace:
+                refused[target.ip] = f"{where} is not in the order's namespace {order.namespace}"
+            elif MODEL_POD_LABEL not in pod.labels:
+                refused[target.ip] = f"{where} is not a ModelDeployment's (no {MODEL_POD_LABEL})"
+            elif target.pod and target.pod != pod.name:
+                refused[target.ip] = f"the address is {where}'s, not pod {target.pod}'s"
+    return refused
+
+
+def refusal_message(refused: Mapping[str, str]) -> str:
+    listed = "; ".join(f"{ip}: {why}" for ip, why in sorted(refused.items()))
+    return f"targets refused, nothing applied for this order: {listed}"
 
 
 def rule_of(order: Order, node: str) -> Rule:
@@ -65,10 +121,12 @@ def desired(
     now: datetime,
     latency: str | None,
     holding: str | None = None,
+    refused_by_check: Mapping[str, str] | None = None,
 ) -> Desired:
     """`latency`: None when this node can delay packets, else why it cannot. `holding`: the
     key of the Latency order the agent holds now, which keeps its place while it lives
-    (else the first by key is taken), so a second order never displaces the first."""
+    (else the first by key is taken), so a second order never displaces the first.
+    `refused_by_check`: order key -> why its targets are refused (never held)."""
     rules: list[Rule] = []
     unsupported: dict[str, str] = {}
     refused: dict[str, str] = {}
@@ -82,6 +140,9 @@ def desired(
             continue
         if order.spec.expires_at - now > MAX_AHEAD:
             refused[order.key] = too_far_ahead(order, now)
+            continue
+        if refused_by_check and order.key in refused_by_check:
+            refused[order.key] = refused_by_check[order.key]
             continue
         if order.spec.effect == "Latency" and latency is not None:
             unsupported[order.key] = latency

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,9 @@ from modeldr.api.networkfault import GROUP, PLURAL, VERSION, NodeReport, NodeSta
 
 log = logging.getLogger("modeldr.agent")
 
+# The pods on this node are read again when the orders' targets change, and this often while
+# orders are held (a target pod gone and its address reused must not stay faulted).
+POD_REFRESH_S = 10.0
 # Expiry is checked at least this often (the contract: at least every second), and at the
 # earliest expiry of a held order, so an order ends within milliseconds of its expiresAt.
 TICK_S = 0.5
@@ -52,6 +56,12 @@ class Agent:
         self.pod = pod
         self.base = rules.chain_base(cluster, node)
         self.cache = OrderCache(api)
+        self.core = client.CoreV1Api(api.api_client)
+        # The pods on this node, as last read (None: the read failed: `_pods_error` says why).
+        self._pods: list[decide.PodFacts] | None = None
+        self._pods_error = ""
+        self._pods_for: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+        self._pods_read_at = float("-inf")
         self.stop = threading.Event()
         self.latency = netem.detect()
         # Without netem a Latency order is refused with the reason, nothing made; with it,
@@ -163,13 +173,60 @@ class Agent:
             elif self.node in ((obj.get("spec") or {}).get("nodes") or []):
                 self._report_raw(obj, "Error", parsed)
         holding = self._delay.key if self._delay else None
-        want = decide.desired(orders, self.node, now, self.latency_unsupported, holding)
+        checks = self._check_targets(orders)
+        messages = {key: message for key, (message, _) in checks.items()}
+        want = decide.desired(
+            orders, self.node, now, self.latency_unsupported, holding, refused_by_check=messages
+        )
         self._next_expiry = decide.next_expiry(orders, want)
         if want.rules != self._applied:
             self._apply(want.rules)
         if self.latency.available:
             self._sync_delay(want.delay)
-        self._report(orders, want, now)
+        self._report(orders, want, now, checks)
+
+    # -- targets -------------------------------------------------------------------------
+
+    def _check_targets(self, orders: list[Order]) -> dict[str, tuple[str, dict[str, str]]]:
+        """Order key -> (why, per target) for the orders whose targets this agent refuses."""
+        live = [o for o in orders if not o.deleting and o.spec.targets_on(self.node)]
+        if not live:
+            self._pods_for = None
+            return {}
+        fingerprint = tuple(
+            sorted((o.key, tuple(t.ip for t in o.spec.targets_on(self.node))) for o in live)
+        )
+        if fingerprint != self._pods_for or time.monotonic() - self._pods_read_at >= (
+            POD_REFRESH_S
+        ):
+            self._read_pods()
+            self._pods_for = fingerprint
+        out: dict[str, tuple[str, dict[str, str]]] = {}
+        for order in live:
+            if self._pods is None:
+                why = (
+                    f"cannot check the targets against the pods of node {self.node} "
+                    f"({self._pods_error}); nothing applied"
+                )
+                out[order.key] = (why, {})
+                continue
+            refused = decide.refused_targets(order, self.node, self.node_ip, self._pods)
+            if refused:
+                out[order.key] = (decide.refusal_message(refused), refused)
+        return out
+
+    def _read_pods(self) -> None:
+        self._pods_read_at = time.monotonic()
+        try:
+            listing = self.core.list_pod_for_all_namespaces(
+                field_selector=f"spec.nodeName={self.node}", _request_timeout=PATCH_TIMEOUT
+            )
+        except Exception as exc:
+            self._pods, self._pods_error = None, str(getattr(exc, "reason", None) or exc)[:300]
+            log.warning("cannot list the pods of node %s: %s", self.node, self._pods_error)
+            return
+        facts = (pod_facts(pod) for pod in listing.items)
+        self._pods = [f for f in facts if f is not None]
 
     def _apply(self, held: tuple[rules.Rule, ...]) -> None:
         """One transaction of every held rule; when the kernel refuses it, the orders it
@@ -199,7 +256,13 @@ class Agent:
 
     # -- reports -------------------------------------------------------------------------
 
-    def _report(self, orders: list[Order], want: decide.Desired, now: datetime) -> None:
+    def _report(
+        self,
+        orders: list[Order],
+        want: decide.Desired,
+        now: datetime,
+        checks: dict[str, tuple[str, dict[str, str]]],
+    ) -> None:
         held = {r.key: r for r in want.rules}
         in_kernel = {r.key for r in self._applied or ()}
         for order in orders:
@@ -227,7 +290,8 @@ class Agent:
                 else:
                     self._write(order, current, "Applied", "", ips, now)
             elif order.key in want.refused:
-                self._write(order, current, "Error", want.refused[order.key], [], now)
+                refused = checks.get(order.key, ("", {}))[1]
+                self._write(order, current, "Error", want.refused[order.key], [], now, refused)
             elif order.key in want.unsupported:
                 self._write(order, current, "Unsupported", want.unsupported[order.key], [], now)
             elif (
@@ -254,6 +318,7 @@ class Agent:
         message: str,
         targets: list[str],
         now: datetime,
+        refused: dict[str, str] | None = None,
     ) -> None:
         if not decide.report_needed(current, state, message, targets):
             return
@@ -261,12 +326,17 @@ class Agent:
             state=state,
             message=message[:1024],
             targets=targets,
+            refused={ip: why[:256] for ip, why in (refused or {}).items()},
             applied_at=now if state == "Applied" else (current.applied_at if current else None),
             removed_at=now if state == "Removed" else None,
             updated_at=now,
             agent=self.pod,
         )
-        body = {"status": {"nodes": {self.node: report.model_dump(mode="json", by_alias=True)}}}
+        document = report.model_dump(mode="json", by_alias=True)
+        # A merge patch merges maps: addresses no longer refused are removed by name.
+        stale = set(current.refused) - set(report.refused) if current is not None else set()
+        document["refused"] = {**document["refused"], **dict.fromkeys(stale)}
+        body = {"status": {"nodes": {self.node: document}}}
         self._patch(order.namespace, order.name, body)
         # The cache sees the new status on the watch; until then, do not write it twice.
         order.status.nodes[self.node] = report
@@ -297,6 +367,23 @@ class Agent:
                 log.warning("status of %s/%s: %s", namespace, name, exc.reason)
         except Exception as exc:
             log.warning("status of %s/%s: %s", namespace, name, exc)
+
+
+def pod_facts(pod: client.V1Pod) -> decide.PodFacts | None:
+    """What a target check needs of a pod on the node; None for a pod that has ended."""
+    status, spec, meta = pod.status, pod.spec, pod.metadata
+    if status is None or status.phase in ("Succeeded", "Failed"):
+        return None
+    ips = {i.ip for i in status.pod_ips or [] if i.ip} | (
+        {status.pod_ip} if status.pod_ip else set()
+    )
+    return decide.PodFacts(
+        namespace=meta.namespace,
+        name=meta.name,
+        ips=tuple(sorted(ips)),
+        host_network=bool(spec.host_network) if spec is not None else False,
+        labels=dict(meta.labels or {}),
+    )
 
 
 def _api(kubeconfig: str | None, context: str | None) -> client.CustomObjectsApi:

@@ -36,6 +36,10 @@ MAX_NODES: Final = 256
 MAX_LATENCY_MS: Final = 60_000
 NODE_NAME_MAX: Final = 253
 MESSAGE_MAX: Final = 1024
+REASON_MAX: Final = 256
+#: The label every pod of a ModelDeployment carries (kube.constants.NAME_LABEL): the agent
+#: makes faults only for pods that carry it.
+MODEL_POD_LABEL: Final = "modeldr.io/name"
 #: An agent holds an order only while its expiresAt is at most this far ahead of the agent's
 #: clock: an order cannot outlive a dead operator by more than this, whatever it says. The
 #: operator's orders are at most its inject allowance plus faultExpirySeconds ahead (38 s).
@@ -181,6 +185,9 @@ class NetworkFaultSpec(ApiModel):
         return [t for t in self.targets if t.node == node]
 
 
+Reason = Annotated[str, StringConstraints(max_length=REASON_MAX)]
+
+
 class NodeReport(ApiModel):
     """What one node's agent did with the order."""
 
@@ -194,6 +201,13 @@ class NodeReport(ApiModel):
         default_factory=list,
         max_length=MAX_TARGETS,
         description="The target addresses in force on this node.",
+    )
+    refused: dict[str, Reason] = Field(
+        default_factory=dict,
+        max_length=MAX_TARGETS,
+        description="Target address -> why this node's agent refuses it (it applies an order "
+        "only when every target on its node is a pod of the order's namespace, on this node, "
+        "carrying the label modeldr.io/name, not on the host's network).",
     )
     applied_at: datetime | None = None
     removed_at: datetime | None = Field(

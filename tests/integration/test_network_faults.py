@@ -16,11 +16,8 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -270,33 +267,21 @@ def test_a_killed_operator_s_partition_expires_by_itself(drill_ns: str) -> None:
     assert orders(drill_ns) == [] and not rules_for(ip)
 
 
-class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def pod_address_server(ip: str) -> Iterator[int]:
-    """An HTTP server on an address of a node's pod range (as a pod would bind)."""
-    server = ThreadingHTTPServer((ip, 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def agent_pid(cluster: str, node: str) -> tuple[str, int]:
     pod = agent.agent_pods(cluster)[node]
     pidfile = sandbox_paths().processes / cluster / agent.NAMESPACE / f"{pod}.pid"
     return pod, int(pidfile.read_text())
+
+
+def create_order(ns: str, body: dict[str, Any]) -> None:
+    api = client.CustomObjectsApi(kube.api_client("primary"))
+    api.create_namespaced_custom_object(O.GROUP, O.VERSION, ns, O.PLURAL, body)
+
+
+def delete_order(ns: str, name: str) -> None:
+    api = client.CustomObjectsApi(kube.api_client("primary"))
+    with contextlib.suppress(client.ApiException):
+        api.delete_namespaced_custom_object(O.GROUP, O.VERSION, ns, O.PLURAL, name)
 
 
 def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restarts(
@@ -305,29 +290,19 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
     """The LitmusChaos/Chaos Mesh failure: the helper dies, its order is deleted meanwhile,
     the rules stay. Here the runtime restarts the SIGKILLed agent (restartPolicy Always) and
     its startup cleanup removes every rule no live order backs."""
-    ip, node = "127.1.129.250", "gpu-0"  # gpu-0's process pod range (sandbox/config.py)
-    api = client.CustomObjectsApi(kube.api_client("primary"))
-    body = {
-        "apiVersion": f"{O.GROUP}/{O.VERSION}",
-        "kind": O.KIND,
-        "metadata": {"name": "orphan"},
-        "spec": {
-            "effect": "NetworkPartition",
-            "targets": [{"ip": ip, "node": node}],
-            "nodes": [node],
-            # Within the agents' cap (MAX_EXPIRY_AHEAD_S), longer than the test.
-            "expiresAt": (datetime.now(UTC) + timedelta(seconds=120)).isoformat(),
-        },
-    }
-    with pod_address_server(ip) as port:
-        assert answers(ip, port, "/")
-        api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, body)
+    target = model_pod(drill_ns)
+    ip, node, (port, path) = target.status.pod_ip, target.spec.node_name, ready_path(target)
+    # Within the agents' cap (MAX_EXPIRY_AHEAD_S), longer than the test.
+    body = raw_order("orphan", ip, node, 120)
+    with client_probe(drill_ns, {"enabled": False}):  # no failover meanwhile
+        assert answers(ip, port, path)
+        create_order(drill_ns, body)
         try:
             kube.wait_for(lambda: bool(rules_for(ip)), timeout=10, what="the rules applied")
-            assert not answers(ip, port, "/")
+            assert not answers(ip, port, path)
             pod, pid = agent_pid("primary", node)
             os.killpg(pid, signal.SIGKILL)
-            api.delete_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, "orphan")
+            delete_order(drill_ns, "orphan")
             killed = time.monotonic()
             assert rules_for(ip), "a dead agent cannot have removed its rules"
             kube.wait_for(
@@ -340,15 +315,12 @@ def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restar
                 f"\nagent killed -> orphaned rules removed by its restart: "
                 f"{time.monotonic() - killed:.2f} s"
             )
-            assert answers(ip, port, "/")
+            assert answers(ip, port, path)
             restarted = kube.core("primary").read_namespaced_pod(pod, agent.NAMESPACE)
             assert restarted.status.container_statuses[0].restart_count >= 1
             assert agent_pid("primary", node)[1] != pid
         finally:
-            with contextlib.suppress(client.ApiException):
-                api.delete_namespaced_custom_object(
-                    O.GROUP, O.VERSION, drill_ns, O.PLURAL, "orphan"
-                )
+            delete_order(drill_ns, "orphan")
     log = (sandbox_paths().processes / "primary" / agent.NAMESPACE / f"{pod}.log").read_text()
     assert "removing 1 order(s) left in the kernel" in log.rsplit("--- ", 1)[-1], log[-2000:]
 
@@ -361,14 +333,15 @@ def test_the_kernel_ends_a_partition_at_expiry_while_its_agent_is_stopped(
     partition's addresses are set elements with the order's time left, so the kernel itself
     lets traffic through again at expiresAt. The agent, let go on, removes the inert chains
     and sets and reports the order Removed."""
-    ip, node = "127.1.129.249", "gpu-0"  # gpu-0's process pod range (sandbox/config.py)
+    target = model_pod(drill_ns)
+    ip, node, (port, path) = target.status.pod_ip, target.spec.node_name, ready_path(target)
     api = client.CustomObjectsApi(kube.api_client("primary"))
     body = raw_order("no-agent", ip, node, 8)
     expires = datetime.fromisoformat(body["spec"]["expiresAt"])
     pod, pid = agent_pid("primary", node)
-    with pod_address_server(ip) as port:
-        assert answers(ip, port, "/")
-        api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, body)
+    with client_probe(drill_ns, {"enabled": False}):  # no failover meanwhile
+        assert answers(ip, port, path)
+        create_order(drill_ns, body)
         stopped = False
         try:
             kube.wait_for(
@@ -378,10 +351,10 @@ def test_the_kernel_ends_a_partition_at_expiry_while_its_agent_is_stopped(
             )
             os.killpg(pid, signal.SIGSTOP)
             stopped = True
-            assert not answers(ip, port, "/")
+            assert not answers(ip, port, path)
             assert "timeout" in ruleset() and rules_for(ip), ruleset()
             kube.wait_for(
-                lambda: answers(ip, port, "/", timeout=0.3),
+                lambda: answers(ip, port, path, timeout=0.3),
                 timeout=20,
                 interval=0.05,
                 what="the kernel to let traffic through at expiry",
@@ -391,20 +364,17 @@ def test_the_kernel_ends_a_partition_at_expiry_while_its_agent_is_stopped(
             # Not before its time (the check above polls every 50 ms, answers time out at 0.3).
             assert -0.5 < after < 2.0, after
             # The agent did nothing: its chains are still there, inert, with no element.
-            assert f'comment "{"modeldr:"}{drill_ns}/no-agent/' in ruleset(), ruleset()
+            assert f'comment "modeldr:{drill_ns}/no-agent/' in ruleset(), ruleset()
             assert not rules_for(ip), ruleset()
         finally:
             if stopped:
                 os.killpg(pid, signal.SIGCONT)
-            with contextlib.suppress(client.ApiException):
-                kube.wait_for(
-                    lambda: node_report(api, drill_ns, "no-agent", node).get("state") == "Removed",
-                    timeout=15,
-                    what="the agent, let go on, to report the expired order Removed",
-                )
-                api.delete_namespaced_custom_object(
-                    O.GROUP, O.VERSION, drill_ns, O.PLURAL, "no-agent"
-                )
+            kube.wait_for(
+                lambda: node_report(api, drill_ns, "no-agent", node).get("state") == "Removed",
+                timeout=15,
+                what="the agent, let go on, to report the expired order Removed",
+            )
+            delete_order(drill_ns, "no-agent")
     assert "no-agent" not in ruleset(), ruleset()
     assert agent_pid("primary", node) == (pod, pid)  # the same agent: never restarted
 
@@ -433,10 +403,14 @@ def test_orders_an_agent_must_refuse_never_reach_the_kernel_nor_block_the_others
     drill_ns: str,
 ) -> None:
     """A zoned or non-canonical address is refused by the apiserver (the CRD's CEL rule: it
-    used to fail every order's nft transaction on the node); an order that expires beyond
-    the agents' cap is refused by the agent, reported Error, never in the ruleset, while a
-    good order beside it on the same node is applied."""
-    node = "gpu-0"
+    used to fail every order's nft transaction on the node). The agent refuses, reporting
+    Error with the reason per target and putting nothing in the kernel: an order that
+    expires beyond its cap, one naming the node's own address, one naming a standby pod's
+    address (no pod on this node has it), one naming a pod of another namespace (the
+    operator's own model pods of the standby cluster are elsewhere; here another drill
+    namespace's). A good order beside them on the same node is applied."""
+    target = model_pod(drill_ns)
+    ip, node = target.status.pod_ip, target.spec.node_name
     api = client.CustomObjectsApi(kube.api_client("primary"))
     for bad_ip in ("fe80::1%x", "FD00::5", "::ffff:127.1.129.251"):
         with pytest.raises(client.ApiException) as refused:
@@ -445,28 +419,51 @@ def test_orders_an_agent_must_refuse_never_reach_the_kernel_nor_block_the_others
             )
         assert refused.value.status == 422, refused.value.body
         assert O.IP_RULE in refused.value.body and "spec.targets[0].ip" in refused.value.body
-    far, near = "127.1.129.251", "127.1.129.252"  # gpu-0's process pod range
-    too_long = raw_order("too-long", far, node, O.MAX_EXPIRY_AHEAD_S + 600)
-    fine = raw_order("fine", near, node, 30)
-    try:
-        api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, too_long)
-        api.create_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, fine)
-        kube.wait_for(
-            lambda: (
-                node_report(api, drill_ns, "fine", node).get("state") == "Applied"
-                and node_report(api, drill_ns, "too-long", node).get("state") == "Error"
-            ),
-            timeout=15,
-            what="the good order applied and the long one refused",
-        )
-        message = node_report(api, drill_ns, "too-long", node)["message"]
-        assert f"at most {O.MAX_EXPIRY_AHEAD_S} s ahead" in message, message
-        assert rules_for(near) and not rules_for(far), ruleset()
-    finally:
-        for name in ("too-long", "fine"):
-            with contextlib.suppress(client.ApiException):
-                api.delete_namespaced_custom_object(O.GROUP, O.VERSION, drill_ns, O.PLURAL, name)
-    kube.wait_for(lambda: not rules_for(near), timeout=10, what="the good order's rules gone")
+    standby_ip = model_pod_of("standby", drill_ns).status.pod_ip
+    node_ip = kube.core("primary").read_node(node).status.addresses[0].address
+    bad = {
+        "too-long": (ip, O.MAX_EXPIRY_AHEAD_S + 600, f"at most {O.MAX_EXPIRY_AHEAD_S} s ahead"),
+        "the-node": (node_ip, 30, f"the address of node {node} itself"),
+        "standby-pod": (standby_ip, 30, f"no pod running on node {node} has this address"),
+    }
+    with client_probe(drill_ns, {"enabled": False}):  # no failover meanwhile
+        try:
+            for name, (address, seconds, _) in bad.items():
+                create_order(drill_ns, raw_order(name, address, node, seconds))
+            create_order(drill_ns, raw_order("fine", ip, node, 30))
+            kube.wait_for(
+                lambda: (
+                    node_report(api, drill_ns, "fine", node).get("state") == "Applied"
+                    and all(
+                        node_report(api, drill_ns, n, node).get("state") == "Error" for n in bad
+                    )
+                ),
+                timeout=15,
+                what="the good order applied and the bad ones refused",
+            )
+            for name, (_, _, reason) in bad.items():
+                report = node_report(api, drill_ns, name, node)
+                assert reason in report["message"], report
+                assert report["targets"] == [], report
+                assert f'"modeldr:{drill_ns}/{name}/' not in ruleset()
+            for name in ("the-node", "standby-pod"):
+                address = bad[name][0]
+                refused_here = node_report(api, drill_ns, name, node)["refused"]
+                assert list(refused_here) == [address] and bad[name][2] in refused_here[address]
+                assert not sets_holding(address), ruleset()
+            fine = [r for r in rules_for(ip) if f"modeldr:{drill_ns}/fine/" in r]
+            assert len(fine) == 4 and fine == rules_for(ip), ruleset()
+        finally:
+            for name in (*bad, "fine"):
+                delete_order(drill_ns, name)
+    kube.wait_for(lambda: not rules_for(ip), timeout=10, what="the good order's rules gone")
+
+
+def model_pod_of(cluster: str, ns: str) -> client.V1Pod:
+    pods = kube.core(cluster).list_namespaced_pod(ns, label_selector=f"modeldr.io/name={NAME}")
+    live = [p for p in pods.items if p.metadata.deletion_timestamp is None and p.status.pod_ip]
+    assert live, f"no model pod in {cluster}/{ns}"
+    return live[0]
 
 
 def test_the_packet_loss_example_passes_as_it_stands(drill_ns: str) -> None:

@@ -396,6 +396,58 @@ def test_the_kernel_refusing_one_order_leaves_the_others_in_the_transaction() ->
     assert refusal(good) is None
 
 
+def pod(
+    name: str, ip: str, *, namespace: str = "ml", host: bool = False, model: bool = True
+) -> decide.PodFacts:
+    labels = {"modeldr.io/name": "tiny-bert"} if model else {"k8s-app": "kube-dns"}
+    return decide.PodFacts(namespace, name, (ip,), host, labels)
+
+
+NODE_PODS = [
+    pod("tiny-bert-1", "127.1.129.2"),
+    pod("modeldr-agent-x", "127.1.0.1", namespace="modeldr-agent", host=True, model=False),
+    pod("coredns-1", "127.1.129.3", namespace="kube-system", model=False),
+    pod("other-team", "127.1.129.4", namespace="team-b"),
+    pod("sidecar", "127.1.129.5", model=False),
+]
+
+
+def test_a_model_pod_of_the_orders_namespace_on_this_node_is_a_target() -> None:
+    good = order(targets=[{"ip": "127.1.129.2", "node": "gpu-0", "pod": "tiny-bert-1"}])
+    assert decide.refused_targets(good, "gpu-0", "127.1.0.1", NODE_PODS) == {}
+
+
+def test_the_node_host_network_dns_other_teams_and_unknown_addresses_are_refused() -> None:
+    ips = ["127.1.0.1", "127.1.129.3", "127.1.129.4", "127.1.129.5", "127.1.129.9"]
+    bad = order(targets=[{"ip": ip, "node": "gpu-0"} for ip in ips])
+    refused = decide.refused_targets(bad, "gpu-0", "127.1.0.1", NODE_PODS)
+    assert refused == {
+        "127.1.0.1": "the address of node gpu-0 itself (host network), not a pod's",
+        "127.1.129.3": "pod kube-system/coredns-1 is not in the order's namespace ml",
+        "127.1.129.4": "pod team-b/other-team is not in the order's namespace ml",
+        "127.1.129.5": "pod ml/sidecar is not a ModelDeployment's (no modeldr.io/name)",
+        "127.1.129.9": "no pod running on node gpu-0 has this address",
+    }
+    named = order(targets=[{"ip": "127.1.129.2", "node": "gpu-0", "pod": "someone-else"}])
+    assert decide.refused_targets(named, "gpu-0", "127.1.0.1", NODE_PODS) == {
+        "127.1.129.2": "the address is pod ml/tiny-bert-1's, not pod someone-else's"
+    }
+    # Targets on other nodes are their agents' to judge.
+    elsewhere = order(targets=[{"ip": "127.1.130.7", "node": "gpu-1"}])
+    assert decide.refused_targets(elsewhere, "gpu-0", "127.1.0.1", NODE_PODS) == {}
+
+
+def test_an_order_with_a_refused_target_is_refused_whole_and_never_held() -> None:
+    mixed = order(
+        targets=[{"ip": "127.1.129.2", "node": "gpu-0"}, {"ip": "127.1.0.1", "node": "gpu-0"}]
+    )
+    refused = decide.refused_targets(mixed, "gpu-0", "127.1.0.1", NODE_PODS)
+    message = decide.refusal_message(refused)
+    want = decide.desired([mixed], "gpu-0", NOW, None, refused_by_check={mixed.key: message})
+    assert want.rules == () and want.refused == {mixed.key: message}
+    assert message.startswith("targets refused, nothing applied for this order: 127.1.0.1: ")
+
+
 def test_order_names_follow_the_journal_id() -> None:
     assert order_name("f-0123456789ab") == "modeldr-f-0123456789ab"
 
@@ -450,17 +502,23 @@ def test_the_agent_chart_runs_one_host_network_pod_per_node_with_net_admin_only(
     }
 
 
-def test_the_agent_chart_grants_networkfaults_and_their_status_only() -> None:
+def test_the_agent_chart_grants_networkfaults_their_status_and_reading_pods_only() -> None:
     docs = _render_chart()
     [role] = [d for d in docs if d["kind"] == "ClusterRole"]
-    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
-    assert granted == {
-        ("networkfaults", "get"),
-        ("networkfaults", "list"),
-        ("networkfaults", "watch"),
-        ("networkfaults/status", "patch"),
+    granted = {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
     }
-    assert {g for rule in role["rules"] for g in rule["apiGroups"]} == {"modeldr.io"}
+    assert granted == {
+        ("modeldr.io", "networkfaults", "get"),
+        ("modeldr.io", "networkfaults", "list"),
+        ("modeldr.io", "networkfaults", "watch"),
+        ("modeldr.io", "networkfaults/status", "patch"),
+        ("", "pods", "list"),  # its node's, to check the targets
+    }
     [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert binding["subjects"][0]["name"] == "modeldr-agent"
     crd = yaml.safe_load(
@@ -486,3 +544,29 @@ def test_the_agent_chart_refuses_unknown_values() -> None:
         timeout=60,
     )
     assert done.returncode != 0 and "clusterNam" in done.stderr
+
+
+def test_pod_facts_are_read_from_the_clients_pod_objects() -> None:
+    from kubernetes import client
+
+    from modeldr.agent.main import pod_facts
+
+    running = client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            namespace="ml", name="tiny-bert-1", labels={"modeldr.io/name": "tiny-bert"}
+        ),
+        spec=client.V1PodSpec(containers=[], host_network=None, node_name="gpu-0"),
+        status=client.V1PodStatus(
+            phase="Running",
+            pod_ip="127.1.129.2",
+            pod_ips=[client.V1PodIP(ip="127.1.129.2"), client.V1PodIP(ip="fd00::2")],
+        ),
+    )
+    assert pod_facts(running) == decide.PodFacts(
+        "ml", "tiny-bert-1", ("127.1.129.2", "fd00::2"), False, {"modeldr.io/name": "tiny-bert"}
+    )
+    running.spec.host_network = True
+    facts = pod_facts(running)
+    assert facts is not None and facts.host_network
+    running.status.phase = "Succeeded"  # its address may be someone else's now
+    assert pod_facts(running) is None
