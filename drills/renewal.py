@@ -5,8 +5,14 @@ operator that dies, or is cut off from the member, stops renewing: the fault is 
 one expiry period, with no operator involved.
 
 A driver that can renew has `renew(members, record, expires_at)` (agent orders: patch
-`expiresAt`; infrastructure faults: the same inject again with the new expiry). Faults with
-nothing to expire (PodKill, NodeDrain, ...) have none and are not renewed.
+`expiresAt`; infrastructure faults: the provider's `/renew`). Faults with nothing to expire
+(PodKill, NodeDrain, ...) have none and are not renewed.
+
+A fault can lapse while its step runs: the driver learns that it is no longer in force (the
+order is gone, an agent reports it Removed or Error, the provider has undone it: `renew`
+raises a Refusal with reason FAULT_LAPSED), or no renewal has succeeded for a whole expiry
+period (it may have expired). Either way the renewal stops and says why (`lapsed`); the step
+then cannot be Passed (drills/steps.py: Inconclusive, FaultLapsed).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from modeldr.api.drillstatus import FaultRecord
+from modeldr.drills.refusal import Refusal
 from modeldr.kube.members import MemberRegistry
 
 log = logging.getLogger("modeldr.drills.renewal")
@@ -26,6 +33,8 @@ RENEWALS_PER_PERIOD = 3
 # The record's parameter that says when the fault undoes itself (the agent's order, the
 # infrastructure provider's fault): set by the step before the inject, pushed on by renewals.
 EXPIRES_PARAMETER = "expiresAt"
+#: The reason of a step whose fault was not in force for all of it.
+FAULT_LAPSED = "FaultLapsed"
 
 
 @runtime_checkable
@@ -67,6 +76,8 @@ class Renewal:
         self.period_s = period_s
         self.renewals = 0
         self.failures = 0
+        #: Why the fault is known, or feared, not to be in force any more (None: it is).
+        self.lapsed: str | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -76,15 +87,30 @@ class Renewal:
     async def _run(self) -> None:
         interval = self.period_s / RENEWALS_PER_PERIOD
         loop = asyncio.get_running_loop()
+        # The fault's expiry when injected is at least a period ahead of the first call.
+        renewed_at = loop.time()
         while not self._stop.is_set():
             started = loop.time()
             try:
                 expires = next_expiry(self.period_s)
                 await asyncio.to_thread(self.driver.renew, self.members, self.record, expires)
                 self.renewals += 1
+                renewed_at = started
             except Exception as exc:  # a missed renewal: the next may land; if none does,
+                if isinstance(exc, Refusal) and exc.reason == FAULT_LAPSED:
+                    self.lapsed = exc.message
+                    log.warning("%s %s lapsed: %s", self.record.type, self.record.id, exc)
+                    return  # renewing a fault that ended could make it again
                 self.failures += 1  # the fault expires by itself (the safe direction)
                 log.warning("renewing %s %s: %s", self.record.type, self.record.id, exc)
+                if started - renewed_at >= self.period_s:
+                    self.lapsed = (
+                        f"no renewal succeeded for {started - renewed_at:.0f} s, a whole expiry "
+                        f"period ({self.period_s:g} s): the fault may have ended by itself "
+                        f"(last error: {exc})"
+                    )[:1024]
+                    log.warning("%s %s: %s", self.record.type, self.record.id, self.lapsed)
+                    return
             # Every third of a period from the start of the last call, however long it took.
             wait = max(0.0, started + interval - loop.time())
             with contextlib.suppress(TimeoutError):

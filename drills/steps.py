@@ -25,7 +25,13 @@ from modeldr.drills.probe_stats import (
     measure_step,
 )
 from modeldr.drills.refusal import Refusal
-from modeldr.drills.renewal import EXPIRES_PARAMETER, Renewable, Renewal, first_expiry
+from modeldr.drills.renewal import (
+    EXPIRES_PARAMETER,
+    FAULT_LAPSED,
+    Renewable,
+    Renewal,
+    first_expiry,
+)
 from modeldr.drills.runstate import now
 from modeldr.drills.target import request_switch, resolve_role, target_status
 from modeldr.drills.verdict import Part, PartKind
@@ -90,6 +96,11 @@ class StepRunner:
         assessment = self._assess(step, status, start, active_at_start)
         if observed is not None:
             assessment = joined(assessment, observed)
+        if renewal is not None and renewal.lapsed:
+            # The fault was not in force for the whole step: what was measured proves
+            # nothing about it.
+            lapsed = f"{step.fault.type if step.fault else 'the fault'} lapsed: {renewal.lapsed}"
+            assessment = joined(assessment, Observation(Phase.INCONCLUSIVE, FAULT_LAPSED, lapsed))
         status.active_cluster = await self._active_cluster()
         d.state.status.active_cluster = status.active_cluster
         return await self._end(status, assessment.phase, assessment.reason, assessment.message)

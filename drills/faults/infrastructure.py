@@ -15,7 +15,7 @@ from modeldr.drills.faults.nodes import plan_node
 from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
 from modeldr.drills.refusal import Refusal
-from modeldr.drills.renewal import recorded_expiry
+from modeldr.drills.renewal import FAULT_LAPSED, recorded_expiry
 from modeldr.kube.errors import MemberError
 from modeldr.kube.members import INFRASTRUCTURE_TOKEN_KEY, MemberRegistry
 
@@ -69,7 +69,12 @@ def _call_renew(members: MemberRegistry, record: FaultRecord, expires: datetime)
     it (docs/infrastructure-webhook.md). Bounded by a short timeout, so a hung provider
     cannot hold the step's undo for the full inject timeout."""
     provider = provider_for(members, record.cluster).with_timeout(RENEW_TIMEOUT_S)
-    provider.renew(record.id, expires)
+    try:
+        provider.renew(record.id, expires)
+    except InfrastructureError as exc:
+        if exc.status == 404:  # the provider has it no more (undone, expired): not in force
+            raise Refusal(FAULT_LAPSED, f"{record.type} of {record.cluster}: {exc}") from None
+        raise
 
 
 def _call_undo(members: MemberRegistry, record: FaultRecord) -> None:

@@ -24,7 +24,7 @@ from modeldr.api.drillstatus import FaultRecord
 from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, choose_pods, member_api
 from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.refusal import Refusal
-from modeldr.drills.renewal import recorded_expiry
+from modeldr.drills.renewal import FAULT_LAPSED, recorded_expiry
 from modeldr.kube import k8s
 from modeldr.kube.members import MemberRegistry
 
@@ -200,21 +200,16 @@ class NetworkFault:
     # -- renew and undo -------------------------------------------------------------------
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
-        """Push the order's expiry on; an order already gone stays gone (404 ignored)."""
-        api = _custom(members, record.cluster)
-        body = {"spec": {"expiresAt": expires_at.astimezone(UTC).isoformat()}}
-        k8s.call(
-            api.patch_namespaced_custom_object,
-            O.GROUP,
-            O.VERSION,
-            FaultParameters.of(record).member_namespace,
-            O.PLURAL,
-            O.order_name(record.id),
-            body,
-            _content_type="application/merge-patch+json",
-            _request_timeout=TIMEOUT,
-            absent=None,
-        )
+        """Push the order's expiry on. An order gone (404), or a node whose agent no longer
+        reports it Applied (it expired, its target pod went, the kernel refused it), is a
+        lapsed fault (FaultLapsed): the step cannot pass on it."""
+        name = O.order_name(record.id)
+        renewed = _set_expiry(members, record, expires_at)
+        if renewed is None:
+            raise Refusal(FAULT_LAPSED, f"NetworkFault {name} is gone: the fault is not in force")
+        lapsed = not_in_force(renewed)
+        if lapsed:
+            raise Refusal(FAULT_LAPSED, f"NetworkFault {name}: {lapsed}")
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         """End the order (expiresAt set to now: every agent drops its rules at once and
@@ -228,7 +223,7 @@ class NetworkFault:
         deadline = time.monotonic() + DELETE_WAIT_S
         # In the past by more than any sane clock skew between the hub and the nodes.
         ended = datetime.now(UTC) - timedelta(seconds=ENDED_AGO_S)
-        self.renew(members, record, ended)  # 404: gone already, nothing to end
+        _set_expiry(members, record, ended)  # None: gone already, nothing to end
         holding: list[str] = []
         while True:
             current = k8s.call(
@@ -254,6 +249,40 @@ class NetworkFault:
                 f"did not report the rules removed within {DELETE_WAIT_S:g}s (the order is "
                 "deleted; their kernels drop the addresses at the expiry last given)",
             )
+
+
+def _set_expiry(
+    members: MemberRegistry, record: FaultRecord, expires_at: datetime
+) -> dict[str, Any] | None:
+    """Patch the order's expiresAt; the order as it is now, or None when it is gone."""
+    api = _custom(members, record.cluster)
+    body = {"spec": {"expiresAt": expires_at.astimezone(UTC).isoformat()}}
+    patched: dict[str, Any] | None = k8s.call(
+        api.patch_namespaced_custom_object,
+        O.GROUP,
+        O.VERSION,
+        FaultParameters.of(record).member_namespace,
+        O.PLURAL,
+        O.order_name(record.id),
+        body,
+        _content_type="application/merge-patch+json",
+        _request_timeout=TIMEOUT,
+        absent=None,
+    )
+    return patched
+
+
+def not_in_force(order: dict[str, Any]) -> str:
+    """Why the order is not in force on every node it names (empty: it is)."""
+    nodes = (order.get("spec") or {}).get("nodes") or []
+    reports = ((order.get("status") or {}).get("nodes")) or {}
+    off = []
+    for node in nodes:
+        report = reports.get(node) or {}
+        if report.get("state") != "Applied":
+            state, message = report.get("state") or "no report", report.get("message") or ""
+            off.append(f"node {node}: {state}" + (f" ({message})" if message else ""))
+    return "; ".join(off)[:900]
 
 
 def still_applied(order: dict[str, Any]) -> list[str]:

@@ -284,6 +284,35 @@ def delete_order(ns: str, name: str) -> None:
         api.delete_namespaced_custom_object(O.GROUP, O.VERSION, ns, O.PLURAL, name)
 
 
+def test_a_partition_whose_order_vanishes_mid_step_is_inconclusive_fault_lapsed(
+    drill_ns: str,
+) -> None:
+    """Someone deletes the drill's order while the step runs: the rules go, the clients get
+    through again, and what the step measures after that says nothing about a partition.
+    The next renewal finds the order gone, stops, and the step ends Inconclusive,
+    FaultLapsed, never Passed (its expectations alone would have passed)."""
+    ip = model_pod(drill_ns).status.pod_ip
+    with client_probe(drill_ns, {"enabled": False}):  # no failover meanwhile
+        name = apply_plan(
+            drill_ns,
+            plan(
+                "lapse",
+                [network_step("cut", {"type": "NetworkPartition"}, 6)],
+                faultExpirySeconds=3,
+            ),
+        )
+        applied(drill_ns, name)
+        [nf] = orders(drill_ns)
+        delete_order(drill_ns, nf["metadata"]["name"])
+        kube.wait_for(lambda: not rules_for(ip), timeout=10, what="the rules gone with it")
+        s = finished(drill_ns, name, timeout=90)
+    [step] = s["steps"]
+    assert (step["phase"], step["reason"]) == ("Inconclusive", "FaultLapsed"), explain(s)
+    assert "NetworkPartition lapsed" in step["message"] and "is gone" in step["message"]
+    assert s["phase"] != "Passed", explain(s)
+    assert s["faults"][0]["state"] == "Undone" and orders(drill_ns) == []
+
+
 def test_an_agent_killed_mid_partition_removes_the_orphaned_rules_when_it_restarts(
     drill_ns: str,
 ) -> None:

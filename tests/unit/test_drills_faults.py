@@ -548,10 +548,16 @@ def test_renewal_is_the_providers_renew_and_never_an_inject(url: str, hook: Webh
     assert [(m, p) for m, p, _ in hook.seen] == [("POST", "/inject"), ("POST", "/renew")]
     assert hook.seen[-1][2] == {"id": record.id, "expiresAt": rfc3339(later)}
     ClusterOutage().undo(members, record)
-    # A renewal after the undo: refused by the provider, nothing made again.
-    with pytest.raises(InfrastructureError) as late:
+    # A renewal after the undo: refused by the provider (404), nothing made again; to the
+    # step, a fault that lapsed.
+    with pytest.raises(Refusal) as late:
         ClusterOutage().renew(members, record, later)
-    assert late.value.status == 404 and hook.faults == {}
+    assert late.value.reason == "FaultLapsed" and hook.faults == {}
+    assert "HTTP 404" in late.value.message
+    hook.fail["/renew"] = [503]  # a provider that cannot answer now: not (yet) a lapse
+    with pytest.raises(InfrastructureError) as transient:
+        ClusterOutage().renew(members, record, later)
+    assert not transient.value.permanent
 
 
 def test_a_cluster_outage_plans_the_whole_cluster(url: str, hook: Webhook) -> None:
@@ -691,6 +697,35 @@ def test_a_cluster_outage_step_with_a_provider_goes_dark_and_comes_back(
     assert renewed - datetime.now(UTC) <= period + timedelta(seconds=1)
     assert record.provider == "webhook" and record.state == "Undone" and hook.faults == {}
     assert infrastructure.PROVIDER == "webhook"
+
+
+def test_a_step_whose_fault_lapsed_is_inconclusive_never_passed(
+    url: str, hook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider undid the outage by itself mid-step (its renewals answered 404): what
+    the step measured after that proves nothing about the fault."""
+    monkeypatch.setattr(steps, "target_status", lambda hub, t: {"activeCluster": "primary"})
+    monkeypatch.setattr(events, "post_event", lambda *args: None)
+    hook.fail["/renew"] = [404] * 20
+    plan = plan_spec(
+        steps=[
+            {
+                "name": "outage",
+                "fault": {"type": "ClusterOutage", "cluster": "primary"},
+                "durationSeconds": 1,
+            }
+        ]
+    )
+    state = RecordingState()
+    drill = make_drill(plan, state, FakeMembers(FakeMember("primary", infrastructure_url=url)))
+    state.status.steps, state.status.steady_state = steps_status(plan), SteadyStateStatus()
+    asyncio.run(StepRunner(drill, None).run(0, plan.steps[0]))
+    [step] = state.status.steps
+    assert step.phase is Phase.INCONCLUSIVE and step.reason == "FaultLapsed", step
+    assert "ClusterOutage lapsed" in (step.message or "")
+    # One renewal was refused, none came after it; the undo still ran.
+    calls = [p for _, p, _ in hook.seen]
+    assert calls.count("/renew") == 1 and calls[-1] == "/undo", calls
 
 
 def test_gpu_loss_refuses_a_node_whose_gpus_are_tainted_away_already(

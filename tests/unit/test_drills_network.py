@@ -5,6 +5,7 @@ agents: tests/integration/test_network_faults.py."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -161,3 +162,37 @@ def test_nodes_that_never_applied_an_order_are_not_waited_for() -> None:
     order = {"status": {"nodes": {"a": {"state": "Error"}, "b": {"state": "Applied"}}}}
     assert still_applied(order) == ["b"]
     assert still_applied({}) == []
+
+
+def test_a_renewal_finds_an_order_that_is_gone_or_not_applied_everywhere_lapsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modeldr.drills.faults import network
+
+    record = RECORD.model_copy(update={"parameters": {"namespace": "ml"}})
+    later = datetime.now(UTC) + timedelta(seconds=15)
+    answers: list[dict[str, Any] | None] = [
+        {
+            "spec": {"nodes": ["gpu-0", "gpu-1"]},
+            "status": {"nodes": {"gpu-0": {"state": "Applied"}, "gpu-1": {"state": "Applied"}}},
+        },
+        {
+            "spec": {"nodes": ["gpu-0", "gpu-1"]},
+            "status": {
+                "nodes": {
+                    "gpu-0": {"state": "Applied"},
+                    "gpu-1": {"state": "Error", "message": "targets refused"},
+                }
+            },
+        },
+        None,  # 404: the order is gone
+    ]
+    monkeypatch.setattr(network, "_set_expiry", lambda members, rec, at: answers.pop(0))
+    NetworkFault().renew(MEMBERS, record, later)  # every node Applied: renewed
+    with pytest.raises(Refusal) as refused:
+        NetworkFault().renew(MEMBERS, record, later)
+    assert refused.value.reason == "FaultLapsed"
+    assert "node gpu-1: Error (targets refused)" in refused.value.message
+    with pytest.raises(Refusal) as gone:
+        NetworkFault().renew(MEMBERS, record, later)
+    assert gone.value.reason == "FaultLapsed" and "is gone" in gone.value.message

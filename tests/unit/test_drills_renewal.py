@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from modeldr.api.drillstatus import FaultRecord
-from modeldr.drills.renewal import Renewable, Renewal
+from modeldr.drills.refusal import Refusal
+from modeldr.drills.renewal import FAULT_LAPSED, Renewable, Renewal
 from modeldr.kube.members import MemberRegistry
 
 RECORD = FaultRecord.model_validate(
@@ -22,10 +23,11 @@ RECORD = FaultRecord.model_validate(
 class Driver:
     inject_allowance_s = 1.0
 
-    def __init__(self, *, fail: int = 0, slow_s: float = 0.0) -> None:
+    def __init__(self, *, fail: int = 0, slow_s: float = 0.0, lapse: bool = False) -> None:
         self.calls: list[tuple[float, datetime]] = []
         self.fail = fail
         self.slow_s = slow_s
+        self.lapse = lapse
         self.in_flight = threading.Event()
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
@@ -33,6 +35,8 @@ class Driver:
         time.sleep(self.slow_s)
         self.calls.append((time.monotonic(), expires_at))
         self.in_flight.clear()
+        if self.lapse:
+            raise Refusal(FAULT_LAPSED, "node gpu-0: Removed (expired: the agent removed it)")
         if self.fail:
             self.fail -= 1
             raise RuntimeError("the member did not answer")
@@ -76,3 +80,26 @@ def test_a_slow_call_is_waited_for_and_none_comes_after_stop() -> None:
     assert len(driver.calls) == 1 and not driver.in_flight.is_set()
     time.sleep(0.3)
     assert len(driver.calls) == 1
+
+
+def test_a_fault_known_not_in_force_lapses_and_is_never_renewed_again() -> None:
+    driver = Driver(lapse=True)
+    renewal = _run(driver, period_s=0.3, hold_s=0.4)
+    assert len(driver.calls) == 1  # renewing an ended fault could make it again
+    assert renewal.lapsed == "node gpu-0: Removed (expired: the agent removed it)"
+
+
+def test_a_whole_period_without_a_successful_renewal_is_a_lapse() -> None:
+    driver = Driver(fail=100)
+    renewal = _run(driver, period_s=0.3, hold_s=0.6)
+    assert renewal.lapsed is not None and "no renewal succeeded for" in renewal.lapsed
+    assert "the member did not answer" in renewal.lapsed
+    stopped_at = len(driver.calls)
+    assert 3 <= stopped_at <= 5, driver.calls  # 0, 0.1, 0.2, 0.3 s: then it gave up
+    assert renewal.failures == stopped_at
+
+
+def test_failures_shorter_than_a_period_are_no_lapse() -> None:
+    driver = Driver(fail=2)
+    renewal = _run(driver, period_s=0.6, hold_s=0.7)
+    assert renewal.lapsed is None and renewal.renewals >= 1
