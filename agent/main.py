@@ -8,6 +8,8 @@ The loop (at least every TICK_S, at once on a watch event): decide what the chai
 transaction when that changed, and write this node's report where it changed. So an order
 that expires is undone by the agent itself within a tick, a deleted one as soon as the watch
 says so, and at start every rule no live order backs is gone with the first transaction.
+It also watches its own Node and undoes a drill's cordon or GPU taint there when its
+expiry annotation passes (nodereaper.py): those faults too end with no operator.
 On SIGTERM (the pod deleted, the chart uninstalled) the agent removes its rules. After a
 SIGKILL the kernel still ends each fault at its expiry (the addresses are set elements with
 timeouts: rules.py); the inert rules and sets stay until the agent runs again and removes
@@ -27,7 +29,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from modeldr.agent import decide, netem, nft, rules, tc, tcrules
+from modeldr.agent import decide, netem, nft, nodereaper, rules, tc, tcrules
 from modeldr.agent.watch import OrderCache, parse
 from modeldr.api.networkfault import GROUP, PLURAL, VERSION, NodeReport, NodeState, Order
 
@@ -48,7 +50,13 @@ def _now() -> datetime:
 
 class Agent:
     def __init__(
-        self, api: client.CustomObjectsApi, node: str, node_ip: str, cluster: str, pod: str
+        self,
+        api: client.CustomObjectsApi,
+        node: str,
+        node_ip: str,
+        cluster: str,
+        pod: str,
+        core: client.CoreV1Api | None = None,
     ) -> None:
         self.api = api
         self.node = node
@@ -56,7 +64,9 @@ class Agent:
         self.pod = pod
         self.base = rules.chain_base(cluster, node)
         self.cache = OrderCache(api)
-        self.core = client.CoreV1Api(api.api_client)
+        self.core = core or client.CoreV1Api(api.api_client)
+        self.node_watch = nodereaper.NodeWatch(self.core, node, self.cache.changed)
+        self._node_due: datetime | None = None  # the next expiry of a fault on the Node
         # The pods on this node, as last read (None: the read failed: `_pods_error` says why).
         self._pods: list[decide.PodFacts] | None = None
         self._pods_error = ""
@@ -91,15 +101,27 @@ class Agent:
         )
         self.cleanup_at_start()
         self.cache.start()
+        self.node_watch.start()
         while not self.stop.is_set():
-            self.cache.changed.wait(decide.wait_seconds(self._next_expiry, _now(), TICK_S))
+            soonest = min(
+                (t for t in (self._next_expiry, self._node_due) if t is not None), default=None
+            )
+            self.cache.changed.wait(decide.wait_seconds(soonest, _now(), TICK_S))
             self.cache.changed.clear()
+            try:
+                latest = self.node_watch.latest()
+                self._node_due, patched = nodereaper.reap(self.core, latest, _now())
+                if patched is not latest:
+                    self.node_watch.offer(patched)
+            except Exception as exc:  # the orders' part must go on
+                log.exception("node faults: %s", exc)
             if self.cache.synced.is_set():
                 try:
                     self.tick(_now())
                 except Exception as exc:  # one bad tick must not end the agent
                     log.exception("tick failed: %s", exc)
         self.cache.stop()
+        self.node_watch.stop()
         self.remove_all()
 
     def cleanup_at_start(self) -> None:

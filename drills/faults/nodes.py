@@ -1,27 +1,73 @@
 """Node faults through the member API: NodeDrain (cordon, then evict the model's pods through
 the Eviction API, so PodDisruptionBudgets are respected) and GPULoss (the node's GPUs go:
 taint nvidia.com/gpu NoExecute, the model's pods evicted, nothing GPU-bound schedules there).
-Undo removes exactly what the record says was added: a cordon this drill set, its taint."""
+Undo removes exactly what the record says was added: a cordon this drill set, its taint.
+
+Both expire by themselves on the member side: the Node carries the fault's id and expiry as
+annotations (api/nodefault.py), the step renews the expiry, and the node's agent undoes the
+cordon or the taint when it passes (agent/nodereaper.py), so a dead operator leaves the node
+as it was within one expiry period. A renewal that finds the marks gone or another fault's
+(the agent undid it, someone uncordoned the node) is a lapsed fault (FaultLapsed)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
 
+from modeldr.api import nodefault
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
 from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, Observation, member_api, model_pods
 from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.refusal import Refusal
+from modeldr.drills.renewal import FAULT_LAPSED, recorded_expiry
 from modeldr.drills.select import SelectionError, select_node
 from modeldr.kube import k8s
-from modeldr.kube.constants import GPU_RESOURCE, GROUP
+from modeldr.kube.constants import GPU_RESOURCE
 from modeldr.kube.members import MemberRegistry
 
 # The taint GPULoss adds; its value marks it as the drill's (undo removes only this one).
-GPU_LOSS_TAINT_VALUE = f"{GROUP}-drill"
-GPU_LOSS_EFFECT = "NoExecute"
+GPU_LOSS_TAINT_VALUE = nodefault.GPU_LOSS_TAINT_VALUE
+GPU_LOSS_EFFECT = nodefault.GPU_LOSS_EFFECT
+#: How long an inject (the cordon or taint, then the evictions) may take: the first expiry
+#: counts from its end.
+NODE_INJECT_ALLOWANCE_S = 60.0
+
+
+def _expiry(record: FaultRecord) -> datetime:
+    expires = recorded_expiry(record)
+    if expires is None:  # the step records one before every inject (drills/renewal.py)
+        raise Refusal("InjectFailed", f"{record.type} {record.id} has no expiry recorded")
+    return expires
+
+
+def renew_marks(
+    members: MemberRegistry, record: FaultRecord, kind: nodefault.Kind, expires_at: datetime
+) -> None:
+    """Push the expiry annotation of the fault on its node; FaultLapsed when the node no
+    longer carries this fault's marks (its agent undid it at expiry, or someone did)."""
+    core = client.CoreV1Api(member_api(members, record.cluster))
+    name = FaultParameters.of(record).node_name
+    node = k8s.call(core.read_node, name, _request_timeout=TIMEOUT, absent=None)
+    if node is None:
+        raise Refusal(FAULT_LAPSED, f"node {name} is gone")
+    fault_key, _ = nodefault.ANNOTATIONS[kind]
+    holder = (node.metadata.annotations or {}).get(fault_key)
+    if holder != record.id:
+        raise Refusal(
+            FAULT_LAPSED,
+            f"node {name} no longer carries this {kind} (annotation {fault_key} is "
+            f"{holder!r}): undone at its expiry by the node's agent, or by hand",
+        )
+    body = {
+        "metadata": {
+            "resourceVersion": node.metadata.resource_version,
+            "annotations": nodefault.marked(kind, record.id, expires_at.astimezone(UTC)),
+        }
+    }
+    core.patch_node(name, body, _request_timeout=TIMEOUT)
 
 
 def plan_node(members: MemberRegistry, aim: Aim) -> Choice:
@@ -101,6 +147,7 @@ def eviction_summary(record: FaultRecord) -> Observation:
 class NodeDrain:
     provider = "member-api"
     needs_infrastructure = False
+    inject_allowance_s = NODE_INJECT_ALLOWANCE_S
 
     def describe(self, fault_type: str) -> str:
         return (
@@ -124,12 +171,16 @@ class NodeDrain:
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
+        marks = nodefault.marked("cordon", record.id, _expiry(record))
         core.patch_node(
             FaultParameters.of(record).node_name,
-            {"spec": {"unschedulable": True}},
+            {"metadata": {"annotations": marks}, "spec": {"unschedulable": True}},
             _request_timeout=TIMEOUT,
         )
         evict_all(members, record)
+
+    def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
+        renew_marks(members, record, "cordon", expires_at)
 
     def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
         return eviction_summary(record)
@@ -139,7 +190,10 @@ class NodeDrain:
         k8s.call(
             core.patch_node,
             FaultParameters.of(record).node_name,
-            {"spec": {"unschedulable": False}},
+            {
+                "metadata": {"annotations": nodefault.unmarked("cordon")},
+                "spec": {"unschedulable": False},
+            },
             _request_timeout=TIMEOUT,
             absent=k8s.DONE,
         )
@@ -154,16 +208,13 @@ def _taints(node: Any) -> list[dict[str, Any]]:
 
 
 def _is_ours(taint: dict[str, Any]) -> bool:
-    return (
-        taint.get("key") == GPU_RESOURCE
-        and taint.get("value") == GPU_LOSS_TAINT_VALUE
-        and taint.get("effect") == GPU_LOSS_EFFECT
-    )
+    return nodefault.is_gpu_loss_taint(taint)
 
 
 class GPULoss:
     provider = "member-api"
     needs_infrastructure = False
+    inject_allowance_s = NODE_INJECT_ALLOWANCE_S
 
     def describe(self, fault_type: str) -> str:
         return (
@@ -196,20 +247,32 @@ class GPULoss:
         name = FaultParameters.of(record).node_name
         node = core.read_node(name, _request_timeout=TIMEOUT)
         taints = _taints(node)
-        if not any(_is_ours(t) for t in taints):
-            taint = {"key": GPU_RESOURCE, "value": GPU_LOSS_TAINT_VALUE, "effect": GPU_LOSS_EFFECT}
-            # The resourceVersion makes a concurrent taint change a 409, not a lost write.
-            body = {
-                "metadata": {"resourceVersion": node.metadata.resource_version},
-                "spec": {"taints": [*taints, taint]},
-            }
-            core.patch_node(name, body, _request_timeout=TIMEOUT)
+        tainted = any(_is_ours(t) for t in taints)
+        holder = (node.metadata.annotations or {}).get(nodefault.GPU_LOSS_FAULT)
+        if not (tainted and holder == record.id):  # else a retried inject: nothing to write
+            self._taint(core, node, record)
         # The taint manager evicts pods without a NoExecute toleration; evicting the model's
         # pods ourselves makes the fault's start a known instant.
         evict_all(members, record)
 
+    @staticmethod
+    def _taint(core: client.CoreV1Api, node: Any, record: FaultRecord) -> None:
+        taints = _taints(node)
+        marks = nodefault.marked("gpu-loss", record.id, _expiry(record))
+        # The resourceVersion makes a concurrent taint change a 409, not a lost write.
+        body: dict[str, Any] = {
+            "metadata": {"resourceVersion": node.metadata.resource_version, "annotations": marks}
+        }
+        if not any(_is_ours(t) for t in taints):
+            taint = {"key": GPU_RESOURCE, "value": GPU_LOSS_TAINT_VALUE, "effect": GPU_LOSS_EFFECT}
+            body["spec"] = {"taints": [*taints, taint]}
+        core.patch_node(node.metadata.name, body, _request_timeout=TIMEOUT)
+
     def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
         return eviction_summary(record)
+
+    def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
+        renew_marks(members, record, "gpu-loss", expires_at)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
@@ -219,10 +282,15 @@ class GPULoss:
             return
         taints = _taints(node)
         kept = [t for t in taints if not _is_ours(t)]
-        if len(kept) == len(taints):
+        marked = nodefault.GPU_LOSS_FAULT in (node.metadata.annotations or {})
+        if len(kept) == len(taints) and not marked:
             return
-        body = {
-            "metadata": {"resourceVersion": node.metadata.resource_version},
-            "spec": {"taints": kept or None},
+        body: dict[str, Any] = {
+            "metadata": {
+                "resourceVersion": node.metadata.resource_version,
+                "annotations": nodefault.unmarked("gpu-loss"),
+            }
         }
+        if len(kept) != len(taints):
+            body["spec"] = {"taints": kept or None}
         core.patch_node(name, body, _request_timeout=TIMEOUT)

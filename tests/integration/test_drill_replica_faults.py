@@ -5,7 +5,9 @@
   copy) after the run;
 - NodeDrain with the PodDisruptionBudget the operator renders: two replicas on one node, the
   drain evicts one and the budget refuses the other while its eviction would leave none
-  available; the cordon is gone after the run.
+  available; the cordon is gone after the run;
+- NodeDrain and GPULoss with the operator SIGKILLed mid-fault: nobody renews the node's
+  expiry annotation, and the node's own agent removes the cordon or the taint when it passes.
 
 One ModelDeployment (2 replicas, both primary replicas on one node) is shared by the module.
 """
@@ -15,17 +17,23 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from modeldr.api import nodefault
 from modeldr.drills.faults.corruption import FAULT_LABEL
 from modeldr.kube.constants import DRILLPLANS, DRILLRUNS, GROUP, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
+from sandbox.config import sandbox_paths
+from sandbox.operator_up import operator_up
 from tests.integration.modeldeployments import (
     NAME,
     PLURAL,
@@ -88,8 +96,9 @@ def primary_pods(ns: str, selector: str = f"modeldr.io/name={NAME}") -> list[Any
     return list(kube.core("primary").list_namespaced_pod(ns, label_selector=selector).items)
 
 
-def plan(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+def plan(name: str, steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     spec = {
+        **extra,
         "target": {"modelDeployment": NAME},
         "traffic": {"ratePerSecond": 10, "timeoutMilliseconds": 2000},
         "steadyState": {"durationSeconds": 2, "maxErrorRatio": 0.0},
@@ -230,3 +239,66 @@ def test_a_drain_respects_the_pod_disruption_budget_and_leaves_no_cordon(md_ns: 
     assert not after.spec.unschedulable
     assert (after.spec.taints or []) == (before.spec.taints or [])
     wait_status(md_ns, two_ready, "2 replicas again", 120)
+
+
+def node_faults(node: Any) -> list[nodefault.Mark]:
+    return nodefault.marks(node.metadata.annotations or {})
+
+
+def restored(node: Any) -> bool:
+    taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in node.spec.taints or []]
+    return (
+        not node.spec.unschedulable
+        and not any(nodefault.is_gpu_loss_taint(t) for t in taints)
+        and not node_faults(node)
+    )
+
+
+@pytest.mark.parametrize("fault_type", ["NodeDrain", "GPULoss"])
+def test_an_operator_killed_mid_fault_leaves_the_node_to_its_agent_to_restore(
+    md_ns: str, fault_type: str
+) -> None:
+    """SIGKILL of the operator while a cordon or a GPU taint holds the node: no renewal comes,
+    and when the node's expiry annotation passes the node's agent removes the fault (there
+    is no operator to do it); the next operator ends the run Aborted."""
+    wait_status(md_ns, two_ready, "serving", 120)
+    core = kube.core("primary")
+    # Where a replica runs now (an earlier drain may have moved one).
+    node = sorted(p.spec.node_name for p in primary_pods(md_ns) if p.spec.node_name)[0]
+    assert restored(core.read_node(node))
+    step = {
+        "name": "hold",
+        "fault": {"type": fault_type, "cluster": "primary", "node": node},
+        "durationSeconds": 120,
+        "expect": {"activeCluster": "unchanged"},
+    }
+    name = apply_plan(md_ns, plan(f"killed-{fault_type.lower()}", [step], faultExpirySeconds=3))
+    kube.wait_for(
+        lambda: bool(node_faults(core.read_node(node))), timeout=60, what="the node faulted"
+    )
+    time.sleep(1.5)  # a few renewals
+    pid = int((sandbox_paths().state / "operator.pid").read_text())
+    try:
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        [mark] = node_faults(core.read_node(node))
+        assert mark.expires_at is not None
+        kube.wait_for(
+            lambda: restored(core.read_node(node)),
+            timeout=15,
+            interval=0.05,
+            what=f"the node's agent to undo the {fault_type} at its expiry",
+        )
+        lag = (datetime.now(UTC) - mark.expires_at).total_seconds()
+        print(
+            f"\n{fault_type}: expiry -> node restored by its agent, no operator: {lag:+.2f} s "
+            f"({time.monotonic() - killed:.1f} s after the SIGKILL)"
+        )
+        assert -0.5 <= lag <= 2.0, lag
+        assert time.monotonic() - killed <= 3 + 2.5, "not within one expiry period of the kill"
+    finally:
+        operator_up()
+    s = watch_run(md_ns, name, lambda: None, timeout=90)
+    assert s["phase"] == "Aborted" and s["reason"] == "OperatorRestarted", explain(s)
+    assert restored(core.read_node(node))
+    wait_status(md_ns, two_ready, "2 replicas again", 180)

@@ -502,7 +502,7 @@ def test_the_agent_chart_runs_one_host_network_pod_per_node_with_net_admin_only(
     }
 
 
-def test_the_agent_chart_grants_networkfaults_their_status_and_reading_pods_only() -> None:
+def test_the_agent_chart_grants_networkfaults_their_status_pods_and_nodes_only() -> None:
     docs = _render_chart()
     [role] = [d for d in docs if d["kind"] == "ClusterRole"]
     granted = {
@@ -518,6 +518,9 @@ def test_the_agent_chart_grants_networkfaults_their_status_and_reading_pods_only
         ("modeldr.io", "networkfaults", "watch"),
         ("modeldr.io", "networkfaults/status", "patch"),
         ("", "pods", "list"),  # its node's, to check the targets
+        ("", "nodes", "list"),  # its own (a field selector), to undo expired node faults
+        ("", "nodes", "watch"),
+        ("", "nodes", "patch"),
     }
     [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert binding["subjects"][0]["name"] == "modeldr-agent"

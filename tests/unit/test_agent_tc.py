@@ -557,6 +557,22 @@ def raw(name: str, expires: datetime, effect: str = "Latency") -> dict[str, Any]
     return {"metadata": {"namespace": "ml", "name": name, "uid": f"u-{name}"}, "spec": spec}
 
 
+class FakeCore:
+    """The pods on the agent's node: the one model pod the orders target."""
+
+    def list_pod_for_all_namespaces(self, **_: Any) -> Any:
+        from kubernetes import client
+
+        pod = client.V1Pod(
+            metadata=client.V1ObjectMeta(
+                namespace="ml", name="tiny-bert-1", labels={"modeldr.io/name": "tiny-bert"}
+            ),
+            spec=client.V1PodSpec(containers=[], node_name="gpu-0"),
+            status=client.V1PodStatus(phase="Running", pod_ip="127.1.129.2"),
+        )
+        return client.V1PodList(items=[pod])
+
+
 @pytest.fixture()
 def agent_with(monkeypatch: pytest.MonkeyPatch) -> Any:
     from modeldr.agent import main, netem, nft, tc
@@ -567,6 +583,7 @@ def agent_with(monkeypatch: pytest.MonkeyPatch) -> Any:
         why = "a netem qdisc was added" if available else "kernel x has no tc netem"
         monkeypatch.setattr(netem, "detect", lambda: netem.Netem(available, why))
         monkeypatch.setattr(nft, "apply", lambda text: calls.append(("nft", text)))
+        monkeypatch.setattr(nft, "list_table", lambda: {"nftables": []})
 
         def make(delay: Delay, tag: str) -> tc.Outcome:
             calls.append(("make", delay))
@@ -579,7 +596,7 @@ def agent_with(monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setattr(tc, "make", make)
         monkeypatch.setattr(tc, "sweep", sweep)
         api = FakeApi()
-        agent = main.Agent(api, "gpu-0", "127.1.0.1", "primary", "agent-x")
+        agent = main.Agent(api, "gpu-0", "127.1.0.1", "primary", "agent-x", core=FakeCore())
         agent.cache._objects = api.objects  # the watch's cache, filled by hand
         return agent, api
 

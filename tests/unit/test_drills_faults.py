@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from modeldr.api import nodefault
 from modeldr.api.drillplan import FAULT_TYPES, Fault
 from modeldr.api.drillstatus import FaultRecord, SteadyStateStatus
 from modeldr.api.phase import Phase
@@ -138,6 +139,8 @@ def test_each_driver_owns_its_facts() -> None:
         "NetworkPartition": AGENT_WAIT_S,
         "PacketLoss": AGENT_WAIT_S,
         "Latency": AGENT_WAIT_S,
+        "NodeDrain": nodes.NODE_INJECT_ALLOWANCE_S,
+        "GPULoss": nodes.NODE_INJECT_ALLOWANCE_S,
     }
 
 
@@ -242,6 +245,10 @@ class FakeCore:
         if wanted is not None and wanted != node.metadata.resource_version:
             raise client.ApiException(status=409, reason="Conflict")
         self.patches.append((name, body))
+        annotations = (body.get("metadata") or {}).get("annotations")
+        if annotations is not None:  # a merge patch: None removes a key
+            merged = {**(node.metadata.annotations or {}), **annotations}
+            node.metadata.annotations = {k: v for k, v in merged.items() if v is not None}
         spec = body.get("spec") or {}
         if "unschedulable" in spec:
             node.spec.unschedulable = spec["unschedulable"]
@@ -281,9 +288,14 @@ MEMBERS = registry_of(FakeMember("primary"))
 OURS = (GPU_RESOURCE, GPU_LOSS_TAINT_VALUE, GPU_LOSS_EFFECT)
 
 
+EXPIRES = "2030-01-01T00:01:00+00:00"
+
+
 def gpu_record(**parameters: str) -> FaultRecord:
     return record_of(
-        "GPULoss", targets=["p1", "p2"], parameters={"node": "n1", "namespace": "ml", **parameters}
+        "GPULoss",
+        targets=["p1", "p2"],
+        parameters={"node": "n1", "namespace": "ml", "expiresAt": EXPIRES, **parameters},
     )
 
 
@@ -402,14 +414,47 @@ def test_another_eviction_error_fails_the_inject(core: FakeCore) -> None:
 
 def test_node_drain_cordons_evicts_and_undo_uncordons(core: FakeCore) -> None:
     core.add("n1")
-    record = record_of("NodeDrain", targets=["p1"], parameters={"node": "n1", "namespace": "ml"})
+    record = drain_record()
     NodeDrain().inject(MEMBERS, record)
     assert core.nodes["n1"].spec.unschedulable is True
+    # The node carries the fault's id and expiry: its agent undoes the cordon at expiry.
+    assert core.nodes["n1"].metadata.annotations == {
+        nodefault.CORDON_FAULT: record.id,
+        nodefault.CORDON_EXPIRES: EXPIRES,
+    }
     assert [pod for pod, _, _ in core.evictions] == ["p1"]
     NodeDrain().undo(MEMBERS, record)
     assert core.nodes["n1"].spec.unschedulable is False
+    assert core.nodes["n1"].metadata.annotations == {}
     del core.nodes["n1"]
     NodeDrain().undo(MEMBERS, record)  # the node is gone: nothing to put back
+
+
+def drain_record() -> FaultRecord:
+    parameters = {"node": "n1", "namespace": "ml", "expiresAt": EXPIRES}
+    return record_of("NodeDrain", targets=["p1"], parameters=parameters)
+
+
+@pytest.mark.parametrize("driver", [NodeDrain(), GPULoss()], ids=["drain", "gpu-loss"])
+def test_a_node_fault_renews_its_expiry_on_the_node_and_lapses_when_its_marks_go(
+    core: FakeCore, driver: NodeDrain | GPULoss
+) -> None:
+    core.add("n1")
+    record = drain_record() if isinstance(driver, NodeDrain) else gpu_record()
+    kind: nodefault.Kind = "cordon" if isinstance(driver, NodeDrain) else "gpu-loss"
+    fault_key, expires_key = nodefault.ANNOTATIONS[kind]
+    driver.inject(MEMBERS, record)
+    later = datetime(2030, 1, 1, 0, 2, tzinfo=UTC)
+    driver.renew(MEMBERS, record, later)
+    assert core.nodes["n1"].metadata.annotations[expires_key] == later.isoformat()
+    # The node's agent undid it at expiry (or someone did): the fault lapsed.
+    core.nodes["n1"].metadata.annotations = {}
+    with pytest.raises(Refusal) as lapsed:
+        driver.renew(MEMBERS, record, later)
+    assert lapsed.value.reason == "FaultLapsed" and fault_key in lapsed.value.message
+    del core.nodes["n1"]
+    with pytest.raises(Refusal, match="is gone"):
+        driver.renew(MEMBERS, record, later)
 
 
 def test_node_drain_refuses_a_node_cordoned_by_someone_else(
