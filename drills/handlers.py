@@ -161,6 +161,7 @@ async def drillrun_daemon(
     uid: str,
     spec: kopf.Spec,
     status: kopf.Status,
+    meta: kopf.Meta,
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
@@ -181,7 +182,11 @@ async def drillrun_daemon(
 
     try:
         ref = RunRef(namespace, name, uid)
-        await drill_run.execute_run(host_of(memo), ref, dict(spec), dict(status), stop_reason)
+        # The version and status read together fence this operator's status writes.
+        version = meta.get("resourceVersion")
+        await drill_run.execute_run(
+            host_of(memo), ref, dict(spec), dict(status), stop_reason, version=version
+        )
     finally:
         done.set()
 

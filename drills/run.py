@@ -111,13 +111,16 @@ async def execute_run(
     spec_raw: Any,
     status_raw: Any,
     stop_reason: Callable[[], tuple[str, str] | None],
+    version: str | None = None,
 ) -> None:
     status = DrillRunStatus.parse(status_raw)
     spec = DrillRunSpec.parse(spec_raw)
     if status.phase not in (Phase.PENDING, Phase.RUNNING):
         return  # ended already
     scheduled = plans.parse_time(spec.scheduled_time) is not None
-    run = Run(rt, RunState(rt.hub, ref, status), spec.plan_ref.name, stop_reason, scheduled)
+    known = dict(status_raw or {}) if version is not None else None
+    state = RunState(rt.hub, ref, status, version=version, known=known)
+    run = Run(rt, state, spec.plan_ref.name, stop_reason, scheduled)
     try:
         if status.phase is Phase.RUNNING:
             why = "the operator restarted mid-run and rolled the run back"

@@ -54,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         "$MODELDR_AGENT_CLUSTER or 'member')",
     )
     agent.add_argument("--verbose", action="store_true", help="debug logging")
+    from modeldr.kube import memberidentity
+
+    memberidentity.add_parser(commands)
     args = parser.parse_args(args_in)
+    if args.command == "member-kubeconfig":
+        return memberidentity.main(args)
     if args.command == "agent":
         from modeldr.agent.main import main as agent_main
 

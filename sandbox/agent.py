@@ -34,6 +34,8 @@ from sandbox.config import (
 RELEASE = "modeldr-agent"
 NAMESPACE = "modeldr-agent"
 SERVICE_ACCOUNT = "modeldr-agent"  # the chart's fullname for release "modeldr-agent"
+#: The hub operator's identity in the member (the chart's memberIdentity).
+MEMBER_SERVICE_ACCOUNT = "modeldr-agent-member"
 DAEMONSET = "modeldr-agent"
 CHART = REPO_ROOT / "charts" / "modeldr-agent"
 TOKEN_SECONDS = 24 * 3600

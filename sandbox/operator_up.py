@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from modeldr.kube import memberidentity
 from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
 from modeldr.kube.members import (
     INFRASTRUCTURE_KEY,
@@ -35,7 +36,7 @@ from modeldr.kube.members import (
     PROMETHEUS_KEY,
 )
 from modeldr.serving.manifest import MANIFEST_NAME, ArtifactError, verify_model_dir
-from sandbox import daemons, infra_daemon, kube
+from sandbox import agent, daemons, infra_daemon, kube
 from sandbox.config import (
     MEMBER_CLUSTERS,
     OPERATOR_HEALTH_PORT,
@@ -124,15 +125,47 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+#: A member identity's kubeconfig is made again when older than this (its token lives a day).
+MEMBER_KUBECONFIG_REUSE_S = 12 * 3600
+MEMBER_TOKEN_SECONDS = 24 * 3600
+
+
+def member_kubeconfig(cluster: str) -> str:
+    """The operator's kubeconfig for a member: the agent chart's least-privilege member
+    ServiceAccount (charts/modeldr-agent, memberIdentity), never the admin's; the same
+    `modeldr member-kubeconfig` makes, kept under .sandbox/member/ for reuse."""
+    path = sandbox_paths().root / "member" / f"{cluster}.kubeconfig"
+    if path.exists() and time.time() - path.stat().st_mtime < MEMBER_KUBECONFIG_REUSE_S:
+        return path.read_text()
+    admin = yaml.safe_load(
+        _kubectl("config", "view", "--minify", "--flatten", "--context", cluster)
+    )
+    _, entry = memberidentity.cluster_of(admin, cluster)
+    printed = memberidentity.member_kubeconfig(
+        kube.core(cluster),
+        cluster,
+        entry,
+        agent.NAMESPACE,
+        agent.MEMBER_SERVICE_ACCOUNT,
+        MEMBER_TOKEN_SECONDS,
+    )
+    text = yaml.safe_dump(printed, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(text)
+    return text
+
+
 def register_members(
     infrastructure_url: str | None = None, infrastructure_token: str | None = None
 ) -> None:
-    """One Secret per member; one already holding the same data is left as it is (a rewrite
-    would make the operator rebuild its member clients for nothing)."""
+    """One Secret per member, with the member identity's kubeconfig; one already holding the
+    same data is left as it is (a rewrite would make the operator rebuild its member clients
+    for nothing)."""
     core = kube.core("hub")
     prometheus_url = sandbox_paths().prometheus_url_file.read_text().strip()
     for cluster in MEMBER_CLUSTERS:
-        kubeconfig = _kubectl("config", "view", "--minify", "--flatten", "--context", cluster)
+        kubeconfig = member_kubeconfig(cluster)
         data = {KUBECONFIG_KEY: _b64(kubeconfig), PROMETHEUS_KEY: _b64(prometheus_url)}
         if infrastructure_url:
             data[INFRASTRUCTURE_KEY] = _b64(infrastructure_url)

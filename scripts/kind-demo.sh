@@ -109,9 +109,10 @@ for member in primary standby; do
   # the kind network (kind's --internal name resolves only in Docker's DNS, not in CoreDNS).
   ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
     "modeldr-$member-control-plane")
-  "$KIND" get kubeconfig --internal --name "modeldr-$member" \
-    | sed "s#https://modeldr-$member-control-plane:6443#https://$ip:6443#" \
-    >"$OUT/$member.internal.kubeconfig"
+  # The operator's least-privilege identity there (the agent chart's memberIdentity), never
+  # an admin kubeconfig: a TokenRequest token, the member's CA, that address.
+  .venv/bin/modeldr member-kubeconfig --context "$member" --namespace "$SYSTEM_NS" \
+    --server "https://$ip:6443" >"$OUT/$member.internal.kubeconfig"
   k --context hub -n "$SYSTEM_NS" create secret generic "modeldr-member-$member" \
     --from-file=kubeconfig="$OUT/$member.internal.kubeconfig" \
     --from-literal=infrastructure-webhook-url="$INFRA_URL" \

@@ -18,6 +18,7 @@ from modeldr.kube.members import KUBECONFIG_KEY
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
+from sandbox.operator_up import member_kubeconfig
 from tests.integration.test_crds import apply_crds, kubectl
 from tests.tooling import require_tool
 
@@ -93,13 +94,15 @@ def test_the_chart_as_kind_demo_installs_it_is_accepted(crds: None, hub_namespac
 def test_the_member_secret_as_kind_demo_builds_it_is_accepted(
     sandbox: Sandbox, hub_namespace: str, tmp_path: Path
 ) -> None:
-    """The script's pipeline, with a member kubeconfig of the sandbox standing in for kind's
-    --internal one: what the operator's member registry selects (label, key)."""
+    """The script's pipeline, with the sandbox's member identity kubeconfig standing in for
+    the one `modeldr member-kubeconfig` prints on kind: what the operator's member registry
+    selects (label, key)."""
     script = DEMO.read_text()
     assert f"{MEMBER_CLUSTER_LABEL}=$member" in script
     assert f"--from-file={KUBECONFIG_KEY}=" in script
+    assert 'modeldr member-kubeconfig --context "$member"' in script  # never an admin's
     member = tmp_path / "primary.internal.kubeconfig"
-    member.write_text(kubectl("config", "view", "--minify", "--flatten").stdout)
+    member.write_text(member_kubeconfig("primary"))
     base = [
         require_tool("kubectl"),
         "--kubeconfig",

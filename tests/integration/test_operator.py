@@ -24,8 +24,7 @@ from kubernetes import client
 from modeldr.kube.constants import GROUP, MEMBER_CLUSTER_LABEL, SWITCH_ANNOTATION, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
-from sandbox.config import sandbox_paths
-from sandbox.operator_up import operator_down, operator_up
+from sandbox.operator_up import member_kubeconfig, operator_down, operator_up
 from sandbox.probe import hub_traffic, infer, server_ready, successes
 from tests.integration.modeldeployments import (
     EXAMPLE,
@@ -227,23 +226,11 @@ def test_deletion_removes_member_objects_and_waits_for_an_unreachable_member(
     # Not gone: the cleanup in the unreachable member is retried, not skipped.
     assert get(hub_ns)["metadata"].get("deletionTimestamp")
 
-    # The member becomes reachable (its Secret appears): the deletion completes.
-    kubeconfig = sandbox_paths().kubeconfig.read_text()
-    config = yaml.safe_load(kubeconfig)
-    context = next(c for c in config["contexts"] if c["name"] == "standby")
-    cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
-    user = next(u for u in config["users"] if u["name"] == context["context"]["user"])
-    # Embedded, as a member Secret must hold them (file paths are refused).
-    embed(cluster["cluster"], "certificate-authority")
-    embed(user["user"], "client-certificate", "client-key")
-    one = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster],
-        "users": [user],
-        "contexts": [context],
-        "current-context": "standby",
-    }
+    # The member becomes reachable (its Secret appears): the deletion completes. Its Secret
+    # holds what every member Secret of the sandbox holds: the least-privilege member
+    # identity's kubeconfig (charts/modeldr-agent memberIdentity), embedded.
+    one = yaml.safe_load(member_kubeconfig("standby"))
+    assert "token" in one["users"][0]["user"] and "client-key-data" not in one["users"][0]["user"]
     secret_name = f"member-{ghost}"
     kube.core("hub").create_namespaced_secret(
         SECRETS_NAMESPACE,
@@ -332,14 +319,6 @@ def test_a_cold_standby_is_scaled_up_before_traffic_switches(hub_ns: str) -> Non
     addresses = hub_addresses(hub_ns)
     assert addresses and all(a.startswith("127.2.") for a in addresses)
     assert all(server_ready(a) for a in addresses), "the hub lists a standby that does not serve"
-
-
-def embed(entry: dict[str, Any], *fields: str) -> None:
-    """Replace the kubeconfig entry's file paths by their contents (`<field>-data`)."""
-    for field in fields:
-        if field in entry:
-            data = Path(entry.pop(field)).read_bytes()
-            entry[f"{field}-data"] = base64.b64encode(data).decode()
 
 
 @contextlib.contextmanager

@@ -465,6 +465,17 @@ def test_the_committed_networkfault_crd_is_what_the_generator_writes() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) for every rule of a ClusterRole."""
+    return {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
 def _render_chart(*sets: str) -> list[dict[str, Any]]:
     args = [
         "template",
@@ -504,14 +515,12 @@ def test_the_agent_chart_runs_one_host_network_pod_per_node_with_net_admin_only(
 
 def test_the_agent_chart_grants_networkfaults_their_status_pods_and_nodes_only() -> None:
     docs = _render_chart()
-    [role] = [d for d in docs if d["kind"] == "ClusterRole"]
-    granted = {
-        (g, r, v)
-        for rule in role["rules"]
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
-    }
+    [role] = [
+        d
+        for d in docs
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "modeldr-agent-modeldr-agent"
+    ]
+    granted = grants(role)
     assert granted == {
         ("modeldr.io", "networkfaults", "get"),
         ("modeldr.io", "networkfaults", "list"),
@@ -522,7 +531,12 @@ def test_the_agent_chart_grants_networkfaults_their_status_pods_and_nodes_only()
         ("", "nodes", "watch"),
         ("", "nodes", "patch"),
     }
-    [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    [binding] = [
+        d
+        for d in docs
+        if d["kind"] == "ClusterRoleBinding"
+        and d["metadata"]["name"] == "modeldr-agent-modeldr-agent"
+    ]
     assert binding["subjects"][0]["name"] == "modeldr-agent"
     crd = yaml.safe_load(
         (ROOT / "charts/modeldr-agent/crds/modeldr.io_networkfaults.yaml").read_text()
@@ -573,3 +587,37 @@ def test_pod_facts_are_read_from_the_clients_pod_objects() -> None:
     assert facts is not None and facts.host_network
     running.status.phase = "Succeeded"  # its address may be someone else's now
     assert pod_facts(running) is None
+
+
+def test_the_agent_chart_ships_the_operators_least_privilege_member_identity() -> None:
+    docs = _render_chart()
+    member = [d for d in docs if "member" in d["metadata"]["name"]]
+    assert {(d["kind"], d["metadata"]["name"]) for d in member} == {
+        ("ServiceAccount", "modeldr-agent-member"),
+        ("ClusterRole", "modeldr-agent-modeldr-agent-member"),
+        ("ClusterRoleBinding", "modeldr-agent-modeldr-agent-member"),
+    }
+    [role] = [d for d in member if d["kind"] == "ClusterRole"]
+    granted = grants(role)
+    # What docs/operator.md#member-clusters lists, nothing more: no secrets, no RBAC, no
+    # escalate/bind/impersonate, no wildcard.
+    assert {r for _, r, _ in granted} == {
+        "deployments",
+        "services",
+        "poddisruptionbudgets",
+        "endpointslices",
+        "namespaces",
+        "nodes",
+        "pods",
+        "pods/eviction",
+        "networkfaults",
+    }
+    assert not any("*" in (g, r, v) for g, r, v in granted)
+    assert ("", "namespaces", "delete") not in granted and ("", "nodes", "delete") not in granted
+    [binding] = [d for d in member if d["kind"] == "ClusterRoleBinding"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "modeldr-agent-member", "namespace": "modeldr-agent"}
+    ]
+    assert not [
+        d for d in _render_chart("memberIdentity.create=false") if "member" in d["metadata"]["name"]
+    ]

@@ -16,7 +16,13 @@ from modeldr.drills import journal as journal_module
 from modeldr.drills.faults import registry
 from modeldr.drills.faults.base import Choice
 from modeldr.drills.journal import UNDO_ATTEMPTS, Journal, new_record
-from modeldr.drills.runstate import WRITE_ATTEMPTS, RunRef, RunState, StatusWriteError
+from modeldr.drills.runstate import (
+    WRITE_ATTEMPTS,
+    RunRef,
+    RunState,
+    StatusFenced,
+    StatusWriteError,
+)
 from tests.unit.drill_fakes import FakeDriver, FakeMember, FakeMembers, RecordingState, nowhere
 
 
@@ -323,3 +329,81 @@ def test_a_status_write_of_a_deleted_run_is_no_error(status_api: type[FlakyStatu
     waits: list[float] = []
     asyncio.run(_writer(waits).write())
     assert len(status_api.bodies) == 1 and waits == []
+
+
+class StoredRun:
+    """One DrillRun as the apiserver keeps it: a resourceVersion bumped by every write, a
+    merge patch of the status refused (409) when it names another version."""
+
+    def __init__(self) -> None:
+        self.version = 1
+        self.status: dict[str, Any] = {"phase": "Running"}
+        self.gets = 0
+        self.patches = 0
+
+    def __call__(self, api_client: Any = None) -> StoredRun:
+        return self
+
+    def _object(self) -> dict[str, Any]:
+        meta = {"name": "run-1", "resourceVersion": str(self.version)}
+        return {"metadata": meta, "status": dict(self.status)}
+
+    def patch_namespaced_custom_object_status(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        body = args[5]
+        self.patches += 1
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and wanted != str(self.version):
+            raise client.ApiException(status=409, reason="Conflict")
+        self.status = {**self.status, **body["status"]}
+        self.version += 1
+        return self._object()
+
+    def get_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.gets += 1
+        return self._object()
+
+    def someone_writes(self, status: dict[str, Any] | None = None) -> None:
+        """Another writer: the status (a new leader), or only metadata (kopf)."""
+        if status is not None:
+            self.status = {**self.status, **status}
+        self.version += 1
+
+
+def _fenced_writer(stored: StoredRun) -> RunState:
+    async def sleep(seconds: float) -> None:
+        pass
+
+    status = DrillRunStatus(phase=Phase.RUNNING)
+    known = dict(stored.status)
+    ref = RunRef("demo", "run-1", "u")
+    return RunState(nowhere(), ref, status, sleep=sleep, version=str(stored.version), known=known)
+
+
+def test_a_metadata_only_change_is_no_fence(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = StoredRun()
+    monkeypatch.setattr("modeldr.drills.runstate.client.CustomObjectsApi", stored)
+    writer = _fenced_writer(stored)
+    stored.someone_writes()  # kopf's annotation: the version moves, the status does not
+    asyncio.run(writer.write())
+    assert stored.patches == 2 and stored.gets == 1 and writer.fenced is None
+    asyncio.run(writer.write())  # on the version its own write returned: no conflict
+    assert stored.patches == 3 and stored.gets == 1
+
+
+def test_a_writer_whose_run_someone_else_wrote_is_deposed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A paused former leader wakes up after the new one rolled its run back: its write is
+    refused, and so is every later one, without asking the hub again."""
+    stored = StoredRun()
+    monkeypatch.setattr("modeldr.drills.runstate.client.CustomObjectsApi", stored)
+    writer = _fenced_writer(stored)
+    asyncio.run(writer.write())
+    stored.someone_writes({"phase": "Aborted", "reason": "OperatorRestarted"})
+    with pytest.raises(StatusFenced, match="deposed"):
+        asyncio.run(writer.write())
+    assert stored.status["phase"] == "Aborted"  # the new leader's verdict stands
+    patches = stored.patches
+    with pytest.raises(StatusFenced):
+        asyncio.run(writer.write())
+    assert stored.patches == patches and isinstance(StatusFenced("x"), StatusWriteError)

@@ -49,3 +49,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The operator's identity in this member (memberIdentity). */}}
+{{- define "modeldr-agent.memberName" -}}
+{{- default (printf "%s-member" (include "modeldr-agent.fullname" .) | trunc 63 | trimSuffix "-") .Values.memberIdentity.name }}
+{{- end }}
