@@ -118,7 +118,8 @@ class AbortWatch:
             )
         assert condition.prometheus is not None and watched.compiled is not None
         outcome = await d.query(condition.prometheus)
-        return check_abort_query(condition.name, outcome, watched.compiled)
+        # On a worker thread, never on the event loop (drills/conditions.py).
+        return await asyncio.to_thread(check_abort_query, condition.name, outcome, watched.compiled)
 
     def conclude(self) -> None:
         """Each condition's conclusion, in its status (what the verdict reads): Aborted when

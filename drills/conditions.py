@@ -10,6 +10,13 @@ Error measurement ("the gate is wrong"), never as a success.
 
 cel-python (`celpy`) is the evaluator: a maintained CEL implementation, no eval(), no parser of
 our own.
+
+The cost of a condition is bounded: an expression of at most MAX_EXPRESSION_CHARS, no
+comprehension macro in the body of another (`result.all(x, result.exists(y, ...))` would
+cost the square of the samples; a chain such as `result.map(...).all(...)` is linear), and
+at most MAX_SAMPLES values per evaluation (more is a ConditionEvalError): linear in a
+bounded input. The engine evaluates conditions on a worker thread, never on the event loop
+(drills/gaterunner.py, drills/aborts.py).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
 MAX_EXPRESSION_CHARS = 4096
+#: The most values a condition is evaluated on (a query's result beyond it is an error).
+MAX_SAMPLES = 10_000
 
 # Names a condition may use besides `result`: CEL's type names (`type(x) == double`).
 _TYPE_NAMES = frozenset(
@@ -62,6 +71,11 @@ class CompiledCondition:
 
     def evaluate(self, result: Sequence[float]) -> bool:
         """True or False for this result; ConditionEvalError when it does not evaluate."""
+        if len(result) > MAX_SAMPLES:
+            raise ConditionEvalError(
+                f"condition {self.expression!r}: the query returned {len(result)} samples; a "
+                f"condition is evaluated on at most {MAX_SAMPLES} (aggregate in PromQL)"
+            )
         activation = {"result": celtypes.ListType([celtypes.DoubleType(v) for v in result])}
         try:
             value = self._runner.evaluate(activation)
@@ -99,6 +113,12 @@ def compile_condition(expression: str) -> CompiledCondition:
         except CELParseError as exc:
             where = f" at column {exc.column}" if exc.column else ""
             raise ConditionError(expression, f"does not parse{where}") from exc
+        if _nested_macro(tree):
+            raise ConditionError(
+                expression,
+                "a macro inside another macro (all, exists, exists_one, map, filter) is refused: "
+                "its cost grows with the square of the samples",
+            )
         unknown = sorted(_free_names(tree) - {VARIABLE} - _TYPE_NAMES)
         if unknown:
             names = ", ".join(repr(n) for n in unknown)
@@ -130,6 +150,23 @@ def _free_names(tree: lark.Tree[lark.Token]) -> set[str]:
                 if isinstance(first, lark.Tree):
                     bound.update(str(n.children[0]) for n in _walk(first) if n.data == "ident")
     return used - bound
+
+
+def _is_macro(node: lark.Tree[lark.Token]) -> bool:
+    return node.data == "member_dot_arg" and str(node.children[1]) in _BINDING_MACROS
+
+
+def _nested_macro(tree: lark.Tree[lark.Token]) -> bool:
+    """A comprehension macro whose body (its arguments) holds another one: evaluated once
+    per sample each, it costs the square of the samples. A chain on the target
+    (`result.map(...).all(...)`) stays linear and is allowed."""
+    for node in _walk(tree):
+        if not _is_macro(node):
+            continue
+        inner = [c for c in node.children[2:] if isinstance(c, lark.Tree)]
+        if any(_is_macro(n) for child in inner for n in _walk(child)):
+            return True
+    return False
 
 
 def _walk(tree: lark.Tree[lark.Token]) -> Iterator[lark.Tree[lark.Token]]:

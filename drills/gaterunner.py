@@ -86,8 +86,10 @@ class GateRunner:
         self.started_at = self.started_at or at
         outcome = await self.query(self.gate.prometheus)
         self.last_at = self.clock()
-        measurement = classify_measurement(
-            outcome, success=self.success, failure=self.failure, at=at
+        # The conditions run on a worker thread: never on the event loop (their cost is
+        # bounded, drills/conditions.py, but a run's stop must not wait for them).
+        measurement = await asyncio.to_thread(
+            classify_measurement, outcome, success=self.success, failure=self.failure, at=at
         )
         self.tally = self.tally.record(measurement)
 

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 # faultExpirySeconds after its last renewal (drills/renewal.py); the first expiry also covers
 # the longest inject, so a slow provider cannot undo the fault before the first renewal.
 
+# The record's parameter with the step's duration, for a fault whose life it bounds.
+HOLD_PARAMETER = "holdSeconds"
+
 
 class StepRunner:
     def __init__(self, drill: Drill, checker: ModelChecker | None) -> None:
@@ -122,6 +125,8 @@ class StepRunner:
         aim = Aim(where, fault, seed, percent)
         plan = await asyncio.to_thread(driver.choose, d.runtime.members, aim)
         record = new_record(step.name, fault, driver, where.cluster, where.role, plan)
+        if getattr(driver, "bounded_by_step", False):
+            record.parameters[HOLD_PARAMETER] = str(step.duration_seconds)
         if isinstance(driver, Renewable):
             # The inject may take up to its allowance: the first expiry counts from its end.
             period = float(d.plan.fault_expiry_seconds)

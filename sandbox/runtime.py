@@ -4,7 +4,9 @@ local processes bound to their pod IPs (inside 127.0.0.0/8), the way a kubelet w
 
 kwok is configured to disregard these pods, so this runtime alone owns their status:
 phase, pod IP, readiness from the container's readinessProbe, restarts per
-restartPolicy, and termination (preStop, SIGTERM, grace period, SIGKILL) on deletion.
+restartPolicy, termination (preStop, SIGTERM, grace period, SIGKILL) on deletion, and
+`activeDeadlineSeconds` (past it the process is stopped and the pod Failed,
+DeadlineExceeded, as the kubelet does).
 
 It also carries out the sandbox's faults for the processes: a cluster outage (marker
 file) or a failed node (node annotation) kills the processes at once, like power loss.
@@ -156,6 +158,8 @@ class PodWorker:
     restart_count: int = 0
     ready: bool = False
     started_at: str = ""
+    pod_started: float = 0.0  # monotonic: activeDeadlineSeconds counts from here
+    deadline_exceeded: bool = False
     last_state: dict[str, Any] = field(default_factory=dict)
     deleting: threading.Event = field(default_factory=threading.Event)
     killed: threading.Event = field(default_factory=threading.Event)
@@ -220,6 +224,8 @@ class PodWorker:
             self.gone.set()
 
     def _lifecycle(self) -> None:
+        # spec.activeDeadlineSeconds counts from here, as the kubelet's from the pod's start.
+        self.pod_started = time.monotonic()
         status = self.pod.get("status") or {}
         self.pod_ip = status.get("podIP") or ""
         if self.host_network:
@@ -256,6 +262,19 @@ class PodWorker:
             if self.killed.is_set():
                 return
             if self.deleting.is_set():
+                self._terminate()
+                return
+            if self.deadline_exceeded:
+                # What the kubelet does: the pod fails for good, its containers stopped.
+                deadline = self.pod["spec"].get("activeDeadlineSeconds")
+                self._patch_status(
+                    phase="Failed",
+                    terminated={"exitCode": exit_code, "reason": "DeadlineExceeded"},
+                    message=f"Pod was active on the node longer than the specified deadline "
+                    f"({deadline} s)",
+                    reason="DeadlineExceeded",
+                )
+                self.deleting.wait()
                 self._terminate()
                 return
             finished = _now()
@@ -361,7 +380,16 @@ class PodWorker:
         next_live = started + (liveness.initial_delay if liveness else 0)
         if readiness is None:
             self._set_ready(True)
+        deadline = self.pod["spec"].get("activeDeadlineSeconds")
         while True:
+            if deadline is not None and time.monotonic() - self.pod_started >= float(deadline):
+                log.info(
+                    "%s/%s: activeDeadlineSeconds %s passed", self.namespace, self.name, deadline
+                )
+                self.deadline_exceeded = True
+                self._set_ready(False, patch=False)
+                self._stop_process(self._grace_seconds())
+                return self.process.wait()
             code = self.process.poll()
             if code is not None:
                 self._set_ready(
@@ -468,6 +496,7 @@ class PodWorker:
         waiting_reason: str = "",
         message: str = "",
         terminated: dict[str, Any] | None = None,
+        reason: str = "",
     ) -> None:
         if self.killed.is_set():
             return
@@ -519,6 +548,7 @@ class PodWorker:
                 "conditions": conditions,
                 "containerStatuses": [container_status],
                 "message": message or None,
+                "reason": reason or None,
             }
         }
         for attempt in range(20):

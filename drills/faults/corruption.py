@@ -79,10 +79,22 @@ def _serve_a_corrupted_copy(container: dict[str, Any], pod: str, model: str) -> 
     container.pop("livenessProbe", None)
 
 
+#: Beyond its step's duration, how long the corrupted replica may live before the kubelet
+#: ends it (activeDeadlineSeconds): the inject, the model checks after the step and the undo.
+LIFETIME_MARGIN_S = 120
+
+
 def corrupted_pod(
-    deployment: dict[str, Any], pod: str, fault_id: str, model: str
+    deployment: dict[str, Any],
+    pod: str,
+    fault_id: str,
+    model: str,
+    hold_seconds: int | None = None,
 ) -> dict[str, Any]:
-    """The Deployment's pod template as one bare Pod serving a corrupted copy (pure)."""
+    """The Deployment's pod template as one bare Pod serving a corrupted copy (pure). With
+    `hold_seconds` (the step's duration), the pod ends by itself that long plus
+    LIFETIME_MARGIN_S after it starts (activeDeadlineSeconds, the kubelet's), whether or not
+    an operator is left to delete it."""
     template = copy.deepcopy(deployment["spec"]["template"])
     metadata = template.get("metadata") or {}
     labels = {
@@ -106,6 +118,8 @@ def corrupted_pod(
             volume["emptyDir"] = {}
     spec["restartPolicy"] = "Never"
     spec["terminationGracePeriodSeconds"] = DELETE_GRACE_S
+    if hold_seconds is not None:
+        spec["activeDeadlineSeconds"] = hold_seconds + LIFETIME_MARGIN_S
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -199,6 +213,8 @@ def assess_replica(pod: dict[str, Any] | None, name: str) -> Observation:
 class ModelCorruption:
     provider = "member-api"
     needs_infrastructure = False
+    # The step records its duration: the replica's life is bounded by it (corrupted_pod).
+    bounded_by_step = True
 
     def describe(self, fault_type: str) -> str:
         return (
@@ -236,7 +252,11 @@ class ModelCorruption:
             model, namespace, _request_timeout=TIMEOUT
         )
         body = corrupted_pod(
-            api.sanitize_for_serialization(deployment), record.targets[0], record.id, model
+            api.sanitize_for_serialization(deployment),
+            record.targets[0],
+            record.id,
+            model,
+            parameters.hold_seconds,
         )
         # Made already by an earlier attempt of this record: fine.
         k8s.call(

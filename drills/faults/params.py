@@ -29,6 +29,8 @@ class FaultParameters(ApiModel):
     refused_by_pod_disruption_budget: str | None = None
     # Set by the step for a renewable fault, pushed on by renewals (drills/renewal.py).
     expires_at: str | None = None
+    # Set by the step for a fault whose life it bounds (ModelCorruption): its duration.
+    hold_seconds: int | None = None
 
     @property
     def member_namespace(self) -> str:

@@ -28,7 +28,7 @@ import pytest
 from kubernetes import client
 
 from modeldr.api import nodefault
-from modeldr.drills.faults.corruption import FAULT_LABEL
+from modeldr.drills.faults.corruption import FAULT_LABEL, LIFETIME_MARGIN_S
 from modeldr.kube.constants import DRILLPLANS, DRILLRUNS, GROUP, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
@@ -166,10 +166,17 @@ def test_a_corrupted_replica_refuses_to_serve_names_the_file_and_leaves_nothing(
             ],
         ),
     )
-    seen: dict[str, Any] = {"ips": set(), "served": set(), "replicas": set(), "ready": False}
+    seen: dict[str, Any] = {
+        "ips": set(),
+        "served": set(),
+        "replicas": set(),
+        "ready": False,
+        "deadlines": set(),
+    }
 
     def each() -> None:
         for pod in primary_pods(md_ns, FAULT_LABEL):
+            seen["deadlines"].add(pod.spec.active_deadline_seconds)
             if pod.status.pod_ip:
                 seen["ips"].add(pod.status.pod_ip)
             seen["ready"] |= any(c.ready for c in pod.status.container_statuses or [])
@@ -187,6 +194,9 @@ def test_a_corrupted_replica_refuses_to_serve_names_the_file_and_leaves_nothing(
     assert seen["ips"] and not seen["ready"], seen
     assert not seen["ips"] & seen["served"], seen
     assert seen["replicas"] == {2}, seen
+    # It would have ended by itself: the step's 8 s and the margin (activeDeadlineSeconds).
+    assert seen["deadlines"] == {8 + LIFETIME_MARGIN_S}, seen
+    assert fault["parameters"]["holdSeconds"] == "8", fault
     # Undone: the replica and its corrupted copy are gone.
     assert not primary_pods(md_ns, FAULT_LABEL)
     assert not glob.glob(f"/tmp/modeldr-corrupted-{fault['targets'][0]}*")

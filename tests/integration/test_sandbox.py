@@ -193,6 +193,37 @@ def test_exited_process_is_restarted_and_counted(
     assert answers(pod.status.pod_ip)
 
 
+def test_a_pod_past_its_active_deadline_is_stopped_and_failed(
+    sandbox: Sandbox, namespace: str, core_primary: client.CoreV1Api
+) -> None:
+    """spec.activeDeadlineSeconds, as the kubelet enforces it: the process is stopped and the
+    pod ends Failed, DeadlineExceeded (a drill's corrupted replica relies on it)."""
+
+    template = echo_deployment("deadline", replicas=1)["spec"]["template"]
+    template["metadata"]["name"] = "deadline"
+    template["spec"]["activeDeadlineSeconds"] = 3
+    template["spec"]["restartPolicy"] = "Never"
+    core_primary.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", **template})
+    kube.wait_for(
+        lambda: core_primary.read_namespaced_pod("deadline", namespace).status.pod_ip,
+        timeout=30,
+        what="the pod running",
+    )
+    pidfile = sandbox_paths().processes / "primary" / namespace / "deadline.pid"
+    kube.wait_for(pidfile.exists, timeout=30, what="its process")
+    pid = int(pidfile.read_text())
+    started = time.monotonic()
+
+    def failed() -> bool:
+        pod = core_primary.read_namespaced_pod("deadline", namespace)
+        return bool(pod.status.phase == "Failed" and pod.status.reason == "DeadlineExceeded")
+
+    kube.wait_for(failed, timeout=30, interval=0.2, what="Failed, DeadlineExceeded")
+    assert time.monotonic() - started < 15
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
 def test_prometheus_scrapes_both_pods_with_cluster_label(
     sandbox: Sandbox, namespace: str, core_primary: client.CoreV1Api
 ) -> None:

@@ -203,3 +203,14 @@ def test_the_observation_joins_the_steps_assessment_the_worse_wins() -> None:
     assert joined(passed, ready).reason == "CorruptedReplicaReady"
     failed = StepAssessment(Phase.FAILED, "ExpectationFailed", "error ratio 0.5 > max 0")
     assert joined(failed, refused).reason == "ExpectationFailed"
+
+
+def test_the_replica_ends_by_itself_after_its_step_and_a_margin() -> None:
+    """activeDeadlineSeconds: the kubelet (the sandbox's runtime too) ends the replica with
+    no operator left to delete it."""
+    from modeldr.drills.faults.corruption import LIFETIME_MARGIN_S
+
+    _, deployment = rendered()
+    bounded = corrupted_pod(deployment, POD, "f-123", "bert", hold_seconds=30)
+    assert bounded["spec"]["activeDeadlineSeconds"] == 30 + LIFETIME_MARGIN_S
+    assert "activeDeadlineSeconds" not in corrupted_pod(deployment, POD, "f-123", "bert")["spec"]

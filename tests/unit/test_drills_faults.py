@@ -716,19 +716,7 @@ def test_a_cluster_outage_step_with_a_provider_goes_dark_and_comes_back(
 ) -> None:
     monkeypatch.setattr(steps, "target_status", lambda hub, t: {"activeCluster": "primary"})
     monkeypatch.setattr(events, "post_event", lambda *args: None)
-    plan = plan_spec(
-        steps=[
-            {
-                "name": "outage",
-                "fault": {"type": "ClusterOutage", "cluster": "primary"},
-                "durationSeconds": 1,
-            }
-        ]
-    )
-    state = RecordingState()
-    drill = make_drill(plan, state, FakeMembers(FakeMember("primary", infrastructure_url=url)))
-    state.status.steps, state.status.steady_state = steps_status(plan), SteadyStateStatus()
-    asyncio.run(StepRunner(drill, None).run(0, plan.steps[0]))
+    plan, state = one_outage_step(url)
     [record] = state.status.faults
     # The inject, its renewals (/renew, at once after it, with now + the plan's expiry
     # period), then the undo; no renewal after the undo.
@@ -744,14 +732,8 @@ def test_a_cluster_outage_step_with_a_provider_goes_dark_and_comes_back(
     assert infrastructure.PROVIDER == "webhook"
 
 
-def test_a_step_whose_fault_lapsed_is_inconclusive_never_passed(
-    url: str, hook: Webhook, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The provider undid the outage by itself mid-step (its renewals answered 404): what
-    the step measured after that proves nothing about the fault."""
-    monkeypatch.setattr(steps, "target_status", lambda hub, t: {"activeCluster": "primary"})
-    monkeypatch.setattr(events, "post_event", lambda *args: None)
-    hook.fail["/renew"] = [404] * 20
+def one_outage_step(url: str) -> tuple[Any, RecordingState]:
+    """A one-second ClusterOutage step run against the fake provider at `url`."""
     plan = plan_spec(
         steps=[
             {
@@ -765,6 +747,18 @@ def test_a_step_whose_fault_lapsed_is_inconclusive_never_passed(
     drill = make_drill(plan, state, FakeMembers(FakeMember("primary", infrastructure_url=url)))
     state.status.steps, state.status.steady_state = steps_status(plan), SteadyStateStatus()
     asyncio.run(StepRunner(drill, None).run(0, plan.steps[0]))
+    return plan, state
+
+
+def test_a_step_whose_fault_lapsed_is_inconclusive_never_passed(
+    url: str, hook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider undid the outage by itself mid-step (its renewals answered 404): what
+    the step measured after that proves nothing about the fault."""
+    monkeypatch.setattr(steps, "target_status", lambda hub, t: {"activeCluster": "primary"})
+    monkeypatch.setattr(events, "post_event", lambda *args: None)
+    hook.fail["/renew"] = [404] * 20
+    _, state = one_outage_step(url)
     [step] = state.status.steps
     assert step.phase is Phase.INCONCLUSIVE and step.reason == "FaultLapsed", step
     assert "ClusterOutage lapsed" in (step.message or "")

@@ -14,7 +14,12 @@ from datetime import UTC, datetime
 import pytest
 
 from modeldr.api.phase import Phase
-from modeldr.drills.conditions import ConditionError, ConditionEvalError, compile_condition
+from modeldr.drills.conditions import (
+    MAX_SAMPLES,
+    ConditionError,
+    ConditionEvalError,
+    compile_condition,
+)
 from modeldr.drills.gates import (
     MAX_MEASUREMENTS_KEPT,
     GateTally,
@@ -110,6 +115,27 @@ def test_empty_condition_is_refused(text: str) -> None:
 def test_overlong_condition_is_refused() -> None:
     with pytest.raises(ConditionError, match="longer than"):
         compile_condition("result[0] > 0 && " * 400 + "true")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["result.all(x, result.exists(y, y > x))", "result.exists(x, result.filter(y, y > x) == [])"],
+)
+def test_a_macro_in_the_body_of_another_is_refused_its_cost_is_quadratic(text: str) -> None:
+    with pytest.raises(ConditionError, match="square of the samples"):
+        compile_condition(text)
+
+
+def test_chained_macros_stay_linear_and_are_allowed() -> None:
+    condition = compile_condition("result.map(x, x * 2.0).all(y, y < 1.0)")
+    assert condition.evaluate([0.1, 0.2]) is True and condition.evaluate([0.6]) is False
+
+
+def test_a_result_beyond_the_sample_cap_does_not_evaluate() -> None:
+    condition = compile_condition("result.all(x, x < 1.0)")
+    assert condition.evaluate([0.5] * MAX_SAMPLES) is True
+    with pytest.raises(ConditionEvalError, match=f"at most {MAX_SAMPLES}"):
+        condition.evaluate([0.5] * (MAX_SAMPLES + 1))
 
 
 def test_type_error_at_run_time_names_the_expression() -> None:
