@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pytest
@@ -11,7 +12,7 @@ from kubernetes.client.rest import ApiException
 
 from sandbox import kube, prometheus
 from sandbox.api import Sandbox
-from sandbox.config import sandbox_paths
+from sandbox.config import RUN_ANNOTATION, RUN_PROCESS, sandbox_paths
 from tests.integration.workloads import (
     answers,
     echo_deployment,
@@ -199,16 +200,32 @@ def test_a_pod_past_its_active_deadline_is_stopped_and_failed(
     """spec.activeDeadlineSeconds, as the kubelet enforces it: the process is stopped and the
     pod ends Failed, DeadlineExceeded (a drill's corrupted replica relies on it)."""
 
-    template = echo_deployment("deadline", replicas=1)["spec"]["template"]
-    template["metadata"]["name"] = "deadline"
-    template["spec"]["activeDeadlineSeconds"] = 3
-    template["spec"]["restartPolicy"] = "Never"
-    core_primary.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", **template})
-    kube.wait_for(
-        lambda: core_primary.read_namespaced_pod("deadline", namespace).status.pod_ip,
-        timeout=30,
-        what="the pod running",
-    )
+    # A process that binds nothing: the runtime may hand a new pod the address of one still
+    # in its grace period, and this test is about the deadline, not about addresses.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "deadline", "annotations": {RUN_ANNOTATION: RUN_PROCESS}},
+        "spec": {
+            "activeDeadlineSeconds": 3,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 2,
+            "containers": [
+                {
+                    "name": "sleeper",
+                    "image": "sandbox/sleeper",
+                    "command": [sys.executable, "-c", "import time; time.sleep(120)"],
+                }
+            ],
+        },
+    }
+    core_primary.create_namespaced_pod(namespace, pod)
+
+    def running() -> bool:
+        status = core_primary.read_namespaced_pod("deadline", namespace).status
+        return bool(status.phase == "Running" and status.container_statuses)
+
+    kube.wait_for(running, timeout=30, what="the pod running")
     pidfile = sandbox_paths().processes / "primary" / namespace / "deadline.pid"
     kube.wait_for(pidfile.exists, timeout=30, what="its process")
     pid = int(pidfile.read_text())
