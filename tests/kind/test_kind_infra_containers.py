@@ -403,13 +403,21 @@ def test_an_unrenewed_fault_is_undone_by_the_provider_within_a_second_of_its_exp
     # start with its routes ~0.7 s here), with some margin for this loaded 2-core machine.
     assert 0 <= unpaused_late <= 1.5
     assert 0 <= started_late <= 2.5
-    # It answers where the hub's pods reach it: the gateway, dialled from inside the network.
+    # It answers where the hub's pods reach it: the gateway, dialled from inside the network;
+    # every container there reaches it, so it answers only with the token.
+    url = f"http://{provider.gateway}:{provider.port}/faults"
     probe = (
-        "import urllib.request;"
-        f"print(urllib.request.urlopen('http://{provider.gateway}:{provider.port}/faults',"
-        "timeout=5).read().decode())"
+        "import sys, urllib.error, urllib.request\n"
+        f"request = urllib.request.Request({url!r}, headers=dict(h.split(': ', 1) "
+        "for h in sys.argv[1:]))\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(request, timeout=5).read().decode())\n"
+        "except urllib.error.HTTPError as exc:\n"
+        "    print(exc.code)\n"
     )
-    assert json.loads(docker("exec", WORKER, "python3", "-c", probe)) == {"faults": []}
+    authorized = f"Authorization: Bearer {client.token}"
+    assert json.loads(docker("exec", WORKER, "python3", "-c", probe, authorized)) == {"faults": []}
+    assert docker("exec", WORKER, "python3", "-c", probe).strip() == "401"
 
 
 def test_a_provider_started_after_a_faults_expiry_undoes_it_at_start(
