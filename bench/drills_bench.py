@@ -60,6 +60,7 @@ from sandbox.api import Sandbox
 from sandbox.config import CLUSTERS, REPO_ROOT
 from sandbox.operator_up import operator_pid, operator_up
 from sandbox.probe import server_ready, serving_addresses
+from sandbox.tenants import delete_policy, policy_body, put_policy
 
 RESULTS = REPO_ROOT / "bench" / "results" / "drills.json"
 EXAMPLES = REPO_ROOT / "examples" / "sandbox"
@@ -169,6 +170,7 @@ def setup(ns: str) -> tuple[str, int]:
     """A hub namespace with the example golden set and ModelDeployment (member namespaces =
     the hub namespace); returns the ModelDeployment's name and replicas once it serves."""
     kube.core("hub").create_namespace({"metadata": {"name": ns}})
+    put_policy(policy_body(ns))  # no policy: the namespace may place and drill nothing
     kube.core("hub").create_namespaced_config_map(ns, yaml.safe_load(GOLDEN_SET.read_text()))
     md = copy.deepcopy(yaml.safe_load(MODELDEPLOYMENT.read_text()))
     for role in ("primary", "standby"):
@@ -201,6 +203,7 @@ def teardown(ns: str, name: str) -> None:
     for cluster in CLUSTERS:
         with contextlib.suppress(Exception):
             kube.core(cluster).delete_namespace(ns)
+    delete_policy(ns)
     log(f"namespace {ns} deleted in {', '.join(CLUSTERS)}")
 
 

@@ -53,6 +53,7 @@ from sandbox.probe import (
     server_ready,
     serving_addresses,
 )
+from sandbox.tenants import policy_body, put_policy
 
 RESULTS = REPO_ROOT / "bench" / "results" / "failover.json"
 EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
@@ -90,11 +91,14 @@ def primary_serving(ns: str, name: str, replicas: int) -> bool:
 
 
 def ensure_namespace(cluster: str, name: str) -> None:
+    """The namespace; in the hub, with the TenantPolicy its ModelDeployments need."""
     try:
         kube.core(cluster).create_namespace({"metadata": {"name": name}})
     except client.ApiException as exc:
         if exc.status != 409:
             raise
+    if cluster == "hub":
+        put_policy(policy_body(name))
 
 
 def delete_and_wait(ns: str, name: str) -> None:

@@ -30,6 +30,7 @@ from modeldr.api.phase import Phase
 from modeldr.drills import events
 from modeldr.drills.aborts import AbortWatch
 from modeldr.drills.checks import ModelChecker
+from modeldr.drills.consent import Guard, watch_consent
 from modeldr.drills.gaterunner import GateRunner, Query, Windows
 from modeldr.drills.host import DrillHost
 from modeldr.drills.journal import Journal
@@ -115,6 +116,8 @@ class Drill:
     # Why the run must stop now, besides its own conditions: (reason, message) when it was
     # stopped by hand, deleted, or the operator is stopping; None to go on.
     stop_reason: Callable[[], tuple[str, str] | None]
+    # The tenancy checks (drills/tenancy.py): consent, freeze, policy, collateral damage.
+    guard: Guard
     interrupt: Interrupt = field(default_factory=Interrupt)
     windows: Windows = field(default_factory=Windows)
     clock: Callable[[], float] = time.monotonic
@@ -145,6 +148,7 @@ class Engine:
         # Gates and abort conditions measure from the moment the target serves (windows.
         # run_started, set by _wait_for_target), not while it starts.
         tasks = [asyncio.create_task(self.aborts.run(deadline_seconds(d.plan)))]
+        tasks.append(asyncio.create_task(watch_consent(d)))
         tasks += [asyncio.create_task(g.run(d.windows, self._write_gates)) for g in self.gates]
         try:
             await self._sequence()

@@ -1,7 +1,8 @@
-"""What the drills need of the process they run in: the hub client, the member registry and
-the record of which run holds which target. The operator's Runtime provides it (kopf's memo,
-`RUNTIME_KEY`); the drills name this protocol only, so they stand beside the operator rather
-than on it, and a test hands them any object with these three parts."""
+"""What the drills need of the process they run in: the hub client, the member registry, the
+record of which run holds which target, and the tenancy facts (policies, freezes). The
+operator's Runtime provides it (kopf's memo, `RUNTIME_KEY`); the drills name this protocol
+only, so they stand beside the operator rather than on it, and a test hands them any object
+with these four parts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kubernetes import client
 from modeldr.kube.activedrills import ActiveDrills
 from modeldr.kube.constants import RUNTIME_KEY
 from modeldr.kube.members import MemberRegistry
+from modeldr.kube.tenancy import Tenancy
 
 
 @runtime_checkable
@@ -19,6 +21,7 @@ class DrillHost(Protocol):
     hub: client.ApiClient
     members: MemberRegistry
     drills: ActiveDrills
+    tenancy: Tenancy
 
 
 def host_of(memo: Any) -> DrillHost:

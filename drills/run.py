@@ -52,6 +52,7 @@ from modeldr.drills.probe_stats import ProbeSample
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, now
 from modeldr.drills.target import Target, read_target, target_status
+from modeldr.drills.tenancy import RunTenancy
 from modeldr.drills.timeline import Point, Timeline
 from modeldr.drills.verdict import cut_short, verdict_of
 from modeldr.kube import promql
@@ -221,6 +222,7 @@ def assemble(
         Journal(state, run.rt.members),
         query=prometheus_query(run.rt, target),
         stop_reason=run.stop_reason,
+        guard=tenancy_of(run.rt, target, plan),
     )
     gates = [GateRunner(gate, drill.query, drill.clock) for gate in plan.gates]
     checker = None
@@ -280,6 +282,20 @@ def passed(check: str, message: str) -> PreflightFinding:
 def target_check(p: Preflight) -> PreflightFinding:
     """execute_run read the target (opted in) and holds it for this run."""
     return passed("target", f"{p.target.name} is opted in and free")
+
+
+def tenancy_check(p: Preflight) -> PreflightFinding:
+    """No freeze (Frozen); the TenantPolicies allow the target's placement, every step's
+    fault type and the blast radius, and members consent to whole-cluster faults
+    (PolicyDenied)."""
+    refused = tenancy_of(p.rt, p.target, p.plan).preflight_refusal()
+    if refused is not None:
+        return failed("tenancy", refused.reason, refused.message)
+    return passed("tenancy", f"allowed by the TenantPolicies covering {p.target.namespace}")
+
+
+def tenancy_of(rt: DrillHost, target: Target, plan: DrillPlanSpec) -> RunTenancy:
+    return RunTenancy(rt.hub, rt.members, rt.tenancy, target, plan)
 
 
 def traffic_entry_check(p: Preflight) -> PreflightFinding:
@@ -401,6 +417,7 @@ class Check(NamedTuple):
 # fails. A check only one kind of run makes, the other learns elsewhere (its docstring says).
 CHECKS: Final = (
     Check(target_check, real=True, dry=True),
+    Check(tenancy_check, real=True, dry=True),
     Check(traffic_entry_check, real=True, dry=True),
     Check(faults_check, real=True, dry=False),
     Check(standby_capacity_check, real=True, dry=True),

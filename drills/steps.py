@@ -12,6 +12,7 @@ from modeldr.api.drillplan import Action, Step
 from modeldr.api.drillstatus import FaultRecord, StepStatus
 from modeldr.api.phase import Phase, worst
 from modeldr.drills import events
+from modeldr.drills.consent import check_consent
 from modeldr.drills.faults.base import Aim, FaultDriver, Observation, Observing
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.journal import new_record
@@ -68,6 +69,9 @@ class StepRunner:
         driver: FaultDriver | None = None
         renewal: Renewal | None = None
         observed: Observation | None = None
+        if await check_consent(d):  # consent, freeze and policy, before every step
+            status.interrupted = True
+            return await self._end(status, Phase.ABORTED, d.interrupt.reason, d.interrupt.message)
         try:
             if step.fault is not None:
                 # Resolved once: the step's inject, renewals and observation ask this driver.
@@ -124,6 +128,11 @@ class StepRunner:
         percent = d.plan.blast_radius.max_pods_percent
         aim = Aim(where, fault, seed, percent)
         plan = await asyncio.to_thread(driver.choose, d.runtime.members, aim)
+        node = plan.parameters.get("node")
+        if node is not None:  # a node-level fault: the policy's nodes, no collateral damage
+            refused = await asyncio.to_thread(d.guard.node_refusal, fault.type, where.cluster, node)
+            if refused is not None:
+                raise refused
         record = new_record(step.name, fault, driver, where.cluster, where.role, plan)
         if getattr(driver, "bounded_by_step", False):
             record.parameters[HOLD_PARAMETER] = str(step.duration_seconds)

@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel
 
 from modeldr.api import networkfault as NF
+from modeldr.api import tenantpolicy as TP
 from modeldr.api.schema import Rule, Schema, schema_of
 from modeldr.kube.constants import (
     GROUP,
@@ -59,7 +60,8 @@ AGE: Final = Column("Age", "date", ".metadata.creationTimestamp")
 
 @dataclass(frozen=True)
 class Crd:
-    """One namespaced CRD of one served and stored version, with a status subresource."""
+    """One CRD of one served and stored version; namespaced unless `scope` says otherwise,
+    with a status subresource when it has a status model."""
 
     path: str  # where it is committed, relative to the repository
     header: str  # the comment the file starts with
@@ -68,13 +70,14 @@ class Crd:
     short_names: tuple[str, ...]
     columns: tuple[Column, ...]
     spec: type[BaseModel]
-    status: type[BaseModel]
+    status: type[BaseModel] | None
     description: str | None = None
     rules: tuple[Rule, ...] = ()  # on the whole object (metadata)
     app: str = "modeldr"  # its app.kubernetes.io/name label
     kopf: bool = True  # kopf handles it: status.kopf is kopf's
     group: str = GROUP
     version: str = VERSION
+    scope: str = "Namespaced"
     # Descriptions the models cannot give themselves (what a component below them knows,
     # e.g. the fault drivers' prose): a dotted path from the object's root ("[]": the items
     # of an array) -> its description.
@@ -88,9 +91,6 @@ class Crd:
         return node
 
     def _schema(self) -> Schema:
-        status = schema_of(self.status, defaults=False)
-        if self.kopf:
-            status["properties"]["kopf"] = KOPF_STATUS
         node: Schema = {"type": "object"}
         if self.description:
             node["description"] = self.description
@@ -100,8 +100,12 @@ class Crd:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": schema_of(self.spec),
-            "status": status,
         }
+        if self.status is not None:
+            status = schema_of(self.status, defaults=False)
+            if self.kopf:
+                status["properties"]["kopf"] = KOPF_STATUS
+            node["properties"]["status"] = status
         if self.rules:
             node["x-kubernetes-validations"] = [r.schema() for r in self.rules]
         return node
@@ -119,7 +123,7 @@ class Crd:
             },
             "spec": {
                 "group": self.group,
-                "scope": "Namespaced",
+                "scope": self.scope,
                 "names": {
                     "kind": self.kind,
                     "listKind": f"{self.kind}List",
@@ -133,7 +137,7 @@ class Crd:
                         "name": self.version,
                         "served": True,
                         "storage": True,
-                        "subresources": {"status": {}},
+                        **({"subresources": {"status": {}}} if self.status else {}),
                         "additionalPrinterColumns": [c.schema() for c in self.columns],
                         "schema": {"openAPIV3Schema": self.schema()},
                     }
@@ -185,6 +189,35 @@ NETWORKFAULT: Final = Crd(
 )
 
 AGENT_CRDS: Final = (NETWORKFAULT,)
+
+# The admin's TenantPolicy (TENANCY.md), cluster-scoped, in the hub chart's crds/.
+TENANTPOLICY: Final = Crd(
+    path=f"crds/{GROUP}_{TP.PLURAL}.yaml",
+    header="""\
+# TenantPolicy: what the hub namespaces it covers may do (TENANCY.md, docs/tenancy.md).
+#
+# GENERATED from modeldr.api.tenantpolicy (modeldr/kube/crds.py): do not edit by hand, change
+# the models and run `.venv/bin/python scripts/gen_drill_crds.py` (`--check` in the tests).
+# Cluster-scoped and admin-owned: the chart's tenant roles (modeldr-view, modeldr-edit) grant
+# no write on it. No status: the operator reads policies, never writes them.
+""",
+    kind=TP.KIND,
+    plural=TP.PLURAL,
+    short_names=(TP.SHORT_NAME,),
+    columns=(
+        Column("Namespaces", "string", ".spec.namespaces", "Hub namespaces covered"),
+        Column("Faults", "string", ".spec.drills.faults", "Fault types allowed"),
+        Column("Frozen", "boolean", ".spec.drills.frozen", "Drills frozen"),
+        AGE,
+    ),
+    spec=TP.TenantPolicySpec,
+    status=None,
+    description="TenantPolicy: what the hub namespaces it covers may do: where their "
+    "ModelDeployments place pods, which model sources and images they use, what their drills "
+    "may break. A namespace no policy covers may do nothing.",
+    kopf=False,
+    scope="Cluster",
+)
 
 
 def _at(node: Schema, path: str) -> Schema:

@@ -58,6 +58,8 @@ class Member:
     infrastructure_url: str | None = None
     #: The bearer token for that webhook (None: none given; the provider is not called).
     infrastructure_token: str | None = field(default=None, repr=False)
+    #: The hub Secret's labels (consent to cluster faults, the member's drill freeze).
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def _decode(data: dict[str, str] | None, key: str) -> str | None:
@@ -189,6 +191,7 @@ class MemberRegistry:
                     version,
                     infrastructure_url=infrastructure_url,
                     infrastructure_token=token,
+                    labels=dict(labels),
                 )
                 log.info(
                     "member cluster %s registered from Secret %s", cluster, secret.metadata.name
@@ -197,6 +200,15 @@ class MemberRegistry:
                 log.info("member cluster %s unregistered (its Secret is gone)", gone)
                 del self._members[gone]
             self._loaded_at = time.monotonic()
+
+    def secret_labels(self) -> dict[str, dict[str, str]]:
+        """Each member's hub Secret's labels, read now (a freeze or a withdrawn consent acts
+        within seconds, not the registry's TTL); clients are not rebuilt."""
+        found = {}
+        for secret in self._secrets():
+            labels = dict(secret.metadata.labels or {})
+            found[labels.get(self._settings.member_secret_label) or secret.metadata.name] = labels
+        return found
 
     def get(self, cluster: str) -> Member:
         try:

@@ -58,6 +58,8 @@ class DaemonState:
     # Kinds per cluster already seen as ours (skips the ownership read before applying).
     known: dict[str, set[str]] = field(default_factory=dict)
     traffic_error: str = ""
+    # Why the TenantPolicies refuse the spec ('' when they allow it).
+    policy_denial: str = ""
     reconcile_error: dict[str, str] = field(default_factory=dict)
     member_errors: dict[str, str] = field(default_factory=dict)
     last_traffic_write: float = 0.0

@@ -18,6 +18,7 @@ from modeldr.kube.config import OperatorConfig
 from modeldr.kube.constants import RUNTIME_KEY
 from modeldr.kube.kubeconfig import hub_configuration
 from modeldr.kube.members import MemberRegistry
+from modeldr.kube.tenancy import Tenancy
 from modeldr.operator.daemonstate import Writes
 from modeldr.operator.monitor import Monitors
 from modeldr.operator.traffic import TrafficProvider, provider_for
@@ -36,6 +37,11 @@ class Runtime:
     monitors: Monitors
     providers: dict[str, TrafficProvider] = field(default_factory=dict)
     drills: ActiveDrills = field(default_factory=ActiveDrills)
+    # The TenantPolicies and freeze labels (what each hub namespace may do).
+    tenancy: Tenancy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tenancy = Tenancy(self.hub, self.config.namespace)
 
     @classmethod
     def build(cls, config: OperatorConfig, hub: client.ApiClient | None = None) -> Runtime:

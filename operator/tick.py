@@ -22,7 +22,9 @@ import kopf
 from kubernetes import client
 from pydantic import ValidationError
 
+from modeldr.api.base import truncate
 from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.api.tenancy import POLICY_DENIED, modeldeployment_denials
 from modeldr.kube import k8s, promql
 from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, ROLES, SWITCH_ANNOTATION, VERSION, Role
 from modeldr.kube.errors import MemberError, RenderError, TrafficError
@@ -55,6 +57,9 @@ log = logging.getLogger(__name__)
 # traffic target is written again as often (a hand-deleted hub object comes back).
 STATUS_REFRESH_S = 30.0
 INVALID_SPEC_RETRY_S = 30.0
+# A ModelDeployment its tenant's policy refuses is looked at again this often (a policy the
+# admin widens takes effect within it).
+POLICY_DENIED_RETRY_S = 5.0
 # While a failover or a wanted switch is under way, tick at least this often.
 BUSY_TICK_S = 1.0
 # A tick that ends early because the object is being deleted comes back this soon.
@@ -84,6 +89,8 @@ async def tick(
     spec = await parse(ctl, body, spec_raw, annotations, now, generation, status_raw)
     if spec is None:
         return INVALID_SPEC_RETRY_S
+    if await refused_by_policy(ctl, body, spec, now, generation, status_raw):
+        return POLICY_DENIED_RETRY_S
     seen = await observe(ctl, body, spec, status_raw)
     decision = decide(ctl, spec, seen, annotations, now)
     if ending(meta, stopped):
@@ -120,6 +127,52 @@ async def parse(
         await write_status(ctl, body, status, [change], now, generation, status_raw)
         return None
     return spec
+
+
+async def refused_by_policy(
+    ctl: DaemonState,
+    body: kopf.Body,
+    spec: ModelDeploymentSpec,
+    now: datetime,
+    generation: int,
+    status_raw: Any,
+) -> bool:
+    """True after reporting that the namespace's TenantPolicies do not allow the spec
+    (Ready=False, PolicyDenied, an Event): nothing in any member is created, changed or
+    deleted, and what runs there already is left as it is."""
+    denials = await asyncio.to_thread(policy_denials, ctl, spec)
+    if not denials:
+        return False
+    message = truncate(
+        "; ".join(denials) + ". Nothing in the member clusters was created, changed or deleted."
+    )
+    if message != ctl.policy_denial:
+        log.warning("%s/%s: refused by policy: %s", ctl.namespace, ctl.name, message)
+        ctl.policy_denial = message
+    status = {"phase": "Failed", "observedGeneration": generation}
+    changes: list[ConditionChange] = [
+        ("Ready", False, POLICY_DENIED, message),
+        ("Reconciled", False, POLICY_DENIED, message),
+    ]
+    await write_status(ctl, body, status, changes, now, generation, status_raw)
+    return True
+
+
+def policy_denials(ctl: DaemonState, spec: ModelDeploymentSpec) -> list[str]:
+    """Blocking: what the namespace's policies refuse of the spec (read fresh before a
+    refusal: a policy created a moment ago is not refused on a stale cache)."""
+    placements = [(spec.member(role).cluster, spec.member(role).namespace) for role in ROLES]
+
+    def denials(fresh: bool) -> list[str]:
+        grants = ctl.runtime.tenancy.grants(ctl.namespace, fresh=fresh)
+        return modeldeployment_denials(grants, placements, spec.model.source, spec.runtime.image)
+
+    found = denials(False)
+    if found:
+        found = denials(True)
+    if not found:
+        ctl.policy_denial = ""
+    return found
 
 
 def track_placement(ctl: DaemonState, spec: ModelDeploymentSpec, status_raw: Any) -> None:

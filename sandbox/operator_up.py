@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from modeldr.api.tenantpolicy import CLUSTER_FAULTS_LABEL, TRUE
 from modeldr.kube import memberidentity
 from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
 from modeldr.kube.members import (
@@ -57,6 +58,7 @@ METRICS_PORT = OPERATOR_METRICS_PORT
 TOKEN_SECONDS = 24 * 3600
 TINY_MODEL = Path("/tmp/modeldr/models/tiny-bert")  # spec.model.source of the example
 # The trained tiny classifier (`modeldr-serve train-tiny`), committed with its manifest.
+EXAMPLE_POLICY = REPO_ROOT / "examples/sandbox/tenantpolicy.yaml"
 TINY_MODEL_FIXTURE = REPO_ROOT / "tests/fixtures/models/tiny-review-bert"
 
 
@@ -121,6 +123,12 @@ def install_chart() -> None:
     )
 
 
+def apply_example_policy() -> None:
+    """The example namespace's TenantPolicy (examples/sandbox/tenantpolicy.yaml): without it
+    the demo's namespace may place nothing and drill nothing."""
+    _kubectl("--context", "hub", "apply", "--server-side", "-f", str(EXAMPLE_POLICY))
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -171,20 +179,18 @@ def register_members(
             data[INFRASTRUCTURE_KEY] = _b64(infrastructure_url)
         if infrastructure_token:
             data[INFRASTRUCTURE_TOKEN_KEY] = _b64(infrastructure_token)
+        # The member consents to whole-cluster faults (ClusterOutage) of the drills its
+        # TenantPolicies allow (TENANCY.md): the example plan makes one.
+        labels = {MEMBER_CLUSTER_LABEL: cluster, CLUSTER_FAULTS_LABEL: TRUE}
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {
-                "name": f"member-{cluster}",
-                "namespace": NAMESPACE,
-                "labels": {MEMBER_CLUSTER_LABEL: cluster},
-            },
+            "metadata": {"name": f"member-{cluster}", "namespace": NAMESPACE, "labels": labels},
             "data": data,
         }
         try:
             current = core.read_namespaced_secret(f"member-{cluster}", NAMESPACE)
-            labels = current.metadata.labels or {}
-            if current.data == data and labels.get(MEMBER_CLUSTER_LABEL) == cluster:
+            if current.data == data and current.metadata.labels == labels:
                 continue
             core.replace_namespaced_secret(f"member-{cluster}", NAMESPACE, secret)
         except client.ApiException as exc:
@@ -338,10 +344,12 @@ def operator_up(timeout: float = 60.0) -> None:
     pid = operator_pid()
     if pid and (healthz(HEALTH_PORT) or {}).get("leader"):
         register_members(webhook_url, infra_daemon.token())
+        apply_example_policy()
         print(f"operator already running (pid {pid}); log {operator_log()}")
         return
     install_chart()
     register_members(webhook_url, infra_daemon.token())
+    apply_example_policy()
     write_operator_kubeconfig()
     pid = daemons.start(
         NAME,

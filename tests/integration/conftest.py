@@ -61,12 +61,18 @@ def namespace(sandbox: Sandbox) -> Iterator[str]:
 def hub_namespace(sandbox: Sandbox) -> Iterator[str]:
     """A fresh namespace in the hub, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    kube.core("hub").create_namespace({"metadata": {"name": name}})
+    tenant_namespace(name)  # with the TenantPolicy it needs (none: nothing allowed)
     yield name
     with contextlib.suppress(Exception):
         kube.core("hub").delete_namespace(name)
+    delete_policy(name)
 
 
 # The operator (module scope) and a hub namespace per test, for every module that needs a
 # ModelDeployment served on the sandbox (tests/integration/modeldeployments.py).
-from tests.integration.modeldeployments import hub_ns, operator  # noqa: E402, F401
+from tests.integration.modeldeployments import (  # noqa: E402
+    delete_policy,
+    hub_ns,  # noqa: F401
+    operator,  # noqa: F401
+    tenant_namespace,
+)

@@ -21,6 +21,9 @@ from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, VERSION
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.operator_up import operator_up
+from sandbox.tenants import delete_policy, policy_body, put_policy
+
+__all__ = ["delete_policy", "policy_body", "put_policy"]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples/sandbox/modeldeployment.yaml"
@@ -37,6 +40,12 @@ def operator(sandbox: Sandbox) -> None:
 
 def custom() -> client.CustomObjectsApi:
     return client.CustomObjectsApi(kube.api_client("hub"))
+
+
+def tenant_namespace(name: str) -> None:
+    """A hub namespace and the TenantPolicy it needs (delete_policy(name) afterwards)."""
+    kube.core("hub").create_namespace({"metadata": {"name": name}})
+    put_policy(policy_body(name))
 
 
 def manifest(member_namespace: str, **spec: Any) -> dict[str, Any]:
@@ -109,7 +118,7 @@ def hub_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
     """A hub namespace for the ModelDeployment; the member namespace of the same name is
     created by the operator and removed here."""
     name = f"t-{int(time.time() * 1000) % 10**8:08d}"
-    kube.core("hub").create_namespace({"metadata": {"name": name}})
+    tenant_namespace(name)
     yield name
     with contextlib.suppress(Exception):
         custom().delete_namespaced_custom_object(GROUP, VERSION, name, PLURAL, NAME)
@@ -124,3 +133,4 @@ def hub_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
     for cluster in ("hub", "primary", "standby"):
         with contextlib.suppress(Exception):
             kube.core(cluster).delete_namespace(name)
+    delete_policy(name)

@@ -39,10 +39,12 @@ from tests.integration.modeldeployments import (
     PLURAL,
     create,
     custom,
+    delete_policy,
     get,
     manifest,
     serving_everywhere,
     status,
+    tenant_namespace,
     wait_status,
 )
 
@@ -65,7 +67,7 @@ def md_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
     """The example ModelDeployment with 2 replicas, both primary ones on NODE (the other GPU
     node is cordoned while they are scheduled)."""
     ns = f"r-{int(time.time() * 1000) % 10**8:08d}"
-    kube.core("hub").create_namespace({"metadata": {"name": ns}})
+    tenant_namespace(ns)
     try:
         cordon(OTHER_GPU_NODE, True)
         try:
@@ -82,6 +84,7 @@ def md_ns(operator: None, sandbox: Sandbox) -> Iterator[str]:
         for cluster in ("hub", "primary", "standby"):
             with contextlib.suppress(Exception):
                 kube.core(cluster).delete_namespace(ns)
+        delete_policy(ns)
 
 
 def exists(ns: str) -> bool:

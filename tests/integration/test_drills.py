@@ -45,10 +45,12 @@ from tests.integration.modeldeployments import (
     ROOT,
     create,
     custom,
+    delete_policy,
     get,
     manifest,
     serving_everywhere,
     status,
+    tenant_namespace,
     wait_status,
 )
 
@@ -67,7 +69,7 @@ def own_modeldeployment(
     """A hub namespace of its own with the golden set and the example ModelDeployment as
     `md_spec` changes it, once `serving` holds; everything removed afterwards."""
     ns = f"{prefix}-{int(time.time() * 1000) % 10**8:08d}"
-    kube.core("hub").create_namespace({"metadata": {"name": ns}})
+    tenant_namespace(ns)
     try:
         kube.core("hub").create_namespaced_config_map(ns, yaml.safe_load(GOLDEN_SET.read_text()))
         md = manifest(ns)
@@ -82,6 +84,7 @@ def own_modeldeployment(
         for cluster in ("hub", "primary", "standby"):
             with contextlib.suppress(Exception):
                 kube.core(cluster).delete_namespace(ns)
+        delete_policy(ns)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,8 @@ from tests.integration.modeldeployments import (
     custom,
     get,
     manifest,
+    policy_body,
+    put_policy,
     serving_everywhere,
     status,
     wait_status,
@@ -50,7 +52,9 @@ FAILING_QUERY = 'count(up{cluster="$cluster", namespace="$namespace", cluster!="
 
 
 def create_with_standby_in(hub_ns: str, cluster: str) -> None:
-    """The ModelDeployment with its standby in member cluster `cluster`."""
+    """The ModelDeployment with its standby in member cluster `cluster` (which its
+    namespace's TenantPolicy allows)."""
+    put_policy(policy_body(hub_ns, clusters=("primary", "standby", cluster)))
     md = manifest(hub_ns)
     md["spec"]["clusters"]["standby"]["cluster"] = cluster
     create(hub_ns, md)

@@ -19,11 +19,13 @@ from kubernetes import client
 from modeldr.api.drillplan import DrillPlanSpec, PrometheusQuery
 from modeldr.api.drillstatus import DrillRunStatus, FaultRecord
 from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.drills.consent import Guard
 from modeldr.drills.engine import Drill, Interrupt
 from modeldr.drills.faults.base import Aim, Choice
 from modeldr.drills.journal import Journal
 from modeldr.drills.probe import TrafficProbe
 from modeldr.drills.probe_stats import ProbeSample
+from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, StatusWriteError, status_body
 from modeldr.drills.target import Target
 from modeldr.kube.constants import DRILLS_ENABLED, DRILLS_LABEL
@@ -115,6 +117,8 @@ class FakeDriver:
         self.undo_failures = 0
         self.undo_always_fails = False
         self.targets: tuple[str, ...] = ("pod-a",)
+        # A node-level fault's node (Choice parameters "node"); None: a pod-level fault.
+        self.node: str | None = None
         self.on_inject: Callable[[], None] | None = None
         self.on_undo: Callable[[], None] | None = None
         self._lock = threading.Lock()
@@ -122,7 +126,10 @@ class FakeDriver:
     def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
         with self._lock:
             self.calls.append(("plan", aim.where.cluster))
-        return Choice(self.targets, {"namespace": aim.where.namespace}, aim.seed)
+        parameters = {"namespace": aim.where.namespace}
+        if self.node is not None:
+            parameters["node"] = self.node
+        return Choice(self.targets, parameters, aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
         with self._lock:
@@ -253,6 +260,27 @@ async def no_prometheus(q: PrometheusQuery) -> QueryOutcome:
     return QueryValues(())
 
 
+class Consenting:
+    """A run's tenancy checks that find nothing to refuse, or what a test gives them:
+    `lapsed` after `lapse_after` checks, `node_refused` for every node-level fault."""
+
+    def __init__(
+        self,
+        lapsed: tuple[str, str] | None = None,
+        lapse_after: int = 0,
+        node_refused: Refusal | None = None,
+    ) -> None:
+        self.lapsed, self.lapse_after, self.node_refused = lapsed, lapse_after, node_refused
+        self.checks = 0
+
+    def lapse(self) -> tuple[str, str] | None:
+        self.checks += 1
+        return self.lapsed if self.checks > self.lapse_after else None
+
+    def node_refusal(self, fault_type: str, cluster: str, node: str) -> Refusal | None:
+        return self.node_refused
+
+
 def make_drill(
     plan: DrillPlanSpec,
     state: RecordingState,
@@ -265,6 +293,7 @@ def make_drill(
     stop_reason: Callable[[], tuple[str, str] | None] = lambda: None,
     clock: Callable[[], float] = time.monotonic,
     target_status: Callable[[], dict[str, Any]] = lambda: serving_status(),
+    guard: Guard | None = None,
 ) -> Drill:
     runtime = cast(Runtime, SimpleNamespace(hub=nowhere(), members=members.registry()))
     return Drill(
@@ -278,6 +307,7 @@ def make_drill(
         journal=Journal(state, members.registry()),
         query=query,
         stop_reason=stop_reason,
+        guard=guard or Consenting(),
         interrupt=interrupt or QuickInterrupt(),
         clock=clock,
         read_target_status=target_status,

@@ -269,6 +269,9 @@ DEFAULT_CLUSTER_RULES = sorted(
         # Run reports (<run>-report, owned by the DrillRun): written when a run ends.
         ("", "configmaps", ("create", "patch"), ()),
         ("", "events", ("create",), ()),
+        # Tenancy: the admin's policies, read; the freeze label of its own namespace only.
+        ("modeldr.io", "tenantpolicies", ("get", "list"), ()),
+        ("", "namespaces", ("get",), (NAMESPACE,)),
         # Server-side apply only: a PATCH, authorized as a create when the object is new.
         ("", "services", ("create", "patch"), ()),
         # list: the drill probe resolves the hub Service like a client.
@@ -354,6 +357,8 @@ def test_traffic_provider_toggles_change_only_their_rules() -> None:
         "drillruns/finalizers",
         "configmaps",
         "events",
+        "tenantpolicies",
+        "namespaces",
     }
 
 
@@ -393,7 +398,9 @@ def test_values_schema_rejects(value: str, fragment: str) -> None:
 
 # Every CRD the chart ships (the DrillPlan and DrillRun ones are generated from their models
 # by modeldr/kube/crds.py; tests/unit/test_drills_spec.py checks the committed files).
-CRD_NAMES = sorted(crd_name(plural) for plural in (MODELDEPLOYMENTS, DRILLPLANS, DRILLRUNS))
+CRD_NAMES = sorted(
+    crd_name(plural) for plural in (MODELDEPLOYMENTS, DRILLPLANS, DRILLRUNS, "tenantpolicies")
+)
 
 
 def crd_files() -> dict[str, bytes]:

@@ -16,7 +16,7 @@ import pytest
 from modeldr.api.drillplan import DrillPlanSpec, Gate, PrometheusQuery
 from modeldr.api.drillstatus import DrillRunStatus, FaultRecord, SteadyStateStatus
 from modeldr.api.phase import Phase
-from modeldr.drills import aborts, checks, events, gaterunner, steps
+from modeldr.drills import aborts, checks, consent, events, gaterunner, steps
 from modeldr.drills import engine as engine_module
 from modeldr.drills import journal as journal_module
 from modeldr.drills.aborts import AbortWatch
@@ -45,6 +45,7 @@ from modeldr.kube.members import MemberRegistry
 from modeldr.kube.promql import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
 from tests.specs import minimal_spec
 from tests.unit.drill_fakes import (
+    Consenting,
     FakeDriver,
     FakeMember,
     FakeMembers,
@@ -670,6 +671,70 @@ def test_a_run_stopped_by_hand_mid_step_is_aborted_and_undone(
     assert (state.status.phase, state.status.reason) == (Phase.ABORTED, "StoppedByHand")
     assert driver.kinds() == ["plan", "inject", "undo"]
     assert [f.state for f in state.status.faults] == ["Undone"]
+
+
+def test_consent_withdrawn_mid_step_aborts_the_run_and_undoes_the_fault(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consent, "CONSENT_EVERY_S", 0.005)
+    plan = plan_spec(
+        steps=[{"name": "kill", "fault": {"type": "PodKill"}, "durationSeconds": 1000}]
+    )
+    why = ("ConsentRevoked", "the target bert no longer carries modeldr.io/drills=enabled")
+
+    class WithdrawnOnceInjected(Consenting):
+        def lapse(self) -> tuple[str, str] | None:
+            return why if "inject" in driver.kinds() else None
+
+    drill = make_drill(plan, state, members, guard=WithdrawnOnceInjected())
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.ABORTED, "ConsentRevoked")
+    assert driver.kinds() == ["plan", "inject", "undo"]
+    assert [f.state for f in status.faults] == ["Undone"]
+    assert ("Warning", "ConsentRevoked", why[1]) in posted
+
+
+@pytest.mark.parametrize("reason", ["Frozen", "ConsentRevoked", "PolicyDenied"])
+def test_a_lapse_found_before_a_step_touches_nothing(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+    reason: str,
+) -> None:
+    drill = make_drill(plan_spec(), state, members, guard=Consenting(lapsed=(reason, "why")))
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.ABORTED, reason)
+    assert driver.kinds() == [] and status.faults == []
+    assert status.steps[0].phase is Phase.ABORTED
+
+
+def test_a_node_fault_refused_for_collateral_damage_is_never_journaled(
+    members: FakeMembers,
+    state: RecordingState,
+    driver: FakeDriver,
+    active: dict[str, Any],
+    posted: list[tuple[str, str, str]],
+    fast_watch: None,
+) -> None:
+    driver.node = "gpu-node-1"
+    hurt = Refusal("CollateralDamage", "NodeDrain on node gpu-node-1 would hurt other/web-7")
+    drill = make_drill(plan_spec(), state, members, guard=Consenting(node_refused=hurt))
+    _run(drill)
+    status = state.status
+    assert (status.phase, status.reason) == (Phase.ERROR, "CollateralDamage")
+    assert "other/web-7" in (status.message or "")
+    assert driver.kinds() == ["plan"] and status.faults == []
 
 
 def test_a_fault_that_cannot_be_undone_never_passes(

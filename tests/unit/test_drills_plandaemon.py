@@ -233,7 +233,9 @@ def test_the_handlers_wake_the_plans_daemon_from_a_runs_event(
     monkeypatch.setattr(plandaemon, "REDERIVE_S", 3600.0)
     running = a_run("nightly-1", "Running", startedAt="2030-01-01T00:00:01Z")
     the_plan(api, running)
-    host = SimpleNamespace(hub=nowhere(), members=FakeMembers(), drills=ActiveDrills())
+    host = SimpleNamespace(
+        hub=nowhere(), members=FakeMembers(), drills=ActiveDrills(), tenancy=None
+    )
 
     async def scenario() -> None:
         operator_memo = kopf.Memo({RUNTIME_KEY: host})

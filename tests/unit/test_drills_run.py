@@ -32,7 +32,14 @@ from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, status_body
 from modeldr.kube.activedrills import ActiveDrills
 from tests.specs import minimal_spec
-from tests.unit.drill_fakes import FakeDriver, FakeMember, FakeMembers, nowhere, target
+from tests.unit.drill_fakes import (
+    Consenting,
+    FakeDriver,
+    FakeMember,
+    FakeMembers,
+    nowhere,
+    target,
+)
 
 REF = RunRef("ns", "run-1", "uid-1")
 # The real one, before the fixture replaces it with a recorder.
@@ -90,6 +97,7 @@ class World:
     read_target_error: Refusal | None = None
     capacity: int | Exception = 0
     golden_error: Refusal | None = None
+    tenancy_refusal: Refusal | None = None
     engine_error: Exception | None = None
     engine_built: list[Any] = field(default_factory=list)
     # Who held the target when the report was written (the run lets it go after its end).
@@ -110,6 +118,19 @@ class World:
 
     def read_on_the_loop(self) -> list[str]:
         return [what for what, on_main in self.reads if on_main]
+
+
+class FakeTenancy(Consenting):
+    """The run's tenancy checks: allowed, or the refusal the test gives; the preflight's
+    read is recorded like the others."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__()
+        self.world = world
+
+    def preflight_refusal(self) -> Refusal | None:
+        self.world.read("tenancy")
+        return self.world.tenancy_refusal
 
 
 class FakeEngine(Engine):
@@ -204,6 +225,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(run_module, "read_gpu_capacity", read_gpu_capacity)
     monkeypatch.setattr(run_module, "load_golden_set", load_golden_set)
     monkeypatch.setattr(run_module, "Engine", lambda *args: FakeEngine(w, *args))
+    monkeypatch.setattr(run_module, "tenancy_of", lambda *args: FakeTenancy(w))
     monkeypatch.setattr(events, "post_event", lambda *args: None)
     monkeypatch.setitem(registry.DRIVERS, "PodKill", FakeDriver(cast(Any, None)))
     return w
@@ -473,7 +495,7 @@ def test_a_refused_preflight_reads_nothing_past_its_first_failure(world: World) 
     world.the_target = cold_target(traffic=WEBHOOK)
     execute(world, plan_doc(traffic={}, steps=[FAILOVER], modelChecks=GOLDEN))
     assert last(world)["reason"] == "NoTrafficEntry"
-    assert [what for what, _ in world.reads] == ["read_target"]
+    assert [what for what, _ in world.reads] == ["read_target", "tenancy"]
 
 
 def test_a_run_that_passes_preflight_runs_the_engine_and_ends_once(world: World) -> None:
@@ -501,6 +523,7 @@ def test_a_run_that_passes_preflight_runs_the_engine_and_ends_once(world: World)
     assert world.held_at_report == ["run-1"]
     assert [what for what, _ in world.reads] == [
         "read_target",
+        "tenancy",
         "target_status",
         "load_golden_set",
         "target_status",  # preflight, active
@@ -568,11 +591,12 @@ def test_a_clean_dry_run_is_planned_and_lists_every_check(world: World) -> None:
     assert running["dryRun"] == {"steps": [], "preflight": []}
     assert (s["phase"], s["reason"]) == ("Planned", "DryRun")
     assert s["message"] == (
-        "dry run: 2 steps resolved (1 targets), 5 preflight checks; nothing was touched"
+        "dry run: 2 steps resolved (1 targets), 6 preflight checks; nothing was touched"
     )
     assert s["activeCluster"] == s["dryRun"]["activeCluster"] == "primary"
     assert s["dryRun"]["preflight"] == [
         {"check": "target", "ok": True, "message": "bert is opted in and free"},
+        {"check": "tenancy", "ok": True, "message": "allowed by the TenantPolicies covering ns"},
         {"check": "traffic-entry", "ok": True, "message": "1 ready endpoints"},
         {"check": "standby-capacity", "ok": True, "message": "the standby can take the traffic"},
         {"check": "golden-set", "ok": True, "message": "1 examples"},
@@ -583,6 +607,7 @@ def test_a_clean_dry_run_is_planned_and_lists_every_check(world: World) -> None:
     assert [what for what, _ in world.reads] == [
         "read_target",
         "target_status",
+        "tenancy",
         "read_gpu_capacity",
         "load_golden_set",
     ]
@@ -602,11 +627,12 @@ def test_a_dry_run_lists_every_failed_check_and_ends_on_the_first(world: World) 
     assert (s["phase"], s["reason"]) == ("Error", "NoTrafficEntry")
     entry = NO_ENTRY
     assert s["message"] == (
-        "dry run: 1 steps resolved (0 targets), 5 preflight checks; nothing was touched; "
+        "dry run: 1 steps resolved (0 targets), 6 preflight checks; nothing was touched; "
         f"the run could not go as planned: traffic-entry: {entry}"
     )
     assert s["dryRun"]["preflight"] == [
         {"check": "target", "ok": True, "message": "bert is opted in and free"},
+        {"check": "tenancy", "ok": True, "message": "allowed by the TenantPolicies covering ns"},
         {"check": "traffic-entry", "ok": False, "reason": "NoTrafficEntry", "message": entry},
         {"check": "standby-capacity", "ok": False, "reason": "CapacityUnknown", "message": UNKNOWN},
         {"check": "golden-set", "ok": False, "reason": "GoldenSetInvalid", "message": NO_GOLDEN},
@@ -750,6 +776,7 @@ def test_preflight_makes_each_check_for_the_runs_that_need_it(world: World) -> N
     # conditions; the real run learns of a missing Prometheus when its gates measure.
     assert [f.check for f in real.findings] == [
         "target",
+        "tenancy",
         "traffic-entry",
         "faults",
         "standby-capacity",
@@ -758,6 +785,7 @@ def test_preflight_makes_each_check_for_the_runs_that_need_it(world: World) -> N
     ]
     assert [f.check for f in dry.findings] == [
         "target",
+        "tenancy",
         "traffic-entry",
         "standby-capacity",
         "prometheus",
@@ -770,13 +798,18 @@ def test_a_failed_check_stops_the_real_runs_preflight_not_the_dry_runs(world: Wo
     plan = DrillPlanSpec.parse(two_failures(world))
     real = run_module.preflight(world.host(), plan, world.the_target, dry_run=False)
     dry = run_module.preflight(world.host(), plan, world.the_target, dry_run=True)
-    assert [(f.check, f.ok) for f in real.findings] == [("target", True), ("traffic-entry", False)]
+    assert [(f.check, f.ok) for f in real.findings] == [
+        ("target", True),
+        ("tenancy", True),
+        ("traffic-entry", False),
+    ]
     assert [(f.check, f.ok) for f in dry.findings] == [
         ("target", True),
+        ("tenancy", True),
         ("traffic-entry", False),
         ("standby-capacity", False),
     ]
-    assert real.first_failure() == dry.first_failure() == dry.findings[1]
+    assert real.first_failure() == dry.first_failure() == dry.findings[2]
     assert [what for what, _ in world.reads].count("read_gpu_capacity") == 1
 
 
@@ -793,6 +826,7 @@ def test_the_real_runs_preflight_reads_nothing_on_the_event_loop(
     assert last(world)["phase"] == "Passed"
     assert [what for what, _ in world.reads] == [
         "read_target",
+        "tenancy",
         "target_status",
         "member primary",
         "member standby",
@@ -815,10 +849,11 @@ def test_the_dry_runs_preflight_reads_nothing_on_the_event_loop(
     execute(world, doc, dry_run=True)
     s = last(world)
     assert s["phase"] == "Planned", s
-    assert s["dryRun"]["preflight"][1]["message"] == "1 ready endpoints in primary"
+    assert s["dryRun"]["preflight"][2]["message"] == "1 ready endpoints in primary"
     assert [what for what, _ in world.reads] == [
         "read_target",
         "target_status",
+        "tenancy",
         "endpoint slices",
         "member standby",
         "read_gpu_capacity",
