@@ -77,7 +77,7 @@ MEASUREMENT_PHASES: Final[tuple[str, ...]] = get_args(MeasurementPhase)
 # A journal entry's life: Recorded (written, not yet known to be applied: undo it anyway),
 # Applied, Undone (undo confirmed), Abandoned (its cluster is gone for good: the run says so
 # and lets go after a bounded time).
-FaultState = Literal["Recorded", "Applied", "Undone", "Abandoned"]
+FaultState = Literal["Recorded", "Applied", "Undone", "Abandoned", "Forged"]
 FAULT_STATES: Final[tuple[str, ...]] = get_args(FaultState)
 
 PHASES: Final[tuple[str, ...]] = tuple(p.value for p in Phase)

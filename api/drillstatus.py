@@ -222,7 +222,8 @@ class FaultRecord(StatusModel):
     state: FaultState = Field(
         default="Recorded",
         description="Recorded (not yet known applied: undo anyway), Applied, Undone, Abandoned "
-        "(its cluster is gone for good).",
+        "(its cluster is gone for good), Forged (not written by the operator: its seal does not "
+        "verify; never acted on).",
     )
     recorded_at: datetime | None = None
     applied_at: datetime | None = None
@@ -232,6 +233,12 @@ class FaultRecord(StatusModel):
     # Grace period, node, a taint's value, ...
     parameters: dict[str, Annotated[str, StringConstraints(max_length=1024)]] = Field(
         default_factory=dict, max_length=16, description="What undo needs beyond the above."
+    )
+    signature: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The operator's seal over what undo acts on (HMAC-SHA256 under a key only "
+        "the operator holds): undo acts only on an entry whose seal verifies.",
     )
 
 

@@ -157,3 +157,30 @@ def modeldeployment_denials(
     found = [grants.placement_denial(cluster, ns) for cluster, ns in placements]
     found += [grants.source_denial(source), grants.image_denial(image)]
     return list(dict.fromkeys(d for d in found if d is not None))
+
+
+# What the admission policy (the chart's ValidatingAdmissionPolicy) reads: one ConfigMap in the
+# operator's namespace, one key per covered hub namespace, its value one grant per line:
+# `p:<cluster>/<member namespace>`, `s:<model source prefix>`, `i:<image prefix>`. Tenants
+# have no rights in that namespace; the operator rewrites it whenever the policies change.
+ADMISSION_CONFIGMAP: Final = "modeldr-tenancy"
+PLACEMENT_GRANT: Final = "p:"
+SOURCE_GRANT: Final = "s:"
+IMAGE_GRANT: Final = "i:"
+
+
+def admission_grants(policies: Iterable[NamedPolicy]) -> dict[str, str]:
+    """Each covered hub namespace's grants, as the admission policy reads them."""
+    grants: dict[str, set[str]] = {}
+    for policy in policies:
+        spec = policy.spec
+        lines = {
+            f"{PLACEMENT_GRANT}{p.cluster}/{ns}" for p in spec.placements for ns in p.namespaces
+        }
+        lines |= {f"{SOURCE_GRANT}{prefix}" for prefix in spec.model_sources}
+        lines |= {f"{IMAGE_GRANT}{prefix}" for prefix in spec.images}
+        for namespace in spec.namespaces:
+            grants.setdefault(namespace, set()).update(lines)
+    # A namespace covered by a policy that grants nothing still has a key (with nothing in it):
+    # the admission policy then names the grant that is missing, not "no policy".
+    return {ns: "\n".join(sorted(lines)) for ns, lines in sorted(grants.items())}

@@ -35,7 +35,11 @@ MAX_PREFIXES: Final = 64
 MAX_SELECTOR_LABELS: Final = 16
 
 Namespace = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
-Prefix = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+# No whitespace: a prefix is one token (the admission policy reads grants one per line).
+Prefix = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
+ClusterName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 
 
@@ -44,7 +48,7 @@ class Placement(SpecModel):
     namespaces may place pods in; the operator creates a member namespace only when it is
     listed here."""
 
-    cluster: str = Field(min_length=1, max_length=63, description="A member cluster's name.")
+    cluster: ClusterName = Field(description="A member cluster's name.")
     namespaces: list[Namespace] = Field(
         min_length=1, max_length=MAX_NAMESPACES, description="Member namespaces, by exact name."
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from modeldr.api.phase import Phase
+from modeldr.drills.runstate import RunRef
 from modeldr.kube.events import post_event
 
 if TYPE_CHECKING:
@@ -30,4 +31,15 @@ def finished(drill: Drill, phase: Phase, reason: str, message: str) -> None:
         type_,
         f"Drill{phase}",
         f"DrillRun {drill.state.ref.name}: {phase} ({reason})",
+    )
+
+
+def forged_entries(ref: RunRef, ids: list[str]) -> None:
+    """Journal entries whose seal did not verify: never acted on, said so."""
+    post_event(
+        ref.body(),
+        "Warning",
+        "JournalEntryForged",
+        f"{len(ids)} journal entries not written by the operator (their seal does not verify) "
+        f"were not acted on: {', '.join(ids)}"[:1024],
     )

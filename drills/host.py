@@ -13,6 +13,7 @@ from kubernetes import client
 from modeldr.kube.activedrills import ActiveDrills
 from modeldr.kube.constants import RUNTIME_KEY
 from modeldr.kube.members import MemberRegistry
+from modeldr.kube.seal import JournalSeal
 from modeldr.kube.tenancy import Tenancy
 
 
@@ -22,6 +23,8 @@ class DrillHost(Protocol):
     members: MemberRegistry
     drills: ActiveDrills
     tenancy: Tenancy
+    # The journal's seal (its key read at the operator's startup); None until then.
+    seal: JournalSeal | None
 
 
 def host_of(memo: Any) -> DrillHost:
@@ -32,3 +35,11 @@ def host_of(memo: Any) -> DrillHost:
             "the drills' host is not in kopf's memo: did the operator's startup run?"
         )
     return host
+
+
+def seal_of(host: DrillHost) -> JournalSeal:
+    """The journal's seal; RuntimeError before the operator's startup loaded its key (no fault
+    is journaled, or undone, without it)."""
+    if host.seal is None:
+        raise RuntimeError("the journal key is not loaded: did the operator's startup run?")
+    return host.seal

@@ -17,6 +17,7 @@ from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunState, now
 from modeldr.kube.constants import Role
 from modeldr.kube.members import MemberRegistry
+from modeldr.kube.seal import JournalSeal
 
 log = logging.getLogger(__name__)
 # Undo is retried this many times (with back-off) before the record says it failed.
@@ -46,15 +47,37 @@ def new_record(
 
 
 class Journal:
-    def __init__(self, state: RunState, members: MemberRegistry) -> None:
+    def __init__(self, state: RunState, members: MemberRegistry, seal: JournalSeal) -> None:
         self.state = state
         self.members = members
+        self.seal = seal
 
     async def record(self, record: FaultRecord) -> None:
-        """Write the record; only then may the fault be applied (raises when the hub did
-        not take it)."""
+        """Seal and write the record; only then may the fault be applied (raises when the hub
+        did not take it)."""
+        record.signature = self.seal.seal(self.state.ref.uid, record)
         self.state.status.faults.append(record)
         await self.state.write()
+
+    def forged(self, record: FaultRecord) -> bool:
+        """True, with the record marked Forged, when its seal does not verify: an entry the
+        operator did not write, or one edited since. Nothing is done for it."""
+        if self.seal.verifies(self.state.ref.uid, record):
+            return False
+        record.state = "Forged"
+        record.message = (
+            "not written by this operator (its seal does not verify): never acted on; "
+            "whatever it names was left as it is"
+        )
+        log.warning(
+            "DrillRun %s/%s: journal entry %s (%s in %s) is forged or edited: not acted on",
+            self.state.ref.namespace,
+            self.state.ref.name,
+            record.id,
+            record.type,
+            record.cluster,
+        )
+        return True
 
     async def applied(self, record: FaultRecord) -> None:
         record.state, record.applied_at = "Applied", now()
@@ -64,6 +87,9 @@ class Journal:
         """Undo one record (retried); True when undone. Never raises."""
         if record.state not in OUTSTANDING:
             return True
+        if self.forged(record):
+            await self._write_quietly()
+            return True  # nothing to retry: it is never acted on
         driver = DRIVERS.get(record.type)
         if driver is None:  # never injected: unsupported types are refused before the journal
             record.state, record.undone_at = "Undone", now()

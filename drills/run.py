@@ -44,7 +44,7 @@ from modeldr.drills.engine import Drill, Engine, deadline_seconds, new_seed, ste
 from modeldr.drills.faults.infrastructure import provider_for
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.gaterunner import GateRunner
-from modeldr.drills.host import DrillHost
+from modeldr.drills.host import DrillHost, seal_of
 from modeldr.drills.journal import Journal
 from modeldr.drills.model_checks import GoldenItem
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
@@ -219,7 +219,7 @@ def assemble(
         target,
         new_seed(),
         probe,
-        Journal(state, run.rt.members),
+        Journal(state, run.rt.members, seal_of(run.rt)),
         query=prometheus_query(run.rt, target),
         stop_reason=run.stop_reason,
         guard=tenancy_of(run.rt, target, plan),
@@ -626,7 +626,7 @@ def refuse(run: Run, reason: str, message: str, plan: DrillPlanSpec | None = Non
 async def rollback(run: Run, reason: str, message: str) -> None:
     """Undo every outstanding fault of a run whose engine is gone, and end it Aborted."""
     state = run.state
-    journal = Journal(state, run.rt.members)
+    journal = Journal(state, run.rt.members, seal_of(run.rt))
     loop = asyncio.get_running_loop()
     started = loop.time()
     left = await journal.undo_all()
@@ -636,6 +636,9 @@ async def rollback(run: Run, reason: str, message: str) -> None:
     for record in left:
         record.state = "Abandoned"
     undone = sum(1 for r in state.status.faults if r.state == "Undone")
+    forged = [r.id for r in state.status.faults if r.state == "Forged"]
+    if forged:
+        events.forged_entries(state.ref, forged)
     status = state.status
     # The verdict read from the status, as the engine's is: the interrupt recorded, what was
     # still running cut short (Aborted outranks every other phase).
@@ -648,6 +651,11 @@ async def rollback(run: Run, reason: str, message: str) -> None:
         + (
             f"; NOT undone: {', '.join(f'{r.type} {r.id} in {r.cluster}' for r in left)}"
             if left
+            else ""
+        )
+        + (
+            f"; {len(forged)} forged journal entries not acted on: {', '.join(forged)}"
+            if forged
             else ""
         )
     )
@@ -715,5 +723,5 @@ def record_metrics(run: Run) -> None:
 async def undo_on_delete(rt: DrillHost, ref: RunRef, status_raw: Any) -> list[str]:
     """The outstanding faults of a deleted run, undone; returns what could not be."""
     state = RunState(rt.hub, ref, DrillRunStatus.parse(status_raw))
-    left = await Journal(state, rt.members).undo_all()
+    left = await Journal(state, rt.members, seal_of(rt)).undo_all()
     return [f"{r.type} {r.id} in {r.cluster}" for r in left]

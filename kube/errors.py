@@ -34,5 +34,10 @@ class TrafficError(OperatorError):
     """The provider could not switch; the message says why in words an SRE can act on."""
 
 
+class TrafficConflict(TrafficError):
+    """A traffic object the provider would write is not this ModelDeployment's (another's, a
+    person's, in another namespace): never adopted, never patched; Ready=False says which."""
+
+
 class Closing(OperatorError):
     """The ModelDeployment is being deleted: no more writes to members or traffic."""

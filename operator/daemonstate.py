@@ -58,6 +58,8 @@ class DaemonState:
     # Kinds per cluster already seen as ours (skips the ownership read before applying).
     known: dict[str, set[str]] = field(default_factory=dict)
     traffic_error: str = ""
+    # The error is a traffic object that is not this ModelDeployment's (never adopted).
+    traffic_conflict: bool = False
     # Why the TenantPolicies refuse the spec ('' when they allow it).
     policy_denial: str = ""
     reconcile_error: dict[str, str] = field(default_factory=dict)

@@ -4,8 +4,8 @@ side by side; `modeldr.operator.main` loads both.
 
 | handler | what | where |
 | --- | --- | --- |
-| startup | builds the Runtime once (settings, hub client, members, monitors) | runtime |
-| cleanup | stops the member pollers | runtime |
+| startup | builds the Runtime once; keeps the admission policy's grants | runtime, admission |
+| cleanup | stops that and the member pollers | runtime |
 | event | any change of a ModelDeployment wakes its daemon at once | runtime.wake_event |
 | daemon | one per ModelDeployment: reconcile, health, failover, traffic, status | daemon, tick |
 | delete | removes member and traffic objects (after stopping the daemon's writes) | deletion |
@@ -15,6 +15,7 @@ One daemon per ModelDeployment owns everything about it, so there is one writer 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -27,6 +28,7 @@ from modeldr.kube.constants import (
     RUNTIME_KEY,
     VERSION,
 )
+from modeldr.operator.admission import AdmissionGrants, publish_forever
 from modeldr.operator.daemon import run_daemon
 from modeldr.operator.deletion import delete_modeldeployment
 from modeldr.operator.runtime import (
@@ -37,6 +39,8 @@ from modeldr.operator.runtime import (
     writes_of,
 )
 
+# kopf's operator memo: the task writing the admission grants.
+ADMISSION_TASK_KEY = "admission-grants"
 # One thread per blocking call in flight; daemons hold none while they sleep.
 MIN_WORKERS = 32
 # How long kopf waits for a daemon to notice it is stopped before cancelling it.
@@ -44,17 +48,27 @@ DAEMON_CANCELLATION_TIMEOUT_S = 10.0
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.execution.max_workers = max(settings.execution.max_workers or 0, MIN_WORKERS)
     if not isinstance(memo.get(RUNTIME_KEY), Runtime):
-        memo[RUNTIME_KEY] = Runtime.build(config_of(memo))
+        memo[RUNTIME_KEY] = await asyncio.to_thread(Runtime.build, config_of(memo))
+    rt = runtime_of(memo)
+    if rt.seal is None:
+        await asyncio.to_thread(rt.load_seal)  # the drills' journal key
+    # The leader keeps the grants the chart's admission policy reads (operator/admission.py).
+    grants = AdmissionGrants(rt.hub, rt.tenancy, rt.config.namespace)
+    memo[ADMISSION_TASK_KEY] = asyncio.create_task(publish_forever(grants))
 
 
 @kopf.on.cleanup()
-def cleanup(memo: kopf.Memo, **_: Any) -> None:
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get(ADMISSION_TASK_KEY)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     runtime = memo.get(RUNTIME_KEY)
     if isinstance(runtime, Runtime):
-        runtime.stop()
+        await asyncio.to_thread(runtime.stop)
 
 
 @kopf.on.event(GROUP, VERSION, MODELDEPLOYMENTS)

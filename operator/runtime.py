@@ -13,11 +13,13 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+from modeldr.kube import journalkey
 from modeldr.kube.activedrills import ActiveDrills
 from modeldr.kube.config import OperatorConfig
 from modeldr.kube.constants import RUNTIME_KEY
 from modeldr.kube.kubeconfig import hub_configuration
 from modeldr.kube.members import MemberRegistry
+from modeldr.kube.seal import JournalSeal
 from modeldr.kube.tenancy import Tenancy
 from modeldr.operator.daemonstate import Writes
 from modeldr.operator.monitor import Monitors
@@ -39,6 +41,8 @@ class Runtime:
     drills: ActiveDrills = field(default_factory=ActiveDrills)
     # The TenantPolicies and freeze labels (what each hub namespace may do).
     tenancy: Tenancy = field(init=False)
+    # The drills' journal seal: its key is read (or made) at startup (load_seal).
+    seal: JournalSeal | None = None
 
     def __post_init__(self) -> None:
         self.tenancy = Tenancy(self.hub, self.config.namespace)
@@ -54,6 +58,10 @@ class Runtime:
         if name not in self.providers:
             self.providers[name] = provider_for(name)
         return self.providers[name]
+
+    def load_seal(self) -> None:
+        """Blocking: the journal key from its Secret in the operator's namespace."""
+        self.seal = JournalSeal(journalkey.load_or_create(self.hub, self.config.namespace))
 
     def stop(self) -> None:
         self.monitors.stop()

@@ -157,6 +157,8 @@ class Observed:
     traffic_routed: bool  # the provider has a target in effect
     traffic_error: str
     reconcile_errors: tuple[str, ...]
+    # traffic_error is a traffic object this ModelDeployment does not own (never adopted).
+    traffic_conflict: bool = False
     drill: str | None = None  # the DrillRun breaking this model now, if any
 
 
@@ -321,6 +323,8 @@ def ready_reason(seen: Observed, serving: bool) -> str:
     health = seen.health[seen.active]
     if not health.healthy and health.code != "Healthy":
         return health.code
+    if seen.traffic_error and seen.traffic_conflict:
+        return "TrafficObjectNotOwned"  # the message names the object
     return "TrafficNotRouted" if seen.traffic_error or not seen.traffic_routed else "NotServing"
 
 

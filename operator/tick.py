@@ -27,7 +27,7 @@ from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.api.tenancy import POLICY_DENIED, modeldeployment_denials
 from modeldr.kube import k8s, promql
 from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, ROLES, SWITCH_ANNOTATION, VERSION, Role
-from modeldr.kube.errors import MemberError, RenderError, TrafficError
+from modeldr.kube.errors import MemberError, RenderError, TrafficConflict, TrafficError
 from modeldr.kube.events import post_event
 from modeldr.operator import clientprobe, metrics, render
 from modeldr.operator.daemonstate import (
@@ -344,6 +344,7 @@ async def route_traffic(
 ) -> dict[str, Any] | None:
     """Point traffic at the active cluster; returns the failover record of a switch made."""
     if spec.traffic.provider not in ctl.runtime.config.traffic_providers:
+        ctl.traffic_conflict = False
         ctl.traffic_error = (
             f"traffic provider {spec.traffic.provider} is not enabled in this operator "
             "(helm value rbac.trafficProviders)"
@@ -418,6 +419,7 @@ async def switch_traffic(
         await send_traffic(ctl, spec, target)
     except TrafficError as exc:
         ctl.traffic_error = str(exc)
+        ctl.traffic_conflict = isinstance(exc, TrafficConflict)
         post_event(body, "Warning", "SwitchFailed", f"switch to {target.active_cluster}: {exc}")
         return None
     switched = datetime.now(UTC)
@@ -465,6 +467,7 @@ async def mirror_active(
         if ctl.traffic_error != str(exc):
             post_event(body, "Warning", "TrafficUpdateFailed", str(exc))
         ctl.traffic_error = str(exc)
+        ctl.traffic_conflict = isinstance(exc, TrafficConflict)
 
 
 async def send_traffic(ctl: DaemonState, spec: ModelDeploymentSpec, target: TrafficTarget) -> None:
@@ -520,6 +523,7 @@ async def report(
         health=seen.health,
         traffic_routed=ctl.last_target is not None,
         traffic_error=ctl.traffic_error,
+        traffic_conflict=ctl.traffic_conflict,
         reconcile_errors=tuple(e for e in ctl.reconcile_error.values() if e),
         drill=ctl.runtime.drills.holder(ctl.namespace, ctl.name),
     )

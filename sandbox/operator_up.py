@@ -37,7 +37,7 @@ from modeldr.kube.members import (
     PROMETHEUS_KEY,
 )
 from modeldr.serving.manifest import MANIFEST_NAME, ArtifactError, verify_model_dir
-from sandbox import agent, daemons, infra_daemon, kube
+from sandbox import agent, daemons, infra_daemon, kube, tenants
 from sandbox.config import (
     MEMBER_CLUSTERS,
     OPERATOR_HEALTH_PORT,
@@ -127,6 +127,11 @@ def apply_example_policy() -> None:
     """The example namespace's TenantPolicy (examples/sandbox/tenantpolicy.yaml): without it
     the demo's namespace may place nothing and drill nothing."""
     _kubectl("--context", "hub", "apply", "--server-side", "-f", str(EXAMPLE_POLICY))
+
+
+def wait_example_admitted() -> None:
+    """Until the admission policy reads the example's grants (the leader compiles them)."""
+    tenants.wait_admitted(yaml.safe_load(EXAMPLE_POLICY.read_text()))
 
 
 def _b64(text: str) -> str:
@@ -364,6 +369,7 @@ def operator_up(timeout: float = 60.0) -> None:
                 f"the operator exited; log {operator_log()}:\n{_log_tail(operator_log())}"
             )
         if (healthz(HEALTH_PORT) or {}).get("leader"):
+            wait_example_admitted()
             print(
                 f"operator running (pid {pid}) as ServiceAccount {NAMESPACE}/{SERVICE_ACCOUNT}; "
                 f"log {operator_log()}"

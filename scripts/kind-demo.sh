@@ -117,11 +117,20 @@ for member in primary standby; do
     --from-file=kubeconfig="$OUT/$member.internal.kubeconfig" \
     --from-literal=infrastructure-webhook-url="$INFRA_URL" \
     --from-file=infrastructure-webhook-token="$INFRA_TOKEN_FILE" --dry-run=client -o yaml \
-    | k --context hub label --local -f - "modeldr.io/member-cluster=$member" -o yaml \
+    | k --context hub label --local -f - "modeldr.io/member-cluster=$member" \
+      modeldr.io/allow-cluster-faults=true -o yaml \
     | k --context hub apply -f -
 done
 
-step "the ModelDeployment and its golden set"
+step "the tenant policy, the ModelDeployment and its golden set"
+k --context hub apply -f examples/kind/tenantpolicy.yaml
+# The chart's admission policy reads the grants the operator's leader compiles from the
+# policies (a second at most); the ModelDeployment is refused at apply until they are there.
+for _ in $(seq 60); do
+  [[ -n $(k --context hub -n "$SYSTEM_NS" get configmap modeldr-tenancy \
+    -o "jsonpath={.data.$NS}" 2>/dev/null) ]] && break
+  sleep 1
+done
 k --context hub create namespace "$NS" --dry-run=client -o yaml | k --context hub apply -f -
 k --context hub -n "$NS" apply -f examples/sandbox/golden-set.yaml -f examples/kind/modeldeployment.yaml
 k --context hub -n "$NS" wait md/tiny-bert --for=jsonpath='{.status.phase}'=Ready --timeout=10m

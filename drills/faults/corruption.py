@@ -282,6 +282,11 @@ class ModelCorruption:
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         core = client.CoreV1Api(member_api(members, record.cluster))
         name, namespace = record.targets[0], FaultParameters.of(record).member_namespace
+        pod = k8s.call(
+            core.read_namespaced_pod, name, namespace, _request_timeout=TIMEOUT, absent=None
+        )
+        if pod is None or (pod.metadata.labels or {}).get(FAULT_LABEL) != record.id:
+            return  # gone, or not this fault's replica: never delete a pod it did not make
         k8s.call(
             core.delete_namespaced_pod,
             name,

@@ -70,6 +70,12 @@ def renew_marks(
     core.patch_node(name, body, _request_timeout=TIMEOUT)
 
 
+def carries(node: Any, kind: nodefault.Kind, fault_id: str) -> bool:
+    """The node carries this fault's id (the annotation its inject set with the change)."""
+    fault_key, _ = nodefault.ANNOTATIONS[kind]
+    return bool((node.metadata.annotations or {}).get(fault_key) == fault_id)
+
+
 def plan_node(members: MemberRegistry, aim: Aim) -> Choice:
     """A node that runs the model's pods (the named one, or one drawn by the seed); its pods
     on it count against the blast radius."""
@@ -186,17 +192,21 @@ class NodeDrain:
         return eviction_summary(record)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        """Uncordon the node only while it carries this fault's id (the cordon and the marks
+        are set in one patch): a cordon someone else set is never lifted."""
         core = client.CoreV1Api(member_api(members, record.cluster))
-        k8s.call(
-            core.patch_node,
-            FaultParameters.of(record).node_name,
-            {
-                "metadata": {"annotations": nodefault.unmarked("cordon")},
-                "spec": {"unschedulable": False},
+        name = FaultParameters.of(record).node_name
+        node = k8s.call(core.read_node, name, _request_timeout=TIMEOUT, absent=None)
+        if node is None or not carries(node, "cordon", record.id):
+            return  # gone, undone already (by its agent at expiry), or not this fault's
+        body = {
+            "metadata": {
+                "resourceVersion": node.metadata.resource_version,
+                "annotations": nodefault.unmarked("cordon"),
             },
-            _request_timeout=TIMEOUT,
-            absent=k8s.DONE,
-        )
+            "spec": {"unschedulable": False},
+        }
+        core.patch_node(name, body, _request_timeout=TIMEOUT)
 
 
 def _taints(node: Any) -> list[dict[str, Any]]:
@@ -278,13 +288,10 @@ class GPULoss:
         core = client.CoreV1Api(member_api(members, record.cluster))
         name = FaultParameters.of(record).node_name
         node = k8s.call(core.read_node, name, _request_timeout=TIMEOUT, absent=None)
-        if node is None:
-            return
+        if node is None or not carries(node, "gpu-loss", record.id):
+            return  # gone, undone already (by its agent at expiry), or not this fault's
         taints = _taints(node)
         kept = [t for t in taints if not _is_ours(t)]
-        marked = nodefault.GPU_LOSS_FAULT in (node.metadata.annotations or {})
-        if len(kept) == len(taints) and not marked:
-            return
         body: dict[str, Any] = {
             "metadata": {
                 "resourceVersion": node.metadata.resource_version,

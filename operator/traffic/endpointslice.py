@@ -15,7 +15,9 @@ from typing import Any
 from kubernetes import client
 
 from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube import k8s
 from modeldr.kube.constants import ACTIVE_CLUSTER_ANNOTATION, GROUP, MANAGED_BY, MANAGER, NAME_LABEL
+from modeldr.kube.errors import TrafficConflict
 from modeldr.operator.traffic.base import Owner, TrafficError, TrafficTarget
 
 # The EndpointSlice controller of the hub leaves slices managed by another value alone.
@@ -85,8 +87,17 @@ def render_slice(owner: Owner, spec: ModelDeploymentSpec, target: TrafficTarget)
     }
 
 
+def owned_by(obj: Any, owner: Owner) -> bool:
+    return any(ref.uid == owner.uid for ref in obj.metadata.owner_references or [])
+
+
 class EndpointSliceProvider:
     name = "endpointslice"
+
+    def __init__(self) -> None:
+        # (namespace, Service name, owner uid) whose two objects are known to be the owner's:
+        # read once (or created), then applied without reads.
+        self._owned: set[tuple[str, str, str]] = set()
 
     def apply(
         self, hub: client.ApiClient, owner: Owner, spec: ModelDeploymentSpec, target: TrafficTarget
@@ -95,7 +106,17 @@ class EndpointSliceProvider:
         discovery = client.DiscoveryV1Api(hub)
         svc = render_service(owner, spec, target)
         eps = render_slice(owner, spec, target)
+        key = (owner.namespace, svc["metadata"]["name"], owner.uid)
         try:
+            if key not in self._owned:
+                claim(core.read_namespaced_service, core.create_namespaced_service, svc, owner)
+                claim(
+                    discovery.read_namespaced_endpoint_slice,
+                    discovery.create_namespaced_endpoint_slice,
+                    eps,
+                    owner,
+                )
+                self._owned.add(key)
             core.patch_namespaced_service(
                 svc["metadata"]["name"],
                 owner.namespace,
@@ -114,6 +135,8 @@ class EndpointSliceProvider:
                 _content_type=APPLY,
                 _request_timeout=(2, 5),
             )
+        except TrafficConflict:
+            raise
         except client.ApiException as exc:
             raise TrafficError(
                 f"hub Service/EndpointSlice {owner.namespace}/{svc['metadata']['name']}: "
@@ -127,4 +150,26 @@ class EndpointSliceProvider:
 
     def cleanup(self, hub: client.ApiClient, owner: Owner, spec: ModelDeploymentSpec) -> None:
         # Owned by the ModelDeployment: the hub's garbage collector deletes them with it.
-        return None
+        self._owned = {key for key in self._owned if key[2] != owner.uid}
+
+
+def claim(read: Any, create: Any, obj: dict[str, Any], owner: Owner) -> None:
+    """Create the object, or find it the owner's already; TrafficConflict for one of that
+    name that is not (a person's Service, another ModelDeployment's): never adopted."""
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    for _ in range(2):  # created by someone else between the read and the create: read again
+        found = k8s.call(read, name, owner.namespace, _request_timeout=(2, 5), absent=None)
+        if found is not None:
+            if owned_by(found, owner):
+                return
+            raise TrafficConflict(
+                f"{kind} {owner.namespace}/{name} exists and is not this ModelDeployment's: "
+                "modeldr never adopts an object; remove it, or name another one with "
+                "spec.traffic.endpointSlice.serviceName"
+            )
+        if (
+            k8s.call(create, owner.namespace, obj, _request_timeout=(2, 5), conflict=None)
+            is not None
+        ):
+            return
+    raise TrafficError(f"{kind} {owner.namespace}/{name}: created and gone again meanwhile")

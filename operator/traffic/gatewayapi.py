@@ -26,6 +26,7 @@ from kubernetes.client.rest import ApiException
 
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube import k8s
+from modeldr.kube.errors import TrafficConflict
 from modeldr.operator.traffic.base import Owner, TrafficError, TrafficTarget
 
 GROUP = "gateway.networking.k8s.io"
@@ -177,6 +178,13 @@ class GatewayAPIProvider:
         self, hub: client.ApiClient, owner: Owner, spec: ModelDeploymentSpec, target: TrafficTarget
     ) -> None:
         ref = route_ref(owner, spec)
+        if ref.namespace != owner.namespace:
+            # TENANCY.md: a route in another namespace is another team's; its weights would
+            # move their traffic.
+            raise TrafficConflict(
+                f"{ref} is in another namespace than the ModelDeployment ({owner.namespace}): "
+                "modeldr patches only routes in the ModelDeployment's own namespace"
+            )
         weights = desired_weights(ref, target)
         api = client.CustomObjectsApi(hub)
         # max_attempts writes at most, each followed by a read that confirms it.

@@ -77,6 +77,9 @@ class Release:
 def install(release: Release, *sets: str) -> None:
     args = ["install", release.name, str(CHART), "--namespace", release.namespace]
     args += ["--create-namespace", "--timeout", "60s"]  # no --wait: the image cannot run here
+    # The tenancy roles and admission policies are cluster-wide and fixed-name: one release
+    # per hub holds them (the sandbox's own, `make operator-up`), the others turn them off.
+    args += ["--set", "tenancy.roles=false", "--set", "tenancy.admissionPolicies=false"]
     for value in sets:
         args += ["--set", value]
     helm(*args)

@@ -24,6 +24,7 @@ from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, PAUSED_ANNOTATION, V
 from sandbox import kube
 from sandbox.api import Sandbox
 from sandbox.config import sandbox_paths
+from sandbox.tenants import delete_policy, policy_body, put_policy
 from tests.specs import minimal_spec_dict
 from tests.tooling import require_tool
 
@@ -88,12 +89,24 @@ def crds(sandbox: Sandbox) -> None:
 
 
 @pytest.fixture
-def hub_namespace(crds: None) -> Iterator[str]:
+def hub_namespace(crds: None, operator: None) -> Iterator[str]:
+    """A namespace whose TenantPolicy allows what the examples and these specs place (the
+    chart's admission policy refuses the rest at apply; the operator compiles its grants)."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     core = kube.core("hub")
     core.create_namespace({"metadata": {"name": name}})
+    put_policy(
+        policy_body(
+            name,
+            clusters=("primary", "standby", "gpu-eu-west-1", "gpu-eu-central-1"),
+            member_namespaces=("models", "ml", "reviews-serving", "modeldr-demo"),
+            model_sources=("file:///", "pvc://"),
+            images=("modeldr/", "registry.example.com/", "ghcr.io/"),
+        )
+    )
     yield name
     core.delete_namespace(name)
+    delete_policy(name)
 
 
 def load(path: Path) -> Spec:

@@ -457,6 +457,7 @@ def test_moving_a_member_namespace_removes_the_old_objects(hub_ns: str) -> None:
     create(hub_ns, manifest(hub_ns))
     wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
     moved = f"{hub_ns}-moved"
+    put_policy(policy_body(hub_ns, member_namespaces=(moved,)))  # the move is allowed
     standby_apps = client.AppsV1Api(kube.api_client("standby"))
     try:
         custom().patch_namespaced_custom_object(

@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.errors import TrafficConflict
 from modeldr.operator.traffic import TrafficError
 from modeldr.operator.traffic.base import Owner, TrafficTarget
 from modeldr.operator.traffic.gatewayapi import (
@@ -181,8 +182,12 @@ def test_explicit_backends_and_route_namespace(
 ) -> None:
     create_route(routes, hub_namespace, {"east": 0, "west": 100}, name="edge-route")
     spec = make_spec("edge-route", hub_namespace, primaryBackend="east", standbyBackend="west")
+    GatewayAPIProvider().apply(hub, owner(hub_namespace), spec, target("primary"))
+    assert weights(read_route(routes, hub_namespace, "edge-route")) == {"east": 100, "west": 0}
+    # TENANCY.md: a route in another namespace is another team's: never patched.
     other_namespace_owner = Owner(namespace="default", name=MD, uid="u")
-    GatewayAPIProvider().apply(hub, other_namespace_owner, spec, target("primary"))
+    with pytest.raises(TrafficConflict, match=f"HTTPRoute {hub_namespace}/edge-route is in"):
+        GatewayAPIProvider().apply(hub, other_namespace_owner, spec, target("standby"))
     assert weights(read_route(routes, hub_namespace, "edge-route")) == {"east": 100, "west": 0}
 
 

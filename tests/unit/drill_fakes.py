@@ -32,6 +32,7 @@ from modeldr.kube.constants import DRILLS_ENABLED, DRILLS_LABEL
 from modeldr.kube.errors import MemberError
 from modeldr.kube.members import MemberRegistry
 from modeldr.kube.promql import QueryOutcome, QueryValues
+from modeldr.kube.seal import JournalSeal
 from modeldr.operator.runtime import Runtime
 from tests.specs import minimal_spec
 
@@ -39,6 +40,16 @@ from tests.specs import minimal_spec
 def nowhere() -> client.ApiClient:
     """An API client pointing at a closed loopback port: any real call fails fast."""
     return client.ApiClient(client.Configuration(host="http://127.0.0.1:9"))
+
+
+# The journal's seal in unit tests (the operator's key is a Secret in its namespace).
+TEST_SEAL = JournalSeal(b"modeldr unit tests, never a real key")
+
+
+def sealed(record: FaultRecord, run_uid: str = "uid-1") -> FaultRecord:
+    """The record as the operator's journal writes it for run `run_uid` (RecordingState's)."""
+    record.signature = TEST_SEAL.seal(run_uid, record)
+    return record
 
 
 class RecordingState(RunState):
@@ -304,7 +315,7 @@ def make_drill(
         target=the_target or target(),
         seed=7,
         probe=cast(TrafficProbe, probe or FakeProbe()),
-        journal=Journal(state, members.registry()),
+        journal=Journal(state, members.registry(), TEST_SEAL),
         query=query,
         stop_reason=stop_reason,
         guard=guard or Consenting(),

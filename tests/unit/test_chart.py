@@ -59,9 +59,19 @@ def render(*sets: str, include_crds: bool = False) -> list[Manifest]:
     return [doc for doc in yaml.safe_load_all(helm(*args).stdout) if doc]
 
 
+def tenancy(doc: Manifest) -> bool:
+    """One of the tenancy templates (the tenants' roles, the admission policies)."""
+    return bool(doc["metadata"]["labels"].get("app.kubernetes.io/component") == "tenancy")
+
+
 def find(docs: list[Manifest], kind: str, name: str | None = None) -> Manifest:
+    """The one object of `kind` (and `name`); without a name, the operator's own (not the
+    tenancy templates', tested on their own)."""
     matches = [
-        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+        d
+        for d in docs
+        if d["kind"] == kind
+        and (d["metadata"]["name"] == name if name is not None else not tenancy(d))
     ]
     assert len(matches) == 1, f"expected one {kind} {name or ''}, got {len(matches)}"
     return matches[0]
@@ -130,14 +140,64 @@ def test_defaults_render_the_operator_without_monitoring() -> None:
             "Deployment",
             "Service",
             "PodDisruptionBudget",
+            # Tenancy: modeldr-view/-edit/-admin and two admission policies with bindings.
+            *["ClusterRole"] * 3,
+            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 2,
         ]
     )
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding") and not tenancy(doc):
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
+
+
+def test_tenant_roles_grant_no_status_and_only_admin_writes_policies() -> None:
+    docs = render()
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole" and tenancy(d)}
+    assert sorted(roles) == ["modeldr-admin", "modeldr-edit", "modeldr-view"]
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    for name, into in (("view", "view"), ("edit", "edit"), ("admin", "admin")):
+        assert roles[f"modeldr-{name}"]["metadata"]["labels"][f"{aggregate}{into}"] == "true"
+    for role in roles.values():
+        for _, resource, _, _ in rules_of(role):
+            assert not resource.endswith("/status"), (role["metadata"]["name"], resource)
+    writes = {"create", "update", "patch", "delete"}
+    view = rules_of(roles["modeldr-view"])
+    assert all(not set(verbs) & writes for _, _, verbs, _ in view)
+    policies = {
+        name: [verbs for _, resource, verbs, _ in rules_of(role) if resource == "tenantpolicies"]
+        for name, role in roles.items()
+    }
+    assert policies["modeldr-view"] == policies["modeldr-edit"] == []
+    assert writes <= set(policies["modeldr-admin"][0])
+    edit = {
+        resource for _, resource, verbs, _ in rules_of(roles["modeldr-edit"]) if "create" in verbs
+    }
+    assert edit == {"modeldeployments", "drillplans", "drillruns", "configmaps"}
+
+
+def test_admission_policies_exempt_only_the_operators_own_account() -> None:
+    docs = render()
+    policies = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    assert sorted(p["metadata"]["name"] for p in policies) == [
+        "modeldr-drill-requester",
+        "modeldr-tenant-placement",
+    ]
+    operator = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
+    for policy in policies:
+        assert policy["spec"]["failurePolicy"] == "Fail"
+        conditions = {c["name"]: c["expression"] for c in policy["spec"]["matchConditions"]}
+        assert conditions["not-the-operator"] == f'request.userInfo.username != "{operator}"'
+    binding = find(docs, "ValidatingAdmissionPolicyBinding", "modeldr-tenant-placement")
+    assert binding["spec"]["paramRef"] == {
+        "name": "modeldr-tenancy",
+        "namespace": NAMESPACE,
+        "parameterNotFoundAction": "Deny",
+    }
+    off = render("tenancy.roles=false", "tenancy.admissionPolicies=false")
+    assert not [d for d in off if tenancy(d)]
 
 
 def test_servicemonitor_and_prometheusrule_render_when_enabled() -> None:
@@ -273,9 +333,9 @@ DEFAULT_CLUSTER_RULES = sorted(
         ("modeldr.io", "tenantpolicies", ("get", "list"), ()),
         ("", "namespaces", ("get",), (NAMESPACE,)),
         # Server-side apply only: a PATCH, authorized as a create when the object is new.
-        ("", "services", ("create", "patch"), ()),
+        ("", "services", ("create", "get", "patch"), ()),
         # list: the drill probe resolves the hub Service like a client.
-        ("discovery.k8s.io", "endpointslices", ("create", "list", "patch"), ()),
+        ("discovery.k8s.io", "endpointslices", ("create", "get", "list", "patch"), ()),
     ]
 )
 

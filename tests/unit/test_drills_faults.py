@@ -46,11 +46,13 @@ from modeldr.kube.constants import GPU_RESOURCE
 from modeldr.kube.members import MemberRegistry
 from tests.loopback import StatefulServer, serve
 from tests.unit.drill_fakes import (
+    TEST_SEAL,
     FakeMember,
     FakeMembers,
     RecordingState,
     make_drill,
     plan_spec,
+    sealed,
 )
 
 WHERE = Placement("demo", "bert", "primary", "primary", "ml")
@@ -359,13 +361,34 @@ def test_gpu_loss_undo_removes_only_its_taint(core: FakeCore) -> None:
             client.V1Taint(key=GPU_RESOURCE, value=GPU_LOSS_TAINT_VALUE, effect=GPU_LOSS_EFFECT),
         ],
     )
-    GPULoss().undo(MEMBERS, gpu_record())
+    record = gpu_record()
+    core.nodes["n1"].metadata.annotations = {nodefault.GPU_LOSS_FAULT: record.id}
+    GPULoss().undo(MEMBERS, record)
     assert core.taints("n1") == [
         ("dedicated", "ml", "NoSchedule"),
         (GPU_RESOURCE, "someone-else", "NoSchedule"),
     ]
-    GPULoss().undo(MEMBERS, gpu_record())  # idempotent: nothing of ours left, no patch
+    GPULoss().undo(MEMBERS, record)  # idempotent: nothing of ours left, no patch
     assert len(core.patches) == 1
+
+
+@pytest.mark.parametrize("driver", [NodeDrain(), GPULoss()], ids=["drain", "gpu-loss"])
+def test_a_node_fault_undo_touches_no_node_without_its_id(
+    core: FakeCore, driver: NodeDrain | GPULoss
+) -> None:
+    """A cordon or taint that another fault, a person or an edited journal names: left."""
+    taint = client.V1Taint(key=GPU_RESOURCE, value=GPU_LOSS_TAINT_VALUE, effect=GPU_LOSS_EFFECT)
+    core.add("n1", [taint], unschedulable=True)
+    record = drain_record() if isinstance(driver, NodeDrain) else gpu_record()
+    for holder in (None, "f-someone-else"):
+        core.nodes["n1"].metadata.annotations = (
+            {}
+            if holder is None
+            else {nodefault.CORDON_FAULT: holder, nodefault.GPU_LOSS_FAULT: holder}
+        )
+        driver.undo(MEMBERS, record)
+    assert core.patches == []
+    assert core.nodes["n1"].spec.unschedulable is True and core.taints("n1")
 
 
 def test_gpu_loss_undo_of_the_only_taint_clears_the_list(core: FakeCore) -> None:
@@ -679,8 +702,8 @@ def test_a_transient_undo_failure_propagates_for_the_journal_to_retry(
 
     monkeypatch.setattr("modeldr.drills.journal.asyncio.sleep", sleep)
     state = RecordingState()
-    state.status.faults.append(record)
-    assert asyncio.run(Journal(state, with_provider(url)).undo(record)) is True
+    state.status.faults.append(sealed(record))
+    assert asyncio.run(Journal(state, with_provider(url), TEST_SEAL).undo(record)) is True
     undos = [body for _, path, body in hook.seen if path == "/undo"]
     assert undos == [{"id": record.id}] * 4  # the one above, then 503, 500, 200
     assert record.state == "Undone" and record.undo_attempts == 3 and sleeps == [1.0, 2.0]

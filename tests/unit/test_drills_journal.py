@@ -23,7 +23,15 @@ from modeldr.drills.runstate import (
     StatusFenced,
     StatusWriteError,
 )
-from tests.unit.drill_fakes import FakeDriver, FakeMember, FakeMembers, RecordingState, nowhere
+from tests.unit.drill_fakes import (
+    TEST_SEAL,
+    FakeDriver,
+    FakeMember,
+    FakeMembers,
+    RecordingState,
+    nowhere,
+    sealed,
+)
 
 
 @pytest.fixture
@@ -88,7 +96,7 @@ def test_new_record_is_recorded_with_the_plan_and_its_own_parameters(
 def test_record_writes_the_status_with_the_fault_recorded(
     state: RecordingState, members: FakeMembers
 ) -> None:
-    journal = Journal(state, members.registry())
+    journal = Journal(state, members.registry(), TEST_SEAL)
     r = record("f-1", state="Recorded")
     asyncio.run(journal.record(r))
     [written] = state.writes
@@ -101,12 +109,14 @@ def test_record_raises_when_the_hub_refuses_the_journal(
 ) -> None:
     state.fail_writes = 1
     with pytest.raises(StatusWriteError):
-        asyncio.run(Journal(state, members.registry()).record(record("f-1", state="Recorded")))
+        asyncio.run(
+            Journal(state, members.registry(), TEST_SEAL).record(record("f-1", state="Recorded"))
+        )
     assert not state.writes
 
 
 def test_applied_marks_the_record_and_writes(state: RecordingState, members: FakeMembers) -> None:
-    journal = Journal(state, members.registry())
+    journal = Journal(state, members.registry(), TEST_SEAL)
     r = record("f-1", state="Recorded")
     asyncio.run(journal.record(r))
     asyncio.run(journal.applied(r))
@@ -125,8 +135,8 @@ def test_undo_retries_with_back_off_until_it_succeeds(
     driver.undo_failures = 2
     install(monkeypatch, "PodKill", driver)
     r = record("f-1")
-    state.status.faults.append(r)
-    assert asyncio.run(Journal(state, members.registry()).undo(r)) is True
+    state.status.faults.append(sealed(r))
+    assert asyncio.run(Journal(state, members.registry(), TEST_SEAL).undo(r)) is True
     assert driver.kinds() == ["undo", "undo", "undo"]
     assert sleeps == [1.0, 2.0]
     assert r.state == "Undone" and r.undone_at is not None
@@ -148,8 +158,8 @@ def test_undo_gives_up_after_its_attempts_and_says_why(
     driver.undo_always_fails = True
     install(monkeypatch, "PodKill", driver)
     r = record("f-1")
-    state.status.faults.append(r)
-    assert asyncio.run(Journal(state, members.registry()).undo(r)) is False
+    state.status.faults.append(sealed(r))
+    assert asyncio.run(Journal(state, members.registry(), TEST_SEAL).undo(r)) is False
     assert driver.kinds() == ["undo"] * UNDO_ATTEMPTS
     assert r.undo_attempts == UNDO_ATTEMPTS
     assert r.state == "Applied" and r.undone_at is None  # still outstanding: not lied about
@@ -166,9 +176,9 @@ def test_undo_goes_on_when_the_status_write_after_it_fails(
     driver = FakeDriver(state)
     install(monkeypatch, "PodKill", driver)
     r = record("f-1")
-    state.status.faults.append(r)
+    state.status.faults.append(sealed(r))
     state.fail_writes = 1
-    assert asyncio.run(Journal(state, members.registry()).undo(r)) is True
+    assert asyncio.run(Journal(state, members.registry(), TEST_SEAL).undo(r)) is True
     assert r.state == "Undone" and state.refused == 1
 
 
@@ -179,8 +189,8 @@ def test_a_record_that_is_not_outstanding_is_not_undone_again(
     driver = FakeDriver(state)
     install(monkeypatch, "PodKill", driver)
     r = record("f-1", state=done)
-    state.status.faults.append(r)
-    journal = Journal(state, members.registry())
+    state.status.faults.append(sealed(r))
+    journal = Journal(state, members.registry(), TEST_SEAL)
     assert asyncio.run(journal.undo(r)) is True
     assert asyncio.run(journal.undo_all()) == []
     assert driver.calls == [] and state.writes == []
@@ -193,8 +203,8 @@ def test_undoing_twice_calls_the_driver_once(
     driver = FakeDriver(state)
     install(monkeypatch, "PodKill", driver)
     r = record("f-1")
-    state.status.faults.append(r)
-    journal = Journal(state, members.registry())
+    state.status.faults.append(sealed(r))
+    journal = Journal(state, members.registry(), TEST_SEAL)
     assert asyncio.run(journal.undo(r)) and asyncio.run(journal.undo(r))
     assert driver.kinds() == ["undo"]
 
@@ -206,8 +216,8 @@ def test_a_type_without_a_driver_is_marked_undone_without_a_call(
     # not) was refused before the journal, so a record of it cannot be in force.
     monkeypatch.delitem(registry.DRIVERS, "Latency")
     r = record("f-1", fault_type="Latency", state="Recorded")
-    state.status.faults.append(r)
-    assert asyncio.run(Journal(state, members.registry()).undo(r)) is True
+    state.status.faults.append(sealed(r))
+    assert asyncio.run(Journal(state, members.registry(), TEST_SEAL).undo(r)) is True
     assert r.state == "Undone" and r.undone_at is not None
 
 
@@ -235,12 +245,12 @@ def test_undo_all_goes_newest_first_and_returns_what_it_could_not_undo(
     monkeypatch.setattr(good, "undo", undo_good)
     monkeypatch.setattr(bad, "undo", undo_bad)
     state.status.faults = [
-        record("f-0", state="Undone"),
-        record("f-1"),  # oldest outstanding
-        record("f-2", fault_type="ClusterOutage"),
-        record("f-3", state="Recorded"),  # the operator may have died mid-inject: undone too
+        sealed(record("f-0", state="Undone")),
+        sealed(record("f-1")),  # oldest outstanding
+        sealed(record("f-2", fault_type="ClusterOutage")),
+        sealed(record("f-3", state="Recorded")),  # the operator died mid-inject: undone too
     ]
-    journal = Journal(state, members.registry())
+    journal = Journal(state, members.registry(), TEST_SEAL)
     assert [r.id for r in journal.outstanding()] == ["f-1", "f-2", "f-3"]
     left = asyncio.run(journal.undo_all())
     assert order == ["f-3", *["f-2"] * UNDO_ATTEMPTS, "f-1"]
@@ -407,3 +417,32 @@ def test_a_writer_whose_run_someone_else_wrote_is_deposed(
     with pytest.raises(StatusFenced):
         asyncio.run(writer.write())
     assert stored.patches == patches and isinstance(StatusFenced("x"), StatusWriteError)
+
+
+def test_an_entry_the_operator_did_not_seal_is_never_acted_on(
+    monkeypatch: pytest.MonkeyPatch, state: RecordingState, members: FakeMembers
+) -> None:
+    """Added to the status by hand, edited (another node, another cluster), or copied from
+    another run: its seal does not verify, so undo touches nothing and says so."""
+    driver = FakeDriver(state)
+    install(monkeypatch, "NodeDrain", driver)
+    genuine = sealed(record("f-1", fault_type="NodeDrain"))
+    genuine.parameters["node"] = "n1"
+    genuine = sealed(genuine)
+    added = record("f-2", fault_type="NodeDrain")  # no seal at all
+    edited = sealed(record("f-3", fault_type="NodeDrain"))
+    edited.parameters["node"] = "someone-elses-node"  # changed after sealing
+    moved = sealed(record("f-4", fault_type="NodeDrain"))
+    moved.cluster = "standby"
+    copied = sealed(record("f-5", fault_type="NodeDrain"), run_uid="another-run")
+    state.status.faults = [genuine, added, edited, moved, copied]
+    journal = Journal(state, members.registry(), TEST_SEAL)
+    assert asyncio.run(journal.undo_all()) == []
+    assert driver.calls == [("undo", "f-1")]
+    assert [r.state for r in state.status.faults] == ["Undone", *["Forged"] * 4]
+    assert "never acted on" in (added.message or "")
+    assert journal.outstanding() == []
+    # Refreshed expiry and other parameters undo does not read keep the seal valid.
+    renewed = sealed(record("f-6", fault_type="NodeDrain"))
+    renewed.parameters["expiresAt"] = "2030-01-01T00:00:00Z"
+    assert TEST_SEAL.verifies("uid-1", renewed)

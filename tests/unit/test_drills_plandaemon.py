@@ -234,7 +234,7 @@ def test_the_handlers_wake_the_plans_daemon_from_a_runs_event(
     running = a_run("nightly-1", "Running", startedAt="2030-01-01T00:00:01Z")
     the_plan(api, running)
     host = SimpleNamespace(
-        hub=nowhere(), members=FakeMembers(), drills=ActiveDrills(), tenancy=None
+        hub=nowhere(), members=FakeMembers(), drills=ActiveDrills(), tenancy=None, seal=None
     )
 
     async def scenario() -> None:

@@ -33,6 +33,7 @@ from modeldr.drills.runstate import RunRef, RunState, status_body
 from modeldr.kube.activedrills import ActiveDrills
 from tests.specs import minimal_spec
 from tests.unit.drill_fakes import (
+    TEST_SEAL,
     Consenting,
     FakeDriver,
     FakeMember,
@@ -107,7 +108,13 @@ class World:
         self.reads.append((what, threading.current_thread() is threading.main_thread()))
 
     def host(self) -> DrillHost:
-        host = SimpleNamespace(hub=nowhere(), members=self.members.registry(), drills=self.drills)
+        host = SimpleNamespace(
+            hub=nowhere(),
+            members=self.members.registry(),
+            drills=self.drills,
+            tenancy=None,  # the run's checks are FakeTenancy (tenancy_of is replaced)
+            seal=TEST_SEAL,
+        )
         return cast(DrillHost, host)
 
     def kinds(self) -> list[str]:

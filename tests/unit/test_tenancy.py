@@ -8,14 +8,18 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from kubernetes import client
 
 from modeldr.api.drillplan import DrillPlanSpec
-from modeldr.api.tenancy import Grants, NamedPolicy, modeldeployment_denials
+from modeldr.api.tenancy import Grants, NamedPolicy, admission_grants, modeldeployment_denials
 from modeldr.api.tenantpolicy import TenantPolicySpec
 from modeldr.drills import tenancy as run_tenancy
 from modeldr.drills.tenancy import RunTenancy, model_owner, node_bound
+from modeldr.kube.errors import TrafficConflict
 from modeldr.kube.members import MemberRegistry
 from modeldr.kube.tenancy import Tenancy
+from modeldr.operator.traffic.base import Owner
+from modeldr.operator.traffic.endpointslice import claim
 from tests.unit.drill_fakes import nowhere, target
 
 
@@ -327,3 +331,60 @@ def test_the_lapse_says_why_a_run_must_stop(monkeypatch: pytest.MonkeyPatch) -> 
     assert frozen is not None and frozen[0] == "Frozen"
     withdrawn = checks(plan(step("PodKill")), policies=[]).lapse()
     assert withdrawn is not None and withdrawn[0] == "PolicyDenied"
+
+
+def test_the_admission_grants_are_the_union_per_namespace_one_per_line() -> None:
+    both = policy("both", namespaces=["team-a", "team-c"], images=["registry.internal/"])
+    grants = admission_grants([TEAM_A, both, OTHER_TEAM])
+    assert sorted(grants) == ["team-a", "team-b", "team-c"]
+    assert grants["team-a"].split("\n") == [
+        "i:ghcr.io/modeldr/",
+        "i:registry.internal/",
+        "p:primary/team-a-serving",
+        "p:standby/team-a-serving",
+        "s:file:///models/team-a/",
+        "s:pvc://",
+    ]
+    assert grants["team-b"] == ""  # covered, granted nothing: refused for what it asks
+    with pytest.raises(ValueError):  # a prefix is one token: it cannot smuggle a grant line
+        policy("sneaky", images=["ok/\ni:evil/"])
+
+
+class FakeServices:
+    """read/create of one object kind in a hub namespace, as the provider calls them."""
+
+    def __init__(self, existing: Any = None) -> None:
+        self.existing = existing
+        self.created: list[dict[str, Any]] = []
+
+    def read(self, name: str, namespace: str, **_: Any) -> Any:
+        if self.existing is None:
+            raise client.ApiException(status=404)
+        return self.existing
+
+    def create(self, namespace: str, body: dict[str, Any], **_: Any) -> Any:
+        self.created.append(body)
+        return body
+
+
+def owned(uid: str) -> Any:
+    return SimpleNamespace(metadata=SimpleNamespace(owner_references=[SimpleNamespace(uid=uid)]))
+
+
+def test_the_endpointslice_provider_never_adopts_an_object() -> None:
+    owner = Owner("team-a", "bert", "uid-a")
+    svc = {"kind": "Service", "metadata": {"name": "bert"}}
+    absent = FakeServices()
+    claim(absent.read, absent.create, svc, owner)
+    assert absent.created == [svc]
+    mine = FakeServices(owned("uid-a"))
+    claim(mine.read, mine.create, svc, owner)
+    assert mine.created == []
+    for stranger in (
+        owned("uid-b"),
+        SimpleNamespace(metadata=SimpleNamespace(owner_references=None)),
+    ):
+        theirs = FakeServices(stranger)
+        with pytest.raises(TrafficConflict, match="Service team-a/bert exists and is not this"):
+            claim(theirs.read, theirs.create, svc, owner)
+        assert theirs.created == []
