@@ -133,10 +133,7 @@ def test_defaults_render_the_operator_without_monitoring() -> None:
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
-            "Role",
-            "Role",
-            "RoleBinding",
-            "RoleBinding",
+            *["Role", "RoleBinding"] * 3,  # leader election, member Secrets, journal key
             "Deployment",
             "Service",
             "PodDisruptionBudget",
@@ -359,6 +356,15 @@ def test_cluster_scoped_names_include_namespace_and_release() -> None:
         assert find(render(), kind)["metadata"]["name"] == f"{NAMESPACE}-{FULLNAME}"
 
 
+def test_the_journal_key_is_the_only_secret_the_operator_may_make() -> None:
+    role = find(render(), "Role", f"{FULLNAME}-journal-key")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert rules_of(role) == [
+        ("", "secrets", ("create",), ()),
+        ("", "secrets", ("get",), ("modeldr-journal-key",)),
+    ]
+
+
 def test_secrets_are_read_only_and_namespaced() -> None:
     docs = render()
     secrets_role = find(docs, "Role", f"{FULLNAME}-member-secrets")
@@ -389,7 +395,8 @@ def test_leader_election_lease_rules() -> None:
     )
     single = render("leaderElection.enabled=false", "replicaCount=1")
     assert [d["metadata"]["name"] for d in single if d["kind"] == "Role"] == [
-        f"{FULLNAME}-member-secrets"
+        f"{FULLNAME}-journal-key",
+        f"{FULLNAME}-member-secrets",
     ]
     assert not [d for d in single if d["kind"] == "PodDisruptionBudget"]
 
