@@ -70,26 +70,22 @@ class Grants:
         )
 
     def source_denial(self, source: str) -> str | None:
-        if (missing := self.nothing()) is not None:
-            return missing
-        if _has_dot_segment(source):
+        if _has_dot_segment(source) and self.policies:
             return f"modelSources: {source!r} has a '.' or '..' path segment: never allowed"
         prefixes = [prefix for p in self.policies for prefix in p.spec.model_sources]
-        if any(source.startswith(prefix) for prefix in prefixes):
-            return None
-        return (
-            f"modelSources: {source!r} starts with none of the allowed prefixes "
-            f"({', '.join(prefixes) or 'none'}) of {self.names}"
-        )
+        return self._prefix_denial("modelSources", source, prefixes)
 
     def image_denial(self, image: str) -> str | None:
+        prefixes = [prefix for p in self.policies for prefix in p.spec.images]
+        return self._prefix_denial("images", image, prefixes)
+
+    def _prefix_denial(self, field: str, value: str, prefixes: list[str]) -> str | None:
         if (missing := self.nothing()) is not None:
             return missing
-        prefixes = [prefix for p in self.policies for prefix in p.spec.images]
-        if any(image.startswith(prefix) for prefix in prefixes):
+        if any(value.startswith(prefix) for prefix in prefixes):
             return None
         return (
-            f"images: {image!r} starts with none of the allowed prefixes "
+            f"{field}: {value!r} starts with none of the allowed prefixes "
             f"({', '.join(prefixes) or 'none'}) of {self.names}"
         )
 

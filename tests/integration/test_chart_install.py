@@ -202,7 +202,17 @@ def test_install_two_releases_rbac_and_uninstall(releases: tuple[Release, Releas
     assert not allowed(a, "update", "modeldeployments", namespace="team-x", **md)
     assert not allowed(a, "get", "secrets", namespace="default")
     assert not allowed(a, "list", "secrets")
-    assert not allowed(a, "create", "secrets", namespace=a.namespace)
+    # The journal key: made once in its own namespace, then read by name only.
+    assert allowed(a, "create", "secrets", namespace=a.namespace)
+    key = "modeldr-journal-key"
+    assert allowed(a, "get", "secrets", namespace=a.namespace, name=key)
+    assert not allowed(a, "update", "secrets", namespace=a.namespace, name=key)
+    assert not allowed(a, "create", "secrets", namespace="team-x")
+    # Tenancy: the admin's policies, read; the freeze label of its own namespace.
+    assert allowed(a, "list", "tenantpolicies", **md)
+    assert not allowed(a, "create", "tenantpolicies", **md)
+    assert allowed(a, "get", "namespaces", name=a.namespace)
+    assert not allowed(a, "get", "namespaces", name="default")
     assert not allowed(a, "get", "secrets", namespace=b.namespace)
     assert not allowed(
         a, "update", "leases", group="coordination.k8s.io", namespace=a.namespace, name="other"
