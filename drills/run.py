@@ -37,6 +37,7 @@ from modeldr.api.drillstatus import (
     SteadyStateStatus,
 )
 from modeldr.api.phase import Phase
+from modeldr.api.tenancy import POLICY_DENIED
 from modeldr.drills import dryrun, events, metrics, plans, report
 from modeldr.drills.checks import ModelChecker, load_golden_set
 from modeldr.drills.conditions import ConditionError, compile_condition
@@ -60,6 +61,7 @@ from modeldr.kube.capacity import read_gpu_capacity
 from modeldr.kube.constants import ROLES
 from modeldr.kube.errors import MemberError
 from modeldr.kube.promql import QueryOutcome, QueryRejected
+from modeldr.kube.tenancy import PoliciesUnreadable
 
 log = logging.getLogger(__name__)
 # How long a rollback keeps retrying faults it could not undo (a member still unreachable)
@@ -288,7 +290,10 @@ def tenancy_check(p: Preflight) -> PreflightFinding:
     """No freeze (Frozen); the TenantPolicies allow the target's placement, every step's
     fault type and the blast radius, and members consent to whole-cluster faults
     (PolicyDenied)."""
-    refused = tenancy_of(p.rt, p.target, p.plan).preflight_refusal()
+    try:
+        refused = tenancy_of(p.rt, p.target, p.plan).preflight_refusal()
+    except PoliciesUnreadable as exc:
+        refused = Refusal(POLICY_DENIED, str(exc))
     if refused is not None:
         return failed("tenancy", refused.reason, refused.message)
     return passed("tenancy", f"allowed by the TenantPolicies covering {p.target.namespace}")

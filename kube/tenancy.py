@@ -19,6 +19,7 @@ from modeldr.api.tenancy import Grants, NamedPolicy
 from modeldr.api.tenantpolicy import FROZEN_LABEL, PLURAL, TRUE, TenantPolicySpec
 from modeldr.kube import k8s
 from modeldr.kube.constants import GROUP, VERSION
+from modeldr.kube.errors import OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,29 @@ POLICY_TTL_S: Final = 2.0
 TIMEOUT: Final = (2.0, 10.0)
 
 
+class PoliciesUnreadable(OperatorError):
+    """The TenantPolicies cannot be read: nothing is allowed meanwhile (secure by default)."""
+
+
 def read_policies(hub: client.ApiClient) -> list[NamedPolicy]:
-    """Every TenantPolicy that parses (one that does not allows nothing: it is skipped)."""
-    listed = client.CustomObjectsApi(hub).list_cluster_custom_object(
-        GROUP, VERSION, PLURAL, _request_timeout=TIMEOUT
-    )
+    """Every TenantPolicy that parses (one that does not allows nothing: it is skipped);
+    PoliciesUnreadable when the CRD is missing or the read is forbidden."""
+    try:
+        listed = client.CustomObjectsApi(hub).list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, _request_timeout=TIMEOUT
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            raise PoliciesUnreadable(
+                "the TenantPolicy CRD is not installed in the hub: nothing is allowed until it "
+                "is (kubectl apply --server-side -f crds/)"
+            ) from None
+        if exc.status == 403:
+            raise PoliciesUnreadable(
+                "the operator may not list TenantPolicies (its chart's ClusterRole is older "
+                "than this operator): nothing is allowed until it may"
+            ) from None
+        raise
     policies = []
     for item in listed.get("items") or []:
         name = str((item.get("metadata") or {}).get("name") or "")

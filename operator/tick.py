@@ -29,6 +29,7 @@ from modeldr.kube import k8s, promql
 from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, ROLES, SWITCH_ANNOTATION, VERSION, Role
 from modeldr.kube.errors import MemberError, RenderError, TrafficConflict, TrafficError
 from modeldr.kube.events import post_event
+from modeldr.kube.tenancy import PoliciesUnreadable
 from modeldr.operator import clientprobe, metrics, render
 from modeldr.operator.daemonstate import (
     DaemonState,
@@ -167,9 +168,12 @@ def policy_denials(ctl: DaemonState, spec: ModelDeploymentSpec) -> list[str]:
         grants = ctl.runtime.tenancy.grants(ctl.namespace, fresh=fresh)
         return modeldeployment_denials(grants, placements, spec.model.source, spec.runtime.image)
 
-    found = denials(False)
-    if found:
-        found = denials(True)
+    try:
+        found = denials(False)
+        if found:
+            found = denials(True)
+    except PoliciesUnreadable as exc:
+        found = [str(exc)]
     if not found:
         ctl.policy_denial = ""
     return found

@@ -7,6 +7,8 @@ stop a running drill with every fault undone."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +28,8 @@ from modeldr.kube.constants import (
 )
 from sandbox import kube
 from sandbox.api import Sandbox
+from sandbox.config import sandbox_paths
+from sandbox.operator_up import _alive, operator_up
 from sandbox.tenants import NAMESPACE as OPERATOR_NAMESPACE
 from sandbox.tenants import delete_policy, policy_body, put_policy
 from tests.integration.modeldeployments import (
@@ -375,3 +379,86 @@ def test_consent_withdrawn_mid_run_aborts_it_and_undoes_everything(team_a: str) 
 def _with(md: dict[str, Any], path: tuple[str, str], value: str) -> dict[str, Any]:
     md["spec"][path[0]][path[1]] = value
     return md
+
+
+def test_a_forged_journal_entry_touches_nothing_across_an_operator_restart(team_a: str) -> None:
+    """While the operator is dead, someone adds to a running drill's journal an entry that
+    would uncordon a node an admin cordoned for maintenance. The next leader rolls the run
+    back: the genuine fault is undone, the forged entry is never acted on and is reported."""
+    core = kube.core("primary")
+    node = primary_node(team_a)
+    maintenance = next(
+        n.metadata.name
+        for n in core.list_node().items
+        if n.metadata.name != node and not n.spec.unschedulable
+    )
+    name = apply_plan(team_a, plan("forged", LONG_DRAIN))
+    s = _wait_applied(team_a, name)
+    core.patch_node(maintenance, {"spec": {"unschedulable": True}})  # the admin's cordon
+    try:
+        pid = int((sandbox_paths().state / "operator.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        kube.wait_for(lambda: not _alive(pid), timeout=10, what="the operator gone")
+        (genuine,) = s["faults"]
+        forged = {**genuine, "id": "f-forged000001", "parameters": {**genuine["parameters"]}}
+        forged["parameters"]["node"] = maintenance
+        custom().patch_namespaced_custom_object_status(
+            GROUP, VERSION, team_a, DRILLRUNS, name, {"status": {"faults": [genuine, forged]}}
+        )
+        operator_up()
+        s = finished(team_a, name, timeout=120)
+        assert (s["phase"], s["reason"]) == ("Aborted", "OperatorRestarted"), explain(s)
+        assert [f["state"] for f in s["faults"]] == ["Undone", "Forged"], explain(s)
+        assert "forged journal entries not acted on: f-forged000001" in s["message"]
+        assert core.read_node(maintenance).spec.unschedulable is True  # left as it was
+        assert not core.read_node(node).spec.unschedulable  # the genuine drain undone
+    finally:
+        core.patch_node(maintenance, {"spec": {"unschedulable": None}})
+
+
+def test_a_traffic_object_of_someone_else_is_never_adopted(team_a: str) -> None:
+    """A hub Service of the name a ModelDeployment's traffic would use, made by a person:
+    left exactly as it was, and the ModelDeployment says so (Ready=False, naming it)."""
+    core = kube.core("hub")
+    service = {
+        "metadata": {"name": "web", "labels": {"team": "a"}},
+        "spec": {"ports": [{"port": 80}]},
+    }
+    core.create_namespaced_service(team_a, service)
+    before = core.read_namespaced_service("web", team_a)
+    md = manifest(team_a)
+    md["metadata"]["name"] = "clash"
+    md["spec"]["traffic"] = {"endpointSlice": {"serviceName": "web"}}
+    custom().create_namespaced_custom_object(GROUP, VERSION, team_a, PLURAL, md)
+    try:
+
+        def ready_condition() -> dict[str, Any] | None:
+            obj = custom().get_namespaced_custom_object(GROUP, VERSION, team_a, PLURAL, "clash")
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            ready = next((c for c in conditions if c["type"] == "Ready"), None)
+            return ready if ready and ready.get("reason") == "TrafficObjectNotOwned" else None
+
+        ready = kube.wait_for(
+            ready_condition, timeout=120, what="Ready=False, TrafficObjectNotOwned"
+        )
+        assert ready["status"] == "False"
+        assert f"Service {team_a}/web exists and is not this ModelDeployment's" in ready["message"]
+        after = core.read_namespaced_service("web", team_a)
+        assert after.metadata.owner_references is None
+        assert after.metadata.resource_version == before.metadata.resource_version
+    finally:
+        custom().delete_namespaced_custom_object(GROUP, VERSION, team_a, PLURAL, "clash")
+        kube.wait_for(
+            lambda: (
+                "clash"
+                not in [
+                    o["metadata"]["name"]
+                    for o in custom().list_namespaced_custom_object(GROUP, VERSION, team_a, PLURAL)[
+                        "items"
+                    ]
+                ]
+            ),
+            timeout=60,
+            what="the clashing ModelDeployment gone",
+        )
+    assert core.read_namespaced_service("web", team_a).metadata.owner_references is None

@@ -17,7 +17,7 @@ from modeldr.drills import tenancy as run_tenancy
 from modeldr.drills.tenancy import RunTenancy, model_owner, node_bound
 from modeldr.kube.errors import TrafficConflict
 from modeldr.kube.members import MemberRegistry
-from modeldr.kube.tenancy import Tenancy
+from modeldr.kube.tenancy import PoliciesUnreadable, Tenancy
 from modeldr.operator.traffic.base import Owner
 from modeldr.operator.traffic.endpointslice import claim
 from tests.unit.drill_fakes import nowhere, target
@@ -388,3 +388,15 @@ def test_the_endpointslice_provider_never_adopts_an_object() -> None:
         with pytest.raises(TrafficConflict, match="Service team-a/bert exists and is not this"):
             claim(theirs.read, theirs.create, svc, owner)
         assert theirs.created == []
+
+
+@pytest.mark.parametrize(("status", "says"), [(404, "CRD is not installed"), (403, "may not list")])
+def test_policies_that_cannot_be_read_allow_nothing_and_say_why(
+    monkeypatch: pytest.MonkeyPatch, status: int, says: str
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise client.ApiException(status=status)
+
+    monkeypatch.setattr(client.CustomObjectsApi, "list_cluster_custom_object", refuse)
+    with pytest.raises(PoliciesUnreadable, match=says):
+        Tenancy(nowhere(), "modeldr-system").policies()
