@@ -54,8 +54,9 @@ def policy_body(
     }
 
 
-def put_policy(body: dict[str, Any]) -> None:
-    """Create the TenantPolicy, or replace the one of that name."""
+def put_policy(body: dict[str, Any], *, admitted: bool = True) -> None:
+    """Create the TenantPolicy, or replace the one of that name; with `admitted`, wait until
+    the admission policy reads its grants (the operator must be running)."""
     name = body["metadata"]["name"]
     try:
         current = _custom().get_cluster_custom_object(GROUP, VERSION, POLICIES, name)
@@ -63,7 +64,8 @@ def put_policy(body: dict[str, Any]) -> None:
         if exc.status != 404:
             raise
         _custom().create_cluster_custom_object(GROUP, VERSION, POLICIES, body)
-        wait_admitted(body)
+        if admitted:
+            wait_admitted(body)
         return
     body = {
         **body,
@@ -73,7 +75,8 @@ def put_policy(body: dict[str, Any]) -> None:
         },
     }
     _custom().replace_cluster_custom_object(GROUP, VERSION, POLICIES, name, body)
-    wait_admitted(body)
+    if admitted:
+        wait_admitted(body)
 
 
 def wait_admitted(body: dict[str, Any], timeout: float = 15.0) -> None:

@@ -42,10 +42,11 @@ def custom() -> client.CustomObjectsApi:
     return client.CustomObjectsApi(kube.api_client("hub"))
 
 
-def tenant_namespace(name: str) -> None:
-    """A hub namespace and the TenantPolicy it needs (delete_policy(name) afterwards)."""
+def tenant_namespace(name: str, *, admitted: bool = True) -> None:
+    """A hub namespace and the TenantPolicy it needs (delete_policy(name) afterwards); with
+    `admitted`, once the admission policy reads it (the operator must be running)."""
     kube.core("hub").create_namespace({"metadata": {"name": name}})
-    put_policy(policy_body(name))
+    put_policy(policy_body(name), admitted=admitted)
 
 
 def manifest(member_namespace: str, **spec: Any) -> dict[str, Any]:
