@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from modeldr.api.drillstatus import OUTSTANDING
 from modeldr.client.display import Snapshot, changes, live_view, snapshot
 from modeldr.client.hub import Hub, HubUnavailable
 
@@ -73,12 +74,13 @@ class Followed:
     run: dict[str, Any]
     interrupted: bool = False  # SIGINT/SIGTERM: the run was aborted
     timed_out: bool = False  # the timeout passed: the run was aborted
-    settled: bool = True  # every fault undone or abandoned
+    settled: bool = True  # no fault in force: every one undone, abandoned or forged
 
 
 def faults_settled(run: dict[str, Any]) -> bool:
+    """No fault in force (a Forged entry was never acted on: nothing to wait for)."""
     faults = (run.get("status") or {}).get("faults") or []
-    return all(f.get("state") in ("Undone", "Abandoned") for f in faults)
+    return all(f.get("state") not in OUTSTANDING for f in faults)
 
 
 def _deadline(run: dict[str, Any]) -> float | None:

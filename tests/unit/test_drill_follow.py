@@ -125,3 +125,17 @@ def test_a_hub_that_stays_away_is_a_connection_error() -> None:
     hub = Hub([run("Running"), HubUnavailable("the hub cannot be reached")])
     with pytest.raises(HubUnavailable):
         follower(hub)[0].follow("r", "md", Stop(), None)
+
+
+@pytest.mark.parametrize(
+    ("states", "settled"),
+    [
+        (["Undone", "Abandoned", "Forged"], True),  # a forged entry was never in force
+        (["Undone", "Applied"], False),
+        (["Recorded"], False),
+        ([], True),
+    ],
+)
+def test_settled_means_no_fault_in_force(states: list[str], settled: bool) -> None:
+    run = {"status": {"faults": [{"id": f"f-{i}", "state": s} for i, s in enumerate(states)]}}
+    assert follow.faults_settled(run) is settled
