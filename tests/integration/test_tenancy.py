@@ -57,6 +57,7 @@ pytestmark = pytest.mark.integration
 
 ALICE = "alice@team-a.example"  # modeldr-edit in the team's namespace
 CAROL = "carol@team-a.example"  # may create DrillPlans, may not change the model
+ONCALL = "oncall@team-a.example"  # may patch DrillRuns only
 KILL = {"name": "kill", "fault": {"type": "PodKill", "cluster": "primary"}, "durationSeconds": 2}
 
 
@@ -464,3 +465,20 @@ def test_a_traffic_object_of_someone_else_is_never_adopted(team_a: str) -> None:
             what="the clashing ModelDeployment gone",
         )
     assert core.read_namespaced_service("web", team_a).metadata.owner_references is None
+
+
+def test_stopping_a_drill_needs_no_right_to_the_model(team_a: str) -> None:
+    """The requester check guards what a run targets, never its stop: an on-call engineer
+    who may only patch runs aborts one at once."""
+    rbac = client.RbacAuthorizationV1Api(kube.api_client("hub"))
+    rule = {"apiGroups": [GROUP], "resources": [DRILLRUNS], "verbs": ["get", "patch"]}
+    rbac.create_namespaced_role(team_a, {"metadata": {"name": "runs-stop"}, "rules": [rule]})
+    bind(team_a, ONCALL, "runs-stop", kind="Role")
+    name = apply_plan(team_a, plan("stop", LONG_DRAIN))
+    _wait_applied(team_a, name)
+    as_user(ONCALL).patch_namespaced_custom_object(
+        GROUP, VERSION, team_a, DRILLRUNS, name, {"spec": {"abort": True}}
+    )
+    s = finished(team_a, name, timeout=30)
+    assert (s["phase"], s["reason"]) == ("Aborted", "StoppedByHand"), explain(s)
+    assert [f["state"] for f in s["faults"]] == ["Undone"]
