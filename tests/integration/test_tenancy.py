@@ -228,6 +228,13 @@ def test_a_withdrawn_placement_stops_reconciling_and_deletes_nothing(team_a: str
         timeout=30,
         what="the drift repaired once the policy allows the placement again",
     )
+    # The extra pod gone (not only terminating): the drills after this find one node.
+    pods = kube.core("primary").list_namespaced_pod
+    kube.wait_for(
+        lambda: len(pods(team_a, label_selector=f"modeldr.io/name={NAME}").items) == 1,
+        timeout=60,
+        what="one primary pod again",
+    )
 
 
 # ------------------------------------------------------------------ drills
