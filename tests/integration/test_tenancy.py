@@ -367,6 +367,14 @@ def test_a_freeze_stops_a_running_drill_within_seconds_and_refuses_new_ones(team
     assert f"TenantPolicy {team_a}" in s["message"]
 
 
+def test_a_frozen_member_refuses_the_drills_that_would_touch_it(team_a: str) -> None:
+    with member_labels("standby", {FROZEN_LABEL: "true"}):
+        s = finished(team_a, apply_plan(team_a, plan("member-frozen", [KILL])), timeout=60)
+    assert (s["phase"], s["reason"]) == ("Error", "Frozen"), explain(s)
+    assert "member standby's hub Secret is labelled modeldr.io/drills-frozen=true" in s["message"]
+    assert not s.get("faults")
+
+
 def test_consent_withdrawn_mid_run_aborts_it_and_undoes_everything(team_a: str) -> None:
     node = primary_node(team_a)
     before = node_state(node)
