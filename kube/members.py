@@ -58,8 +58,6 @@ class Member:
     infrastructure_url: str | None = None
     #: The bearer token for that webhook (None: none given; the provider is not called).
     infrastructure_token: str | None = field(default=None, repr=False)
-    #: The hub Secret's labels (consent to cluster faults, the member's drill freeze).
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 def _decode(data: dict[str, str] | None, key: str) -> str | None:
@@ -191,7 +189,6 @@ class MemberRegistry:
                     version,
                     infrastructure_url=infrastructure_url,
                     infrastructure_token=token,
-                    labels=dict(labels),
                 )
                 log.info(
                     "member cluster %s registered from Secret %s", cluster, secret.metadata.name
