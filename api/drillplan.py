@@ -207,6 +207,10 @@ class Msg:
         "spec.plan is the snapshot this run executes: it cannot change or go once set"
     )
     ABORT_IRREVERSIBLE = "spec.abort cannot be set back to false: an abort is final"
+    ANSWER_EXPECTATIONS_NEED_CHECKS = (
+        "steps[].expect.maxTimeToCorrectSeconds and maxWrongAnswerRatio judge answers against "
+        "the baseline model check: they need spec.modelChecks"
+    )
 
 
 def duplicates(names: Iterable[str]) -> list[str]:
@@ -532,6 +536,27 @@ class Expect(SpecModel):
         le=MAX_TIMEOUT_MILLISECONDS,
         description="p99 of the probe's requests in the window.",
     )
+    max_time_to_correct_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DURATION_SECONDS,
+        description="From the step's start until every second's answers agree with the "
+        "baseline at modelChecks.minAgreement (failed requests count as wrong). Needs "
+        "modelChecks.",
+    )
+    max_wrong_answer_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Successful probe answers that differ from the baseline's answer for the "
+        "same golden text / answers judged. Needs modelChecks.",
+    )
+
+    @property
+    def judges_answers(self) -> bool:
+        return self.max_time_to_correct_seconds is not None or (
+            self.max_wrong_answer_ratio is not None
+        )
 
 
 class Step(SpecModel):
@@ -806,6 +831,13 @@ class DrillPlanSpec(SpecModel):
                 Msg.PROBE_TRAFFIC_CAP,
                 field_path=".steps",
             ),
+            Rule(
+                "has(self.modelChecks) || !self.steps.exists(s, has(s.expect) && "
+                "(has(s.expect.maxTimeToCorrectSeconds) || has(s.expect.maxWrongAnswerRatio)))",
+                Msg.ANSWER_EXPECTATIONS_NEED_CHECKS,
+                field_path=".modelChecks",
+                reason="FieldValueRequired",
+            ),
         )
     )
 
@@ -920,6 +952,12 @@ class DrillPlanSpec(SpecModel):
         if zone is not None and "schedule" in info.data and info.data["schedule"] is None:
             raise ValueError(Msg.TIME_ZONE_NEEDS_SCHEDULE)
         return zone
+
+    @model_validator(mode="after")
+    def _answer_expectations_need_checks(self) -> DrillPlanSpec:
+        if self.model_checks is None and any(s.expect.judges_answers for s in self.steps):
+            raise ValueError(Msg.ANSWER_EXPECTATIONS_NEED_CHECKS)
+        return self
 
     @classmethod
     def parse(cls, spec: Any) -> DrillPlanSpec:

@@ -114,6 +114,27 @@ class WindowStatus(StatusModel):
 
 class StepStatus(WindowStatus):
     name: Name
+    wrong_answer_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Successful probe answers that differ from the baseline model check's "
+        "answer for the same golden text / answers judged (plans with modelChecks).",
+    )
+    time_to_correct_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="From the step's start until every second's answers agree with the "
+        "baseline at modelChecks.minAgreement (plans with modelChecks); beside rtoSeconds, "
+        "which counts any answer.",
+    )
+    answer_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Successful probe answers equal to their golden label / answers "
+        "(plans with modelChecks).",
+    )
 
 
 class SteadyStateStatus(StatusModel):

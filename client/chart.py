@@ -1,11 +1,14 @@
 """The report's charts as inline SVG (matplotlib's SVG backend, no display, no network):
 
-- the timeline: probe success rate (%) and p99 latency (ms, right axis) per second over the
-  run, fault windows shaded, step boundaries dotted, failovers and failbacks marked;
+- the timeline: probe success rate (%), beside it the share of requests answered correctly
+  (as the baseline answered, for plans with model checks), and p99 latency (ms, right axis)
+  per second over the run, fault windows shaded, step boundaries dotted, failovers and
+  failbacks marked;
 - the trend: the plan's recent runs, RTO per run coloured by verdict.
 
 Elements carry ids (`gid`), so a browser's DOM (and the tests) can find them: `success-rate`,
-`p99-latency`, `fault-window-<i>`, `step-<name>`, `failover-<i>`, `failback-<i>`, `trend`.
+`correct-answers`, `p99-latency`, `fault-window-<i>`, `step-<name>`, `failover-<i>`,
+`failback-<i>`, `trend`.
 Text stays text (svg.fonttype none): small, searchable, selectable.
 """
 
@@ -33,6 +36,7 @@ COLOURS = {
     "Running": "#0277bd",
 }
 SUCCESS = "#1565c0"
+CORRECT = "#2e7d32"
 LATENCY = "#ef6c00"
 FAULT = "#e53935"
 
@@ -64,9 +68,10 @@ def timeline_svg(data: ReportData) -> str | None:
     # A point stands for its bucket: drawn at the bucket's middle.
     xs = [_since(p.t + p.width / 2, origin) for p in data.points]
     _plot_success_rate(ax, data, xs)
+    correct = _plot_correct_answers(ax, data, xs)
     ax2 = _plot_p99_latency(ax, data, xs)
     ax.grid(True, alpha=0.25)
-    _legend(ax, ax2)
+    _legend(ax, ax2, 2 if correct else 1)
     ax.set_title(f"{data.name}: {data.status.phase}", loc="left", fontsize=10)
     return _svg(fig)
 
@@ -145,6 +150,26 @@ def _plot_success_rate(ax: Axes, data: ReportData, xs: list[float]) -> None:
     ax.set_xlabel(f"seconds since the run started ({data.resolution_seconds:g} s per point)")
 
 
+def _plot_correct_answers(ax: Axes, data: ReportData, xs: list[float]) -> bool:
+    """Correct answers / sent per bucket, dashed over the success rate: where the two part,
+    clients got answers that were wrong. False (nothing drawn) when nothing was judged."""
+    correct = [
+        float("nan") if p.correct_ratio is None else 100 * p.correct_ratio for p in data.points
+    ]
+    if all(p.correct_ratio is None for p in data.points):
+        return False
+    ax.plot(
+        xs,
+        correct,
+        color=CORRECT,
+        lw=1.2,
+        ls="--",
+        label="correct answers (%)",
+        gid="correct-answers",
+    )
+    return True
+
+
 def _plot_p99_latency(ax: Axes, data: ReportData, xs: list[float]) -> Axes:
     """The p99 latency on a right-hand axis of its own (ms, not %); returns that axis."""
     ax2 = ax.twinx()
@@ -161,16 +186,16 @@ def _plot_p99_latency(ax: Axes, data: ReportData, xs: list[float]) -> Axes:
     return ax2
 
 
-def _legend(ax: Axes, ax2: Axes) -> None:
-    # The two series only: the success rate is ax's last line (the step and switch markers
-    # before it are lines too), the latency ax2's only one.
-    lines = ax.get_lines()[-1:] + ax2.get_lines()
+def _legend(ax: Axes, ax2: Axes, series: int) -> None:
+    # The series only: the success rate (and correct answers) are ax's last `series` lines
+    # (the step and switch markers before them are lines too), the latency ax2's only one.
+    lines = ax.get_lines()[-series:] + ax2.get_lines()
     ax.legend(
         handles=lines,
         labels=[str(line.get_label()) for line in lines],
         loc="lower right",
         bbox_to_anchor=(1.0, 1.0),
-        ncol=2,
+        ncol=len(lines),
         fontsize=8,
         frameon=False,
     )

@@ -347,10 +347,29 @@ def _step_checks(step: StepStatus, planned: Any, part: Part | None) -> list[Chec
                     seconds,
                 )
             )
+    out.extend(_limit_checks(group, expect, step, seconds))
+    outcome = OUTCOME_OF_PHASE[phase]
+    if not out:
+        out.append(Check(group, "step", outcome, step.message or "", seconds))
+    elif outcome != "passed" and outcome not in {c.outcome for c in out}:
+        out.append(Check(group, "step", outcome, f"{step.reason}: {step.message}", seconds))
+    return out
+
+
+def _limit_checks(group: str, expect: Any, step: StepStatus, seconds: float | None) -> list[Check]:
+    """One check per numeric limit the step's `expect` sets, against its measured value."""
+    out: list[Check] = []
     for name, limit, measured, unit in (
         ("maxRTOSeconds", expect.max_rto_seconds, step.rto_seconds, "s"),
         ("maxErrorRatio", expect.max_error_ratio, step.error_ratio, ""),
         ("maxP99LatencyMs", expect.max_p99_latency_ms, step.p99_latency_ms, "ms"),
+        (
+            "maxTimeToCorrectSeconds",
+            expect.max_time_to_correct_seconds,
+            step.time_to_correct_seconds,
+            "s",
+        ),
+        ("maxWrongAnswerRatio", expect.max_wrong_answer_ratio, step.wrong_answer_ratio, ""),
     ):
         if limit is None:
             continue
@@ -363,9 +382,4 @@ def _step_checks(step: StepStatus, planned: Any, part: Part | None) -> list[Chec
             out.append(Check(group, name, "error", f"{what}: nothing measured", seconds))
         else:
             out.append(Check(group, name, "failed" if failed else "passed", what, seconds))
-    outcome = OUTCOME_OF_PHASE[phase]
-    if not out:
-        out.append(Check(group, "step", outcome, step.message or "", seconds))
-    elif outcome != "passed" and outcome not in {c.outcome for c in out}:
-        out.append(Check(group, "step", outcome, f"{step.reason}: {step.message}", seconds))
     return out

@@ -1,6 +1,7 @@
 """Model re-evaluation: the golden set answered by the active cluster before the first fault
 (the baseline), and again wherever traffic is served after each step, compared with the
-baseline and the labels, and the digests the clusters serve with the one the spec pins."""
+baseline and the labels, and the digests the servers say they serve (asked of each, through
+the V2 model metadata, not read from a Deployment's annotation) with the one the spec pins."""
 
 from __future__ import annotations
 
@@ -20,16 +21,17 @@ from modeldr.drills.model_checks import (
     parse_golden_set,
     score,
 )
-from modeldr.drills.probe import Endpoints, ProbeError, Resolver, classify
+from modeldr.drills.probe import Endpoints, ProbeError, Resolver, classify, served_digest
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import now
-from modeldr.drills.target import target_status
 from modeldr.drills.verdict import Part, PartKind
 
 if TYPE_CHECKING:
     from modeldr.drills.engine import Drill
 
 TIMEOUT = (2, 10)
+# The servers of the serving cluster asked for their digest: a bounded number of reads.
+MAX_DIGEST_ADDRESSES = 16
 
 
 def load_golden_set(
@@ -83,7 +85,9 @@ class ModelChecker:
             return await self._end(entry, Phase.INCONCLUSIVE, "ModelUnreachable", str(exc))
         if step is None:
             self.baseline_labels = labels
-        served, expected = await self._digests(endpoints.cluster)
+            if d.answers is not None:  # from now on the probe's answers are judged
+                d.answers.set_baseline(labels)
+        served, expected, unknown = await self._digests(endpoints)
         checks = self.checks
         assessment = assess_model_check(
             endpoints.cluster or "the serving cluster",
@@ -105,20 +109,54 @@ class ModelChecker:
         entry.precision, entry.recall, entry.f1 = scores.precision, scores.recall, scores.f1
         entry.served_digest = next(iter(served.values()), None)
         entry.expected_digest = expected
-        return await self._end(entry, assessment.phase, assessment.reason, assessment.message)
+        message = assessment.message
+        if unknown and assessment.reason == "DigestUnknown":
+            message += f": {'; '.join(unknown[:3])}"
+        return await self._end(entry, assessment.phase, assessment.reason, message)
 
-    async def _digests(self, cluster: str | None) -> tuple[dict[str, str | None], str | None]:
-        """The digest the serving cluster's ready replicas were started with, and the one
-        the spec pins (None: the clusters must agree)."""
+    async def _digests(
+        self, endpoints: Endpoints
+    ) -> tuple[dict[str, str | None], str | None, list[str]]:
+        """The digests the serving cluster's servers say they serve (each asked, V2 model
+        metadata), the one the spec pins (None: the clusters must agree), and why a digest
+        could not be had."""
         d = self.drill
-        status = await asyncio.to_thread(target_status, d.runtime.hub, d.target)
-        role = d.target.role_of(cluster)
-        served: dict[str, str | None] = {}
-        if cluster is not None and role is not None:
-            served[cluster] = (status.get(role) or {}).get("observedDigest")
-        return served, d.target.spec.model.expected_digest
+        asked, errors = await asyncio.to_thread(ask_digests, endpoints, d.target.spec.model.name)
+        served = served_by(endpoints.cluster or "the serving cluster", asked)
+        return served, d.target.spec.model.expected_digest, errors
 
     async def _end(self, entry: ModelCheckStatus, phase: Phase, reason: str, message: str) -> Part:
         entry.phase, entry.reason, entry.message = phase, reason, truncate(message)
         await self.drill.state.write()
         return Part(PartKind.MODEL_CHECK, entry.name, phase, reason, message)
+
+
+def ask_digests(
+    endpoints: Endpoints, model: str, *, timeout_s: float = 5.0
+) -> tuple[dict[str, str | None], list[str]]:
+    """Blocking: the digest each of the first MAX_DIGEST_ADDRESSES addresses says it serves
+    (None where it could not be had), and why not, one line per address."""
+    digests: dict[str, str | None] = {}
+    errors: list[str] = []
+    for address in endpoints.addresses[:MAX_DIGEST_ADDRESSES]:
+        try:
+            digests[address] = served_digest(endpoints, address, model, timeout_s)
+        except ProbeError as exc:
+            digests[address] = None
+            errors.append(str(exc))
+    return digests, errors
+
+
+def served_by(cluster: str, by_address: dict[str, str | None]) -> dict[str, str | None]:
+    """The cluster's served digest as the model check compares it: one entry when every
+    server agrees; None when one could not say (unknown is not a match); when the servers
+    disagree (a rollout half done, a stale replica), one entry per server, so the check
+    fails naming each."""
+    if not by_address:
+        return {cluster: None}
+    values = set(by_address.values())
+    if None in values:
+        return {cluster: None}
+    if len(values) == 1:
+        return {cluster: next(iter(values))}
+    return {f"{cluster} {address}": digest for address, digest in sorted(by_address.items())}

@@ -29,6 +29,7 @@ from modeldr.api.drillstatus import InterruptStatus, StepStatus, WindowStatus
 from modeldr.api.phase import Phase
 from modeldr.drills import events
 from modeldr.drills.aborts import AbortWatch
+from modeldr.drills.answers import AnswerKey
 from modeldr.drills.checks import ModelChecker
 from modeldr.drills.consent import Guard, watch_consent
 from modeldr.drills.gaterunner import GateRunner, Query, Windows
@@ -118,6 +119,8 @@ class Drill:
     stop_reason: Callable[[], tuple[str, str] | None]
     # The tenancy checks (drills/tenancy.py): consent, freeze, policy, collateral damage.
     guard: Guard
+    # The baseline's answers the probe's are judged against (plans with model checks).
+    answers: AnswerKey | None = None
     interrupt: Interrupt = field(default_factory=Interrupt)
     windows: Windows = field(default_factory=Windows)
     clock: Callable[[], float] = time.monotonic

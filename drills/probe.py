@@ -222,6 +222,27 @@ def post_predict(
     return answer, cluster
 
 
+def served_digest(endpoints: Endpoints, address: str, model: str, timeout_s: float) -> str:
+    """The digest the server at `address` says it serves: its V2 model metadata's
+    `parameters.digest` (modeldr-serve reports the manifest digest of the files it verified
+    and loaded). Raises ProbeError when it cannot be had (another server, an error)."""
+    url = endpoints.url(address, f"/v2/models/{urllib.parse.quote(model, safe='')}")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with opener(url).open(request, timeout=timeout_s) as response:
+            body = response.read(MAX_RESPONSE_BYTES + 1)
+        metadata = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProbeError(f"{url}: model metadata is not JSON") from None
+    except Exception as exc:
+        raise ProbeError(f"{url}: {describe(exc)}") from None
+    parameters = metadata.get("parameters") if isinstance(metadata, dict) else None
+    digest = parameters.get("digest") if isinstance(parameters, dict) else None
+    if not isinstance(digest, str) or not digest:
+        raise ProbeError(f"{url}: the model metadata reports no parameters.digest")
+    return digest
+
+
 def describe(exc: BaseException) -> str:
     """A short, groupable reason for a failed request: "timeout", "HTTP 503", ..."""
     if isinstance(exc, urllib.error.HTTPError):
@@ -309,7 +330,7 @@ class TrafficProbe:
         self._counts = dict.fromkeys(ProbeCounters.__dataclass_fields__, 0)
         self._in_flight = 0
         self._workers: list[threading.Thread] = []
-        self._jobs: collections.deque[tuple[Endpoints, str, str]] = collections.deque()
+        self._jobs: collections.deque[tuple[Endpoints, str, int]] = collections.deque()
         self._job_ready = threading.Semaphore(0)
         self._halt = threading.Event()  # stop sending (asked, or max_seconds reached)
         self._wake_resolver = threading.Event()
@@ -428,7 +449,7 @@ class TrafficProbe:
                 self._job_ready.release()
 
     def _dispatch(self, i: int, now: float) -> None:
-        text = self.inputs[i % len(self.inputs)]
+        index = i % len(self.inputs)
         worker: threading.Thread | None = None
         with self._lock:
             endpoints = self._endpoints
@@ -443,7 +464,7 @@ class TrafficProbe:
                 address = endpoints.addresses[self._counts["sent"] % len(endpoints.addresses)]
                 self._counts["sent"] += 1
                 self._in_flight += 1
-                self._jobs.append((endpoints, address, text))
+                self._jobs.append((endpoints, address, index))
                 if len(self._workers) < self._in_flight:
                     # Workers >= requests in flight: a queued request never waits for one.
                     worker = threading.Thread(
@@ -455,7 +476,7 @@ class TrafficProbe:
                 worker.start()
             self._job_ready.release()
             return
-        self._record(ProbeSample(now, 0.0, False, endpoints.cluster, failure))
+        self._record(ProbeSample(now, 0.0, False, endpoints.cluster, failure, index))
         self._wake_resolver.set()
 
     def _work(self) -> None:
@@ -464,9 +485,9 @@ class TrafficProbe:
             with self._lock:
                 if not self._jobs:
                     return  # the schedule ended and the queue is empty: exit
-                endpoints, address, text = self._jobs.popleft()
+                endpoints, address, index = self._jobs.popleft()
             try:
-                self._send(endpoints, address, text)
+                self._send(endpoints, address, index)
             except Exception:  # a bug in _send: never lose the in-flight count
                 log.exception("traffic probe request failed unexpectedly")
             finally:
@@ -474,21 +495,27 @@ class TrafficProbe:
                     self._in_flight -= 1
                     self._changed.notify_all()
 
-    def _send(self, endpoints: Endpoints, address: str, text: str) -> None:
+    def _send(self, endpoints: Endpoints, address: str, index: int) -> None:
         sent_at = self._clock()
         cluster = endpoints.cluster
         error: str | None = None
+        label: str | None = None
         try:
+            text = self.inputs[index]
             answer, answered_by = post_predict(endpoints, address, [text], self.timeout_s)
             cluster = answered_by or cluster
             if not _is_inference(answer, 1):
                 error = "bad response: no predictions or embeddings"
+            else:
+                label = first_label(answer)
         except Exception as exc:
             error = describe(exc)
         latency = self._clock() - sent_at
         if error is None and latency > self.timeout_s:
             error = "timeout"  # answered, but after the client's deadline
-        self._record(ProbeSample(sent_at, latency, error is None, cluster, error))
+        ok = error is None
+        sample = ProbeSample(sent_at, latency, ok, cluster, error, index, label if ok else None)
+        self._record(sample)
         if error is not None:
             self._wake_resolver.set()  # the endpoints may have moved: re-read them now
 
@@ -545,6 +572,23 @@ def _is_inference(answer: dict[str, Any], count: int) -> bool:
     return isinstance(outputs, list) and len(outputs) == count
 
 
+def first_label(answer: dict[str, Any]) -> str | None:
+    """The label of a classifier's first prediction; None for embeddings or a prediction
+    without a usable label (then the answer cannot be judged, drills/answers.py)."""
+    predictions = answer.get("predictions")
+    if not isinstance(predictions, list) or not predictions:
+        return None
+    return label_of(predictions[0])
+
+
+def label_of(prediction: object) -> str | None:
+    """A prediction's label as text (class ids are compared as text); None without one."""
+    label = prediction.get("label") if isinstance(prediction, dict) else None
+    if isinstance(label, bool) or not isinstance(label, str | int):
+        return None
+    return str(label)
+
+
 # --- the golden-set classifier ------------------------------------------------------------
 
 
@@ -592,8 +636,8 @@ def _labels(
         raise ProbeError(f"bad response: {got} predictions for {len(texts)} texts")
     labels = []
     for prediction in predictions:
-        label = prediction.get("label") if isinstance(prediction, dict) else None
-        if isinstance(label, bool) or not isinstance(label, str | int):
+        label = label_of(prediction)
+        if label is None:
             raise ProbeError("bad response: a prediction without a label")
-        labels.append(str(label))
+        labels.append(label)
     return labels

@@ -37,6 +37,10 @@ class ProbeSample:
     ok: bool
     cluster: str | None = None  # the member cluster that answered, when it said so
     error: str | None = None
+    # Which of the probe's inputs it sent, and the label answered (a classifier's answer);
+    # judged against the baseline by drills/answers.py.
+    input_index: int | None = None
+    answer: str | None = None
 
     @property
     def answered_at(self) -> float:
@@ -97,6 +101,11 @@ class StepMeasured:
     p99_latency_ms: float | None
     active_cluster: str | None  # who gave the last successful answer that named a cluster
     cluster_runs: tuple[str, ...]
+    # The answers judged against the baseline (drills/answers.py); unset: not judged.
+    judged: int = 0
+    wrong: int = 0
+    wrong_answer_ratio: float | None = None
+    time_to_correct_seconds: float | None = None
 
     @property
     def succeeded(self) -> int:
@@ -143,6 +152,8 @@ class StepExpectation:
     max_rto_seconds: float | None = None
     max_error_ratio: float | None = None
     max_p99_latency_ms: float | None = None
+    max_time_to_correct_seconds: float | None = None
+    max_wrong_answer_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -194,11 +205,15 @@ def assess_step(expect: StepExpectation, measured: StepMeasured, roles: Roles) -
     _check_rto(expect, measured, figures, misses)
     _check_error_ratio(expect, measured, figures, misses)
     _check_p99_latency(expect, measured, figures, misses)
+    unjudged: list[str] = []
+    _check_answers(expect, measured, figures, misses, unjudged)
     if measured.active_cluster is not None:
         figures.append(f"active cluster {measured.active_cluster}")
     if expect.active_cluster is not None:
         _check_cluster(expect.active_cluster, measured, roles, misses, unknowns)
-    return _step_verdict(misses, unknowns, figures)
+    if unknowns:
+        return _step_verdict(misses, unknowns + unjudged, figures, "ActiveClusterUnknown")
+    return _step_verdict(misses, unjudged, figures, "AnswersNotJudged")
 
 
 def _check_rto(
@@ -242,7 +257,47 @@ def _check_p99_latency(
             misses.append(f"p99 latency {fmt(measured.p99_latency_ms)} ms > max {fmt(limit)} ms")
 
 
-def _step_verdict(misses: list[str], unknowns: list[str], figures: list[str]) -> StepAssessment:
+def _check_answers(
+    expect: StepExpectation,
+    measured: StepMeasured,
+    figures: list[str],
+    misses: list[str],
+    unknowns: list[str],
+) -> None:
+    """Correct answers, not only answers: the time until answers agree with the baseline
+    again, and the share of answers that did not."""
+    ttc = measured.time_to_correct_seconds
+    if ttc is not None:
+        figures.append(f"time to correct answers {fmt(ttc)} s")
+    limit = expect.max_time_to_correct_seconds
+    if limit is not None:
+        if ttc is None:
+            unknowns.append(
+                "time to correct answers unmeasurable: no baseline answers to judge against"
+            )
+        elif ttc > limit:
+            misses.append(f"time to correct answers {fmt(ttc)} s > max {fmt(limit)} s")
+    ratio = measured.wrong_answer_ratio
+    text = None
+    if ratio is not None:
+        text = (
+            f"wrong answer ratio {fmt(ratio)} ({measured.wrong} of {measured.judged} answers"
+            " differ from the baseline)"
+        )
+        figures.append(text)
+    limit = expect.max_wrong_answer_ratio
+    if limit is not None:
+        if ratio is None:
+            unknowns.append(
+                "wrong answer ratio unmeasurable: no answer judged against the baseline"
+            )
+        elif ratio > limit:
+            misses.append(f"{text} > max {fmt(limit)}")
+
+
+def _step_verdict(
+    misses: list[str], unknowns: list[str], figures: list[str], unknown_reason: str
+) -> StepAssessment:
     # A miss outweighs an unknown: what was measured already fails the step.
     measured_text = ", ".join(figures)
     if misses:
@@ -251,7 +306,7 @@ def _step_verdict(misses: list[str], unknowns: list[str], figures: list[str]) ->
         )
     if unknowns:
         return StepAssessment(
-            Phase.INCONCLUSIVE, "ActiveClusterUnknown", "; ".join(unknowns) + f" ({measured_text})"
+            Phase.INCONCLUSIVE, unknown_reason, "; ".join(unknowns) + f" ({measured_text})"
         )
     return StepAssessment(Phase.PASSED, "ExpectationsMet", measured_text)
 

@@ -73,7 +73,7 @@ def document(
 def timeline_section(points: Sequence[Point], truncated: bool = False) -> dict[str, Any]:
     width = max((p.width for p in points), default=1.0)
     return {
-        "columns": ["t", "width", "sent", "ok", "p99Ms", "cluster"],
+        "columns": ["t", "width", "sent", "ok", "p99Ms", "cluster", "correct"],
         "resolutionSeconds": width,
         "points": [p.to_row() for p in points],
         "truncated": truncated,

@@ -39,6 +39,7 @@ from modeldr.api.drillstatus import (
 from modeldr.api.phase import Phase
 from modeldr.api.tenancy import POLICY_DENIED
 from modeldr.drills import dryrun, events, metrics, plans, report
+from modeldr.drills.answers import AnswerKey
 from modeldr.drills.checks import ModelChecker, load_golden_set
 from modeldr.drills.conditions import ConditionError, compile_condition
 from modeldr.drills.engine import Drill, Engine, deadline_seconds, new_seed, steps_status
@@ -201,15 +202,23 @@ def assemble(
     )
     record = metrics.sample_recorder(state.ref.namespace, run.plan_name, state.ref.name)
 
+    # With model checks the probe sends the golden set's texts, so every answer can be judged
+    # against the baseline's answer for that text (drills/answers.py).
+    answers = None
+    inputs = plan.traffic.inputs
+    if plan.model_checks is not None and checked.golden:  # empty: the check says Error
+        answers = AnswerKey([item.label for item in checked.golden])
+        inputs = [item.text for item in checked.golden]
+
     def on_sample(sample: ProbeSample) -> None:
-        timeline.add(sample)
+        timeline.add(sample, None if answers is None else answers.correct(sample))
         record(sample)
 
     probe = TrafficProbe(
         checked.resolver,
         rate_per_second=plan.traffic.rate_per_second,
         timeout_s=timeout_s,
-        inputs=plan.traffic.inputs,
+        inputs=inputs,
         max_seconds=deadline_seconds(plan),
         on_sample=on_sample,
     )
@@ -225,6 +234,7 @@ def assemble(
         query=prometheus_query(run.rt, target),
         stop_reason=run.stop_reason,
         guard=tenancy_of(run.rt, target, plan),
+        answers=answers,
     )
     gates = [GateRunner(gate, drill.query, drill.clock) for gate in plan.gates]
     checker = None

@@ -5,6 +5,7 @@ saw against the step's expectations over the step's window."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from modeldr.api.base import truncate
@@ -12,6 +13,7 @@ from modeldr.api.drillplan import Action, Step
 from modeldr.api.drillstatus import FaultRecord, StepStatus
 from modeldr.api.phase import Phase, worst
 from modeldr.drills import events
+from modeldr.drills.answers import measure_answers
 from modeldr.drills.consent import check_consent
 from modeldr.drills.faults.base import Aim, FaultDriver, Observation, Observing
 from modeldr.drills.faults.registry import driver_for
@@ -205,10 +207,25 @@ class StepRunner:
         self, step: Step, status: StepStatus, start: float, active_at_start: str | None
     ) -> StepAssessment:
         d = self.drill
-        measured = measure_step(d.probe.samples(), start, d.clock())
+        end = d.clock()
+        samples = d.probe.samples()
+        measured = measure_step(samples, start, end)
+        checks = d.plan.model_checks
+        if checks is not None:
+            answers = measure_answers(d.answers, samples, start, end, checks.min_agreement)
+            measured = replace(
+                measured,
+                judged=answers.judged,
+                wrong=answers.wrong,
+                wrong_answer_ratio=answers.wrong_answer_ratio,
+                time_to_correct_seconds=answers.time_to_correct_seconds,
+            )
+            status.answer_accuracy = answers.answer_accuracy
         status.rto_seconds, status.error_ratio = measured.rto_seconds, measured.error_ratio
         status.p99_latency_ms = measured.p99_latency_ms
         status.requests, status.failed_requests = measured.sent, measured.failed
+        status.wrong_answer_ratio = measured.wrong_answer_ratio
+        status.time_to_correct_seconds = measured.time_to_correct_seconds
         expect = step.expect
         wanted = ExpectedCluster(expect.active_cluster) if expect.active_cluster else None
         expectation = StepExpectation(
@@ -216,10 +233,12 @@ class StepRunner:
             max_rto_seconds=expect.max_rto_seconds,
             max_error_ratio=expect.max_error_ratio,
             max_p99_latency_ms=expect.max_p99_latency_ms,
+            max_time_to_correct_seconds=expect.max_time_to_correct_seconds,
+            max_wrong_answer_ratio=expect.max_wrong_answer_ratio,
         )
         roles = Roles(d.target.cluster("primary"), d.target.cluster("standby"), active_at_start)
         assessment = assess_step(expectation, measured, roles)
-        failures = failure_summary(d.probe.samples(), start, d.clock())
+        failures = failure_summary(samples, start, end)
         if not failures:
             return assessment
         return StepAssessment(

@@ -1,5 +1,6 @@
 """The run's probe timeline for its report: per second, the requests sent, how many
-succeeded, their p99 latency and the cluster that answered most of them.
+succeeded, how many of those answered correctly (as the baseline did, drills/answers.py), their
+p99 latency and the cluster that answered most of them.
 
 Fed by the traffic probe's `on_sample` hook (its worker threads, hence the lock). A sample is
 filed under the second it was *sent* in (so an outage shows where clients hit it, not where
@@ -36,20 +37,36 @@ class Point:
     # conservative p99: the report must not make a slow second look fast).
     p99_ms: float | None
     cluster: str | None
+    # Successful answers equal to the baseline's for their text; None: none was judged (no
+    # model checks, or before the baseline).
+    correct: int | None = None
 
     @property
     def success_ratio(self) -> float | None:
         return self.ok / self.sent if self.sent else None
 
+    @property
+    def correct_ratio(self) -> float | None:
+        """Correct answers / requests sent: below success_ratio when answers were wrong."""
+        return self.correct / self.sent if self.sent and self.correct is not None else None
+
     def to_row(self) -> list[Any]:
         p99 = None if self.p99_ms is None else round(self.p99_ms, 1)
-        return [round(self.t, 3), self.width, self.sent, self.ok, p99, self.cluster]
+        return [round(self.t, 3), self.width, self.sent, self.ok, p99, self.cluster, self.correct]
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Point:
-        t, width, sent, ok, p99, cluster = row
+        # Six columns: a report written before answers were judged.
+        t, width, sent, ok, p99, cluster, *rest = row
+        correct = rest[0] if rest else None
         return cls(
-            float(t), float(width), int(sent), int(ok), None if p99 is None else float(p99), cluster
+            float(t),
+            float(width),
+            int(sent),
+            int(ok),
+            None if p99 is None else float(p99),
+            cluster,
+            None if correct is None else int(correct),
         )
 
 
@@ -57,8 +74,20 @@ class Point:
 class _Open:
     sent: int = 0
     ok: int = 0
+    correct: int | None = None
     latencies: list[float] = field(default_factory=list)
     clusters: Counter[str] = field(default_factory=Counter)
+
+    def point(self, second: float) -> Point:
+        return Point(
+            second,
+            1.0,
+            self.sent,
+            self.ok,
+            _ms(nearest_rank_p99(self.latencies)),
+            self.clusters.most_common(1)[0][0] if self.clusters else None,
+            self.correct,
+        )
 
 
 def nearest_rank_p99(latencies: Iterable[float]) -> float | None:
@@ -77,6 +106,7 @@ def merge(a: Point, b: Point) -> Point:
         a.ok + b.ok,
         _max(a.p99_ms, b.p99_ms),
         b.cluster or a.cluster,
+        _sum(a.correct, b.correct),
     )
 
 
@@ -105,7 +135,8 @@ class Timeline:
         self._closed: list[Point] = []
         self._width = 1.0
 
-    def add(self, sample: ProbeSample) -> None:
+    def add(self, sample: ProbeSample, agrees: bool | None = None) -> None:
+        """File a sample; `agrees`: its answer judged against the baseline (None: not)."""
         second = math.floor(sample.sent_at + self.wall_offset)
         with self._lock:
             bucket = self._open.get(second)
@@ -114,6 +145,8 @@ class Timeline:
                     return  # later than open_seconds: its second is closed already
                 bucket = self._open[second] = _Open()
             bucket.sent += 1
+            if agrees is not None:
+                bucket.correct = (bucket.correct or 0) + int(agrees)
             if sample.ok:
                 bucket.ok += 1
                 bucket.latencies.append(sample.latency)
@@ -133,18 +166,7 @@ class Timeline:
         start = now_wall - window_s
         with self._lock:
             closed = [p for p in self._closed if p.t >= start]
-            opened = [
-                Point(
-                    float(sec),
-                    1.0,
-                    b.sent,
-                    b.ok,
-                    _ms(nearest_rank_p99(b.latencies)),
-                    b.clusters.most_common(1)[0][0] if b.clusters else None,
-                )
-                for sec, b in sorted(self._open.items())
-                if sec >= start
-            ]
+            opened = [b.point(float(sec)) for sec, b in sorted(self._open.items()) if sec >= start]
         points = closed + opened
         if not points:
             return Point(start, window_s, 0, 0, None, None)
@@ -157,6 +179,7 @@ class Timeline:
             sum(p.ok for p in points),
             max(p99s) if p99s else None,
             cluster,
+            sum_optional(p.correct for p in points),
         )
 
     @property
@@ -165,17 +188,7 @@ class Timeline:
 
     def _close_before(self, wall: float) -> None:
         for second in sorted(s for s in self._open if s + 1 <= wall):
-            bucket = self._open.pop(second)
-            cluster = bucket.clusters.most_common(1)[0][0] if bucket.clusters else None
-            point = Point(
-                float(second),
-                1.0,
-                bucket.sent,
-                bucket.ok,
-                _ms(nearest_rank_p99(bucket.latencies)),
-                cluster,
-            )
-            self._append(point)
+            self._append(self._open.pop(second).point(float(second)))
 
     def _append(self, point: Point) -> None:
         last = self._closed[-1] if self._closed else None
@@ -191,6 +204,16 @@ class Timeline:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000.0
+
+
+def _sum(a: int | None, b: int | None) -> int | None:
+    return sum_optional((a, b))
+
+
+def sum_optional(values: Iterable[int | None]) -> int | None:
+    """The sum of the values given; None when none was (nothing judged is not 0 correct)."""
+    given = [v for v in values if v is not None]
+    return sum(given) if given else None
 
 
 def _max(a: float | None, b: float | None) -> float | None:

@@ -222,6 +222,10 @@ class _Endpoints:
                 "platform": "pytorch_safetensors",
                 "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
                 "outputs": _model_outputs(card),
+                # The manifest digest of the files this process verified and loaded: what
+                # it serves, asked of the server (the drills' model checks and the operator's
+                # evaluation read it here, not from a Deployment's annotation).
+                "parameters": {"digest": f"sha256:{card.digest}"},
             }
         )
 

@@ -79,6 +79,8 @@ def test_health_and_metadata(classifier: ServerProcess, classifier_dir: ModelDir
         assert model["name"] == "tiny"
         assert model["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
         assert [o["name"] for o in model["outputs"]] == ["label", "probabilities"]
+        # What it serves, asked of the server: the digest of the files it verified.
+        assert model["parameters"]["digest"] == f"sha256:{classifier_dir.digest}"
         version = model["versions"][0]
         assert client.get(f"/v2/models/tiny/versions/{version}").json() == model
         missing = client.get("/v2/models/other")

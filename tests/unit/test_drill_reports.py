@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,8 @@ def failed_run() -> DrillRunStatus:
                 Phase.FAILED,
                 reason="ExpectationFailed",
                 rto_seconds=12.0,
+                time_to_correct_seconds=12.5,
+                wrong_answer_ratio=0.0,
                 error_ratio=0.3,
                 requests=800,
                 failed_requests=240,
@@ -275,6 +278,8 @@ def test_each_expectation_is_judged_with_its_measured_value() -> None:
     assert ratio.outcome == "passed" and "3 of 300 requests failed" in ratio.message
     assert checks[("steps.failback", "activeCluster")].outcome == "failed"
     assert checks[("steps.primary-outage", "activeCluster")].outcome == "passed"
+    correct = checks[("steps.primary-outage", "maxTimeToCorrectSeconds")]
+    assert (correct.outcome, correct.message) == ("failed", "measured 12.5 s, max 10 s")
     gate = checks[("gates", "standby-answers")]
     assert gate.outcome == "error" and "Inconclusive empty result" in gate.message
     assert checks[("modelChecks", "baseline")].message.startswith("primary: agreement 1.000")
@@ -354,7 +359,7 @@ def test_junit_validates_and_carries_the_measured_values() -> None:
     assert 'name="activeCluster" value="primary"' in xml
     assert 'name="phase" value="Failed"' in xml
     assert re.search(r'<failure message="measured 12 s, max 10 s" type="DrillFailure">', xml)
-    assert 'tests="13" errors="1" failures="3" skipped="0" time="120.0"' in xml
+    assert 'tests="14" errors="1" failures="4" skipped="0" time="120.0"' in xml
     assert "ClusterOutage f-2 in primary on primary: Abandoned" in xml and "NOT UNDONE" in xml
 
 
@@ -381,7 +386,7 @@ def test_junit_of_runs_without_steps_validates(status: DrillRunStatus) -> None:
 def test_markdown_has_the_verdict_tables_and_loud_faults() -> None:
     md = render.markdown(data())
     assert md.startswith("## Drill `modeldr-demo/primary-outage-3`: **Failed** (ExpectationFailed)")
-    assert "| `primary-outage` | 12.00 s | primary | 120 s | 9 / 13 | 2 |" in md
+    assert "| `primary-outage` | 12.00 s | primary | 120 s | 9 / 14 | 2 |" in md
     assert "| steps.primary-outage / maxRTOSeconds | ❌ failed | measured 12 s, max 10 s |" in md
     assert "| ClusterOutage | primary | primary | 2026-12-01 10:00:21 UTC | **NOT UNDONE** |" in md
     assert "- 2026-12-01 10:00:34 UTC: failover primary → standby" in md
@@ -414,6 +419,17 @@ def test_html_is_self_contained_with_the_chart_and_its_markers() -> None:
     assert '<span class="not-undone">NOT UNDONE</span>' in page
     assert "agreement" in page and "0.970" in page  # the model check's F1
     assert page.count("<svg") == 2  # the timeline and the trend
+
+
+def test_html_draws_correct_answers_beside_answered_requests_when_judged() -> None:
+    """A standby answering wrongly: the dashed correct-answers line parts from the success
+    rate; a timeline without judged answers (six columns, an older report) has no such line."""
+    judged = [replace(p, correct=p.ok // 2 if p.cluster == "standby" else p.ok) for p in timeline()]
+    page = render.html(data(points=judged))
+    assert 'id="correct-answers"' in page and "correct answers (%)" in page
+    assert 'id="correct-answers"' not in render.html(data())
+    assert Point.from_row([1.0, 1.0, 2, 2, 5.0, "p"]).correct is None
+    assert Point.from_row(judged[40].to_row()).correct_ratio == 0.5
 
 
 def test_html_without_a_timeline_says_why() -> None:

@@ -928,8 +928,8 @@ def test_a_model_check_counts_before_its_step_and_both_failures_are_named(
     )
     answers = iter([["pos", "neg"], ["neg", "pos"]])  # after the step: every answer flipped
     monkeypatch.setattr(checks, "classify", lambda endpoints, texts: next(answers))
-    served = {"primary": {"observedDigest": DIGEST}}
-    monkeypatch.setattr(checks, "target_status", lambda hub, t: served)
+    # What the server says it serves (V2 model metadata), asked of each address.
+    monkeypatch.setattr(checks, "ask_digests", lambda e, model: ({"10.0.0.1": DIGEST}, []))
     drill = make_drill(plan, state, members, probe=probe)
     assert plan.model_checks is not None
     checker = ModelChecker(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from modeldr.drills.checks import ask_digests, served_by
 from modeldr.drills.probe import (
     CLUSTER_HEADER,
     Endpoints,
@@ -71,6 +72,19 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with server.counter:
                 server.active -= 1
+
+    def do_GET(self) -> None:
+        """V2 model metadata: a digest in `parameters` unless the mode is embeddings."""
+        body: dict[str, Any] = {"name": "tiny-bert", "versions": ["1"]}
+        if self.server.mode != "embeddings":
+            body["parameters"] = {"digest": f"sha256:{self.server.port:064d}"}
+        status = 200 if self.path == "/v2/models/tiny-bert" else 404
+        data = json.dumps(body if status == 200 else {"error": "unknown model"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _answer(self, texts: list[str]) -> None:
         mode = self.server.mode
@@ -256,7 +270,10 @@ def test_no_endpoints_are_failures_with_latency_zero_and_reresolved_at_once() ->
     run_for(0.6, p)
     samples = p.samples()
     assert len(samples) >= 5
-    assert all(s == ProbeSample(s.sent_at, 0.0, False, None, "no ready endpoints") for s in samples)
+    assert all(
+        s == ProbeSample(s.sent_at, 0.0, False, None, "no ready endpoints", s.input_index)
+        for s in samples
+    )
     counters = p.counters()
     assert counters.unsent == counters.failed == len(samples) and counters.sent == 0
     assert 2 <= counters.resolves <= 0.6 / 0.1 + 2  # at once after a failure, throttled
@@ -497,3 +514,50 @@ def test_classify_refuses_a_bad_server(
 def test_classify_without_endpoints() -> None:
     with pytest.raises(ProbeError, match="cannot classify: nothing ready"):
         classify(Endpoints((), 0, None, "nothing ready"), INPUTS)
+
+
+def test_each_answer_records_its_input_and_the_label_answered(
+    serve: Callable[..., Server],
+) -> None:
+    """What drills/answers.py judges: which input a request sent and the label it got;
+    a failed request or an answer without a label records no label."""
+    p = probe(fixed(serve()), max_seconds=0.5)
+    run_for(0.8, p)
+    samples = p.samples()
+    assert len(samples) >= 5 and all(s.ok for s in samples)
+    for s in samples:
+        assert s.input_index in (0, 1)
+        assert s.answer == label_of(INPUTS[s.input_index])
+    unlabelled = probe(fixed(serve("embeddings")), max_seconds=0.3)
+    failing = probe(fixed(serve("503")), max_seconds=0.3)
+    run_for(0.5, unlabelled, failing)
+    assert all(s.ok and s.answer is None for s in unlabelled.samples())
+    assert all(not s.ok and s.answer is None for s in failing.samples())
+
+
+def test_served_digests_are_asked_of_each_server(serve: Callable[..., Server]) -> None:
+    """The digest each server reports (V2 model metadata), not what a Deployment says: one
+    per cluster when they agree, one per server when they do not, unknown when one cannot
+    say (another server, the wrong model name, nobody listening)."""
+    a, b = serve(), serve()
+    one = Endpoints(("127.0.0.1",), a.port, "primary")
+    digests, errors = ask_digests(one, "tiny-bert")
+    assert digests == {"127.0.0.1": f"sha256:{a.port:064d}"} and errors == []
+    assert served_by("primary", digests) == {"primary": f"sha256:{a.port:064d}"}
+    # Two servers answering on different ports stand for two replicas that disagree.
+    mixed: dict[str, str | None] = {
+        "127.0.0.1": f"sha256:{a.port:064d}",
+        "127.0.0.2": f"sha256:{b.port:064d}",
+    }
+    assert served_by("standby", mixed) == {
+        "standby 127.0.0.1": f"sha256:{a.port:064d}",
+        "standby 127.0.0.2": f"sha256:{b.port:064d}",
+    }
+    digests, errors = ask_digests(one, "another-model")
+    assert digests == {"127.0.0.1": None} and "HTTP 404" in errors[0]
+    assert served_by("primary", digests) == {"primary": None}
+    silent = Endpoints(("127.0.0.1",), serve("embeddings").port, "primary")
+    assert "reports no parameters.digest" in ask_digests(silent, "tiny-bert")[1][0]
+    closed = Endpoints(("127.0.0.1",), free_port(), "primary")
+    assert "connection refused" in ask_digests(closed, "tiny-bert")[1][0]
+    assert served_by("primary", {}) == {"primary": None}

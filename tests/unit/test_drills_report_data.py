@@ -37,6 +37,25 @@ def test_seconds_are_filed_by_send_time_and_closed_after_the_timeout() -> None:
     assert points[1].success_ratio == 0.5
 
 
+def test_correct_answers_are_counted_once_judged_and_missing_before() -> None:
+    """Before the baseline nothing is judged (None, drawn as a gap); after it, a failed
+    request or a wrong answer is not correct; merged points add their counts."""
+    timeline = Timeline(wall_offset=OFFSET, open_seconds=0.5)
+    timeline.add(sample(0.1))
+    timeline.add(sample(1.1), True)
+    timeline.add(sample(1.2), False)
+    timeline.add(sample(1.3, ok=False), False)
+    timeline.add(sample(3.0))
+    points = timeline.points()
+    assert [(p.t - OFFSET, p.sent, p.correct) for p in points] == [
+        (0.0, 1, None),
+        (1.0, 3, 1),
+        (3.0, 1, None),
+    ]
+    assert points[1].correct_ratio == 1 / 3 and points[0].correct_ratio is None
+    assert coarsen(points[:2])[0].correct == 1
+
+
 def test_an_answer_later_than_its_second_stays_open_is_not_misfiled() -> None:
     timeline = Timeline(wall_offset=OFFSET, open_seconds=1.0)
     timeline.add(sample(0.5))
@@ -98,7 +117,7 @@ def test_the_document_fits_its_bound_by_coarsening_the_timeline() -> None:
 def test_a_document_that_cannot_fit_drops_the_timeline_and_says_so() -> None:
     text = report.encode(doc([Point(OFFSET, 1.0, 1, 1, 1.0, "p")] * 3), max_bytes=10)
     assert json.loads(text)["timeline"] == {
-        "columns": ["t", "width", "sent", "ok", "p99Ms", "cluster"],
+        "columns": ["t", "width", "sent", "ok", "p99Ms", "cluster", "correct"],
         "resolutionSeconds": 1.0,
         "points": [],
         "truncated": True,

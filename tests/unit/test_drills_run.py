@@ -27,6 +27,7 @@ from modeldr.drills import run as run_module
 from modeldr.drills.engine import Drill, Engine
 from modeldr.drills.faults import registry
 from modeldr.drills.host import DrillHost
+from modeldr.drills.model_checks import GoldenItem
 from modeldr.drills.probe import Endpoints, Resolver
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, status_body
@@ -219,7 +220,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         w.read("load_golden_set")
         if w.golden_error is not None:
             raise w.golden_error
-        return ({"text": "x", "label": "y"},)
+        return (GoldenItem("x", "y"),)
 
     monkeypatch.setattr(RunState, "write", write)
     monkeypatch.setattr(run_module, "record_metrics", record_metrics)

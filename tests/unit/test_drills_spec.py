@@ -131,7 +131,16 @@ def test_example_plan_targets_the_example_modeldeployment() -> None:
     loosened = kill.model_copy(
         update={"expect": kill.expect.model_copy(update={"max_error_ratio": 0.02})}
     )
-    adapted = [loosened if step is kill else step for step in plan.steps]
+    # And one addition: the outage also expects correct answers back within 10 s (issue 22's
+    # maxTimeToCorrectSeconds, after DRILLS.md's sample was written).
+    outage = plan.step("primary-outage")
+    assert outage.expect.max_time_to_correct_seconds == 10
+    plain = outage.model_copy(
+        update={"expect": outage.expect.model_copy(update={"max_time_to_correct_seconds": None})}
+    )
+    adapted = [
+        loosened if step is kill else plain if step is outage else step for step in plan.steps
+    ]
     assert adapted == sample.steps
     assert plan.step_names.index("primary-outage") == plan.step_names.index("failback") - 1
     assert plan.abort_conditions == sample.abort_conditions
