@@ -175,6 +175,25 @@ class Traffic(_Model):
     webhook: WebhookTraffic | None = None
 
 
+class GoldenSetConfigMap(_Model):
+    name: str
+    key: str = "golden.jsonl"
+
+
+class GoldenSetSource(_Model):
+    config_map_ref: GoldenSetConfigMap
+
+
+class Evaluation(_Model):
+    """Re-evaluation of the model after every switch of the active cluster."""
+
+    golden_set: GoldenSetSource
+    min_agreement: float = Field(0.99, ge=0, le=1)
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+    min_f1: float | None = Field(None, ge=0, le=1)
+    on_failure: Literal["alert", "failBack"] = "alert"
+
+
 class ModelDeploymentSpec(_Model):
     model: ModelSpec
     runtime: RuntimeSpec
@@ -183,6 +202,7 @@ class ModelDeploymentSpec(_Model):
     clusters: Clusters
     failover: Failover = Field(default_factory=lambda: Failover.model_validate({}))
     traffic: Traffic = Field(default_factory=lambda: Traffic.model_validate({}))
+    evaluation: Evaluation | None = None
 
     @classmethod
     def parse(cls, spec: Any) -> ModelDeploymentSpec:

@@ -14,17 +14,12 @@ from modeldr.api.base import truncate
 from modeldr.api.drillplan import ModelChecks
 from modeldr.api.drillstatus import ModelCheckStatus
 from modeldr.api.phase import Phase
-from modeldr.drills.model_checks import (
-    GoldenItem,
-    GoldenSetError,
-    assess_model_check,
-    parse_golden_set,
-    score,
-)
+from modeldr.drills.model_checks import assess_model_check
 from modeldr.drills.probe import Endpoints, ProbeError, Resolver, classify, served_digest
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import now
 from modeldr.drills.verdict import Part, PartKind
+from modeldr.kube.golden import GoldenItem, GoldenSetError, parse_golden_set, score
 
 if TYPE_CHECKING:
     from modeldr.drills.engine import Drill

@@ -48,7 +48,6 @@ from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.gaterunner import GateRunner
 from modeldr.drills.host import DrillHost, seal_of
 from modeldr.drills.journal import Journal
-from modeldr.drills.model_checks import GoldenItem
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
 from modeldr.drills.probe_stats import ProbeSample
 from modeldr.drills.refusal import Refusal
@@ -61,6 +60,7 @@ from modeldr.kube import promql
 from modeldr.kube.capacity import read_gpu_capacity
 from modeldr.kube.constants import ROLES
 from modeldr.kube.errors import MemberError
+from modeldr.kube.golden import GoldenItem
 from modeldr.kube.promql import QueryOutcome, QueryRejected
 from modeldr.kube.tenancy import PoliciesUnreadable
 

@@ -55,6 +55,7 @@ async def run_daemon(
                 delay = RETRY_AFTER_FAILED_TICK_S
             await sleep_until_woken(delay, wake, stopped)
     finally:
+        ctl.evaluation.cancel()
         for cluster, key in ctl.watching:
             rt.monitors.unwatch(cluster, key, wake_soon)
 

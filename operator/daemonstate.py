@@ -12,6 +12,7 @@ from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube.constants import ROLES, Role
 from modeldr.kube.errors import Closing
 from modeldr.operator.ejection import Ejections
+from modeldr.operator.evaluation import EvaluationState
 from modeldr.operator.failover import FailoverState
 from modeldr.operator.monitor import Key, Wake
 from modeldr.operator.traffic.base import Owner, TrafficTarget
@@ -75,6 +76,7 @@ class DaemonState:
     ejections: dict[str, Ejections] = field(
         default_factory=lambda: {"primary": Ejections(), "standby": Ejections()}
     )
+    evaluation: EvaluationState = field(default_factory=EvaluationState)
 
     @property
     def owner(self) -> Owner:

@@ -332,6 +332,7 @@ LAST_FAILOVER_KEYS = (
     "detectionSeconds",
     "switchSeconds",
     "totalSeconds",
+    "evaluation",
 )
 
 

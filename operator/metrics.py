@@ -61,6 +61,24 @@ MEMBER_REACHABLE = Gauge(
     ["cluster"],
 )
 LEADER = Gauge("modeldr_leader", "1 while this replica holds the leader Lease.")
+MODEL_VERIFIED = Gauge(
+    "modeldr_model_verified",
+    "1 when the model the active cluster serves passed its last evaluation (spec.evaluation), "
+    "0 when it did not or could not be evaluated.",
+    ["namespace", "modeldeployment", "cluster"],
+)
+MODEL_EVALUATION_SCORE = Gauge(
+    "modeldr_model_evaluation_score",
+    "The last evaluation's scores on the golden set (agreement, accuracy, precision, recall, "
+    "f1), of the cluster it evaluated.",
+    ["namespace", "modeldeployment", "cluster", "score"],
+)
+MODEL_EVALUATIONS = Counter(
+    "modeldr_model_evaluations_total",
+    "Evaluations of the model after a switch of the active cluster, by outcome (Verified, "
+    "NotVerified, Unknown).",
+    ["namespace", "modeldeployment", "cluster", "outcome"],
+)
 
 
 # The triggers a switch is counted under (tick.switch_traffic's kinds).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from modeldr.operator.status import (
     comparable,
 )
 from modeldr.operator.traffic.base import TrafficTarget
+from modeldr.operator.verify import evaluate_model, fail_back_request, report_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,11 @@ async def tick(
     if ending(meta, stopped):
         return ENDING_TICK_S
     last_failover = await route_traffic(ctl, body, spec, seen, decision)
+    if spec.evaluation is not None or ctl.evaluation.task is not None:
+        active = ctl.state.active
+        urls = server_urls(ctl, spec, seen, active)
+        healthy = seen.health[active].healthy
+        await evaluate_model(ctl, body, spec, urls, healthy, last_failover)
     await settle_switch_request(ctl, spec, annotations, decision)
     ctl.restored = True
     await report(ctl, body, spec, seen, decision, now, generation, status_raw, last_failover)
@@ -312,7 +319,7 @@ def decide(
 ) -> Decision:
     """The failover state machine's decision for this round (and the check metrics)."""
     requested = role_of(spec, annotations.get(SWITCH_ANNOTATION))
-    decision = ctl.state.observe(spec, now, seen.health, requested)
+    decision = ctl.state.observe(spec, now, seen.health, requested or fail_back_request(ctl, spec))
     for role in ROLES:
         metrics.HEALTH_CHECKS.labels(
             ctl.namespace,
@@ -386,6 +393,15 @@ def ready_addresses(
     if not spec.failover.probe.enabled:
         return addresses
     return ctl.ejections[role].usable(addresses, time.monotonic())
+
+
+def server_urls(ctl: DaemonState, spec: ModelDeploymentSpec, seen: Seen, role: Role) -> list[str]:
+    """Base URLs of the role's servers, where the client probe reaches them (its URL, or
+    every ready entry address): what the model evaluation asks."""
+    addresses = ready_addresses(ctl, spec, seen, role)
+    probe = spec.failover.probe.model_copy(update={"sample_size": None})
+    targets = clientprobe.plan_targets(probe, role, addresses, entry_port(spec), random.Random())
+    return list(dict.fromkeys(targets.urls))
 
 
 def entry_addresses(
@@ -532,6 +548,7 @@ async def report(
         drill=ctl.runtime.drills.holder(ctl.namespace, ctl.name),
     )
     built = build_status(observed, generation, last_failover, status_raw)
+    report_evaluation(ctl, spec, built.status, built.changes)
     for event_type, reason, message in decision.events:
         post_event(body, event_type, reason, message)
     await write_status(ctl, body, built.status, built.changes, now, generation, status_raw)

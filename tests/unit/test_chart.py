@@ -219,6 +219,7 @@ def test_servicemonitor_and_prometheusrule_render_when_enabled() -> None:
     assert set(alerts) == {
         "ModelDROperatorDown",
         "ModelDRFailover",
+        "ModelDRModelNotVerified",
         "ModelDRNotServing",
         "ModelDRStandbyNotReady",
         "ModelDRStandbyCouldNotAbsorbFailover",

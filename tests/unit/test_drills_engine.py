@@ -33,7 +33,6 @@ from modeldr.drills.engine import (
 from modeldr.drills.faults import registry
 from modeldr.drills.faults.infrastructure import INJECT_TIMEOUT_S
 from modeldr.drills.gaterunner import GateRunner, Windows
-from modeldr.drills.model_checks import GoldenItem
 from modeldr.drills.probe import Endpoints
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import EXPIRES_PARAMETER
@@ -41,6 +40,7 @@ from modeldr.drills.runstate import StatusWriteError
 from modeldr.drills.steps import StepRunner
 from modeldr.drills.target import Target, resolve_role
 from modeldr.drills.verdict import PartKind, parts_of, verdict_message, verdict_of
+from modeldr.kube.golden import GoldenItem
 from modeldr.kube.members import MemberRegistry
 from modeldr.kube.promql import QueryOutcome, QueryRejected, QueryUnavailable, QueryValues
 from tests.specs import minimal_spec

@@ -7,13 +7,8 @@ import json
 import pytest
 
 from modeldr.api.phase import Phase
-from modeldr.drills.model_checks import (
-    GoldenItem,
-    GoldenSetError,
-    assess_model_check,
-    parse_golden_set,
-    score,
-)
+from modeldr.drills.model_checks import assess_model_check
+from modeldr.kube.golden import GoldenItem, GoldenSetError, parse_golden_set, score
 
 POS, NEG = "positive", "negative"
 GOLDEN = tuple(

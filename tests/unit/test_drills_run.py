@@ -27,11 +27,11 @@ from modeldr.drills import run as run_module
 from modeldr.drills.engine import Drill, Engine
 from modeldr.drills.faults import registry
 from modeldr.drills.host import DrillHost
-from modeldr.drills.model_checks import GoldenItem
 from modeldr.drills.probe import Endpoints, Resolver
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, status_body
 from modeldr.kube.activedrills import ActiveDrills
+from modeldr.kube.golden import GoldenItem
 from tests.specs import minimal_spec
 from tests.unit.drill_fakes import (
     TEST_SEAL,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeldr.drills.model_checks import parse_golden_set
-from modeldr.drills.model_checks import score as drill_score
+from modeldr.kube.golden import parse_golden_set
+from modeldr.kube.golden import score as drill_score
 from modeldr.serving.manifest import MANIFEST_NAME, read_manifest, verify_model_dir
 from modeldr.serving.reviews import LABELS, generate, golden_set, split
 from sandbox.operator_up import TINY_MODEL_FIXTURE, ensure_tiny_model
