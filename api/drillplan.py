@@ -207,6 +207,11 @@ class Msg:
         "spec.plan is the snapshot this run executes: it cannot change or go once set"
     )
     ABORT_IRREVERSIBLE = "spec.abort cannot be set back to false: an abort is final"
+    REPEAT_PASSES_WITHIN_RUNS = "repeat.untilConsecutivePasses must be at most repeat.runs"
+    REPEAT_WITHIN_HISTORY = (
+        "repeat.runs must be at most historyLimit: the series' runs are the evidence of its "
+        "pass rate, none may be pruned while it goes on"
+    )
     ANSWER_EXPECTATIONS_NEED_CHECKS = (
         "steps[].expect.maxTimeToCorrectSeconds and maxWrongAnswerRatio judge answers against "
         "the baseline model check: they need spec.modelChecks"
@@ -789,6 +794,38 @@ class ModelChecks(SpecModel):
     )
 
 
+class Repeat(SpecModel):
+    """A game day: the plan's run repeated until it passes often enough in a row."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            Rule(
+                "self.untilConsecutivePasses <= self.runs",
+                Msg.REPEAT_PASSES_WITHIN_RUNS,
+                field_path=".untilConsecutivePasses",
+            )
+        )
+    )
+
+    runs: int = Field(
+        ge=1,
+        le=MAX_HISTORY_LIMIT,
+        description="Most runs in one series (each start of the plan: a generation or a due "
+        "time); the series stops there, satisfied or not.",
+    )
+    until_consecutive_passes: int = Field(
+        ge=1,
+        le=MAX_HISTORY_LIMIT,
+        description="The series stops once this many runs in a row passed.",
+    )
+
+    @model_validator(mode="after")
+    def _passes_within_runs(self) -> Repeat:
+        if self.until_consecutive_passes > self.runs:
+            raise ValueError(Msg.REPEAT_PASSES_WITHIN_RUNS)
+        return self
+
+
 class BlastRadius(SpecModel):
     """How much of the model a drill may take down."""
 
@@ -830,6 +867,12 @@ class DrillPlanSpec(SpecModel):
                 f"self.steps.map(s, s.durationSeconds).sum()) <= {float(MAX_PROBE_REQUESTS)}",
                 Msg.PROBE_TRAFFIC_CAP,
                 field_path=".steps",
+            ),
+            Rule(
+                "!has(self.repeat) || self.repeat.runs <= "
+                f"(has(self.historyLimit) ? self.historyLimit : {DEFAULT_HISTORY_LIMIT})",
+                Msg.REPEAT_WITHIN_HISTORY,
+                field_path=".repeat.runs",
             ),
             Rule(
                 "has(self.modelChecks) || !self.steps.exists(s, has(s.expect) && "
@@ -903,6 +946,12 @@ class DrillPlanSpec(SpecModel):
         "The operator renews every third of it while the step runs, so a dead or partitioned "
         "operator leaves no fault for longer than this.",
     )
+    repeat: Repeat | None = Field(
+        default=None,
+        description="A game day: each start of the plan (a generation, a due time) begins a "
+        "series of runs, one after another, until untilConsecutivePasses in a row passed or "
+        "runs ran; status.passRate says how often it passed, with a 95% Wilson interval.",
+    )
     dry_run: bool = Field(
         default=False,
         description="true: every run of the plan is a dry run (it resolves each step's targets "
@@ -952,6 +1001,12 @@ class DrillPlanSpec(SpecModel):
         if zone is not None and "schedule" in info.data and info.data["schedule"] is None:
             raise ValueError(Msg.TIME_ZONE_NEEDS_SCHEDULE)
         return zone
+
+    @model_validator(mode="after")
+    def _repeat_within_history(self) -> DrillPlanSpec:
+        if self.repeat is not None and self.repeat.runs > self.history_limit:
+            raise ValueError(Msg.REPEAT_WITHIN_HISTORY)
+        return self
 
     @model_validator(mode="after")
     def _answer_expectations_need_checks(self) -> DrillPlanSpec:

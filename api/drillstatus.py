@@ -413,6 +413,28 @@ class MissedSchedule(StatusModel):
     message: Message | None = None
 
 
+class PassRate(StatusModel):
+    """The latest game-day series (spec.repeat): how often its runs passed."""
+
+    series: ObjectName = Field(description="The series' first run (label modeldr.io/series).")
+    state: Literal["Repeating", "Satisfied", "Exhausted", "Superseded"] = Field(
+        description="Repeating (a run is due or in flight), Satisfied (untilConsecutivePasses "
+        "in a row passed), Exhausted (repeat.runs ran without that), Superseded (the plan "
+        "changed: its next start begins a new series)."
+    )
+    runs: Int64 = Field(ge=0, description="Runs of the series that ended.")
+    passed: Int64 = Field(ge=0, description="Of those, runs that ended Passed.")
+    consecutive_passes: Int64 = Field(ge=0, description="Passed in a row, the latest last.")
+    ratio: float | None = Field(default=None, ge=0, le=1, description="passed / runs.")
+    lower: float | None = Field(
+        default=None, ge=0, le=1, description="95% Wilson score interval, lower bound."
+    )
+    upper: float | None = Field(
+        default=None, ge=0, le=1, description="95% Wilson score interval, upper bound."
+    )
+    message: Message | None = None
+
+
 class DrillPlanStatus(StatusModel):
     """Written by the operator only (status subresource)."""
 
@@ -447,6 +469,9 @@ class DrillPlanStatus(StatusModel):
         "Superseded (an earlier due time a later one replaced).",
     )
     last_missed_schedule: MissedSchedule | None = None
+    pass_rate: PassRate | None = Field(
+        default=None, description="The latest game-day series (spec.repeat)."
+    )
     conditions: Conditions = Field(default_factory=list)
 
     @classmethod

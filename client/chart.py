@@ -4,11 +4,14 @@
   (as the baseline answered, for plans with model checks), and p99 latency (ms, right axis)
   per second over the run, fault windows shaded, step boundaries dotted, failovers and
   failbacks marked;
-- the trend: the plan's recent runs, RTO per run coloured by verdict.
+- the trend: the plan's recent runs, RTO per run coloured by verdict, beside it the time to
+  correct answers, and the worst error ratio, p99 and lowest F1 when any run measured them
+  (a value a run did not measure is a gap, never 0).
 
 Elements carry ids (`gid`), so a browser's DOM (and the tests) can find them: `success-rate`,
 `correct-answers`, `p99-latency`, `fault-window-<i>`, `step-<name>`, `failover-<i>`,
-`failback-<i>`, `trend`.
+`failback-<i>`, `trend`, `trend-runs`, `trend-time-to-correct`, `trend-error-ratio`,
+`trend-p99`, `trend-f1`.
 Text stays text (svg.fonttype none): small, searchable, selectable.
 """
 
@@ -202,24 +205,60 @@ def _legend(ax: Axes, ax2: Axes, series: int) -> None:
 
 
 def trend_svg(data: ReportData) -> str | None:
+    """The plan's recent runs, one point per run: RTO and time to correct answers (s), and,
+    when any run measured them, the worst step's error ratio and p99 and the lowest F1 of
+    the model checks. A value a run did not measure is a gap, never 0 (the best value)."""
     runs = [h for h in data.history if h.started_at is not None and not h.dry_run]
     if len(runs) < 2:
         return None
-    fig = Figure(figsize=(11, 2.6), dpi=100)
-    ax = fig.add_subplot()
     xs = list(range(len(runs)))
-    rtos = [h.rto_seconds if h.rto_seconds is not None else 0.0 for h in runs]
-    ax.plot(xs, rtos, color="#9e9e9e", lw=1, gid="trend")
+    panels = [
+        (key, label, values)
+        for key, label, values in (
+            ("error-ratio", "error ratio", [h.error_ratio for h in runs]),
+            ("p99", "p99 (ms)", [h.p99_latency_ms for h in runs]),
+            ("f1", "F1", [h.f1 for h in runs]),
+        )
+        if any(v is not None for v in values)
+    ]
+    fig = Figure(figsize=(11, 2.6 + 1.4 * len(panels)), dpi=100)
+    axes = fig.subplots(1 + len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[0]
+    rtos = [_gap(h.rto_seconds) for h in runs]
+    ax.plot(xs, rtos, color="#9e9e9e", lw=1, marker=".", label="RTO (s)", gid="trend")
     ax.scatter(
         xs, rtos, c=[COLOURS.get(h.phase, "#000") for h in runs], s=40, zorder=3, gid="trend-runs"
     )
-    ax.set_xticks(
+    correct = [h.time_to_correct_seconds for h in runs]
+    if any(v is not None for v in correct):
+        ax.plot(
+            xs,
+            [_gap(v) for v in correct],
+            color=CORRECT,
+            lw=1,
+            ls="--",
+            marker=".",
+            label="time to correct answers (s)",
+            gid="trend-time-to-correct",
+        )
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
+    ax.set_ylabel("seconds")
+    ax.set_title("recent runs: RTO, coloured by verdict", loc="left", fontsize=10)
+    for panel, (key, label, values) in zip(axes[1:], panels, strict=True):
+        panel.plot(
+            xs, [_gap(v) for v in values], color=SUCCESS, lw=1, marker=".", gid=f"trend-{key}"
+        )
+        panel.set_ylabel(label, fontsize=8)
+    for each in axes:
+        each.grid(True, alpha=0.25)
+    axes[-1].set_xticks(
         xs,
         [h.started_at.strftime("%m-%d %H:%M") if h.started_at else "" for h in runs],
         rotation=30,
         fontsize=7,
     )
-    ax.set_ylabel("RTO (s)")
-    ax.grid(True, alpha=0.25)
-    ax.set_title("recent runs: RTO, coloured by verdict", loc="left", fontsize=10)
     return _svg(fig)
+
+
+def _gap(value: float | None) -> float:
+    return float("nan") if value is None else value

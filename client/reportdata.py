@@ -55,6 +55,12 @@ class HistoryEntry:
     finished_at: datetime | None
     rto_seconds: float | None
     dry_run: bool
+    # The worst step's figures (the lowest F1 of the model checks after steps); None: not
+    # measured (an older run, a plan without model checks).
+    time_to_correct_seconds: float | None = None
+    error_ratio: float | None = None
+    p99_latency_ms: float | None = None
+    f1: float | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -179,15 +185,22 @@ def history_entry(raw: dict[str, Any]) -> HistoryEntry:
         value = raw.get(key)
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
 
-    rto = raw.get("rtoSeconds")
+    def number(key: str) -> float | None:
+        value = raw.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
     return HistoryEntry(
         name=str(raw.get("name", "")),
         phase=str(raw.get("phase") or "Pending"),
         reason=raw.get("reason"),
         started_at=when("startedAt"),
         finished_at=when("finishedAt"),
-        rto_seconds=None if rto is None else float(rto),
+        rto_seconds=number("rtoSeconds"),
         dry_run=bool(raw.get("dryRun")),
+        time_to_correct_seconds=number("timeToCorrectSeconds"),
+        error_ratio=number("errorRatio"),
+        p99_latency_ms=number("p99LatencyMs"),
+        f1=number("f1"),
     )
 
 

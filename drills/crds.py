@@ -49,6 +49,7 @@ DRILLPLAN: Final = Crd(
         Column("Last Run", "string", ".status.lastRun.name", "Most recent DrillRun"),
         Column("Verdict", "string", ".status.lastRun.phase", "Phase of the most recent run"),
         AGE,
+        Column("Pass Rate", "number", ".status.passRate.ratio", "Latest game day", priority=1),
         Column("Schedule", "string", ".spec.schedule", priority=1),
         Column("Suspend", "boolean", ".spec.suspend", priority=1),
     ),

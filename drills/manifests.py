@@ -24,6 +24,7 @@ def run_manifest(
     spec_raw: dict[str, Any],
     name: str | None = None,
     scheduled_time: datetime | None = None,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "planRef": {"name": plan},
@@ -37,7 +38,7 @@ def run_manifest(
         "kind": DRILLRUN_KIND,
         "metadata": {
             "name": name or run_name(plan, generation),
-            "labels": {DRILL_PLAN_LABEL: plan},
+            "labels": {DRILL_PLAN_LABEL: plan} | (labels or {}),
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

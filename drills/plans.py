@@ -22,7 +22,7 @@ from modeldr.api.drillplan import DrillPlanSpec
 from modeldr.api.drillrun import DrillRunSpec
 from modeldr.api.drillstatus import DrillPlanStatus
 from modeldr.api.phase import Phase
-from modeldr.drills import lastrun, metrics
+from modeldr.drills import gameday, lastrun, metrics
 from modeldr.drills.manifests import run_manifest, run_name
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef
@@ -66,7 +66,8 @@ def reconcile_plan(
     if plan.schedule or plan.suspend or observed == generation:
         return status
     api = client.CustomObjectsApi(hub)
-    manifest = run_manifest(name, uid, generation, spec_raw)
+    first = run_name(name, generation)
+    manifest = run_manifest(name, uid, generation, spec_raw, labels=series_labels(plan, first))
     created = k8s.call(
         api.create_namespaced_custom_object,
         GROUP,
@@ -276,8 +277,15 @@ def _start_scheduled_run(
     assert decision.start is not None
     meta = obj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    plan = DrillPlanSpec.parse(spec_raw)
     manifest = run_manifest(
-        name, meta["uid"], int(meta.get("generation") or 1), spec_raw, run, decision.start
+        name,
+        meta["uid"],
+        int(meta.get("generation") or 1),
+        spec_raw,
+        run,
+        decision.start,
+        series_labels(plan, run),
     )
     created = k8s.call(
         client.CustomObjectsApi(hub).create_namespaced_custom_object,
@@ -369,9 +377,70 @@ def derive_last_runs(
     listed = {run["metadata"]["name"] for run in runs}
     runs += [run for run in seen if (run.get("metadata") or {}).get("name") not in listed]
     fields = lastrun.derive(runs, name, obj.get("status"))
+    fields |= continue_series(hub, obj, [run for run in runs if lastrun.plan_of(run) == name])
     if fields:
         write_status(hub, namespace, name, fields)
     return fields
+
+
+# ----------------------------------------------------------------------- game days
+
+
+def series_labels(plan: DrillPlanSpec, first: str) -> dict[str, str] | None:
+    """The labels of a plan's start when it begins a game-day series (spec.repeat)."""
+    if plan.repeat is None:
+        return None
+    return {gameday.SERIES_LABEL: first, gameday.INDEX_LABEL: "1"}
+
+
+def continue_series(
+    hub: client.ApiClient, obj: Mapping[str, Any], runs: list[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The latest game-day series: its next run started when one is due (drills/gameday.py);
+    returns the status fields that changed ({"passRate": ...} or {})."""
+    try:
+        plan = DrillPlanSpec.parse(obj.get("spec") or {})
+    except ValueError:
+        return {}
+    found = gameday.series_runs(runs)
+    series = gameday.latest_series(found)
+    if plan.repeat is None or series is None:
+        return {}
+    meta = obj["metadata"]
+    generation = int(meta.get("generation") or 1)
+    state = gameday.assess_series(series, found[series], plan.repeat, generation)
+    if state.next_index is not None and not plan.suspend:
+        _start_repeat(hub, obj, series, state.next_index, generation)
+    rate = state.pass_rate()
+    before = (obj.get("status") or {}).get("passRate") or {}
+    if rate == before:
+        return {}
+    if state.state != before.get("state") and state.state in ("Satisfied", "Exhausted"):
+        kind = "Normal" if state.state == "Satisfied" else "Warning"
+        post_event(dict(obj), kind, f"GameDay{state.state}", state.message)
+    return {"passRate": rate}
+
+
+def _start_repeat(
+    hub: client.ApiClient, obj: Mapping[str, Any], series: str, index: int, generation: int
+) -> None:
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    run = gameday.repeat_name(series, index)
+    labels = {gameday.SERIES_LABEL: series, gameday.INDEX_LABEL: str(index)}
+    manifest = run_manifest(name, meta["uid"], generation, dict(obj["spec"]), run, labels=labels)
+    created = k8s.call(
+        client.CustomObjectsApi(hub).create_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLRUNS,
+        manifest,
+        _request_timeout=TIMEOUT,
+        conflict=k8s.DONE,
+    )
+    if created is not k8s.DONE:
+        log.info("DrillPlan %s/%s: game day %s started DrillRun %s", namespace, name, series, run)
 
 
 def restore_verdict_metrics(namespace: str, name: str, status_raw: Any) -> None:

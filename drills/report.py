@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from kubernetes import client
@@ -111,8 +111,12 @@ def plan_history(hub: client.ApiClient, namespace: str, plan: str) -> list[dict[
 
 
 def history_entry(run: dict[str, Any]) -> dict[str, Any]:
+    """A run for the trend: its verdict, and its worst step's figures (None: not measured,
+    drawn as missing, never as 0)."""
     status = run.get("status") or {}
     spec = run.get("spec") or {}
+    steps = [step for step in status.get("steps") or [] if isinstance(step, dict)]
+    after_steps = [c for c in status.get("modelChecks") or [] if c.get("step")]
     return {
         "name": run["metadata"]["name"],
         "createdAt": run["metadata"].get("creationTimestamp"),
@@ -121,8 +125,19 @@ def history_entry(run: dict[str, Any]) -> dict[str, Any]:
         "startedAt": status.get("startedAt"),
         "finishedAt": status.get("finishedAt"),
         "rtoSeconds": status.get("rtoSeconds"),
+        "timeToCorrectSeconds": _worst(steps, "timeToCorrectSeconds", max),
+        "errorRatio": _worst(steps, "errorRatio", max),
+        "p99LatencyMs": _worst(steps, "p99LatencyMs", max),
+        "f1": _worst(after_steps, "f1", min),
         "dryRun": bool(spec.get("dryRun") or (spec.get("plan") or {}).get("dryRun")),
     }
+
+
+def _worst(
+    parts: list[dict[str, Any]], key: str, pick: Callable[[list[float]], float]
+) -> float | None:
+    values = [float(p[key]) for p in parts if isinstance(p.get(key), int | float)]
+    return pick(values) if values else None
 
 
 def manifest(ref: RunRef, plan_name: str, text: str) -> dict[str, Any]:

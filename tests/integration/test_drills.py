@@ -987,3 +987,49 @@ def test_a_scheduled_plan_starts_runs_on_time_respects_forbid_and_trims_history(
     finally:
         with contextlib.suppress(client.ApiException):
             custom().delete_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLPLANS, name)
+
+
+def test_a_game_day_repeats_until_enough_passes_in_a_row_and_stops(drill_ns: str) -> None:
+    """spec.repeat {runs 4, untilConsecutivePasses 2}: the plan's run is followed by the next
+    of its series as soon as it ends, and the series stops after two passes in a row (not
+    four runs), with status.passRate (2 of 2, its Wilson interval) and an Event."""
+    name = "game-day"
+    body = plan(
+        name,
+        [
+            {
+                "name": "hold",
+                "action": {"type": "Wait"},
+                "durationSeconds": 2,
+                "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0},
+            }
+        ],
+        repeat={"runs": 4, "untilConsecutivePasses": 2},
+    )
+    first = apply_plan(drill_ns, body)
+    started = time.monotonic()
+    try:
+
+        def satisfied() -> dict[str, Any] | None:
+            s = custom().get_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLPLANS, name)
+            rate = (s.get("status") or {}).get("passRate") or {}
+            return rate if rate.get("state") == "Satisfied" else None
+
+        rate = kube.wait_for(satisfied, timeout=150, what="the game day satisfied")
+        took = time.monotonic() - started
+        assert (rate["series"], rate["runs"], rate["passed"]) == (first, 2, 2), rate
+        assert rate["ratio"] == 1.0 and rate["upper"] == 1.0 and 0.34 < rate["lower"] < 0.35
+        runs = plan_runs(drill_ns, name)
+        assert sorted(runs) == [first, f"{first}-2"], sorted(runs)
+        second = runs[f"{first}-2"]["metadata"]["labels"]
+        assert second["modeldr.io/series"] == first and second["modeldr.io/series-index"] == "2"
+        time.sleep(3)  # a third run would start at once: none does
+        assert sorted(plan_runs(drill_ns, name)) == [first, f"{first}-2"]
+        events = kube.core("hub").list_namespaced_event(
+            drill_ns, field_selector=f"involvedObject.name={name}"
+        )
+        assert any(e.reason == "GameDaySatisfied" for e in events.items)
+        print(f"\ngame day: 2 runs in a row passed in {took:.0f} s")
+    finally:
+        with contextlib.suppress(client.ApiException):
+            custom().delete_namespaced_custom_object(GROUP, VERSION, drill_ns, DRILLPLANS, name)

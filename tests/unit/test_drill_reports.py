@@ -432,6 +432,27 @@ def test_html_draws_correct_answers_beside_answered_requests_when_judged() -> No
     assert Point.from_row(judged[40].to_row()).correct_ratio == 0.5
 
 
+def test_the_trend_draws_a_missing_value_as_a_gap_and_the_new_figures_when_measured() -> None:
+    """A run without an RTO (refused before traffic) is a gap in the line, not 0 s (the best
+    value); time to correct answers, error ratio, p99 and F1 get their series once a run
+    measured them, with gaps where one did not."""
+    from modeldr.client.chart import trend_svg
+
+    history = [dict(h) for h in HISTORY]
+    history[1]["rtoSeconds"] = None
+    history[0] |= {"timeToCorrectSeconds": 4.0, "errorRatio": 0.1, "p99LatencyMs": 40, "f1": 0.96}
+    history[2] |= {"timeToCorrectSeconds": 14.0, "errorRatio": 0.3, "f1": 0.7}
+    svg = trend_svg(data(history=history)) or ""
+    for gid in ("trend", "trend-time-to-correct", "trend-error-ratio", "trend-p99", "trend-f1"):
+        assert f'id="{gid}"' in svg, gid
+    rto_line = svg.split('id="trend"', 1)[1].split("</g>", 1)[0]
+    # Two separate segments (a move, then a move again after the gap), never a line through 0.
+    path = re.search(r' d="([^"]+)"', rto_line)
+    assert path is not None and path.group(1).count("M") == 2, rto_line[:300]
+    plain = trend_svg(data()) or ""
+    assert 'id="trend"' in plain and 'id="trend-f1"' not in plain
+
+
 def test_html_without_a_timeline_says_why() -> None:
     page = render.html(data(dry_run(), points=[], history=[]))
     assert 'id="no-timeline"' in page and "a dry run sends no traffic" in page

@@ -130,3 +130,30 @@ def test_the_config_map_is_owned_by_the_run() -> None:
     (owner,) = body["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"]) == ("DrillRun", "plan-1", "uid-1")
     assert body["metadata"]["labels"]["modeldr.io/drill-plan"] == "plan"
+
+
+def test_a_history_entry_carries_the_worst_step_figures_and_none_when_unmeasured() -> None:
+    run = {
+        "metadata": {"name": "p-3", "creationTimestamp": "2026-12-05T10:00:00Z"},
+        "spec": {},
+        "status": {
+            "phase": "Failed",
+            "rtoSeconds": 3.0,
+            "steps": [
+                {"name": "a", "timeToCorrectSeconds": 2.0, "errorRatio": 0.1},
+                {"name": "b", "timeToCorrectSeconds": 9.5, "errorRatio": 0.02, "p99LatencyMs": 80},
+            ],
+            "modelChecks": [
+                {"name": "baseline", "f1": 1.0},
+                {"name": "a", "step": "a", "f1": 0.9},
+                {"name": "b", "step": "b", "f1": 0.6},
+            ],
+        },
+    }
+    entry = report.history_entry(run)
+    assert (entry["timeToCorrectSeconds"], entry["errorRatio"]) == (9.5, 0.1)
+    assert (entry["p99LatencyMs"], entry["f1"]) == (80.0, 0.6)
+    bare = report.history_entry({"metadata": {"name": "p-1"}, "status": {"phase": "Error"}})
+    assert (
+        bare["timeToCorrectSeconds"] is None and bare["f1"] is None and bare["rtoSeconds"] is None
+    )
