@@ -194,6 +194,14 @@ class Evaluation(_Model):
     on_failure: Literal["alert", "failBack"] = "alert"
 
 
+class Rollout(_Model):
+    """A new spec.model verified on the standby before the primary gets it."""
+
+    drill_plan: str | None = None
+    min_agreement: float | None = Field(None, ge=0, le=1)
+    max_f1_drop: float = Field(0.0, ge=0, le=1)
+
+
 class ModelDeploymentSpec(_Model):
     model: ModelSpec
     runtime: RuntimeSpec
@@ -203,6 +211,7 @@ class ModelDeploymentSpec(_Model):
     failover: Failover = Field(default_factory=lambda: Failover.model_validate({}))
     traffic: Traffic = Field(default_factory=lambda: Traffic.model_validate({}))
     evaluation: Evaluation | None = None
+    rollout: Rollout | None = None
 
     @classmethod
     def parse(cls, spec: Any) -> ModelDeploymentSpec:

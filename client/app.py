@@ -32,6 +32,7 @@ from modeldr.client.follow import Followed, Follower, Stop
 from modeldr.client.hub import Hub, HubUnavailable, Rejected
 from modeldr.client.reportdata import ReportData, from_run_object, parse_document
 from modeldr.client.reportdata import history_entry as parse_history
+from modeldr.client.rollout import rollout
 from modeldr.drills.manifests import run_manifest
 from modeldr.drills.report import REPORT_KEY, history_entry
 from modeldr.kube.constants import DRILL_PLAN_LABEL, DRILLPLAN_KIND
@@ -54,6 +55,7 @@ drill = typer.Typer(
     help="Run DrillPlans, follow them, and read their verdicts and reports.",
 )
 app.add_typer(drill, name="drill")
+app.add_typer(rollout, name="rollout")
 
 Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context of the hub")]
 Namespace = Annotated[

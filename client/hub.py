@@ -176,6 +176,17 @@ class Hub:
             absent=True,
         )
 
+    def annotate_modeldeployment(self, namespace: str, name: str, key: str, value: str) -> None:
+        self._call(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            MODELDEPLOYMENTS,
+            name,
+            {"metadata": {"annotations": {key: value}}},
+        )
+
     def get_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         cm = self._call(self.core.read_namespaced_config_map, name, namespace, absent=True)
         return None if cm is None else dict(cm.data or {})

@@ -10,7 +10,7 @@ from modeldr import __version__
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
-    if args_in[:1] == ["drill"]:
+    if args_in[:1] in (["drill"], ["rollout"]):
         # The drill client (typer, rich) has its own parser and exit codes (DRILLS.md).
         from modeldr.client.app import main as client_main
 
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "drill",
         help="run DrillPlans and follow them, reports, status, abort (modeldr drill --help)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "rollout",
+        help="a ModelDeployment's verified model rollout: status, promote, abort",
         add_help=False,
     )
     agent = commands.add_parser(

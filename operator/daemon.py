@@ -56,6 +56,7 @@ async def run_daemon(
             await sleep_until_woken(delay, wake, stopped)
     finally:
         ctl.evaluation.cancel()
+        ctl.rollout.cancel()
         for cluster, key in ctl.watching:
             rt.monitors.unwatch(cluster, key, wake_soon)
 

@@ -15,6 +15,7 @@ from modeldr.operator.ejection import Ejections
 from modeldr.operator.evaluation import EvaluationState
 from modeldr.operator.failover import FailoverState
 from modeldr.operator.monitor import Key, Wake
+from modeldr.operator.rollout import RolloutState
 from modeldr.operator.traffic.base import Owner, TrafficTarget
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class DaemonState:
         default_factory=lambda: {"primary": Ejections(), "standby": Ejections()}
     )
     evaluation: EvaluationState = field(default_factory=EvaluationState)
+    rollout: RolloutState = field(default_factory=RolloutState)
 
     @property
     def owner(self) -> Owner:

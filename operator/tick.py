@@ -44,6 +44,7 @@ from modeldr.operator.failover import Decision, Health, Switch, failover_record,
 from modeldr.operator.health import cluster_health
 from modeldr.operator.monitor import Snapshot
 from modeldr.operator.reconcile import reconcile_member, remove_stale, watch
+from modeldr.operator.rollouts import advance_rollout
 from modeldr.operator.status import (
     ConditionChange,
     Observed,
@@ -98,15 +99,19 @@ async def tick(
     decision = decide(ctl, spec, seen, annotations, now)
     if ending(meta, stopped):
         return ENDING_TICK_S  # the deletion handler cleans up; kopf stops this daemon
-    await reconcile_members(ctl, body, spec, seen, decision, annotations)
+    urls = {role: server_urls(ctl, spec, seen, role) for role in ROLES}
+    models = await advance_rollout(
+        ctl, body, spec, seen.snapshots, urls, annotations, status_raw, now
+    )
+    specs = {role: spec.model_copy(update={"model": models[role]}) for role in ROLES}
+    await reconcile_members(ctl, body, specs, seen, decision, annotations)
     if ending(meta, stopped):
         return ENDING_TICK_S
     last_failover = await route_traffic(ctl, body, spec, seen, decision)
     if spec.evaluation is not None or ctl.evaluation.task is not None:
         active = ctl.state.active
-        urls = server_urls(ctl, spec, seen, active)
         healthy = seen.health[active].healthy
-        await evaluate_model(ctl, body, spec, urls, healthy, last_failover)
+        await evaluate_model(ctl, body, specs[active], urls[active], healthy, last_failover)
     await settle_switch_request(ctl, spec, annotations, decision)
     ctl.restored = True
     await report(ctl, body, spec, seen, decision, now, generation, status_raw, last_failover)
@@ -333,15 +338,19 @@ def decide(
 async def reconcile_members(
     ctl: DaemonState,
     body: kopf.Body,
-    spec: ModelDeploymentSpec,
+    specs: dict[Role, ModelDeploymentSpec],
     seen: Seen,
     decision: Decision,
     annotations: dict[str, str],
 ) -> None:
-    """Member objects, sized for the decision (a failover scales the standby up first)."""
+    """Member objects, sized for the decision (a failover scales the standby up first);
+    `specs`: the spec each role renders (its model pinned during a rollout)."""
+    spec = specs["primary"]
     for role in ROLES:
         replicas = replicas_for(spec, role, decision.full_size)
-        error = await reconcile_member(ctl, spec, role, seen.snapshots[role], replicas, annotations)
+        error = await reconcile_member(
+            ctl, specs[role], role, seen.snapshots[role], replicas, annotations
+        )
         cluster = cluster_of(spec, role)
         if error and ctl.reconcile_error.get(cluster) != error:
             post_event(body, "Warning", "ReconcileFailed", error)
@@ -549,6 +558,8 @@ async def report(
     )
     built = build_status(observed, generation, last_failover, status_raw)
     report_evaluation(ctl, spec, built.status, built.changes)
+    if spec.rollout is not None or ctl.rollout.status is not None:
+        built.status["rollout"] = ctl.rollout.status
     for event_type, reason, message in decision.events:
         post_event(body, event_type, reason, message)
     await write_status(ctl, body, built.status, built.changes, now, generation, status_raw)
