@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
+from kubernetes import client
+
 from modeldr.api.base import truncate
 from modeldr.api.drillplan import DrillPlanSpec, PrometheusQuery
 from modeldr.api.drillrun import DrillRunSpec
@@ -58,7 +60,7 @@ from modeldr.drills.timeline import Point, Timeline
 from modeldr.drills.verdict import cut_short, verdict_of
 from modeldr.kube import promql
 from modeldr.kube.capacity import read_gpu_capacity
-from modeldr.kube.constants import ROLES
+from modeldr.kube.constants import DRILLRUNS, GROUP, ROLES, VERSION
 from modeldr.kube.errors import MemberError
 from modeldr.kube.golden import GoldenItem
 from modeldr.kube.promql import QueryOutcome, QueryRejected
@@ -73,6 +75,9 @@ ROLLBACK_RETRY_S = 10.0
 FAILED_BEFORE_START = frozenset({"StandbyCapacityInsufficient"})
 # The live probe figures in status.probe: over this window, refreshed this often.
 LIVE_WINDOW_S = 10.0
+# A run that finds its target held by a run that ended already waits this long for it.
+HOLDER_ENDING_WAIT_S = 30.0
+HOLDER_POLL_S = 0.2
 LIVE_INTERVAL_S = 2.0
 # A second of the timeline waits this long past the probe's timeout for late answers.
 TIMELINE_MARGIN_S = 1.0
@@ -149,7 +154,7 @@ async def begin(run: Run, spec: DrillRunSpec) -> None:
     except Refusal as exc:
         refuse(run, exc.reason, exc.message)
         return
-    holder = rt.drills.claim(target.namespace, target.name, ref.name)
+    holder = await claim_target(rt, target, ref.name)
     if holder is not None:
         refuse(run, "TargetBusy", f"DrillRun {holder} is running against {target.name}")
         return
@@ -158,6 +163,35 @@ async def begin(run: Run, spec: DrillRunSpec) -> None:
         await dry_run(run, plan, target)
     else:
         await start(run, plan, target)
+
+
+async def claim_target(rt: DrillHost, target: Target, run: str) -> str | None:
+    """Hold the target for `run`; returns the run holding it instead. A holder that has
+    ended already (its verdict written, its report and release still to come: well under a
+    second) is waited for, at most HOLDER_ENDING_WAIT_S: a run started right after the
+    previous one ended (a game day's next run, a CI loop) is not refused for that."""
+    holder = rt.drills.claim(target.namespace, target.name, run)
+    if holder is None or not await asyncio.to_thread(run_ended, rt, target.namespace, holder):
+        return holder
+    deadline = time.monotonic() + HOLDER_ENDING_WAIT_S
+    while holder is not None and time.monotonic() < deadline:
+        await asyncio.sleep(HOLDER_POLL_S)
+        holder = rt.drills.claim(target.namespace, target.name, run)
+    return holder
+
+
+def run_ended(rt: DrillHost, namespace: str, name: str) -> bool:
+    """Blocking: the DrillRun has its verdict (or is gone)."""
+    try:
+        body = client.CustomObjectsApi(rt.hub).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, DRILLRUNS, name, _request_timeout=(2, 5)
+        )
+    except client.ApiException as exc:
+        return bool(exc.status == 404)
+    except Exception:  # the hub unreachable: no evidence it ended, the run is refused
+        return False
+    phase = str((body.get("status") or {}).get("phase") or Phase.PENDING)
+    return phase in {str(p) for p in Phase if p.is_final}
 
 
 async def start(run: Run, plan: DrillPlanSpec, target: Target) -> None:

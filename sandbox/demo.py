@@ -28,7 +28,12 @@
    recovery, failback, the final steady state, with a Prometheus gate and model checks on
    the golden set) live; the demo prints the verdict and the paths of the HTML report and the
    JUnit file (.sandbox/drill-report/), and fails unless the drill Passed.
-9. A Markdown report goes to .sandbox/demo-report.md.
+9. The model loop (sandbox/demo_loop.py, docs/models.md): the evaluation the operator made
+   after the failover (spec.evaluation), then `examples/sandbox/rollout-bad.yaml` (a worse
+   version: rolled back on the standby, the primary untouched) and `rollout-good.yaml`
+   (promoted to both clusters), each followed with `modeldr rollout status --wait`, then the
+   example's version again.
+10. A Markdown report goes to .sandbox/demo-report.md.
 
 The sandbox and the operator stay up at the end (`make operator-down`, `make sandbox-down`).
 Every wait and the client are bounded; a wait that runs out exits non-zero and says which.
@@ -59,7 +64,7 @@ from kubernetes import client
 from modeldr.drills.probe import TrafficProbe
 from modeldr.drills.probe_stats import ProbeSample
 from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, SWITCH_ANNOTATION, VERSION
-from sandbox import demo_drill, kube, probe, prometheus
+from sandbox import demo_drill, demo_loop, kube, probe, prometheus
 from sandbox.api import Sandbox
 from sandbox.config import REPO_ROOT, sandbox_paths
 from sandbox.operator_up import (
@@ -77,6 +82,7 @@ NAMESPACE = "modeldr-demo"  # the ModelDeployment's hub namespace (and its membe
 NAME = "tiny-bert"  # ModelDeployment, and the hub Service the endpointslice provider keeps
 MODEL_DIR = Path("/tmp/modeldr/models/tiny-bert")  # spec.model.source of the example
 EXAMPLE = REPO_ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
+GOLDEN = REPO_ROOT / "examples" / "sandbox" / "golden-set.yaml"
 PLURAL = MODELDEPLOYMENTS
 PORT = 8080
 REPLICAS = 2
@@ -405,6 +411,8 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
     step(2, f"kubectl --context hub apply -n {NAMESPACE} -f {EXAMPLE.relative_to(REPO_ROOT)}")
     ensure_hub_namespace()
     print(kubectl("--context", "hub", "apply", "-n", NAMESPACE, "-f", str(EXAMPLE)).strip())
+    # The golden set its spec.evaluation reads: the failover below is evaluated on it.
+    print(kubectl("--context", "hub", "apply", "-n", NAMESPACE, "-f", str(GOLDEN)).strip())
     md = watch_md(
         lambda md: (
             columns(md)[3] == "Ready"
@@ -580,6 +588,12 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
             f"the drill ended {drill.verdict} (exit {drill.exit_code}); see {drill.html}"
         )
 
+    step(9, "the model loop: a worse version rolled back on the standby, a good one promoted")
+    loop_started = time.monotonic()
+    report["loop"] = demo_loop.run_loop(NAMESPACE, NAME).lines
+    report["loop_seconds"] = time.monotonic() - loop_started
+    print(f"the model loop took {report['loop_seconds']:.0f} s")
+
 
 def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
     traffic: TrafficProbe | None = report.get("client")
@@ -661,6 +675,9 @@ def write_report(report: dict[str, Any], path: Path, error: str | None) -> None:
         ]
     if report.get("drill"):
         out += ["", "## The drill (examples/sandbox/drillplan.yaml)", "", *report["drill"]]
+    if report.get("loop"):
+        took = f" ({report['loop_seconds']:.0f} s)" if report.get("loop_seconds") else ""
+        out += ["", f"## The model loop{took}", "", "```", *report["loop"], "```"]
     for key, title in (
         ("prometheus_failover", "Prometheus during the outage"),
         ("prometheus_end", "Prometheus after the fail back"),
@@ -678,7 +695,13 @@ def main() -> int:
     error: str | None = None
     try:
         run_demo(sandbox, report)
-    except (DemoTimeout, demo_drill.DrillTimeout, demo_drill.DrillFailed) as exc:
+    except (
+        DemoTimeout,
+        demo_drill.DrillTimeout,
+        demo_drill.DrillFailed,
+        demo_loop.LoopFailed,
+        subprocess.TimeoutExpired,
+    ) as exc:
         error = str(exc)
     except Exception as exc:
         traceback.print_exc()

@@ -245,7 +245,7 @@ def write_operator_kubeconfig() -> Path:
     return path
 
 
-def _world_readable(model_dir: Path) -> None:
+def world_readable(model_dir: Path) -> None:
     """kind's pods run the server as an unprivileged user and read the copy through a
     hostPath: every file readable (a checkout may carry the weights as 0600)."""
     model_dir.chmod(0o755)
@@ -267,7 +267,7 @@ def ensure_tiny_model(target: Path = TINY_MODEL) -> str:
     digest = hashlib.sha256((TINY_MODEL_FIXTURE / MANIFEST_NAME).read_bytes()).hexdigest()
     try:
         verify_model_dir(target, digest)
-        _world_readable(target)
+        world_readable(target)
         return digest
     except ArtifactError:
         pass
@@ -277,7 +277,7 @@ def ensure_tiny_model(target: Path = TINY_MODEL) -> str:
         fresh = staging / "model"
         shutil.copytree(TINY_MODEL_FIXTURE, fresh)
         verify_model_dir(fresh, digest)
-        _world_readable(fresh)
+        world_readable(fresh)
         if target.exists():
             target.rename(staging / "old")
         fresh.rename(target)
@@ -346,6 +346,9 @@ def operator_up(timeout: float = 60.0) -> None:
     webhook_url = infra_daemon.ensure_running()
     print(f"infrastructure webhook on {webhook_url}; log {infra_daemon.log_file()}")
     ensure_tiny_model()  # also when the operator runs already: the pods read it at start
+    from sandbox.model_versions import ensure_model_versions  # it imports this module
+
+    ensure_model_versions()  # the rollout examples' versions of it
     pid = operator_pid()
     if pid and (healthz(HEALTH_PORT) or {}).get("leader"):
         register_members(webhook_url, infra_daemon.token())

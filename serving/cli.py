@@ -60,9 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     trained = commands.add_parser(
         "train-tiny",
         help="train the tiny review classifier on a generated data set; print held-out metrics",
-        description="Generate a review data set from the seed, fine-tune a tiny BERT "
+        description="Generate a review data set from the seed, train a tiny BERT "
         "classifier (about 100k parameters) on one CPU thread, score it on the held-out "
-        "split and write the model directory with its manifest. Same seed, same bytes.",
+        "split and write the model directory with its manifest. Same seed on the same machine "
+        "(CPU, torch version): same bytes; another CPU may differ (docs/sandbox.md).",
     )
     trained.add_argument("directory", type=Path)
     trained.add_argument("--seed", type=int, default=0)

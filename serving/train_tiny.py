@@ -1,4 +1,4 @@
-"""Train the tiny review classifier: generate, fine-tune, evaluate, write a model directory.
+"""Train the tiny review classifier: generate, train from random weights, evaluate, write it.
 
 The seeds' loop at toy scale, on a CPU in seconds: a review data set generated from a seed
 (serving/reviews.py) is split into train and held-out texts; a BERT-class sequence

@@ -50,7 +50,12 @@ def tenant_namespace(name: str, *, admitted: bool = True) -> None:
 
 
 def manifest(member_namespace: str, **spec: Any) -> dict[str, Any]:
+    """The example with 1 replica per cluster in `member_namespace`, `spec` merged in; without
+    the example's evaluation and rollout unless `spec` gives them (most tests have no golden
+    set, and an evaluation per ModelDeployment is load the sandbox does not need)."""
     md = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    md["spec"].pop("evaluation", None)
+    md["spec"].pop("rollout", None)
     md["spec"]["replicas"] = 1
     for role in ("primary", "standby"):
         md["spec"]["clusters"][role]["namespace"] = member_namespace

@@ -1,10 +1,10 @@
 """A verified rollout (spec.rollout) on the sandbox: a new model version goes to the standby
 first, is evaluated there against the version serving, and is rolled back (a worse one, the
-primary's pods untouched) or promoted (a good one, then on the primary too)."""
+primary's pods untouched) or promoted (a good one, then on the primary too). The versions are
+the examples' (examples/sandbox/rollout-*.yaml, written by sandbox/model_versions.py)."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,8 @@ import pytest
 import yaml
 
 from modeldr.kube.constants import GROUP, VERSION
-from modeldr.serving.manifest import write_manifest
-from modeldr.serving.tiny import build_model_dir
 from sandbox import kube
 from sandbox.api import Sandbox
-from sandbox.operator_up import TINY_MODEL
 from tests.integration.modeldeployments import (
     NAME,
     PLURAL,
@@ -31,18 +28,12 @@ from tests.integration.modeldeployments import (
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN_SET = ROOT / "examples/sandbox/golden-set.yaml"
-MODELS = TINY_MODEL.parent
+EXAMPLES = ROOT / "examples/sandbox"
+GOLDEN_SET = EXAMPLES / "golden-set.yaml"
 
 
 def rollout_phase(phase: str) -> Any:
     return lambda s: (s.get("rollout") or {}).get("phase") == phase
-
-
-def set_model(hub_ns: str, directory: Path, digest: str, revision: str) -> None:
-    model = {"source": f"file://{directory}", "expectedDigest": f"sha256:{digest}"}
-    patch = {"spec": {"model": model | {"revision": revision}}}
-    custom().patch_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME, patch)
 
 
 def pod_uids(cluster: str, namespace: str) -> set[str]:
@@ -72,49 +63,40 @@ def test_a_worse_version_is_rolled_back_on_the_standby_and_a_good_one_promoted(
     wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
     s = wait_status(hub_ns, rollout_phase("Promoted"), "the first version recorded", 30)
     assert s["rollout"]["to"]["expectedDigest"] == v1
-    worse_dir, good_dir = MODELS / f"{hub_ns}-worse", MODELS / f"{hub_ns}-v2"
-    try:
-        # A worse version: random weights (answers near chance on the golden set).
-        worse = build_model_dir(
-            worse_dir, "sequence-classification", seed=7, revision="random-seed7"
-        )
-        primary_pods = pod_uids("primary", hub_ns)
-        set_model(hub_ns, worse_dir, worse, "random-seed7")
-        s = wait_status(hub_ns, rollout_phase("RolledBack"), "the worse version rolled back", 150)
-        rollout = s["rollout"]
-        evaluation = rollout["evaluation"]
-        assert rollout["to"]["expectedDigest"] == f"sha256:{worse}", rollout
-        assert evaluation["cluster"] == "standby" and evaluation["referenceF1"] > 0.9, evaluation
-        assert evaluation["f1"] < evaluation["referenceF1"], evaluation
-        assert "below the serving version" in rollout["message"], rollout
-        assert set(evaluation["servedDigests"].values()) == {f"sha256:{worse}"}, evaluation
-        print(f"\nrollout of a worse version: rolled back in {seconds(rollout):.1f} s")
-        # The primary was never touched; the standby serves the previous version again.
-        assert pod_uids("primary", hub_ns) == primary_pods
-        wait_status(
-            hub_ns,
-            lambda s: (s.get("standby") or {}).get("observedDigest") == v1,
-            "the standby back on the previous version",
-            120,
-        )
-        # A good version: the same weights under a new revision (a new digest).
-        shutil.copytree(TINY_MODEL, good_dir)
-        good = write_manifest(good_dir, "sequence-classification", "tiny-review-seed0-v2")
-        set_model(hub_ns, good_dir, good, "tiny-review-seed0-v2")
-        s = wait_status(hub_ns, rollout_phase("Promoted"), "the good version promoted", 240)
-        rollout = s["rollout"]
-        assert rollout["to"]["expectedDigest"] == f"sha256:{good}", rollout
-        assert rollout["evaluation"]["agreement"] == 1.0, rollout["evaluation"]
-        s = wait_status(
-            hub_ns,
-            lambda s: (
-                {(s.get(r) or {}).get("observedDigest") for r in ("primary", "standby")}
-                == {f"sha256:{good}"}
-            ),
-            "both clusters on the new version",
-            60,
-        )
-        print(f"rollout of a good version: promoted in {seconds(rollout):.1f} s")
-    finally:
-        for directory in (worse_dir, good_dir):
-            shutil.rmtree(directory, ignore_errors=True)
+    primary_pods = pod_uids("primary", hub_ns)
+    # The deliberately worse version (examples/sandbox/rollout-bad.yaml): labels swapped.
+    bad = yaml.safe_load((EXAMPLES / "rollout-bad.yaml").read_text())
+    custom().patch_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME, bad)
+    s = wait_status(hub_ns, rollout_phase("RolledBack"), "the worse version rolled back", 150)
+    rollout = s["rollout"]
+    evaluation = rollout["evaluation"]
+    worse = bad["spec"]["model"]["expectedDigest"]
+    assert rollout["to"]["expectedDigest"] == worse, rollout
+    assert evaluation["cluster"] == "standby" and evaluation["referenceF1"] > 0.9, evaluation
+    assert evaluation["f1"] < 0.1 and evaluation["agreement"] < 0.1, evaluation
+    assert "below the serving version" in rollout["message"], rollout
+    assert set(evaluation["servedDigests"].values()) == {worse}, evaluation
+    print(f"\nrollout of a worse version: rolled back in {seconds(rollout):.1f} s")
+    # The primary was never touched; the standby serves the previous version again.
+    assert pod_uids("primary", hub_ns) == primary_pods
+    wait_status(
+        hub_ns,
+        lambda s: (s.get("standby") or {}).get("observedDigest") == v1,
+        "the standby back on the previous version",
+        120,
+    )
+    # The good version (examples/sandbox/rollout-good.yaml): the same weights, a new revision.
+    good = yaml.safe_load((EXAMPLES / "rollout-good.yaml").read_text())
+    custom().patch_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME, good)
+    s = wait_status(hub_ns, rollout_phase("Promoted"), "the good version promoted", 240)
+    rollout = s["rollout"]
+    new = good["spec"]["model"]["expectedDigest"]
+    assert rollout["to"]["expectedDigest"] == new, rollout
+    assert rollout["evaluation"]["agreement"] == 1.0, rollout["evaluation"]
+    s = wait_status(
+        hub_ns,
+        lambda s: {(s.get(r) or {}).get("observedDigest") for r in ("primary", "standby")} == {new},
+        "both clusters on the new version",
+        60,
+    )
+    print(f"rollout of a good version: promoted in {seconds(rollout):.1f} s")

@@ -104,6 +104,8 @@ class World:
     engine_built: list[Any] = field(default_factory=list)
     # Who held the target when the report was written (the run lets it go after its end).
     held_at_report: list[str | None] = field(default_factory=list)
+    # Whether the run holding the target has its verdict already (run_ended's answer).
+    holder_ended: bool = False
 
     def read(self, what: str) -> None:
         self.reads.append((what, threading.current_thread() is threading.main_thread()))
@@ -232,6 +234,13 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(run_module, "read_target", read_target)
     monkeypatch.setattr(run_module, "read_gpu_capacity", read_gpu_capacity)
     monkeypatch.setattr(run_module, "load_golden_set", load_golden_set)
+
+    def run_ended(hub: Any, namespace: str, name: str) -> bool:
+        w.read("run_ended")
+        return w.holder_ended
+
+    monkeypatch.setattr(run_module, "run_ended", run_ended)
+    monkeypatch.setattr(run_module, "HOLDER_POLL_S", 0.01)
     monkeypatch.setattr(run_module, "Engine", lambda *args: FakeEngine(w, *args))
     monkeypatch.setattr(run_module, "tenancy_of", lambda *args: FakeTenancy(w))
     monkeypatch.setattr(events, "post_event", lambda *args: None)
@@ -304,6 +313,42 @@ def test_a_busy_target_refuses_the_run_and_stays_with_its_holder(world: World) -
     )
     assert world.log[3] == ("document", False, [], 0)
     assert world.drills.holder("ns", "bert") == "other-run"
+
+
+def test_a_holder_that_ended_already_is_waited_for_not_a_busy_target(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A game day's next run (or a CI loop's) is created while the previous run, its verdict
+    written, still finishes: it waits for the release instead of ending TargetBusy; a holder
+    that does not let go within the wait still refuses it."""
+    world.drills.claim("ns", "bert", "previous-run")
+    world.holder_ended = True
+    loop_calls = []
+    original = world.drills.claim
+
+    def claim(namespace: str, name: str, run: str) -> str | None:
+        loop_calls.append(run)
+        if len(loop_calls) == 3:  # the previous run lets go meanwhile
+            world.drills.release("ns", "bert", "previous-run")
+        return original(namespace, name, run)
+
+    monkeypatch.setattr(world.drills, "claim", claim)
+    execute(world)
+    assert last(world)["phase"] != "Error", last(world)
+    assert ("run_ended", False) in world.reads  # asked off the event loop
+    assert len(loop_calls) >= 3
+
+
+def test_a_holder_that_ended_but_never_lets_go_still_refuses_the_run(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.drills.claim("ns", "bert", "stuck-run")
+    world.holder_ended = True
+    monkeypatch.setattr(run_module, "HOLDER_ENDING_WAIT_S", 0.05)
+    execute(world)
+    s = last(world)
+    assert (s["phase"], s["reason"]) == ("Error", "TargetBusy")
+    assert world.drills.holder("ns", "bert") == "stuck-run"
 
 
 def test_a_run_found_running_is_rolled_back_and_ends_aborted(world: World) -> None:

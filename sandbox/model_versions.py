@@ -1,0 +1,67 @@
+"""Two more versions of the sandbox's model for the rollout examples (docs/models.md), made from
+the committed trained classifier (tests/fixtures/models/tiny-review-bert) so their digests are
+the same on every machine:
+
+- `tiny-bert-v2`: the same weights under a new revision (`tiny-review-seed0-v2`): a new
+  version that answers exactly as the one serving; a verified rollout promotes it;
+- `tiny-bert-swapped`: the labels of config.json swapped (`tiny-review-seed0-swapped`): a
+  deliberately worse version that answers the opposite label; a verified rollout rolls it
+  back on the standby.
+
+examples/sandbox/rollout-good.yaml and rollout-bad.yaml pin their digests
+(tests/unit/test_model_versions.py checks them against what this module writes).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Final
+
+from modeldr.serving.manifest import write_manifest
+from sandbox.operator_up import TINY_MODEL, TINY_MODEL_FIXTURE, world_readable
+
+MODELS = TINY_MODEL.parent
+GOOD = MODELS / "tiny-bert-v2"
+SWAPPED = MODELS / "tiny-bert-swapped"
+GOOD_REVISION = "tiny-review-seed0-v2"
+SWAPPED_REVISION = "tiny-review-seed0-swapped"
+TASK: Final = "sequence-classification"
+
+
+def write_good(directory: Path) -> str:
+    shutil.copytree(TINY_MODEL_FIXTURE, directory)
+    return write_manifest(directory, TASK, GOOD_REVISION)
+
+
+def write_swapped(directory: Path) -> str:
+    shutil.copytree(TINY_MODEL_FIXTURE, directory)
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    swapped = list(reversed(labels))
+    config["id2label"] = {str(i): label for i, label in enumerate(swapped)}
+    config["label2id"] = {label: i for i, label in enumerate(swapped)}
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return write_manifest(directory, TASK, SWAPPED_REVISION)
+
+
+def ensure_model_versions() -> dict[str, str]:
+    """Write both versions beside the sandbox's model (each made aside, then renamed into
+    place); returns their manifest digests by directory name."""
+    digests = {}
+    for target, write in ((GOOD, write_good), (SWAPPED, write_swapped)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            fresh = staging / "model"
+            digests[target.name] = write(fresh)
+            world_readable(fresh)
+            if target.exists():
+                target.rename(staging / "old")
+            fresh.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return digests
