@@ -101,7 +101,8 @@ def step(
         return RolloutStep(waiting, models_for(spec, waiting), verify=ready)
     # Promoting: done once the primary serves the new version everywhere.
     if served.get("primary") == current["to"].get("expectedDigest"):
-        done = dict(current, phase=PROMOTED, finishedTime=iso(now), message="promoted")
+        why = str(current.get("message") or "")
+        done = dict(current, phase=PROMOTED, finishedTime=iso(now), message=f"promoted; {why}")
         event = ("Normal", "RolloutPromoted", f"{describe(spec.model)} serves in both clusters")
         return RolloutStep(done, models_for(spec, done), [event], clear_request=True)
     return RolloutStep(current, models_for(spec, current), clear_request=request is not None)

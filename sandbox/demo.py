@@ -387,7 +387,7 @@ class Timeline:
         return out
 
 
-STEPS = 8  # the numbered parts of the demo (module docstring)
+STEPS = 9  # the numbered parts of the demo (module docstring)
 
 
 def step(n: int, title: str) -> None:
