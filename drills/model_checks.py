@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from modeldr.api.phase import Phase
 from modeldr.drills.probe_stats import fmt
-from modeldr.kube.golden import GoldenItem, ModelScores, score
+from modeldr.kube.golden import GoldenItem, describe_scores, score
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def assess_model_check(
         served = ", ".join(f"{name} {_short(d)}" for name, d in sorted(known.items()))
         misses.append(f"the clusters serve different digests: {served}")
 
-    figures = _figures(cluster, scores)
+    figures = describe_scores(cluster, scores, fmt)
     if misses:
         return ModelCheckAssessment(
             Phase.FAILED, "ModelMismatch", f"{'; '.join(misses)} ({figures})"
@@ -77,19 +77,6 @@ def assess_model_check(
             f"the served digest of {', '.join(unknown)} is unknown ({figures})",
         )
     return ModelCheckAssessment(Phase.PASSED, "ModelMatches", figures)
-
-
-def _figures(cluster: str, scores: ModelScores) -> str:
-    parts = [f"{cluster} on {scores.items} golden items:"]
-    if scores.agreement is not None:
-        parts.append(f"agreement {fmt(scores.agreement)},")
-    parts.append(
-        f"accuracy {fmt(scores.accuracy)}, precision {fmt(scores.precision)},"
-        f" recall {fmt(scores.recall)}, F1 {fmt(scores.f1)}"
-    )
-    if scores.unanswered:
-        parts.append(f"({scores.unanswered} unanswered)")
-    return " ".join(parts)
 
 
 def _below(value: float, minimum: float) -> str:

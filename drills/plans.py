@@ -287,17 +287,7 @@ def _start_scheduled_run(
         decision.start,
         series_labels(plan, run),
     )
-    created = k8s.call(
-        client.CustomObjectsApi(hub).create_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        DRILLRUNS,
-        manifest,
-        _request_timeout=TIMEOUT,
-        conflict=k8s.DONE,
-    )
-    if created is not k8s.DONE:
+    if create_run(hub, namespace, manifest):
         log.info("DrillPlan %s/%s: schedule started DrillRun %s", namespace, name, run)
 
 
@@ -429,17 +419,7 @@ def _start_repeat(
     run = gameday.repeat_name(series, index)
     labels = {gameday.SERIES_LABEL: series, gameday.INDEX_LABEL: str(index)}
     manifest = run_manifest(name, meta["uid"], generation, dict(obj["spec"]), run, labels=labels)
-    created = k8s.call(
-        client.CustomObjectsApi(hub).create_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        DRILLRUNS,
-        manifest,
-        _request_timeout=TIMEOUT,
-        conflict=k8s.DONE,
-    )
-    if created is not k8s.DONE:
+    if create_run(hub, namespace, manifest):
         log.info("DrillPlan %s/%s: game day %s started DrillRun %s", namespace, name, series, run)
 
 
@@ -461,3 +441,19 @@ def restore_verdict_metrics(namespace: str, name: str, status_raw: Any) -> None:
             last.finished_at.timestamp(),
             last.rto_seconds,
         )
+
+
+def create_run(hub: client.ApiClient, namespace: str, manifest: dict[str, Any]) -> bool:
+    """Create the DrillRun; False when one of that name exists already (a retry, another
+    replica's decision): a run is never started twice."""
+    created = k8s.call(
+        client.CustomObjectsApi(hub).create_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        DRILLRUNS,
+        manifest,
+        _request_timeout=TIMEOUT,
+        conflict=k8s.DONE,
+    )
+    return created is not k8s.DONE

@@ -14,7 +14,7 @@ the mean precision and recall.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # A ConfigMap holds at most 1 MiB; a golden set is a few hundred lines.
@@ -129,3 +129,18 @@ def score(
         recall=sum(recalls) / len(classes),
         f1=sum(f1s) / len(classes),
     )
+
+
+def describe_scores(cluster: str, scores: ModelScores, number: Callable[[float], str]) -> str:
+    """The scores as a message reads them: "standby on 48 golden items: agreement 1,
+    accuracy 0.96, ..." with each figure written by `number`."""
+    parts = [f"{cluster} on {scores.items} golden items:"]
+    if scores.agreement is not None:
+        parts.append(f"agreement {number(scores.agreement)},")
+    parts.append(
+        f"accuracy {number(scores.accuracy)}, precision {number(scores.precision)},"
+        f" recall {number(scores.recall)}, F1 {number(scores.f1)}"
+    )
+    if scores.unanswered:
+        parts.append(f"({scores.unanswered} unanswered)")
+    return " ".join(parts)

@@ -36,7 +36,14 @@ import aiohttp
 from kubernetes import client
 
 from modeldr.api.modeldeployment import Evaluation
-from modeldr.kube.golden import GoldenItem, GoldenSetError, ModelScores, parse_golden_set, score
+from modeldr.kube.golden import (
+    GoldenItem,
+    GoldenSetError,
+    ModelScores,
+    describe_scores,
+    parse_golden_set,
+    score,
+)
 from modeldr.kube.times import iso
 
 BATCH = 32  # golden texts per request
@@ -142,25 +149,12 @@ def assess(
         unknown.append(f"the served digest of {', '.join(silent[:3])} is unknown")
     if not digests:
         unknown.append("no server was asked for its digest")
-    figures = figures_of(cluster, scores)
+    figures = describe_scores(cluster, scores, lambda value: f"{value:.4f}")
     if misses:
         return Outcome.NOT_VERIFIED, "ModelMismatch", f"{'; '.join(misses)} ({figures})", scores
     if unknown:
         return Outcome.UNKNOWN, "EvaluationIncomplete", f"{'; '.join(unknown)} ({figures})", scores
     return Outcome.VERIFIED, "Baseline" if baseline else "ModelVerified", figures, scores
-
-
-def figures_of(cluster: str, scores: ModelScores) -> str:
-    parts = [f"{cluster} on {scores.items} golden items:"]
-    if scores.agreement is not None:
-        parts.append(f"agreement {scores.agreement:.4f},")
-    parts.append(
-        f"accuracy {scores.accuracy:.4f}, precision {scores.precision:.4f},"
-        f" recall {scores.recall:.4f}, F1 {scores.f1:.4f}"
-    )
-    if scores.unanswered:
-        parts.append(f"({scores.unanswered} unanswered)")
-    return " ".join(parts)
 
 
 def short(digest: str) -> str:

@@ -46,7 +46,8 @@ class DrillResult:
         return VERDICTS.get(self.exit_code, f"exit {self.exit_code}")
 
 
-def kubectl_apply(namespace: str, path: str) -> str:
+def hub_kubectl(namespace: str, *args: str) -> str:
+    """`kubectl --context hub -n NAMESPACE ARGS...` on the sandbox; its output."""
     command = [
         tool("kubectl"),
         "--kubeconfig",
@@ -55,12 +56,14 @@ def kubectl_apply(namespace: str, path: str) -> str:
         "hub",
         "-n",
         namespace,
-        "apply",
-        "-f",
-        path,
+        *args,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout.strip()
+
+
+def kubectl_apply(namespace: str, path: str) -> str:
+    return hub_kubectl(namespace, "apply", "-f", path)
 
 
 def run_drill(namespace: str) -> DrillResult:

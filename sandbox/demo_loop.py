@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from sandbox.config import REPO_ROOT, sandbox_paths, tool
+from sandbox.config import REPO_ROOT, sandbox_paths
+from sandbox.demo_drill import hub_kubectl
 
 EXAMPLES = REPO_ROOT / "examples/sandbox"
 MODELDEPLOYMENT = EXAMPLES / "modeldeployment.yaml"
@@ -42,21 +43,6 @@ class LoopResult:
     def say(self, line: str) -> None:
         print(line, flush=True)
         self.lines.append(line)
-
-
-def kubectl(namespace: str, *args: str) -> str:
-    command = [
-        tool("kubectl"),
-        "--kubeconfig",
-        str(sandbox_paths().kubeconfig),
-        "--context",
-        "hub",
-        "-n",
-        namespace,
-        *args,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-    return done.stdout.strip()
 
 
 def rollout_status(namespace: str, name: str) -> tuple[int, str]:
@@ -85,12 +71,12 @@ def rollout_status(namespace: str, name: str) -> tuple[int, str]:
 
 
 def patch_model(namespace: str, name: str, patch: dict[str, Any]) -> None:
-    kubectl(namespace, "patch", "md", name, "--type", "merge", "-p", json.dumps(patch))
+    hub_kubectl(namespace, "patch", "md", name, "--type", "merge", "-p", json.dumps(patch))
 
 
 def run_loop(namespace: str, name: str) -> LoopResult:
     result = LoopResult()
-    md = json.loads(kubectl(namespace, "get", "md", name, "-o", "json"))
+    md = json.loads(hub_kubectl(namespace, "get", "md", name, "-o", "json"))
     evaluation = ((md.get("status") or {}).get("lastFailover") or {}).get("evaluation") or {}
     if evaluation:
         result.say(

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Final
 
 from modeldr.serving.manifest import write_manifest
-from sandbox.operator_up import TINY_MODEL, TINY_MODEL_FIXTURE, world_readable
+from sandbox.operator_up import TINY_MODEL, TINY_MODEL_FIXTURE, install_model
 
 MODELS = TINY_MODEL.parent
 GOOD = MODELS / "tiny-bert-v2"
@@ -49,19 +48,8 @@ def write_swapped(directory: Path) -> str:
 
 
 def ensure_model_versions() -> dict[str, str]:
-    """Write both versions beside the sandbox's model (each made aside, then renamed into
-    place); returns their manifest digests by directory name."""
-    digests = {}
-    for target, write in ((GOOD, write_good), (SWAPPED, write_swapped)):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            fresh = staging / "model"
-            digests[target.name] = write(fresh)
-            world_readable(fresh)
-            if target.exists():
-                target.rename(staging / "old")
-            fresh.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return digests
+    """Write both versions beside the sandbox's model; their manifest digests by name."""
+    return {
+        target.name: install_model(target, write)
+        for target, write in ((GOOD, write_good), (SWAPPED, write_swapped))
+    }

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -271,19 +272,31 @@ def ensure_tiny_model(target: Path = TINY_MODEL) -> str:
         return digest
     except ArtifactError:
         pass
+
+    def copy(fresh: Path) -> str:
+        shutil.copytree(TINY_MODEL_FIXTURE, fresh)
+        verify_model_dir(fresh, digest)
+        return digest
+
+    install_model(target, copy)
+    print(f"model: {target} <- {TINY_MODEL_FIXTURE.relative_to(REPO_ROOT)} (sha256:{digest})")
+    return digest
+
+
+def install_model(target: Path, write: Callable[[Path], str]) -> str:
+    """`write` makes a model directory beside `target` (returning its digest), then it is
+    renamed into place: a server never reads a half-written directory. Returns the digest."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         fresh = staging / "model"
-        shutil.copytree(TINY_MODEL_FIXTURE, fresh)
-        verify_model_dir(fresh, digest)
+        digest = write(fresh)
         world_readable(fresh)
         if target.exists():
             target.rename(staging / "old")
         fresh.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"model: {target} <- {TINY_MODEL_FIXTURE.relative_to(REPO_ROOT)} (sha256:{digest})")
     return digest
 
 
