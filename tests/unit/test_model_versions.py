@@ -42,3 +42,11 @@ def test_the_worse_version_answers_the_opposite_label(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "s" / "config.json").read_text())
     assert config["id2label"] == {"0": "positive", "1": "negative"}
     assert config["label2id"] == {"positive": 0, "negative": 1}
+
+
+def test_the_better_version_is_recorded_better_on_the_held_out_split() -> None:
+    v1 = json.loads((ROOT / "tests/fixtures/models/tiny-review-bert.json").read_text())
+    v2 = json.loads((ROOT / "tests/fixtures/models/tiny-review-bert-v2.json").read_text())
+    assert v2["heldOut"]["examples"] == v1["heldOut"]["examples"]  # the same split
+    assert v2["heldOut"]["f1"] > v1["heldOut"]["f1"]
+    assert v2["digest"] == pinned("rollout-good.yaml")["expectedDigest"]
