@@ -212,6 +212,16 @@ def _all(*edits: Edit) -> Edit:
 
 BAD_SPECS: list[tuple[str, Edit, str]] = [
     ("missing-model", _delete("spec.model"), "spec.model: Required value"),
+    (
+        "rollout-without-evaluation",
+        _delete("spec.evaluation"),
+        "rollout verifies a new model version on the golden set of spec.evaluation",
+    ),
+    (
+        "bad-on-failure",
+        _set("spec.evaluation.onFailure", "panic"),
+        'spec.evaluation.onFailure: Unsupported value: "panic"',
+    ),
     ("missing-digest", _delete("spec.model.expectedDigest"), "expectedDigest: Required value"),
     ("missing-standby", _delete("spec.clusters.standby"), "spec.clusters.standby: Required value"),
     (
@@ -547,6 +557,7 @@ def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
             "switchSeconds": 0.4,
             "totalSeconds": 3.6,
         },
+        "rollout": {"phase": "Promoted", "to": {"expectedDigest": "sha256:" + "0" * 64}},
     }
     after = api.patch_namespaced_custom_object_status(
         GROUP,
@@ -587,10 +598,11 @@ def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
         "READY",
         "PHASE",
         "SERVING",
+        "ROLLOUT",
         "AGE",
     ]
     row = table[1].split()
-    assert row[:6] == [name, "primary", "2", "1", "Ready", "Serving"]
+    assert row[:7] == [name, "primary", "2", "1", "Ready", "Serving", "Promoted"]
     wide = kubectl("get", "md", "-n", hub_namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split()[-3:] == ["MODE", "TRAFFIC", "DIGEST"]
     digest = load(SANDBOX_EXAMPLE)["spec"]["model"]["expectedDigest"]
@@ -608,13 +620,21 @@ def test_printer_columns_and_status_subresource(hub_namespace: str) -> None:
     response.read()
     table_json = json.loads(response.data)
     names = [c["name"] for c in table_json["columnDefinitions"]]
-    assert names[:7] == [
+    assert names[:8] == [
         "Name",
         "Active",
         "Primary Ready",
         "Standby Ready",
         "Phase",
         "Serving",
+        "Rollout",
         "Age",
     ]
-    assert table_json["rows"][0]["cells"][1:6] == ["primary", 2, 1, "Ready", "Serving"]
+    assert table_json["rows"][0]["cells"][1:7] == [
+        "primary",
+        2,
+        1,
+        "Ready",
+        "Serving",
+        "Promoted",
+    ]
