@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client import ApiException
+
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.operator import rollout
 from modeldr.operator.rollout import PROMOTED, PROMOTING, ROLLED_BACK, VERIFYING, step
@@ -130,3 +132,59 @@ def test_served_digest_needs_every_replica_on_the_new_template() -> None:
     assert served_digest(snapshot(2, 2, 2), "ml", "m") == V2
     assert served_digest(snapshot(3, 2, 2), "ml", "m") is None  # an old replica still runs
     assert served_digest(snapshot(2, 2, 0), "ml", "m") is None
+
+
+class FakeRuns:
+    """CustomObjectsApi's calls rollouts.drill makes: the plan read, the run created, and
+    the run read until it ends (`phases`, one per read)."""
+
+    def __init__(self, target: str, phases: list[str]) -> None:
+        self.target, self.phases = target, phases
+        self.created: list[dict[str, Any]] = []
+
+    def get_namespaced_custom_object(
+        self, group: str, version: str, ns: str, plural: str, name: str
+    ) -> dict[str, Any]:
+        if plural == "drillplans":
+            if name != "check":
+                raise ApiException(status=404, reason="Not Found")
+            return {"spec": {"target": {"modelDeployment": self.target}}}
+        return {"status": {"phase": self.phases.pop(0), "message": "measured"}}
+
+    def create_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.created.append(args[4])
+        return args[4]
+
+
+def run_drill(monkeypatch: Any, runs: FakeRuns, plan: str = "check") -> tuple[str, str, str]:
+    import asyncio
+
+    from modeldr.operator import rollouts
+
+    monkeypatch.setattr(rollouts.client, "CustomObjectsApi", lambda hub: runs)
+    monkeypatch.setattr(rollouts, "DRILL_POLL_S", 0.0)
+    runtime = type("Runtime", (), {"hub": None})()
+    ctl: Any = type("Ctl", (), {"runtime": runtime, "namespace": "ns", "name": "tiny-bert"})()
+    return asyncio.run(rollouts.drill(ctl, plan, V2))
+
+
+def test_the_rollout_drill_runs_the_plan_once_and_waits_for_its_verdict(monkeypatch: Any) -> None:
+    runs = FakeRuns("tiny-bert", ["Pending", "Running", "Passed"])
+    name, phase, why = run_drill(monkeypatch, runs)
+    assert (phase, why) == ("Passed", "measured") and name == "check-rollout-22222222"
+    (manifest,) = runs.created
+    assert manifest["spec"] == {"planRef": {"name": "check"}}
+    assert manifest["metadata"]["labels"] == {"modeldr.io/drill-plan": "check"}
+    failed = run_drill(monkeypatch, FakeRuns("tiny-bert", ["Failed"]))
+    assert failed[1] == "Failed"
+
+
+def test_a_rollout_drill_that_cannot_run_is_an_error_not_a_pass(monkeypatch: Any) -> None:
+    other = FakeRuns("another-model", [])
+    assert run_drill(monkeypatch, other)[1:] == (
+        "Error",
+        "DrillPlan check targets 'another-model', not tiny-bert",
+    )
+    assert other.created == []
+    missing = run_drill(monkeypatch, FakeRuns("tiny-bert", []), plan="nope")
+    assert missing[1] == "Error" and "404" in missing[2]
