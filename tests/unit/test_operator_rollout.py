@@ -152,16 +152,19 @@ class FakeRuns:
         return {"status": {"phase": self.phases.pop(0), "message": "measured"}}
 
     def create_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self.created.append(args[4])
-        return args[4]
+        body: dict[str, Any] = args[4]
+        self.created.append(body)
+        return body
 
 
 def run_drill(monkeypatch: Any, runs: FakeRuns, plan: str = "check") -> tuple[str, str, str]:
     import asyncio
 
+    import kubernetes.client
+
     from modeldr.operator import rollouts
 
-    monkeypatch.setattr(rollouts.client, "CustomObjectsApi", lambda hub: runs)
+    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", lambda hub: runs)
     monkeypatch.setattr(rollouts, "DRILL_POLL_S", 0.0)
     runtime = type("Runtime", (), {"hub": None})()
     ctl: Any = type("Ctl", (), {"runtime": runtime, "namespace": "ns", "name": "tiny-bert"})()
