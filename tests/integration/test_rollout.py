@@ -102,3 +102,58 @@ def test_a_worse_version_is_rolled_back_on_the_standby_and_a_good_one_promoted(
         60,
     )
     print(f"rollout of a good version: promoted in {seconds(rollout):.1f} s")
+
+
+def test_a_rollout_with_a_drill_plan_promotes_only_after_the_drill_passed(hub_ns: str) -> None:
+    """spec.rollout.drillPlan: once the standby serves the new version, the operator runs the
+    plan once (a DrillRun naming it) and promotes only after that run Passed: here the plan
+    moves the traffic to the standby (the new version) and back, with no error allowed."""
+    kube.core("hub").create_namespaced_config_map(hub_ns, yaml.safe_load(GOLDEN_SET.read_text()))
+    plan = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DrillPlan",
+        "metadata": {"name": "new-version-serves"},
+        "spec": {
+            "target": {"modelDeployment": NAME},
+            "traffic": {"ratePerSecond": 10, "timeoutMilliseconds": 2000},
+            "steadyState": {"durationSeconds": 2, "maxErrorRatio": 0.0},
+            "steps": [
+                {
+                    "name": "on-the-new-version",
+                    "action": {"type": "Failover"},
+                    "durationSeconds": 6,
+                    "expect": {"activeCluster": "standby", "maxErrorRatio": 0.0},
+                },
+                {
+                    "name": "back",
+                    "action": {"type": "Failback"},
+                    "durationSeconds": 6,
+                    "expect": {"activeCluster": "primary", "maxErrorRatio": 0.0},
+                },
+            ],
+            "blastRadius": {"maxPodsPercent": 100},
+            # A plan applied starts a run of its own; suspended, only the rollout's runs.
+            "suspend": True,
+        },
+    }
+    custom().create_namespaced_custom_object(GROUP, VERSION, hub_ns, "drillplans", plan)
+    md = manifest(
+        hub_ns,
+        evaluation={"goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}}},
+        rollout={"maxF1Drop": 0.05, "drillPlan": "new-version-serves"},
+    )
+    create(hub_ns, md)
+    wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
+    wait_status(hub_ns, rollout_phase("Promoted"), "the first version recorded", 30)
+    good = yaml.safe_load((EXAMPLES / "rollout-good.yaml").read_text())
+    custom().patch_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME, good)
+    s = wait_status(hub_ns, rollout_phase("Promoted"), "promoted after the drill", 240)
+    rollout = s["rollout"]
+    assert rollout["to"]["expectedDigest"] == good["spec"]["model"]["expectedDigest"], rollout
+    run = custom().get_namespaced_custom_object(
+        GROUP, VERSION, hub_ns, "drillruns", rollout["drillRun"]
+    )
+    assert run["status"]["phase"] == "Passed", run["status"].get("message")
+    assert [step["activeCluster"] for step in run["status"]["steps"]] == ["standby", "primary"]
+    assert "drill new-version-serves-rollout-" in rollout["message"], rollout
+    print(f"\nrollout with a drill plan: promoted in {seconds(rollout):.1f} s")
