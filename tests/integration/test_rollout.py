@@ -36,6 +36,19 @@ def rollout_phase(phase: str) -> Any:
     return lambda s: (s.get("rollout") or {}).get("phase") == phase
 
 
+def promoted(digest: str) -> Any:
+    """The rollout of `digest` ended Promoted (not the status before it began)."""
+
+    def check(s: dict[str, Any]) -> bool:
+        rollout = s.get("rollout") or {}
+        return bool(
+            rollout.get("phase") == "Promoted"
+            and (rollout.get("to") or {}).get("expectedDigest") == digest
+        )
+
+    return check
+
+
 def pod_uids(cluster: str, namespace: str) -> set[str]:
     pods = kube.core(cluster).list_namespaced_pod(
         namespace, label_selector=f"modeldr.io/name={NAME}"
@@ -88,10 +101,9 @@ def test_a_worse_version_is_rolled_back_on_the_standby_and_a_good_one_promoted(
     # The better version (examples/sandbox/rollout-good.yaml): trained twice as long.
     good = yaml.safe_load((EXAMPLES / "rollout-good.yaml").read_text())
     custom().patch_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME, good)
-    s = wait_status(hub_ns, rollout_phase("Promoted"), "the good version promoted", 240)
-    rollout = s["rollout"]
     new = good["spec"]["model"]["expectedDigest"]
-    assert rollout["to"]["expectedDigest"] == new, rollout
+    s = wait_status(hub_ns, promoted(new), "the good version promoted", 240)
+    rollout = s["rollout"]
     evaluation = rollout["evaluation"]
     assert evaluation["f1"] >= evaluation["referenceF1"] - 0.05, evaluation
     assert evaluation["agreement"] > 0.95, evaluation
@@ -147,9 +159,9 @@ def test_a_rollout_with_a_drill_plan_promotes_only_after_the_drill_passed(hub_ns
     wait_status(hub_ns, rollout_phase("Promoted"), "the first version recorded", 30)
     good = yaml.safe_load((EXAMPLES / "rollout-good.yaml").read_text())
     custom().patch_namespaced_custom_object(GROUP, VERSION, hub_ns, PLURAL, NAME, good)
-    s = wait_status(hub_ns, rollout_phase("Promoted"), "promoted after the drill", 240)
+    new = good["spec"]["model"]["expectedDigest"]
+    s = wait_status(hub_ns, promoted(new), "promoted after the drill", 240)
     rollout = s["rollout"]
-    assert rollout["to"]["expectedDigest"] == good["spec"]["model"]["expectedDigest"], rollout
     run = custom().get_namespaced_custom_object(
         GROUP, VERSION, hub_ns, "drillruns", rollout["drillRun"]
     )
