@@ -65,23 +65,10 @@ def reconcile_plan(
     observed = (status_raw or {}).get("observedGeneration")
     if plan.schedule or plan.suspend or observed == generation:
         return status
-    api = client.CustomObjectsApi(hub)
     first = run_name(name, generation)
     manifest = run_manifest(name, uid, generation, spec_raw, labels=series_labels(plan, first))
-    created = k8s.call(
-        api.create_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        DRILLRUNS,
-        manifest,
-        _request_timeout=TIMEOUT,
-        conflict=k8s.DONE,
-    )
-    if created is not k8s.DONE:
-        log.info(
-            "DrillPlan %s/%s: started DrillRun %s", namespace, name, run_name(name, generation)
-        )
+    if create_run(hub, namespace, manifest):
+        log.info("DrillPlan %s/%s: started DrillRun %s", namespace, name, first)
     prune_history(hub, namespace, name, plan.history_limit)
     return status
 

@@ -929,11 +929,11 @@ def test_a_model_check_counts_before_its_step_and_both_failures_are_named(
     answers = iter([["pos", "neg"], ["neg", "pos"]])  # after the step: every answer flipped
     monkeypatch.setattr(checks, "classify", lambda endpoints, texts: next(answers))
     # What the server says it serves (V2 model metadata), asked of each address.
-    monkeypatch.setattr(checks, "ask_digests", lambda e, model: ({"10.0.0.1": DIGEST}, []))
+    monkeypatch.setattr(checks, "ask_digests", lambda e, model: ({"127.1.0.9": DIGEST}, []))
     drill = make_drill(plan, state, members, probe=probe)
     assert plan.model_checks is not None
     checker = ModelChecker(
-        drill, plan.model_checks, GOLDEN, lambda: Endpoints(("10.0.0.1",), 8080, "primary")
+        drill, plan.model_checks, GOLDEN, lambda: Endpoints(("127.1.0.9",), 8080, "primary")
     )
     _run(drill, checker=checker)
     status = state.status
