@@ -93,7 +93,24 @@ INFRA_URL=$(bash scripts/kind.sh infra url)
 # command line, where `ps` would show it).
 INFRA_TOKEN_FILE=.kind/infra.token
 
+# A release that a killed run left "pending-install" or "pending-upgrade" refuses every
+# upgrade ("another operation (install/upgrade/rollback) is in progress"): roll it back to its
+# last deployed revision, or uninstall it when it never had one (helm#8987's recovery).
+unstick_release() {  # release context
+  local release=$1 ctx=$2 status
+  status=$("$HELM" status "$release" --kube-context "$ctx" -n "$SYSTEM_NS" 2>/dev/null \
+    | awk '/^STATUS:/ {print $2}') || true
+  case $status in
+    pending-install) echo "release $release in $ctx was left $status: uninstalling it"
+      "$HELM" uninstall "$release" --kube-context "$ctx" -n "$SYSTEM_NS" ;;
+    pending-*) echo "release $release in $ctx was left $status: rolling it back"
+      "$HELM" rollback "$release" --kube-context "$ctx" -n "$SYSTEM_NS" ;;
+  esac
+}
+
 step "the chart in the hub, member clusters registered"
+unstick_release modeldr hub
+for member in primary standby; do unstick_release modeldr-agent "$member"; done
 "$HELM" upgrade --install modeldr charts/modeldr --kube-context hub -n "$SYSTEM_NS" \
   --create-namespace --set replicaCount=1 --set image.tag=dev --set image.pullPolicy=Never \
   --wait --timeout 5m

@@ -9,6 +9,9 @@
 #   scripts/kind-docker.sh env     print `export DOCKER_HOST=... KIND_EXPERIMENTAL_DOCKER_NETWORK=...`
 #   scripts/kind-docker.sh which   print the engine kind would use: `own` (this one) or `user`
 #                                  (a user's Docker answers); MODELDR_KIND_ENGINE=own|user decides
+#   scripts/kind-docker.sh clean   remove the modeldr kind clusters' node containers a killed run
+#                                  left in the data root (CI starts from none; `make kind-up`
+#                                  by hand reuses them instead)
 #   scripts/kind-docker.sh disk    fail, saying so, when the data root's disk cannot hold the
 #                                  three clusters (MODELDR_KIND_DISK_GB, default 30: measured
 #                                  peak 28 GB, mostly each GPU worker's copy of the images)
@@ -170,6 +173,20 @@ stop() {
   log "docker stopped"
 }
 
+clean() {
+  # A run killed half way (a session's end, a Ctrl-C) leaves its clusters in the data root and
+  # the engine starts them again with it: they would run beside the sandbox's tests and be
+  # reused half set up (CI once failed on a helm release left "pending-upgrade"). kind's
+  # clusters are its labelled node containers; the network stays ours.
+  local cluster ids
+  for cluster in modeldr-hub modeldr-primary modeldr-standby; do
+    ids=$(docker_ ps -aq --filter "label=io.x-k8s.kind.cluster=$cluster" 2>/dev/null || true)
+    [[ -z $ids ]] && continue
+    log "removing the node containers of $cluster, left by an earlier run"
+    docker_ rm -f -v $ids >/dev/null
+  done
+}
+
 disk() {
   # The clusters' node volumes and layers grow the data root by about this much; a disk that
   # fills up half way fails a `kind load` with "no space left on device" deep in ctr's output.
@@ -196,7 +213,8 @@ case "${1:-}" in
   start) start ;;
   which) which_engine ;;
   disk) disk ;;
+  clean) clean ;;
   stop) stop ;;
   env) env_lines ;;
-  *) echo "usage: $0 start|stop|env|which|disk" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|which|disk|clean" >&2; exit 2 ;;
 esac
