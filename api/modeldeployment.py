@@ -166,13 +166,41 @@ class WebhookTraffic(_Model):
     timeout_seconds: int = 5
 
 
+class HAProxyTraffic(_Model):
+    """traffic.haproxy: the frontend the operator keeps in the admin's HAProxy for this
+    ModelDeployment (its port within the range the operator's settings allow)."""
+
+    frontend_port: int = Field(ge=1, le=65535)
+
+
+class ClusterWeights(_Model):
+    """traffic.weights: each cluster's share of the requests in activeActive mode."""
+
+    primary: int = Field(50, ge=0, le=100)
+    standby: int = Field(50, ge=0, le=100)
+
+    def of(self, role: Literal["primary", "standby"]) -> int:
+        return self.primary if role == "primary" else self.standby
+
+
 class Traffic(_Model):
-    provider: Literal["endpointslice", "gatewayapi", "webhook"] = "endpointslice"
+    provider: Literal["endpointslice", "gatewayapi", "webhook", "haproxy"] = "endpointslice"
+    # activeStandby: one cluster serves, the other waits (failover switches). activeActive:
+    # both serve by their weights; one failing its health check loses its weight.
+    mode: Literal["activeStandby", "activeActive"] = "activeStandby"
+    weights: ClusterWeights = Field(default_factory=lambda: ClusterWeights.model_validate({}))
+    # How the haproxy provider spreads requests over the servers (HAProxy's `balance`).
+    balance: Literal["roundrobin", "leastconn"] = "roundrobin"
     endpoint_slice: EndpointSliceTraffic = Field(
         default_factory=lambda: EndpointSliceTraffic.model_validate({}),
     )
     gateway_api: GatewayAPITraffic | None = None
     webhook: WebhookTraffic | None = None
+    haproxy: HAProxyTraffic | None = None
+
+    @property
+    def active_active(self) -> bool:
+        return self.mode == "activeActive"
 
 
 class GoldenSetConfigMap(_Model):

@@ -61,8 +61,9 @@ from modeldr.drills.verdict import cut_short, verdict_of
 from modeldr.kube import promql
 from modeldr.kube.capacity import read_gpu_capacity
 from modeldr.kube.constants import DRILLRUNS, GROUP, ROLES, VERSION
-from modeldr.kube.errors import MemberError
+from modeldr.kube.errors import ConfigError, MemberError
 from modeldr.kube.golden import GoldenItem
+from modeldr.kube.haproxy import HAProxySettings
 from modeldr.kube.promql import QueryOutcome, QueryRejected
 from modeldr.kube.tenancy import PoliciesUnreadable
 
@@ -522,10 +523,18 @@ def active_cluster(rt: DrillHost, target: Target) -> str | None:
 
 
 def traffic_entry(rt: DrillHost, plan: DrillPlanSpec, target: Target) -> Resolver:
-    """Where the probe sends: spec.traffic.url, else the hub EndpointSlice the
-    endpointslice provider keeps (what clients of the hub Service use)."""
+    """Where the probe sends: spec.traffic.url, else the frontend the haproxy provider keeps,
+    else the hub EndpointSlice the endpointslice provider keeps (what clients of the hub
+    Service use)."""
     if plan.traffic.url:
         return url_resolver(plan.traffic.url)
+    haproxy = target.spec.traffic.haproxy
+    if target.spec.traffic.provider == "haproxy" and haproxy is not None:
+        # The frontend the operator keeps for it in the admin's HAProxy (same settings).
+        try:
+            return url_resolver(HAProxySettings.from_env().entry_url(haproxy.frontend_port))
+        except ConfigError as exc:
+            raise Refusal("NoTrafficEntry", f"{exc}; or set spec.traffic.url") from None
     if target.spec.traffic.provider != "endpointslice":
         raise Refusal(
             "NoTrafficEntry",

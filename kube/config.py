@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from modeldr.kube.constants import MEMBER_CLUSTER_LABEL
 from modeldr.kube.errors import ConfigError
 
-KNOWN_PROVIDERS = ("endpointslice", "gatewayapi", "webhook")
+KNOWN_PROVIDERS = ("endpointslice", "gatewayapi", "webhook", "haproxy")
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:

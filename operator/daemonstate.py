@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube.constants import ROLES, Role
 from modeldr.kube.errors import Closing
+from modeldr.operator.activeactive import ClusterShare, WeightState
 from modeldr.operator.ejection import Ejections
 from modeldr.operator.evaluation import EvaluationState
 from modeldr.operator.failover import FailoverState
@@ -79,6 +80,9 @@ class DaemonState:
     )
     evaluation: EvaluationState = field(default_factory=EvaluationState)
     rollout: RolloutState = field(default_factory=RolloutState)
+    # traffic.mode activeActive: what the weighting remembers, and this round's shares.
+    weights: WeightState = field(default_factory=WeightState)
+    shares: dict[Role, ClusterShare] | None = None
 
     @property
     def owner(self) -> Owner:

@@ -31,7 +31,7 @@ from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, ROLES, SWITCH_ANNOTA
 from modeldr.kube.errors import MemberError, RenderError, TrafficConflict, TrafficError
 from modeldr.kube.events import post_event
 from modeldr.kube.tenancy import PoliciesUnreadable
-from modeldr.operator import clientprobe, metrics, render
+from modeldr.operator import activeactive, clientprobe, metrics, render
 from modeldr.operator.daemonstate import (
     DaemonState,
     cluster_of,
@@ -52,7 +52,7 @@ from modeldr.operator.status import (
     build_status,
     comparable,
 )
-from modeldr.operator.traffic.base import TrafficTarget
+from modeldr.operator.traffic.base import ClusterTarget, TrafficTarget
 from modeldr.operator.verify import evaluate_model, fail_back_request, report_evaluation
 
 log = logging.getLogger(__name__)
@@ -370,6 +370,11 @@ async def route_traffic(
             "(helm value rbac.trafficProviders)"
         )
         return None
+    if spec.traffic.active_active:
+        healthy = {role: seen.health[role].healthy for role in ROLES}
+        ctl.shares = activeactive.weigh(spec, ctl.weights, healthy, time.monotonic())
+    else:
+        ctl.shares = None
     if decision.switch is not None:
         return await switch_traffic(ctl, body, spec, seen, decision.switch)
     await mirror_active(ctl, body, spec, seen)
@@ -377,7 +382,9 @@ async def route_traffic(
 
 
 def target_for(
+    ctl: DaemonState,
     spec: ModelDeploymentSpec,
+    seen: Seen,
     role: Role,
     addresses: tuple[str, ...],
     reason: str,
@@ -391,7 +398,34 @@ def target_for(
         port=entry_port(spec),
         reason=reason,
         extra=extra or {},
+        clusters=cluster_targets(ctl, spec, seen, role, addresses),
+        mode=spec.traffic.mode,
     )
+
+
+def cluster_targets(
+    ctl: DaemonState, spec: ModelDeploymentSpec, seen: Seen, role: Role, addresses: tuple[str, ...]
+) -> tuple[ClusterTarget, ...]:
+    """activeStandby: the active cluster with all the weight. activeActive: both, weighted by
+    this round's shares; a cluster whose apiserver cannot be read keeps the addresses it last
+    had (its weight says whether it is sent anything)."""
+    if ctl.shares is None:
+        return (ClusterTarget(cluster_of(spec, role), role, addresses, 100),)
+    last = {c.role: c.addresses for c in (ctl.last_target.clusters if ctl.last_target else ())}
+    targets = []
+    for each in ROLES:
+        if each == role:
+            known = addresses
+        elif seen.snapshots[each].ok:
+            known = ready_addresses(ctl, spec, seen, each)
+        else:
+            known = last.get(each, ())
+        share = ctl.shares[each]
+        cluster = cluster_of(spec, each)
+        targets.append(
+            ClusterTarget(cluster, each, known, share.weight, share.state, share.message)
+        )
+    return tuple(targets)
 
 
 def ready_addresses(
@@ -438,7 +472,9 @@ async def switch_traffic(
 ) -> dict[str, Any] | None:
     from_cluster = cluster_of(spec, ctl.state.active)
     target = target_for(
+        ctl,
         spec,
+        seen,
         switch.to,
         ready_addresses(ctl, spec, seen, switch.to),
         switch.reason,
@@ -482,8 +518,11 @@ async def mirror_active(
         addresses = ready_addresses(ctl, spec, seen, active)
     else:
         addresses = ctl.last_target.addresses if ctl.last_target else ()
-    target = target_for(spec, active, addresses, "ready endpoints changed")
-    changed = (reachable or ctl.last_target is None) and target != ctl.last_target
+    target = target_for(ctl, spec, seen, active, addresses, "ready endpoints changed")
+    # activeActive: a weight that moved is written even while the active cluster's apiserver
+    # cannot be read (its addresses are the last known ones then).
+    fresh = reachable or ctl.last_target is None or ctl.shares is not None
+    changed = fresh and target != ctl.last_target
     due = time.monotonic() - ctl.last_traffic_write > STATUS_REFRESH_S
     if not changed and due and ctl.last_target is not None:
         target, changed = ctl.last_target, True
@@ -560,6 +599,7 @@ async def report(
     report_evaluation(ctl, spec, built.status, built.changes)
     if spec.rollout is not None or ctl.rollout.status is not None:
         built.status["rollout"] = ctl.rollout.status
+    built.status["traffic"] = traffic_status(spec, ctl.last_target)
     for event_type, reason, message in decision.events:
         post_event(body, event_type, reason, message)
     await write_status(ctl, body, built.status, built.changes, now, generation, status_raw)
@@ -573,6 +613,22 @@ async def report(
         metrics.ACTIVE_CLUSTER.labels(ctl.namespace, ctl.name, cluster_of(spec, role)).set(
             1 if role == ctl.state.active else 0
         )
+
+
+def traffic_status(spec: ModelDeploymentSpec, target: TrafficTarget | None) -> dict[str, Any]:
+    """status.traffic: the mode and each cluster's weight and state as last applied."""
+    clusters = [
+        {
+            "cluster": c.cluster,
+            "role": c.role,
+            "weight": c.weight,
+            "state": c.state,
+            "servers": len(c.addresses),
+            **({"message": c.message} if c.message else {}),
+        }
+        for c in (target.clusters if target else ())
+    ]
+    return {"mode": spec.traffic.mode, "provider": spec.traffic.provider, "clusters": clusters}
 
 
 async def write_status(

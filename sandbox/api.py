@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from sandbox import agent, clusters, daemons, infra_daemon, kube, prometheus, runtime
+from sandbox import agent, clusters, daemons, haproxy, infra_daemon, kube, prometheus, runtime
 from sandbox.config import (
     CLUSTERS,
     FAILED_NODE_ANNOTATION,
@@ -88,6 +88,9 @@ class Sandbox:
         daemons.start(RUNTIME, [sys.executable, "-m", "sandbox", "runtime"], RUNTIME_MARKER)
         url = prometheus.start()
         kube.wait_for(prometheus.ready, timeout=60, what="Prometheus ready")
+        # The load balancer of the haproxy traffic provider (its frontends: the operator's).
+        haproxy.start()
+        kube.wait_for(haproxy.ready, timeout=30, what="HAProxy ready")
         # The members' infrastructure provider (NodeFailure, ClusterOutage of drills);
         # `operator-up` registers it in the member Secrets.
         webhook = infra_daemon.ensure_running()
@@ -113,6 +116,7 @@ class Sandbox:
         # them, its pidfiles still name them.
         runtime.kill_stale_processes()
         prometheus.stop()
+        haproxy.stop()
         for spec in CLUSTERS.values():
             try:
                 clusters.delete(spec)

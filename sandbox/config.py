@@ -107,6 +107,11 @@ INFRA_WEBHOOK_PORT = 19200
 INFRA_WEBHOOK = "infra-webhook"
 INFRA_WEBHOOK_MARKER = "sandbox infra-webhook"
 
+#: The sandbox's HAProxy (sandbox/haproxy.py): its own health frontend, and the ports the
+#: operator may give ModelDeployments' frontends (traffic.haproxy.frontendPort).
+HAPROXY_HEALTH_PORT = 19300
+HAPROXY_PORTS = (19301, 19399)
+
 PROMETHEUS_HOST = "127.0.0.1"
 PROMETHEUS_PORT = 19090
 #: Scrape often so tests and drills see changes within seconds.

@@ -38,7 +38,7 @@ from modeldr.kube.members import (
     PROMETHEUS_KEY,
 )
 from modeldr.serving.manifest import MANIFEST_NAME, ArtifactError, verify_model_dir
-from sandbox import agent, daemons, infra_daemon, kube, tenants
+from sandbox import agent, daemons, haproxy, infra_daemon, kube, tenants
 from sandbox.config import (
     MEMBER_CLUSTERS,
     OPERATOR_HEALTH_PORT,
@@ -307,7 +307,9 @@ def operator_env(pod_name: str, health_port: int, metrics_port: int) -> dict[str
         "MODELDR_OPERATOR_POD_NAME": pod_name,
         "MODELDR_MEMBER_SECRETS_NAMESPACE": NAMESPACE,
         "MODELDR_MEMBER_SECRET_LABEL": MEMBER_CLUSTER_LABEL,
-        "MODELDR_TRAFFIC_PROVIDERS": "endpointslice,gatewayapi,webhook",
+        "MODELDR_TRAFFIC_PROVIDERS": "endpointslice,gatewayapi,webhook,haproxy",
+        # The sandbox's HAProxy (sandbox/haproxy.py), for the haproxy provider.
+        **haproxy.settings_env(),
         "MODELDR_LEADER_ELECTION": "true",
         "MODELDR_LEADER_ELECTION_LEASE": LEASE,
         "MODELDR_BIND_ADDRESS": "127.0.0.1",

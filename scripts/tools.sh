@@ -179,10 +179,24 @@ install_chromium() {
     $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
 }
 
+install_haproxy() {
+  # The sandbox's load balancer for the haproxy traffic provider (sandbox/haproxy.py).
+  if command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]]; then return; fi
+  log "installing haproxy (Debian)"
+  local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo -n"
+  $sudo apt-get install -y -q --no-install-recommends haproxy >/dev/null 2>&1 || {
+    $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends haproxy >/dev/null; }
+  # Debian's package starts a haproxy service where systemd runs: the sandbox runs its own.
+  if command -v systemctl >/dev/null && systemctl is-active -q haproxy 2>/dev/null; then
+    $sudo systemctl disable --now haproxy >/dev/null 2>&1 || true
+  fi
+}
+
 t_all=$SECONDS
 build_prometheus
 install_firewall
 install_chromium
+install_haproxy
 build_etcd
 build_kwok
 build_helm

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import importlib
 
-from modeldr.operator.traffic.base import Owner, TrafficError, TrafficProvider, TrafficTarget
+from modeldr.operator.traffic.base import (
+    ClusterTarget,
+    Owner,
+    TrafficError,
+    TrafficProvider,
+    TrafficTarget,
+)
 
 # spec.traffic.provider -> (module, class)
 PROVIDERS: dict[str, tuple[str, str]] = {
     "endpointslice": ("modeldr.operator.traffic.endpointslice", "EndpointSliceProvider"),
     "gatewayapi": ("modeldr.operator.traffic.gatewayapi", "GatewayAPIProvider"),
+    "haproxy": ("modeldr.operator.traffic.haproxy", "HAProxyProvider"),
     "webhook": ("modeldr.operator.traffic.webhook", "WebhookProvider"),
 }
 
@@ -35,6 +42,7 @@ def provider_for(name: str) -> TrafficProvider:
 
 __all__ = [
     "PROVIDERS",
+    "ClusterTarget",
     "Owner",
     "TrafficError",
     "TrafficProvider",

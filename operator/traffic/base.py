@@ -42,6 +42,21 @@ class Owner:
 
 
 @dataclass(frozen=True)
+class ClusterTarget:
+    """One member cluster's part of the traffic: its entry addresses and its weight (0..100).
+
+    In activeStandby mode only the active cluster is listed, with weight 100; in activeActive
+    both are, with the weights of operator/activeactive.py."""
+
+    cluster: str
+    role: str
+    addresses: tuple[str, ...]
+    weight: int
+    state: str = "Serving"
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class TrafficTarget:
     """Where the traffic should go now."""
 
@@ -53,6 +68,9 @@ class TrafficTarget:
     port: int
     reason: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # Every cluster that takes a share (providers that apply weights read these).
+    clusters: tuple[ClusterTarget, ...] = ()
+    mode: str = "activeStandby"
 
 
 class TrafficProvider(Protocol):

@@ -14,7 +14,7 @@ def test_defaults_without_environment() -> None:
     cfg = OperatorConfig.from_env({})
     assert cfg.namespace == "modeldr-system"
     assert cfg.member_secrets_namespace == "modeldr-system"
-    assert cfg.traffic_providers == ("endpointslice", "gatewayapi", "webhook")
+    assert cfg.traffic_providers == ("endpointslice", "gatewayapi", "webhook", "haproxy")
     assert cfg.leader_election and cfg.health_port == 8080 and cfg.metrics_port == 9090
     assert not cfg.member_allow_unsafe_credentials
 

@@ -258,7 +258,8 @@ def test_provider_for_returns_fresh_providers_by_name() -> None:
     webhook = provider_for("webhook")
     assert isinstance(webhook, WebhookProvider) and webhook.name == "webhook"
     assert provider_for("webhook") is not webhook
-    assert set(PROVIDERS) == {"endpointslice", "gatewayapi", "webhook"}
+    assert set(PROVIDERS) == {"endpointslice", "gatewayapi", "webhook", "haproxy"}
+    assert provider_for("haproxy").name == "haproxy"
     with pytest.raises(ValueError, match="unknown traffic provider 'istio'"):
         provider_for("istio")
 
