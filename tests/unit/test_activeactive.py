@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from modeldr.api.modeldeployment import ModelDeploymentSpec
+from modeldr.kube.constants import Role
 from modeldr.operator.activeactive import (
+    ClusterShare,
     HELD_DOWN,
     NO_WEIGHT,
     SERVING,
@@ -41,10 +44,14 @@ def spec(weights: dict[str, int] | None = None, hold_down: int = 30) -> ModelDep
     return ModelDeploymentSpec.model_validate(raw)
 
 
-BOTH = {"primary": True, "standby": True}
+BOTH: dict[Role, bool] = {"primary": True, "standby": True}
 
 
-def weights_of(shares: dict[str, Any]) -> dict[str, tuple[int, str]]:
+def health(primary: bool, standby: bool) -> dict[Role, bool]:
+    return {"primary": primary, "standby": standby}
+
+
+def weights_of(shares: Mapping[Role, ClusterShare]) -> dict[str, tuple[int, str]]:
     return {role: (share.weight, share.state) for role, share in shares.items()}
 
 
@@ -56,7 +63,7 @@ def test_both_healthy_serve_by_their_configured_weights() -> None:
 def test_a_failed_check_withdraws_at_once_and_the_hold_down_gives_it_back() -> None:
     md, state = spec(hold_down=30), WeightState()
     weigh(md, state, BOTH, 0.0)
-    down = weigh(md, state, {"primary": False, "standby": True}, 5.0)
+    down = weigh(md, state, health(False, True), 5.0)
     assert weights_of(down) == {"primary": (0, UNHEALTHY), "standby": (50, SERVING)}
     healthy_again = weigh(md, state, BOTH, 10.0)
     assert weights_of(healthy_again)["primary"] == (0, HELD_DOWN)
@@ -67,9 +74,9 @@ def test_a_failed_check_withdraws_at_once_and_the_hold_down_gives_it_back() -> N
 
 def test_a_failure_during_the_hold_down_starts_it_again() -> None:
     md, state = spec(hold_down=30), WeightState()
-    weigh(md, state, {"primary": False, "standby": True}, 0.0)
+    weigh(md, state, health(False, True), 0.0)
     weigh(md, state, BOTH, 10.0)
-    weigh(md, state, {"primary": False, "standby": True}, 20.0)
+    weigh(md, state, health(False, True), 20.0)
     weigh(md, state, BOTH, 25.0)
     assert weights_of(weigh(md, state, BOTH, 50.0))["primary"] == (0, HELD_DOWN)
     assert weights_of(weigh(md, state, BOTH, 55.0))["primary"] == (50, SERVING)
@@ -82,14 +89,14 @@ def test_a_zero_weight_is_never_given_traffic() -> None:
 
 def test_a_held_down_cluster_serves_at_once_when_no_other_does() -> None:
     md, state = spec(hold_down=300), WeightState()
-    weigh(md, state, {"primary": False, "standby": True}, 0.0)
+    weigh(md, state, health(False, True), 0.0)
     weigh(md, state, BOTH, 10.0)  # primary held down
-    shares = weigh(md, state, {"primary": True, "standby": False}, 20.0)
+    shares = weigh(md, state, health(True, False), 20.0)
     assert weights_of(shares) == {"primary": (50, SERVING), "standby": (0, UNHEALTHY)}
     assert "before its hold-down" in shares["primary"].message
 
 
 def test_no_healthy_cluster_keeps_the_configured_weights() -> None:
-    shares = weigh(spec(), WeightState(), {"primary": False, "standby": False}, 0.0)
+    shares = weigh(spec(), WeightState(), health(False, False), 0.0)
     assert {role: share.weight for role, share in shares.items()} == {"primary": 50, "standby": 50}
     assert all("no cluster is healthy" in share.message for share in shares.values())
