@@ -8,11 +8,11 @@ from typing import Any
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube.constants import Role
 from modeldr.operator.activeactive import (
-    ClusterShare,
     HELD_DOWN,
     NO_WEIGHT,
     SERVING,
     UNHEALTHY,
+    ClusterShare,
     WeightState,
     weigh,
 )
