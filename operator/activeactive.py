@@ -3,7 +3,8 @@
 Pure logic (no I/O). In `traffic.mode: activeActive` both clusters serve by their configured
 `traffic.weights`; a cluster that fails a health check loses its weight at once (the check
 that saw it is the bound on how long clients are sent to it), and gets it back only after it
-has passed every check for `failover.failback.holdDownSeconds`, the same hold-down an
+has passed every check for `failover.failback.holdDownSeconds` (a cluster that has not served
+yet, one still coming up, serves as soon as it passes), the same hold-down an
 automatic failback waits (a cluster flapping between healthy and not must not pull clients
 back and forth). Two safety rules, because taking weight away must never make things worse:
 - when no healthy cluster with a configured weight is left serving, a healthy one still held
@@ -42,6 +43,10 @@ class WeightState:
     withdrawn: set[Role] = field(default_factory=set)
     # Since when a withdrawn role has passed every check (None: failing now).
     healthy_since: dict[Role, float | None] = field(default_factory=dict)
+    # Roles that have served: a cluster still coming up for the first time (or after the
+    # operator started) is not held down when it first passes, only one that served and
+    # failed is.
+    served: set[Role] = field(default_factory=set)
 
 
 def weigh(
@@ -52,7 +57,8 @@ def weigh(
     configured = {role: spec.traffic.weights.of(role) for role in ROLES}
     for role in ROLES:
         if not healthy[role]:
-            state.withdrawn.add(role)
+            if role in state.served:
+                state.withdrawn.add(role)
             state.healthy_since[role] = None
         elif role in state.withdrawn:
             since = state.healthy_since.get(role)
@@ -63,9 +69,10 @@ def weigh(
     shares = {
         role: _share(role, configured[role], state, healthy[role], now, hold_down) for role in ROLES
     }
-    if any(s.weight > 0 for s in shares.values()):
-        return shares
-    return _fallback(shares, configured, state, healthy)
+    if not any(s.weight > 0 for s in shares.values()):
+        shares = _fallback(shares, configured, state, healthy)
+    state.served.update(role for role in ROLES if shares[role].state == SERVING)
+    return shares
 
 
 def _share(

@@ -74,6 +74,7 @@ def test_a_failed_check_withdraws_at_once_and_the_hold_down_gives_it_back() -> N
 
 def test_a_failure_during_the_hold_down_starts_it_again() -> None:
     md, state = spec(hold_down=30), WeightState()
+    weigh(md, state, BOTH, -1.0)
     weigh(md, state, health(False, True), 0.0)
     weigh(md, state, BOTH, 10.0)
     weigh(md, state, health(False, True), 20.0)
@@ -89,6 +90,7 @@ def test_a_zero_weight_is_never_given_traffic() -> None:
 
 def test_a_held_down_cluster_serves_at_once_when_no_other_does() -> None:
     md, state = spec(hold_down=300), WeightState()
+    weigh(md, state, BOTH, -1.0)
     weigh(md, state, health(False, True), 0.0)
     weigh(md, state, BOTH, 10.0)  # primary held down
     shares = weigh(md, state, health(True, False), 20.0)
@@ -100,3 +102,12 @@ def test_no_healthy_cluster_keeps_the_configured_weights() -> None:
     shares = weigh(spec(), WeightState(), health(False, False), 0.0)
     assert {role: share.weight for role, share in shares.items()} == {"primary": 50, "standby": 50}
     assert all("no cluster is healthy" in share.message for share in shares.values())
+
+
+def test_a_cluster_coming_up_for_the_first_time_serves_as_soon_as_it_passes() -> None:
+    md, state = spec(hold_down=300), WeightState()
+    starting = weigh(md, state, health(True, False), 0.0)
+    assert weights_of(starting)["standby"] == (0, UNHEALTHY)
+    assert weights_of(weigh(md, state, BOTH, 5.0))["standby"] == (50, SERVING)
+    weigh(md, state, health(True, False), 10.0)  # it served: now a failure holds it down
+    assert weights_of(weigh(md, state, BOTH, 15.0))["standby"] == (0, HELD_DOWN)
