@@ -133,7 +133,7 @@ def test_a_primary_outage_costs_at_most_the_check_window_and_the_weight_comes_ba
         outage_at = time.monotonic()
         sandbox.outage("primary")
         try:
-            s = wait_status(
+            wait_status(
                 hub_ns,
                 lambda s: traffic_of(s).get("primary", (1, ""))[:2] == (0, "Unhealthy"),
                 "the primary's weight withdrawn",
@@ -144,7 +144,7 @@ def test_a_primary_outage_costs_at_most_the_check_window_and_the_weight_comes_ba
             during = probe.samples(since=outage_at)
         finally:
             sandbox.restore("primary")
-        s = wait_status(
+        wait_status(
             hub_ns,
             lambda s: traffic_of(s).get("primary", (0, ""))[:2] == (50, "Serving"),
             "the primary's weight back after the hold-down",
