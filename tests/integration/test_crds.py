@@ -34,10 +34,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
 SANDBOX_EXAMPLE = ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
 GPU_EXAMPLE = ROOT / "examples" / "gpu-cluster" / "modeldeployment.yaml"
+ACTIVE_ACTIVE_EXAMPLE = ROOT / "examples" / "sandbox" / "modeldeployment-active-active.yaml"
 CRD_NAME = crd_name(MODELDEPLOYMENTS)
 PLURAL = MODELDEPLOYMENTS
 
 Spec = dict[str, Any]
+ACTIVE_ACTIVE = {"provider": "haproxy", "mode": "activeActive", "haproxy": {"frontendPort": 19301}}
 
 
 def kubectl_binary() -> str:
@@ -137,7 +139,11 @@ def test_crd_apply_is_idempotent(crds: None) -> None:
     assert after.spec.versions[0].subresources.status is not None
 
 
-@pytest.mark.parametrize("example", [SANDBOX_EXAMPLE, GPU_EXAMPLE], ids=["sandbox", "gpu-cluster"])
+@pytest.mark.parametrize(
+    "example",
+    [SANDBOX_EXAMPLE, GPU_EXAMPLE, ACTIVE_ACTIVE_EXAMPLE],
+    ids=["sandbox", "gpu-cluster", "active-active"],
+)
 def test_examples_are_accepted(hub_namespace: str, example: Path) -> None:
     result = kubectl("apply", "--dry-run=server", "-n", hub_namespace, "-f", str(example))
     assert "created (server dry run)" in result.stdout
@@ -447,6 +453,35 @@ BAD_SPECS: list[tuple[str, Edit, str]] = [
         "probe-unknown-request",
         _set("spec.failover.probe", {"request": "ping"}),
         'spec.failover.probe.request: Unsupported value: "ping"',
+    ),
+    (
+        "active-active-warm-standby",
+        _all(
+            _set("spec.traffic", ACTIVE_ACTIVE),
+            _set("spec.clusters.standby.mode", "warm"),
+            _set("spec.clusters.standby.replicas", 1),
+        ),
+        "the standby must be hot",
+    ),
+    (
+        "active-active-endpointslice",
+        _set("spec.traffic", {"provider": "endpointslice", "mode": "activeActive"}),
+        "traffic.mode activeActive needs the haproxy provider",
+    ),
+    (
+        "haproxy-without-frontend",
+        _set("spec.traffic", {"provider": "haproxy"}),
+        "traffic.provider haproxy needs traffic.haproxy.frontendPort",
+    ),
+    (
+        "active-active-no-weight",
+        _set("spec.traffic", ACTIVE_ACTIVE | {"weights": {"primary": 0, "standby": 0}}),
+        "traffic.weights must give one cluster a weight above 0",
+    ),
+    (
+        "balance-without-haproxy",
+        _set("spec.traffic", {"provider": "endpointslice", "balance": "leastconn"}),
+        "traffic.balance is applied by the haproxy provider only",
     ),
     # A typo is an error, not a silently pruned field (kubectl's strict field validation).
     ("unknown-field", _set("spec.replica", 2), 'unknown field "spec.replica"'),
