@@ -62,6 +62,8 @@ FaultMode = Literal["one", "all", "fixed", "percent"]
 FAULT_MODES: Final[tuple[str, ...]] = get_args(FaultMode)
 
 ExpectedCluster = Literal["primary", "standby", "unchanged"]
+# How many clusters answer by the end of a step (traffic.mode activeActive: both, or one).
+ExpectedClusterCount = Literal["both", "one"]
 EXPECTED_CLUSTERS: Final[tuple[str, ...]] = get_args(ExpectedCluster)
 
 # A scheduled run due while one of the plan is in flight: Forbid skips it (recorded as a
@@ -518,6 +520,17 @@ class Action(SpecModel):
     )
 
 
+class MinReplicas(SpecModel):
+    """Ready replicas each cluster must have by the end of the step."""
+
+    primary: int | None = Field(
+        default=None, ge=0, le=10000, description="Ready replicas in the primary cluster."
+    )
+    standby: int | None = Field(
+        default=None, ge=0, le=10000, description="Ready replicas in the standby cluster."
+    )
+
+
 class Expect(SpecModel):
     """What must hold in the step's window; an unset field is measured, not checked."""
 
@@ -525,6 +538,16 @@ class Expect(SpecModel):
         default=None,
         description="primary, standby, or unchanged: reached by the end of the step and held "
         "there.",
+    )
+    active_clusters: ExpectedClusterCount | None = Field(
+        default=None,
+        description="both or one: how many clusters answer the probe in the step's last "
+        "5 seconds (traffic.mode activeActive: both serve, or one carries everything).",
+    )
+    min_replicas: MinReplicas | None = Field(
+        default=None,
+        description="Ready replicas per cluster (the ModelDeployment's status) by the end of "
+        "the step, e.g. the standby scaled up after a failover.",
     )
     max_rto_seconds: float | None = Field(
         default=None,

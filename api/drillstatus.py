@@ -114,6 +114,16 @@ class WindowStatus(StatusModel):
 
 class StepStatus(WindowStatus):
     name: Name
+    answering_clusters: list[Name] | None = Field(
+        default=None,
+        max_length=2,
+        description="The clusters that answered the probe in the step's last 5 seconds.",
+    )
+    ready_replicas: dict[str, int] | None = Field(
+        default=None,
+        description="Ready replicas per role (primary, standby) at the step's end, from the "
+        "ModelDeployment's status.",
+    )
     wrong_answer_ratio: float | None = Field(
         default=None,
         ge=0,

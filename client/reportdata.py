@@ -361,11 +361,32 @@ def _step_checks(step: StepStatus, planned: Any, part: Part | None) -> list[Chec
                 )
             )
     out.extend(_limit_checks(group, expect, step, seconds))
+    out.extend(_serving_checks(group, expect, step, seconds))
     outcome = OUTCOME_OF_PHASE[phase]
     if not out:
         out.append(Check(group, "step", outcome, step.message or "", seconds))
     elif outcome != "passed" and outcome not in {c.outcome for c in out}:
         out.append(Check(group, "step", outcome, f"{step.reason}: {step.message}", seconds))
+    return out
+
+
+def _serving_checks(
+    group: str, expect: Any, step: StepStatus, seconds: float | None
+) -> list[Check]:
+    """activeClusters (who answered at the step's end) and minReplicas (ready replicas)."""
+    out: list[Check] = []
+    if expect.active_clusters is not None:
+        answering = step.answering_clusters or []
+        wanted = 2 if expect.active_clusters == "both" else 1
+        what = f"{expect.active_clusters}: answering at the end {', '.join(answering) or 'none'}"
+        outcome = "error" if not answering else "passed" if len(answering) == wanted else "failed"
+        out.append(Check(group, "activeClusters", outcome, what, seconds))
+    minimums = expect.min_replicas.model_dump(exclude_none=True) if expect.min_replicas else {}
+    for role, wanted in sorted(minimums.items()):
+        have = (step.ready_replicas or {}).get(role)
+        what = f"{role}: {_fmt(have)} ready, min {wanted}"
+        outcome = "error" if have is None else "passed" if have >= wanted else "failed"
+        out.append(Check(group, "minReplicas", outcome, what, seconds))
     return out
 
 

@@ -91,6 +91,18 @@ def cluster_runs(samples: Iterable[ProbeSample], start: float, end: float) -> tu
     return tuple(runs)
 
 
+# activeClusters is judged on the answers of the window's last seconds: by then a cluster
+# that lost its weight no longer answers, one that got it back does again.
+ANSWERING_TAIL_S = 5.0
+
+
+def answering_clusters(samples: Iterable[ProbeSample], start: float, end: float) -> tuple[str, ...]:
+    """The clusters that answered successfully in the window's last ANSWERING_TAIL_S (the
+    whole window when it is shorter), sorted."""
+    tail = max(start, end - ANSWERING_TAIL_S)
+    return tuple(sorted({s.cluster for s in in_window(samples, tail, end) if s.ok and s.cluster}))
+
+
 @dataclass(frozen=True)
 class StepMeasured:
     sent: int
@@ -106,6 +118,9 @@ class StepMeasured:
     wrong: int = 0
     wrong_answer_ratio: float | None = None
     time_to_correct_seconds: float | None = None
+    answering: tuple[str, ...] = ()  # answering_clusters of the window
+    # Ready replicas per role at the step's end; None: not read.
+    ready_replicas: dict[str, int] | None = None
 
     @property
     def succeeded(self) -> int:
@@ -126,6 +141,7 @@ def measure_step(samples: Sequence[ProbeSample], start: float, end: float) -> St
         p99_latency_ms=p99_latency_ms(window, start, end),
         active_cluster=runs[-1] if runs else None,
         cluster_runs=runs,
+        answering=answering_clusters(window, start, end),
     )
 
 
@@ -154,6 +170,8 @@ class StepExpectation:
     max_p99_latency_ms: float | None = None
     max_time_to_correct_seconds: float | None = None
     max_wrong_answer_ratio: float | None = None
+    active_clusters: str | None = None  # "both" or "one"
+    min_replicas: dict[str, int] | None = None  # role -> ready replicas wanted
 
 
 @dataclass(frozen=True)
@@ -211,6 +229,8 @@ def assess_step(expect: StepExpectation, measured: StepMeasured, roles: Roles) -
         figures.append(f"active cluster {measured.active_cluster}")
     if expect.active_cluster is not None:
         _check_cluster(expect.active_cluster, measured, roles, misses, unknowns)
+    _check_active_clusters(expect, measured, figures, misses, unknowns)
+    _check_replicas(expect, measured, figures, misses, unknowns)
     if unknowns:
         return _step_verdict(misses, unknowns + unjudged, figures, "ActiveClusterUnknown")
     return _step_verdict(misses, unjudged, figures, "AnswersNotJudged")
@@ -293,6 +313,47 @@ def _check_answers(
             )
         elif ratio > limit:
             misses.append(f"{text} > max {fmt(limit)}")
+
+
+def _check_active_clusters(
+    expect: StepExpectation,
+    measured: StepMeasured,
+    figures: list[str],
+    misses: list[str],
+    unknowns: list[str],
+) -> None:
+    answering = measured.answering
+    if answering:
+        figures.append(f"answering at the end: {', '.join(answering)}")
+    wanted = expect.active_clusters
+    if wanted is None:
+        return
+    count = 2 if wanted == "both" else 1
+    label = f"activeClusters {wanted}"
+    if measured.succeeded == 0:
+        misses.append(f"{label} not reached: no probe request succeeded, no cluster served")
+    elif not answering:
+        unknowns.append(f"{label}: no answer in the step's last seconds said which cluster served")
+    elif len(answering) != count:
+        misses.append(f"{label} not reached: answering at the end {', '.join(answering)}")
+
+
+def _check_replicas(
+    expect: StepExpectation,
+    measured: StepMeasured,
+    figures: list[str],
+    misses: list[str],
+    unknowns: list[str],
+) -> None:
+    ready = measured.ready_replicas
+    if ready is not None:
+        figures.append("ready replicas " + ", ".join(f"{r} {n}" for r, n in sorted(ready.items())))
+    for role, wanted in sorted((expect.min_replicas or {}).items()):
+        have = None if ready is None else ready.get(role)
+        if have is None:
+            unknowns.append(f"minReplicas {role} {wanted}: the {role}'s ready replicas unknown")
+        elif have < wanted:
+            misses.append(f"{role} ready replicas {have} < min {wanted}")
 
 
 def _step_verdict(

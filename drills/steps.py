@@ -5,6 +5,7 @@ saw against the step's expectations over the step's window."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ from modeldr.drills.renewal import (
 from modeldr.drills.runstate import now
 from modeldr.drills.target import request_switch, resolve_role, target_status
 from modeldr.drills.verdict import Part, PartKind
-from modeldr.kube.constants import Role
+from modeldr.kube.constants import ROLES, Role
 
 if TYPE_CHECKING:
     from modeldr.drills.checks import ModelChecker
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 
 # The record's parameter with the step's duration, for a fault whose life it bounds.
 HOLD_PARAMETER = "holdSeconds"
+
+log = logging.getLogger(__name__)
 
 
 class StepRunner:
@@ -227,6 +230,9 @@ class StepRunner:
         status.requests, status.failed_requests = measured.sent, measured.failed
         status.wrong_answer_ratio = measured.wrong_answer_ratio
         status.time_to_correct_seconds = measured.time_to_correct_seconds
+        measured = replace(measured, ready_replicas=self._ready_replicas())
+        status.answering_clusters = list(measured.answering) or None
+        status.ready_replicas = measured.ready_replicas
         expect = step.expect
         wanted = ExpectedCluster(expect.active_cluster) if expect.active_cluster else None
         expectation = StepExpectation(
@@ -236,6 +242,10 @@ class StepRunner:
             max_p99_latency_ms=expect.max_p99_latency_ms,
             max_time_to_correct_seconds=expect.max_time_to_correct_seconds,
             max_wrong_answer_ratio=expect.max_wrong_answer_ratio,
+            active_clusters=expect.active_clusters,
+            min_replicas=expect.min_replicas.model_dump(exclude_none=True)
+            if expect.min_replicas
+            else None,
         )
         roles = Roles(d.target.cluster("primary"), d.target.cluster("standby"), active_at_start)
         assessment = assess_step(expectation, measured, roles)
@@ -245,6 +255,20 @@ class StepRunner:
         return StepAssessment(
             assessment.phase, assessment.reason, f"{assessment.message}; {failures}"
         )
+
+    def _ready_replicas(self) -> dict[str, int] | None:
+        """Ready replicas per role from the ModelDeployment's status (None: unreadable)."""
+        try:
+            status = self.drill.target_status()
+        except Exception as exc:  # no evidence, not an error of the step: minReplicas unknown
+            log.warning("ready replicas of %s unreadable: %s", self.drill.target.name, exc)
+            return None
+        ready: dict[str, int] = {}
+        for role in ROLES:
+            value = (status.get(role) or {}).get("readyReplicas")
+            if isinstance(value, int):
+                ready[role] = value
+        return ready or None
 
     async def _end(self, status: StepStatus, phase: Phase, reason: str, message: str) -> Part:
         d = self.drill

@@ -3,6 +3,8 @@ steady state and probe-based abort conditions (pure)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from modeldr.api.phase import Phase
@@ -388,3 +390,63 @@ def test_abort_window_must_be_positive() -> None:
 )
 def test_fmt(value: float, text: str) -> None:
     assert fmt(value) == text
+
+
+# --- activeClusters and minReplicas (active-active) ---------------------------------------
+
+
+def interleaved(start: float, end: float) -> list[ProbeSample]:
+    """Both clusters answering in turn, a request every 0.5 s."""
+    return [
+        ok(start + i * 0.5, ("primary", "standby")[i % 2]) for i in range(int((end - start) * 2))
+    ]
+
+
+def test_answering_clusters_are_those_of_the_windows_last_seconds() -> None:
+    # Both until 20 s, then only the standby: at the end one answers.
+    samples = interleaved(0, 20) + steady(20, 30, cluster="standby")
+    assert measure_step(samples, 0, 30).answering == ("standby",)
+    assert measure_step(samples, 0, 20).answering == ("primary", "standby")
+    # A window shorter than the tail: all of it.
+    assert measure_step(interleaved(0, 3), 0, 3).answering == ("primary", "standby")
+
+
+def test_active_clusters_both_passes_when_both_answer_at_the_end() -> None:
+    measured = measure_step(interleaved(0, 30), 0, 30)
+    result = assess_step(StepExpectation(active_clusters="both"), measured, ROLES)
+    assert result.phase is Phase.PASSED, result
+    assert "answering at the end: primary, standby" in result.message
+
+
+def test_active_clusters_both_fails_when_one_carries_everything() -> None:
+    samples = interleaved(0, 20) + steady(20, 30, cluster="standby")
+    result = assess_step(
+        StepExpectation(active_clusters="both"), measure_step(samples, 0, 30), ROLES
+    )
+    assert result.phase is Phase.FAILED and result.reason == "ExpectationFailed"
+    assert "activeClusters both not reached: answering at the end standby" in result.message
+    one = assess_step(StepExpectation(active_clusters="one"), measure_step(samples, 0, 30), ROLES)
+    assert one.phase is Phase.PASSED, one
+
+
+def test_active_clusters_without_named_answers_is_inconclusive_and_without_answers_fails() -> None:
+    unnamed = steady(0, 30, cluster=None)
+    result = assess_step(
+        StepExpectation(active_clusters="one"), measure_step(unnamed, 0, 30), ROLES
+    )
+    assert result.phase is Phase.INCONCLUSIVE, result
+    failed = [bad(i * 0.5) for i in range(60)]
+    result = assess_step(StepExpectation(active_clusters="one"), measure_step(failed, 0, 30), ROLES)
+    assert result.phase is Phase.FAILED and "no cluster served" in result.message
+
+
+def test_min_replicas_is_checked_per_role_and_unknown_when_unread() -> None:
+    measured = measure_step(steady(0, 10), 0, 10)
+    expect = StepExpectation(min_replicas={"standby": 2})
+    have_one = replace(measured, ready_replicas={"primary": 2, "standby": 1})
+    result = assess_step(expect, have_one, ROLES)
+    assert result.phase is Phase.FAILED and "standby ready replicas 1 < min 2" in result.message
+    have_two = replace(measured, ready_replicas={"primary": 2, "standby": 2})
+    passed = assess_step(expect, have_two, ROLES)
+    assert passed.phase is Phase.PASSED and "ready replicas primary 2, standby 2" in passed.message
+    assert assess_step(expect, measured, ROLES).phase is Phase.INCONCLUSIVE
