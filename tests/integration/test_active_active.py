@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import collections
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modeldr.drills.probe import TrafficProbe, post_predict, url_resolver
 from modeldr.kube.constants import GROUP, VERSION
@@ -27,9 +29,11 @@ from tests.integration.modeldeployments import (
     serving_everywhere,
     wait_status,
 )
+from tests.integration.test_drills import apply_plan, explain, finished, plan
 
 pytestmark = pytest.mark.integration
 
+EXAMPLE_PLAN = Path(__file__).resolve().parents[2] / "examples/sandbox/drillplan-active-active.yaml"
 PORT = 19311
 ENTRY = HAProxySettings.from_env(settings_env()).entry_url(PORT)
 TEXTS = ["a wonderful film", "a dull and tiresome film"]
@@ -167,3 +171,36 @@ def test_a_primary_outage_costs_at_most_the_check_window_and_the_weight_comes_ba
     assert ratio <= 0.1, failed[:5]
     assert {x.cluster for x in during[-20:] if x.ok} == {"standby"}
     assert {x.cluster for x in after if x.ok} == {"primary", "standby"}, after[-10:]
+
+
+def test_a_drill_of_a_primary_outage_sees_one_cluster_then_both(
+    hub_ns: str, sandbox: Sandbox
+) -> None:
+    """examples/sandbox/drillplan-active-active.yaml's steps, shorter: the probe enters at the
+    HAProxy frontend (no traffic.url), the outage step ends with the standby alone answering
+    and its replicas ready, the Wait step with both clusters answering again."""
+    md = manifest(hub_ns, traffic=active_active())
+    md["spec"]["failover"] = {"failback": {"holdDownSeconds": 10}}
+    create(hub_ns, md)
+    wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
+    example = yaml.safe_load(EXAMPLE_PLAN.read_text())["spec"]
+    outage, back = example["steps"]
+    outage["durationSeconds"], back["durationSeconds"] = 15, 30
+    outage["expect"]["minReplicas"] = {"standby": 1}
+    body = plan(
+        "aa-outage",
+        [outage, back],
+        traffic=example["traffic"],
+        blastRadius={"maxPodsPercent": 50},
+    )
+    s = finished(hub_ns, apply_plan(hub_ns, body), timeout=240)
+    assert s["phase"] == "Passed", explain(s)
+    during, after = s["steps"]
+    assert during["answeringClusters"] == ["standby"], during
+    assert during["readyReplicas"]["standby"] == 1, during
+    assert after["answeringClusters"] == ["primary", "standby"], after
+    print(
+        f"\nactive-active outage drill: error ratio {during['errorRatio']} "
+        f"({during.get('failedRequests')} of {during.get('requests')} failed), RTO "
+        f"{during.get('rtoSeconds')} s, p99 {during.get('p99LatencyMs')} ms"
+    )

@@ -39,9 +39,20 @@ SANDBOX_PLANS = sorted((EXAMPLES / "sandbox").glob("drillplan*.yaml"))
 @pytest.mark.parametrize("path", SANDBOX_PLANS, ids=lambda p: p.name)
 def test_every_sandbox_plan_parses_and_targets_the_sandbox_example(path: Path) -> None:
     spec = DrillPlanSpec.parse(yaml.safe_load(path.read_text())["spec"])
-    md = yaml.safe_load((EXAMPLES / "sandbox/modeldeployment.yaml").read_text())
+    # The active-active plan drills the active-active example; every other the main one.
+    example = "modeldeployment" + ("-active-active" if "active-active" in path.name else "")
+    md = yaml.safe_load((EXAMPLES / f"sandbox/{example}.yaml").read_text())
     assert spec.target.model_deployment == md["metadata"]["name"]
     assert spec.steps, "a plan without steps tests nothing"
+
+
+def test_the_active_active_plan_expects_one_cluster_then_both() -> None:
+    plan = yaml.safe_load((EXAMPLES / "sandbox/drillplan-active-active.yaml").read_text())
+    spec = DrillPlanSpec.parse(plan["spec"])
+    assert [s.expect.active_clusters for s in spec.steps] == ["one", "both"]
+    md = yaml.safe_load((EXAMPLES / "sandbox/modeldeployment-active-active.yaml").read_text())
+    hold_down = md["spec"]["failover"]["failback"]["holdDownSeconds"]
+    assert spec.steps[1].duration_seconds > hold_down  # the weight comes back within the step
 
 
 def test_the_gpu_loss_plan_takes_one_primary_gpu_node_and_expects_no_failover() -> None:
