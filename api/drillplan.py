@@ -55,7 +55,7 @@ GRACE_PERIOD_FAULTS: Final = ("PodKill", "NodeDrain")
 
 # Failover: switch to the standby through the operator's own switch; Failback: back to the
 # primary; Wait: touch nothing and measure (e.g. recovery after the previous step's fault).
-ActionType = Literal["Failover", "Failback", "Wait"]
+ActionType = Literal["Failover", "Failback", "Wait", "Load"]
 ACTION_TYPES: Final[tuple[str, ...]] = get_args(ActionType)
 
 FaultMode = Literal["one", "all", "fixed", "percent"]
@@ -200,8 +200,11 @@ class Msg:
     TIME_ZONE_NEEDS_SCHEDULE = "timeZone needs schedule (a cron expression)"
     PROBE_TRAFFIC_CAP = (
         f"traffic.ratePerSecond x the planned seconds (2 x steadyState.durationSeconds + every "
-        f"step's durationSeconds) must be at most {MAX_PROBE_REQUESTS} probe requests: lower "
-        "the rate or the durations"
+        f"step's durationSeconds, a Load step's at its ratePerSecond) must be at most "
+        f"{MAX_PROBE_REQUESTS} probe requests: lower the rate or the durations"
+    )
+    LOAD_RATE = (
+        "action.ratePerSecond goes with action type Load, and only with it (rampSeconds too)"
     )
     PLAN_REF_IMMUTABLE = "spec.planRef is immutable: create another DrillRun"
     PLAN_GENERATION_IMMUTABLE = "spec.planGeneration cannot change or go once set"
@@ -513,11 +516,47 @@ class Fault(SpecModel):
 class Action(SpecModel):
     """What to do instead of breaking something."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            Rule(
+                "self.type == 'Load' ? has(self.ratePerSecond) : "
+                "!has(self.ratePerSecond) && !has(self.rampSeconds)",
+                Msg.LOAD_RATE,
+                field_path=".ratePerSecond",
+            )
+        )
+    )
+
     type: ActionType = Field(
         description="Failover: switch traffic to the standby through the operator; Failback: "
         "switch back to the primary through the operator's failback and wait for it; Wait: "
-        "touch nothing and measure."
+        "touch nothing and measure; Load: the probe ramps to ratePerSecond for the step "
+        "(the plan's rate again after it)."
     )
+    rate_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_RATE_PER_SECOND,
+        description="Load: the probe's rate for the step (requests per second).",
+    )
+    ramp_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DURATION_SECONDS,
+        description="Load: reach ratePerSecond linearly over this long (default 0: at once).",
+    )
+
+    @model_validator(mode="after")
+    def _load_rate(self) -> Action:
+        if (self.type == "Load") != (self.rate_per_second is not None) or (
+            self.type != "Load" and self.ramp_seconds is not None
+        ):
+            raise ValueError(Msg.LOAD_RATE)
+        return self
+
+    def rate(self, plan_rate: float) -> float:
+        """The probe's rate during this step."""
+        return self.rate_per_second if self.rate_per_second is not None else plan_rate
 
 
 class MinReplicas(SpecModel):
@@ -887,7 +926,11 @@ class DrillPlanSpec(SpecModel):
                 f"self.traffic.ratePerSecond : {float(DEFAULT_RATE_PER_SECOND)}) * double(2 * "
                 "(has(self.steadyState) && has(self.steadyState.durationSeconds) ? "
                 f"self.steadyState.durationSeconds : {DEFAULT_STEADY_STATE_SECONDS}) + "
-                f"self.steps.map(s, s.durationSeconds).sum()) <= {float(MAX_PROBE_REQUESTS)}",
+                "self.steps.filter(s, !has(s.action) || s.action.type != 'Load')"
+                ".map(s, s.durationSeconds).sum()) + "
+                "self.steps.filter(s, has(s.action) && s.action.type == 'Load')"
+                ".map(s, s.action.ratePerSecond * double(s.durationSeconds)).sum() "
+                f"<= {float(MAX_PROBE_REQUESTS)}",
                 Msg.PROBE_TRAFFIC_CAP,
                 field_path=".steps",
             ),
@@ -1009,13 +1052,12 @@ class DrillPlanSpec(SpecModel):
         if "traffic" not in info.data or "steady_state" not in info.data:
             return steps  # failed on their own; the rule needs both
         rate = info.data["traffic"].rate_per_second
-        planned = 2 * info.data["steady_state"].duration_seconds + sum(
-            step.duration_seconds for step in steps
+        planned = 2 * info.data["steady_state"].duration_seconds * rate + sum(
+            (step.action.rate(rate) if step.action else rate) * step.duration_seconds
+            for step in steps
         )
-        if rate * planned > MAX_PROBE_REQUESTS:
-            raise ValueError(
-                f"{Msg.PROBE_TRAFFIC_CAP} (here {rate:g}/s x {planned} s = {rate * planned:,.0f})"
-            )
+        if planned > MAX_PROBE_REQUESTS:
+            raise ValueError(f"{Msg.PROBE_TRAFFIC_CAP} (here {planned:,.0f})")
         return steps
 
     @field_validator("time_zone")

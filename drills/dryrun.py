@@ -10,7 +10,7 @@ aim at the cluster active then, which the step's message says.
 from __future__ import annotations
 
 from modeldr.api.base import truncate
-from modeldr.api.drillplan import DrillPlanSpec, Step
+from modeldr.api.drillplan import Action, DrillPlanSpec, Step
 from modeldr.api.drillstatus import PlannedStep
 from modeldr.drills.faults.base import Aim
 from modeldr.drills.faults.params import FaultParameters
@@ -24,6 +24,16 @@ from modeldr.kube.members import MemberRegistry
 ACTION_PROVIDER = "operator"
 
 
+def action_plan(action: Action, cluster: str, role: Role) -> str:
+    """What an action step would do, in words."""
+    if action.type == "Load":
+        ramp = f", reached over {action.ramp_seconds} s" if action.ramp_seconds else ""
+        return f"the probe would send {action.rate_per_second:g} requests/s{ramp}"
+    if action.type in ("Failover", "Failback"):
+        return f"the operator would switch traffic to {cluster} ({role})"
+    return "touches nothing; measures for the step's duration"
+
+
 def plan_step(
     members: MemberRegistry,
     plan: DrillPlanSpec,
@@ -34,7 +44,7 @@ def plan_step(
 ) -> PlannedStep:
     if step.action is not None:
         role: Role = "standby" if step.action.type == "Failover" else "primary"
-        moves = step.action.type != "Wait"
+        moves = step.action.type in ("Failover", "Failback")
         return PlannedStep(
             step=step.name,
             kind="action",
@@ -42,11 +52,7 @@ def plan_step(
             cluster=target.cluster(role) if moves else None,
             role=role if moves else None,
             provider=ACTION_PROVIDER if moves else None,
-            message=(
-                f"the operator would switch traffic to {target.cluster(role)} ({role})"
-                if moves
-                else "touches nothing; measures for the step's duration"
-            ),
+            message=action_plan(step.action, target.cluster(role), role),
         )
     fault = step.fault
     assert fault is not None

@@ -36,7 +36,7 @@ from modeldr.drills.gaterunner import GateRunner, Query, Windows
 from modeldr.drills.host import DrillHost
 from modeldr.drills.journal import Journal
 from modeldr.drills.probe import TrafficProbe
-from modeldr.drills.probe_stats import assess_steady_state, failure_summary
+from modeldr.drills.probe_stats import assess_steady_state, failure_summary, measure_step
 from modeldr.drills.readiness import target_serving
 from modeldr.drills.runstate import RunState, now
 from modeldr.drills.steps import StepRunner
@@ -242,13 +242,14 @@ class Engine:
         await d.state.write()
         start = d.clock()
         held = await d.interrupt.hold(d.plan.steady_state.duration_seconds)
+        samples, end = d.probe.samples(), d.clock()
         assessment = assess_steady_state(
-            d.probe.samples(),
-            start,
-            d.clock(),
-            d.plan.steady_state.max_error_ratio,
-            before_faults=before,
+            samples, start, end, d.plan.steady_state.max_error_ratio, before_faults=before
         )
+        # The window's figures, as a step's: what clients saw before and after the faults.
+        measured = measure_step(samples, start, end)
+        window.requests, window.failed_requests = measured.sent, measured.failed
+        window.error_ratio, window.p99_latency_ms = measured.error_ratio, measured.p99_latency_ms
         failures = failure_summary(d.probe.samples(), start, d.clock())
         message = f"{assessment.message}; {failures}" if failures else assessment.message
         if held:

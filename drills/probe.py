@@ -53,6 +53,7 @@ import urllib3
 from kubernetes import client
 
 from modeldr.drills.probe_stats import ProbeSample
+from modeldr.drills.rate import RateSchedule
 from modeldr.kube.constants import ACTIVE_CLUSTER_ANNOTATION
 from modeldr.kube.errors import OperatorError
 from modeldr.kube.httpclient import opener
@@ -65,6 +66,7 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # Kubernetes' own link slice 
 CLUSTER_HEADER = "Modeldr-Cluster"
 HUB_REQUEST_TIMEOUT = (1.0, 3.0)  # connect, read: a slow hub must not stall re-resolution
 MAX_CATCH_UP = 3
+RESCHEDULE_S = 0.25
 MAX_IN_FLIGHT = 64
 MAX_SAMPLES = 200_000
 MIN_RESOLVE_INTERVAL_S = 0.1
@@ -338,6 +340,7 @@ class TrafficProbe:
         self._scheduling = False
         self._resolved_at = -math.inf
         self._scheduler: threading.Thread | None = None
+        self._schedule: RateSchedule | None = None  # made when the schedule starts
         self.started_at: float | None = None  # on `clock`
 
     # --- control --------------------------------------------------------------------------
@@ -381,6 +384,28 @@ class TrafficProbe:
     def stopped_by_itself(self) -> bool:
         return self._scheduler is not None and not self.running and not self._stop_requested
 
+    def set_rate(self, rate_per_second: float, ramp_s: float = 0.0) -> None:
+        """From now on, ramp linearly to `rate_per_second` over `ramp_s` seconds (a Load
+        step); the plan's rate again after it. More requests in flight are allowed for it
+        (still at most MAX_IN_FLIGHT)."""
+        if rate_per_second <= 0 or ramp_s < 0:
+            raise ValueError("rate_per_second must be > 0 and ramp_s >= 0")
+        with self._lock:
+            self.max_in_flight = max(
+                self.max_in_flight,
+                min(MAX_IN_FLIGHT, math.ceil(rate_per_second * self.timeout_s) + 1),
+            )
+            self.rate = rate_per_second
+            if self._schedule is not None:
+                self._schedule.change(self._clock(), rate_per_second, ramp_s)
+
+    def rate_now(self) -> float:
+        """The rate requests are due at now (requests per second)."""
+        with self._lock:
+            if self._schedule is None:
+                return self.rate
+            return self._schedule.rate_at(self._clock())
+
     # --- what it saw ----------------------------------------------------------------------
 
     def samples(self, since: float | None = None) -> list[ProbeSample]:
@@ -417,17 +442,22 @@ class TrafficProbe:
             deadline = self.started_at + self.max_seconds
             self._resolve()  # the first endpoints, before the first request is due
             resolver_thread.start()
-            base = self._clock()
-            i = 0  # request i is due at base + i / rate
+            with self._lock:
+                self._schedule = RateSchedule(self._clock(), self.rate)
+            i = 0  # request i is due when the schedule's count reaches i
             while not self._halt.is_set():
-                due = base + i / self.rate
+                with self._lock:
+                    due = self._schedule.due(i)
                 if due >= deadline:
                     break
                 now = self._clock()
                 if due > now:
-                    self._halt.wait(due - now)
+                    # At most RESCHEDULE_S: a Load step's new rate takes effect within it.
+                    self._halt.wait(min(due - now, RESCHEDULE_S))
                     continue
-                overdue = math.floor((now - due) * self.rate) + 1  # request i and those after
+                with self._lock:
+                    due_by_now = self._schedule.count(now)
+                overdue = math.floor(due_by_now) - i + 1  # request i and those after
                 if overdue > MAX_CATCH_UP:
                     skip = overdue - MAX_CATCH_UP
                     i += skip

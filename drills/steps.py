@@ -100,6 +100,8 @@ class StepRunner:
                 await renewal.stop()  # before the undo: no renewal may land after it
             if record is not None:
                 await self._undo(record)
+            if step.action is not None and step.action.type == "Load":
+                d.probe.set_rate(d.plan.traffic.rate_per_second)  # the plan's rate again
         if not held:
             status.interrupted = True
             return await self._end(status, Phase.ABORTED, d.interrupt.reason, d.interrupt.message)
@@ -202,6 +204,15 @@ class StepRunner:
     async def _act(self, action: Action) -> None:
         d = self.drill
         if action.type == "Wait":
+            return
+        if action.type == "Load":
+            assert action.rate_per_second is not None  # the model's rule
+            ramp = float(action.ramp_seconds or 0)
+            d.probe.set_rate(action.rate_per_second, ramp)
+            what = f"probe to {action.rate_per_second:g} requests/s" + (
+                f" over {ramp:g} s" if ramp else ""
+            )
+            events.run_event(d, "Normal", "LoadStarted", what)
             return
         role: Role = "standby" if action.type == "Failover" else "primary"
         await asyncio.to_thread(request_switch, d.runtime.hub, d.target, role)

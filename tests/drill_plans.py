@@ -480,7 +480,35 @@ BAD_PLANS: list[BadPlan] = [
         "probe-traffic-over-the-cap",
         probe_requests(MAX_PROBE_REQUESTS + 1000),
         ("spec.steps", Msg.PROBE_TRAFFIC_CAP),
-        model=("1000/s x 1001 s = 1,001,000",),
+        model=("(here 1,001,000)",),
+    ),
+    BadPlan(
+        "load-without-a-rate",
+        set_("spec.steps.2.action", {"type": "Load"}),
+        ("spec.steps[2].action", Msg.LOAD_RATE),
+    ),
+    BadPlan(
+        "rate-on-a-wait",
+        set_("spec.steps.2.action", {"type": "Wait", "ratePerSecond": 50.0}),
+        ("spec.steps[2].action", Msg.LOAD_RATE),
+    ),
+    BadPlan(
+        "ramp-on-a-failback",
+        set_("spec.steps.2.action", {"type": "Failback", "rampSeconds": 5}),
+        ("spec.steps[2].action", Msg.LOAD_RATE),
+    ),
+    BadPlan(
+        # 10/s for the rest, but one Load step at 1000/s for 1001 s: over the cap.
+        "load-step-over-the-cap",
+        set_(
+            "spec.steps.2",
+            {
+                "name": "heavy",
+                "action": {"type": "Load", "ratePerSecond": 1000.0},
+                "durationSeconds": 1001,
+            },
+        ),
+        ("spec.steps", Msg.PROBE_TRAFFIC_CAP),
     ),
 ]
 
@@ -535,6 +563,10 @@ def accepted_edge_cases() -> list[tuple[str, Doc]]:
         ("twenty-steps", all_(set_("spec.steps", _many_steps(20)), delete("spec.gates"))),
         ("no-gates-no-checks", all_(delete("spec.gates"), delete("spec.modelChecks"))),
         ("probe-traffic-at-the-cap", probe_requests(MAX_PROBE_REQUESTS)),
+        (
+            "load-step-with-a-ramp",
+            set_("spec.steps.2.action", {"type": "Load", "ratePerSecond": 50.0, "rampSeconds": 5}),
+        ),
     ]
     return [(name, edited(edit)) for name, edit in cases]
 

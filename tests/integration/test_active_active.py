@@ -184,23 +184,31 @@ def test_a_drill_of_a_primary_outage_sees_one_cluster_then_both(
     create(hub_ns, md)
     wait_status(hub_ns, serving_everywhere, "model servers Ready in both clusters")
     example = yaml.safe_load(EXAMPLE_PLAN.read_text())["spec"]
-    outage, back = example["steps"]
-    outage["durationSeconds"], back["durationSeconds"] = 15, 30
+    outage, back, load = example["steps"]
+    outage["durationSeconds"], back["durationSeconds"], load["durationSeconds"] = 15, 30, 10
     outage["expect"]["minReplicas"] = {"standby": 1}
+    load["action"]["rampSeconds"] = 4
     body = plan(
         "aa-outage",
-        [outage, back],
+        [outage, back, load],
         traffic=example["traffic"],
         blastRadius={"maxPodsPercent": 50},
     )
     s = finished(hub_ns, apply_plan(hub_ns, body), timeout=240)
     assert s["phase"] == "Passed", explain(s)
-    during, after = s["steps"]
+    during, after, loaded = s["steps"]
     assert during["answeringClusters"] == ["standby"], during
     assert during["readyReplicas"]["standby"] == 1, during
     assert after["answeringClusters"] == ["primary", "standby"], after
+    # 20 -> 60/s over 4 s (160 requests), then 6 s at 60/s (360): about 520 in the Load
+    # step's window (it lasts a little longer than the step: the assessment, the next start).
+    assert 480 <= loaded["requests"] <= 600, loaded
+    assert loaded["answeringClusters"] == ["primary", "standby"], loaded
+    steady = s["steadyState"]["after"]
+    assert steady["requests"] <= 20 * 2 * 1.5, steady  # back at the plan's 20/s after it
     print(
         f"\nactive-active outage drill: error ratio {during['errorRatio']} "
         f"({during.get('failedRequests')} of {during.get('requests')} failed), RTO "
-        f"{during.get('rtoSeconds')} s, p99 {during.get('p99LatencyMs')} ms"
+        f"{during.get('rtoSeconds')} s, p99 {during.get('p99LatencyMs')} ms; at 60/s: p99 "
+        f"{loaded.get('p99LatencyMs')} ms, {loaded['requests']} requests"
     )

@@ -49,7 +49,8 @@ def test_every_sandbox_plan_parses_and_targets_the_sandbox_example(path: Path) -
 def test_the_active_active_plan_expects_one_cluster_then_both() -> None:
     plan = yaml.safe_load((EXAMPLES / "sandbox/drillplan-active-active.yaml").read_text())
     spec = DrillPlanSpec.parse(plan["spec"])
-    assert [s.expect.active_clusters for s in spec.steps] == ["one", "both"]
+    assert [s.expect.active_clusters for s in spec.steps] == ["one", "both", "both"]
+    assert spec.steps[2].action is not None and spec.steps[2].action.type == "Load"
     md = yaml.safe_load((EXAMPLES / "sandbox/modeldeployment-active-active.yaml").read_text())
     hold_down = md["spec"]["failover"]["failback"]["holdDownSeconds"]
     assert spec.steps[1].duration_seconds > hold_down  # the weight comes back within the step
