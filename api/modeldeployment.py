@@ -186,7 +186,8 @@ class ClusterWeights(_Model):
 class Traffic(_Model):
     provider: Literal["endpointslice", "gatewayapi", "webhook", "haproxy"] = "endpointslice"
     # activeStandby: one cluster serves, the other waits (failover switches). activeActive:
-    # both serve by their weights; one failing its health check loses its weight.
+    # both serve by their weights (haproxy, gatewayapi); one failing its health check loses
+    # its weight.
     mode: Literal["activeStandby", "activeActive"] = "activeStandby"
     weights: ClusterWeights = Field(default_factory=lambda: ClusterWeights.model_validate({}))
     # How the haproxy provider spreads requests over the servers (HAProxy's `balance`).

@@ -4,7 +4,8 @@ The route belongs to whoever runs the Gateway: modeldr never creates or deletes 
 grants get and patch on httproutes, nothing more) and changes nothing in it but the
 `weight` of the two backendRefs named `spec.traffic.gatewayAPI.primaryBackend` and
 `standbyBackend` (default `<name>-primary`, `<name>-standby`): 100 for the active cluster's
-backend, 0 for the other, in every rule that references them. Other backendRefs in the same
+backend, 0 for the other (traffic.mode activeActive: each cluster's weight, 0 while it is
+withdrawn), in every rule that references them. Other backendRefs in the same
 rules keep their weights.
 
 The write is a JSON merge patch of `spec.rules` that carries the `metadata.resourceVersion`
@@ -75,7 +76,8 @@ def route_ref(owner: Owner, spec: ModelDeploymentSpec) -> RouteRef:
 
 
 def desired_weights(ref: RouteRef, target: TrafficTarget) -> dict[str, int]:
-    """backendRef name -> weight: ACTIVE_WEIGHT for the active cluster's, IDLE_WEIGHT otherwise."""
+    """backendRef name -> weight: ACTIVE_WEIGHT for the active cluster's, IDLE_WEIGHT otherwise;
+    in activeActive each cluster's weight from the target."""
     if target.active_cluster == target.primary_cluster:
         active, idle = ref.primary_backend, ref.standby_backend
     elif target.active_cluster == target.standby_cluster:
@@ -90,6 +92,13 @@ def desired_weights(ref: RouteRef, target: TrafficTarget) -> dict[str, int]:
             f"spec.traffic.gatewayAPI names the same backendRef {active!r} for the primary and "
             "the standby: set primaryBackend and standbyBackend to different backends"
         )
+    if target.mode == "activeActive":
+        # Each cluster's weight as the operator decided it this round (0 when withdrawn).
+        by_role = {cluster.role: cluster.weight for cluster in target.clusters}
+        return {
+            ref.primary_backend: by_role.get("primary", IDLE_WEIGHT),
+            ref.standby_backend: by_role.get("standby", IDLE_WEIGHT),
+        }
     return {active: ACTIVE_WEIGHT, idle: IDLE_WEIGHT}
 
 

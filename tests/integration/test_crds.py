@@ -466,7 +466,7 @@ BAD_SPECS: list[tuple[str, Edit, str]] = [
     (
         "active-active-endpointslice",
         _set("spec.traffic", {"provider": "endpointslice", "mode": "activeActive"}),
-        "traffic.mode activeActive needs the haproxy provider",
+        "traffic.mode activeActive needs a provider that applies per-cluster",
     ),
     (
         "haproxy-without-frontend",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from kubernetes import client
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube.errors import TrafficConflict
 from modeldr.operator.traffic import TrafficError
-from modeldr.operator.traffic.base import Owner, TrafficTarget
+from modeldr.operator.traffic.base import ClusterTarget, Owner, TrafficTarget
 from modeldr.operator.traffic.gatewayapi import (
     GROUP,
     PLURAL,
@@ -174,6 +175,35 @@ def test_switch_writes_weights_once_and_fails_back(
 
     provider.cleanup(hub, md, spec)
     assert weights(read_route(routes, hub_namespace))[f"{MD}-primary"] == 100, "route left alone"
+
+
+@pytest.mark.usefixtures("gateway_api_crds")
+def test_active_active_writes_each_clusters_weight(
+    hub: client.ApiClient, routes: client.CustomObjectsApi, hub_namespace: str
+) -> None:
+    """traffic.mode activeActive: the route carries both clusters' weights, and a withdrawn
+    cluster's 0 (the operator's weighing), other backends untouched."""
+    create_route(routes, hub_namespace, {f"{MD}-primary": 100, f"{MD}-standby": 0, "other": 7})
+    provider, md, spec = GatewayAPIProvider(), owner(hub_namespace), make_spec()
+
+    def both(primary: int, standby: int) -> TrafficTarget:
+        return replace(
+            target("primary"),
+            mode="activeActive",
+            clusters=(
+                ClusterTarget("primary", "primary", ("127.1.0.5",), primary),
+                ClusterTarget("standby", "standby", ("127.2.0.5",), standby),
+            ),
+        )
+
+    provider.apply(hub, md, spec, both(70, 30))
+    assert weights(read_route(routes, hub_namespace)) == {
+        f"{MD}-primary": 70,
+        f"{MD}-standby": 30,
+        "other": 7,
+    }
+    provider.apply(hub, md, spec, both(0, 30))
+    assert weights(read_route(routes, hub_namespace))[f"{MD}-primary"] == 0
 
 
 @pytest.mark.usefixtures("gateway_api_crds")

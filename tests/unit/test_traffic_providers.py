@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,7 +13,7 @@ from kubernetes.client.rest import ApiException
 
 from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.operator.traffic import PROVIDERS, TrafficError, provider_for
-from modeldr.operator.traffic.base import Owner, TrafficTarget
+from modeldr.operator.traffic.base import ClusterTarget, Owner, TrafficTarget
 from modeldr.operator.traffic.gatewayapi import (
     GROUP,
     PLURAL,
@@ -103,6 +104,26 @@ def test_desired_weights_follow_the_active_cluster() -> None:
     same = RouteRef("ml", "bert", "x", "x")
     with pytest.raises(TrafficError, match="same backendRef 'x'"):
         desired_weights(same, target("primary"))
+
+
+def test_desired_weights_in_active_active_are_each_clusters_weight() -> None:
+    both = replace(
+        target("primary"),
+        mode="activeActive",
+        clusters=(
+            ClusterTarget("primary", "primary", ("127.1.0.5",), 70),
+            ClusterTarget("standby", "standby", ("127.2.0.5",), 30),
+        ),
+    )
+    assert desired_weights(REF, both) == {"bert-primary": 70, "bert-standby": 30}
+    withdrawn = replace(
+        both,
+        clusters=(
+            ClusterTarget("primary", "primary", ("127.1.0.5",), 0, "Unhealthy"),
+            ClusterTarget("standby", "standby", ("127.2.0.5",), 30),
+        ),
+    )
+    assert desired_weights(REF, withdrawn) == {"bert-primary": 0, "bert-standby": 30}
 
 
 def test_reweighted_rules_switch_only_the_named_backends() -> None:
