@@ -19,11 +19,12 @@ its number): the drill probe attributes each request to the cluster that served 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from modeldr.kube.haproxy import HAProxySettings
-from modeldr.operator.traffic.base import ClusterTarget, Owner, TrafficTarget
+from modeldr.operator.traffic.base import ClusterTarget, Owner, TrafficError, TrafficTarget
 
 MIN_SLOTS = 8
 # HAProxy server weights run 0..256; a cluster's weight (0..100) is spread over its servers.
@@ -70,6 +71,15 @@ class Slot:
     state: str  # runtime API state: ready, drain or maint
 
 
+def checked_address(address: str) -> str:
+    """An entry address as HAProxy gets it: only an IP address (it lands in a config line and
+    a `;`-separated runtime command, so anything else could smuggle in more of either)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise TrafficError(f"entry address {address[:80]!r} is not an IP address") from None
+
+
 def slots(target: TrafficTarget, count: int) -> list[Slot]:
     """Every server slot of the backend: each cluster's addresses in order, then parked ones.
     A cluster without weight drains (requests under way finish, new ones go elsewhere)."""
@@ -80,7 +90,8 @@ def slots(target: TrafficTarget, count: int) -> list[Slot]:
         for i in range(count):
             name = f"{cluster.cluster}.{i + 1}"
             if i < len(cluster.addresses):
-                result.append(Slot(name, cluster.addresses[i], target.port, weight, state))
+                address = checked_address(cluster.addresses[i])
+                result.append(Slot(name, address, target.port, weight, state))
             else:
                 result.append(Slot(name, PARKED[0], PARKED[1], 0, "maint"))
     return result
@@ -118,9 +129,8 @@ def render(
     ]
     for slot in all_slots:
         extra = {"ready": "", "drain": " drain", "maint": " disabled"}[slot.state]
-        lines.append(
-            f"    server {slot.server} {slot.address}:{slot.port} weight {slot.weight}{extra}"
-        )
+        host = f"[{slot.address}]" if ":" in slot.address else slot.address
+        lines.append(f"    server {slot.server} {host}:{slot.port} weight {slot.weight}{extra}")
     return "\n".join(lines) + "\n"
 
 

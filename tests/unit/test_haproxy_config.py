@@ -8,7 +8,7 @@ import pytest
 
 from modeldr.kube.errors import ConfigError
 from modeldr.kube.haproxy import HAProxySettings, parse_ports
-from modeldr.operator.traffic.base import ClusterTarget, Owner, TrafficTarget
+from modeldr.operator.traffic.base import ClusterTarget, Owner, TrafficError, TrafficTarget
 from modeldr.operator.traffic.haproxy_config import (
     bound_port,
     commands,
@@ -121,3 +121,12 @@ def test_settings_come_from_the_environment_and_say_what_is_missing() -> None:
     for bad in ("a-b", "20-10", "0-5"):
         with pytest.raises(ConfigError):
             parse_ports(bad)
+
+
+def test_only_ip_addresses_reach_the_config_and_the_runtime_api() -> None:
+    smuggled = target(("127.1.0.1 weight 0;set server x state ready",), ())
+    with pytest.raises(TrafficError, match="is not an IP address"):
+        slots(smuggled, slot_count(smuggled))
+    v6 = target(("fd00::5",), ())
+    text = render(OWNER, SETTINGS, "roundrobin", 19301, slots(v6, slot_count(v6)))
+    assert "    server east.1 [fd00::5]:8080 weight 128\n" in text
