@@ -131,7 +131,10 @@ class HAProxyProvider:
             self._reload(settings, backend, path)
 
     def cleanup(self, hub: client.ApiClient, owner: Owner, spec: ModelDeploymentSpec) -> None:
-        settings = self._settings()
+        try:
+            settings = self._settings()
+        except TrafficError:
+            return  # not set up here: nothing was ever written (a deletion must not hang)
         path = fragment_path(settings, owner)
         with self._lock:
             if not path.exists():

@@ -9,6 +9,7 @@ import pytest
 from modeldr.kube.errors import ConfigError
 from modeldr.kube.haproxy import HAProxySettings, parse_ports
 from modeldr.operator.traffic.base import ClusterTarget, Owner, TrafficError, TrafficTarget
+from modeldr.operator.traffic.haproxy import HAProxyProvider
 from modeldr.operator.traffic.haproxy_config import (
     bound_port,
     commands,
@@ -130,3 +131,10 @@ def test_only_ip_addresses_reach_the_config_and_the_runtime_api() -> None:
     v6 = target(("fd00::5",), ())
     text = render(OWNER, SETTINGS, "roundrobin", 19301, slots(v6, slot_count(v6)))
     assert "    server east.1 [fd00::5]:8080 weight 128\n" in text
+
+
+def test_cleanup_without_settings_has_nothing_to_remove(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ModelDeployment deleted on an operator without HAProxy settings is not held up."""
+    for name in ("MODELDR_HAPROXY_CONFIG_DIR", "MODELDR_HAPROXY_MASTER_SOCKET"):
+        monkeypatch.delenv(name, raising=False)
+    HAProxyProvider().cleanup(None, OWNER, None)  # type: ignore[arg-type]
