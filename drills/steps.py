@@ -276,8 +276,10 @@ class StepRunner:
             return None
         ready: dict[str, int] = {}
         for role in ROLES:
-            value = (status.get(role) or {}).get("readyReplicas")
-            if isinstance(value, int):
+            cluster = status.get(role) or {}
+            value = cluster.get("readyReplicas")
+            # An unreachable cluster's count is the last one read: not evidence of now.
+            if isinstance(value, int) and cluster.get("reachable") is not False:
                 ready[role] = value
         return ready or None
 
