@@ -107,7 +107,8 @@ class HAProxyProvider:
             raise TrafficError("traffic.provider haproxy needs traffic.haproxy.frontendPort")
         port = spec.traffic.haproxy.frontend_port
         if not settings.port_min <= port <= settings.port_max:
-            raise TrafficConflict(
+            # Not another owner's object: the spec asks what the admin does not allow.
+            raise TrafficError(
                 f"traffic.haproxy.frontendPort {port} is outside the ports this operator may "
                 f"bind ({settings.port_min}-{settings.port_max}, MODELDR_HAPROXY_PORTS)"
             )
