@@ -399,13 +399,6 @@ class TrafficProbe:
             if self._schedule is not None:
                 self._schedule.change(self._clock(), rate_per_second, ramp_s)
 
-    def rate_now(self) -> float:
-        """The rate requests are due at now (requests per second)."""
-        with self._lock:
-            if self._schedule is None:
-                return self.rate
-            return self._schedule.rate_at(self._clock())
-
     # --- what it saw ----------------------------------------------------------------------
 
     def samples(self, since: float | None = None) -> list[ProbeSample]:

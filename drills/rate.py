@@ -82,7 +82,3 @@ class RateSchedule:
         now = max(now, last.start)
         self._segments.append(Segment(now, last.count(now), last.rate_at(now), rate, ramp_s))
         del self._segments[:-2]  # the probe only asks about the present and the future
-
-    @property
-    def peak(self) -> float:
-        return max(max(s.rate_from, s.rate_to) for s in self._segments)

@@ -40,7 +40,7 @@ def test_a_ramp_down_and_back_to_the_plans_rate() -> None:
     assert schedule.count(3.0) == pytest.approx(210.0)
     for i in range(100, 260, 9):
         assert schedule.count(schedule.due(i)) == pytest.approx(i)
-    assert schedule.peak == 100.0
+    assert schedule.rate_at(3.5) == 10.0
 
 
 def test_bad_rates_are_refused() -> None:
