@@ -231,6 +231,29 @@ class Rollout(_Model):
     max_f1_drop: float = Field(0.0, ge=0, le=1)
 
 
+class ReplicaRange(_Model):
+    """autoscaling.<role>: the replicas the cluster's HorizontalPodAutoscaler may choose."""
+
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(ge=1)
+
+
+class Autoscaling(_Model):
+    """A HorizontalPodAutoscaler per member on the server's own load: its average number of
+    inference requests in flight per pod (the custom metric modeldr_inflight_requests)."""
+
+    target_inflight_per_pod: float = Field(gt=0)
+    primary: ReplicaRange
+    # The standby's range (default: the primary's): its maximum must carry the primary's load.
+    standby: ReplicaRange | None = None
+    # The HPA's scale-down stabilization window; also how long a cluster that took over keeps
+    # the replicas its failed peer ran before the autoscaler may shrink it.
+    scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600)
+
+    def range_of(self, role: Literal["primary", "standby"]) -> ReplicaRange:
+        return self.primary if role == "primary" or self.standby is None else self.standby
+
+
 class ModelDeploymentSpec(_Model):
     model: ModelSpec
     runtime: RuntimeSpec
@@ -241,6 +264,7 @@ class ModelDeploymentSpec(_Model):
     traffic: Traffic = Field(default_factory=lambda: Traffic.model_validate({}))
     evaluation: Evaluation | None = None
     rollout: Rollout | None = None
+    autoscaling: Autoscaling | None = None
 
     @classmethod
     def parse(cls, spec: Any) -> ModelDeploymentSpec:

@@ -18,6 +18,7 @@ from modeldr.kube.errors import ConflictError
 FIELD_MANAGER = "modeldr"
 APPLY = "application/apply-patch+yaml"
 TIMEOUT = (1.0, 10.0)
+HPA = "HorizontalPodAutoscaler"
 
 
 def _owned_by(obj: Any, name: str, hub_namespace: str) -> bool:
@@ -38,6 +39,10 @@ def _read(api: client.ApiClient, kind: str, namespace: str, name: str) -> Any:
         return client.CoreV1Api(api).read_namespaced_service(
             name, namespace, _request_timeout=TIMEOUT
         )
+    if kind == HPA:
+        return client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler(
+            name, namespace, _request_timeout=TIMEOUT
+        )
     return client.PolicyV1Api(api).read_namespaced_pod_disruption_budget(
         name, namespace, _request_timeout=TIMEOUT
     )
@@ -55,6 +60,10 @@ def _apply(api: client.ApiClient, obj: dict[str, Any]) -> None:
         client.AppsV1Api(api).patch_namespaced_deployment(name, namespace, obj, **kwargs)
     elif kind == "Service":
         client.CoreV1Api(api).patch_namespaced_service(name, namespace, obj, **kwargs)
+    elif kind == HPA:
+        client.AutoscalingV2Api(api).patch_namespaced_horizontal_pod_autoscaler(
+            name, namespace, obj, **kwargs
+        )
     else:
         client.PolicyV1Api(api).patch_namespaced_pod_disruption_budget(
             name, namespace, obj, **kwargs
@@ -103,10 +112,15 @@ def apply_objects(
 
 
 def delete_objects(api: client.ApiClient, namespace: str, name: str, hub_namespace: str) -> int:
-    """Delete the three member objects if they are ours; returns how many were deleted."""
+    """Delete the member objects if they are ours; returns how many were deleted."""
     deleted = 0
-    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
-        existing = k8s.call(_read, api, kind, namespace, name, absent=None)
+    for kind in ("Deployment", "Service", "PodDisruptionBudget", HPA):
+        try:
+            existing = k8s.call(_read, api, kind, namespace, name, absent=None)
+        except client.ApiException as exc:
+            if kind == HPA and exc.status == 403:
+                continue  # an identity without HPA rights never created one
+            raise
         if existing is None or not _owned_by(existing, name, hub_namespace):
             continue
         if k8s.call(_delete, api, kind, namespace, name, absent=k8s.DONE) is not k8s.DONE:
@@ -121,7 +135,31 @@ def _delete(api: client.ApiClient, kind: str, namespace: str, name: str) -> None
         )
     elif kind == "Service":
         client.CoreV1Api(api).delete_namespaced_service(name, namespace, _request_timeout=TIMEOUT)
+    elif kind == HPA:
+        client.AutoscalingV2Api(api).delete_namespaced_horizontal_pod_autoscaler(
+            name, namespace, _request_timeout=TIMEOUT
+        )
     else:
         client.PolicyV1Api(api).delete_namespaced_pod_disruption_budget(
             name, namespace, _request_timeout=TIMEOUT
         )
+
+
+def scale_up_to(api: client.ApiClient, namespace: str, name: str, replicas: int) -> bool:
+    """Raise the Deployment's replicas to `replicas` now through its scale subresource (as
+    the autoscaler itself writes them); never lowers them. True if it wrote."""
+    apps = client.AppsV1Api(api)
+    scale = apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=TIMEOUT)
+    if (scale.spec.replicas or 0) >= replicas:
+        return False
+    apps.patch_namespaced_deployment_scale(
+        name, namespace, {"spec": {"replicas": replicas}}, _request_timeout=TIMEOUT
+    )
+    return True
+
+
+def delete_hpa(api: client.ApiClient, namespace: str, name: str, hub_namespace: str) -> None:
+    """Delete the ModelDeployment's HPA (spec.autoscaling removed), if it is ours."""
+    existing = k8s.call(_read, api, HPA, namespace, name, absent=None)
+    if existing is not None and _owned_by(existing, name, hub_namespace):
+        k8s.call(_delete, api, HPA, namespace, name, absent=k8s.DONE)

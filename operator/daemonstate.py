@@ -12,6 +12,7 @@ from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube.constants import ROLES, Role
 from modeldr.kube.errors import Closing
 from modeldr.operator.activeactive import ClusterShare, WeightState
+from modeldr.operator.autoscaling import ScaleMemory
 from modeldr.operator.ejection import Ejections
 from modeldr.operator.evaluation import EvaluationState
 from modeldr.operator.failover import FailoverState
@@ -83,6 +84,10 @@ class DaemonState:
     # traffic.mode activeActive: what the weighting remembers, and this round's shares.
     weights: WeightState = field(default_factory=WeightState)
     shares: dict[Role, ClusterShare] | None = None
+    # spec.autoscaling: each role's replicas while healthy, when each last failed.
+    scale_memory: ScaleMemory = field(default_factory=ScaleMemory)
+    # The replicas each role was sized to in the last tick (the status reports them).
+    wanted_replicas: dict[Role, int] = field(default_factory=dict)
 
     @property
     def owner(self) -> Owner:

@@ -58,6 +58,8 @@ class Snapshot:
     deployments: dict[Key, dict[str, Any]] = field(default_factory=dict)
     services: dict[Key, dict[str, Any]] = field(default_factory=dict)
     pdbs: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # HorizontalPodAutoscalers (spec.autoscaling); empty where our identity may not list them.
+    hpas: dict[Key, dict[str, Any]] = field(default_factory=dict)
     # Ready (not terminating) endpoint addresses by (namespace, service name).
     ready_addresses: dict[Key, tuple[str, ...]] = field(default_factory=dict)
     # The nodes those ready endpoints run on, and the nodes' InternalIPs (refreshed with the
@@ -74,10 +76,10 @@ class Snapshot:
         return time.monotonic() - self.taken_at
 
     def owned_namespaces(self, name: str, hub_namespace: str) -> set[str]:
-        """Member namespaces holding a Deployment, Service or PodDisruptionBudget of the
+        """Member namespaces holding a Deployment, Service, PodDisruptionBudget or HPA of the
         ModelDeployment `hub_namespace/name` (its owner labels, managed by modeldr)."""
         found = set()
-        for objects in (self.deployments, self.services, self.pdbs):
+        for objects in (self.deployments, self.services, self.pdbs, self.hpas):
             for (namespace, object_name), obj in objects.items():
                 labels = obj.get("metadata", {}).get("labels") or {}
                 if (
@@ -170,6 +172,7 @@ class ClusterMonitor:
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._watchers: dict[Key, set[Wake]] = {}
+        self._hpas_refused = False
         self._snapshot = Snapshot(
             cluster, time.monotonic(), datetime.now(UTC), error="not polled yet"
         )
@@ -227,6 +230,7 @@ class ClusterMonitor:
                 deployments = list_items(api, "/apis/apps/v1/deployments", query)
                 services = list_items(api, "/api/v1/services", query)
                 pdbs = list_items(api, "/apis/policy/v1/poddisruptionbudgets", query)
+                hpas = self._list_hpas(api, query)
                 slices = list_items(api, "/apis/discovery.k8s.io/v1/endpointslices", query)
                 if gpus is None or tick % GPU_EVERY_TICKS == 0:
                     gpus, nodes = read_gpu_capacity(api)
@@ -238,6 +242,7 @@ class ClusterMonitor:
                     deployments={_key(o): slim(o) for o in deployments},
                     services={_key(o): slim(o) for o in services},
                     pdbs={_key(o): slim(o) for o in pdbs},
+                    hpas={_key(o): slim(o) for o in hpas},
                     ready_addresses=ready_addresses(slices),
                     ready_nodes=ready_nodes(slices),
                     node_addresses=addresses_of_nodes,
@@ -261,6 +266,25 @@ class ClusterMonitor:
             self._wake.wait(max(0.0, TICK_S - (time.monotonic() - started)))
             self._wake.clear()
 
+    def _list_hpas(self, api: client.ApiClient, query: dict[str, str]) -> list[dict[str, Any]]:
+        """The HPAs, or none where the member identity may not list them (an older
+        member-identity chart): a ModelDeployment with spec.autoscaling then reports the
+        refused write; nothing else depends on them, so it is no reason to fail over."""
+        try:
+            return list_items(api, "/apis/autoscaling/v2/horizontalpodautoscalers", query)
+        except client.ApiException as exc:
+            if exc.status not in (403, 404):
+                raise
+            if not self._hpas_refused:
+                log.warning(
+                    "member cluster %s: listing HorizontalPodAutoscalers answered %s; "
+                    "spec.autoscaling cannot work there (update the member identity's role)",
+                    self.cluster,
+                    exc.status,
+                )
+            self._hpas_refused = True
+            return []
+
     def _fail(self, error: str, *, credentials_rejected: bool = False) -> None:
         previous = self._snapshot
         if previous.ok:
@@ -277,6 +301,7 @@ class ClusterMonitor:
                 deployments=previous.deployments,
                 services=previous.services,
                 pdbs=previous.pdbs,
+                hpas=previous.hpas,
                 ready_addresses=previous.ready_addresses,
                 ready_nodes=previous.ready_nodes,
                 node_addresses=previous.node_addresses,

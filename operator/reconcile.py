@@ -23,8 +23,8 @@ from modeldr.operator.monitor import Snapshot
 from modeldr.operator.runtime import Runtime
 
 log = logging.getLogger(__name__)
-# The three kinds of a member, as the snapshot holds them.
-OBSERVED_KINDS = ("Deployment", "Service", "PodDisruptionBudget")
+# The kinds of a member, as the snapshot holds them.
+OBSERVED_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler")
 
 
 def drifted_objects(
@@ -44,7 +44,11 @@ def drifted_objects(
 
 def observed_objects(snapshot: Snapshot) -> dict[str, dict[Any, dict[str, Any]]]:
     return dict(
-        zip(OBSERVED_KINDS, (snapshot.deployments, snapshot.services, snapshot.pdbs), strict=True)
+        zip(
+            OBSERVED_KINDS,
+            (snapshot.deployments, snapshot.services, snapshot.pdbs, snapshot.hpas),
+            strict=True,
+        )
     )
 
 
@@ -63,8 +67,53 @@ async def reconcile_member(
     namespace = spec.member(role).namespace
     desired = render.member_objects(ctl.name, ctl.namespace, spec, role, replicas, annotations)
     drifted = drifted_objects(desired, snapshot, namespace, ctl.name)
-    if not drifted:
+    error = await apply_drifted(ctl, cluster, namespace, drifted, snapshot) if drifted else ""
+    if not error and spec.autoscaling is not None:
+        error = await scale_now(ctl, cluster, namespace, snapshot, replicas)
+    if not error and spec.autoscaling is None and (namespace, ctl.name) in snapshot.hpas:
+        # spec.autoscaling removed: the HPA goes, or it would fight the fixed replicas.
+        api = ctl.runtime.members.get(cluster).api
+        remove = functools.partial(apply.delete_hpa, api, namespace, ctl.name, ctl.namespace)
+        try:
+            await asyncio.to_thread(ctl.writes.run, remove)
+        except Closing:
+            raise
+        except Exception as exc:
+            error = _apply_failure(exc, cluster)[1]
+    return error
+
+
+async def scale_now(
+    ctl: DaemonState, cluster: str, namespace: str, snapshot: Snapshot, floor: int
+) -> str:
+    """A Deployment below its HPA's floor (a cluster that took over its failed peer's
+    load) is scaled at once, not at the autoscaler's next sync; an error message or ''."""
+    deployment = snapshot.deployments.get((namespace, ctl.name))
+    if deployment is None or int(deployment["spec"].get("replicas") or 0) >= floor:
         return ""
+    rt = ctl.runtime
+    write = functools.partial(
+        apply.scale_up_to, rt.members.get(cluster).api, namespace, ctl.name, floor
+    )
+    try:
+        if await asyncio.to_thread(ctl.writes.run, write):
+            log.info("%s/%s: scaled %s up to %d now", ctl.namespace, ctl.name, cluster, floor)
+            rt.monitors.get(cluster).wake()
+    except Closing:
+        raise
+    except Exception as exc:
+        return _apply_failure(exc, cluster)[1]
+    return ""
+
+
+async def apply_drifted(
+    ctl: DaemonState,
+    cluster: str,
+    namespace: str,
+    drifted: list[dict[str, Any]],
+    snapshot: Snapshot,
+) -> str:
+    """Apply the drifted objects; an error message or ''."""
     observed = observed_objects(snapshot)
     known = ctl.known.setdefault(cluster, set())
     known &= {k for k, objs in observed.items() if (namespace, ctl.name) in objs}

@@ -23,6 +23,7 @@ from modeldr.kube.constants import (
     selector_labels,
 )
 from modeldr.kube.errors import RenderError
+from modeldr.operator import autoscaling
 
 # Seconds the server may need for the requests it accepted during the drain (a batch of long
 # sequences on a busy GPU), on top of the drain delay.
@@ -202,6 +203,12 @@ def server_container(
     }
 
 
+def replicas_field(spec: ModelDeploymentSpec, replicas: int) -> dict[str, int]:
+    """The Deployment's replicas, unless an HPA owns them (spec.autoscaling): server-side
+    apply then leaves the field to the autoscaler instead of reverting every scale."""
+    return {} if spec.autoscaling else {"replicas": replicas}
+
+
 def deployment(
     name: str,
     hub_namespace: str,
@@ -234,7 +241,7 @@ def deployment(
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": member.namespace, "labels": labels},
         "spec": {
-            "replicas": replicas,
+            **replicas_field(spec, replicas),
             "selector": {"matchLabels": selector_labels(name, hub_namespace)},
             # Never below the wanted capacity during a rollout: GPUs permitting, one extra.
             "strategy": {
@@ -316,11 +323,21 @@ def member_objects(
     replicas: int,
     md_annotations: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    return [
+    """The member's objects; with spec.autoscaling, `replicas` is the HPA's minReplicas."""
+    objects = [
         deployment(name, hub_namespace, spec, role, replicas, md_annotations),
         service(name, hub_namespace, spec, role),
         pod_disruption_budget(name, hub_namespace, spec, role),
     ]
+    if spec.autoscaling:
+        member = spec.member(role)
+        labels = owner_labels(name, hub_namespace, role)
+        objects.append(
+            autoscaling.horizontal_pod_autoscaler(
+                name, member.namespace, labels, spec.autoscaling, role, replicas
+            )
+        )
+    return objects
 
 
 def is_subset(desired: Any, actual: Any) -> bool:

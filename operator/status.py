@@ -160,6 +160,13 @@ class Observed:
     # traffic_error is a traffic object this ModelDeployment does not own (never adopted).
     traffic_conflict: bool = False
     drill: str | None = None  # the DrillRun breaking this model now, if any
+    # The replicas each role was sized to this tick (spec.autoscaling: its HPA's floor).
+    wanted_replicas: dict[Role, int] | None = None
+
+    def wanted(self, role: Role) -> int:
+        if self.wanted_replicas is not None and role in self.wanted_replicas:
+            return self.wanted_replicas[role]
+        return replicas_for(self.spec, role, self.decision.full_size)
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,7 @@ def build_status(
             seen.health[role],
             spec.member(role).namespace,
             seen.name,
-            replicas_for(spec, role, seen.decision.full_size),
+            seen.wanted(role),
             spec.gpu_product_for(role),
         )
         for role in ROLES
@@ -236,9 +243,10 @@ def degraded_reasons(
     """Why the model is served but not as wanted (empty: as wanted). `cannot_fail_over` is
     why the standby could not take over, '' when it could."""
     reasons = [cannot_fail_over] if cannot_fail_over else []
-    if serving and active_ready < seen.spec.replicas:
+    wanted = seen.wanted(seen.active)
+    if serving and active_ready < wanted:
         cluster = seen.spec.member(seen.active).cluster
-        reasons.append(f"{active_ready}/{seen.spec.replicas} replicas ready in {cluster}")
+        reasons.append(f"{active_ready}/{wanted} replicas ready in {cluster}")
     return reasons + list(seen.reconcile_errors)
 
 

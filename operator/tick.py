@@ -31,7 +31,7 @@ from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, ROLES, SWITCH_ANNOTA
 from modeldr.kube.errors import MemberError, RenderError, TrafficConflict, TrafficError
 from modeldr.kube.events import post_event
 from modeldr.kube.tenancy import PoliciesUnreadable
-from modeldr.operator import activeactive, clientprobe, metrics, render
+from modeldr.operator import activeactive, autoscaling, clientprobe, metrics, render
 from modeldr.operator.daemonstate import (
     DaemonState,
     cluster_of,
@@ -335,6 +335,24 @@ def decide(
     return decision
 
 
+def member_replicas(
+    ctl: DaemonState, spec: ModelDeploymentSpec, role: Role, seen: Seen, decision: Decision
+) -> int:
+    """The role's Deployment replicas; with spec.autoscaling, its HPA's minReplicas (the
+    floor: a cluster serving for a failed peer carries the replicas the peer ran)."""
+    if spec.autoscaling is None:
+        return replicas_for(spec, role, decision.full_size)
+    now = time.monotonic()
+    memory = ctl.scale_memory
+    for each in ROLES:
+        deployment = seen.snapshots[each].deployments.get((spec.member(each).namespace, ctl.name))
+        replicas = (deployment or {}).get("spec", {}).get("replicas")
+        window = spec.autoscaling.scale_down_stabilization_seconds
+        memory.observe(each, seen.health[each].healthy, replicas, now, window)
+    serving = spec.traffic.active_active or role in decision.full_size
+    return autoscaling.floor(spec.autoscaling, spec, role, serving, memory, now)
+
+
 async def reconcile_members(
     ctl: DaemonState,
     body: kopf.Body,
@@ -347,7 +365,8 @@ async def reconcile_members(
     `specs`: the spec each role renders (its model pinned during a rollout)."""
     spec = specs["primary"]
     for role in ROLES:
-        replicas = replicas_for(spec, role, decision.full_size)
+        replicas = member_replicas(ctl, spec, role, seen, decision)
+        ctl.wanted_replicas[role] = replicas
         error = await reconcile_member(
             ctl, specs[role], role, seen.snapshots[role], replicas, annotations
         )
@@ -594,6 +613,7 @@ async def report(
         traffic_conflict=ctl.traffic_conflict,
         reconcile_errors=tuple(e for e in ctl.reconcile_error.values() if e),
         drill=ctl.runtime.drills.holder(ctl.namespace, ctl.name),
+        wanted_replicas=dict(ctl.wanted_replicas),
     )
     built = build_status(observed, generation, last_failover, status_raw)
     report_evaluation(ctl, spec, built.status, built.changes)

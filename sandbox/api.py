@@ -21,7 +21,17 @@ from pathlib import Path
 
 from kubernetes import client
 
-from sandbox import agent, clusters, daemons, haproxy, infra_daemon, kube, prometheus, runtime
+from sandbox import (
+    agent,
+    clusters,
+    daemons,
+    haproxy,
+    infra_daemon,
+    kube,
+    metrics_adapter,
+    prometheus,
+    runtime,
+)
 from sandbox.config import (
     CLUSTERS,
     FAILED_NODE_ANNOTATION,
@@ -91,6 +101,8 @@ class Sandbox:
         # The load balancer of the haproxy traffic provider (its frontends: the operator's).
         haproxy.start()
         kube.wait_for(haproxy.ready, timeout=30, what="HAProxy ready")
+        # The members' custom metrics API (HorizontalPodAutoscalers on the server's load).
+        metrics_adapter.install_all()
         # The members' infrastructure provider (NodeFailure, ClusterOutage of drills);
         # `operator-up` registers it in the member Secrets.
         webhook = infra_daemon.ensure_running()
@@ -115,6 +127,7 @@ class Sandbox:
         # Pod processes run in sessions of their own: if the runtime died without stopping
         # them, its pidfiles still name them.
         runtime.kill_stale_processes()
+        metrics_adapter.stop_all()
         prometheus.stop()
         haproxy.stop()
         for spec in CLUSTERS.values():

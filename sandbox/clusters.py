@@ -84,7 +84,16 @@ def kwokctl_config(spec: ClusterSpec) -> str:
                 "extraArgs": [
                     {"key": "default-not-ready-toleration-seconds", "value": "30"},
                     {"key": "default-unreachable-toleration-seconds", "value": "30"},
+                    # Aggregated APIs (the custom metrics adapter) are reached at their
+                    # endpoints' loopback addresses, never at a Service ClusterIP.
+                    {"key": "enable-aggregator-routing", "value": "true"},
                 ],
+            },
+            {
+                # HorizontalPodAutoscalers re-evaluated every 5 s (Kubernetes' default is 15 s),
+                # so the sandbox's scale-out tests see the autoscaler within seconds.
+                "name": "kube-controller-manager",
+                "extraArgs": [{"key": "horizontal-pod-autoscaler-sync-period", "value": "5s"}],
             },
         ],
     }

@@ -25,6 +25,11 @@ KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 HELM_DIR=$CACHE/helm-$HELM_VERSION
 PROM_DIR=$CACHE/prometheus-$PROMETHEUS_VERSION
 GATEWAY_API_DIR=$CACHE/gateway-api-$GATEWAY_API_VERSION
+# The sandbox's custom metrics adapter (sandbox/metrics-adapter, our source): keyed by the
+# hash of its files, so an edit rebuilds it.
+ADAPTER_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../sandbox/metrics-adapter" && pwd)
+ADAPTER_HASH=$(cat "$ADAPTER_SRC"/go.mod "$ADAPTER_SRC"/go.sum "$ADAPTER_SRC"/*.go | sha256sum | cut -c1-12)
+ADAPTER_DIR=$CACHE/metrics-adapter-$ADAPTER_HASH
 
 print_env() {
   cat <<ENV
@@ -40,6 +45,7 @@ export MODELDR_KWOKCTL=$KWOK_DIR/bin/kwokctl
 export MODELDR_HELM=$HELM_DIR/bin/helm
 export MODELDR_PROMETHEUS=$PROM_DIR/bin/prometheus
 export MODELDR_GATEWAY_API_CRDS=$GATEWAY_API_DIR/crd
+export MODELDR_METRICS_ADAPTER=$ADAPTER_DIR/bin/modeldr-metrics-adapter
 ENV
 }
 
@@ -119,6 +125,17 @@ build_kwok() {
   build_go_main "$KWOK_DIR" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok kwok "$ld"
   (cd "$KWOK_DIR/src" && go build -trimpath -ldflags "-s -w $ld" -o "$KWOK_DIR/bin/kwokctl" sigs.k8s.io/kwok/cmd/kwokctl)
   touch "$KWOK_DIR/.complete"; log "kwok built in $((SECONDS - t0)) s"
+}
+
+build_metrics_adapter() {
+  done_already "$ADAPTER_DIR" && return
+  local t0=$SECONDS; log "building the sandbox's custom metrics adapter (sandbox/metrics-adapter)"
+  rm -rf "$ADAPTER_DIR"; mkdir -p "$ADAPTER_DIR/src"
+  cp "$ADAPTER_SRC"/go.mod "$ADAPTER_SRC"/go.sum "$ADAPTER_SRC"/*.go "$ADAPTER_DIR/src/"
+  # Its Kubernetes modules are the versions the Kubernetes build compiled: Go's build cache
+  # serves most of it.
+  (cd "$ADAPTER_DIR/src" && go build -trimpath -ldflags "-s -w" -o "$ADAPTER_DIR/bin/modeldr-metrics-adapter" .)
+  touch "$ADAPTER_DIR/.complete"; log "metrics adapter built in $((SECONDS - t0)) s"
 }
 
 build_helm() {
@@ -201,5 +218,6 @@ build_etcd
 build_kwok
 build_helm
 build_kubernetes
+build_metrics_adapter
 fetch_gateway_api_crds
 log "tools ready in $((SECONDS - t_all)) s (cache: $CACHE)"

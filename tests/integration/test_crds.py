@@ -35,6 +35,7 @@ CRDS = ROOT / "crds"
 SANDBOX_EXAMPLE = ROOT / "examples" / "sandbox" / "modeldeployment.yaml"
 GPU_EXAMPLE = ROOT / "examples" / "gpu-cluster" / "modeldeployment.yaml"
 ACTIVE_ACTIVE_EXAMPLE = ROOT / "examples" / "sandbox" / "modeldeployment-active-active.yaml"
+AUTOSCALING_EXAMPLE = ROOT / "examples" / "sandbox" / "modeldeployment-autoscaling.yaml"
 CRD_NAME = crd_name(MODELDEPLOYMENTS)
 PLURAL = MODELDEPLOYMENTS
 
@@ -141,8 +142,8 @@ def test_crd_apply_is_idempotent(crds: None) -> None:
 
 @pytest.mark.parametrize(
     "example",
-    [SANDBOX_EXAMPLE, GPU_EXAMPLE, ACTIVE_ACTIVE_EXAMPLE],
-    ids=["sandbox", "gpu-cluster", "active-active"],
+    [SANDBOX_EXAMPLE, GPU_EXAMPLE, ACTIVE_ACTIVE_EXAMPLE, AUTOSCALING_EXAMPLE],
+    ids=["sandbox", "gpu-cluster", "active-active", "autoscaling"],
 )
 def test_examples_are_accepted(hub_namespace: str, example: Path) -> None:
     result = kubectl("apply", "--dry-run=server", "-n", hub_namespace, "-f", str(example))
@@ -482,6 +483,39 @@ BAD_SPECS: list[tuple[str, Edit, str]] = [
         "balance-without-haproxy",
         _set("spec.traffic", {"provider": "endpointslice", "balance": "leastconn"}),
         "traffic.balance is applied by the haproxy provider only",
+    ),
+    (
+        "autoscaling-standby-smaller",
+        _set(
+            "spec.autoscaling",
+            {
+                "targetInflightPerPod": 1,
+                "primary": {"maxReplicas": 4},
+                "standby": {"maxReplicas": 2},
+            },
+        ),
+        "the standby must be able to carry the primary's load",
+    ),
+    (
+        "autoscaling-min-above-max",
+        _set(
+            "spec.autoscaling",
+            {"targetInflightPerPod": 1, "primary": {"minReplicas": 3, "maxReplicas": 2}},
+        ),
+        "autoscaling minReplicas must not exceed maxReplicas",
+    ),
+    (
+        "autoscaling-cold-standby",
+        _all(
+            _set("spec.autoscaling", {"targetInflightPerPod": 1, "primary": {"maxReplicas": 2}}),
+            _set("spec.clusters.standby.mode", "cold"),
+        ),
+        "the standby must be hot or warm",
+    ),
+    (
+        "autoscaling-zero-target",
+        _set("spec.autoscaling", {"targetInflightPerPod": 0, "primary": {"maxReplicas": 2}}),
+        "spec.autoscaling.targetInflightPerPod",
     ),
     # A typo is an error, not a silently pruned field (kubectl's strict field validation).
     ("unknown-field", _set("spec.replica", 2), 'unknown field "spec.replica"'),

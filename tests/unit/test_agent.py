@@ -605,6 +605,8 @@ def test_the_agent_chart_ships_the_operators_least_privilege_member_identity() -
         "deployments",
         "services",
         "poddisruptionbudgets",
+        "horizontalpodautoscalers",
+        "deployments/scale",
         "endpointslices",
         "namespaces",
         "nodes",
@@ -612,6 +614,8 @@ def test_the_agent_chart_ships_the_operators_least_privilege_member_identity() -
         "pods/eviction",
         "networkfaults",
     }
+    # The scale subresource only read and raised (a survivor taking its peer's load).
+    assert {v for _, r, v in granted if r == "deployments/scale"} == {"get", "patch"}
     assert not any("*" in (g, r, v) for g, r, v in granted)
     assert ("", "namespaces", "delete") not in granted and ("", "nodes", "delete") not in granted
     [binding] = [d for d in member if d["kind"] == "ClusterRoleBinding"]

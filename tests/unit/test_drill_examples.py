@@ -39,8 +39,9 @@ SANDBOX_PLANS = sorted((EXAMPLES / "sandbox").glob("drillplan*.yaml"))
 @pytest.mark.parametrize("path", SANDBOX_PLANS, ids=lambda p: p.name)
 def test_every_sandbox_plan_parses_and_targets_the_sandbox_example(path: Path) -> None:
     spec = DrillPlanSpec.parse(yaml.safe_load(path.read_text())["spec"])
-    # The active-active plan drills the active-active example; every other the main one.
-    example = "modeldeployment" + ("-active-active" if "active-active" in path.name else "")
+    # The active-active and autoscaling plans drill their own examples; every other the main one.
+    suffix = next((s for s in ("-active-active", "-autoscaling") if s in path.name), "")
+    example = "modeldeployment" + suffix
     md = yaml.safe_load((EXAMPLES / f"sandbox/{example}.yaml").read_text())
     assert spec.target.model_deployment == md["metadata"]["name"]
     assert spec.steps, "a plan without steps tests nothing"
@@ -79,3 +80,17 @@ def test_the_packet_loss_plan_expects_no_failover_and_a_bounded_error_ratio() ->
     assert lossy.expect.max_error_ratio is not None and lossy.expect.max_error_ratio < 0.5
     assert all(s.expect.active_cluster == "unchanged" for s in spec.steps)
     assert spec.fault_expiry_seconds <= 30
+
+
+def test_the_autoscaling_plan_expects_the_standby_to_take_the_primarys_replicas() -> None:
+    plan = yaml.safe_load((EXAMPLES / "sandbox/drillplan-autoscaling.yaml").read_text())
+    spec = DrillPlanSpec.parse(plan["spec"])
+    scaled_out, outage, _ = spec.steps
+    md = yaml.safe_load((EXAMPLES / "sandbox/modeldeployment-autoscaling.yaml").read_text())
+    autoscaling = md["spec"]["autoscaling"]
+    assert scaled_out.expect.min_replicas is not None
+    assert scaled_out.expect.min_replicas.primary == 2
+    assert outage.fault is not None and outage.fault.type == "ClusterOutage"
+    assert outage.expect.min_replicas is not None
+    assert outage.expect.min_replicas.standby == 2
+    assert autoscaling["standby"]["maxReplicas"] >= autoscaling["primary"]["maxReplicas"]
