@@ -4,6 +4,8 @@
   (as the baseline answered, for plans with model checks), and p99 latency (ms, right axis)
   per second over the run, fault windows shaded, step boundaries dotted, failovers and
   failbacks marked;
+- the replicas: the target's ready replicas per cluster over the run (a step line per
+  cluster, a read that failed a gap), fault windows shaded, step boundaries dotted;
 - the trend: the plan's recent runs, RTO per run coloured by verdict, beside it the time to
   correct answers, and the worst error ratio, p99 and lowest F1 when any run measured them
   (a value a run did not measure is a gap, never 0).
@@ -11,7 +13,7 @@
 Elements carry ids (`gid`), so a browser's DOM (and the tests) can find them: `success-rate`,
 `correct-answers`, `p99-latency`, `fault-window-<i>`, `step-<name>`, `failover-<i>`,
 `failback-<i>`, `trend`, `trend-runs`, `trend-time-to-correct`, `trend-error-ratio`,
-`trend-p99`, `trend-f1`.
+`trend-p99`, `trend-f1`, `replicas-primary`, `replicas-standby`.
 Text stays text (svg.fonttype none): small, searchable, selectable.
 """
 
@@ -24,6 +26,7 @@ from datetime import datetime
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from modeldr.client.reportdata import ReportData
 
@@ -202,6 +205,51 @@ def _legend(ax: Axes, ax2: Axes, series: int) -> None:
         fontsize=8,
         frameon=False,
     )
+
+
+def replicas_svg(data: ReportData) -> str | None:
+    """Ready replicas per cluster over the run; None when none was read (a run from before
+    the report kept them, a dry run)."""
+    if not any(r.primary is not None or r.standby is not None for r in data.replicas):
+        return None
+    origin = data.status.started_at.timestamp() if data.status.started_at else data.replicas[0].t
+    fig = Figure(figsize=(11, 2.4), dpi=100)
+    ax = fig.add_subplot()
+    for i, window in enumerate(data.fault_windows()):
+        end = window.end or (data.status.finished_at or window.start)
+        ax.axvspan(
+            _since(window.start, origin),
+            _since(end, origin),
+            color=FAULT,
+            alpha=0.15,
+            lw=0,
+            gid=f"replicas-fault-window-{i}",
+        )
+    for _step, start, _ in data.step_windows():
+        ax.axvline(_since(start, origin), color="#9e9e9e", ls=":", lw=1)
+    xs = [_since(r.t, origin) for r in data.replicas]
+    most = 1
+    for role, colour in (("primary", SUCCESS), ("standby", LATENCY)):
+        values = [getattr(r, role) for r in data.replicas]
+        most = max([most, *(v for v in values if v is not None)])
+        cluster = data.clusters.get(role, role)
+        ax.step(
+            xs,
+            [_gap(v) for v in values],
+            where="post",
+            color=colour,
+            lw=1.5,
+            label=f"{cluster} ({role})",
+            gid=f"replicas-{role}",
+        )
+    ax.set_ylim(-0.2, most + 0.8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("ready replicas")
+    ax.set_xlabel("seconds since the run started")
+    ax.grid(True, alpha=0.25)
+    ax.legend(loc="upper left", fontsize=8, frameon=False, ncol=2)
+    ax.set_title("ready replicas per cluster", loc="left", fontsize=10)
+    return _svg(fig)
 
 
 def trend_svg(data: ReportData) -> str | None:

@@ -60,7 +60,10 @@ def _context(data: ReportData) -> dict[str, Any]:
 def html(data: ReportData) -> str:
     template = _environment(autoescape=True).get_template("report.html.j2")
     return template.render(
-        **_context(data), timeline_svg=chart.timeline_svg(data), trend_svg=chart.trend_svg(data)
+        **_context(data),
+        timeline_svg=chart.timeline_svg(data),
+        replicas_svg=chart.replicas_svg(data),
+        trend_svg=chart.trend_svg(data),
     )
 
 

@@ -27,7 +27,7 @@ from modeldr.api.drillstatus import (
     StepStatus,
 )
 from modeldr.api.phase import Phase
-from modeldr.drills.timeline import Point
+from modeldr.drills.timeline import Point, ReplicaPoint
 from modeldr.drills.verdict import Entry, Part, assessed
 
 
@@ -91,6 +91,8 @@ class ReportData:
     plan: DrillPlanSpec | None
     clusters: dict[str, str] = field(default_factory=dict)
     points: list[Point] = field(default_factory=list)
+    # The target's ready replicas per role over the run (a report from before: none).
+    replicas: list[ReplicaPoint] = field(default_factory=list)
     resolution_seconds: float = 1.0
     timeline_truncated: bool = False
     history: list[HistoryEntry] = field(default_factory=list)
@@ -159,6 +161,9 @@ def parse_document(doc: dict[str, Any]) -> ReportData:
         plan=DrillPlanSpec.parse(plan_raw) if plan_raw else None,
         clusters={str(k): str(v) for k, v in (doc.get("clusters") or {}).items()},
         points=[Point.from_row(row) for row in timeline.get("points") or []],
+        replicas=[
+            ReplicaPoint.from_row(row) for row in (doc.get("replicas") or {}).get("points") or []
+        ],
         resolution_seconds=float(timeline.get("resolutionSeconds") or 1.0),
         timeline_truncated=bool(timeline.get("truncated")),
         history=[history_entry(h) for h in doc.get("history") or []],

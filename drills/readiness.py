@@ -71,3 +71,15 @@ def target_serving(
         f"the drill's traffic probe: {probe}"
     )
     return Serving(ready and answering, message)
+
+
+def ready_replicas(md_status: Mapping[str, Any]) -> dict[str, int] | None:
+    """Ready replicas per role from the ModelDeployment's status (None: none known). An
+    unreachable cluster's count is the last one read: not evidence of now, left out."""
+    ready: dict[str, int] = {}
+    for role in ("primary", "standby"):
+        cluster = md_status.get(role) or {}
+        value = cluster.get("readyReplicas")
+        if isinstance(value, int) and cluster.get("reachable") is not False:
+            ready[role] = value
+    return ready or None

@@ -23,7 +23,7 @@ from kubernetes import client
 from modeldr.api.drillplan import DrillPlanSpec
 from modeldr.api.drillstatus import DrillRunStatus
 from modeldr.drills.runstate import RunRef, now
-from modeldr.drills.timeline import Point, coarsen
+from modeldr.drills.timeline import Point, ReplicaPoint, coarsen
 from modeldr.kube import k8s
 from modeldr.kube.constants import (
     API_VERSION,
@@ -56,8 +56,10 @@ def document(
     clusters: Mapping[str, str],
     points: Sequence[Point],
     history: list[dict[str, Any]],
+    replicas: Sequence[ReplicaPoint] = (),
 ) -> dict[str, Any]:
-    """The report data (JSON-ready). `clusters`: role -> member cluster name."""
+    """The report data (JSON-ready). `clusters`: role -> member cluster name; `replicas`:
+    the target's ready replicas per role over the run."""
     return {
         "format": REPORT_FORMAT,
         "generatedAt": now().isoformat(),
@@ -66,8 +68,13 @@ def document(
         "plan": plan.model_dump(mode="json", by_alias=True, exclude_none=True) if plan else None,
         "status": status.dump(),
         "timeline": timeline_section(points),
+        "replicas": replicas_section(replicas),
         "history": history,
     }
+
+
+def replicas_section(replicas: Sequence[ReplicaPoint]) -> dict[str, Any]:
+    return {"columns": ["t", "primary", "standby"], "points": [r.to_row() for r in replicas]}
 
 
 def timeline_section(points: Sequence[Point], truncated: bool = False) -> dict[str, Any]:
@@ -90,7 +97,12 @@ def encode(doc: dict[str, Any], max_bytes: int = MAX_BYTES) -> str:
         doc = {**doc, "timeline": timeline_section(points, truncated=True)}
         text = json.dumps(doc, separators=(",", ":"))
     if len(text.encode()) > max_bytes:
-        doc = {**doc, "timeline": timeline_section([], truncated=True), "history": []}
+        doc = {
+            **doc,
+            "timeline": timeline_section([], truncated=True),
+            "replicas": replicas_section([]),
+            "history": [],
+        }
         text = json.dumps(doc, separators=(",", ":"))
     return text
 

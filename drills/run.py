@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -52,11 +52,12 @@ from modeldr.drills.host import DrillHost, seal_of
 from modeldr.drills.journal import Journal
 from modeldr.drills.probe import Resolver, TrafficProbe, hub_slice_resolver, url_resolver
 from modeldr.drills.probe_stats import ProbeSample
+from modeldr.drills.readiness import ready_replicas
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef, RunState, now
 from modeldr.drills.target import Target, read_target, target_status
 from modeldr.drills.tenancy import RunTenancy
-from modeldr.drills.timeline import Point, Timeline
+from modeldr.drills.timeline import Point, ReplicaPoint, Timeline
 from modeldr.drills.verdict import cut_short, verdict_of
 from modeldr.kube import promql
 from modeldr.kube.capacity import read_gpu_capacity
@@ -213,7 +214,7 @@ async def start(run: Run, plan: DrillPlanSpec, target: Target) -> None:
     events.started(engine.drill)
     labels = (state.ref.namespace, run.plan_name, state.ref.name)
     metrics.RUNS_IN_PROGRESS.labels(*labels).set(1)
-    live = asyncio.create_task(live_probe(state, timeline))
+    live = asyncio.create_task(live_probe(state, timeline, engine.drill.target_status))
     run.ending = Ending(plan, target, timeline, engine_ran=True)
     try:
         await engine.execute()
@@ -571,13 +572,22 @@ def member_prometheus(rt: DrillHost, target: Target) -> str | None:
     return None
 
 
-async def live_probe(state: RunState, timeline: Timeline) -> None:
+async def live_probe(
+    state: RunState, timeline: Timeline, read_target: Callable[[], dict[str, Any]]
+) -> None:
     """status.probe every LIVE_INTERVAL_S while the run goes on: what the probe saw over
-    the last LIVE_WINDOW_S (the CLI's live display; the verdict never reads it)."""
+    the last LIVE_WINDOW_S (the CLI's live display; the verdict never reads it); and the
+    target's ready replicas per cluster then, for the report's replicas chart."""
     while True:
         await asyncio.sleep(LIVE_INTERVAL_S)
         if state.status.phase.is_final:
             return
+        try:
+            md_status = await asyncio.to_thread(read_target)
+            timeline.add_replicas(time.time(), ready_replicas(md_status))
+        except Exception as exc:  # a gap in the chart, nothing more
+            timeline.add_replicas(time.time(), None)
+            log.debug("%s: ready replicas unreadable: %s", state.ref.name, exc)
         recent = timeline.recent(LIVE_WINDOW_S, time.time())
         state.status.probe = ProbeLiveStatus(
             at=now(),
@@ -601,6 +611,7 @@ async def keep_report(
     plan: DrillPlanSpec | None,
     target: Target | None,
     points: list[Point],
+    replicas: Sequence[ReplicaPoint] = (),
 ) -> None:
     """The run's report ConfigMap (drills.report), named in status.reportConfigMap;
     best-effort: a report that cannot be written is logged, the status stays the record."""
@@ -613,7 +624,9 @@ async def keep_report(
         if plan_name:
             history = await asyncio.to_thread(report.plan_history, rt.hub, ref.namespace, plan_name)
         state.status.report_config_map = report.config_map_name(ref.name)
-        doc = report.document(ref, plan_name, plan, state.status, clusters, points, history)
+        doc = report.document(
+            ref, plan_name, plan, state.status, clusters, points, history, replicas
+        )
         text = report.encode(doc)
         await asyncio.to_thread(report.write, rt.hub, ref, plan_name, text)
     except Exception as exc:
@@ -733,8 +746,10 @@ async def end(run: Run) -> None:
         if not ending.engine_ran:
             await state.write()
         record_metrics(run)
-        points = ending.timeline.points() if ending.timeline is not None else []
-        await keep_report(rt, state, run.plan_name, ending.plan, ending.target, points)
+        timeline = ending.timeline
+        points = timeline.points() if timeline is not None else []
+        replicas = timeline.replicas() if timeline is not None else []
+        await keep_report(rt, state, run.plan_name, ending.plan, ending.target, points, replicas)
         if ending.engine_ran and ending.plan is not None:
             # History is bounded when a run ends, whoever started it (a plan or a person).
             with contextlib.suppress(Exception):

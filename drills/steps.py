@@ -28,6 +28,7 @@ from modeldr.drills.probe_stats import (
     failure_summary,
     measure_step,
 )
+from modeldr.drills.readiness import ready_replicas
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import (
     EXPIRES_PARAMETER,
@@ -39,7 +40,7 @@ from modeldr.drills.renewal import (
 from modeldr.drills.runstate import now
 from modeldr.drills.target import request_switch, resolve_role, target_status
 from modeldr.drills.verdict import Part, PartKind
-from modeldr.kube.constants import ROLES, Role
+from modeldr.kube.constants import Role
 
 if TYPE_CHECKING:
     from modeldr.drills.checks import ModelChecker
@@ -274,14 +275,7 @@ class StepRunner:
         except Exception as exc:  # no evidence, not an error of the step: minReplicas unknown
             log.warning("ready replicas of %s unreadable: %s", self.drill.target.name, exc)
             return None
-        ready: dict[str, int] = {}
-        for role in ROLES:
-            cluster = status.get(role) or {}
-            value = cluster.get("readyReplicas")
-            # An unreachable cluster's count is the last one read: not evidence of now.
-            if isinstance(value, int) and cluster.get("reachable") is not False:
-                ready[role] = value
-        return ready or None
+        return ready_replicas(status)
 
     async def _end(self, status: StepStatus, phase: Phase, reason: str, message: str) -> Part:
         d = self.drill

@@ -23,6 +23,26 @@ from modeldr.drills.probe_stats import ProbeSample
 
 # About 4 hours at one point per second before the resolution coarsens.
 MAX_POINTS = 14_400
+# Ready replicas are read every couple of seconds: about 4 hours before every other is dropped.
+MAX_REPLICA_POINTS = 7_200
+
+
+@dataclass(frozen=True)
+class ReplicaPoint:
+    """Ready replicas per role at `t` (Unix seconds), from the ModelDeployment's status;
+    None for a role whose count was unknown then (its cluster unreachable)."""
+
+    t: float
+    primary: int | None
+    standby: int | None
+
+    def to_row(self) -> list[Any]:
+        return [round(self.t, 3), self.primary, self.standby]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ReplicaPoint:
+        t, primary, standby = row
+        return cls(float(t), primary, standby)
 
 
 @dataclass(frozen=True)
@@ -134,6 +154,20 @@ class Timeline:
         self._open: dict[int, _Open] = {}
         self._closed: list[Point] = []
         self._width = 1.0
+        self._replicas: list[ReplicaPoint] = []
+
+    def add_replicas(self, wall: float, ready: dict[str, int] | None) -> None:
+        """File the ready replicas read at `wall` (Unix seconds); None: unreadable."""
+        ready = ready or {}
+        point = ReplicaPoint(wall, ready.get("primary"), ready.get("standby"))
+        with self._lock:
+            self._replicas.append(point)
+            if len(self._replicas) > MAX_REPLICA_POINTS:
+                self._replicas = self._replicas[::2]
+
+    def replicas(self) -> list[ReplicaPoint]:
+        with self._lock:
+            return list(self._replicas)
 
     def add(self, sample: ProbeSample, agrees: bool | None = None) -> None:
         """File a sample; `agrees`: its answer judged against the baseline (None: not)."""

@@ -37,7 +37,7 @@ from modeldr.client import app, display, junit, render
 from modeldr.client.reportdata import OUTCOME_OF_PHASE, Check, ReportData, parse_document
 from modeldr.drills import report
 from modeldr.drills.runstate import RunRef
-from modeldr.drills.timeline import Point
+from modeldr.drills.timeline import Point, ReplicaPoint
 from modeldr.drills.verdict import Part, PartKind, parts_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +212,7 @@ def data(
     status: DrillRunStatus | None = None,
     points: list[Point] | None = None,
     history: list[dict[str, Any]] | None = None,
+    replicas: list[ReplicaPoint] | None = None,
 ) -> ReportData:
     doc = report.document(
         RunRef("modeldr-demo", "primary-outage-3", "uid"),
@@ -221,6 +222,7 @@ def data(
         {"primary": "primary", "standby": "standby"},
         timeline() if points is None else points,
         HISTORY if history is None else history,
+        replicas or [],
     )
     # Through the ConfigMap's JSON, as the CLI reads it.
     return parse_document(json.loads(report.encode(doc)))
@@ -418,7 +420,42 @@ def test_html_is_self_contained_with_the_chart_and_its_markers() -> None:
     assert 'id="rto">12.00 s<' in page
     assert '<span class="not-undone">NOT UNDONE</span>' in page
     assert "agreement" in page and "0.970" in page  # the model check's F1
-    assert page.count("<svg") == 2  # the timeline and the trend
+    assert page.count("<svg") == 2  # the timeline and the trend (no replicas were read)
+    assert 'id="replicas-chart"' not in page
+
+
+def scaled_replicas() -> list[ReplicaPoint]:
+    """Every 2 s: the primary at 2 until it fails at 22 s (unknown then), the standby at 1
+    taking 2 at 24 s, the primary back at 2 from 34 s."""
+    out = []
+    for i in range(0, 120, 2):
+        primary = None if 22 <= i < 34 else 2
+        out.append(ReplicaPoint(T0.timestamp() + i, primary, 2 if 24 <= i < 90 else 1))
+    return out
+
+
+def test_the_report_draws_ready_replicas_per_cluster_with_gaps_where_unknown() -> None:
+    replicas = scaled_replicas()
+    got = data(replicas=replicas)
+    assert got.replicas == replicas  # through the ConfigMap's JSON
+    page = render.html(got)
+    assert page.count("<svg") == 3 and 'id="replicas-chart"' in page
+    for gid in ("replicas-primary", "replicas-standby", "replicas-fault-window-0"):
+        assert f'id="{gid}"' in page, gid
+    primary_line = page.split('id="replicas-primary"', 1)[1].split("</g>", 1)[0]
+    # The unknown stretch is a gap (two segments), never a drop to 0.
+    path = re.search(r' d="([^"]+)"', primary_line)
+    assert path is not None and path.group(1).count("M") == 2
+    # A report written before replicas were kept has none: no chart, no error.
+    doc = json.loads(
+        report.encode(
+            report.document(
+                RunRef("n", "r", "u"), "p", PLAN, failed_run(), {}, timeline(), [], replicas
+            )
+        )
+    )
+    del doc["replicas"]
+    assert parse_document(doc).replicas == []
 
 
 def test_html_draws_correct_answers_beside_answered_requests_when_judged() -> None:

@@ -11,7 +11,7 @@ import asyncio
 import copy
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, cast
@@ -187,9 +187,10 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         clusters: dict[str, str],
         points: list[Any],
         history: list[dict[str, object]],
+        replicas: Sequence[Any] = (),
     ) -> dict[str, Any]:
         w.log.append(("document", plan is not None, sorted(clusters), len(points)))
-        return real_document(ref, plan_name, plan, status, clusters, points, history)
+        return real_document(ref, plan_name, plan, status, clusters, points, history, replicas)
 
     def write_report(hub: Any, ref: RunRef, plan_name: str, text: str) -> str:
         w.log.append(("report", report.config_map_name(ref.name)))
