@@ -109,7 +109,12 @@ def horizontal_pod_autoscaler(
                 # Up at once (a load step must not wait); down only after the window.
                 "scaleUp": {
                     "stabilizationWindowSeconds": 0,
-                    "policies": [{"type": "Percent", "value": 100, "periodSeconds": 5}],
+                    # The larger of: double, or 4 more, every 5 s.
+                    "policies": [
+                        {"type": "Percent", "value": 100, "periodSeconds": 5},
+                        {"type": "Pods", "value": 4, "periodSeconds": 5},
+                    ],
+                    "selectPolicy": "Max",
                 },
                 "scaleDown": {
                     "stabilizationWindowSeconds": scaling.scale_down_stabilization_seconds

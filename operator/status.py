@@ -82,12 +82,15 @@ def cluster_status(
     name: str,
     wanted_replicas: int,
     gpu_product: str | None,
+    autoscaled: bool = False,
 ) -> dict[str, Any]:
     deployment = snapshot.deployments.get((namespace, name))
+    # Autoscaled (spec.autoscaling), the Deployment may run more than the floor wanted here.
+    sized = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     out: dict[str, Any] = {
         "cluster": cluster,
         "reachable": snapshot.ok,
-        "replicas": wanted_replicas,
+        "replicas": max(wanted_replicas, sized) if autoscaled else wanted_replicas,
         "readyReplicas": int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0),
         "lastCheckTime": iso(snapshot.time),
         "message": health.reason[:1024],
@@ -195,6 +198,7 @@ def build_status(
             seen.name,
             seen.wanted(role),
             spec.gpu_product_for(role),
+            spec.autoscaling is not None,
         )
         for role in ROLES
     }

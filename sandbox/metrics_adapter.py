@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes import client
 
-from sandbox import daemons, kube
+from sandbox import clusters, daemons, kube
 from sandbox.config import CLUSTERS, MEMBER_CLUSTERS, sandbox_paths, tool
 from sandbox.prometheus import base_url
 
@@ -130,7 +130,20 @@ def ready(cluster: str) -> bool:
         return False
 
 
+def check_aggregator_routing(cluster: str) -> None:
+    """A sandbox made before the adapter existed runs apiservers without aggregator routing:
+    they would dial the adapter's Service ClusterIP (the network rule forbids it). Refuse."""
+    saved = clusters.cluster_dir(CLUSTERS[cluster]) / "kwok.yaml"
+    if "--enable-aggregator-routing=true" not in saved.read_text():
+        raise RuntimeError(
+            f"cluster {cluster} was created by an older sandbox (its apiserver lacks "
+            "--enable-aggregator-routing): run `make sandbox-down && make sandbox-up`"
+        )
+
+
 def install_all(timeout: float = 120.0) -> None:
+    for cluster in MEMBER_CLUSTERS:
+        check_aggregator_routing(cluster)
     for cluster in MEMBER_CLUSTERS:
         start(cluster)
         register(cluster)

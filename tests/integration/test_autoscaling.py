@@ -46,6 +46,9 @@ def autoscaled(hub_ns: str, primary: dict[str, int], standby: dict[str, int]) ->
             "scaleDownStabilizationSeconds": WINDOW_S,
         },
     )
+    # A warm standby keeps fewer replicas than spec.replicas (CEL); with autoscaling,
+    # spec.replicas sizes nothing else.
+    md["spec"]["replicas"] = 2
     md["spec"]["clusters"]["standby"].update({"mode": "warm", "replicas": 1})
     return md
 
@@ -108,7 +111,7 @@ def test_the_standby_takes_the_primarys_replicas_at_once_and_gives_them_back_aft
     hub_ns: str, sandbox: Sandbox
 ) -> None:
     md = autoscaled(hub_ns, {"minReplicas": 3, "maxReplicas": 3}, {"maxReplicas": 4})
-    md["spec"]["failover"] = {"failback": {"mode": "automatic", "holdDownSeconds": 10}}
+    md["spec"]["failover"] = {"failback": {"mode": "automatic", "holdDownSeconds": 30}}
     create(hub_ns, md)
     wait_status(
         hub_ns,
