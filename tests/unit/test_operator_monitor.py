@@ -6,6 +6,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from modeldr.kube.constants import NAME_LABEL, NAMESPACE_LABEL
 from modeldr.kube.errors import MemberError
 from modeldr.operator.monitor import ClusterMonitor, Key, Snapshot, keys_to_wake
@@ -209,3 +211,30 @@ def test_a_model_whose_ready_nodes_changed_is_woken() -> None:
         "primary", 0.0, datetime.now(UTC), ready_addresses={A: ("x",)}, ready_nodes={A: ("w2",)}
     )
     assert keys_to_wake(old, new, [A, B]) == {A}
+
+
+def test_hpas_an_identity_may_not_list_are_none_not_a_failed_cluster(monkeypatch: Any) -> None:
+    """An older member identity without HPA rights: the snapshot has no HPAs (logged once),
+    never an unreachable cluster (which would count toward a failover)."""
+    from kubernetes import client
+
+    from modeldr.operator import monitor
+
+    answers: list[Any] = [client.ApiException(status=403), [{"metadata": {"name": "bert"}}]]
+
+    def list_items(api: Any, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        assert path == "/apis/autoscaling/v2/horizontalpodautoscalers"
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    monkeypatch.setattr(monitor, "list_items", list_items)
+    poller = ClusterMonitor.__new__(ClusterMonitor)  # no polling thread
+    poller.cluster, poller._hpas_refused = "primary", False
+    assert poller._list_hpas(None, {}) == [] and poller._hpas_refused
+    assert poller._list_hpas(None, {}) == [{"metadata": {"name": "bert"}}]
+    # Anything else is the cluster's failure, as before.
+    answers.append(client.ApiException(status=500))
+    with pytest.raises(client.ApiException):
+        poller._list_hpas(None, {})
