@@ -37,6 +37,11 @@ NODE_MONITOR_GRACE_MS = 15_000
 NODE_MONITOR_PERIOD_MS = 1_000
 
 
+def ca_file(spec: ClusterSpec) -> Path:
+    """The cluster's CA certificate, as kwokctl writes it."""
+    return cluster_dir(spec) / "pki" / "ca.crt"
+
+
 def kwokctl_config(spec: ClusterSpec) -> str:
     """The kwokctl configuration (KwokctlConfiguration + KwokConfiguration) of a cluster."""
     kwok_args = {
@@ -85,8 +90,15 @@ def kwokctl_config(spec: ClusterSpec) -> str:
                     {"key": "default-not-ready-toleration-seconds", "value": "30"},
                     {"key": "default-unreachable-toleration-seconds", "value": "30"},
                     # Aggregated APIs (the custom metrics adapter) are reached at their
-                    # endpoints' loopback addresses, never at a Service ClusterIP.
+                    # endpoints' loopback addresses, never at a Service ClusterIP, and told
+                    # who asked (kwokctl's proxy client certificate is signed by its CA).
                     {"key": "enable-aggregator-routing", "value": "true"},
+                    {"key": "requestheader-client-ca-file", "value": str(ca_file(spec))},
+                    # That certificate's CN: no other client certificate may set the headers.
+                    {"key": "requestheader-allowed-names", "value": "kwok-admin"},
+                    {"key": "requestheader-username-headers", "value": "X-Remote-User"},
+                    {"key": "requestheader-group-headers", "value": "X-Remote-Group"},
+                    {"key": "requestheader-extra-headers-prefix", "value": "X-Remote-Extra-"},
                 ],
             },
             {
