@@ -39,14 +39,17 @@ class ScaleMemory:
     def observe(
         self, role: Role, healthy: bool, replicas: int | None, now: float, window_s: float
     ) -> None:
-        """One tick's look at `role`. Its replicas are remembered only while it has not
-        failed within `window_s`: what a recovering cluster runs is not what it carried."""
+        """One tick's look at `role`. Within `window_s` after its last failure its remembered
+        replicas only grow: what a recovering cluster runs is not what it carried."""
         if not healthy:
             self.last_unhealthy[role] = now
             return
+        if replicas is None:
+            return
         failed_at = self.last_unhealthy.get(role)
-        if replicas is not None and (failed_at is None or now - failed_at > window_s):
-            self.replicas_when_healthy[role] = replicas
+        if failed_at is not None and now - failed_at <= window_s:
+            replicas = max(replicas, self.replicas_when_healthy.get(role, 0))
+        self.replicas_when_healthy[role] = replicas
 
     def carried(self, role: Role, window_s: float, now: float) -> int:
         """The replicas `role` carries for its peer: what the peer ran when last healthy,

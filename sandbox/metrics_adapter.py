@@ -25,12 +25,13 @@ MARKER = "modeldr-metrics-adapter"
 
 #: The model server's load per pod: its average number of requests in flight over the last
 #: 10 s, by Little's law the rate of its inference requests' summed duration (an exact
-#: average over the window, where the `inflight` gauge is only a sample at each scrape).
+#: average over the window, where the modeldr_serve_inflight_requests gauge is only a sample
+#: at each scrape).
 INFLIGHT_METRIC = "modeldr_inflight_requests"
 #: A scraped server that never answered an inference request has no such series: `up`
 #: gives it a 0, so the autoscaler can scale an idle cluster in.
 INFLIGHT_PROMQL = (
-    "sum by (namespace, pod) (rate(modeldr_request_duration_seconds_sum"
+    "sum by (namespace, pod) (rate(modeldr_serve_request_duration_seconds_sum"
     '{route=~".*/infer|/predict",<<matchers>>}[10s]))'
     " or sum by (namespace, pod) (0 * up{<<matchers>>})"
 )

@@ -73,6 +73,18 @@ def test_a_survivor_carries_what_its_failed_peer_ran_until_the_window_after_it_f
     assert floor(s.autoscaling, s, "standby", True, memory, 31.0 + WINDOW) == 1
 
 
+def test_a_cluster_that_failed_while_coming_up_is_still_carried() -> None:
+    """Unhealthy until its servers were ready, then healthy with 3, then failed at once: the
+    survivor carries the 3 (no window has to pass before a size counts)."""
+    s = spec("warm", {"minReplicas": 1, "maxReplicas": 4})
+    assert s.autoscaling is not None
+    memory = ScaleMemory()
+    memory.observe("primary", False, None, 0.0, WINDOW)  # starting
+    memory.observe("primary", True, 3, 18.0, WINDOW)
+    memory.observe("primary", False, None, 20.0, WINDOW)
+    assert floor(s.autoscaling, s, "standby", True, memory, 21.0) == 3
+
+
 def test_the_carry_is_clipped_to_the_survivors_maximum() -> None:
     s = spec("hot")
     assert s.autoscaling is not None
