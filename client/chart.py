@@ -229,7 +229,9 @@ def replicas_svg(data: ReportData) -> str | None:
         ax.axvline(_since(start, origin), color="#9e9e9e", ls=":", lw=1)
     xs = [_since(r.t, origin) for r in data.replicas]
     most = 1
-    for role, colour in (("primary", SUCCESS), ("standby", LATENCY)):
+    # Equal counts overlap: the primary wide and pale under the standby's dashed line.
+    styles = (("primary", SUCCESS, "-", 4.0, 0.45), ("standby", LATENCY, "--", 1.6, 1.0))
+    for role, colour, style, width, alpha in styles:
         values = [getattr(r, role) for r in data.replicas]
         most = max([most, *(v for v in values if v is not None)])
         cluster = data.clusters.get(role, role)
@@ -238,7 +240,9 @@ def replicas_svg(data: ReportData) -> str | None:
             [_gap(v) for v in values],
             where="post",
             color=colour,
-            lw=1.5,
+            ls=style,
+            lw=width,
+            alpha=alpha,
             label=f"{cluster} ({role})",
             gid=f"replicas-{role}",
         )
