@@ -87,7 +87,9 @@ def _since(t: float | datetime, origin: float) -> float:
     return (t.timestamp() if isinstance(t, datetime) else t) - origin
 
 
-def _shade_fault_windows(ax: Axes, data: ReportData, origin: float) -> None:
+def _shade_fault_windows(
+    ax: Axes, data: ReportData, origin: float, gid: str = "fault-window", label: bool = True
+) -> None:
     for i, window in enumerate(data.fault_windows()):
         # A fault never undone is shaded to the run's end (or not at all while it runs).
         end = window.end or (data.status.finished_at or window.start)
@@ -97,17 +99,18 @@ def _shade_fault_windows(ax: Axes, data: ReportData, origin: float) -> None:
             color=FAULT,
             alpha=0.15,
             lw=0,
-            gid=f"fault-window-{i}",
+            gid=f"{gid}-{i}",
         )
-        ax.text(
-            _since(window.start, origin),
-            103,
-            f" {window.record.type}",
-            fontsize=8,
-            color=FAULT,
-            va="bottom",
-            ha="left",
-        )
+        if label:
+            ax.text(
+                _since(window.start, origin),
+                103,
+                f" {window.record.type}",
+                fontsize=8,
+                color=FAULT,
+                va="bottom",
+                ha="left",
+            )
 
 
 def _mark_steps(ax: Axes, data: ReportData, origin: float) -> None:
@@ -215,16 +218,7 @@ def replicas_svg(data: ReportData) -> str | None:
     origin = data.status.started_at.timestamp() if data.status.started_at else data.replicas[0].t
     fig = Figure(figsize=(11, 2.4), dpi=100)
     ax = fig.add_subplot()
-    for i, window in enumerate(data.fault_windows()):
-        end = window.end or (data.status.finished_at or window.start)
-        ax.axvspan(
-            _since(window.start, origin),
-            _since(end, origin),
-            color=FAULT,
-            alpha=0.15,
-            lw=0,
-            gid=f"replicas-fault-window-{i}",
-        )
+    _shade_fault_windows(ax, data, origin, gid="replicas-fault-window", label=False)
     for _step, start, _ in data.step_windows():
         ax.axvline(_since(start, origin), color="#9e9e9e", ls=":", lw=1)
     xs = [_since(r.t, origin) for r in data.replicas]
