@@ -335,22 +335,30 @@ def decide(
     return decision
 
 
+def remember_sizes(ctl: DaemonState, spec: ModelDeploymentSpec, seen: Seen, now: float) -> None:
+    """spec.autoscaling: each role's health and Deployment size this tick, for the floor."""
+    if spec.autoscaling is None:
+        return
+    window = spec.autoscaling.scale_down_stabilization_seconds
+    for role in ROLES:
+        deployment = seen.snapshots[role].deployments.get((spec.member(role).namespace, ctl.name))
+        replicas = (deployment or {}).get("spec", {}).get("replicas")
+        ctl.scale_memory.observe(role, seen.health[role].healthy, replicas, now, window)
+
+
 def member_replicas(
-    ctl: DaemonState, spec: ModelDeploymentSpec, role: Role, seen: Seen, decision: Decision
+    ctl: DaemonState,
+    spec: ModelDeploymentSpec,
+    role: Role,
+    decision: Decision,
+    now: float,
 ) -> int:
     """The role's Deployment replicas; with spec.autoscaling, its HPA's minReplicas (the
     floor: a cluster serving for a failed peer carries the replicas the peer ran)."""
     if spec.autoscaling is None:
         return replicas_for(spec, role, decision.full_size)
-    now = time.monotonic()
-    memory = ctl.scale_memory
-    for each in ROLES:
-        deployment = seen.snapshots[each].deployments.get((spec.member(each).namespace, ctl.name))
-        replicas = (deployment or {}).get("spec", {}).get("replicas")
-        window = spec.autoscaling.scale_down_stabilization_seconds
-        memory.observe(each, seen.health[each].healthy, replicas, now, window)
     serving = spec.traffic.active_active or role in decision.full_size
-    return autoscaling.floor(spec.autoscaling, spec, role, serving, memory, now)
+    return autoscaling.floor(spec.autoscaling, spec, role, serving, ctl.scale_memory, now)
 
 
 async def reconcile_members(
@@ -364,8 +372,10 @@ async def reconcile_members(
     """Member objects, sized for the decision (a failover scales the standby up first);
     `specs`: the spec each role renders (its model pinned during a rollout)."""
     spec = specs["primary"]
+    now = time.monotonic()
+    remember_sizes(ctl, spec, seen, now)
     for role in ROLES:
-        replicas = member_replicas(ctl, spec, role, seen, decision)
+        replicas = member_replicas(ctl, spec, role, decision, now)
         ctl.wanted_replicas[role] = replicas
         error = await reconcile_member(
             ctl, specs[role], role, seen.snapshots[role], replicas, annotations
