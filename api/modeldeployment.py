@@ -18,12 +18,25 @@ class _Model(ApiModel):
     model_config = ConfigDict(frozen=True)
 
 
+DEFAULT_STORE_SECRET = "modeldr-model-store"
+
+
+class ModelStore(_Model):
+    """spec.model.store: the object store of an s3:// source, as Secrets in each member
+    namespace (keys endpoint, region, accessKeyId, secretAccessKey). The operator only names
+    them in the pod; it never reads the credentials."""
+
+    secret_name: str = DEFAULT_STORE_SECRET
+    fallback_secret_name: str | None = None
+
+
 class ModelSpec(_Model):
     name: str
     task: Literal["sequence-classification", "feature-extraction"]
     source: str
     expected_digest: str
     revision: str | None = None
+    store: ModelStore = Field(default_factory=lambda: ModelStore.model_validate({}))
 
 
 class Batching(_Model):

@@ -23,6 +23,7 @@ from modeldr.kube.constants import (
     selector_labels,
 )
 from modeldr.kube.errors import RenderError
+from modeldr.kube.objectstore import FALLBACK_STORE_ENV, STORE_ENV
 from modeldr.operator import autoscaling
 
 # Seconds the server may need for the requests it accepted during the drain (a batch of long
@@ -30,6 +31,9 @@ from modeldr.operator import autoscaling
 INFLIGHT_BUDGET_S = 20
 DEFAULT_DRAIN_DELAY_S = 5
 MODEL_MOUNT = "/models"
+# Where an s3:// source's fetched copy lives: an emptyDir of its own (under the /tmp scratch
+# volume's path, which the sandbox's process runtime can write to as well).
+FETCH_MOUNT = "/tmp/modeldr-models"
 
 
 def owner_labels(name: str, hub_namespace: str, role: Role) -> dict[str, str]:
@@ -77,11 +81,35 @@ def model_volume(spec: ModelDeploymentSpec) -> tuple[dict[str, Any], dict[str, A
         mount = {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True}
         directory = f"{MODEL_MOUNT}/{sub_path.strip('/')}" if sub_path.strip("/") else MODEL_MOUNT
         return volume, mount, directory
+    if source.startswith("s3://"):
+        # The server fetches the files from the member's store into this pod's own scratch
+        # volume and verifies them before serving (serving/fetch.py).
+        volume = {"name": "model", "emptyDir": {}}
+        return volume, {"name": "model", "mountPath": FETCH_MOUNT}, FETCH_MOUNT
     scheme = source.split("://", 1)[0]
     raise RenderError(
         f"spec.model.source {scheme}:// is not supported by this operator version yet; "
-        "use file:///<dir on the node> or pvc://<claim>/<path>"
+        "use file:///<dir on the node>, pvc://<claim>/<path> or s3://<bucket>/<prefix>"
     )
+
+
+def store_env(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """An s3:// source's store settings, read by the kubelet from the member namespace's store
+    Secrets (spec.model.store): the operator names them and never sees the credentials."""
+    if not spec.model.source.startswith("s3://"):
+        return []
+    env: list[dict[str, Any]] = [{"name": "MODELDR_SERVE_MODEL_SOURCE", "value": spec.model.source}]
+    store = spec.model.store
+    for names, secret in (
+        (STORE_ENV, store.secret_name),
+        (FALLBACK_STORE_ENV, store.fallback_secret_name),
+    ):
+        if secret:
+            env += [
+                {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                for key, var in names.items()
+            ]
+    return env
 
 
 def pod_template_annotations(
@@ -141,6 +169,7 @@ def server_env(spec: ModelDeploymentSpec, role: Role, model_dir: str) -> list[di
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
     ]
     env += [{"name": k, "value": v} for k, v in derived.items()]
+    env += store_env(spec)
     env += [{"name": k, "value": v} for k, v in defaults.items() if k not in user]
     env += [{"name": k, "value": v} for k, v in user.items() if k not in derived]
     return env
@@ -165,6 +194,12 @@ def container_resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
     return out
 
 
+def scratch_mounts(mount: dict[str, Any]) -> list[dict[str, Any]]:
+    tmp = {"name": "tmp", "mountPath": "/tmp"}
+    # A fetched model's volume lies inside /tmp: the parent is listed (and mounted) first.
+    return [tmp, mount] if mount["mountPath"] == FETCH_MOUNT else [mount, tmp]
+
+
 def server_container(
     spec: ModelDeploymentSpec, role: Role, mount: dict[str, Any], model_dir: str
 ) -> dict[str, Any]:
@@ -178,7 +213,7 @@ def server_container(
         "ports": [{"name": "http", "containerPort": spec.runtime.port, "protocol": "TCP"}],
         "resources": container_resources(spec),
         # Read-only root: torch and tokenizers get a scratch /tmp.
-        "volumeMounts": [mount, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": scratch_mounts(mount),
         # Ready only once the model is loaded and warmed, and not while draining;
         # the server itself turns not-ready on SIGTERM, so no preStop sleep is
         # needed: drain delay and grace period above are matched to its drain.

@@ -29,6 +29,7 @@ from sandbox import (
     infra_daemon,
     kube,
     metrics_adapter,
+    objectstores,
     prometheus,
     runtime,
 )
@@ -103,6 +104,8 @@ class Sandbox:
         kube.wait_for(haproxy.ready, timeout=30, what="HAProxy ready")
         # The members' custom metrics API (HorizontalPodAutoscalers on the server's load).
         metrics_adapter.install_all()
+        # The regions' object stores and the backup store (s3:// model sources, backups).
+        objectstores.install_all()
         # The members' infrastructure provider (NodeFailure, ClusterOutage of drills);
         # `operator-up` registers it in the member Secrets.
         webhook = infra_daemon.ensure_running()
@@ -128,6 +131,7 @@ class Sandbox:
         # them, its pidfiles still name them.
         runtime.kill_stale_processes()
         metrics_adapter.stop_all()
+        objectstores.stop_all()
         prometheus.stop()
         haproxy.stop()
         for spec in CLUSTERS.values():

@@ -72,3 +72,11 @@ def ready_endpoint_addresses(cluster: str, namespace: str, service: str) -> list
         if endpoint.conditions and endpoint.conditions.ready
         for address in endpoint.addresses
     )
+
+
+def ensure_namespace(cluster: str, namespace: str) -> None:
+    try:
+        core(cluster).create_namespace({"metadata": {"name": namespace}})
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise

@@ -6,6 +6,7 @@ No I/O here, so it is unit-tested directly.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,20 +55,48 @@ def field_ref(pod: dict[str, Any], field_path: str, pod_ip: str, node_ip: str) -
     raise PodSpecError(f"fieldRef {field_path!r} is not supported by the sandbox process runtime")
 
 
+#: Reads key `key` of Secret `name` in the pod's namespace: its decoded value, or None when
+#: the Secret or the key does not exist.
+SecretLookup = Callable[[str, str], "str | None"]
+
+
+def secret_key_ref(name: str, ref: dict[str, Any], secret: SecretLookup | None) -> str | None:
+    """A secretKeyRef's value, as the kubelet resolves it (None: optional and missing)."""
+    secret_name, key = str(ref.get("name", "")), str(ref.get("key", ""))
+    value = secret(secret_name, key) if secret is not None else None
+    if value is None and not ref.get("optional"):
+        # The kubelet's CreateContainerConfigError message for a missing Secret or key.
+        raise PodSpecError(
+            f"env {name}: couldn't find key {key} in Secret {secret_name} (or the Secret)"
+        )
+    return value
+
+
 def container_env(
-    pod: dict[str, Any], container: dict[str, Any], pod_ip: str, node_ip: str
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    pod_ip: str,
+    node_ip: str,
+    secret: SecretLookup | None = None,
 ) -> dict[str, str]:
-    """The container's environment: literal values (with $(VAR) expansion) and fieldRefs."""
+    """The container's environment: literal values (with $(VAR) expansion), fieldRefs and
+    secretKeyRefs (read through `secret`)."""
     env: dict[str, str] = {}
     for item in container.get("env") or []:
         name = item["name"]
+        value_from = item.get("valueFrom") or {}
         if "value" in item and item["value"] is not None:
             env[name] = expand(str(item["value"]), env)
-        elif item.get("valueFrom", {}).get("fieldRef"):
-            env[name] = field_ref(pod, item["valueFrom"]["fieldRef"]["fieldPath"], pod_ip, node_ip)
-        elif item.get("valueFrom"):
+        elif value_from.get("fieldRef"):
+            env[name] = field_ref(pod, value_from["fieldRef"]["fieldPath"], pod_ip, node_ip)
+        elif value_from.get("secretKeyRef"):
+            value = secret_key_ref(name, value_from["secretKeyRef"], secret)
+            if value is not None:
+                env[name] = value
+        elif value_from:
             raise PodSpecError(
-                f"env {name}: only literal values and fieldRef are supported by the sandbox"
+                f"env {name}: only literal values, fieldRef and secretKeyRef are supported by "
+                "the sandbox"
             )
         else:
             env[name] = ""

@@ -14,6 +14,7 @@ file) or a failed node (node annotation) kills the processes at once, like power
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import http.client
@@ -245,7 +246,9 @@ class PodWorker:
             return
         container = self.container
         try:
-            env = container_env(self.pod, container, self.pod_ip, self.cluster.node_ip)
+            env = container_env(
+                self.pod, container, self.pod_ip, self.cluster.node_ip, self._secret_value
+            )
             argv = container_argv(container, env)
             readiness = parse_probe(container.get("readinessProbe"), container)
             liveness = parse_probe(container.get("livenessProbe"), container)
@@ -311,6 +314,17 @@ class PodWorker:
             if self.deleting.wait(delay):
                 self._terminate()
                 return
+
+    def _secret_value(self, name: str, key: str) -> str | None:
+        """Key `key` of Secret `name` in the pod's namespace, as the kubelet reads it."""
+        try:
+            secret = self.core.read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise PodSpecError(f"reading Secret {name}: {exc.reason}") from exc
+        data = secret.data or {}
+        return base64.b64decode(data[key]).decode() if key in data else None
 
     def _log_text(self) -> str:
         """The end of the pod's log file (a termination message needs only its tail)."""

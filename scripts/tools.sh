@@ -13,6 +13,9 @@ KWOK_VERSION=v0.8.0          # kwok + kwokctl (stand in for kubelets)
 HELM_VERSION=v3.22.0
 PROMETHEUS_VERSION=v0.316.0 # Prometheus 3.16 server (Go module version; Debian's build lacks kubernetes_sd)
 GATEWAY_API_VERSION=v1.6.3  # Gateway API standard-channel CRDs (tests of the gatewayapi traffic provider)
+# SeaweedFS `weed` (the sandbox's S3 object stores). The Go proxy serves this one pseudo-version
+# of github.com/seaweedfs/seaweedfs (no tagged release of the module path is listed).
+SEAWEEDFS_VERSION=v0.0.0-20261109003541-7506e5f91cd6
 
 CACHE=${MODELDR_CACHE:-$HOME/.cache/modeldr}
 # Go's build cache lives there too, so one variable moves every cache the scripts write
@@ -25,6 +28,7 @@ KWOK_DIR=$CACHE/kwok-$KWOK_VERSION
 HELM_DIR=$CACHE/helm-$HELM_VERSION
 PROM_DIR=$CACHE/prometheus-$PROMETHEUS_VERSION
 GATEWAY_API_DIR=$CACHE/gateway-api-$GATEWAY_API_VERSION
+SEAWEEDFS_DIR=$CACHE/seaweedfs-$SEAWEEDFS_VERSION
 # The sandbox's custom metrics adapter (sandbox/metrics-adapter, our source): keyed by the
 # hash of its files, so an edit rebuilds it.
 ADAPTER_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../sandbox/metrics-adapter" && pwd)
@@ -46,6 +50,7 @@ export MODELDR_HELM=$HELM_DIR/bin/helm
 export MODELDR_PROMETHEUS=$PROM_DIR/bin/prometheus
 export MODELDR_GATEWAY_API_CRDS=$GATEWAY_API_DIR/crd
 export MODELDR_METRICS_ADAPTER=$ADAPTER_DIR/bin/modeldr-metrics-adapter
+export MODELDR_WEED=$SEAWEEDFS_DIR/bin/weed
 ENV
 }
 
@@ -138,6 +143,14 @@ build_metrics_adapter() {
   touch "$ADAPTER_DIR/.complete"; log "metrics adapter built in $((SECONDS - t0)) s"
 }
 
+build_seaweedfs() {
+  done_already "$SEAWEEDFS_DIR" && return
+  local t0=$SECONDS; log "building SeaweedFS weed $SEAWEEDFS_VERSION (the sandbox's S3 stores; cold: about 5 minutes on 2 cores)"
+  build_go_main "$SEAWEEDFS_DIR" github.com/seaweedfs/seaweedfs "$SEAWEEDFS_VERSION" \
+    github.com/seaweedfs/seaweedfs/weed weed
+  touch "$SEAWEEDFS_DIR/.complete"; log "weed built in $((SECONDS - t0)) s"
+}
+
 build_helm() {
   done_already "$HELM_DIR" && return
   local t0=$SECONDS; log "building helm $HELM_VERSION"
@@ -219,5 +232,6 @@ build_kwok
 build_helm
 build_kubernetes
 build_metrics_adapter
+build_seaweedfs
 fetch_gateway_api_crds
 log "tools ready in $((SECONDS - t_all)) s (cache: $CACHE)"

@@ -9,14 +9,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from modeldr.serving.config import add_config_arguments, describe_error, load_config
-from modeldr.serving.manifest import TASKS, ArtifactError, verify_model_dir, write_manifest
+from modeldr.serving.config import ServeConfig, add_config_arguments, describe_error, load_config
+from modeldr.serving.manifest import (
+    TASKS,
+    ArtifactError,
+    VerifiedModel,
+    verify_model_dir,
+    write_manifest,
+)
 
 EXIT_CONFIG = 2
 EXIT_ARTIFACT = 3
@@ -103,11 +110,48 @@ def _run(args: argparse.Namespace) -> int:
         print(f"modeldr-serve: invalid configuration: {describe_error(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     _setup_logging(config.log_level)
+    fetched: Path | None = None
     try:
-        verified = verify_model_dir(config.model_dir, config.expected_digest)
+        directory = config.model_dir
+        if config.model_source:
+            fetched = directory = _fetch(config)
+        verified = verify_model_dir(directory, config.expected_digest)
     except (ArtifactError, ValueError) as exc:
         print(f"modeldr-serve: refusing to start: {exc}", file=sys.stderr)
+        _remove(fetched)
         return EXIT_ARTIFACT
+    try:
+        return _serve(config, verified)
+    finally:
+        _remove(fetched)
+
+
+def _fetch(config: ServeConfig) -> Path:
+    """The model's files from its store (or the fallback store) into a new directory."""
+    from modeldr.kube.objectstore import FALLBACK_STORE_ENV, STORE_ENV, StoreConfig
+    from modeldr.serving.fetch import fetch_model
+
+    assert config.model_source is not None
+    stores = [
+        store
+        for store in (
+            StoreConfig.from_env("own", STORE_ENV),
+            StoreConfig.from_env("fallback", FALLBACK_STORE_ENV),
+        )
+        if store is not None
+    ]
+    return fetch_model(
+        config.model_source, stores, config.model_dir, config.expected_digest
+    ).directory
+
+
+def _remove(directory: Path | None) -> None:
+    # A fetched copy is this process's own: the next start fetches (and verifies) again.
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _serve(config: ServeConfig, verified: VerifiedModel) -> int:
     log.info(
         "verified %d artifact files of %s (manifest digest sha256:%s)",
         len(verified.manifest.files),

@@ -40,7 +40,16 @@ class ServeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_dir: Path = Field(description="directory with safetensors weights, config, tokenizer")
+    model_dir: Path = Field(
+        description="directory with safetensors weights, config, tokenizer; with a model "
+        "source, where the fetched copy is written (a new directory inside it)"
+    )
+    model_source: str | None = Field(
+        default=None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$",
+        description="s3://bucket/prefix: fetch the model from the store in MODELDR_STORE_* "
+        "(or, when it does not answer, MODELDR_FALLBACK_STORE_*) before serving",
+    )
     model_name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="name served under /v2/models"
     )

@@ -14,19 +14,40 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-MANIFEST_NAME = "modeldr-manifest.json"
-MANIFEST_SCHEMA = "modeldr.manifest/v1"
-Task = Literal["sequence-classification", "feature-extraction"]
-TASKS: tuple[Task, ...] = ("sequence-classification", "feature-extraction")
+from modeldr.kube.artifact import (
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA,
+    TASKS,
+    FileEntry,
+    Manifest,
+    Task,
+    is_plain_relative,
+    normalize_digest,
+    sha256_path,
+)
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MANIFEST_SCHEMA",
+    "TASKS",
+    "ArtifactError",
+    "FileEntry",
+    "Manifest",
+    "Task",
+    "VerifiedModel",
+    "normalize_digest",
+    "read_manifest",
+    "sha256_file",
+    "verify_model_dir",
+    "write_manifest",
+]
 
 # Formats that unpickle arbitrary Python objects when loaded: never loaded here.
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
-_CHUNK = 1 << 20
 
 
 class ArtifactError(Exception):
@@ -35,22 +56,6 @@ class ArtifactError(Exception):
     def __init__(self, message: str, path: Path | None = None) -> None:
         super().__init__(message)
         self.path = path
-
-
-class FileEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(ge=0)
-
-
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    schema_: Literal["modeldr.manifest/v1"] = Field(default="modeldr.manifest/v1", alias="schema")
-    task: Task
-    revision: str = Field(min_length=1, max_length=200)
-    files: dict[str, FileEntry]
 
 
 @dataclass(frozen=True)
@@ -64,21 +69,7 @@ class VerifiedModel:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def normalize_digest(value: str) -> str:
-    """Accept ``sha256:<hex>`` or bare hex, as image references and CRDs spell it."""
-    text = value.strip().lower()
-    if text.startswith("sha256:"):
-        text = text[len("sha256:") :]
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise ValueError(f"not a sha256 digest: {value!r} (want 64 hex digits, optionally sha256:)")
-    return text
+    return sha256_path(path)
 
 
 def _artifact_files(directory: Path) -> list[str]:
@@ -105,15 +96,13 @@ def write_manifest(directory: Path, task: Task, revision: str) -> str:
         )
         for name in _artifact_files(directory)
     }
-    manifest = Manifest(task=task, revision=revision, files=files)
-    payload = json.dumps(manifest.model_dump(by_alias=True), indent=2, sort_keys=True) + "\n"
-    (directory / MANIFEST_NAME).write_text(payload, encoding="utf-8")
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    payload = Manifest(task=task, revision=revision, files=files).to_bytes()
+    (directory / MANIFEST_NAME).write_bytes(payload)
+    return hashlib.sha256(payload).hexdigest()
 
 
 def _check_relative(name: str, manifest_path: Path) -> None:
-    pure = PurePosixPath(name)
-    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+    if not is_plain_relative(name):
         raise ArtifactError(
             f"manifest {manifest_path} lists {name!r}, which is not a plain relative path",
             manifest_path,

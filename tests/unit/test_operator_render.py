@@ -93,9 +93,42 @@ def test_model_sources() -> None:
     volume, mount, directory = render.model_volume(ModelDeploymentSpec.parse(raw))
     assert volume["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
     assert mount["readOnly"] is True and directory == "/models/bert/v3"
-    raw["model"]["source"] = "s3://bucket/bert"
-    with pytest.raises(RenderError, match="s3:// is not supported"):
+    raw["model"]["source"] = "gs://bucket/bert"
+    with pytest.raises(RenderError, match="gs:// is not supported"):
         render.model_volume(ModelDeploymentSpec.parse(raw))
+
+
+def test_s3_source_fetches_into_a_scratch_volume_with_the_store_secrets() -> None:
+    raw = example()["spec"]
+    raw["model"]["source"] = "s3://models/bert/v3"
+    raw["model"]["store"] = {"secretName": "eu-store", "fallbackSecretName": "backup-store"}
+    d = render.deployment("tiny-bert", "demo", ModelDeploymentSpec.parse(raw), "primary", 1)
+    pod = d["spec"]["template"]["spec"]
+    assert {"name": "model", "emptyDir": {}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    # The fetched copy's volume sits inside /tmp's: the parent first.
+    assert [m["mountPath"] for m in mounts] == ["/tmp", render.FETCH_MOUNT]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["MODELDR_SERVE_MODEL_SOURCE"]["value"] == "s3://models/bert/v3"
+    assert env["MODELDR_SERVE_MODEL_DIR"]["value"] == render.FETCH_MOUNT
+    assert env["MODELDR_STORE_ENDPOINT"]["valueFrom"] == {
+        "secretKeyRef": {"name": "eu-store", "key": "endpoint"}
+    }
+    assert env["MODELDR_FALLBACK_STORE_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "backup-store", "key": "secretAccessKey"}
+    }
+    # No credential value is ever written into the pod template.
+    assert all("value" not in e for n, e in env.items() if n.startswith("MODELDR_STORE_"))
+    # Without a fallback only the own store's four values; the default Secret name.
+    raw["model"]["store"] = {}
+    d = render.deployment("tiny-bert", "demo", ModelDeploymentSpec.parse(raw), "primary", 1)
+    names = [e["name"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert sum(n.startswith("MODELDR_STORE_") for n in names) == 4
+    assert not any(n.startswith("MODELDR_FALLBACK_STORE_") for n in names)
+    store_env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert store_env["MODELDR_STORE_REGION"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "modeldr-model-store"
+    )
 
 
 def test_owner_labels_and_stable_selector() -> None:

@@ -63,9 +63,31 @@ def test_env_resolves_literals_in_order_and_field_refs() -> None:
     assert env == {"POD_IP": "127.1.129.7", "URL": "http://127.1.129.7:8080", "EMPTY": ""}
 
 
-def test_env_from_secret_is_refused_with_the_variable_named() -> None:
+def test_env_from_a_secret_key_as_the_kubelet_reads_it() -> None:
+    secrets = {("store", "endpoint"): "http://127.0.0.1:16428"}
+
+    def lookup(name: str, key: str) -> str | None:
+        return secrets.get((name, key))
+
+    ref = {"secretKeyRef": {"name": "store", "key": "endpoint"}}
+    missing = {"secretKeyRef": {"name": "store", "key": "region"}}
+    optional = {"secretKeyRef": {"name": "other", "key": "k", "optional": True}}
     container = {
-        "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+        "env": [
+            {"name": "ENDPOINT", "valueFrom": ref},
+            {"name": "MAYBE", "valueFrom": optional},
+        ]
+    }
+    env = container_env(POD, container, "127.1.129.7", "127.1.0.1", lookup)
+    assert env == {"ENDPOINT": "http://127.0.0.1:16428"}  # an optional missing key: unset
+    container = {"env": [{"name": "REGION", "valueFrom": missing}]}
+    with pytest.raises(PodSpecError, match="REGION.*key region in Secret store"):
+        container_env(POD, container, "127.1.129.7", "127.1.0.1", lookup)
+
+
+def test_env_from_a_config_map_is_refused_with_the_variable_named() -> None:
+    container = {
+        "env": [{"name": "TOKEN", "valueFrom": {"configMapKeyRef": {"name": "s", "key": "k"}}}]
     }
     with pytest.raises(PodSpecError, match="TOKEN"):
         container_env(POD, container, "127.1.129.7", "127.1.0.1")

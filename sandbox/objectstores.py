@@ -1,0 +1,206 @@
+"""The sandbox's S3 object stores: one SeaweedFS (`weed mini`) per region, on loopback.
+
+Three stores, as a real deployment would have them: the primary region's and the standby
+region's (their `models` bucket holds what each cluster's pods load) and a backup store
+beside the hub (its `modeldr-backups` bucket holds the backups). Each answers S3 on
+127.0.0.1:<cluster port base + 8>; its other components (master, volume, filer, admin) listen
+on loopback ports of their own and telemetry is off (the network rule: nothing leaves the
+machine). Credentials are made once per sandbox and kept in its state directory.
+
+Pods find their store through Secrets in their member namespace (`put_member_secrets`:
+`modeldr-model-store` = the region's store, `modeldr-backup-store` = the backup store); the
+backups find every store through Secrets in the hub namespace (`put_hub_secrets`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from sandbox import daemons, kube
+from sandbox.config import CLUSTERS, sandbox_paths, tool
+
+MARKER = "weed mini"
+REGION = "sandbox-1"
+MODELS_BUCKET = "models"
+BACKUP_BUCKET = "modeldr-backups"
+#: The hub namespace Secret of each store, and the member Secrets pods read.
+OWN_STORE_SECRET = "modeldr-model-store"
+BACKUP_STORE_SECRET = "modeldr-backup-store"
+
+
+@dataclass(frozen=True)
+class Store:
+    name: str  # primary | standby | backup
+    cluster: str  # whose port range it uses
+    bucket: str
+
+    @property
+    def s3_port(self) -> int:
+        return CLUSTERS[self.cluster].port_base + 8
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def daemon(self) -> str:
+        return f"objectstore-{self.name}"
+
+    def internal_port(self, offset: int) -> int:
+        """Master, volume, filer, admin: a range of their own, 1000 above the cluster's."""
+        return CLUSTERS[self.cluster].port_base + 1000 + offset
+
+
+STORES: dict[str, Store] = {
+    "primary": Store("primary", "primary", MODELS_BUCKET),
+    "standby": Store("standby", "standby", MODELS_BUCKET),
+    "backup": Store("backup", "hub", BACKUP_BUCKET),
+}
+
+
+def hub_secret_name(store: str) -> str:
+    return f"modeldr-store-{store}"
+
+
+def credentials(store: Store) -> dict[str, str]:
+    """The store's access key pair, made at its first start and kept with the sandbox."""
+    path = sandbox_paths().state / store.daemon / "credentials.json"
+    if path.is_file():
+        saved: dict[str, str] = json.loads(path.read_text())
+        return saved
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = {
+        "accessKeyId": f"modeldr-{store.name}-{secrets.token_hex(4)}",
+        "secretAccessKey": secrets.token_urlsafe(24),
+    }
+    path.write_text(json.dumps(made))
+    path.chmod(0o600)
+    return made
+
+
+def store_values(name: str) -> dict[str, str]:
+    """The four keys of a store Secret (kube.objectstore.STORE_SECRET_KEYS)."""
+    store = STORES[name]
+    return {"endpoint": store.endpoint, "region": REGION, **credentials(store)}
+
+
+def start(store: Store) -> int:
+    state = sandbox_paths().state / store.daemon
+    data = state / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    keys = credentials(store)
+    config = state / "s3.json"
+    identity = {
+        "name": "modeldr",
+        "credentials": [
+            {"accessKey": keys["accessKeyId"], "secretKey": keys["secretAccessKey"]}
+        ],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    config.write_text(json.dumps({"identities": [identity]}))
+    config.chmod(0o600)
+    port = store.internal_port
+    argv = [
+        tool("weed"),
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={port(1)}",
+        f"-master.port.grpc={port(2)}",
+        f"-volume.port={port(3)}",
+        f"-volume.port.grpc={port(4)}",
+        f"-filer.port={port(5)}",
+        f"-filer.port.grpc={port(6)}",
+        f"-s3.port={store.s3_port}",
+        f"-s3.port.grpc={port(7)}",
+        f"-admin.port={port(8)}",
+        f"-admin.port.grpc={port(9)}",
+        "-admin.port.legacy=0",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        # Anonymous usage reports go to a public address: never from the sandbox.
+        "-master.telemetry=false",
+        "-master.volumeSizeLimitMB=64",
+        f"-s3.config={config}",
+    ]
+    return daemons.start(store.daemon, argv, MARKER)
+
+
+def s3_client(name: str) -> Any:
+    from modeldr.kube.objectstore import StoreConfig
+    from modeldr.kube.objectstore import client as s3_client_for
+
+    return s3_client_for(StoreConfig.from_values(name, store_values(name)), timeout=2.0)
+
+
+def ready(store: Store) -> bool:
+    """The store answers S3 with our credentials and has its bucket (made here if not)."""
+    try:
+        s3 = s3_client(store.name)
+        names = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        if store.bucket not in names:
+            s3.create_bucket(Bucket=store.bucket)
+        return True
+    except Exception:
+        return False
+
+
+def install_all(timeout: float = 120.0) -> None:
+    for store in STORES.values():
+        start(store)
+    for store in STORES.values():
+        kube.wait_for(
+            lambda s=store: ready(s), timeout=timeout, what=f"object store {store.name} (S3)"
+        )
+
+
+def stop_all() -> None:
+    for store in STORES.values():
+        daemons.stop(store.daemon, MARKER)
+
+
+def _secret_body(name: str, values: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "modeldr-sandbox"}},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
+    }
+
+
+def _apply_secret(cluster: str, namespace: str, body: dict[str, Any]) -> None:
+    core = client.CoreV1Api(kube.api_client(cluster))
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_secret(body["metadata"]["name"], namespace, body)
+
+
+def put_member_secrets(namespace: str) -> None:
+    """In each member's `namespace`: its region's store and the backup store, as the
+    ModelDeployment's spec.model.store names them by default (and as its fallback)."""
+    for cluster in ("primary", "standby"):
+        kube.ensure_namespace(cluster, namespace)
+        _apply_secret(cluster, namespace, _secret_body(OWN_STORE_SECRET, store_values(cluster)))
+        _apply_secret(
+            cluster, namespace, _secret_body(BACKUP_STORE_SECRET, store_values("backup"))
+        )
+
+
+def put_hub_secrets(namespace: str) -> None:
+    """In the hub's `namespace`: every store, for `modeldr backup` (modeldr-store-<name>)."""
+    kube.ensure_namespace("hub", namespace)
+    for name in STORES:
+        _apply_secret("hub", namespace, _secret_body(hub_secret_name(name), store_values(name)))
