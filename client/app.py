@@ -27,6 +27,7 @@ from modeldr.api.drillplan import DrillPlanSpec
 from modeldr.api.drillrun import spec_errors
 from modeldr.api.phase import EXIT_CODES, Phase
 from modeldr.client import junit, render
+from modeldr.client.backup import backup
 from modeldr.client.display import STYLE, live_view, snapshot
 from modeldr.client.follow import Followed, Follower, Stop
 from modeldr.client.hub import Hub, HubUnavailable, Rejected
@@ -56,6 +57,7 @@ drill = typer.Typer(
 )
 app.add_typer(drill, name="drill")
 app.add_typer(rollout, name="rollout")
+app.add_typer(backup, name="backup")
 
 Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context of the hub")]
 Namespace = Annotated[

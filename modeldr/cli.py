@@ -10,7 +10,7 @@ from modeldr import __version__
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
-    if args_in[:1] in (["drill"], ["rollout"]):
+    if args_in[:1] in (["drill"], ["rollout"], ["backup"]):
         # The drill client (typer, rich) has its own parser and exit codes (DRILLS.md).
         from modeldr.client.app import main as client_main
 
@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "rollout",
         help="a ModelDeployment's verified model rollout: status, promote, abort",
+        add_help=False,
+    )
+    commands.add_parser(
+        "backup",
+        help="model backups between object stores: run, list, restore, mirror",
         add_help=False,
     )
     agent = commands.add_parser(

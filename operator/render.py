@@ -209,6 +209,9 @@ def server_container(
         "image": spec.runtime.image,
         "imagePullPolicy": spec.runtime.image_pull_policy,
         "command": ["modeldr-serve", "run"],
+        # A refused start (a digest or file mismatch, no store answering) shows its reason in
+        # the pod's status: kubectl describe, the operator's events.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "env": server_env(spec, role, model_dir),
         "ports": [{"name": "http", "containerPort": spec.runtime.port, "protocol": "TCP"}],
         "resources": container_resources(spec),

@@ -2,7 +2,8 @@
 
 Three stores, as a real deployment would have them: the primary region's and the standby
 region's (their `models` bucket holds what each cluster's pods load) and a backup store
-beside the hub (its `modeldr-backups` bucket holds the backups). Each answers S3 on
+beside the hub (its `modeldr-backups` bucket holds the backups, its `models` bucket copies
+that pods load when their own region's store is gone). Each answers S3 on
 127.0.0.1:<cluster port base + 8>; its other components (master, volume, filer, admin) listen
 on loopback ports of their own and telemetry is off (the network rule: nothing leaves the
 machine). Credentials are made once per sandbox and kept in its state directory.
@@ -38,7 +39,7 @@ BACKUP_STORE_SECRET = "modeldr-backup-store"
 class Store:
     name: str  # primary | standby | backup
     cluster: str  # whose port range it uses
-    bucket: str
+    buckets: tuple[str, ...]
 
     @property
     def s3_port(self) -> int:
@@ -58,9 +59,10 @@ class Store:
 
 
 STORES: dict[str, Store] = {
-    "primary": Store("primary", "primary", MODELS_BUCKET),
-    "standby": Store("standby", "standby", MODELS_BUCKET),
-    "backup": Store("backup", "hub", BACKUP_BUCKET),
+    "primary": Store("primary", "primary", (MODELS_BUCKET,)),
+    "standby": Store("standby", "standby", (MODELS_BUCKET,)),
+    # Its `models` bucket holds copies pods can load when their region's store is gone.
+    "backup": Store("backup", "hub", (MODELS_BUCKET, BACKUP_BUCKET)),
 }
 
 
@@ -143,12 +145,13 @@ def s3_client(name: str) -> Any:
 
 
 def ready(store: Store) -> bool:
-    """The store answers S3 with our credentials and has its bucket (made here if not)."""
+    """The store answers S3 with our credentials and has its buckets (made here if not)."""
     try:
         s3 = s3_client(store.name)
         names = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        if store.bucket not in names:
-            s3.create_bucket(Bucket=store.bucket)
+        for bucket in store.buckets:
+            if bucket not in names:
+                s3.create_bucket(Bucket=bucket)
         return True
     except Exception:
         return False
@@ -204,3 +207,15 @@ def put_hub_secrets(namespace: str) -> None:
     kube.ensure_namespace("hub", namespace)
     for name in STORES:
         _apply_secret("hub", namespace, _secret_body(hub_secret_name(name), store_values(name)))
+
+
+def stop(name: str) -> None:
+    """Stop one store (its data stays): its clients see connection refused, an outage."""
+    store = STORES[name]
+    daemons.stop(store.daemon, MARKER)
+
+
+def restart(name: str, timeout: float = 60.0) -> None:
+    store = STORES[name]
+    start(store)
+    kube.wait_for(lambda: ready(store), timeout=timeout, what=f"object store {name} (S3)")

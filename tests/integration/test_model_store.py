@@ -1,0 +1,320 @@
+"""Models in object stores on the sandbox: the real SeaweedFS S3 stores `make sandbox-up`
+starts (one per region and a backup store), the real model server fetching its model, the
+operator wiring the member's store Secret into the pod, and backups between the stores with
+`modeldr backup` (full, incremental, differential, restore, mirror)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from modeldr.kube import backups
+from modeldr.kube.artifact import MANIFEST_NAME
+from modeldr.kube.objectstore import S3Url, StoreConfig
+from modeldr.serving.manifest import write_manifest
+from sandbox import kube, objectstores
+from sandbox.api import Sandbox
+from sandbox.config import sandbox_paths
+from tests.integration.modeldeployments import (
+    create,
+    manifest,
+    policy_body,
+    put_policy,
+    wait_status,
+)
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests/fixtures/models/tiny-review-bert"
+FIXTURE_DIGEST = "sha256:7dddd2ad3ab141aaa06601673671f5a88ddc1851dbc07f453e84cf0df8e69a8b"
+
+
+def location(store: str, url: str) -> backups.Location:
+    return backups.Location(
+        StoreConfig.from_values(store, objectstores.store_values(store)), S3Url.parse(url)
+    )
+
+
+def upload_dir(directory: Path, where: backups.Location) -> None:
+    s3 = where.client()
+    names = sorted(p.name for p in directory.iterdir() if p.is_file())
+    # The manifest last, as a publisher should: a reader never sees it before the files.
+    for name in sorted(names, key=lambda n: n == MANIFEST_NAME):
+        s3.upload_file(str(directory / name), where.url.bucket, where.url.key(name))
+
+
+def put_object(where: backups.Location, key: str, body: bytes) -> None:
+    where.client().put_object(Bucket=where.url.bucket, Key=key, Body=body)
+
+
+def modeldr(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(sandbox_paths().kubeconfig)}
+    return subprocess.run(
+        [sys.executable, "-m", "modeldr.cli", *args, "--context", "hub", "-n", "default"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def run_json(*args: str) -> dict[str, Any]:
+    result = modeldr(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def stores(sandbox: Sandbox) -> None:
+    objectstores.put_hub_secrets("default")
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{int(time.time() * 1000) % 10**9:09d}"
+
+
+def test_backup_modes_copy_what_changed_and_restores_verify(
+    stores: None, prefix: str, tmp_path: Path
+) -> None:
+    model = f"s3://models/{prefix}/tiny-bert"
+    kept = f"s3://modeldr-backups/{prefix}/tiny-bert"
+    work = tmp_path / "model"
+    work.mkdir()
+    for path in FIXTURE.iterdir():
+        (work / path.name).write_bytes(path.read_bytes())
+    upload_dir(work, location("primary", model))
+    run = ("backup", "run", model, "--store", "primary", "--to", kept, "--backup-store", "backup")
+
+    refused = modeldr(*run, "--mode", "incremental")
+    assert refused.returncode == 1 and "no full backup here yet" in refused.stderr
+    full = run_json(*run, "--mode", "full")
+    total = sum(p.stat().st_size for p in work.iterdir())
+    assert (full["copiedObjects"], full["copiedBytes"]) == (6, total)
+    assert full["modelDigest"] == FIXTURE_DIGEST
+
+    def change(name: str, text: str) -> int:
+        """A new revision: one file changed, the manifest rewritten; the bytes a backup of
+        the change must copy (the file and the manifest)."""
+        (work / name).write_text(text)
+        write_manifest(work, "sequence-classification", f"rev-{name}")
+        upload_dir(work, location("primary", model))
+        return (work / name).stat().st_size + (work / MANIFEST_NAME).stat().st_size
+
+    first = change("tokenizer_config.json", '{"do_lower_case": true, "note": "one"}\n')
+    incremental_1 = run_json(*run, "--mode", "incremental")
+    assert (incremental_1["copiedObjects"], incremental_1["copiedBytes"]) == (2, first)
+    second = change("config.json", (FIXTURE / "config.json").read_text() + "\n")
+    incremental_2 = run_json(*run, "--mode", "incremental")
+    # Since the last backup: the second change only.
+    assert (incremental_2["copiedObjects"], incremental_2["copiedBytes"]) == (2, second)
+    differential = run_json(*run, "--mode", "differential")
+    # Since the last full: both changed files and the manifest.
+    both = sum((work / n).stat().st_size for n in ("tokenizer_config.json", "config.json"))
+    both += (work / MANIFEST_NAME).stat().st_size
+    assert (differential["copiedObjects"], differential["copiedBytes"]) == (3, both)
+    assert differential["base"] == full["id"] and incremental_2["base"] == incremental_1["id"]
+
+    listed = run_json("backup", "list", kept, "--backup-store", "backup")
+    assert [b["mode"] for b in listed["backups"]] == [
+        "full",
+        "incremental",
+        "incremental",
+        "differential",
+    ]
+
+    # A restore to the first backup gives back the fixture, byte for byte, in another store.
+    target = f"s3://models/{prefix}/restored"
+    restored = run_json(
+        "backup",
+        "restore",
+        kept,
+        "--backup-store",
+        "backup",
+        "--backup",
+        full["id"],
+        "--to",
+        target,
+        "--store",
+        "standby",
+    )
+    assert restored["modelDigest"] == FIXTURE_DIGEST and restored["verified"] is True
+    manifest_now, raw = backups.read_model(location("standby", target))
+    assert raw == (FIXTURE / MANIFEST_NAME).read_bytes()
+    assert set(manifest_now.files) == {p.name for p in FIXTURE.iterdir()} - {MANIFEST_NAME}
+    # The latest is the last change: its model digest, restored from three sets.
+    latest = run_json("backup", "restore", kept, "--backup-store", "backup", "--verify-only")
+    assert latest["id"] == differential["id"]
+    assert latest["modelDigest"] == differential["modelDigest"] != FIXTURE_DIGEST
+
+    # A damaged or tampered object in a set: the restore refuses it and writes nothing.
+    weights = f"{S3Url.parse(kept).key('sets/' + full['id'] + '/model.safetensors')}"
+    put_object(location("backup", kept), weights, b"not the weights")
+    untouched = f"s3://models/{prefix}/untouched"
+    tampered = modeldr(
+        "backup",
+        "restore",
+        kept,
+        "--backup-store",
+        "backup",
+        "--backup",
+        full["id"],
+        "--to",
+        untouched,
+        "--store",
+        "standby",
+        "-q",
+    )
+    assert tampered.returncode == 1, tampered.stderr
+    assert "model.safetensors" in tampered.stderr and "refusing it" in tampered.stderr
+    assert not list(
+        location("standby", untouched)
+        .client()
+        .list_objects_v2(Bucket="models", Prefix=f"{prefix}/untouched/")
+        .get("Contents", [])
+    )
+    # A manifest changed after it was written no longer matches its name: listed as refused.
+    digest = listed["backups"][1]["manifestDigest"].removeprefix("sha256:")
+    key = S3Url.parse(kept).key(f"manifests/{digest}.json")
+    put_object(location("backup", kept), key, b'{"tampered": true}')
+    after = modeldr("backup", "list", kept, "--backup-store", "backup", "--json")
+    assert after.returncode == 1
+    assert len(json.loads(after.stdout)["refused"]) == 1
+
+
+def test_mirror_copies_only_changes_and_reports_the_copy_age(stores: None, prefix: str) -> None:
+    model = f"s3://models/{prefix}/tiny-bert"
+    upload_dir(FIXTURE, location("primary", model))
+    args = ("backup", "mirror", model, "--store", "primary", "--to-store", "standby")
+    first = run_json(*args)
+    assert (first["copiedObjects"], first["unchanged"]) == (6, 0)
+    again = run_json(*args)
+    assert (again["copiedObjects"], again["unchanged"]) == (0, 6)
+    age = backups.mirror_age(location("standby", model))
+    assert age is not None and 0 <= age[0] < 60 and age[1] == FIXTURE_DIGEST
+
+
+@contextlib.contextmanager
+def store_down(name: str) -> Iterator[None]:
+    objectstores.stop(name)
+    try:
+        yield
+    finally:
+        objectstores.restart(name)
+
+
+def pods(cluster: str, namespace: str) -> list[Any]:
+    core = client.CoreV1Api(kube.api_client(cluster))
+    return list(core.list_namespaced_pod(namespace, label_selector="modeldr.io/role").items)
+
+
+def pod_log(cluster: str, namespace: str, pod: str) -> str:
+    path = sandbox_paths().processes / cluster / namespace / f"{pod}.log"
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.fixture
+def s3_hub_ns(hub_ns: str, prefix: str) -> str:
+    """A hub namespace whose TenantPolicy allows the test's s3:// prefix; the member
+    namespaces hold the sandbox's store Secrets (the admin's part)."""
+    put_policy(policy_body(hub_ns, model_sources=(f"s3://models/{prefix}/",)))
+    objectstores.put_member_secrets(hub_ns)
+    return hub_ns
+
+
+def test_pods_load_from_their_store_and_from_the_fallback_when_it_is_gone(
+    s3_hub_ns: str, prefix: str
+) -> None:
+    model = f"s3://models/{prefix}/tiny-bert"
+    for store in ("primary", "standby", "backup"):
+        upload_dir(FIXTURE, location(store, model))
+    md = manifest(s3_hub_ns)
+    md["spec"]["model"]["source"] = model
+    md["spec"]["model"]["store"] = {"fallbackSecretName": objectstores.BACKUP_STORE_SECRET}
+    create(s3_hub_ns, md)
+    wait_status(
+        s3_hub_ns,
+        lambda s: (
+            s.get("phase") == "Ready"
+            and (s.get("primary") or {}).get("readyReplicas") == 1
+            and (s.get("standby") or {}).get("readyReplicas") == 1
+        ),
+        "both clusters serving the model fetched from their stores",
+    )
+    first = pods("primary", s3_hub_ns)[0].metadata.name
+    assert "from store own" in pod_log("primary", s3_hub_ns, first)
+
+    # The primary region's store is gone: a pod that starts now loads from the fallback.
+    with store_down("primary"):
+        core = client.CoreV1Api(kube.api_client("primary"))
+        core.delete_namespaced_pod(first, s3_hub_ns, grace_period_seconds=0)
+        replacement = kube.wait_for(
+            lambda: next(
+                (
+                    p
+                    for p in pods("primary", s3_hub_ns)
+                    if p.metadata.name != first
+                    and any(c.ready for c in (p.status.container_statuses or []))
+                ),
+                None,
+            ),
+            timeout=90,
+            what="a replacement primary pod Ready",
+        )
+        text = pod_log("primary", s3_hub_ns, replacement.metadata.name)
+        assert "trying the fallback store fallback" in text
+        assert "from store fallback" in text
+
+
+def test_a_pod_refuses_a_changed_model_and_an_unreachable_store(
+    s3_hub_ns: str, prefix: str
+) -> None:
+    model = f"s3://models/{prefix}/tiny-bert"
+    upload_dir(FIXTURE, location("primary", model))
+    # The standby's copy has damaged weights under the same (pinned) manifest.
+    upload_dir(FIXTURE, location("standby", model))
+    put_object(location("standby", model), S3Url.parse(model).key("model.safetensors"), b"damaged")
+    md = manifest(s3_hub_ns)
+    md["spec"]["model"]["source"] = model
+    create(s3_hub_ns, md)
+
+    def refused(cluster: str, words: str) -> str:
+        """The pod's termination message (the tail of its log: FallbackToLogsOnError)."""
+
+        def message() -> str | None:
+            for pod in pods(cluster, s3_hub_ns):
+                for status in pod.status.container_statuses or []:
+                    for state in (status.state, status.last_state):
+                        done = state.terminated if state else None
+                        if done and words in (done.message or ""):
+                            return str(done.message)
+            return None
+
+        return str(kube.wait_for(message, timeout=60, what=f"{cluster} pod refusing: {words}"))
+
+    text = refused("standby", "mismatch for")
+    assert "model.safetensors" in text
+    wait_status(
+        s3_hub_ns,
+        lambda s: (s.get("primary") or {}).get("readyReplicas") == 1,
+        "the primary serving from its intact copy",
+    )
+    # No fallback store and the region's store gone: a starting pod says so, and stays down.
+    with store_down("primary"):
+        first = pods("primary", s3_hub_ns)[0].metadata.name
+        core = client.CoreV1Api(kube.api_client("primary"))
+        core.delete_namespaced_pod(first, s3_hub_ns, grace_period_seconds=0)
+        text = refused("primary", "no store answered")
+        assert "store unreachable" in text and "127.0.0.1:16428" in text
