@@ -61,6 +61,7 @@ log = logging.getLogger("sandbox.runtime")
 
 TICK = 0.2  # seconds between a worker's checks of its process and probes
 LIST_INTERVAL = 0.5  # seconds between listings of a cluster's pods
+CONFIG_RETRY_S = 2.0  # seconds between tries of a container config that could not be made
 
 
 def _now() -> str:
@@ -245,19 +246,27 @@ class PodWorker:
             self._terminate()
             return
         container = self.container
-        try:
-            env = container_env(
-                self.pod, container, self.pod_ip, self.cluster.node_ip, self._secret_value
-            )
-            argv = container_argv(container, env)
-            readiness = parse_probe(container.get("readinessProbe"), container)
-            liveness = parse_probe(container.get("livenessProbe"), container)
-        except PodSpecError as exc:
-            self.error = str(exc)
-            self._patch_status(waiting_reason="CreateContainerConfigError", message=str(exc))
-            self.deleting.wait()
-            self._terminate()
-            return
+        while True:
+            try:
+                env = container_env(
+                    self.pod, container, self.pod_ip, self.cluster.node_ip, self._secret_value
+                )
+                argv = container_argv(container, env)
+                readiness = parse_probe(container.get("readinessProbe"), container)
+                liveness = parse_probe(container.get("livenessProbe"), container)
+                break
+            except PodSpecError as exc:
+                # As the kubelet: CreateContainerConfigError, tried again (a Secret created
+                # after the pod lets it start), until the pod is deleted.
+                if str(exc) != self.error:
+                    self.error = str(exc)
+                    self._patch_status(
+                        waiting_reason="CreateContainerConfigError", message=str(exc)
+                    )
+                if self.deleting.wait(CONFIG_RETRY_S):
+                    self._terminate()
+                    return
+        self.error = ""
         policy = str(self.pod["spec"].get("restartPolicy") or "Always")
         while not self.killed.is_set():
             self._spawn(argv, env)

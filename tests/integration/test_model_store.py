@@ -318,3 +318,34 @@ def test_a_pod_refuses_a_changed_model_and_an_unreachable_store(
         core.delete_namespaced_pod(first, s3_hub_ns, grace_period_seconds=0)
         text = refused("primary", "no store answered")
         assert "store unreachable" in text and "127.0.0.1:16428" in text
+
+
+def test_a_pod_waits_for_its_store_secret_as_the_kubelet_does(hub_ns: str, prefix: str) -> None:
+    model = f"s3://models/{prefix}/tiny-bert"
+    put_policy(policy_body(hub_ns, model_sources=(f"s3://models/{prefix}/",)))
+    for store in ("primary", "standby"):
+        upload_dir(FIXTURE, location(store, model))
+    md = manifest(hub_ns)
+    md["spec"]["model"]["source"] = model
+    create(hub_ns, md)
+
+    def waiting_reason() -> str | None:
+        for pod in pods("primary", hub_ns):
+            for status in pod.status.container_statuses or []:
+                waiting = status.state.waiting if status.state else None
+                if waiting and waiting.reason == "CreateContainerConfigError":
+                    return str(waiting.message)
+        return None
+
+    message = kube.wait_for(waiting_reason, timeout=60, what="CreateContainerConfigError")
+    assert "Secret modeldr-model-store" in message
+    # The admin's part arrives: the same pod starts without being recreated.
+    objectstores.put_member_secrets(hub_ns)
+    wait_status(
+        hub_ns,
+        lambda s: (
+            (s.get("primary") or {}).get("readyReplicas") == 1
+            and (s.get("standby") or {}).get("readyReplicas") == 1
+        ),
+        "both clusters serving once the store Secrets exist",
+    )
