@@ -221,12 +221,7 @@ def mirror(source: Location, target: Location, *, progress: Progress | None = No
     src_s3, dst_s3 = source.client(), target.client()
     manifest, raw = read_model(source, src_s3)
     wanted = source_files(manifest, raw)
-    present: dict[str, tuple[str, int]] = {}
-    try:
-        target_manifest, target_raw = read_model(target, dst_s3)
-        present = source_files(target_manifest, target_raw)
-    except objectstore.ObjectMissing:
-        pass  # an empty target: everything is copied
+    present = _present(target, dst_s3)
     changed = sorted(name for name, value in wanted.items() if present.get(name) != value)
     total = sum(wanted[name][1] for name in changed)
     done = 0
@@ -250,6 +245,44 @@ def mirror(source: Location, target: Location, *, progress: Progress | None = No
     return MirrorResult(
         model_digest, Copied(len(changed), done, time.monotonic() - t0), len(wanted) - len(changed)
     )
+
+
+def publish(directory: Path, target: Location, *, progress: Progress | None = None) -> MirrorResult:
+    """Put a local model directory into a store: every file checked against the directory's
+    manifest first, then the files whose content differs at the target, the manifest last."""
+    t0 = time.monotonic()
+    raw = (directory / MANIFEST_NAME).read_bytes()
+    try:
+        manifest = Manifest.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise BackupError(f"{directory / MANIFEST_NAME}: {str(exc).splitlines()[0]}") from exc
+    wanted = source_files(manifest, raw)
+    for name, (sha256, size) in wanted.items():
+        path = directory / name
+        if name != MANIFEST_NAME and (
+            not path.is_file() or path.stat().st_size != size or sha256_path(path) != sha256
+        ):
+            raise BackupError(f"{path} does not match {MANIFEST_NAME}: refusing to publish it")
+    present = _present(target, target.client())
+    changed = sorted(name for name, value in wanted.items() if present.get(name) != value)
+    _write_model(target, directory, changed)
+    done = sum(wanted[name][1] for name in changed)
+    if progress:
+        progress(MANIFEST_NAME, done, done)
+    return MirrorResult(
+        f"sha256:{sha256_bytes(raw)}",
+        Copied(len(changed), done, time.monotonic() - t0),
+        len(wanted) - len(changed),
+    )
+
+
+def _present(target: Location, s3: S3Client) -> dict[str, tuple[str, int]]:
+    """The files of the model at `target` ({} when there is none)."""
+    try:
+        manifest, raw = read_model(target, s3)
+    except objectstore.ObjectMissing:
+        return {}
+    return source_files(manifest, raw)
 
 
 def mirror_age(target: Location, now: dt.datetime | None = None) -> tuple[float, str] | None:
@@ -341,6 +374,7 @@ __all__ = [
     "history",
     "mirror",
     "mirror_age",
+    "publish",
     "read_model",
     "restore",
     "run_backup",

@@ -19,6 +19,7 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -100,9 +101,7 @@ def start(store: Store) -> int:
     config = state / "s3.json"
     identity = {
         "name": "modeldr",
-        "credentials": [
-            {"accessKey": keys["accessKeyId"], "secretKey": keys["secretAccessKey"]}
-        ],
+        "credentials": [{"accessKey": keys["accessKeyId"], "secretKey": keys["secretAccessKey"]}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     config.write_text(json.dumps({"identities": [identity]}))
@@ -197,9 +196,7 @@ def put_member_secrets(namespace: str) -> None:
     for cluster in ("primary", "standby"):
         kube.ensure_namespace(cluster, namespace)
         _apply_secret(cluster, namespace, _secret_body(OWN_STORE_SECRET, store_values(cluster)))
-        _apply_secret(
-            cluster, namespace, _secret_body(BACKUP_STORE_SECRET, store_values("backup"))
-        )
+        _apply_secret(cluster, namespace, _secret_body(BACKUP_STORE_SECRET, store_values("backup")))
 
 
 def put_hub_secrets(namespace: str) -> None:
@@ -219,3 +216,40 @@ def restart(name: str, timeout: float = 60.0) -> None:
     store = STORES[name]
     start(store)
     kube.wait_for(lambda: ready(store), timeout=timeout, what=f"object store {name} (S3)")
+
+
+#: The examples' model versions, as sandbox/operator_up.py and sandbox/model_versions.py
+#: write them on the machine, and where the examples' s3:// sources find them.
+EXAMPLE_MODELS = ("tiny-bert", "tiny-bert-v2", "tiny-bert-swapped")
+DEMO_NAMESPACE = "modeldr-demo"
+
+
+def location(store: str, url: str) -> Any:
+    """A backups.Location in one of the sandbox's stores."""
+    from modeldr.kube import backups
+    from modeldr.kube.objectstore import S3Url, StoreConfig
+
+    return backups.Location(StoreConfig.from_values(store, store_values(store)), S3Url.parse(url))
+
+
+def publish_examples(models_dir: Path, namespace: str = DEMO_NAMESPACE) -> list[str]:
+    """The examples' models in every store (s3://models/<name>: published to the primary
+    region's store, mirrored to the standby's and the backup store's), and the store Secrets
+    in `namespace` of the members and the hub. Idempotent: unchanged files are not copied.
+    Returns one line per model, for people to read."""
+    from modeldr.kube import backups
+
+    lines = []
+    for name in EXAMPLE_MODELS:
+        url = f"s3://{MODELS_BUCKET}/{name}"
+        primary = location("primary", url)
+        published = backups.publish(models_dir / name, primary)
+        for other in ("standby", "backup"):
+            backups.mirror(primary, location(other, url))
+        lines.append(
+            f"{url}: {published.model_digest} ({published.copied.objects} files copied) in the "
+            "primary, standby and backup stores"
+        )
+    put_member_secrets(namespace)
+    put_hub_secrets(namespace)
+    return lines

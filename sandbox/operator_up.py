@@ -38,7 +38,7 @@ from modeldr.kube.members import (
     PROMETHEUS_KEY,
 )
 from modeldr.serving.manifest import MANIFEST_NAME, ArtifactError, verify_model_dir
-from sandbox import agent, daemons, haproxy, infra_daemon, kube, tenants
+from sandbox import agent, daemons, haproxy, infra_daemon, kube, objectstores, tenants
 from sandbox.config import (
     MEMBER_CLUSTERS,
     OPERATOR_HEALTH_PORT,
@@ -364,6 +364,10 @@ def operator_up(timeout: float = 60.0) -> None:
     from sandbox.model_versions import ensure_model_versions  # it imports this module
 
     ensure_model_versions()  # the rollout examples' versions of it
+    # The examples' s3:// sources: the same versions in the sandbox's object stores, and the
+    # store Secrets of the demo's namespaces.
+    for line in objectstores.publish_examples(TINY_MODEL.parent):
+        print(f"model {line}")
     pid = operator_pid()
     if pid and (healthz(HEALTH_PORT) or {}).get("leader"):
         register_members(webhook_url, infra_daemon.token())

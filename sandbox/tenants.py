@@ -33,7 +33,7 @@ def policy_body(
     member_namespaces: tuple[str, ...] = (),
     clusters: tuple[str, ...] = ROLES,
     drills: dict[str, Any] | None = None,
-    model_sources: tuple[str, ...] = ("file:///tmp/modeldr/models/",),
+    model_sources: tuple[str, ...] = ("file:///tmp/modeldr/models/", "s3://models/"),
     images: tuple[str, ...] = ("modeldr/serving:",),
 ) -> dict[str, Any]:
     """The TenantPolicy a test namespace needs (TENANCY.md: no policy, nothing allowed): its

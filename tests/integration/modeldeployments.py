@@ -57,6 +57,10 @@ def manifest(member_namespace: str, **spec: Any) -> dict[str, Any]:
     md["spec"].pop("evaluation", None)
     md["spec"].pop("rollout", None)
     md["spec"]["replicas"] = 1
+    # The node's copy of the same model (operator_up writes it): the object stores have tests
+    # of their own (test_model_store.py); the others need no store Secrets in their namespaces.
+    md["spec"]["model"]["source"] = "file:///tmp/modeldr/models/tiny-bert"
+    md["spec"]["model"].pop("store", None)
     for role in ("primary", "standby"):
         md["spec"]["clusters"][role]["namespace"] = member_namespace
     md["spec"].update(spec)

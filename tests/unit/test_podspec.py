@@ -81,7 +81,7 @@ def test_env_from_a_secret_key_as_the_kubelet_reads_it() -> None:
     env = container_env(POD, container, "127.1.129.7", "127.1.0.1", lookup)
     assert env == {"ENDPOINT": "http://127.0.0.1:16428"}  # an optional missing key: unset
     container = {"env": [{"name": "REGION", "valueFrom": missing}]}
-    with pytest.raises(PodSpecError, match="REGION.*key region in Secret store"):
+    with pytest.raises(PodSpecError, match=r"REGION.*key region in Secret store"):
         container_env(POD, container, "127.1.129.7", "127.1.0.1", lookup)
 
 
