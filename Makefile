@@ -11,7 +11,7 @@ CLUSTER   ?= primary
 
 .PHONY: help install tools lint test test-unit test-integration sandbox-up sandbox-down \
         sandbox-status operator-up operator-down sandbox-outage sandbox-restore sandbox-fail-node sandbox-recover-node \
-        kind-up kind-node-image kind-images kind-down kind-demo test-kind chart-lint bench bench-sandbox bench-serving bench-failover bench-drills bench-judging clean demo crds
+        kind-up kind-node-image kind-images kind-down kind-demo test-kind chart-lint bench bench-sandbox bench-serving bench-failover bench-drills bench-judging bench-backups clean demo crds
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -80,7 +80,7 @@ sandbox-fail-node: install ## Fail a node: make sandbox-fail-node CLUSTER=primar
 sandbox-recover-node: install ## Recover a node: make sandbox-recover-node CLUSTER=primary NODE=gpu-0
 	@$(TOOLS_ENV); $(PY) -m sandbox recover-node $(CLUSTER) $(NODE)
 
-bench: bench-sandbox bench-serving bench-failover bench-drills bench-judging ## All benchmarks; figures printed and saved under bench/results/
+bench: bench-sandbox bench-serving bench-failover bench-drills bench-judging bench-backups ## All benchmarks; figures printed and saved under bench/results/
 
 bench-sandbox: install tools ## Sandbox up time (cold, warm) and idle memory -> bench/results/sandbox.json
 	@$(TOOLS_ENV); $(PY) -m bench.sandbox_bench
@@ -93,6 +93,9 @@ bench-drills: install tools ## Example drill wall time, abort latency, probe cos
 
 bench-judging: install ## What judging the probe's answers costs, per answer and per step -> bench/results/judging.json
 	$(PY) -m bench.judging_bench
+
+bench-backups: install tools ## Backup and restore throughput, full/incremental/differential bytes (sandbox up) -> bench/results/backups.json
+	@$(TOOLS_ENV); $(PY) -m bench.backup_bench
 
 bench-serving: install ## Model server vs a naive baseline on CPU -> bench/results/serving.json
 	$(PY) bench/serving_bench.py

@@ -150,7 +150,7 @@ PLAN_NAME: Final = r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$"
 HTTP_URL: Final = r"^https?://[^\s/?#]+[^\s]*$"
 CONFIGMAP_KEY: Final = r"^[-._a-zA-Z0-9]+$"
 # Five cron fields, six with a leading seconds field, or one of the @ shorthands the CronJob
-# controller accepts (drills/schedule.py evaluates them).
+# controller accepts (kube/schedule.py evaluates them).
 CRON: Final = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4,5}\S+)$"
 TIME_ZONE: Final = r"^[A-Za-z][A-Za-z0-9_+/-]*$"
 REASON: Final = r"^[A-Z][A-Za-z0-9]*$"

@@ -89,6 +89,22 @@ class Grants:
             f"({', '.join(prefixes) or 'none'}) of {self.names}"
         )
 
+    def backup_denial(self, stores: Iterable[str], backup_prefix: str) -> str | None:
+        """Why a ModelBackup with these stores and backup prefix is not allowed, or None."""
+        if (missing := self.nothing()) is not None:
+            return missing
+        allowed = {store for p in self.policies for store in p.spec.backups.stores}
+        for store in stores:
+            if store not in allowed:
+                return (
+                    f"backups.stores: store {store!r} is not among the stores "
+                    f"({', '.join(sorted(allowed)) or 'none'}) of {self.names}"
+                )
+        if _has_dot_segment(backup_prefix):
+            return f"backups.prefixes: {backup_prefix!r} has a '.' or '..' path segment"
+        prefixes = [prefix for p in self.policies for prefix in p.spec.backups.prefixes]
+        return self._prefix_denial("backups.prefixes", backup_prefix, prefixes)
+
     def frozen_by(self) -> list[str]:
         return [p.name for p in self.policies if p.spec.drills.frozen]
 

@@ -83,6 +83,23 @@ class DrillsPolicy(SpecModel):
     )
 
 
+class BackupsPolicy(SpecModel):
+    """What ModelBackups of the covered namespaces may use."""
+
+    stores: list[Namespace] = Field(
+        default_factory=list,
+        max_length=MAX_PREFIXES,
+        description="Stores (Secrets modeldr-store-<name> in the operator's namespace) their "
+        "ModelBackups may read and write; only what is listed.",
+    )
+    prefixes: list[Prefix] = Field(
+        default_factory=list,
+        max_length=MAX_PREFIXES,
+        description="Allowed prefixes of a ModelBackup's spec.backupPrefix (s3://bucket/path/); "
+        "only what is listed. A prefix with a '.' or '..' segment is never allowed.",
+    )
+
+
 class TenantPolicySpec(SpecModel):
     """What the hub namespaces it covers may do. A namespace no policy covers may do nothing;
     several policies covering one namespace add up (what any allows is allowed, a freeze in
@@ -110,6 +127,10 @@ class TenantPolicySpec(SpecModel):
     drills: DrillsPolicy = Field(
         default_factory=lambda: DrillsPolicy.model_validate({}),
         description="What drills may do; left out: no drill.",
+    )
+    backups: BackupsPolicy = Field(
+        default_factory=lambda: BackupsPolicy.model_validate({}),
+        description="What ModelBackups may use; left out: no backup.",
     )
 
     @classmethod

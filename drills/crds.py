@@ -20,7 +20,7 @@ from modeldr.kube.constants import (
     DRILLRUNS,
     GROUP,
 )
-from modeldr.kube.crds import AGE, TENANTPOLICY, Column, Crd
+from modeldr.kube.crds import AGE, MODELBACKUP, TENANTPOLICY, Column, Crd
 
 FAULT_TYPE_PROSE: Final = fault_type_prose()
 
@@ -88,4 +88,4 @@ DRILLRUN: Final = Crd(
 DRILL_CRDS: Final = (DRILLPLAN, DRILLRUN)
 # What scripts/gen_drill_crds.py writes into crds/ (the hub chart's): the drills' and the
 # admin's TenantPolicy.
-HUB_CRDS: Final = (*DRILL_CRDS, TENANTPOLICY)
+HUB_CRDS: Final = (*DRILL_CRDS, TENANTPOLICY, MODELBACKUP)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from modeldr.drills.schedule import stamp
 from modeldr.kube.constants import API_VERSION, DRILL_PLAN_LABEL, DRILLPLAN_KIND, DRILLRUN_KIND
+from modeldr.kube.schedule import stamp
 
 
 def run_name(plan: str, generation: int) -> str:

@@ -1,5 +1,5 @@
 """DrillPlans: one DrillRun per spec generation for a plan without a schedule, runs on time
-for a plan with one (the decisions are drills/schedule.py's), none while suspended; history
+for a plan with one (the decisions are kube/schedule.py's), none while suspended; history
 bounded by historyLimit; the plan's status derived from its runs (drills/lastrun.py).
 
 The plan's status has one writer, the plan's own handlers (drills/handlers.py): its
@@ -26,14 +26,6 @@ from modeldr.drills import gameday, lastrun, metrics
 from modeldr.drills.manifests import run_manifest, run_name
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.runstate import RunRef
-from modeldr.drills.schedule import (
-    MISS_REASONS,
-    Decision,
-    Schedule,
-    ScheduleError,
-    decide,
-    stamp,
-)
 from modeldr.kube import k8s
 from modeldr.kube.constants import (
     DRILL_PLAN_LABEL,
@@ -43,6 +35,14 @@ from modeldr.kube.constants import (
     VERSION,
 )
 from modeldr.kube.events import post_event
+from modeldr.kube.schedule import (
+    MISS_REASONS,
+    Decision,
+    Schedule,
+    ScheduleError,
+    decide,
+    stamp,
+)
 
 log = logging.getLogger(__name__)
 TIMEOUT = (2, 10)

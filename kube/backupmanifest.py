@@ -168,3 +168,14 @@ def check_content_address(name_digest: str, raw: bytes) -> None:
             f"backup manifest {manifest_key(name_digest)} has sha256 {actual}: it was changed "
             "after the backup was written; refusing to use it"
         )
+
+
+def expired(history: list[BackupManifest], keep_full: int) -> list[str]:
+    """Ids of the backups retention removes: everything older than the oldest of the newest
+    `keep_full` full backups. What is newer only ever points at sets of those fulls or later
+    (an incremental's chain and a differential's base end at the latest full before them)."""
+    fulls = sorted(b.id for b in history if b.mode == "full")
+    if len(fulls) <= keep_full:
+        return []
+    oldest_kept = fulls[-keep_full]
+    return sorted(b.id for b in history if b.id < oldest_kept)

@@ -28,6 +28,7 @@ from modeldr.kube import objectstore
 from modeldr.kube.artifact import MANIFEST_NAME, Manifest, sha256_bytes, sha256_path
 from modeldr.kube.backupmanifest import (
     MANIFESTS,
+    SETS,
     BackupError,
     BackupFile,
     BackupManifest,
@@ -297,6 +298,26 @@ def mirror_age(target: Location, now: dt.datetime | None = None) -> tuple[float,
     return ((now or dt.datetime.now(dt.UTC)) - at).total_seconds(), str(marker["modelDigest"])
 
 
+def delete_backup(backup: Location, item: Listed) -> int:
+    """Remove one backup: its set's objects, then its manifest. Returns the objects removed."""
+    s3 = backup.client()
+    keys = [
+        backup.url.key(f"{SETS}/{item.manifest.id}/{name}")
+        for name, _size in objectstore.list_keys(
+            s3, backup.store, backup.url.child(f"{SETS}/{item.manifest.id}")
+        )
+    ]
+    keys.append(backup.url.key(manifest_key(item.digest)))
+    for key in keys:
+        try:
+            s3.delete_object(Bucket=backup.url.bucket, Key=key)
+        except Exception as exc:
+            raise objectstore.describe(
+                backup.store, f"s3://{backup.url.bucket}/{key}", exc
+            ) from exc
+    return len(keys)
+
+
 def _fetch_verified(
     location: Location,
     s3: S3Client,
@@ -371,6 +392,7 @@ __all__ = [
     "MirrorResult",
     "RestoreResult",
     "StoreError",
+    "delete_backup",
     "history",
     "mirror",
     "mirror_age",

@@ -22,6 +22,7 @@ from typing import Any, Final
 import yaml
 from pydantic import BaseModel
 
+from modeldr.api import modelbackup as MB
 from modeldr.api import networkfault as NF
 from modeldr.api import tenantpolicy as TP
 from modeldr.api.schema import Rule, Schema, schema_of
@@ -217,6 +218,36 @@ TENANTPOLICY: Final = Crd(
     "may break. A namespace no policy covers may do nothing.",
     kopf=False,
     scope="Cluster",
+)
+
+
+MODELBACKUP: Final = Crd(
+    path=f"crds/{GROUP}_{MB.PLURAL}.yaml",
+    header="""\
+# ModelBackup: a ModelDeployment's artifact backed up on schedules (full, incremental,
+# differential) and mirrored to the standby region's store (docs/backups.md).
+#
+# GENERATED from modeldr.api.modelbackup (modeldr/kube/crds.py): do not edit by hand, change
+# the models and run `.venv/bin/python scripts/gen_drill_crds.py` (`--check` in the tests).
+""",
+    kind=MB.KIND,
+    plural=MB.PLURAL,
+    short_names=(MB.SHORT_NAME,),
+    columns=(
+        Column("Model", "string", ".spec.modelDeployment", "ModelDeployment backed up"),
+        Column("Phase", "string", ".status.phase"),
+        Column("Last Backup", "date", ".status.lastBackup", "Newest backup"),
+        Column("Standby Copy", "date", ".status.standbyCopy.mirroredAt", "Standby copy made"),
+        Column("Backups", "integer", ".status.backups", "Backups kept"),
+        AGE,
+        Column("Next", "string", ".status.nextRun", priority=1),
+        Column("Message", "string", ".status.message", priority=1),
+    ),
+    spec=MB.ModelBackupSpec,
+    status=MB.ModelBackupStatus,
+    description="ModelBackup: a ModelDeployment's model artifact backed up on schedules to a "
+    "backup store (full, incremental, differential; content-addressed, digest-verified "
+    "manifests; retention by count) and mirrored to the standby region's store.",
 )
 
 

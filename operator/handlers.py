@@ -9,6 +9,7 @@ side by side; `modeldr.operator.main` loads both.
 | event | any change of a ModelDeployment wakes its daemon at once | runtime.wake_event |
 | daemon | one per ModelDeployment: reconcile, health, failover, traffic, status | daemon, tick |
 | delete | removes member and traffic objects (after stopping the daemon's writes) | deletion |
+| backup daemon | one per ModelBackup: schedules, backups, status | backupdaemon |
 
 One daemon per ModelDeployment owns everything about it, so there is one writer per object.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import kopf
 
+from modeldr.api.modelbackup import PLURAL as MODELBACKUPS
 from modeldr.kube.constants import (
     GROUP,
     MODELDEPLOYMENTS,
@@ -29,6 +31,7 @@ from modeldr.kube.constants import (
     VERSION,
 )
 from modeldr.operator.admission import AdmissionGrants, publish_forever
+from modeldr.operator.backupdaemon import run_backups
 from modeldr.operator.daemon import run_daemon
 from modeldr.operator.deletion import delete_modeldeployment
 from modeldr.operator.runtime import (
@@ -140,3 +143,13 @@ def modeldeployment_deleted(
         status=status,
         logger=logger,
     )
+
+
+@kopf.daemon(GROUP, VERSION, MODELBACKUPS, cancellation_timeout=DAEMON_CANCELLATION_TIMEOUT_S)
+async def modelbackup_daemon(
+    stopped: kopf.DaemonStopped, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """One per ModelBackup: the only writer of its status."""
+    assert namespace is not None  # ModelBackup is namespaced
+    rt = runtime_of(memo)
+    await run_backups(rt.hub, rt.config, rt.tenancy, namespace, name, stopped)

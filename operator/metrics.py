@@ -102,3 +102,20 @@ def forget(namespace: str, name: str) -> None:
         for labels in list(family._metrics):
             if labels[:2] == (namespace, name):
                 family.remove(*labels)
+
+BACKUP_RESULT = Gauge(
+    "modeldr_backup_last_result",
+    "1 when a ModelBackup's last run of the mode succeeded, 0 when it failed.",
+    ["namespace", "modelbackup", "mode"],
+)
+BACKUP_LAST_SUCCESS = Gauge(
+    "modeldr_backup_last_success_timestamp_seconds",
+    "Unix time of a ModelBackup's last successful run of the mode (its age: time() - this).",
+    ["namespace", "modelbackup", "mode"],
+)
+STANDBY_COPY_TIMESTAMP = Gauge(
+    "modeldr_backup_standby_copy_timestamp_seconds",
+    "Unix time the standby region's copy was last made equal to the source (the RPO: "
+    "time() - this).",
+    ["namespace", "modelbackup"],
+)

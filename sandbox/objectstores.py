@@ -222,6 +222,7 @@ def restart(name: str, timeout: float = 60.0) -> None:
 #: write them on the machine, and where the examples' s3:// sources find them.
 EXAMPLE_MODELS = ("tiny-bert", "tiny-bert-v2", "tiny-bert-swapped")
 DEMO_NAMESPACE = "modeldr-demo"
+OPERATOR_NAMESPACE = "modeldr-system"  # the sandbox operator's (sandbox/operator_up.py)
 
 
 def location(store: str, url: str) -> Any:
@@ -251,5 +252,6 @@ def publish_examples(models_dir: Path, namespace: str = DEMO_NAMESPACE) -> list[
             "primary, standby and backup stores"
         )
     put_member_secrets(namespace)
-    put_hub_secrets(namespace)
+    put_hub_secrets(namespace)  # for `modeldr backup -n modeldr-demo` (the admin's CLI)
+    put_hub_secrets(OPERATOR_NAMESPACE)  # for ModelBackups (the operator reads them there)
     return lines

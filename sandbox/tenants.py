@@ -35,6 +35,7 @@ def policy_body(
     drills: dict[str, Any] | None = None,
     model_sources: tuple[str, ...] = ("file:///tmp/modeldr/models/", "s3://models/"),
     images: tuple[str, ...] = ("modeldr/serving:",),
+    backups: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The TenantPolicy a test namespace needs (TENANCY.md: no policy, nothing allowed): its
     ModelDeployment in the sandbox's members, in the member namespace of the same name (and
@@ -50,6 +51,7 @@ def policy_body(
             "modelSources": list(model_sources),
             "images": list(images),
             "drills": drills if drills is not None else {"faults": list(FAULT_TYPES)},
+            "backups": backups or {},
         },
     }
 

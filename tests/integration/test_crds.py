@@ -103,7 +103,7 @@ def hub_namespace(crds: None, operator: None) -> Iterator[str]:
             name,
             clusters=("primary", "standby", "gpu-eu-west-1", "gpu-eu-central-1"),
             member_namespaces=("models", "ml", "reviews-serving", "modeldr-demo"),
-            model_sources=("file:///", "pvc://"),
+            model_sources=("file:///", "pvc://", "s3://models/"),
             images=("modeldr/", "registry.example.com/", "ghcr.io/"),
         )
     )

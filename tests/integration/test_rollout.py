@@ -32,6 +32,13 @@ EXAMPLES = ROOT / "examples/sandbox"
 GOLDEN_SET = EXAMPLES / "golden-set.yaml"
 
 
+@pytest.fixture(autouse=True)
+def store_secrets(hub_ns: str) -> None:
+    """The examples' versions come from the object stores (s3://models/...; operator_up
+    published them): the member namespaces get the stores' Secrets, as the demo's have."""
+    objectstores.put_member_secrets(hub_ns)
+
+
 def rollout_phase(phase: str) -> Any:
     return lambda s: (s.get("rollout") or {}).get("phase") == phase
 
@@ -66,9 +73,6 @@ def test_a_worse_version_is_rolled_back_on_the_standby_and_a_good_one_promoted(
     hub_ns: str, sandbox: Sandbox
 ) -> None:
     kube.core("hub").create_namespaced_config_map(hub_ns, yaml.safe_load(GOLDEN_SET.read_text()))
-    # The examples' versions come from the object stores (s3://models/...; operator_up
-    # published them): the member namespaces get the stores' Secrets, as the demo's have.
-    objectstores.put_member_secrets(hub_ns)
     md = manifest(
         hub_ns,
         evaluation={"goldenSet": {"configMapRef": {"name": "tiny-bert-golden"}}},

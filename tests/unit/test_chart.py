@@ -172,7 +172,7 @@ def test_tenant_roles_grant_no_status_and_only_admin_writes_policies() -> None:
     edit = {
         resource for _, resource, verbs, _ in rules_of(roles["modeldr-edit"]) if "create" in verbs
     }
-    assert edit == {"modeldeployments", "drillplans", "drillruns", "configmaps"}
+    assert edit == {"modeldeployments", "drillplans", "drillruns", "modelbackups", "configmaps"}
 
 
 def test_admission_policies_exempt_only_the_operators_own_account() -> None:
@@ -226,6 +226,9 @@ def test_servicemonitor_and_prometheusrule_render_when_enabled() -> None:
         "ModelDRDrillFoundStandbyCapacityInsufficient",
         "ModelDRScheduledDrillFailed",
         "ModelDRScheduledDrillMissed",
+        "ModelDRBackupFailed",
+        "ModelDRBackupTooOld",
+        "ModelDRStandbyCopyStale",
     }
     assert f'job="{FULLNAME}-metrics"' in alerts["ModelDROperatorDown"]["expr"]
     # Prometheus templating survives Helm's: $labels stays for Prometheus to expand.
@@ -309,6 +312,9 @@ DEFAULT_CLUSTER_RULES = sorted(
         ("modeldr.io", "modeldeployments", ("get", "list", "patch", "watch"), ()),
         ("modeldr.io", "modeldeployments/status", ("patch",), ()),
         ("modeldr.io", "modeldeployments/finalizers", ("update",), ()),
+        # ModelBackups: watched and patched (kopf); their status through the subresource.
+        ("modeldr.io", "modelbackups", ("get", "list", "patch", "watch"), ()),
+        ("modeldr.io", "modelbackups/status", ("patch",), ()),
         # Drills: plans are watched and patched (kopf), runs created, watched, patched and
         # deleted beyond historyLimit; both statuses through the subresource only.
         ("modeldr.io", "drillplans", ("get", "list", "patch", "watch"), ()),
@@ -415,6 +421,8 @@ def test_traffic_provider_toggles_change_only_their_rules() -> None:
     )
     assert {r[1] for r in without_slices} == {
         "modeldeployments",
+        "modelbackups",
+        "modelbackups/status",
         "modeldeployments/status",
         "modeldeployments/finalizers",
         "drillplans",
@@ -467,7 +475,8 @@ def test_values_schema_rejects(value: str, fragment: str) -> None:
 # Every CRD the chart ships (the DrillPlan and DrillRun ones are generated from their models
 # by modeldr/kube/crds.py; tests/unit/test_drills_spec.py checks the committed files).
 CRD_NAMES = sorted(
-    crd_name(plural) for plural in (MODELDEPLOYMENTS, DRILLPLANS, DRILLRUNS, "tenantpolicies")
+    crd_name(plural)
+    for plural in (MODELDEPLOYMENTS, DRILLPLANS, DRILLRUNS, "tenantpolicies", "modelbackups")
 )
 
 

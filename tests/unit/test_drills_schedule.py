@@ -1,4 +1,4 @@
-"""DrillPlan schedules (drills/schedule.py, pure): next due times in time zones across DST,
+"""DrillPlan schedules (kube/schedule.py, pure): next due times in time zones across DST,
 missed starts (deadline, a restarted operator), Forbid and Allow, suspend, run names; and
 the scheduler's one decision carried out against the in-memory CustomObjectsApi of
 test_drills_plans (drills/plans.schedule_once), with the plan daemon's clock driven by the
@@ -19,8 +19,8 @@ from modeldr.api.drillstatus import DrillRunStatus
 from modeldr.drills import plandaemon, plans
 from modeldr.drills import run as run_module
 from modeldr.drills.runstate import RunRef, RunState
-from modeldr.drills.schedule import MAX_COUNTED, Schedule, ScheduleError, decide
 from modeldr.kube.constants import DRILL_PLAN_LABEL, DRILLPLANS, DRILLRUNS
+from modeldr.kube.schedule import MAX_COUNTED, Schedule, ScheduleError, decide
 from tests.unit.drill_fakes import nowhere
 from tests.unit.test_drills_plans import SPEC, FakeCustomObjects, run_obj
 from tests.unit.test_drills_plans import api as api  # the fixture

@@ -10,6 +10,7 @@ import yaml
 
 from modeldr.serving.manifest import verify_model_dir
 from sandbox.model_versions import GOOD, SWAPPED, write_good, write_swapped
+from sandbox.objectstores import EXAMPLE_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,9 @@ def test_the_examples_pin_what_the_sandbox_writes(tmp_path: Path) -> None:
         model = pinned(example)
         digest = write(tmp_path / directory.name)
         assert model["expectedDigest"] == f"sha256:{digest}", example
-        assert model["source"] == f"file://{directory}"
+        # The sandbox publishes the directory under its name in its object stores.
+        assert model["source"] == f"s3://models/{directory.name}"
+        assert directory.name in EXAMPLE_MODELS
         verify_model_dir(tmp_path / directory.name, model["expectedDigest"])
         assert (
             json.loads((tmp_path / directory.name / "modeldr-manifest.json").read_text())[

@@ -60,7 +60,9 @@ def test_probes_digest_and_scrape_annotations() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     env = env_of(d)
     assert env["MODELDR_SERVE_EXPECTED_DIGEST"] == spec().model.expected_digest
-    assert env["MODELDR_SERVE_MODEL_DIR"] == "/tmp/modeldr/models/tiny-bert"
+    # The example's s3:// source: fetched into the pod's own scratch volume.
+    assert env["MODELDR_SERVE_MODEL_DIR"] == render.FETCH_MOUNT
+    assert env["MODELDR_SERVE_MODEL_SOURCE"] == "s3://models/tiny-bert"
     assert env["MODELDR_SERVE_HOST"] == "$(POD_IP)"
     annotations = d["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"

@@ -42,7 +42,8 @@ def test_fixture_verifies_against_the_example_digest() -> None:
     assert verified.manifest.revision == SUMMARY["revision"] == model["revision"]
     assert verified.manifest.task == model["task"] == "sequence-classification"
     assert TINY_MODEL_FIXTURE == FIXTURE
-    assert model["source"] == "file:///tmp/modeldr/models/tiny-bert"
+    # Served from the sandbox's object stores, where operator_up publishes this fixture.
+    assert model["source"] == "s3://models/tiny-bert"
 
 
 def test_fixture_is_small_and_shaped_like_the_summary() -> None:

@@ -1,7 +1,7 @@
-"""DrillPlan schedules, pure: when a scheduled plan's runs are due and what becomes of each
-due time (a run starts, or it is skipped and said why), the way the CronJob controller
-decides for Jobs. The plan's daemon (`plandaemon.run_plan`, `plans.schedule_once`) does the
-I/O around it.
+"""Cron schedules, pure: when a DrillPlan's runs (or a ModelBackup's backups) are due and
+what becomes of each due time (a run starts, or it is skipped and said why), the way the
+CronJob controller decides for Jobs. The plan's daemon (`plandaemon.run_plan`,
+`plans.schedule_once`) and the backups' (`operator/backupdaemon.py`) do the I/O around it.
 
 - `spec.schedule` is cron: five fields, `@hourly`-style shorthands, or six fields whose
   first is the second (cronsim's extension; for tests and drills that must run more often
