@@ -406,6 +406,8 @@ def run_demo(sandbox: Sandbox, report: dict[str, Any]) -> None:
         f"model: {MODEL_DIR} (the tiny review classifier `modeldr-serve train-tiny` trained,"
         f" committed as {TINY_MODEL_FIXTURE.relative_to(REPO_ROOT)}; sha256:{digest})"
     )
+    # operator_up publishes it (and the rollout examples' versions) to the sandbox's object
+    # stores: the example serves s3://models/tiny-bert, each region from its own store.
     operator_up()
 
     step(2, f"kubectl --context hub apply -n {NAMESPACE} -f {EXAMPLE.relative_to(REPO_ROOT)}")

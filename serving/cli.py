@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     manifest.add_argument("--task", choices=TASKS, required=True)
     manifest.add_argument("--revision", required=True)
 
+    fetch = commands.add_parser(
+        "fetch",
+        help="fetch a model from its store (MODELDR_STORE_*, else MODELDR_FALLBACK_STORE_*) "
+        "into a new directory under PARENT, verified; prints the directory",
+    )
+    fetch.add_argument("source", help="s3://bucket/prefix")
+    fetch.add_argument("parent", type=Path)
+    fetch.add_argument("--expected-digest", default=None)
+
     verify = commands.add_parser("verify", help="check a model directory against its manifest")
     verify.add_argument("directory", type=Path)
     verify.add_argument("--expected-digest", default=None)
@@ -128,10 +137,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _fetch(config: ServeConfig) -> Path:
     """The model's files from its store (or the fallback store) into a new directory."""
+    assert config.model_source is not None
+    return _fetch_to(config.model_source, config.model_dir, config.expected_digest)
+
+
+def _fetch_to(source: str, parent: Path, expected_digest: str | None) -> Path:
     from modeldr.kube.objectstore import FALLBACK_STORE_ENV, STORE_ENV, StoreConfig
     from modeldr.serving.fetch import fetch_model
 
-    assert config.model_source is not None
     stores = [
         store
         for store in (
@@ -140,9 +153,20 @@ def _fetch(config: ServeConfig) -> Path:
         )
         if store is not None
     ]
-    return fetch_model(
-        config.model_source, stores, config.model_dir, config.expected_digest
-    ).directory
+    return fetch_model(source, stores, parent, expected_digest).directory
+
+
+def _fetch_command(args: argparse.Namespace) -> int:
+    directory: Path | None = None
+    try:
+        directory = _fetch_to(args.source, args.parent, args.expected_digest)
+        verify_model_dir(directory, args.expected_digest)
+    except (ArtifactError, ValueError) as exc:
+        print(f"modeldr-serve: fetch failed: {exc}", file=sys.stderr)
+        _remove(directory)
+        return EXIT_ARTIFACT
+    print(directory)
+    return 0
 
 
 def _remove(directory: Path | None) -> None:
@@ -222,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         digest = write_manifest(args.directory, args.task, args.revision)
         print(f"sha256:{digest}")
         return 0
+    if args.command == "fetch":
+        return _fetch_command(args)
     try:
         verified = verify_model_dir(args.directory, args.expected_digest)
     except (ArtifactError, ValueError) as exc:

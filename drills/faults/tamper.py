@@ -2,8 +2,9 @@
 
     python3 -m modeldr.drills.faults.tamper --source DIR --copy DIR [--file NAME] -- CMD...
 
-It copies the model directory (read-only where it is mounted) to a scratch directory of the
-pod (the `/tmp` emptyDir), flips one byte in the middle of one artifact file (by default the
+It copies the model directory (read-only where it is mounted; for an s3:// source, the model
+fetched and verified from its store first) to a scratch directory of the pod (the `/tmp`
+emptyDir), flips one byte in the middle of one artifact file (by default the
 first safetensors weights the manifest lists; the size stays, so only the digest can tell),
 then runs CMD (the model server) on the copy and exits with its exit code. The copy is removed
 when the server exits and on SIGTERM, so nothing is left where the scratch directory outlives
@@ -27,6 +28,25 @@ from types import FrameType
 
 MANIFEST = "modeldr-manifest.json"
 MODEL_DIR_ENV = "MODELDR_SERVE_MODEL_DIR"
+# An s3:// source: the server would fetch it itself. The wrapper fetches it first (with the
+# server's own `modeldr-serve fetch`, verified), corrupts the copy and serves that instead.
+MODEL_SOURCE_ENV = "MODELDR_SERVE_MODEL_SOURCE"
+DIGEST_ENV = "MODELDR_SERVE_EXPECTED_DIGEST"
+
+
+def fetched_source(scratch: Path) -> Path | None:
+    """With an s3:// source, the model fetched from its store into `scratch`; else None."""
+    source = os.environ.get(MODEL_SOURCE_ENV)
+    if not source:
+        return None
+    argv = [sys.executable, "-m", "modeldr.serving.cli", "fetch", source, str(scratch)]
+    if os.environ.get(DIGEST_ENV):
+        argv += ["--expected-digest", os.environ[DIGEST_ENV]]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(done.returncode)
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def weights_file(directory: Path) -> str:
@@ -70,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("the server's command must follow --")
     copy: Path = args.copy
+    fetched: Path | None = None
     try:
-        target = corrupt_copy(args.source, copy, args.file)
+        fetched = fetched_source(copy.parent)
+        target = corrupt_copy(fetched or args.source, copy, args.file)
         print(f"modeldr drill: corrupted {target} (one byte flipped)", file=sys.stderr, flush=True)
-        server = subprocess.Popen(command, env={**os.environ, MODEL_DIR_ENV: str(copy)})
+        env = {k: v for k, v in os.environ.items() if k != MODEL_SOURCE_ENV}
+        server = subprocess.Popen(command, env={**env, MODEL_DIR_ENV: str(copy)})
 
         def forward(signum: int, frame: FrameType | None) -> None:
             server.send_signal(signum)
@@ -83,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return server.wait()
     finally:
         shutil.rmtree(copy, ignore_errors=True)
+        if fetched is not None:
+            shutil.rmtree(fetched, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -510,3 +510,42 @@ def test_a_modelbackup_outside_its_policy_touches_no_store(s3_hub_ns: str, prefi
     s3 = location("backup", "s3://modeldr-backups/x").client()
     found = s3.list_objects_v2(Bucket="modeldr-backups", Prefix=f"{prefix}/").get("Contents", [])
     assert not found
+
+
+def test_model_corruption_of_an_s3_model_refuses_and_leaves_nothing(
+    s3_hub_ns: str, prefix: str
+) -> None:
+    """The ModelCorruption drill on a model served from a store: its replica fetches the
+    model (verified), flips a byte of the copy, and the server refuses it."""
+    from tests.integration.test_drill_replica_faults import apply_plan, explain, plan, run_status
+
+    model = f"s3://models/{prefix}/tiny-bert"
+    for store in ("primary", "standby"):
+        upload_dir(FIXTURE, location(store, model))
+    md = manifest(s3_hub_ns)
+    md["spec"]["model"]["source"] = model
+    create(s3_hub_ns, md)
+    wait_status(
+        s3_hub_ns,
+        lambda s: s.get("phase") == "Ready" and (s.get("primary") or {}).get("readyReplicas") == 1,
+        "the primary serving",
+    )
+    step = {
+        "name": "corrupt",
+        "fault": {"type": "ModelCorruption", "cluster": "primary"},
+        "durationSeconds": 8,
+        "expect": {"activeCluster": "unchanged", "maxErrorRatio": 0.0},
+    }
+    name = apply_plan(s3_hub_ns, plan("corrupt", [step]))
+    status = kube.wait_for(
+        lambda: (
+            (s := run_status(s3_hub_ns, name)).get("phase") in ("Passed", "Failed", "Error") and s
+        ),
+        timeout=120,
+        what="the corruption drill's verdict",
+    )
+    assert status["phase"] == "Passed", explain(status)
+    assert "naming the bad file model.safetensors" in status["steps"][0]["message"]
+    assert status["faults"][0]["state"] == "Undone"
+    # Neither the corrupted copy nor the fetched one is left in the pod's scratch space.
+    assert not list(Path("/tmp").glob("modeldr-corrupted-*"))
