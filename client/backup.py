@@ -279,9 +279,9 @@ def restore_cmd(
         lambda: backups.restore(source, point, target, progress=progress_printer(quiet, "verified"))
     )
     if as_json:
-        out = backup_json(chosen, point.digest, result.copied.seconds)
-        out.update({"restoredTo": result.target, "verified": True})
-        print(json.dumps(out))
+        record = backup_json(chosen, point.digest, result.copied.seconds)
+        record.update({"restoredTo": result.target, "verified": True})
+        print(json.dumps(record))
         return
     where = f"restored to {result.target}" if result.target else "verified (nothing written)"
     out().print(

@@ -103,6 +103,7 @@ def forget(namespace: str, name: str) -> None:
             if labels[:2] == (namespace, name):
                 family.remove(*labels)
 
+
 BACKUP_RESULT = Gauge(
     "modeldr_backup_last_result",
     "1 when a ModelBackup's last run of the mode succeeded, 0 when it failed.",

@@ -157,6 +157,9 @@ def test_backup_modes_copy_what_changed_and_restores_verify(
     assert set(manifest_now.files) == {p.name for p in FIXTURE.iterdir()} - {MANIFEST_NAME}
     # The latest is the last change: its model digest, restored from three sets.
     latest = run_json("backup", "restore", kept, "--backup-store", "backup", "--verify-only")
+    said = modeldr("backup", "restore", kept, "--backup-store", "backup", "--verify-only", "-q")
+    assert said.returncode == 0, said.stderr
+    assert f"backup {latest['id']} verified (nothing written): 6 files" in said.stdout
     assert latest["id"] == differential["id"]
     assert latest["modelDigest"] == differential["modelDigest"] != FIXTURE_DIGEST
 
