@@ -45,6 +45,7 @@ FaultType = Literal[
     "PacketLoss",
     "Latency",
     "ModelCorruption",
+    "ModelStoreOutage",
 ]
 FAULT_TYPES: Final[tuple[str, ...]] = get_args(FaultType)
 # Faults whose `mode` selects among the nodes that run the model (not among its pods), and
@@ -393,7 +394,8 @@ class Fault(SpecModel):
 
     type: FaultType = Field(
         description="PodKill, NodeDrain, GPULoss, NodeFailure, ClusterOutage, NetworkPartition, "
-        "PacketLoss, Latency, ModelCorruption (docs/crds.md, DrillPlan faults)."
+        "PacketLoss, Latency, ModelCorruption, ModelStoreOutage (docs/crds.md, DrillPlan "
+        "faults)."
     )
     cluster: str = Field(
         default=DEFAULT_FAULT_CLUSTER,
@@ -405,7 +407,8 @@ class Fault(SpecModel):
     mode: FaultMode = Field(
         default=DEFAULT_FAULT_MODE,
         description="Which of the candidate targets (the model's pods; for NodeDrain, GPULoss "
-        "and NodeFailure the nodes running them; ignored by ClusterOutage): one (chosen at "
+        "and NodeFailure the nodes running them; for ModelStoreOutage the pods restarted "
+        "while the store is down; ignored by ClusterOutage): one (chosen at "
         "random, seed recorded), all, fixed (value targets), percent (value percent, rounded "
         "up). Zero targets ends the step Error.",
     )

@@ -43,7 +43,9 @@ from modeldr.kube.httpclient import opener
 
 CLUSTER_OUTAGE: Final = "ClusterOutage"
 NODE_FAILURE: Final = "NodeFailure"
-FAULT_TYPES: Final = (CLUSTER_OUTAGE, NODE_FAILURE)
+# The member region's object store unreachable (its model source: docs/backups.md).
+MODEL_STORE_OUTAGE: Final = "ModelStoreOutage"
+FAULT_TYPES: Final = (CLUSTER_OUTAGE, NODE_FAILURE, MODEL_STORE_OUTAGE)
 
 USER_AGENT = f"modeldr/{modeldr.__version__}"
 #: 4xx statuses that say "try again later", not "the request is wrong".
@@ -178,9 +180,9 @@ class InfrastructureProvider:
             raise InfrastructureError(f"{fault_type} needs a cluster", permanent=True)
         if fault_type == NODE_FAILURE and not node:
             raise InfrastructureError("NodeFailure needs a node", permanent=True)
-        if fault_type == CLUSTER_OUTAGE and node:
+        if fault_type in (CLUSTER_OUTAGE, MODEL_STORE_OUTAGE) and node:
             raise InfrastructureError(
-                f"ClusterOutage takes a whole cluster, not a node (got node {node!r})",
+                f"{fault_type} takes a whole cluster, not a node (got node {node!r})",
                 permanent=True,
             )
         payload: dict[str, Any] = {"id": fault_id, "type": fault_type, "cluster": cluster}

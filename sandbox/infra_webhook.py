@@ -11,7 +11,8 @@ registers its URL and token in both member Secrets; it outlives `make operator-d
 operator must be able to undo what a drill injected) and `make sandbox-down` stops it.
 
 What each fault does: ClusterOutage → `Sandbox.outage(cluster)`, undone by `restore`;
-NodeFailure → `Sandbox.fail_node(cluster, node)`, undone by `recover_node`. Only the member
+NodeFailure → `Sandbox.fail_node(cluster, node)`, undone by `recover_node`; ModelStoreOutage
+→ the region's SeaweedFS store stopped (`objectstores.stop`), started again at undo. Only the member
 clusters (primary, standby) and their existing nodes are accepted.
 
 State: every fault is written to `.sandbox/state/infra-faults.json` before it is acted on
@@ -28,8 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modeldr.drills.infra import CLUSTER_OUTAGE, NODE_FAILURE
-from sandbox import infra_daemon, kube
+from modeldr.drills.infra import CLUSTER_OUTAGE, MODEL_STORE_OUTAGE, NODE_FAILURE
+from sandbox import infra_daemon, kube, objectstores
 from sandbox.api import Sandbox
 from sandbox.config import CLUSTERS, INFRA_WEBHOOK_PORT, Paths, sandbox_paths
 from sandbox.webhook_server import (
@@ -79,6 +80,17 @@ class SandboxActions:
             )
 
     def inject(self, fault: dict[str, Any]) -> None:
+        if fault["type"] == MODEL_STORE_OUTAGE:
+            # The region's store stops (its data stays): connections are refused.
+            store = objectstores.STORES[fault["cluster"]]
+            objectstores.stop(store.name)
+            kube.wait_for(
+                lambda: not accepts(HOST, store.s3_port),
+                timeout=OUTAGE_WAIT_S,
+                interval=0.05,
+                what=f"the object store of {fault['cluster']} (port {store.s3_port}) to refuse",
+            )
+            return
         if fault["type"] == CLUSTER_OUTAGE:
             self.sandbox.outage(fault["cluster"])
             # kwokctl returns once it has signalled the control plane, a moment before the
@@ -94,6 +106,9 @@ class SandboxActions:
             self.sandbox.fail_node(fault["cluster"], fault["node"])
 
     def undo(self, fault: dict[str, Any]) -> str | None:
+        if fault["type"] == MODEL_STORE_OUTAGE:
+            objectstores.restart(fault["cluster"])
+            return None
         if fault["type"] == CLUSTER_OUTAGE:
             self.sandbox.restore(fault["cluster"])
         else:

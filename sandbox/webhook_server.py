@@ -206,7 +206,7 @@ class Webhook:
             if not isinstance(node, str) or not node:
                 raise RequestError(400, "NodeFailure needs a node (a node name in `node`)")
         elif node is not None:
-            raise RequestError(400, f"ClusterOutage takes a whole cluster, not node {node!r}")
+            raise RequestError(400, f"{fault_type} takes a whole cluster, not node {node!r}")
         return fault_id, str(fault_type), str(cluster), node, Webhook._validate_expiry(body)
 
     @staticmethod

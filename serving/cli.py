@@ -13,6 +13,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -81,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     trained.add_argument("--golden-size", type=int, default=48)
 
+    _add_artifact_commands(commands)
+    return parser
+
+
+def _add_artifact_commands(commands: Any) -> None:
+    """manifest, fetch, verify: the model artifact's own commands."""
     manifest = commands.add_parser(
         "manifest", help="write modeldr-manifest.json for an existing model directory"
     )
@@ -100,7 +107,6 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check a model directory against its manifest")
     verify.add_argument("directory", type=Path)
     verify.add_argument("--expected-digest", default=None)
-    return parser
 
 
 def unpinned_digest_warning(directory: Path, digest: str) -> str:

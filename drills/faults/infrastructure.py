@@ -1,5 +1,6 @@
-"""Faults only the infrastructure can make: NodeFailure (a node dies) and ClusterOutage (a
-whole member cluster goes dark). Asked of the member's infrastructure provider (a webhook;
+"""Faults only the infrastructure can make: NodeFailure (a node dies), ClusterOutage (a
+whole member cluster goes dark) and ModelStoreOutage (a region's object store, where its pods
+load the model from, unreachable). Asked of the member's infrastructure provider (a webhook;
 docs/infrastructure-webhook.md), idempotent by the journal id, every call authenticated with
 the member Secret's bearer token. Each inject carries an expiry that the step renews (a
 separate `/renew`, which never re-creates an undone fault; drills/renewal.py), so the provider
@@ -8,14 +9,19 @@ puts things back by itself within one expiry period if the operator dies mid-dri
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+
+from kubernetes import client
 
 from modeldr.api.drillstatus import FaultRecord
-from modeldr.drills.faults.base import Aim, Choice
+from modeldr.api.phase import Phase
+from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, Observation, choose_pods, member_api
 from modeldr.drills.faults.nodes import plan_node
 from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.infra import InfrastructureError, InfrastructureProvider
 from modeldr.drills.refusal import Refusal
 from modeldr.drills.renewal import FAULT_LAPSED, recorded_expiry
+from modeldr.kube import k8s
 from modeldr.kube.errors import MemberError
 from modeldr.kube.members import INFRASTRUCTURE_TOKEN_KEY, MemberRegistry
 
@@ -135,3 +141,106 @@ class ClusterOutage:
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_undo(members, record)
+
+
+class ModelStoreOutage:
+    """The region's object store unreachable for the step, and `mode` of the model's pods
+    restarted in it meanwhile: their replacements must load the model elsewhere (the
+    ModelDeployment's fallback store) or say why they cannot. The observation at the step's
+    end reads the model's pods: all Ready, or the reason a replacement gave."""
+
+    provider = PROVIDER
+    needs_infrastructure = True
+
+    def describe(self, fault_type: str) -> str:
+        return (
+            "the member's infrastructure provider makes the region's object store "
+            "unreachable and `mode` of the model's pods are restarted meanwhile; they must "
+            "load the model from the fallback store (spec.model.store) or fail with a reason; "
+            "the store is back at undo"
+        )
+
+    inject_allowance_s = INJECT_TIMEOUT_S
+
+    def choose(self, members: MemberRegistry, aim: Aim) -> Choice:
+        where = aim.where
+        provider_for(members, where.cluster)  # no provider: Error before anything is chosen
+        targets = choose_pods(members, aim)
+        parameters = FaultParameters(namespace=where.namespace, selector=where.label_selector)
+        return Choice(targets, parameters.record(), aim.seed)
+
+    def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
+        _call_inject(members, record, None)
+        # The store refuses connections now: the restarted pods start into the outage.
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        namespace = FaultParameters.of(record).member_namespace
+        for pod in record.targets:
+            k8s.call(
+                core.delete_namespaced_pod,
+                pod,
+                namespace,
+                grace_period_seconds=0,
+                _request_timeout=TIMEOUT,
+                absent=k8s.DONE,
+            )
+
+    def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
+        _call_renew(members, record, expires_at)
+
+    def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
+        parameters = FaultParameters.of(record)
+        core = client.CoreV1Api(member_api(members, record.cluster))
+        pods = core.list_namespaced_pod(
+            parameters.member_namespace,
+            label_selector=parameters.selector or "",
+            _request_timeout=TIMEOUT,
+        ).items
+        raw = [core.api_client.sanitize_for_serialization(p) for p in pods]
+        return assess_restarted(raw, record.cluster)
+
+    def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
+        _call_undo(members, record)
+
+
+def assess_restarted(pods: list[dict[str, Any]], cluster: str) -> Observation:
+    """Pure: the model's pods at the step's end, during the store's outage."""
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    ready = [p for p in live if _ready(p)]
+    if live and len(ready) == len(live):
+        return Observation(
+            Phase.PASSED,
+            "LoadedWithoutTheStore",
+            f"all {len(live)} model pods in {cluster} Ready while its object store was "
+            "unreachable (the restarted ones loaded the model from the fallback store)",
+        )
+    for pod in live:
+        reason = _refusal(pod)
+        if reason:
+            name = (pod.get("metadata") or {}).get("name")
+            return Observation(
+                Phase.FAILED,
+                "ModelUnavailable",
+                f"pod {name} in {cluster} could not load the model while the store was "
+                f"unreachable: {reason}",
+            )
+    return Observation(
+        Phase.FAILED,
+        "ReplicasNotReady",
+        f"{len(ready)} of {len(live)} model pods in {cluster} Ready at the step's end, while "
+        "its object store was unreachable (the others still starting)",
+    )
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return bool(statuses) and all(s.get("ready") for s in statuses)
+
+
+def _refusal(pod: dict[str, Any]) -> str | None:
+    """The last line a container ended with (its termination message), if it ended."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        for state in (status.get("state") or {}, status.get("lastState") or {}):
+            message = ((state.get("terminated") or {}).get("message") or "").strip()
+            if message:
+                return message.splitlines()[-1][:400]
+    return None

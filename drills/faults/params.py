@@ -31,6 +31,8 @@ class FaultParameters(ApiModel):
     expires_at: str | None = None
     # Set by the step for a fault whose life it bounds (ModelCorruption): its duration.
     hold_seconds: int | None = None
+    # ModelStoreOutage: the label selector of the model's pods (what its observation reads).
+    selector: str | None = None
 
     @property
     def member_namespace(self) -> str:

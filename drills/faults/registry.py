@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from modeldr.drills.faults.base import FaultDriver
 from modeldr.drills.faults.corruption import ModelCorruption
-from modeldr.drills.faults.infrastructure import ClusterOutage, NodeFailure
+from modeldr.drills.faults.infrastructure import ClusterOutage, ModelStoreOutage, NodeFailure
 from modeldr.drills.faults.network import NetworkFault
 from modeldr.drills.faults.nodes import GPULoss, NodeDrain
 from modeldr.drills.faults.pods import PodKill
@@ -18,6 +18,7 @@ DRIVERS: dict[str, FaultDriver] = {
     "NodeFailure": NodeFailure(),
     "ClusterOutage": ClusterOutage(),
     "ModelCorruption": ModelCorruption(),
+    "ModelStoreOutage": ModelStoreOutage(),
     # The node agent's (docs/agent.md): one driver, the effect is the order's.
     "NetworkPartition": NetworkFault(),
     "PacketLoss": NetworkFault(),

@@ -552,3 +552,55 @@ def test_model_corruption_of_an_s3_model_refuses_and_leaves_nothing(
     assert status["faults"][0]["state"] == "Undone"
     # Neither the corrupted copy nor the fetched one is left in the pod's scratch space.
     assert not list(Path("/tmp").glob("modeldr-corrupted-*"))
+
+
+@pytest.mark.parametrize("fallback", [True, False], ids=["fallback", "no-fallback"])
+def test_a_store_outage_drill_restarts_a_pod_into_it(
+    s3_hub_ns: str, prefix: str, fallback: bool
+) -> None:
+    """ModelStoreOutage through the infrastructure webhook: the primary region's store stops,
+    a primary pod restarts into the outage. With a fallback store the replacement loads the
+    model there and the step passes; without one it refuses, and the step fails naming why.
+    Either way the store is back afterwards."""
+    from tests.integration.test_drill_replica_faults import apply_plan, explain, plan, run_status
+
+    model = f"s3://models/{prefix}/tiny-bert"
+    for store in ("primary", "standby", "backup"):
+        upload_dir(FIXTURE, location(store, model))
+    md = manifest(s3_hub_ns)
+    md["spec"]["model"]["source"] = model
+    if fallback:
+        md["spec"]["model"]["store"] = {"fallbackSecretName": objectstores.BACKUP_STORE_SECRET}
+    create(s3_hub_ns, md)
+    wait_status(
+        s3_hub_ns,
+        lambda s: s.get("phase") == "Ready" and (s.get("primary") or {}).get("readyReplicas") == 1,
+        "the primary serving",
+    )
+    step = {
+        "name": "store-outage",
+        "fault": {"type": "ModelStoreOutage", "cluster": "primary", "mode": "one"},
+        "durationSeconds": 15,
+        "expect": {"minReplicas": {"primary": 1}},
+    }
+    name = apply_plan(s3_hub_ns, plan("store-outage", [step]))
+    status = kube.wait_for(
+        lambda: (
+            (s := run_status(s3_hub_ns, name)).get("phase") in ("Passed", "Failed", "Error") and s
+        ),
+        timeout=150,
+        what="the store outage drill's verdict",
+    )
+    message = status["steps"][0]["message"]
+    if fallback:
+        assert status["phase"] == "Passed", explain(status)
+        assert "loaded the model from the fallback store" in message
+    else:
+        assert status["phase"] == "Failed", explain(status)
+        assert "could not load the model while the store was unreachable" in message
+        assert "no store answered" in message
+    assert status["faults"][0]["state"] == "Undone"
+    # The store is back: it answers with the model.
+    assert (
+        backups.read_model(location("primary", model))[1] == (FIXTURE / MANIFEST_NAME).read_bytes()
+    )

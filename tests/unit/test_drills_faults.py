@@ -118,6 +118,7 @@ def test_who_makes_each_fault() -> None:
         "GPULoss": "member-api",
         "NodeFailure": "webhook",
         "ClusterOutage": "webhook",
+        "ModelStoreOutage": "webhook",
         "ModelCorruption": "member-api",
         "NetworkPartition": "agent",
         "PacketLoss": "agent",
@@ -129,7 +130,7 @@ def test_each_driver_owns_its_facts() -> None:
     # Only the infrastructure's faults need a provider named in the member's Secret (the
     # preflight asks the driver); the renewable ones say how long their inject may take.
     needs = {name for name, driver in registry.DRIVERS.items() if driver.needs_infrastructure}
-    assert needs == {"NodeFailure", "ClusterOutage"}
+    assert needs == {"NodeFailure", "ClusterOutage", "ModelStoreOutage"}
     allowances = {
         name: driver.inject_allowance_s
         for name, driver in registry.DRIVERS.items()
@@ -138,6 +139,7 @@ def test_each_driver_owns_its_facts() -> None:
     assert allowances == {
         "NodeFailure": infrastructure.INJECT_TIMEOUT_S,
         "ClusterOutage": infrastructure.INJECT_TIMEOUT_S,
+        "ModelStoreOutage": infrastructure.INJECT_TIMEOUT_S,
         "NetworkPartition": AGENT_WAIT_S,
         "PacketLoss": AGENT_WAIT_S,
         "Latency": AGENT_WAIT_S,
@@ -820,3 +822,33 @@ def test_fault_parameters_are_named_once_and_read_back_typed() -> None:
     assert FaultParameters.of({"namespace": "ml", "fromANewerOperator": "x"}).namespace == "ml"
     with pytest.raises(KeyError):
         _ = FaultParameters.of({"namespace": "ml"}).node_name
+
+
+# ------------------------------------------------------ ModelStoreOutage's observation
+
+
+def _pod(name: str, ready: bool, message: str = "", deleting: bool = False) -> dict[str, Any]:
+    state: dict[str, Any] = {"running": {}} if ready else {"waiting": {"reason": "x"}}
+    last = {"terminated": {"exitCode": 3, "message": message}} if message else {}
+    meta: dict[str, Any] = {"name": name}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-12-06T07:00:00Z"
+    return {
+        "metadata": meta,
+        "status": {"containerStatuses": [{"ready": ready, "state": state, "lastState": last}]},
+    }
+
+
+def test_a_store_outage_passes_when_every_pod_is_ready_and_names_a_refusal() -> None:
+    from modeldr.drills.faults.infrastructure import assess_restarted
+
+    passed = assess_restarted([_pod("a", True), _pod("b", True), _pod("c", False, "", True)], "p")
+    assert (passed.phase, passed.reason) == ("Passed", "LoadedWithoutTheStore")
+    assert "all 2 model pods in p Ready" in passed.message
+    refusal = "modeldr-serve: refusing to start: cannot fetch the model, no store answered: x"
+    failed = assess_restarted([_pod("a", True), _pod("b", False, "log\n" + refusal)], "p")
+    assert (failed.phase, failed.reason) == ("Failed", "ModelUnavailable")
+    assert failed.message.endswith(refusal) and "pod b in p" in failed.message
+    starting = assess_restarted([_pod("a", True), _pod("b", False)], "p")
+    assert (starting.phase, starting.reason) == ("Failed", "ReplicasNotReady")
+    assert "1 of 2 model pods" in starting.message
