@@ -138,19 +138,8 @@ def test_backup_modes_copy_what_changed_and_restores_verify(
 
     # A restore to the first backup gives back the fixture, byte for byte, in another store.
     target = f"s3://models/{prefix}/restored"
-    restored = run_json(
-        "backup",
-        "restore",
-        kept,
-        "--backup-store",
-        "backup",
-        "--backup",
-        full["id"],
-        "--to",
-        target,
-        "--store",
-        "standby",
-    )
+    restore_first = ("backup", "restore", kept, "--backup-store", "backup", "--backup", full["id"])
+    restored = run_json(*restore_first, "--to", target, "--store", "standby")
     assert restored["modelDigest"] == FIXTURE_DIGEST and restored["verified"] is True
     manifest_now, raw = backups.read_model(location("standby", target))
     assert raw == (FIXTURE / MANIFEST_NAME).read_bytes()
@@ -167,20 +156,7 @@ def test_backup_modes_copy_what_changed_and_restores_verify(
     weights = f"{S3Url.parse(kept).key('sets/' + full['id'] + '/model.safetensors')}"
     put_object(location("backup", kept), weights, b"not the weights")
     untouched = f"s3://models/{prefix}/untouched"
-    tampered = modeldr(
-        "backup",
-        "restore",
-        kept,
-        "--backup-store",
-        "backup",
-        "--backup",
-        full["id"],
-        "--to",
-        untouched,
-        "--store",
-        "standby",
-        "-q",
-    )
+    tampered = modeldr(*restore_first, "--to", untouched, "--store", "standby", "-q")
     assert tampered.returncode == 1, tampered.stderr
     assert "model.safetensors" in tampered.stderr and "refusing it" in tampered.stderr
     assert not list(
