@@ -179,10 +179,9 @@ class Planned:
             raise NotNow("Invalid", str(exc)) from None
         source = model_source(hub, namespace, spec.model_deployment)
         core = client.CoreV1Api(hub)
-        secrets_ns = config.member_secrets_namespace
 
         def at(store: str, url: str) -> backups.Location:
-            return backups.Location(store_config(core, secrets_ns, store), S3Url.parse(url))
+            return backups.Location(store_config(core, config, store), S3Url.parse(url))
 
         return cls(
             spec,
@@ -313,12 +312,29 @@ def model_source(hub: client.ApiClient, namespace: str, name: str) -> str:
     return source
 
 
-def store_config(core: client.CoreV1Api, namespace: str, store: str) -> StoreConfig:
-    """The store's settings from the admin's Secret modeldr-store-<store>."""
-    name = STORE_SECRET_PREFIX + store
-    found = core.list_namespaced_secret(
-        namespace, field_selector=f"metadata.name={name}", _request_timeout=TIMEOUT
-    ).items
+def store_config(core: client.CoreV1Api, config: OperatorConfig, store: str) -> StoreConfig:
+    """The store's settings from the admin's Secret modeldr-store-<store>, in the namespace
+    of the member Secrets, read as the chart lets the operator read those: `list` there, or
+    `get` of the names in memberClusters.secretNames (which must then name the store's)."""
+    namespace, name = config.member_secrets_namespace, STORE_SECRET_PREFIX + store
+    try:
+        if config.member_secret_names:
+            found = [core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT)]
+        else:
+            found = core.list_namespaced_secret(
+                namespace, field_selector=f"metadata.name={name}", _request_timeout=TIMEOUT
+            ).items
+    except client.ApiException as exc:
+        if exc.status == 404:
+            found = []
+        elif exc.status == 403:
+            raise NotNow(
+                "Invalid",
+                f"the operator may not read Secret {namespace}/{name} (with "
+                "memberClusters.secretNames set, add it there)",
+            ) from None
+        else:
+            raise
     if not found:
         raise NotNow("Invalid", f"no store {store!r}: no Secret {namespace}/{name}")
     data = found[0].data or {}
