@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,7 @@ from modeldr.operator import metrics
 log = logging.getLogger(__name__)
 
 MAX_SLEEP_S = 10.0
+PROGRESS_EVERY_S = 2.0
 MIN_SLEEP_S = 0.5
 TIMEOUT = 10
 STORE_SECRET_PREFIX = "modeldr-store-"
@@ -107,7 +109,13 @@ def backup_once(
     last_runs = dict(status.get("lastRuns") or {})
     for mode in due:
         write_status(custom, namespace, name, generation, phase="Running", message=f"{mode} backup")
-        ran, record = plan.run(mode, body, now, status)
+        progress = ProgressNote(
+            lambda text: write_status(
+                custom, namespace, name, generation, phase="Running", message=text
+            ),
+            mode,
+        )
+        ran, record = plan.run(mode, body, now, status, progress)
         # Every field of the record, None included: a merge patch keeps what it does not name.
         record = {field: record.get(field) for field in LAST_RUN_FIELDS}
         last_runs[mode] = record
@@ -134,6 +142,29 @@ def backup_once(
         },
     )
     return min(MAX_SLEEP_S, (at - clock()).total_seconds() + MIN_SLEEP_S)
+
+
+class ProgressNote:
+    """A long copy's progress in status.message (`full backup: 120.0 MB of 419.4 MB (29 %)`),
+    at most every PROGRESS_EVERY_S: people watching `kubectl get mbk -o wide` see it move."""
+
+    def __init__(self, say: Callable[[str], None], mode: str) -> None:
+        self.say = say
+        self.mode = mode
+        self.last = 0.0
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if done >= total:  # the run's own record says the rest
+            return
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        share = 100.0 * done / total if total else 100.0
+        with contextlib.suppress(client.ApiException):  # a lost note is no failure
+            self.say(
+                f"{self.mode} backup: {done / 1e6:.1f} MB of {total / 1e6:.1f} MB ({share:.0f} %)"
+            )
 
 
 class Planned:
@@ -210,7 +241,12 @@ class Planned:
         return {mode: schedule.next_after(now) for mode, schedule in self.schedules.items()}
 
     def run(
-        self, mode: MB.Mode, body: dict[str, Any], now: datetime, status: dict[str, Any]
+        self,
+        mode: MB.Mode,
+        body: dict[str, Any],
+        now: datetime,
+        status: dict[str, Any],
+        progress: backups.Progress | None = None,
     ) -> tuple[MB.Mode, dict[str, Any]]:
         """Mirror to the standby, then back up; the mode that ran and its record. With no
         full backup yet, an incremental or differential one runs as a full one (as Bacula
@@ -221,7 +257,7 @@ class Planned:
         upgraded = mode != "full" and not self.has_full()
         ran: MB.Mode = "full" if upgraded else mode
         try:
-            result = backups.run_backup(self.source, self.backup, ran)
+            result = backups.run_backup(self.source, self.backup, ran, progress=progress)
         except (BackupError, StoreError) as exc:
             message = f"{mode} backup failed: {exc}"
             post_event(obj_ref(body), "Warning", "BackupFailed", message)
