@@ -190,10 +190,10 @@ def _apply_secret(cluster: str, namespace: str, body: dict[str, Any]) -> None:
         core.replace_namespaced_secret(body["metadata"]["name"], namespace, body)
 
 
-def put_member_secrets(namespace: str) -> None:
+def put_member_secrets(namespace: str, clusters: tuple[str, ...] = ("primary", "standby")) -> None:
     """In each member's `namespace`: its region's store and the backup store, as the
     ModelDeployment's spec.model.store names them by default (and as its fallback)."""
-    for cluster in ("primary", "standby"):
+    for cluster in clusters:
         kube.ensure_namespace(cluster, namespace)
         _apply_secret(cluster, namespace, _secret_body(OWN_STORE_SECRET, store_values(cluster)))
         _apply_secret(cluster, namespace, _secret_body(BACKUP_STORE_SECRET, store_values("backup")))
@@ -251,7 +251,13 @@ def publish_examples(models_dir: Path, namespace: str = DEMO_NAMESPACE) -> list[
             f"{url}: {published.model_digest} ({published.copied.objects} files copied) in the "
             "primary, standby and backup stores"
         )
-    put_member_secrets(namespace)
+    for cluster in ("primary", "standby"):
+        # A member in an outage (an operator restarted mid-drill) gets them at the next
+        # operator-up; its pods keep the values they started with.
+        try:
+            put_member_secrets(namespace, (cluster,))
+        except Exception as exc:
+            lines.append(f"store Secrets not written in {cluster}/{namespace}: {exc}")
     put_hub_secrets(namespace)  # for `modeldr backup -n modeldr-demo` (the admin's CLI)
     put_hub_secrets(OPERATOR_NAMESPACE)  # for ModelBackups (the operator reads them there)
     return lines
