@@ -104,26 +104,11 @@ def backup_once(
     except NotNow as exc:
         write_status(custom, namespace, name, generation, phase=exc.phase, message=str(exc))
         return MAX_SLEEP_S
-    now = clock()
-    due = plan.due(status, body["metadata"]["creationTimestamp"], now)
-    last_runs = dict(status.get("lastRuns") or {})
-    for mode in due:
-        write_status(custom, namespace, name, generation, phase="Running", message=f"{mode} backup")
-        progress = ProgressNote(
-            lambda text: write_status(
-                custom, namespace, name, generation, phase="Running", message=text
-            ),
-            mode,
-        )
-        ran, record = plan.run(mode, body, now, status, progress)
-        # Every field of the record, None included: a merge patch keeps what it does not name.
-        record = {field: record.get(field) for field in LAST_RUN_FIELDS}
-        last_runs[mode] = record
-        if ran != mode:
-            last_runs[ran] = {**record, "message": None}
-        status["lastRuns"] = last_runs
-    if due:
-        plan.retain(status)
+
+    def running(text: str) -> None:
+        write_status(custom, namespace, name, generation, phase="Running", message=text)
+
+    last_runs = run_due(plan, body, status, clock(), running)
     upcoming = plan.next_runs(clock())
     mode, at = min(upcoming.items(), key=lambda item: item[1])
     write_status(
@@ -142,6 +127,30 @@ def backup_once(
         },
     )
     return min(MAX_SLEEP_S, (at - clock()).total_seconds() + MIN_SLEEP_S)
+
+
+def run_due(
+    plan: Planned,
+    body: dict[str, Any],
+    status: dict[str, Any],
+    now: datetime,
+    running: Callable[[str], None],
+) -> dict[str, Any]:
+    """Run every mode due now, then retention; the last runs by mode (status updated)."""
+    due = plan.due(status, body["metadata"]["creationTimestamp"], now)
+    last_runs = dict(status.get("lastRuns") or {})
+    for mode in due:
+        running(f"{mode} backup")
+        ran, record = plan.run(mode, body, now, status, ProgressNote(running, mode))
+        # Every field of the record, None included: a merge patch keeps what it does not name.
+        record = {field: record.get(field) for field in LAST_RUN_FIELDS}
+        last_runs[mode] = record
+        if ran != mode:
+            last_runs[ran] = {**record, "message": None}
+        status["lastRuns"] = last_runs
+    if due:
+        plan.retain(status)
+    return last_runs
 
 
 class ProgressNote:
