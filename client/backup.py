@@ -12,7 +12,6 @@ not answer or failed, 3 usage (a bad URL, an unknown store, no backup to restore
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import sys
@@ -91,9 +90,8 @@ def store_config(hub: Hub, namespace: str, name: str) -> StoreConfig:
         raise usage(
             f"reading Secret {namespace}/{secret_name}: {getattr(exc, 'reason', exc)}"
         ) from None
-    values = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
     try:
-        return StoreConfig.from_values(name, values)
+        return StoreConfig.from_secret_data(name, secret.data)
     except ValueError as exc:
         raise usage(f"Secret {namespace}/{secret_name}: {exc}") from None
 

@@ -10,6 +10,7 @@ boto3 does the S3 protocol. Its calls block, so async callers run them in a thre
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Iterator
@@ -96,6 +97,12 @@ class StoreConfig:
             values["accessKeyId"],
             values["secretAccessKey"],
         )
+
+    @classmethod
+    def from_secret_data(cls, name: str, data: dict[str, str] | None) -> StoreConfig:
+        """From a store Secret's `data` (base64 values, as the API returns them)."""
+        values = {key: base64.b64decode(value).decode() for key, value in (data or {}).items()}
+        return cls.from_values(name, values)
 
     @classmethod
     def from_env(cls, name: str, names: dict[str, str]) -> StoreConfig | None:

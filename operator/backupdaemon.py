@@ -14,7 +14,6 @@ Blocking I/O runs in a thread.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -382,10 +381,8 @@ def store_config(core: client.CoreV1Api, config: OperatorConfig, store: str) -> 
             raise
     if not found:
         raise NotNow("Invalid", f"no store {store!r}: no Secret {namespace}/{name}")
-    data = found[0].data or {}
-    values = {key: base64.b64decode(value).decode() for key, value in data.items()}
     try:
-        return StoreConfig.from_values(store, values)
+        return StoreConfig.from_secret_data(store, found[0].data)
     except ValueError as exc:
         raise NotNow("Invalid", f"Secret {namespace}/{name}: {exc}") from None
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kubernetes import client
 
+from modeldr.operator.render import FETCH_MOUNT
 from sandbox import (
     agent,
     clusters,
@@ -144,6 +145,10 @@ class Sandbox:
         # agent left) goes with the sandbox.
         agent.remove_table()
         self._kill_leftovers()
+        # The pods' fetched model copies (s3:// sources): a real pod's emptyDir goes with the
+        # pod; here the processes share the host's path, and a killed one (an outage is a
+        # SIGKILL) leaves its copy.
+        shutil.rmtree(FETCH_MOUNT, ignore_errors=True)
         if self.paths.root.exists():
             for child in self.paths.root.iterdir():
                 if child.name != "logs":

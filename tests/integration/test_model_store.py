@@ -20,7 +20,7 @@ from kubernetes import client
 
 from modeldr.kube import backups
 from modeldr.kube.artifact import MANIFEST_NAME
-from modeldr.kube.objectstore import S3Url, StoreConfig
+from modeldr.kube.objectstore import S3Url
 from modeldr.serving.manifest import write_manifest
 from sandbox import kube, objectstores
 from sandbox.api import Sandbox
@@ -41,10 +41,7 @@ FIXTURE = ROOT / "tests/fixtures/models/tiny-review-bert"
 FIXTURE_DIGEST = "sha256:7dddd2ad3ab141aaa06601673671f5a88ddc1851dbc07f453e84cf0df8e69a8b"
 
 
-def location(store: str, url: str) -> backups.Location:
-    return backups.Location(
-        StoreConfig.from_values(store, objectstores.store_values(store)), S3Url.parse(url)
-    )
+location = objectstores.location
 
 
 def upload_dir(directory: Path, where: backups.Location) -> None:
@@ -430,9 +427,14 @@ def test_a_modelbackup_runs_its_schedules_mirrors_and_keeps_its_retention(
         lambda s: ((s.get("lastRuns") or {}).get("incremental") or {}).get("modelDigest") == digest,
         "an incremental backup of the new revision",
     )
-    incremental = status["lastRuns"]["incremental"]
-    if incremental["copiedObjects"]:  # (a full one may have copied the change first)
-        assert (incremental["copiedObjects"], incremental["copiedBytes"]) == (2, changed)
+    # The first backup of the new revision copied the change: an incremental one the changed
+    # file and the manifest; a full one (when its due time came first) everything.
+    listed, _ = backups.history(location("backup", f"s3://modeldr-backups/{prefix}/tiny-bert"))
+    first = next(b.manifest for b in listed if b.manifest.model_digest == digest)
+    if first.mode == "incremental":
+        assert (first.copied_objects, first.copied_bytes) == (2, changed)
+    else:
+        assert (first.mode, first.copied_bytes) == ("full", first.total_bytes)
     assert status["standbyCopy"]["modelDigest"] == digest
 
     # Retention keeps one full backup and what builds on it: once a second full backup ran,
@@ -491,6 +493,24 @@ def test_a_modelbackup_outside_its_policy_touches_no_store(s3_hub_ns: str, prefi
     assert not found
 
 
+def serve_from_stores(
+    hub_ns: str, model: str, stores: tuple[str, ...], fallback: str | None = None
+) -> None:
+    """The fixture in `stores` at `model`, a ModelDeployment serving it, its primary Ready."""
+    for store in stores:
+        upload_dir(FIXTURE, location(store, model))
+    md = manifest(hub_ns)
+    md["spec"]["model"]["source"] = model
+    if fallback:
+        md["spec"]["model"]["store"] = {"fallbackSecretName": fallback}
+    create(hub_ns, md)
+    wait_status(
+        hub_ns,
+        lambda s: s.get("phase") == "Ready" and (s.get("primary") or {}).get("readyReplicas") == 1,
+        "the primary serving",
+    )
+
+
 def test_model_corruption_of_an_s3_model_refuses_and_leaves_nothing(
     s3_hub_ns: str, prefix: str
 ) -> None:
@@ -498,17 +518,7 @@ def test_model_corruption_of_an_s3_model_refuses_and_leaves_nothing(
     model (verified), flips a byte of the copy, and the server refuses it."""
     from tests.integration.test_drill_replica_faults import apply_plan, explain, plan, run_status
 
-    model = f"s3://models/{prefix}/tiny-bert"
-    for store in ("primary", "standby"):
-        upload_dir(FIXTURE, location(store, model))
-    md = manifest(s3_hub_ns)
-    md["spec"]["model"]["source"] = model
-    create(s3_hub_ns, md)
-    wait_status(
-        s3_hub_ns,
-        lambda s: s.get("phase") == "Ready" and (s.get("primary") or {}).get("readyReplicas") == 1,
-        "the primary serving",
-    )
+    serve_from_stores(s3_hub_ns, f"s3://models/{prefix}/tiny-bert", ("primary", "standby"))
     step = {
         "name": "corrupt",
         "fault": {"type": "ModelCorruption", "cluster": "primary"},
@@ -541,18 +551,8 @@ def test_a_store_outage_drill_restarts_a_pod_into_it(
     from tests.integration.test_drill_replica_faults import apply_plan, explain, plan, run_status
 
     model = f"s3://models/{prefix}/tiny-bert"
-    for store in ("primary", "standby", "backup"):
-        upload_dir(FIXTURE, location(store, model))
-    md = manifest(s3_hub_ns)
-    md["spec"]["model"]["source"] = model
-    if fallback:
-        md["spec"]["model"]["store"] = {"fallbackSecretName": objectstores.BACKUP_STORE_SECRET}
-    create(s3_hub_ns, md)
-    wait_status(
-        s3_hub_ns,
-        lambda s: s.get("phase") == "Ready" and (s.get("primary") or {}).get("readyReplicas") == 1,
-        "the primary serving",
-    )
+    fallback_store = objectstores.BACKUP_STORE_SECRET if fallback else None
+    serve_from_stores(s3_hub_ns, model, ("primary", "standby", "backup"), fallback_store)
     step = {
         "name": "store-outage",
         "fault": {"type": "ModelStoreOutage", "cluster": "primary", "mode": "one"},
