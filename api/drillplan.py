@@ -46,6 +46,7 @@ FaultType = Literal[
     "Latency",
     "ModelCorruption",
     "ModelStoreOutage",
+    "ModelStoreLoss",
 ]
 FAULT_TYPES: Final[tuple[str, ...]] = get_args(FaultType)
 # Faults whose `mode` selects among the nodes that run the model (not among its pods), and
@@ -53,6 +54,9 @@ FAULT_TYPES: Final[tuple[str, ...]] = get_args(FaultType)
 NODE_FAULTS: Final = ("NodeDrain", "GPULoss", "NodeFailure")
 # Faults that end their pods gracefully or not: a grace period means something for them.
 GRACE_PERIOD_FAULTS: Final = ("PodKill", "NodeDrain")
+# ModelStoreLoss restores the newest backup at most this old unless the fault says otherwise.
+DEFAULT_MAX_BACKUP_AGE_SECONDS: Final = 86400
+MAX_BACKUP_AGE_SECONDS: Final = 90 * 86400
 
 # Failover: switch to the standby through the operator's own switch; Failback: back to the
 # primary; Wait: touch nothing and measure (e.g. recovery after the previous step's fault).
@@ -183,6 +187,11 @@ class Msg:
     LOSS_ONLY_PACKET_LOSS = "fault.lossPercent is only for PacketLoss"
     LATENCY_NEEDS_MS = "fault type Latency needs fault.latencyMilliseconds"
     LATENCY_ONLY = "fault.latencyMilliseconds and fault.jitterMilliseconds are only for Latency"
+    BACKUP_AGE_ONLY = "fault.maxBackupAgeSeconds is only for ModelStoreLoss"
+    RESTORE_ONLY = (
+        "steps[].expect.maxRestoreSeconds is only for a step whose fault is ModelStoreLoss "
+        "(its undo is the restore)"
+    )
     STEP_NAMES_UNIQUE = "steps[].name must be unique"
     GATE_NAMES_UNIQUE = "gates[].name must be unique"
     ABORT_NAMES_UNIQUE = "abortConditions[].name must be unique"
@@ -389,13 +398,19 @@ class Fault(SpecModel):
                 field_path=".latencyMilliseconds",
                 reason="FieldValueForbidden",
             ),
+            Rule(
+                "self.type == 'ModelStoreLoss' || !has(self.maxBackupAgeSeconds)",
+                Msg.BACKUP_AGE_ONLY,
+                field_path=".maxBackupAgeSeconds",
+                reason="FieldValueForbidden",
+            ),
         )
     )
 
     type: FaultType = Field(
         description="PodKill, NodeDrain, GPULoss, NodeFailure, ClusterOutage, NetworkPartition, "
-        "PacketLoss, Latency, ModelCorruption, ModelStoreOutage (docs/crds.md, DrillPlan "
-        "faults)."
+        "PacketLoss, Latency, ModelCorruption, ModelStoreOutage, ModelStoreLoss (docs/crds.md, "
+        "DrillPlan faults)."
     )
     cluster: str = Field(
         default=DEFAULT_FAULT_CLUSTER,
@@ -407,10 +422,10 @@ class Fault(SpecModel):
     mode: FaultMode = Field(
         default=DEFAULT_FAULT_MODE,
         description="Which of the candidate targets (the model's pods; for NodeDrain, GPULoss "
-        "and NodeFailure the nodes running them; for ModelStoreOutage the pods restarted "
-        "while the store is down; ignored by ClusterOutage): one (chosen at "
-        "random, seed recorded), all, fixed (value targets), percent (value percent, rounded "
-        "up). Zero targets ends the step Error.",
+        "and NodeFailure the nodes running them; for ModelStoreOutage and ModelStoreLoss the "
+        "pods restarted while the store is down or its model gone; ignored by ClusterOutage): "
+        "one (chosen at random, seed recorded), all, fixed (value targets), percent (value "
+        "percent, rounded up). Zero targets ends the step Error.",
     )
     value: int | None = Field(
         default=None,
@@ -458,6 +473,14 @@ class Fault(SpecModel):
         le=2**31 - 1,
         description="Random seed for choosing targets; default: a fresh one, recorded in the "
         "journal.",
+    )
+    max_backup_age_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_BACKUP_AGE_SECONDS,
+        description="ModelStoreLoss: preflight and the step refuse (BackupTooOld) when the "
+        "model's newest backup is older than this (default 86400); nothing is deleted "
+        "without a backup that restores.",
     )
 
     @field_validator("value")
@@ -513,7 +536,14 @@ class Fault(SpecModel):
             self.latency_milliseconds is not None or self.jitter_milliseconds is not None
         ):
             raise ValueError(Msg.LATENCY_ONLY)
+        if self.type != "ModelStoreLoss" and self.max_backup_age_seconds is not None:
+            raise ValueError(Msg.BACKUP_AGE_ONLY)
         return self
+
+    @property
+    def backup_age_limit(self) -> int:
+        """ModelStoreLoss: the oldest backup it may restore, in seconds."""
+        return self.max_backup_age_seconds or DEFAULT_MAX_BACKUP_AGE_SECONDS
 
 
 class Action(SpecModel):
@@ -621,6 +651,13 @@ class Expect(SpecModel):
         description="Successful probe answers that differ from the baseline's answer for the "
         "same golden text / answers judged. Needs modelChecks.",
     )
+    max_restore_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DURATION_SECONDS,
+        description="ModelStoreLoss: the undo's restore of the model from its backup into the "
+        "store, verified, within this long.",
+    )
 
     @property
     def judges_answers(self) -> bool:
@@ -634,7 +671,14 @@ class Step(SpecModel):
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            Rule("has(self.fault) != has(self.action)", Msg.STEP_FAULT_XOR_ACTION)
+            Rule("has(self.fault) != has(self.action)", Msg.STEP_FAULT_XOR_ACTION),
+            Rule(
+                "!has(self.expect) || !has(self.expect.maxRestoreSeconds) || "
+                "(has(self.fault) && self.fault.type == 'ModelStoreLoss')",
+                Msg.RESTORE_ONLY,
+                field_path=".expect.maxRestoreSeconds",
+                reason="FieldValueForbidden",
+            ),
         )
     )
 
@@ -652,6 +696,10 @@ class Step(SpecModel):
     def _fault_xor_action(self) -> Step:
         if (self.fault is None) == (self.action is None):
             raise ValueError(Msg.STEP_FAULT_XOR_ACTION)
+        if self.expect.max_restore_seconds is not None and (
+            self.fault is None or self.fault.type != "ModelStoreLoss"
+        ):
+            raise ValueError(Msg.RESTORE_ONLY)
         return self
 
 

@@ -145,6 +145,12 @@ class StepStatus(WindowStatus):
         description="Successful probe answers equal to their golden label / answers "
         "(plans with modelChecks).",
     )
+    restore_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="ModelStoreLoss: how long the undo's restore of the model from its backup "
+        "took, verified (the provider's undo call, end to end).",
+    )
 
 
 class SteadyStateStatus(StatusModel):

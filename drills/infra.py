@@ -45,7 +45,11 @@ CLUSTER_OUTAGE: Final = "ClusterOutage"
 NODE_FAILURE: Final = "NodeFailure"
 # The member region's object store unreachable (its model source: docs/backups.md).
 MODEL_STORE_OUTAGE: Final = "ModelStoreOutage"
-FAULT_TYPES: Final = (CLUSTER_OUTAGE, NODE_FAILURE, MODEL_STORE_OUTAGE)
+# A model's objects deleted from the member region's store; undo restores a named backup.
+MODEL_STORE_LOSS: Final = "ModelStoreLoss"
+FAULT_TYPES: Final = (CLUSTER_OUTAGE, NODE_FAILURE, MODEL_STORE_OUTAGE, MODEL_STORE_LOSS)
+# Faults that take a whole cluster (or its store), never a node.
+WHOLE_CLUSTER: Final = (CLUSTER_OUTAGE, MODEL_STORE_OUTAGE, MODEL_STORE_LOSS)
 
 USER_AGENT = f"modeldr/{modeldr.__version__}"
 #: 4xx statuses that say "try again later", not "the request is wrong".
@@ -165,9 +169,12 @@ class InfrastructureProvider:
         node: str | None = None,
         *,
         expires_at: datetime,
+        model: dict[str, Any] | None = None,
     ) -> None:
         """Put the fault in effect until `expires_at` at the latest (the provider undoes it
-        then by itself); returns once the provider says it is in effect (2xx)."""
+        then by itself); returns once the provider says it is in effect (2xx). `model`:
+        ModelStoreLoss's model and the backup that undo restores (`{"source", "restoreFrom":
+        {"store", "url", "id", "modelDigest"}}`), required for it and refused for others."""
         if not fault_id:
             raise InfrastructureError("a fault needs a non-empty id", permanent=True)
         if fault_type not in FAULT_TYPES:
@@ -180,7 +187,12 @@ class InfrastructureProvider:
             raise InfrastructureError(f"{fault_type} needs a cluster", permanent=True)
         if fault_type == NODE_FAILURE and not node:
             raise InfrastructureError("NodeFailure needs a node", permanent=True)
-        if fault_type in (CLUSTER_OUTAGE, MODEL_STORE_OUTAGE) and node:
+        if (fault_type == MODEL_STORE_LOSS) != (model is not None):
+            raise InfrastructureError(
+                "ModelStoreLoss, and only it, names a model and the backup that restores it",
+                permanent=True,
+            )
+        if fault_type in WHOLE_CLUSTER and node:
             raise InfrastructureError(
                 f"{fault_type} takes a whole cluster, not a node (got node {node!r})",
                 permanent=True,
@@ -188,6 +200,8 @@ class InfrastructureProvider:
         payload: dict[str, Any] = {"id": fault_id, "type": fault_type, "cluster": cluster}
         if node:
             payload["node"] = node
+        if model is not None:
+            payload["model"] = model
         payload["expiresAt"] = rfc3339(expires_at)
         self._request("POST", "/inject", payload)
 
@@ -198,11 +212,14 @@ class InfrastructureProvider:
             raise InfrastructureError("a fault needs a non-empty id", permanent=True)
         self._request("POST", "/renew", {"id": fault_id, "expiresAt": rfc3339(expires_at)})
 
-    def undo(self, fault_id: str) -> None:
-        """Undo the fault; returns once the provider says it is undone (unknown ids too)."""
+    def undo(self, fault_id: str) -> dict[str, Any]:
+        """Undo the fault; returns once the provider says it is undone (unknown ids too),
+        with the provider's answer (`{"undone": bool, "result": {...}?}`; {} when it gave
+        none): ModelStoreLoss's `result` says what the restore wrote and verified."""
         if not fault_id:
             raise InfrastructureError("a fault needs a non-empty id", permanent=True)
-        self._request("POST", "/undo", {"id": fault_id})
+        answer = self._request("POST", "/undo", {"id": fault_id})
+        return dict(answer) if isinstance(answer, dict) else {}
 
     def faults(self) -> list[dict[str, Any]]:
         """What the provider has in force: dicts with id, type, cluster, node, injectedAt,

@@ -60,6 +60,7 @@ from modeldr.drills.tenancy import RunTenancy
 from modeldr.drills.timeline import Point, ReplicaPoint, Timeline
 from modeldr.drills.verdict import cut_short, verdict_of
 from modeldr.kube import promql
+from modeldr.kube.backupplaces import BackupUnusable, restore_point
 from modeldr.kube.capacity import read_gpu_capacity
 from modeldr.kube.constants import DRILLRUNS, GROUP, ROLES, VERSION
 from modeldr.kube.errors import ConfigError, MemberError
@@ -74,7 +75,11 @@ log = logging.getLogger(__name__)
 ROLLBACK_PATIENCE_S = 600.0
 ROLLBACK_RETRY_S = 10.0
 # Preflight findings about the system under test (not about the drill): the run Failed.
-FAILED_BEFORE_START = frozenset({"StandbyCapacityInsufficient"})
+# A backup too old or one that does not restore is the DR finding itself (the RPO or the
+# restore does not hold), not a drill that could not run.
+FAILED_BEFORE_START = frozenset(
+    {"StandbyCapacityInsufficient", "BackupTooOld", "BackupUnrestorable"}
+)
 # The live probe figures in status.probe: over this window, refreshed this often.
 LIVE_WINDOW_S = 10.0
 # A run that finds its target held by a run that ended already waits this long for it.
@@ -392,6 +397,29 @@ def faults_check(p: Preflight) -> PreflightFinding:
     return passed("faults", "every fault has a driver, and a provider where it needs one")
 
 
+def backups_check(p: Preflight) -> PreflightFinding | None:
+    """A ModelStoreLoss deletes nothing without a way back: the model's newest backup, by a
+    ModelBackup its policy allows, no older than the strictest maxBackupAgeSeconds, restores
+    (verified, nothing written). NoBackup, BackupTooOld, BackupUnrestorable otherwise."""
+    losses = [s.fault for s in p.plan.steps if s.fault and s.fault.type == "ModelStoreLoss"]
+    if not losses:
+        return None
+    limit = min(fault.backup_age_limit for fault in losses)
+    settings = p.rt.members.settings
+    try:
+        point = restore_point(
+            p.rt.hub, settings, p.rt.tenancy, p.target.namespace, p.target.name, limit
+        )
+    except BackupUnusable as exc:
+        return failed("backups", exc.phase, str(exc))
+    return passed(
+        "backups",
+        f"backup {point.backup_id} of {p.target.name} (ModelBackup {point.model_backup}, "
+        f"{point.age_seconds():.0f} s old, at most {limit} s allowed, {point.bytes} bytes) "
+        "restores, verified",
+    )
+
+
 def standby_capacity_check(p: Preflight) -> PreflightFinding | None:
     """A failover the plan causes has room on the standby (check_standby_capacity)."""
     if not causes_failover(p.plan):
@@ -471,6 +499,7 @@ CHECKS: Final = (
     Check(tenancy_check, real=True, dry=True),
     Check(traffic_entry_check, real=True, dry=True),
     Check(faults_check, real=True, dry=False),
+    Check(backups_check, real=True, dry=True),
     Check(standby_capacity_check, real=True, dry=True),
     Check(gate_conditions_check, real=True, dry=False),
     Check(golden_set_check, real=True, dry=True),

@@ -16,7 +16,8 @@ from modeldr.api.phase import Phase, worst
 from modeldr.drills import events
 from modeldr.drills.answers import measure_answers
 from modeldr.drills.consent import check_consent
-from modeldr.drills.faults.base import Aim, FaultDriver, Observation, Observing
+from modeldr.drills.faults.base import Aim, FaultDriver, Observation, Observing, Undoing
+from modeldr.drills.faults.params import FaultParameters
 from modeldr.drills.faults.registry import driver_for
 from modeldr.drills.journal import new_record
 from modeldr.drills.probe_stats import (
@@ -110,8 +111,9 @@ class StepRunner:
             await self.checker.after(step.name)
         # A window's samples (72,000 for an hour at 20/s) are measured off the event loop.
         assessment = await asyncio.to_thread(self._assess, step, status, start, active_at_start)
-        if observed is not None:
-            assessment = joined(assessment, observed)
+        for seen in (observed, self._after_undo(driver, record, step, status)):
+            if seen is not None:
+                assessment = joined(assessment, seen)
         if renewal is not None and renewal.lapsed:
             # The fault was not in force for the whole step: what was measured proves
             # nothing about it.
@@ -184,6 +186,16 @@ class StepRunner:
         except Exception as exc:
             what = f"{record.type} {record.id}: could not read its targets: {exc}"
             return Observation(Phase.INCONCLUSIVE, "ObservationFailed", what[:1024])
+
+    @staticmethod
+    def _after_undo(
+        driver: FaultDriver | None, record: FaultRecord | None, step: Step, status: StepStatus
+    ) -> Observation | None:
+        """What the undo itself did (ModelStoreLoss: the restore), measured and judged."""
+        if not isinstance(driver, Undoing) or record is None:
+            return None
+        status.restore_seconds = FaultParameters.of(record).restore_seconds
+        return driver.after_undo(record, step.expect)
 
     def _renew(self, driver: FaultDriver, record: FaultRecord) -> Renewal | None:
         """Keep the fault's expiry ahead while the step holds it (drills/renewal.py)."""

@@ -47,7 +47,7 @@ from modeldr.kube.tenancy import Tenancy
 TIMEOUT: Final = (2.0, 10.0)
 # Whole-cluster faults need the member's own consent besides the tenant's policy.
 # A region's object store serves every tenant's models there: its outage is one of them.
-CLUSTER_FAULTS: Final = ("ClusterOutage", "ModelStoreOutage")
+CLUSTER_FAULTS: Final = ("ClusterOutage", "ModelStoreOutage", "ModelStoreLoss")
 # At most this many pods named in a CollateralDamage message.
 NAMED_PODS_MAX: Final = 10
 

@@ -54,7 +54,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modeldr.drills.infra import CLUSTER_OUTAGE, MODEL_STORE_OUTAGE, NODE_FAILURE
+from modeldr.drills.infra import (
+    CLUSTER_OUTAGE,
+    MODEL_STORE_LOSS,
+    MODEL_STORE_OUTAGE,
+    NODE_FAILURE,
+)
 from sandbox import daemons
 from sandbox.config import REPO_ROOT
 from sandbox.infra_daemon import answers
@@ -275,10 +280,10 @@ class KindActions:
     # check
 
     def check(self, fault_type: str, cluster: str, node: str | None) -> None:
-        if fault_type == MODEL_STORE_OUTAGE:
+        if fault_type in (MODEL_STORE_OUTAGE, MODEL_STORE_LOSS):
             raise RequestError(
                 400,
-                "ModelStoreOutage: the kind clusters have no object stores yet (their models "
+                f"{fault_type}: the kind clusters have no object stores yet (their models "
                 "are on the nodes, file://; docs/backups.md)",
             )
         if cluster not in self.members:  # the Webhook refuses these first; kept for direct use

@@ -128,6 +128,14 @@ class MemberRegistry:
         self._errors: dict[str, str] = {}
         self._loaded_at = 0.0
 
+    @property
+    def hub(self) -> client.ApiClient:
+        return self._hub
+
+    @property
+    def settings(self) -> OperatorConfig:
+        return self._settings
+
     def _secrets(self) -> list[Any]:
         core = client.CoreV1Api(self._hub)
         ns = self._settings.member_secrets_namespace

@@ -22,16 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
-from pydantic import ValidationError
 
 from modeldr.api import modelbackup as MB
-from modeldr.api.modeldeployment import ModelDeploymentSpec
 from modeldr.kube import backups
 from modeldr.kube.backupmanifest import BackupError, expired
+from modeldr.kube.backupplaces import BackupUnusable as NotNow
+from modeldr.kube.backupplaces import places
 from modeldr.kube.config import OperatorConfig
-from modeldr.kube.constants import GROUP, MODELDEPLOYMENTS, VERSION
+from modeldr.kube.constants import GROUP, VERSION
 from modeldr.kube.events import post_event
-from modeldr.kube.objectstore import S3Url, StoreConfig, StoreError
+from modeldr.kube.objectstore import StoreError
 from modeldr.kube.schedule import Schedule, ScheduleError, stamp
 from modeldr.kube.tenancy import Tenancy
 from modeldr.operator import metrics
@@ -42,18 +42,9 @@ MAX_SLEEP_S = 10.0
 PROGRESS_EVERY_S = 2.0
 MIN_SLEEP_S = 0.5
 TIMEOUT = 10
-STORE_SECRET_PREFIX = "modeldr-store-"
 # A full backup first: an incremental due at the same minute then copies nothing new.
 MODE_ORDER: tuple[MB.Mode, ...] = ("full", "differential", "incremental")
 LAST_RUN_FIELDS = tuple(MB.LastRun.model_fields[f].alias or f for f in MB.LastRun.model_fields)
-
-
-class NotNow(Exception):
-    """The ModelBackup cannot run as it is (invalid, denied): its phase and message."""
-
-    def __init__(self, phase: str, message: str) -> None:
-        super().__init__(message)
-        self.phase = phase
 
 
 async def run_backups(
@@ -201,14 +192,8 @@ class Planned:
         namespace: str,
         body: dict[str, Any],
     ) -> Planned:
-        try:
-            spec = MB.ModelBackupSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            raise NotNow("Invalid", str(exc).splitlines()[0]) from None
-        stores = [s for s in (spec.source_store, spec.standby_store, spec.backup_store) if s]
-        denial = tenancy.grants(namespace).backup_denial(stores, spec.backup_prefix)
-        if denial:
-            raise NotNow("PolicyDenied", denial)
+        where = places(hub, config, tenancy, namespace, body)  # the policy first
+        spec = where.spec
         try:
             schedules = {
                 mode: Schedule.parse(cron, spec.time_zone)
@@ -216,19 +201,7 @@ class Planned:
             }
         except ScheduleError as exc:
             raise NotNow("Invalid", str(exc)) from None
-        source = model_source(hub, namespace, spec.model_deployment)
-        core = client.CoreV1Api(hub)
-
-        def at(store: str, url: str) -> backups.Location:
-            return backups.Location(store_config(core, config, store), S3Url.parse(url))
-
-        return cls(
-            spec,
-            schedules,
-            at(spec.source_store, source),
-            at(spec.standby_store, source) if spec.standby_store else None,
-            at(spec.backup_store, spec.backup_prefix),
-        )
+        return cls(spec, schedules, where.source, where.standby, where.backup)
 
     def due(self, status: dict[str, Any], created: str, now: datetime) -> list[MB.Mode]:
         """The modes with a due time after their last run (or the object's creation)."""
@@ -335,56 +308,6 @@ class Planned:
             if item.manifest.id in gone:
                 backups.delete_backup(self.backup, item)
         status["backups"] = len(listed) - len(gone)
-
-
-def model_source(hub: client.ApiClient, namespace: str, name: str) -> str:
-    """The ModelDeployment's s3:// source (what its policy admitted)."""
-    custom = client.CustomObjectsApi(hub)
-    try:
-        md = custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, MODELDEPLOYMENTS, name, _request_timeout=TIMEOUT
-        )
-    except client.ApiException as exc:
-        if exc.status == 404:
-            raise NotNow("Invalid", f"no ModelDeployment {name} in {namespace}") from None
-        raise
-    source = ModelDeploymentSpec.parse(md["spec"]).model.source
-    if not source.startswith("s3://"):
-        raise NotNow(
-            "Invalid", f"ModelDeployment {name} serves {source}: only s3:// sources are backed up"
-        )
-    return source
-
-
-def store_config(core: client.CoreV1Api, config: OperatorConfig, store: str) -> StoreConfig:
-    """The store's settings from the admin's Secret modeldr-store-<store>, in the namespace
-    of the member Secrets, read as the chart lets the operator read those: `list` there, or
-    `get` of the names in memberClusters.secretNames (which must then name the store's)."""
-    namespace, name = config.member_secrets_namespace, STORE_SECRET_PREFIX + store
-    try:
-        if config.member_secret_names:
-            found = [core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT)]
-        else:
-            found = core.list_namespaced_secret(
-                namespace, field_selector=f"metadata.name={name}", _request_timeout=TIMEOUT
-            ).items
-    except client.ApiException as exc:
-        if exc.status == 404:
-            found = []
-        elif exc.status == 403:
-            raise NotNow(
-                "Invalid",
-                f"the operator may not read Secret {namespace}/{name} (with "
-                "memberClusters.secretNames set, add it there)",
-            ) from None
-        else:
-            raise
-    if not found:
-        raise NotNow("Invalid", f"no store {store!r}: no Secret {namespace}/{name}")
-    try:
-        return StoreConfig.from_secret_data(store, found[0].data)
-    except ValueError as exc:
-        raise NotNow("Invalid", f"Secret {namespace}/{name}: {exc}") from None
 
 
 def write_status(

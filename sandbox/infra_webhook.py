@@ -12,7 +12,9 @@ operator must be able to undo what a drill injected) and `make sandbox-down` sto
 
 What each fault does: ClusterOutage → `Sandbox.outage(cluster)`, undone by `restore`;
 NodeFailure → `Sandbox.fail_node(cluster, node)`, undone by `recover_node`; ModelStoreOutage
-→ the region's SeaweedFS store stopped (`objectstores.stop`), started again at undo. Only the member
+→ the region's SeaweedFS store stopped (`objectstores.stop`), started again at undo;
+ModelStoreLoss → the backup it names proven restorable, then the model's objects deleted from
+the region's store, restored from that backup (verified) at undo or expiry. Only the member
 clusters (primary, standby) and their existing nodes are accepted.
 
 State: every fault is written to `.sandbox/state/infra-faults.json` before it is acted on
@@ -26,10 +28,11 @@ broken by the first and repaired only when the last of them is undone.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from modeldr.drills.infra import CLUSTER_OUTAGE, MODEL_STORE_OUTAGE, NODE_FAILURE
+from modeldr.drills.infra import CLUSTER_OUTAGE, MODEL_STORE_LOSS, MODEL_STORE_OUTAGE, NODE_FAILURE
 from sandbox import infra_daemon, kube, objectstores
 from sandbox.api import Sandbox
 from sandbox.config import CLUSTERS, INFRA_WEBHOOK_PORT, Paths, sandbox_paths
@@ -42,6 +45,7 @@ from sandbox.webhook_server import (
     token_from,
 )
 
+log = logging.getLogger("sandbox.infra-webhook")
 STATE_FILE = "infra-faults.json"
 #: How long an outage may take to close its apiserver's port.
 OUTAGE_WAIT_S = 30.0
@@ -80,6 +84,9 @@ class SandboxActions:
             )
 
     def inject(self, fault: dict[str, Any]) -> None:
+        if fault["type"] == MODEL_STORE_LOSS:
+            lose_model(fault)
+            return
         if fault["type"] == MODEL_STORE_OUTAGE:
             # The region's store stops (its data stays): connections are refused.
             store = objectstores.STORES[fault["cluster"]]
@@ -105,7 +112,9 @@ class SandboxActions:
         else:
             self.sandbox.fail_node(fault["cluster"], fault["node"])
 
-    def undo(self, fault: dict[str, Any]) -> str | None:
+    def undo(self, fault: dict[str, Any]) -> str | dict[str, Any] | None:
+        if fault["type"] == MODEL_STORE_LOSS:
+            return restore_model(fault)
         if fault["type"] == MODEL_STORE_OUTAGE:
             objectstores.restart(fault["cluster"])
             return None
@@ -114,6 +123,61 @@ class SandboxActions:
         else:
             self.sandbox.recover_node(fault["cluster"], fault["node"])
         return None
+
+
+def _backup_point(fault: dict[str, Any]) -> tuple[Any, Any]:
+    """The backup store's location and the listed backup the fault names (BackupError when
+    it is not there or its manifest was changed)."""
+    from modeldr.kube import backups
+    from modeldr.kube.backupmanifest import BackupError
+
+    restore = fault["model"]["restoreFrom"]
+    where = objectstores.location(restore["store"], restore["url"])
+    listed, _refused = backups.history(where)
+    for item in listed:
+        if item.manifest.id == restore["id"]:
+            if item.manifest.model_digest != restore["modelDigest"]:
+                raise BackupError(
+                    f"backup {restore['id']} holds model {item.manifest.model_digest}, "
+                    f"not {restore['modelDigest']}"
+                )
+            return where, item
+    raise BackupError(f"no backup {restore['id']} in {where}")
+
+
+def lose_model(fault: dict[str, Any]) -> None:
+    """ModelStoreLoss: the backup it names proven restorable (nothing written), then every
+    object under the model's prefix deleted from the cluster's own store."""
+    from modeldr.kube import backups, objectstore
+
+    where, item = _backup_point(fault)
+    backups.restore(where, item, None)  # this provider's expiry restores it: it must work
+    store = objectstores.STORES[fault["cluster"]]
+    target = objectstores.location(store.name, fault["model"]["source"])
+    s3 = target.client()
+    names = [name for name, _size in objectstore.list_keys(s3, target.store, target.url)]
+    for name in names:
+        s3.delete_object(Bucket=target.url.bucket, Key=target.url.key(name))
+    log.info("ModelStoreLoss %s: %d objects of %s deleted", fault["id"], len(names), target)
+
+
+def restore_model(fault: dict[str, Any]) -> dict[str, Any]:
+    """Undo ModelStoreLoss: the named backup restored into the cluster's store, every file
+    verified before the model's manifest is written; what was restored, for the caller."""
+    from modeldr.kube import backups
+
+    where, item = _backup_point(fault)
+    store = objectstores.STORES[fault["cluster"]]
+    target = objectstores.location(store.name, fault["model"]["source"])
+    result = backups.restore(where, item, target)
+    return {
+        "backup": item.manifest.id,
+        "modelDigest": result.model_digest,
+        "files": result.copied.objects,
+        "bytes": result.copied.bytes,
+        "seconds": round(result.copied.seconds, 3),
+        "target": str(target),
+    }
 
 
 def serve(port: int = INFRA_WEBHOOK_PORT, paths: Paths | None = None) -> None:

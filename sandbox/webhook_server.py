@@ -26,7 +26,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
-from modeldr.drills.infra import FAULT_TYPES, MAX_EXPIRY_AHEAD_S, NODE_FAILURE, rfc3339
+from modeldr.drills.infra import (
+    FAULT_TYPES,
+    MAX_EXPIRY_AHEAD_S,
+    MODEL_STORE_LOSS,
+    NODE_FAILURE,
+    rfc3339,
+)
 from sandbox.config import MEMBER_CLUSTERS
 
 log = logging.getLogger("sandbox.infra-webhook")
@@ -90,8 +96,9 @@ class Actions(Protocol):
 
     def inject(self, fault: dict[str, Any]) -> None: ...
 
-    def undo(self, fault: dict[str, Any]) -> str | None:
-        """Undo the fault; an optional note for the log (what had to be done)."""
+    def undo(self, fault: dict[str, Any]) -> str | dict[str, Any] | None:
+        """Undo the fault; an optional note for the log (what had to be done), or a result
+        for the caller (ModelStoreLoss: what the restore wrote), answered as `result`."""
 
 
 def _target(fault: dict[str, Any]) -> tuple[str, str, str | None]:
@@ -104,7 +111,17 @@ def _describe(fault: dict[str, Any]) -> str:
 
 
 def _public(fault: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "type", "cluster", "node", "injectedAt", "expiresAt", "state", "lastError")
+    keys = (
+        "id",
+        "type",
+        "cluster",
+        "node",
+        "model",
+        "injectedAt",
+        "expiresAt",
+        "state",
+        "lastError",
+    )
     return {k: fault.get(k) for k in keys if k in fault}
 
 
@@ -210,6 +227,29 @@ class Webhook:
         return fault_id, str(fault_type), str(cluster), node, Webhook._validate_expiry(body)
 
     @staticmethod
+    def _validate_model(body: dict[str, Any]) -> dict[str, Any] | None:
+        """ModelStoreLoss's `model`: the s3:// source to delete and the backup to restore."""
+        model = body.get("model")
+        if body.get("type") != MODEL_STORE_LOSS:
+            if model is not None:
+                raise RequestError(400, "only ModelStoreLoss names a model")
+            return None
+        restore = model.get("restoreFrom") if isinstance(model, dict) else None
+        fields = ("store", "url", "id", "modelDigest")
+        if (
+            not isinstance(model, dict)
+            or not str(model.get("source") or "").startswith("s3://")
+            or not isinstance(restore, dict)
+            or not all(isinstance(restore.get(f), str) and restore.get(f) for f in fields)
+        ):
+            raise RequestError(
+                400,
+                'ModelStoreLoss needs `model`: {"source": "s3://...", "restoreFrom": {"store", '
+                '"url", "id", "modelDigest"}}',
+            )
+        return {"source": model["source"], "restoreFrom": {f: restore[f] for f in fields}}
+
+    @staticmethod
     def _validate_expiry(body: dict[str, Any]) -> datetime:
         """`expiresAt`: mandatory, in the future, at most MAX_EXPIRY_AHEAD_S ahead."""
         expires = body.get("expiresAt")
@@ -246,6 +286,7 @@ class Webhook:
 
     def inject(self, body: dict[str, Any]) -> dict[str, Any]:
         fault_id, fault_type, cluster, node, expires_at = self._validate_inject(body)
+        model = self._validate_model(body)
         with self._change:
             self._refuse_undone(fault_id, "injected")
             existing = self.faults.get(fault_id)
@@ -271,6 +312,7 @@ class Webhook:
                     "node": node,
                     "injectedAt": _format(_now()),
                     "expiresAt": _format(expires_at),
+                    **({"model": model} if model else {}),
                 }
             fault["state"] = INJECTING
             fault.pop("lastError", None)
@@ -349,9 +391,11 @@ class Webhook:
                 log.info("undo %s: unknown id (never injected, or undone already)", fault_id)
                 return {"id": fault_id, "undone": False}
             note = self._undo_locked(dict(fault), why="asked")
+            if isinstance(note, dict):
+                return {"id": fault_id, "undone": True, "result": note}
             return {"id": fault_id, "undone": True, **({"note": note} if note else {})}
 
-    def _undo_locked(self, fault: dict[str, Any], why: str) -> str | None:
+    def _undo_locked(self, fault: dict[str, Any], why: str) -> str | dict[str, Any] | None:
         """Undo one fault; what the actions had to say about it (e.g. a node's new address)."""
         fault_id = fault["id"]
         what = _describe(fault)
@@ -365,7 +409,7 @@ class Webhook:
             what,
             f"; kept in effect by {', '.join(shared)}" if shared else "",
         )
-        note = None
+        note: str | dict[str, Any] | None = None
         try:
             if not shared:
                 note = self.actions.undo(fault)
@@ -379,7 +423,7 @@ class Webhook:
             log.info("undo %s: released (%s stays in effect)", fault_id, what)
         else:
             log.info("undo %s: %s undone%s", fault_id, what, f" ({note})" if note else "")
-        return note if isinstance(note, str) else None
+        return note
 
     def expire_due(self) -> None:
         """Undo every fault whose expiresAt has passed (a failed one is retried after RETRY_S)."""

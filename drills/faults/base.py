@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 from kubernetes import client
 
-from modeldr.api.drillplan import Fault
+from modeldr.api.drillplan import Expect, Fault
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
 from modeldr.drills.refusal import Refusal
@@ -75,6 +75,15 @@ class Observing(Protocol):
 
     def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
         """Read (never change) what the fault's targets show now."""
+
+
+@runtime_checkable
+class Undoing(Protocol):
+    """A driver whose undo is itself measured (ModelStoreLoss: the restore): what it said,
+    against the step's expectations, once the step's undo ran."""
+
+    def after_undo(self, record: FaultRecord, expect: Expect) -> Observation:
+        """Read the record the undo completed (never the clusters)."""
 
 
 class FaultDriver(Protocol):

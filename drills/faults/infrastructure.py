@@ -70,7 +70,7 @@ def _call_inject(members: MemberRegistry, record: FaultRecord, node: str | None)
         raise Refusal("InjectFailed", f"{record.type} of {record.cluster}: {exc}") from None
 
 
-def _call_renew(members: MemberRegistry, record: FaultRecord, expires: datetime) -> None:
+def call_renew(members: MemberRegistry, record: FaultRecord, expires: datetime) -> None:
     """The provider's `/renew`: pushes the expiry of the fault in force, never re-creates
     it (docs/infrastructure-webhook.md). Bounded by a short timeout, so a hung provider
     cannot hold the step's undo for the full inject timeout."""
@@ -108,7 +108,7 @@ class NodeFailure:
         _call_inject(members, record, FaultParameters.of(record).node_name)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
-        _call_renew(members, record, expires_at)
+        call_renew(members, record, expires_at)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_undo(members, record)
@@ -137,7 +137,7 @@ class ClusterOutage:
         _call_inject(members, record, None)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
-        _call_renew(members, record, expires_at)
+        call_renew(members, record, expires_at)
 
     def undo(self, members: MemberRegistry, record: FaultRecord) -> None:
         _call_undo(members, record)
@@ -185,7 +185,7 @@ class ModelStoreOutage:
             )
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
-        _call_renew(members, record, expires_at)
+        call_renew(members, record, expires_at)
 
     def observe(self, members: MemberRegistry, record: FaultRecord) -> Observation:
         parameters = FaultParameters.of(record)

@@ -33,6 +33,16 @@ class FaultParameters(ApiModel):
     hold_seconds: int | None = None
     # ModelStoreOutage: the label selector of the model's pods (what its observation reads).
     selector: str | None = None
+    # ModelStoreLoss: the model's s3:// source, and the backup its undo restores (chosen
+    # and proven restorable before anything is deleted).
+    source: str | None = None
+    backup_store: str | None = None
+    backup_url: str | None = None
+    backup_id: str | None = None
+    model_digest: str | None = None
+    # Set by ModelStoreLoss's undo: the restore's seconds and the digest the store holds now.
+    restore_seconds: float | None = None
+    restored_digest: str | None = None
 
     @property
     def member_namespace(self) -> str:

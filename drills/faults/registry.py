@@ -9,6 +9,7 @@ from modeldr.drills.faults.infrastructure import ClusterOutage, ModelStoreOutage
 from modeldr.drills.faults.network import NetworkFault
 from modeldr.drills.faults.nodes import GPULoss, NodeDrain
 from modeldr.drills.faults.pods import PodKill
+from modeldr.drills.faults.storeloss import ModelStoreLoss
 from modeldr.drills.refusal import Refusal
 
 DRIVERS: dict[str, FaultDriver] = {
@@ -19,6 +20,7 @@ DRIVERS: dict[str, FaultDriver] = {
     "ClusterOutage": ClusterOutage(),
     "ModelCorruption": ModelCorruption(),
     "ModelStoreOutage": ModelStoreOutage(),
+    "ModelStoreLoss": ModelStoreLoss(),
     # The node agent's (docs/agent.md): one driver, the effect is the order's.
     "NetworkPartition": NetworkFault(),
     "PacketLoss": NetworkFault(),

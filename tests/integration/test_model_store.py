@@ -580,3 +580,107 @@ def test_a_store_outage_drill_restarts_a_pod_into_it(
     assert (
         backups.read_model(location("primary", model))[1] == (FIXTURE / MANIFEST_NAME).read_bytes()
     )
+
+
+def backed_up_model(hub_ns: str, prefix: str) -> tuple[str, str]:
+    """An s3 ModelDeployment serving from the primary and standby stores (no fallback), a
+    ModelBackup the namespace's policy allows (its schedule far away) and one full backup of
+    the model by it; the model's URL and the backup's id."""
+    put_policy(
+        policy_body(
+            hub_ns,
+            model_sources=(f"s3://models/{prefix}/",),
+            backups={
+                "stores": ["primary", "standby", "backup"],
+                "prefixes": [f"s3://modeldr-backups/{prefix}/"],
+            },
+        )
+    )
+    model = f"s3://models/{prefix}/tiny-bert"
+    serve_from_stores(hub_ns, model, ("primary", "standby"))
+    body = modelbackup("nightly", prefix, schedules={"full": "0 3 1 1 *"})
+    client.CustomObjectsApi(kube.api_client("hub")).create_namespaced_custom_object(
+        "modeldr.io", "v1alpha1", hub_ns, "modelbackups", body
+    )
+    backup = location("backup", body["spec"]["backupPrefix"])
+    made = backups.run_backup(location("primary", model), backup, "full")
+    return model, made.manifest.id
+
+
+def drill_verdict(hub_ns: str, name: str, timeout: float = 150) -> dict[str, Any]:
+    from tests.integration.test_drill_replica_faults import run_status
+
+    return dict(
+        kube.wait_for(
+            lambda: (
+                (s := run_status(hub_ns, name)).get("phase") in ("Passed", "Failed", "Error") and s
+            ),
+            timeout=timeout,
+            what=f"the verdict of {name}",
+        )
+    )
+
+
+def test_a_store_loss_drill_fails_over_and_restores_the_backup(s3_hub_ns: str, prefix: str) -> None:
+    """ModelStoreLoss on the primary: the model's objects deleted from the primary's store
+    (the backup proven restorable first), its pod restarted into the loss refuses, traffic
+    fails over to the standby; undo restores the backup into the store, verified, timed
+    against maxRestoreSeconds; the primary serves again from the restored model."""
+    from tests.integration.test_drill_replica_faults import apply_plan, explain, plan
+
+    model, backup_id = backed_up_model(s3_hub_ns, prefix)
+    step = {
+        "name": "lose-store",
+        "fault": {
+            "type": "ModelStoreLoss",
+            "cluster": "primary",
+            "mode": "all",
+            "maxBackupAgeSeconds": 600,
+        },
+        "durationSeconds": 15,
+        "expect": {"activeCluster": "standby", "maxRestoreSeconds": 30},
+    }
+    status = drill_verdict(s3_hub_ns, apply_plan(s3_hub_ns, plan("lose-store", [step])))
+    assert status["phase"] == "Passed", explain(status)
+    taken = status["steps"][0]
+    assert 0 < taken["restoreSeconds"] <= 30, taken
+    assert f"backup {backup_id} restored into the store and verified" in taken["message"]
+    fault = status["faults"][0]
+    assert fault["state"] == "Undone"
+    assert fault["parameters"]["backupId"] == backup_id
+    # The store holds the backed-up model again, byte for byte, and the primary loads it.
+    restored = backups.read_model(location("primary", model))[1]
+    assert restored == (FIXTURE / MANIFEST_NAME).read_bytes()
+    wait_status(
+        s3_hub_ns,
+        lambda s: (s.get("primary") or {}).get("readyReplicas") == 1,
+        "the primary Ready again from the restored store",
+        timeout=90,
+    )
+
+
+def test_a_store_loss_drill_without_a_recent_backup_deletes_nothing(
+    s3_hub_ns: str, prefix: str
+) -> None:
+    """Preflight refuses ModelStoreLoss when the newest backup is older than the plan allows
+    (Failed: the RPO does not hold) and when there is no backup (Error): nothing deleted."""
+    from tests.integration.test_drill_replica_faults import apply_plan, plan
+
+    model, backup_id = backed_up_model(s3_hub_ns, prefix)
+    time.sleep(2.1)  # the backup is now older than the plan's second
+    loss: dict[str, Any] = {"type": "ModelStoreLoss", "cluster": "primary"}
+    step = {"name": "lose-store", "fault": {**loss, "maxBackupAgeSeconds": 1}, "durationSeconds": 5}
+    status = drill_verdict(s3_hub_ns, apply_plan(s3_hub_ns, plan("too-old", [step])))
+    assert (status["phase"], status["reason"]) == ("Failed", "BackupTooOld"), status
+    assert backup_id in status["message"] and "maxBackupAgeSeconds" in status["message"]
+    # No ModelBackup of the model left: nothing to restore from, so nothing is deleted.
+    client.CustomObjectsApi(kube.api_client("hub")).delete_namespaced_custom_object(
+        "modeldr.io", "v1alpha1", s3_hub_ns, "modelbackups", "nightly"
+    )
+    step["fault"] = loss
+    status = drill_verdict(s3_hub_ns, apply_plan(s3_hub_ns, plan("no-backup", [step])))
+    assert (status["phase"], status["reason"]) == ("Error", "NoBackup"), status
+    assert not status.get("faults")
+    assert (
+        backups.read_model(location("primary", model))[1] == (FIXTURE / MANIFEST_NAME).read_bytes()
+    )

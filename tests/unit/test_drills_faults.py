@@ -119,6 +119,7 @@ def test_who_makes_each_fault() -> None:
         "NodeFailure": "webhook",
         "ClusterOutage": "webhook",
         "ModelStoreOutage": "webhook",
+        "ModelStoreLoss": "webhook",
         "ModelCorruption": "member-api",
         "NetworkPartition": "agent",
         "PacketLoss": "agent",
@@ -130,7 +131,7 @@ def test_each_driver_owns_its_facts() -> None:
     # Only the infrastructure's faults need a provider named in the member's Secret (the
     # preflight asks the driver); the renewable ones say how long their inject may take.
     needs = {name for name, driver in registry.DRIVERS.items() if driver.needs_infrastructure}
-    assert needs == {"NodeFailure", "ClusterOutage", "ModelStoreOutage"}
+    assert needs == {"NodeFailure", "ClusterOutage", "ModelStoreOutage", "ModelStoreLoss"}
     allowances = {
         name: driver.inject_allowance_s
         for name, driver in registry.DRIVERS.items()
@@ -140,6 +141,7 @@ def test_each_driver_owns_its_facts() -> None:
         "NodeFailure": infrastructure.INJECT_TIMEOUT_S,
         "ClusterOutage": infrastructure.INJECT_TIMEOUT_S,
         "ModelStoreOutage": infrastructure.INJECT_TIMEOUT_S,
+        "ModelStoreLoss": infrastructure.INJECT_TIMEOUT_S,
         "NetworkPartition": AGENT_WAIT_S,
         "PacketLoss": AGENT_WAIT_S,
         "Latency": AGENT_WAIT_S,
