@@ -26,6 +26,9 @@ StoreName = Annotated[str, StringConstraints(min_length=1, max_length=40, patter
 S3Prefix = Annotated[str, StringConstraints(min_length=8, max_length=1024, pattern=S3_PREFIX)]
 Cron = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Mode = Literal["full", "incremental", "differential"]
+# `kubectl annotate mbk NAME modeldr.io/backup-now=full`: that mode runs within seconds,
+# whatever the schedules say; the operator removes the annotation when it starts the run.
+BACKUP_NOW_ANNOTATION: Final = "modeldr.io/backup-now"
 NO_SCHEDULE: Final = "schedules needs at least one of full, incremental, differential"
 
 

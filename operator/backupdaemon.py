@@ -98,7 +98,8 @@ def backup_once(
     def running(text: str) -> None:
         write_status(custom, namespace, name, generation, phase="Running", message=text)
 
-    last_runs = run_due(plan, body, status, clock(), running)
+    asked = asked_now(custom, body)
+    last_runs = run_due(plan, body, status, clock(), running, asked)
     upcoming = plan.next_runs(clock())
     mode, at = min(upcoming.items(), key=lambda item: item[1])
     write_status(
@@ -125,9 +126,13 @@ def run_due(
     status: dict[str, Any],
     now: datetime,
     running: Callable[[str], None],
+    asked: MB.Mode | None = None,
 ) -> dict[str, Any]:
-    """Run every mode due now, then retention; the last runs by mode (status updated)."""
+    """Run every mode due now (and the one asked for by annotation), then retention; the last
+    runs by mode (status updated)."""
     due = plan.due(status, body["metadata"]["creationTimestamp"], now)
+    if asked is not None and asked not in due:
+        due = [mode for mode in MODE_ORDER if mode in due or mode == asked]
     last_runs = dict(status.get("lastRuns") or {})
     for mode in due:
         running(f"{mode} backup")
@@ -141,6 +146,31 @@ def run_due(
     if due:
         plan.retain(status)
     return last_runs
+
+
+def asked_now(custom: client.CustomObjectsApi, body: dict[str, Any]) -> MB.Mode | None:
+    """The mode `modeldr.io/backup-now` asks to run at once (suspended or not), its annotation
+    removed first: one ask, at most one run, even if the operator dies during it. A value
+    that is no mode is removed with a warning event and runs nothing."""
+    value = (body["metadata"].get("annotations") or {}).get(MB.BACKUP_NOW_ANNOTATION)
+    if value is None:
+        return None
+    namespace, name = labels(body)
+    patch = {"metadata": {"annotations": {MB.BACKUP_NOW_ANNOTATION: None}}}
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, MB.PLURAL, name, patch, _request_timeout=TIMEOUT
+    )
+    if value not in MODE_ORDER:
+        post_event(
+            obj_ref(body),
+            "Warning",
+            "BackupNowIgnored",
+            f"{MB.BACKUP_NOW_ANNOTATION}={value!r} is not a mode (full, incremental, "
+            "differential): nothing run",
+        )
+        return None
+    mode: MB.Mode = value
+    return mode
 
 
 class ProgressNote:

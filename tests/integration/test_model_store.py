@@ -584,8 +584,8 @@ def test_a_store_outage_drill_restarts_a_pod_into_it(
 
 def backed_up_model(hub_ns: str, prefix: str) -> tuple[str, str]:
     """An s3 ModelDeployment serving from the primary and standby stores (no fallback), a
-    ModelBackup the namespace's policy allows (its schedule far away) and one full backup of
-    the model by it; the model's URL and the backup's id."""
+    ModelBackup the namespace's policy allows, its schedule a year away, asked for a full
+    backup at once by annotation; the model's URL and that backup's id."""
     put_policy(
         policy_body(
             hub_ns,
@@ -599,12 +599,21 @@ def backed_up_model(hub_ns: str, prefix: str) -> tuple[str, str]:
     model = f"s3://models/{prefix}/tiny-bert"
     serve_from_stores(hub_ns, model, ("primary", "standby"))
     body = modelbackup("nightly", prefix, schedules={"full": "0 3 1 1 *"})
-    client.CustomObjectsApi(kube.api_client("hub")).create_namespaced_custom_object(
-        "modeldr.io", "v1alpha1", hub_ns, "modelbackups", body
+    body["metadata"]["annotations"] = {"modeldr.io/backup-now": "full"}
+    custom = client.CustomObjectsApi(kube.api_client("hub"))
+    custom.create_namespaced_custom_object("modeldr.io", "v1alpha1", hub_ns, "modelbackups", body)
+    status = wait_backup(
+        hub_ns,
+        "nightly",
+        lambda s: ((s.get("lastRuns") or {}).get("full") or {}).get("result") == "Succeeded",
+        "the full backup asked for by annotation",
     )
-    backup = location("backup", body["spec"]["backupPrefix"])
-    made = backups.run_backup(location("primary", model), backup, "full")
-    return model, made.manifest.id
+    # One ask, one run: the operator took the annotation away when it started.
+    meta = custom.get_namespaced_custom_object(
+        "modeldr.io", "v1alpha1", hub_ns, "modelbackups", "nightly"
+    )["metadata"]
+    assert "modeldr.io/backup-now" not in (meta.get("annotations") or {})
+    return model, str(status["lastRuns"]["full"]["id"])
 
 
 def drill_verdict(hub_ns: str, name: str, timeout: float = 150) -> dict[str, Any]:

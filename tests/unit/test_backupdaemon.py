@@ -92,3 +92,68 @@ def test_progress_is_said_at_most_every_two_seconds(monkeypatch: pytest.MonkeyPa
         "full backup: 300.0 MB of 419.4 MB (72 %)",
     ]
     assert backupdaemon.PROGRESS_EVERY_S == 2.0
+
+
+class Recording(Planned):
+    """Runs nothing: records which modes run_due asked for, in order."""
+
+    ran: list[str]
+
+    def run(self, mode, body, now, status, progress=None):  # type: ignore[no-untyped-def]
+        self.ran.append(mode)
+        return mode, {"result": "Succeeded", "startedAt": "2026-12-06T07:30:00Z"}
+
+    def retain(self, status):  # type: ignore[no-untyped-def]
+        return None
+
+
+def recording(**schedules: str) -> Recording:
+    plan = planned(**schedules)
+    recorder = Recording(plan.spec, plan.schedules, plan.source, None, plan.backup)
+    recorder.ran = []
+    return recorder
+
+
+def test_a_mode_asked_for_now_runs_in_order_with_what_is_due() -> None:
+    body = {"metadata": {"creationTimestamp": CREATED}}
+    plan = recording(full="0 3 1 1 *", incremental="*/10 * * * *")
+    backupdaemon.run_due(plan, body, {}, at("2026-12-06T07:30:01Z"), lambda _: None, "full")
+    assert plan.ran == ["full", "incremental"]  # the ask joins the due run, full first
+    plan = recording(full="0 3 1 1 *")
+    backupdaemon.run_due(plan, body, {}, at("2026-12-06T07:30:01Z"), lambda _: None, "full")
+    assert plan.ran == ["full"]
+    plan = recording(full="0 3 1 1 *")
+    backupdaemon.run_due(plan, body, {}, at("2026-12-06T07:30:01Z"), lambda _: None)
+    assert plan.ran == []  # nothing due, nothing asked
+
+
+class Annotations:
+    """The CustomObjectsApi calls asked_now makes: the patches it sent."""
+
+    def __init__(self) -> None:
+        self.patches: list[dict[str, object]] = []
+
+    def patch_namespaced_custom_object(self, *args: object, **kwargs: object) -> None:
+        patch = args[5]
+        assert isinstance(patch, dict)
+        self.patches.append(patch)
+
+
+def test_the_backup_now_annotation_is_removed_before_its_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(
+        backupdaemon, "post_event", lambda ref, kind, reason, msg: events.append(reason)
+    )
+    meta = {"name": "b", "namespace": "n", "uid": "u"}
+    api = Annotations()
+    asked = {"metadata": {**meta, "annotations": {"modeldr.io/backup-now": "differential"}}}
+    assert backupdaemon.asked_now(api, asked) == "differential"
+    removed = {"metadata": {"annotations": {"modeldr.io/backup-now": None}}}
+    assert api.patches == [removed]
+    wrong = {"metadata": {**meta, "annotations": {"modeldr.io/backup-now": "now"}}}
+    assert backupdaemon.asked_now(api, wrong) is None
+    assert api.patches == [removed, removed] and events == ["BackupNowIgnored"]
+    assert backupdaemon.asked_now(api, {"metadata": meta}) is None
+    assert len(api.patches) == 2
