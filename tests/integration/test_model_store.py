@@ -693,3 +693,62 @@ def test_a_store_loss_drill_without_a_recent_backup_deletes_nothing(
     assert (
         backups.read_model(location("primary", model))[1] == (FIXTURE / MANIFEST_NAME).read_bytes()
     )
+
+
+def test_a_store_loss_nobody_renews_is_restored_by_the_provider_itself(
+    stores: None, prefix: str
+) -> None:
+    """The sandbox's infrastructure provider, asked directly as the operator asks it: the
+    model's objects are gone while the fault is in force, and once its expiry passes with no
+    renewal (an operator that died mid-drill) the provider restores the named backup by
+    itself, verified; the operator's late undo then finds nothing to do."""
+    from datetime import UTC, datetime, timedelta
+
+    from modeldr.drills.infra import InfrastructureProvider
+    from sandbox import infra_daemon
+
+    model = f"s3://models/{prefix}/tiny-bert"
+    upload_dir(FIXTURE, location("standby", model))
+    backup = location("backup", f"s3://modeldr-backups/{prefix}/tiny-bert")
+    made = backups.run_backup(location("standby", model), backup, "full")
+    provider = InfrastructureProvider(infra_daemon.ensure_running(), infra_daemon.token())
+    fault_id = f"f-{prefix}"
+    provider.inject(
+        fault_id,
+        "ModelStoreLoss",
+        "standby",
+        expires_at=datetime.now(UTC) + timedelta(seconds=3),
+        model={
+            "source": model,
+            "restoreFrom": {
+                "store": "backup",
+                "url": str(backup.url),
+                "id": made.manifest.id,
+                "modelDigest": made.manifest.model_digest,
+            },
+        },
+    )
+    s3 = location("standby", model).client()
+    gone = s3.list_objects_v2(Bucket="models", Prefix=f"{prefix}/").get("Contents", [])
+    assert not gone  # every object of the model deleted
+
+    def restored() -> bool:
+        with contextlib.suppress(Exception):
+            raw = backups.read_model(location("standby", model))[1]
+            return raw == (FIXTURE / MANIFEST_NAME).read_bytes()
+        return False
+
+    kube.wait_for(restored, timeout=30, what="the provider to restore the model at expiry")
+    assert not any(f["id"] == fault_id for f in provider.faults())
+    assert provider.undo(fault_id) == {"id": fault_id, "undone": False}
+    # Every file back and byte for byte the backup's (the restore verified each on its way).
+    for name, _size in objectstore_names(location("standby", model)):
+        assert (FIXTURE / name).read_bytes() == s3.get_object(
+            Bucket="models", Key=f"{prefix}/tiny-bert/{name}"
+        )["Body"].read()
+
+
+def objectstore_names(where: backups.Location) -> list[tuple[str, int]]:
+    from modeldr.kube import objectstore
+
+    return list(objectstore.list_keys(where.client(), where.store, where.url))
