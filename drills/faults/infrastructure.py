@@ -59,15 +59,37 @@ def provider_for(members: MemberRegistry, cluster: str) -> InfrastructureProvide
         raise Refusal("NoProvider", f"member cluster {cluster!r}: {exc}") from None
 
 
-def _call_inject(members: MemberRegistry, record: FaultRecord, node: str | None) -> None:
+def call_inject(
+    members: MemberRegistry,
+    record: FaultRecord,
+    node: str | None,
+    model: dict[str, Any] | None = None,
+) -> None:
     provider = provider_for(members, record.cluster)
     expires = recorded_expiry(record)
     if expires is None:  # the step records one before every inject (drills/renewal.py)
         raise Refusal("InjectFailed", f"{record.type} {record.id} has no expiry recorded")
     try:
-        provider.inject(record.id, record.type, record.cluster, node=node, expires_at=expires)
+        provider.inject(
+            record.id, record.type, record.cluster, node=node, expires_at=expires, model=model
+        )
     except InfrastructureError as exc:
         raise Refusal("InjectFailed", f"{record.type} of {record.cluster}: {exc}") from None
+
+
+def restart_pods(members: MemberRegistry, record: FaultRecord) -> None:
+    """Delete the record's pods at once (grace 0): their replacements start into the fault."""
+    core = client.CoreV1Api(member_api(members, record.cluster))
+    namespace = FaultParameters.of(record).member_namespace
+    for pod in record.targets:
+        k8s.call(
+            core.delete_namespaced_pod,
+            pod,
+            namespace,
+            grace_period_seconds=0,
+            _request_timeout=TIMEOUT,
+            absent=k8s.DONE,
+        )
 
 
 def call_renew(members: MemberRegistry, record: FaultRecord, expires: datetime) -> None:
@@ -105,7 +127,7 @@ class NodeFailure:
         return plan_node(members, aim)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
-        _call_inject(members, record, FaultParameters.of(record).node_name)
+        call_inject(members, record, FaultParameters.of(record).node_name)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
         call_renew(members, record, expires_at)
@@ -134,7 +156,7 @@ class ClusterOutage:
         return Choice((where.cluster,), parameters.record(), aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
-        _call_inject(members, record, None)
+        call_inject(members, record, None)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
         call_renew(members, record, expires_at)
@@ -170,19 +192,9 @@ class ModelStoreOutage:
         return Choice(targets, parameters.record(), aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
-        _call_inject(members, record, None)
+        call_inject(members, record, None)
         # The store refuses connections now: the restarted pods start into the outage.
-        core = client.CoreV1Api(member_api(members, record.cluster))
-        namespace = FaultParameters.of(record).member_namespace
-        for pod in record.targets:
-            k8s.call(
-                core.delete_namespaced_pod,
-                pod,
-                namespace,
-                grace_period_seconds=0,
-                _request_timeout=TIMEOUT,
-                absent=k8s.DONE,
-            )
+        restart_pods(members, record)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
         call_renew(members, record, expires_at)

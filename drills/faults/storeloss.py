@@ -18,23 +18,20 @@ import time
 from datetime import datetime
 from typing import Any
 
-from kubernetes import client
-
 from modeldr.api.drillplan import Expect
 from modeldr.api.drillstatus import FaultRecord
 from modeldr.api.phase import Phase
-from modeldr.drills.faults.base import TIMEOUT, Aim, Choice, Observation, choose_pods, member_api
+from modeldr.drills.faults.base import Aim, Choice, Observation, choose_pods
 from modeldr.drills.faults.infrastructure import (
     INJECT_TIMEOUT_S,
     PROVIDER,
+    call_inject,
     call_renew,
     provider_for,
+    restart_pods,
 )
 from modeldr.drills.faults.params import FaultParameters
-from modeldr.drills.infra import InfrastructureError
 from modeldr.drills.refusal import Refusal
-from modeldr.drills.renewal import recorded_expiry
-from modeldr.kube import k8s
 from modeldr.kube.backupplaces import BackupUnusable, RestorePoint, restore_point
 from modeldr.kube.members import MemberRegistry
 from modeldr.kube.tenancy import Tenancy
@@ -89,32 +86,9 @@ class ModelStoreLoss:
         return Choice(targets, parameters.record(), aim.seed)
 
     def inject(self, members: MemberRegistry, record: FaultRecord) -> None:
-        parameters = FaultParameters.of(record)
-        expires = recorded_expiry(record)
-        if expires is None:  # the step records one before every inject (drills/renewal.py)
-            raise Refusal("InjectFailed", f"{record.type} {record.id} has no expiry recorded")
-        provider = provider_for(members, record.cluster)
-        try:
-            provider.inject(
-                record.id,
-                record.type,
-                record.cluster,
-                expires_at=expires,
-                model=model_of(parameters),
-            )
-        except InfrastructureError as exc:
-            raise Refusal("InjectFailed", f"{record.type} of {record.cluster}: {exc}") from None
+        call_inject(members, record, None, model=model_of(FaultParameters.of(record)))
         # The model is gone from the store now: the restarted pods start into the loss.
-        core = client.CoreV1Api(member_api(members, record.cluster))
-        for pod in record.targets:
-            k8s.call(
-                core.delete_namespaced_pod,
-                pod,
-                parameters.member_namespace,
-                grace_period_seconds=0,
-                _request_timeout=TIMEOUT,
-                absent=k8s.DONE,
-            )
+        restart_pods(members, record)
 
     def renew(self, members: MemberRegistry, record: FaultRecord, expires_at: datetime) -> None:
         call_renew(members, record, expires_at)

@@ -365,10 +365,8 @@ def wait_backup(hub_ns: str, name: str, predicate: Any, what: str, timeout: floa
         pytest.fail(f"timed out waiting for {what}; status {json.dumps(last, indent=1)}")
 
 
-def test_a_modelbackup_runs_its_schedules_mirrors_and_keeps_its_retention(
-    s3_hub_ns: str, prefix: str, tmp_path: Path
-) -> None:
-    hub_ns = s3_hub_ns
+def allow_backups(hub_ns: str, prefix: str) -> None:
+    """The namespace's policy: the test's models and its backups in the sandbox's stores."""
     put_policy(
         policy_body(
             hub_ns,
@@ -379,6 +377,13 @@ def test_a_modelbackup_runs_its_schedules_mirrors_and_keeps_its_retention(
             },
         )
     )
+
+
+def test_a_modelbackup_runs_its_schedules_mirrors_and_keeps_its_retention(
+    s3_hub_ns: str, prefix: str, tmp_path: Path
+) -> None:
+    hub_ns = s3_hub_ns
+    allow_backups(hub_ns, prefix)
     model = f"s3://models/{prefix}/tiny-bert"
     work = tmp_path / "model"
     work.mkdir()
@@ -586,16 +591,7 @@ def backed_up_model(hub_ns: str, prefix: str) -> tuple[str, str]:
     """An s3 ModelDeployment serving from the primary and standby stores (no fallback), a
     ModelBackup the namespace's policy allows, its schedule a year away, asked for a full
     backup at once by annotation; the model's URL and that backup's id."""
-    put_policy(
-        policy_body(
-            hub_ns,
-            model_sources=(f"s3://models/{prefix}/",),
-            backups={
-                "stores": ["primary", "standby", "backup"],
-                "prefixes": [f"s3://modeldr-backups/{prefix}/"],
-            },
-        )
-    )
+    allow_backups(hub_ns, prefix)
     model = f"s3://models/{prefix}/tiny-bert"
     serve_from_stores(hub_ns, model, ("primary", "standby"))
     body = modelbackup("nightly", prefix, schedules={"full": "0 3 1 1 *"})
