@@ -263,9 +263,15 @@ def test_a_killed_operator_s_partition_expires_by_itself(drill_ns: str) -> None:
         )
         # Up to the polling's own delay on a loaded machine (each poll runs `nft list`).
         assert -0.5 <= lag <= 3.0, f"rules gone {lag:.2f} s after expiresAt {expires}"
-        [nf] = orders(drill_ns)
-        report = nf["status"]["nodes"][pod.spec.node_name]
-        assert report["state"] == "Removed" and "expired" in report["message"]
+
+        # The agent reports it just after it drops the rules (a status write, a moment later).
+        def removed() -> dict[str, Any] | None:
+            [nf] = orders(drill_ns)
+            report = dict(nf["status"]["nodes"][pod.spec.node_name])
+            return report if report["state"] == "Removed" else None
+
+        report = kube.wait_for(removed, timeout=5, interval=0.1, what="the agent's Removed")
+        assert "expired" in report["message"]
     finally:
         operator_up()  # whatever happened: the module's next tests need it
     s = finished(drill_ns, name, timeout=90)
